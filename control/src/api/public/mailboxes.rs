@@ -1,0 +1,140 @@
+//! Domains, mailbox creation and deletion.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use rand::seq::IndexedRandom;
+use tracing::info;
+
+use super::PublicState;
+use super::access::{open, token};
+use super::address::{random_local_part, validate_local_part};
+use super::error::{ApiError, ApiResult, Problem};
+use super::types::{CreateMailbox, DomainList, MailboxCreated, TokenQuery, rfc3339};
+use crate::mailboxes::{RegistryError, now_ms};
+
+/// Random local parts tried before giving up on a (practically impossible) collision.
+const RANDOM_TRIES_MAX: usize = 4;
+
+/// Domains offered for new addresses.
+#[utoipa::path(get, path = "/api/v1/domains", tag = "mailboxes",
+    responses((status = 200, body = DomainList), (status = 429, body = Problem)))]
+pub async fn list_domains(State(state): State<PublicState>) -> Json<DomainList> {
+    Json(DomainList {
+        domains: state.domains.active(),
+    })
+}
+
+/// Creates a mailbox: a random or chosen address on an offered domain.
+#[utoipa::path(post, path = "/api/v1/mailboxes", tag = "mailboxes", request_body(content = CreateMailbox),
+    responses((status = 201, body = MailboxCreated), (status = 400, body = Problem), (status = 409, body = Problem),
+        (status = 413, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem),
+        (status = 503, body = Problem)))]
+pub async fn create_mailbox(
+    State(state): State<PublicState>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<MailboxCreated>)> {
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge(state.config.body_bytes_max),
+        _ => ApiError::BadRequest(e.body_text()),
+    })?;
+    let req: CreateMailbox = if body.iter().all(u8::is_ascii_whitespace) {
+        CreateMailbox::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?
+    };
+    let domain = pick_domain(&state, req.domain.as_deref())?;
+    let ttl = req.ttl_seconds.unwrap_or(state.config.ttl_secs_default);
+    if ttl == 0 || ttl > state.config.ttl_secs_max {
+        return Err(ApiError::BadRequest(format!(
+            "ttl_seconds must be 1 to {}",
+            state.config.ttl_secs_max
+        )));
+    }
+    let chosen = req
+        .local_part
+        .as_deref()
+        .map(validate_local_part)
+        .transpose()?;
+    let tries = if chosen.is_some() {
+        1
+    } else {
+        RANDOM_TRIES_MAX
+    };
+    for _ in 0..tries {
+        let local = chosen.clone().unwrap_or_else(random_local_part);
+        let address = format!("{local}@{domain}");
+        let now = now_ms();
+        match state.registry.register(&address, now, now + ttl * 1000) {
+            Ok(reg) => {
+                // Mail left by an earlier owner of this address must not reach the new one.
+                state.store.delete_mailbox(&address);
+                if let Err(e) = state.store.set_mailbox_ttl(&address, Some(ttl)) {
+                    tracing::warn!(error = %e, "mailbox ttl not applied; store default ttl holds");
+                }
+                info!(domain = %domain, ttl, chosen = chosen.is_some(), "mailbox created");
+                let max_messages = state.store_mailbox_max;
+                return Ok((
+                    StatusCode::CREATED,
+                    Json(MailboxCreated {
+                        address,
+                        token: reg.token,
+                        expires_at: rfc3339(reg.expires_at_ms),
+                        max_messages,
+                    }),
+                ));
+            }
+            Err(RegistryError::Taken) if chosen.is_none() => continue,
+            Err(RegistryError::Taken) => return Err(ApiError::AddressTaken(address)),
+            Err(RegistryError::Full(n)) => {
+                return Err(ApiError::Unavailable(format!(
+                    "mailbox limit reached ({n})"
+                )));
+            }
+        }
+    }
+    Err(ApiError::Unavailable(
+        "could not find a free random address".into(),
+    ))
+}
+
+/// Deletes a mailbox and all its messages.
+#[utoipa::path(delete, path = "/api/v1/mailboxes/{address}", tag = "mailboxes",
+    params(("address" = String, Path, description = "The mailbox address"), TokenQuery),
+    security(("bearer" = [])),
+    responses((status = 204, description = "Deleted"), (status = 404, body = Problem), (status = 429, body = Problem)))]
+pub async fn delete_mailbox(
+    State(state): State<PublicState>,
+    Path(address): Path<String>,
+    Query(q): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
+    let opened = open(&state, &address, token(&headers, q.token.as_deref()))?;
+    let n = state.store.delete_mailbox(&opened.address);
+    state.registry.remove(&opened.address);
+    if let Err(e) = state.store.set_mailbox_ttl(&opened.address, None) {
+        tracing::warn!(error = %e, "mailbox ttl override not cleared");
+    }
+    info!(messages = n, "mailbox deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn pick_domain(state: &PublicState, wanted: Option<&str>) -> ApiResult<String> {
+    let active = state.domains.active();
+    match wanted {
+        Some(w) => {
+            let w = w.trim_end_matches('.').to_ascii_lowercase();
+            active
+                .into_iter()
+                .find(|d| *d == w)
+                .ok_or(ApiError::UnknownDomain(w))
+        }
+        None => active
+            .choose(&mut rand::rng())
+            .cloned()
+            .ok_or_else(|| ApiError::Unavailable("no domain is offered right now".into())),
+    }
+}

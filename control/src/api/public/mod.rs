@@ -1,0 +1,237 @@
+//! The public mailbox API (`/api/v1`), live push and the web inbox (`/`).
+//!
+//! Layout: `mailboxes` / `messages` / `push` (handlers), `access` (token or public
+//! mode), `address` (local parts), `render` + `sanitize` (MIME and HTML on read),
+//! `guard` (header bound, rate limits, security headers), `ratelimit`, `subscribers`,
+//! `types` (JSON shapes), `error` (RFC 9457 problems), `web` (embedded inbox), `config`.
+//! The OpenAPI document is generated from the handlers' annotations by utoipa, and the
+//! router is built from the same list, so the two cannot disagree.
+
+pub mod access;
+pub mod address;
+pub mod config;
+pub mod error;
+pub mod guard;
+pub mod mailboxes;
+pub mod messages;
+pub mod push;
+pub mod ratelimit;
+pub mod render;
+pub mod sanitize;
+pub mod subscribers;
+pub mod types;
+pub mod web;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::middleware;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tempmx_store::Store;
+use tokio::sync::watch;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa::OpenApi;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use self::config::{AccessMode, PublicConfig};
+use self::error::ApiError;
+use self::ratelimit::Limiter;
+use self::subscribers::Subscribers;
+use crate::mailboxes::Registry;
+
+/// Path of the generated OpenAPI document.
+pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
+
+/// The domain pool as the public API sees it (the pool itself is owned elsewhere).
+pub trait DomainSource: Send + Sync + 'static {
+    /// Domains offered for new addresses now (`active`), normalised.
+    fn active(&self) -> Vec<String>;
+    /// Whether mail for `domain` is still accepted (pending, active or draining).
+    fn receives(&self, domain: &str) -> bool;
+}
+
+/// A fixed domain list (single-domain setups, tests).
+pub struct StaticDomains(pub Vec<String>);
+
+impl DomainSource for StaticDomains {
+    fn active(&self) -> Vec<String> {
+        self.0.clone()
+    }
+
+    fn receives(&self, domain: &str) -> bool {
+        self.0.iter().any(|d| d == domain)
+    }
+}
+
+/// The two request classes with separate per-IP limits.
+pub struct Limits {
+    /// `POST /api/v1/mailboxes`.
+    pub create: Limiter,
+    /// Every other `/api/v1` request.
+    pub read: Limiter,
+}
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct PublicState {
+    /// The message store (read side).
+    pub store: Arc<Store>,
+    /// The pool's current domains.
+    pub domains: Arc<dyn DomainSource>,
+    /// Registered mailboxes and their token hashes.
+    pub registry: Arc<Registry>,
+    /// The `[api]` settings.
+    pub config: Arc<PublicConfig>,
+    /// Per-IP rate limits.
+    pub limits: Arc<Limits>,
+    /// Live-push admission.
+    pub subscribers: Arc<Subscribers>,
+    /// Messages a mailbox keeps at least (the store's `mailbox_records_max`).
+    pub store_mailbox_max: usize,
+    /// Turns true when the server shuts down, so live-push connections end at once
+    /// (a graceful shutdown would otherwise wait for them).
+    pub closing: Arc<watch::Sender<bool>>,
+}
+
+impl PublicState {
+    /// Builds the state; `mailbox_records_max` is the store's `[store]` value of that name.
+    pub fn new(
+        store: Arc<Store>,
+        domains: Arc<dyn DomainSource>,
+        registry: Arc<Registry>,
+        config: PublicConfig,
+        mailbox_records_max: usize,
+    ) -> Self {
+        let limits = Limits {
+            create: Limiter::new(
+                f64::from(config.create_per_minute) / 60.0,
+                config.create_burst,
+                config.rate_ips_max,
+            ),
+            read: Limiter::new(
+                f64::from(config.reads_per_second),
+                config.reads_burst,
+                config.rate_ips_max,
+            ),
+        };
+        let subscribers = Subscribers::new(
+            config.subscribers_per_mailbox_max,
+            config.subscribers_per_ip_max,
+        );
+        Self {
+            store,
+            domains,
+            registry,
+            config: Arc::new(config),
+            limits: Arc::new(limits),
+            subscribers: Arc::new(subscribers),
+            store_mailbox_max: mailbox_records_max,
+            closing: Arc::new(watch::channel(false).0),
+        }
+    }
+
+    /// Ends every live-push connection now and refuses new ones; call before the
+    /// listener's graceful shutdown.
+    pub fn stop_push(&self) {
+        self.closing.send_replace(true);
+    }
+}
+
+/// The generated OpenAPI document's fixed parts; paths come from the router below.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "tempmx public API", version = "1", description = "Throwaway mailboxes: create, read, push, delete."),
+    modifiers(&BearerScheme),
+    tags((name = "mailboxes"), (name = "messages"), (name = "push"))
+)]
+pub struct ApiDoc;
+
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The API routes with their OpenAPI description.
+pub fn api_routes() -> OpenApiRouter<PublicState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(mailboxes::list_domains))
+        .routes(routes!(mailboxes::create_mailbox))
+        .routes(routes!(mailboxes::delete_mailbox))
+        .routes(routes!(messages::list_messages))
+        .routes(routes!(messages::get_message, messages::delete_message))
+        .routes(routes!(messages::get_raw))
+        .routes(routes!(messages::get_html))
+        .routes(routes!(messages::get_attachment))
+        .routes(routes!(push::events))
+        .routes(routes!(push::websocket))
+}
+
+/// The OpenAPI document as JSON.
+pub fn openapi_json() -> String {
+    api_routes()
+        .into_openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+/// The public listener's router: API, OpenAPI document and web inbox. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()` so limits key on the client IP.
+pub fn router(state: PublicState) -> Router {
+    let (api, _) = api_routes().split_for_parts();
+    let doc = Bytes::from(openapi_json());
+    let mut router = api
+        .route(
+            OPENAPI_PATH,
+            get(move || {
+                let doc = doc.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], doc) }
+            }),
+        )
+        .route("/", get(web::index))
+        .route("/app.js", get(web::app_js))
+        .route("/app.css", get(web::app_css))
+        .route("/icon.svg", get(web::icon))
+        .fallback(|| async { ApiError::NoRoute.into_response() })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed.into_response() })
+        .layer(DefaultBodyLimit::max(state.config.body_bytes_max))
+        .layer(middleware::from_fn_with_state(state.clone(), guard::guard));
+    if let Some(cors) = cors(&state.config.cors_origins) {
+        router = router.layer(cors);
+    }
+    router.with_state(state)
+}
+
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("last-event-id"),
+            ])
+            .expose_headers([header::RETRY_AFTER]),
+    )
+}

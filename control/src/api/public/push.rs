@@ -1,0 +1,253 @@
+//! Live push of new messages: Server-Sent Events and WebSocket, one feed behind both.
+//!
+//! A feed subscribes first and then replays from the store what came after
+//! `Last-Event-ID`, so nothing falls in between. When the store reports that the
+//! subscriber lagged, the feed re-lists the mailbox and sends what it missed. Every
+//! connection is admitted per mailbox and per client IP, and lives at most
+//! `api.push_duration_secs_max` (clients reconnect and resume).
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::Stream;
+use tempmx_store::{Event, MessageId, MessageSummary, Store, Subscription};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::PublicState;
+use super::access::{open, token};
+use super::error::{ApiError, ApiResult, Problem};
+use super::guard::ClientIp;
+use super::subscribers::{Admission, Refused};
+use super::types::{MessageItem, PushQuery};
+use crate::mailboxes::now_ms;
+
+/// Ids remembered to drop duplicates between replay and live events (shards publish
+/// slightly out of id order, so "greater than the last id" would lose messages).
+const SENT_IDS_MAX: usize = 512;
+/// SSE event name of a new message.
+pub const NEW_MESSAGE: &str = "new_message";
+
+/// New messages of one mailbox, replayed then live, until the deadline.
+pub struct Feed {
+    store: Arc<Store>,
+    sub: Subscription,
+    mailbox: String,
+    pending: VecDeque<MessageSummary>,
+    sent: VecDeque<MessageId>,
+    /// Messages at or below this id were there before the feed (or before the resume
+    /// point); a re-list after a lag starts above it.
+    floor: MessageId,
+    deadline: Instant,
+    closing: watch::Receiver<bool>,
+    _admission: Admission,
+}
+
+impl Feed {
+    /// Subscribes, then queues what arrived after `resume_after`.
+    fn start(
+        state: &PublicState,
+        mailbox: String,
+        ip: ClientIp,
+        resume_after: Option<MessageId>,
+        expires_at_ms: Option<u64>,
+    ) -> ApiResult<Self> {
+        let closing = state.closing.subscribe();
+        if *closing.borrow() {
+            return Err(ApiError::Unavailable("shutting down".into()));
+        }
+        let admission = state.subscribers.admit(&mailbox, ip.0).map_err(|r| {
+            ApiError::TooManySubscribers(match r {
+                Refused::Mailbox(n) => format!("at most {n} live subscribers per mailbox"),
+                Refused::Ip(n) => format!("at most {n} live subscribers per client"),
+            })
+        })?;
+        let sub = state
+            .store
+            .subscribe(&mailbox)
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        let mut life = Duration::from_secs(state.config.push_duration_secs_max);
+        if let Some(exp) = expires_at_ms {
+            life = life.min(Duration::from_millis(exp.saturating_sub(now_ms())));
+        }
+        let newest = state
+            .store
+            .list(&mailbox, None, 1)
+            .first()
+            .map_or(MessageId(0), |s| s.id);
+        let mut feed = Self {
+            floor: resume_after.unwrap_or(newest),
+            store: Arc::clone(&state.store),
+            sub,
+            mailbox,
+            pending: VecDeque::new(),
+            sent: VecDeque::new(),
+            deadline: Instant::now() + life,
+            closing,
+            _admission: admission,
+        };
+        if let Some(after) = resume_after {
+            feed.replay_after(after);
+        }
+        Ok(feed)
+    }
+
+    /// Queues stored messages newer than `after`, oldest first.
+    fn replay_after(&mut self, after: MessageId) {
+        let mut newer: Vec<MessageSummary> = self
+            .store
+            .list(&self.mailbox, None, usize::MAX)
+            .into_iter()
+            .filter(|s| s.id > after)
+            .collect();
+        newer.reverse();
+        self.pending.extend(newer);
+    }
+
+    /// The next new message, or `None` when the connection's life is over.
+    pub async fn next(&mut self) -> Option<MessageSummary> {
+        loop {
+            while let Some(s) = self.pending.pop_front() {
+                if self.mark_sent(s.id) {
+                    return Some(s);
+                }
+            }
+            let ev = tokio::select! {
+                ev = self.sub.recv() => ev,
+                () = tokio::time::sleep_until(self.deadline) => return None,
+                _ = self.closing.wait_for(|c| *c) => return None,
+            };
+            match ev {
+                Event::New(s) => self.pending.push_back(s),
+                Event::Lagged { .. } => self.replay_after(self.floor),
+            }
+        }
+    }
+
+    /// Records `id` as sent; false if it was sent already.
+    fn mark_sent(&mut self, id: MessageId) -> bool {
+        if self.sent.contains(&id) {
+            return false;
+        }
+        if self.sent.len() >= SENT_IDS_MAX {
+            self.sent.pop_front();
+        }
+        self.sent.push_back(id);
+        true
+    }
+}
+
+/// Server-Sent Events: `new_message` events carrying the listing item, `id` = message id.
+#[utoipa::path(get, path = "/api/v1/mailboxes/{address}/events", tag = "push",
+    params(("address" = String, Path, description = "The mailbox address"), PushQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this message id")),
+    security(("bearer" = [])),
+    responses((status = 200, content_type = "text/event-stream", body = MessageItem,
+        description = "`event: new_message`, `id: <message id>`, `data: <MessageItem JSON>`"),
+        (status = 404, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+pub async fn events(
+    State(state): State<PublicState>,
+    Extension(ip): Extension<ClientIp>,
+    Path(address): Path<String>,
+    Query(q): Query<PushQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let opened = open(&state, &address, token(&headers, q.token.as_deref()))?;
+    let resume = resume_id(&headers, q.last_event_id.as_deref())?;
+    let feed = Feed::start(&state, opened.address, ip, resume, opened.expires_at_ms)?;
+    let keepalive = KeepAlive::new().interval(Duration::from_secs(state.config.keepalive_secs));
+    let mut resp = Sse::new(sse_stream(feed))
+        .keep_alive(keepalive)
+        .into_response();
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-cache"),
+    );
+    Ok(resp)
+}
+
+fn sse_stream(feed: Feed) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    futures_util::stream::unfold(feed, |mut feed| async move {
+        let s = feed.next().await?;
+        let item = MessageItem::from(&s);
+        let ev = SseEvent::default()
+            .event(NEW_MESSAGE)
+            .id(item.id.clone())
+            .json_data(&item)
+            .unwrap_or_default();
+        Some((Ok(ev), feed))
+    })
+}
+
+/// WebSocket with the same events as text frames:
+/// `{"event":"new_message","id":"…","message":{MessageItem}}`.
+#[utoipa::path(get, path = "/api/v1/mailboxes/{address}/ws", tag = "push",
+    params(("address" = String, Path, description = "The mailbox address"), PushQuery),
+    security(("bearer" = [])),
+    responses((status = 101, description = "Switching to WebSocket"), (status = 404, body = Problem),
+        (status = 429, body = Problem)))]
+pub async fn websocket(
+    State(state): State<PublicState>,
+    Extension(ip): Extension<ClientIp>,
+    Path(address): Path<String>,
+    Query(q): Query<PushQuery>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> ApiResult<Response> {
+    let opened = open(&state, &address, token(&headers, q.token.as_deref()))?;
+    let resume = resume_id(&headers, q.last_event_id.as_deref())?;
+    let feed = Feed::start(&state, opened.address, ip, resume, opened.expires_at_ms)?;
+    let keepalive = Duration::from_secs(state.config.keepalive_secs);
+    // Clients only listen; anything bigger than a control frame is not expected.
+    Ok(upgrade
+        .max_message_size(4096)
+        .on_upgrade(move |socket| run_socket(socket, feed, keepalive)))
+}
+
+async fn run_socket(mut socket: WebSocket, mut feed: Feed, keepalive: Duration) {
+    let mut ping = tokio::time::interval(keepalive);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            next = feed.next() => {
+                let Some(s) = next else { break };
+                let item = MessageItem::from(&s);
+                let frame = serde_json::json!({ "event": NEW_MESSAGE, "id": item.id, "message": item });
+                if socket.send(WsMessage::Text(frame.to_string().into())).await.is_err() {
+                    return;
+                }
+            }
+            _ = ping.tick() => {
+                if socket.send(WsMessage::Ping(Vec::new().into())).await.is_err() {
+                    return;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    let _ = socket.send(WsMessage::Close(None)).await;
+}
+
+fn resume_id(headers: &HeaderMap, query: Option<&str>) -> ApiResult<Option<MessageId>> {
+    let raw = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .or(query);
+    raw.filter(|s| !s.is_empty())
+        .map(|s| {
+            s.trim()
+                .parse::<MessageId>()
+                .map_err(|_| ApiError::BadRequest(format!("`{s}` is not a message id")))
+        })
+        .transpose()
+}

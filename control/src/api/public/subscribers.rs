@@ -1,0 +1,108 @@
+//! Live-push admission: bounded subscribers per mailbox and per client IP, released by
+//! dropping the guard.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::ratelimit::client_key;
+
+/// Counts of open live-push connections.
+pub struct Subscribers {
+    per_mailbox_max: usize,
+    per_ip_max: usize,
+    counts: Mutex<Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
+    mailbox: HashMap<String, usize>,
+    ip: HashMap<IpAddr, usize>,
+}
+
+/// Which bound refused a subscriber.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// `api.subscribers_per_mailbox_max`.
+    Mailbox(usize),
+    /// `api.subscribers_per_ip_max`.
+    Ip(usize),
+}
+
+/// One admitted subscriber; dropping it frees the slots.
+pub struct Admission {
+    owner: Arc<Subscribers>,
+    mailbox: String,
+    ip: IpAddr,
+}
+
+impl Subscribers {
+    /// Bounds per mailbox and per client.
+    pub fn new(per_mailbox_max: usize, per_ip_max: usize) -> Self {
+        Self {
+            per_mailbox_max,
+            per_ip_max,
+            counts: Mutex::default(),
+        }
+    }
+
+    /// Admits a subscriber of `mailbox` from `ip`, or says which bound is reached.
+    pub fn admit(self: &Arc<Self>, mailbox: &str, ip: IpAddr) -> Result<Admission, Refused> {
+        let ip = client_key(ip);
+        let mut c = self.counts.lock();
+        if c.mailbox.get(mailbox).copied().unwrap_or(0) >= self.per_mailbox_max {
+            return Err(Refused::Mailbox(self.per_mailbox_max));
+        }
+        if c.ip.get(&ip).copied().unwrap_or(0) >= self.per_ip_max {
+            return Err(Refused::Ip(self.per_ip_max));
+        }
+        *c.mailbox.entry(mailbox.to_owned()).or_default() += 1;
+        *c.ip.entry(ip).or_default() += 1;
+        Ok(Admission {
+            owner: Arc::clone(self),
+            mailbox: mailbox.to_owned(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let mut c = self.owner.counts.lock();
+        release(&mut c.mailbox, &self.mailbox);
+        release(&mut c.ip, &self.ip);
+    }
+}
+
+fn release<K: Hash + Eq>(map: &mut HashMap<K, usize>, key: &K) {
+    if let Some(n) = map.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Goal: both bounds hold at their limit and dropping a guard frees its slot.
+    #[test]
+    fn bounds_and_release() {
+        let s = Arc::new(Subscribers::new(2, 3));
+        let ip: IpAddr = "127.0.0.1".parse().expect("ip");
+        let a = s.admit("a@p.test", ip).expect("1");
+        let _b = s.admit("a@p.test", ip).expect("2");
+        assert_eq!(s.admit("a@p.test", ip).err(), Some(Refused::Mailbox(2)));
+        let _c = s.admit("b@p.test", ip).expect("3");
+        assert_eq!(s.admit("c@p.test", ip).err(), Some(Refused::Ip(3)));
+        drop(a);
+        s.admit("a@p.test", "127.0.0.2".parse().expect("ip"))
+            .expect("freed");
+        assert!(s.counts.lock().mailbox.len() <= 2);
+    }
+}

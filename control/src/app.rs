@@ -1,0 +1,381 @@
+//! Builds every part of the appliance, starts its threads and runtimes, and shuts it down
+//! in order: stop taking mail first, then the readers, then DNS.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tempmx_dns::DnsHandle;
+use tempmx_ingress::driver::IngressHandle;
+use tempmx_ingress::policy::{DomainStatus, MailboxRegistry, Policy};
+use tempmx_store::{MessageSink, Store};
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::api;
+use crate::api::public::{DomainSource, PublicState};
+use crate::config::{Config, RecipientPolicy};
+use crate::mailboxes::Registry;
+use crate::metrics::Metrics;
+use crate::pool::{ControlError, ControlPlane, PlaneConfig, SystemClock};
+
+/// Room kept in a store record for the header lines we prepend (Received:,
+/// Authentication-Results:) on top of the largest message SMTP accepts.
+const TRACE_HEADERS_BYTES_MAX: usize = 8 * 1024;
+
+/// How often the control runtime expires messages and sweeps expired mailboxes.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Threads of the runtime that serves HTTP and runs the control plane; the ingress cores
+/// are separate threads, so this stays small.
+const CONTROL_THREADS: usize = 2;
+
+/// Why the appliance could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The store could not be opened or recovered.
+    #[error("store")]
+    Store(#[from] tempmx_store::StoreError),
+    /// The SMTP ingress could not start.
+    #[error("smtp ingress")]
+    Ingress(#[from] tempmx_ingress::driver::IngressError),
+    /// The DNS server could not start.
+    #[error("dns")]
+    Dns(#[from] tempmx_dns::DnsError),
+    /// The control plane's state could not be loaded.
+    #[error("control plane")]
+    Control(#[from] ControlError),
+    /// Settings of different parts contradict each other.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A listener or the runtime could not be set up.
+    #[error("{what}")]
+    Io {
+        /// What was being set up.
+        what: &'static str,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// State shared by the HTTP handlers and the control plane.
+pub struct Shared {
+    /// The message store (readers).
+    pub store: Arc<Store>,
+    /// The control plane: domain pool, rotation, blocklists.
+    pub plane: Arc<ControlPlane>,
+    /// The recipient policy the ingress reads.
+    pub policy: Arc<Policy>,
+    /// Metrics registry and collectors.
+    pub metrics: Metrics,
+    /// The configuration in force.
+    pub config: Config,
+}
+
+/// Actual listener addresses (a configured port 0 resolves here).
+#[derive(Clone, Copy, Debug)]
+pub struct Addrs {
+    /// SMTP.
+    pub smtp: SocketAddr,
+    /// Public HTTP API.
+    pub http: SocketAddr,
+    /// Admin API and metrics.
+    pub admin: SocketAddr,
+    /// DNS (UDP and TCP).
+    pub dns: SocketAddr,
+}
+
+/// A running appliance.
+pub struct App {
+    runtime: tokio::runtime::Runtime,
+    ingress: IngressHandle,
+    dns: Arc<DnsHandle>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    addrs: Addrs,
+    shared: Arc<Shared>,
+    public: PublicState,
+}
+
+impl App {
+    /// Starts every part on the given configuration.
+    pub fn start(config: Config) -> Result<Self, AppError> {
+        let cores = resolve_cores(config.ingress.cores, &config.store);
+        let (store, writers, recovery) = Store::open(&config.store, cores)?;
+        info!(%recovery, shards = cores, "store ready");
+        check_record_room(&config, &store)?;
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(CONTROL_THREADS)
+            .thread_name("tempmx-control")
+            .enable_all()
+            .build()
+            .map_err(|source| AppError::Io {
+                what: "control runtime",
+                source,
+            })?;
+        // The blocklist resolver is created inside the plane and needs a runtime context.
+        let _entered = runtime.enter();
+        let plane = Arc::new(ControlPlane::open(
+            plane_config(&config),
+            Arc::new(SystemClock),
+        )?);
+        let registry = Arc::new(Registry::new(config.api.mailboxes_max));
+        let lookup = match config.pool.recipients {
+            RecipientPolicy::CatchAll => None,
+            RecipientPolicy::Registered => Some(registry.clone() as Arc<dyn MailboxRegistry>),
+        };
+        let policy = Arc::new(Policy::new(plane.ingress_snapshot(), lookup));
+        let sinks: Vec<Box<dyn MessageSink + Send>> = writers
+            .into_iter()
+            .map(|w| Box::new(w) as Box<dyn MessageSink + Send>)
+            .collect();
+        let ingress = tempmx_ingress::driver::start(&config.ingress, policy.clone(), sinks)?;
+        let dns = Arc::new(tempmx_dns::start(&config.dns, plane.dns_snapshot())?);
+        // The plane holds only a weak reference, so shutdown can take the handle back.
+        let weak = Arc::downgrade(&dns);
+        plane.attach(
+            policy.clone(),
+            Some(Arc::new(move |zones| {
+                if let Some(d) = weak.upgrade() {
+                    d.publish(zones);
+                }
+            })),
+        );
+
+        let shared = Arc::new(Shared {
+            store,
+            plane,
+            policy,
+            metrics: Metrics::new(),
+            config,
+        });
+        register_metrics(&shared, &ingress, &dns);
+        let (http_listener, admin_listener) = runtime.block_on(bind_http(&shared.config))?;
+        let local = |l: &tokio::net::TcpListener, what| {
+            l.local_addr()
+                .map_err(|source| AppError::Io { what, source })
+        };
+        let addrs = Addrs {
+            smtp: ingress.local_addr(),
+            http: local(&http_listener, "http listener")?,
+            admin: local(&admin_listener, "admin listener")?,
+            dns: dns.local_addr(),
+        };
+        let public = PublicState::new(
+            shared.store.clone(),
+            Arc::new(PolicyDomains(shared.policy.clone())),
+            registry.clone(),
+            shared.config.api.clone(),
+            shared.config.store.mailbox_records_max,
+        );
+        let (stop, stop_rx) = watch::channel(false);
+        let public_router = api::public_router(public.clone(), shared.clone());
+        let tasks = vec![
+            runtime.spawn(api::serve(http_listener, public_router, stop_rx.clone())),
+            runtime.spawn(api::serve(
+                admin_listener,
+                api::admin_router(shared.clone()),
+                stop_rx.clone(),
+            )),
+            runtime.spawn(housekeeping(
+                shared.store.clone(),
+                registry,
+                stop_rx.clone(),
+            )),
+            runtime.spawn(shared.plane.clone().run(stop_rx)),
+        ];
+        info!(smtp = %addrs.smtp, http = %addrs.http, admin = %addrs.admin, dns = %addrs.dns,
+              backend = ?ingress.backend(), cores, "tempmx serving");
+        drop(_entered);
+        Ok(Self {
+            runtime,
+            ingress,
+            dns,
+            stop,
+            tasks,
+            addrs,
+            shared,
+            public,
+        })
+    }
+
+    /// The actual listener addresses.
+    pub fn addrs(&self) -> Addrs {
+        self.addrs
+    }
+
+    /// State shared with the HTTP handlers.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Blocks until SIGINT or SIGTERM, then shuts down gracefully.
+    pub fn run_until_signal(self) -> Result<(), AppError> {
+        self.runtime
+            .block_on(wait_for_signal())
+            .map_err(|source| AppError::Io {
+                what: "signal handler",
+                source,
+            })?;
+        info!("shutting down");
+        self.shutdown();
+        Ok(())
+    }
+
+    /// Stops taking mail (sessions get the configured grace), then the HTTP servers and the
+    /// control plane, then DNS.
+    pub fn shutdown(self) {
+        self.ingress.shutdown();
+        // Open SSE and WebSocket streams would hold the graceful HTTP shutdown open.
+        self.public.stop_push();
+        let _ = self.stop.send(true);
+        self.runtime.block_on(async {
+            for task in self.tasks {
+                let _ = task.await;
+            }
+        });
+        match Arc::try_unwrap(self.dns) {
+            Ok(dns) => dns.shutdown(),
+            // Someone still holds the handle; dropping our reference stops it when they let go.
+            Err(_) => tracing::warn!("dns handle still shared at shutdown"),
+        }
+        info!("tempmx stopped");
+    }
+}
+
+/// The public API's view of the pool: the snapshot the ingress reads.
+struct PolicyDomains(Arc<Policy>);
+
+impl DomainSource for PolicyDomains {
+    fn active(&self) -> Vec<String> {
+        let snapshot = self.0.snapshot();
+        let mut active: Vec<String> = snapshot
+            .domains()
+            .filter(|(_, s)| *s == DomainStatus::Active)
+            .map(|(d, _)| d.to_owned())
+            .collect();
+        active.sort();
+        active
+    }
+
+    fn receives(&self, domain: &str) -> bool {
+        self.0
+            .snapshot()
+            .status(domain)
+            .is_some_and(|s| s != DomainStatus::Retired)
+    }
+}
+
+/// Expires messages and forgets expired mailboxes (and their mail) once a second.
+async fn housekeeping(store: Arc<Store>, registry: Arc<Registry>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        store.expire();
+        for address in registry.sweep(crate::mailboxes::now_ms()) {
+            store.delete_mailbox(&address);
+        }
+    }
+}
+
+fn plane_config(config: &Config) -> PlaneConfig {
+    PlaneConfig {
+        domains: config.pool.domains.clone(),
+        recipients: config.pool.recipients,
+        policy: config.pool.policy.clone(),
+        limits: config.pool.limits.clone(),
+        blocklists: config.blocklists.clone(),
+        data_dir: config.data_dir.clone(),
+    }
+}
+
+/// Refuses a message limit the store could not hold once our trace headers are added.
+fn check_record_room(config: &Config, store: &Store) -> Result<(), AppError> {
+    let record_max = store.record_bytes_max();
+    let message_max = config.ingress.limits.message_bytes_max;
+    if message_max + TRACE_HEADERS_BYTES_MAX > record_max {
+        return Err(AppError::Config(format!(
+            "ingress.limits.message_bytes_max ({message_max}) plus {TRACE_HEADERS_BYTES_MAX} bytes of \
+             trace headers exceeds the largest store record ({record_max}); raise \
+             store.segment_bytes or lower the message limit"
+        )));
+    }
+    Ok(())
+}
+
+async fn bind_http(
+    config: &Config,
+) -> Result<(tokio::net::TcpListener, tokio::net::TcpListener), AppError> {
+    let http = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|source| AppError::Io {
+            what: "http listener",
+            source,
+        })?;
+    let admin = tokio::net::TcpListener::bind(config.admin.listen)
+        .await
+        .map_err(|source| AppError::Io {
+            what: "admin listener",
+            source,
+        })?;
+    Ok((http, admin))
+}
+
+/// Lets `/metrics` read every part's counters at scrape time.
+fn register_metrics(shared: &Arc<Shared>, ingress: &IngressHandle, dns: &DnsHandle) {
+    let reader = ingress.counters_reader();
+    shared
+        .metrics
+        .add_source(move |out| crate::metrics::ingress_families(&reader.read(), out));
+    let reader = dns.counters_reader();
+    shared
+        .metrics
+        .add_source(move |out| crate::metrics::dns_families(&reader.read(), out));
+    let store = shared.store.clone();
+    shared
+        .metrics
+        .add_source(move |out| crate::metrics::store_families(&store.stats(), out));
+    let plane = shared.plane.clone();
+    shared
+        .metrics
+        .add_source(move |out| crate::metrics::pool_families(&plane, out));
+}
+
+/// Segments each shard should get at least when the core count is chosen automatically.
+const AUTO_SEGMENTS_PER_SHARD_MIN: u64 = 4;
+
+/// `ingress.cores = 0` means one core per CPU, capped so every store shard still gets a
+/// few segments of the memory budget (a big machine with the laptop default budget).
+fn resolve_cores(configured: usize, store: &tempmx_store::StoreConfig) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let fit = store.memory_bytes_max / (AUTO_SEGMENTS_PER_SHARD_MIN * store.segment_bytes).max(1);
+    let cores = cpus.min(usize::try_from(fit).unwrap_or(usize::MAX)).max(1);
+    if cores < cpus {
+        tracing::warn!(
+            cpus,
+            cores,
+            "store.memory_bytes_max is small for this many CPUs; \
+            running fewer ingress cores (raise the budget or set ingress.cores)"
+        );
+    }
+    cores
+}
+
+async fn wait_for_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r,
+        _ = term.recv() => Ok(()),
+    }
+}

@@ -1,0 +1,374 @@
+//! The appliance configuration: one TOML file composed of each crate's section.
+//!
+//! Precedence: command-line flags over the file over the embedded defaults. Unknown keys
+//! are an error that names the full key path (`ingress.limits.bogus`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tempmx_dns::DnsConfig;
+use tempmx_ingress::IngressConfig;
+use tempmx_store::{Persistence, StoreConfig};
+
+/// Environment variable that overrides `admin.token`.
+pub const ADMIN_TOKEN_ENV: &str = "TEMPMX_ADMIN_TOKEN";
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// SMTP ingress.
+    pub ingress: IngressConfig,
+    /// Message store.
+    pub store: StoreConfig,
+    /// Authoritative DNS.
+    pub dns: DnsConfig,
+    /// Public HTTP API and web inbox: listener.
+    pub http: HttpConfig,
+    /// Public HTTP API: access mode, limits, rate limits, CORS.
+    pub api: crate::api::public::PublicConfig,
+    /// Admin API and `/metrics`.
+    pub admin: AdminConfig,
+    /// The domain pool at first start, rotation policy and limits.
+    pub pool: PoolConfig,
+    /// Blocklists the pool's domains are checked against.
+    pub blocklists: crate::blocklist::BlocklistConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Directory for persistent state; unset means memory only.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// The `[http]` section.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listener of the public API and web inbox.
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+/// The `[admin]` section.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Listener of the admin API and `/metrics`.
+    pub listen: SocketAddr,
+    /// Bearer token of the admin API (prefer the `TEMPMX_ADMIN_TOKEN` environment variable).
+    pub token: Option<String>,
+    /// A second token that may only read the admin API.
+    pub read_token: Option<String>,
+    /// Whether `/metrics` needs the admin token too.
+    pub metrics_need_token: bool,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            token: None,
+            read_token: None,
+            metrics_need_token: false,
+        }
+    }
+}
+
+/// The `[pool]` section: domains the pool starts with when no state exists yet.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolConfig {
+    /// Domains that start `active`.
+    pub domains: Vec<String>,
+    /// `catch-all` (any local part) or `registered` (only created mailboxes).
+    pub recipients: RecipientPolicy,
+    /// Rotation policy on the first start (the saved one wins afterwards).
+    pub policy: crate::pool::RotationPolicy,
+    /// Limits of the control plane.
+    pub limits: crate::pool::PoolLimits,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            domains: vec!["tempmx.test".to_owned()],
+            recipients: RecipientPolicy::CatchAll,
+            policy: crate::pool::RotationPolicy::default(),
+            limits: crate::pool::PoolLimits::default(),
+        }
+    }
+}
+
+/// Which local parts of a pool domain accept mail.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecipientPolicy {
+    /// Any local part.
+    CatchAll,
+    /// Only mailboxes created through the API.
+    Registered,
+}
+
+/// The `[log]` section.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `tempmx=debug,info`; `RUST_LOG` overrides it.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            filter: "info".to_owned(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Command-line flags that override the file.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--smtp`.
+    pub smtp: Option<SocketAddr>,
+    /// `--http`.
+    pub http: Option<SocketAddr>,
+    /// `--admin`.
+    pub admin: Option<SocketAddr>,
+    /// `--dns`.
+    pub dns: Option<SocketAddr>,
+    /// `--domain` (repeatable); replaces the configured pool domains when given.
+    pub domains: Vec<String>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has an unknown key or a wrong type.
+    #[error("config file {path}: at `{key}`: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Dotted key path of the offending entry (`.` for the root).
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The values parse but do not make sense together; every problem is listed.
+    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+impl Config {
+    /// Reads and parses a config file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|(key, message)| ConfigError::Parse {
+            path: path.to_owned(),
+            key,
+            message,
+        })
+    }
+
+    /// Parses TOML text; the error carries the key path and the message.
+    pub fn from_toml(text: &str) -> Result<Self, (String, String)> {
+        let de = toml::Deserializer::parse(text).map_err(|e| (".".to_owned(), e.to_string()))?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            (key, e.into_inner().message().to_owned())
+        })
+    }
+
+    /// Applies command-line overrides and environment variables.
+    pub fn apply(&mut self, o: Overrides) {
+        if let Some(a) = o.smtp {
+            self.ingress.listen = a;
+        }
+        if let Some(a) = o.http {
+            self.http.listen = a;
+        }
+        if let Some(a) = o.admin {
+            self.admin.listen = a;
+        }
+        if let Some(a) = o.dns {
+            self.dns.listen = a;
+        }
+        if !o.domains.is_empty() {
+            self.pool.domains = o.domains;
+        }
+        if let Some(d) = o.data_dir {
+            self.data_dir = Some(d);
+        }
+        if let Some(dir) = &self.data_dir {
+            self.store.persistence = Persistence::Disk;
+            if self.store.dir.is_none() {
+                self.store.dir = Some(dir.join("store"));
+            }
+        }
+        if let Ok(token) = std::env::var(ADMIN_TOKEN_ENV)
+            && !token.is_empty()
+        {
+            self.admin.token = Some(token);
+        }
+    }
+
+    /// Checks relations between values, reporting every problem at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut errors = Vec::new();
+        if self.pool.domains.is_empty() {
+            errors.push("pool.domains: at least one domain is needed".to_owned());
+        }
+        for d in &self.pool.domains {
+            if crate::pool::normalise_domain(d).is_none() {
+                errors.push(format!("pool.domains: `{d}` is not a valid domain name"));
+            }
+        }
+        let admin_ip = self.admin.listen.ip();
+        if self.admin.token.is_none() && !admin_ip.is_loopback() {
+            errors.push(format!(
+                "admin.listen: {admin_ip} is not a loopback address and no admin token is set \
+                 (set {ADMIN_TOKEN_ENV} or admin.token)"
+            ));
+        }
+        let l = &self.ingress.limits;
+        if l.command_line_bytes_max < 512 {
+            errors
+                .push("ingress.limits.command_line_bytes_max: RFC 5321 needs at least 512".into());
+        }
+        if l.text_line_bytes_max < 1000 {
+            errors.push("ingress.limits.text_line_bytes_max: RFC 5321 needs at least 1000".into());
+        }
+        if l.recipients_max == 0 {
+            errors.push("ingress.limits.recipients_max: must be at least 1".into());
+        }
+        if self.ingress.read_buffer_bytes < l.command_line_bytes_max {
+            errors.push(
+                "ingress.read_buffer_bytes: must hold at least one command line \
+                 (ingress.limits.command_line_bytes_max)"
+                    .into(),
+            );
+        }
+        if let Err(e) = self.api.validate() {
+            errors.extend(e);
+        }
+        self.validate_pool(&mut errors);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(errors))
+        }
+    }
+}
+
+impl Config {
+    fn validate_pool(&self, errors: &mut Vec<String>) {
+        for (section, result) in [
+            ("pool.policy", self.pool.policy.validate()),
+            ("pool.limits", self.pool.limits.validate()),
+            ("blocklists", self.blocklists.validate()),
+        ] {
+            if let Err(e) = result {
+                errors.extend(e.into_iter().map(|e| format!("{section}: {e}")));
+            }
+        }
+        // Draining must outlast every mailbox, or mail for live addresses would bounce.
+        let ttl_longest = self.store.ttl_secs.max(self.api.ttl_secs_max);
+        if self.pool.policy.drain_secs < ttl_longest {
+            errors.push(format!(
+                "pool.policy.drain_secs ({}) must be at least the longest mailbox TTL \
+                 (store.ttl_secs, api.ttl_secs_max: {ttl_longest})",
+                self.pool.policy.drain_secs
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    // Goal: an unknown key anywhere is refused with its full path. Method: parse small files.
+    #[test]
+    fn unknown_keys_name_their_path() {
+        let (key, msg) = Config::from_toml("[ingress.limits]\nbogus = 1\n").unwrap_err();
+        assert_eq!(key, "ingress.limits.bogus");
+        assert!(msg.contains("unknown field"), "{msg}");
+        let (key, _) = Config::from_toml("nope = true\n").unwrap_err();
+        assert_eq!(key, "nope");
+        let (key, msg) = Config::from_toml("[ingress]\nlisten = 5\n").unwrap_err();
+        assert_eq!(key, "ingress.listen");
+        assert!(msg.contains("invalid type"), "{msg}");
+    }
+
+    // Goal: the embedded defaults are a valid configuration and an empty file means defaults.
+    #[test]
+    fn empty_file_is_the_defaults() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c, Config::default());
+        c.validate().unwrap();
+        assert_eq!(c.ingress.listen.to_string(), "127.0.0.1:2525");
+        assert_eq!(c.pool.domains, vec!["tempmx.test".to_owned()]);
+    }
+
+    // Goal: flags override the file, and --data-dir switches the store to disk.
+    #[test]
+    fn flags_override_the_file() {
+        let mut c = Config::from_toml("[ingress]\nlisten = \"127.0.0.1:2600\"\n").unwrap();
+        c.apply(Overrides {
+            smtp: Some("127.0.0.1:2700".parse().unwrap()),
+            domains: vec!["a.test".into(), "b.test".into()],
+            data_dir: Some("/tmp/x".into()),
+            ..Overrides::default()
+        });
+        assert_eq!(c.ingress.listen.port(), 2700);
+        assert_eq!(c.pool.domains.len(), 2);
+        assert_eq!(c.store.persistence, Persistence::Disk);
+        assert_eq!(c.store.dir.as_deref(), Some(Path::new("/tmp/x/store")));
+    }
+
+    // Goal: validation lists every problem, not just the first.
+    #[test]
+    fn validation_reports_all_problems() {
+        let mut c = Config::default();
+        c.pool.domains = vec!["bad domain".into()];
+        c.ingress.limits.recipients_max = 0;
+        c.admin.listen = "0.0.0.0:8081".parse().unwrap();
+        let ConfigError::Invalid(errs) = c.validate().unwrap_err() else {
+            panic!("wrong error")
+        };
+        assert_eq!(errs.len(), 3, "{errs:?}");
+    }
+}

@@ -1,0 +1,826 @@
+//! The control plane: owns the pool state, applies operator changes and the rotation
+//! rules, persists, and publishes a new snapshot after every change.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
+use tempmx_dns::ZoneSnapshot;
+use tempmx_ingress::policy::{MailboxRegistry, Policy, PoolSnapshot};
+use tracing::{info, warn};
+
+use super::audit::{AuditAction, AuditEvent};
+use super::clock::Clock;
+use super::config::{PoolLimits, RotationPolicy};
+use super::domain::{Domain, DomainState, Listing};
+use super::mailboxes::Mailboxes;
+use super::publish::{DnsPublish, Targets, dns_snapshot};
+use super::state::{PoolState, StateError, StateFile};
+use super::{Pool, normalise_domain, rotation};
+use crate::blocklist::tracker::{Change, ListStatus};
+use crate::blocklist::{BlocklistConfig, BlocklistError, Blocklists, Observation};
+use crate::config::RecipientPolicy;
+
+/// Longest local part of a mailbox (RFC 5321 §4.5.3.1.1).
+const LOCAL_PART_BYTES_MAX: usize = 64;
+
+/// Everything the control plane is built from (composed by the app from `Config`).
+#[derive(Clone, Debug)]
+pub struct PlaneConfig {
+    /// Domains that start active on the very first start (no saved state).
+    pub domains: Vec<String>,
+    /// Catch-all or registered-only recipients.
+    pub recipients: RecipientPolicy,
+    /// The rotation policy on the first start (the saved one wins later).
+    pub policy: RotationPolicy,
+    /// Limits.
+    pub limits: PoolLimits,
+    /// Blocklist checking.
+    pub blocklists: BlocklistConfig,
+    /// `<data_dir>/control/` holds the state; `None` keeps it in memory only.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Why a control-plane operation failed; the admin API maps each variant to a problem type.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// More domains in one import than `import_batch_max`.
+    #[error("{got} domains in one request; at most {max}")]
+    BatchTooLarge {
+        /// Domains sent.
+        got: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The blocklist checker could not be built.
+    #[error(transparent)]
+    Blocklist(#[from] BlocklistError),
+    /// Invalid configuration values.
+    #[error("invalid pool configuration: {}", .0.join("; "))]
+    Config(Vec<String>),
+    /// The domain still has live mailboxes or recent mail.
+    #[error("domain {0} is not empty (live mailboxes or mail younger than the drain period)")]
+    DomainNotEmpty(String),
+    /// The operation needs an active domain.
+    #[error("domain {0} is not active")]
+    DomainNotActive(String),
+    /// Deleting needs a retired domain.
+    #[error("domain {0} is not retired")]
+    DomainNotRetired(String),
+    /// Names that are not valid domain names.
+    #[error("invalid domain names: {}", .0.join(", "))]
+    InvalidDomains(Vec<String>),
+    /// A mailbox local part that is empty, too long or has forbidden characters.
+    #[error("invalid local part")]
+    InvalidLocalPart,
+    /// The rotation policy values are invalid.
+    #[error("invalid policy: {}", .0.join("; "))]
+    InvalidPolicy(Vec<String>),
+    /// The state change is not allowed.
+    #[error("cannot move {domain} from {from:?} to {to:?}")]
+    InvalidTransition {
+        /// The domain.
+        domain: String,
+        /// Its state.
+        from: DomainState,
+        /// The state asked for.
+        to: DomainState,
+    },
+    /// The mailbox registry is full.
+    #[error("mailbox limit of {0} reached")]
+    MailboxesFull(usize),
+    /// The pool holds `domains_max` domains.
+    #[error("the pool is full ({0} domains)")]
+    PoolFull(usize),
+    /// The reason text is longer than `reason_bytes_max`.
+    #[error("reason longer than {0} bytes")]
+    ReasonTooLong(usize),
+    /// The state could not be loaded or saved.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// No such domain in the pool.
+    #[error("domain {0} is not in the pool")]
+    UnknownDomain(String),
+}
+
+/// Who asks for a change (recorded in the audit log).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Actor {
+    /// The admin API.
+    Admin,
+    /// The configuration at first start.
+    Config,
+}
+
+impl Actor {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Config => "config",
+        }
+    }
+}
+
+/// A domain with what is known about it, as the admin API shows it.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct DomainInfo {
+    /// The domain record.
+    #[serde(flatten)]
+    pub domain: Domain,
+    /// Live registered mailboxes.
+    pub mailboxes: usize,
+    /// Per-list blocklist status.
+    pub blocklists: Vec<ListStatus>,
+}
+
+/// Result of one name in a bulk import.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct AddOutcome {
+    /// The normalised name.
+    pub name: String,
+    /// `true` if added, `false` if it already was in the pool (left unchanged).
+    pub added: bool,
+}
+
+/// Summary of the last blocklist cycle.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct CycleReport {
+    /// Unix seconds when it finished.
+    pub at: u64,
+    /// Domains checked.
+    pub domains: usize,
+    /// Listed answers.
+    pub listed: usize,
+    /// Error answers.
+    pub errors: usize,
+}
+
+/// The control plane. Share it as `Arc<ControlPlane>`.
+pub struct ControlPlane {
+    state: Mutex<PoolState>,
+    file: Option<StateFile>,
+    limits: PoolLimits,
+    recipients: RecipientPolicy,
+    clock: Arc<dyn Clock>,
+    mailboxes: Arc<Mailboxes>,
+    targets: OnceLock<Targets>,
+    blocklists: Blocklists,
+    /// Changes not yet on disk (message counters, mailboxes, a failed automatic save).
+    dirty: AtomicBool,
+    last_cycle: Mutex<Option<CycleReport>>,
+}
+
+impl ControlPlane {
+    /// Loads the saved state (or seeds it from the configuration on a first start).
+    /// A corrupt or missing-but-expected state file is an error, never an empty pool.
+    pub fn open(config: PlaneConfig, clock: Arc<dyn Clock>) -> Result<Self, ControlError> {
+        let mut errors = Vec::new();
+        errors.extend(config.policy.validate().err().unwrap_or_default());
+        errors.extend(config.limits.validate().err().unwrap_or_default());
+        if !errors.is_empty() {
+            return Err(ControlError::Config(errors));
+        }
+        let blocklists = Blocklists::new(config.blocklists)?;
+        let (file, saved) = match &config.data_dir {
+            Some(dir) => {
+                let (f, s) = StateFile::open(dir)?;
+                (Some(f), s)
+            }
+            None => (None, None),
+        };
+        let mailboxes = Arc::new(Mailboxes::new(config.limits.mailboxes_max));
+        let first_start = saved.is_none();
+        let state = match saved {
+            Some(saved) => {
+                for (address, at) in saved.mailboxes {
+                    // Over the limit after a config change: keep the first ones, say so.
+                    if mailboxes.insert(&address, at).is_err() {
+                        warn!(
+                            "saved mailboxes exceed pool.limits.mailboxes_max; the rest are dropped"
+                        );
+                        break;
+                    }
+                }
+                saved.state
+            }
+            None => seed(&config.domains, config.policy, &config.limits, clock.now())?,
+        };
+        let plane = Self {
+            state: Mutex::new(state),
+            file,
+            limits: config.limits,
+            recipients: config.recipients,
+            clock,
+            mailboxes,
+            targets: OnceLock::new(),
+            blocklists,
+            dirty: AtomicBool::new(first_start),
+            last_cycle: Mutex::new(None),
+        };
+        plane.tick();
+        Ok(plane)
+    }
+
+    /// Connects the data planes and publishes the current pool to them. Later calls are ignored.
+    pub fn attach(&self, policy: Arc<Policy>, dns: Option<DnsPublish>) {
+        let state = self.state.lock();
+        if self.targets.set(Targets { policy, dns }).is_ok() {
+            self.publish(&state);
+        }
+    }
+
+    /// The registry the ingress checks in registered-only mode.
+    pub fn registry(&self) -> Arc<dyn MailboxRegistry> {
+        self.mailboxes.clone()
+    }
+
+    /// The current pool (names and states).
+    pub fn pool(&self) -> Pool {
+        view(&self.state.lock(), self.recipients)
+    }
+
+    /// The snapshot for `Policy::new` at start-up.
+    pub fn ingress_snapshot(&self) -> PoolSnapshot {
+        self.pool().ingress_snapshot()
+    }
+
+    /// The snapshot for `tempmx_dns::start`.
+    pub fn dns_snapshot(&self) -> ZoneSnapshot {
+        dns_snapshot(&self.pool())
+    }
+
+    /// The blocklist checker.
+    pub fn blocklists(&self) -> &Blocklists {
+        &self.blocklists
+    }
+
+    /// The last blocklist cycle, if one ran.
+    pub fn last_cycle(&self) -> Option<CycleReport> {
+        self.last_cycle.lock().clone()
+    }
+
+    /// The control plane's current time (unix seconds).
+    pub fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &PoolLimits {
+        &self.limits
+    }
+
+    /// Every domain with its counters and blocklist status, sorted by name.
+    pub fn domains(&self) -> Vec<DomainInfo> {
+        let state = self.state.lock();
+        state
+            .domains
+            .values()
+            .map(|d| self.info(&state, d))
+            .collect()
+    }
+
+    /// Domains per state, in lifecycle order (for metrics).
+    pub fn state_counts(&self) -> [(DomainState, usize); 4] {
+        let s = self.state.lock();
+        let count = |st| s.domains.values().filter(|d| d.state == st).count();
+        [
+            DomainState::Pending,
+            DomainState::Active,
+            DomainState::Draining,
+            DomainState::Retired,
+        ]
+        .map(|st| (st, count(st)))
+    }
+
+    /// One domain.
+    pub fn domain(&self, name: &str) -> Result<DomainInfo, ControlError> {
+        let name =
+            normalise_domain(name).ok_or_else(|| ControlError::UnknownDomain(name.to_owned()))?;
+        let state = self.state.lock();
+        let d = state
+            .domains
+            .get(&name)
+            .ok_or(ControlError::UnknownDomain(name.clone()))?;
+        Ok(self.info(&state, d))
+    }
+
+    fn info(&self, state: &PoolState, d: &Domain) -> DomainInfo {
+        let blocklists = state
+            .checks
+            .get(&d.name)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        DomainInfo {
+            domain: d.clone(),
+            mailboxes: self.mailboxes.count(&d.name),
+            blocklists,
+        }
+    }
+
+    /// Adds domains (bulk import) in `state` (pending or active). All-or-nothing: one
+    /// invalid name refuses the whole batch; names already in the pool are left as they are.
+    pub fn add_domains(
+        &self,
+        names: &[String],
+        state: DomainState,
+        reason: &str,
+    ) -> Result<Vec<AddOutcome>, ControlError> {
+        if names.len() > self.limits.import_batch_max {
+            return Err(ControlError::BatchTooLarge {
+                got: names.len(),
+                max: self.limits.import_batch_max,
+            });
+        }
+        if !matches!(state, DomainState::Pending | DomainState::Active) {
+            return Err(ControlError::InvalidTransition {
+                domain: "(new)".into(),
+                from: DomainState::Pending,
+                to: state,
+            });
+        }
+        self.check_reason(reason)?;
+        let normalised: Vec<Option<String>> = names.iter().map(|n| normalise_domain(n)).collect();
+        let invalid: Vec<String> = names
+            .iter()
+            .zip(&normalised)
+            .filter(|(_, n)| n.is_none())
+            .map(|(raw, _)| raw.clone())
+            .collect();
+        if !invalid.is_empty() {
+            return Err(ControlError::InvalidDomains(invalid));
+        }
+        let max = self.limits.domains_max;
+        self.mutate(true, |s, now, audit_max| {
+            let mut out = Vec::new();
+            for name in normalised.into_iter().flatten() {
+                if s.domains.contains_key(&name) {
+                    out.push(AddOutcome { name, added: false });
+                    continue;
+                }
+                if s.domains.len() >= max {
+                    return Err(ControlError::PoolFull(max));
+                }
+                s.domains
+                    .insert(name.clone(), Domain::new(name.clone(), state, now));
+                s.audit.push(
+                    now,
+                    Some(&name),
+                    AuditAction::Added { state },
+                    Actor::Admin.name(),
+                    reason,
+                    audit_max,
+                );
+                out.push(AddOutcome { name, added: true });
+            }
+            Ok(out)
+        })
+    }
+
+    /// Moves a domain to `to` on an operator's request, then lets the rules react
+    /// (e.g. promote a pending domain when an active one is retired).
+    pub fn set_state(
+        &self,
+        name: &str,
+        to: DomainState,
+        reason: &str,
+    ) -> Result<DomainInfo, ControlError> {
+        self.check_reason(reason)?;
+        let name =
+            normalise_domain(name).ok_or_else(|| ControlError::UnknownDomain(name.to_owned()))?;
+        self.mutate(true, |s, now, audit_max| {
+            let drain = s.policy.drain_secs;
+            let d = s
+                .domains
+                .get_mut(&name)
+                .ok_or(ControlError::UnknownDomain(name.clone()))?;
+            let from = d.state;
+            if !from.can_move_to(to) {
+                return Err(ControlError::InvalidTransition {
+                    domain: name.clone(),
+                    from,
+                    to,
+                });
+            }
+            d.enter(to, now, drain);
+            if to == DomainState::Active {
+                // An operator activating a listed domain overrides the listing.
+                d.listing = None;
+            }
+            s.audit.push(
+                now,
+                Some(&name),
+                AuditAction::StateChanged { from, to },
+                Actor::Admin.name(),
+                reason,
+                audit_max,
+            );
+            Ok(())
+        })?;
+        self.domain(&name)
+    }
+
+    /// Removes a retired, empty domain (no live mailboxes, no mail within the drain period).
+    pub fn delete(&self, name: &str, reason: &str) -> Result<(), ControlError> {
+        self.check_reason(reason)?;
+        let name =
+            normalise_domain(name).ok_or_else(|| ControlError::UnknownDomain(name.to_owned()))?;
+        let mailboxes = self.mailboxes.count(&name);
+        self.mutate(true, |s, now, audit_max| {
+            let drain = s.policy.drain_secs;
+            let d = s
+                .domains
+                .get(&name)
+                .ok_or(ControlError::UnknownDomain(name.clone()))?;
+            if d.state != DomainState::Retired {
+                return Err(ControlError::DomainNotRetired(name.clone()));
+            }
+            let recent_mail = d
+                .last_message_at
+                .is_some_and(|t| now < t.saturating_add(drain));
+            if mailboxes > 0 || recent_mail {
+                return Err(ControlError::DomainNotEmpty(name.clone()));
+            }
+            s.domains.remove(&name);
+            s.checks.remove(&name);
+            s.audit.push(
+                now,
+                Some(&name),
+                AuditAction::Deleted,
+                Actor::Admin.name(),
+                reason,
+                audit_max,
+            );
+            Ok(())
+        })
+    }
+
+    /// The rotation policy in force.
+    pub fn policy(&self) -> RotationPolicy {
+        self.state.lock().policy.clone()
+    }
+
+    /// Replaces the rotation policy (validated), then applies it at once.
+    pub fn set_policy(
+        &self,
+        policy: RotationPolicy,
+        reason: &str,
+    ) -> Result<RotationPolicy, ControlError> {
+        self.check_reason(reason)?;
+        policy.validate().map_err(ControlError::InvalidPolicy)?;
+        self.mutate(true, |s, now, audit_max| {
+            s.policy = policy.clone();
+            s.audit.push(
+                now,
+                None,
+                AuditAction::PolicyChanged,
+                Actor::Admin.name(),
+                reason,
+                audit_max,
+            );
+            Ok(())
+        })?;
+        Ok(self.policy())
+    }
+
+    /// Up to `limit` audit events after id `after`.
+    pub fn audit(&self, after: u64, limit: usize) -> Vec<AuditEvent> {
+        self.state.lock().audit.page(after, limit)
+    }
+
+    /// Counts `count` messages received for `domain`, the last at `at` (the app feeds this
+    /// from the ingress). Saved lazily; the rules see it at the next tick.
+    pub fn record_messages(&self, domain: &str, count: u64, at: u64) {
+        let mut s = self.state.lock();
+        if let Some(d) = s.domains.get_mut(domain) {
+            d.messages = d.messages.saturating_add(count);
+            d.last_message_at = Some(d.last_message_at.map_or(at, |t| t.max(at)));
+            self.dirty.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Registers `local@domain`; only an active domain gets new mailboxes. Returns the
+    /// address. Saved lazily (at the next tick).
+    pub fn create_mailbox(&self, local: &str, domain: &str) -> Result<String, ControlError> {
+        let bad = |c: char| {
+            c.is_control() || c.is_whitespace() || matches!(c, '@' | '<' | '>' | ',' | ';' | '"')
+        };
+        if local.is_empty() || local.len() > LOCAL_PART_BYTES_MAX || local.chars().any(bad) {
+            return Err(ControlError::InvalidLocalPart);
+        }
+        let domain = normalise_domain(domain)
+            .ok_or_else(|| ControlError::UnknownDomain(domain.to_owned()))?;
+        let state = self.state.lock();
+        match state.domains.get(&domain).map(|d| d.state) {
+            None => return Err(ControlError::UnknownDomain(domain)),
+            Some(DomainState::Active) => {}
+            Some(_) => return Err(ControlError::DomainNotActive(domain)),
+        }
+        let address = format!("{local}@{domain}");
+        // Inserted under the state lock so a concurrent rotation cannot slip in between.
+        self.mailboxes
+            .insert(&address, self.clock.now())
+            .map_err(|e| ControlError::MailboxesFull(e.0))?;
+        self.dirty.store(true, Ordering::Relaxed);
+        Ok(address)
+    }
+
+    /// Applies the time-based rules (drains ending, age and message limits, promotion),
+    /// expires mailboxes, and saves pending changes.
+    pub fn tick(&self) {
+        let now = self.clock.now();
+        let drain = self.state.lock().policy.drain_secs;
+        if self.mailboxes.expire(now.saturating_sub(drain)) > 0 {
+            self.dirty.store(true, Ordering::Relaxed);
+        }
+        {
+            // Fast path: most ticks change nothing, and mutate() clones the whole state.
+            let s = self.state.lock();
+            let idle = rotation::plan(&s.domains, &s.policy, now).is_empty();
+            if idle && !self.dirty.load(Ordering::Relaxed) {
+                return;
+            }
+        }
+        if let Err(e) = self.mutate(false, |_, _, _| Ok(())) {
+            warn!(error = %e, "control state not saved; retrying at the next tick");
+        }
+    }
+
+    /// Checks `domain` on every list now. Results for pool domains feed the tracker (and
+    /// may rotate the domain); for other names they are only returned.
+    pub async fn check_now(&self, domain: &str) -> Result<Vec<Observation>, ControlError> {
+        let name = normalise_domain(domain)
+            .ok_or_else(|| ControlError::InvalidDomains(vec![domain.to_owned()]))?;
+        let observations = self.blocklists.check(std::slice::from_ref(&name)).await;
+        self.apply_observations(&observations);
+        Ok(observations)
+    }
+
+    /// One blocklist cycle over every domain that is not retired.
+    pub async fn check_cycle(&self) {
+        let names: Vec<String> = {
+            let s = self.state.lock();
+            s.domains
+                .values()
+                .filter(|d| d.state != DomainState::Retired)
+                .map(|d| d.name.clone())
+                .collect()
+        };
+        let observations = self.blocklists.check(&names).await;
+        let count = |f: fn(&crate::blocklist::Outcome) -> bool| {
+            observations.iter().filter(|o| f(&o.outcome)).count()
+        };
+        let report = CycleReport {
+            at: self.clock.now(),
+            domains: names.len(),
+            listed: count(|o| matches!(o, crate::blocklist::Outcome::Listed { .. })),
+            errors: count(|o| matches!(o, crate::blocklist::Outcome::Error { .. })),
+        };
+        info!(
+            domains = report.domains,
+            listed = report.listed,
+            errors = report.errors,
+            "blocklist cycle done"
+        );
+        self.apply_observations(&observations);
+        *self.last_cycle.lock() = Some(report);
+    }
+
+    fn apply_observations(&self, observations: &[Observation]) {
+        let result = self.mutate(false, |s, now, audit_max| {
+            for o in observations {
+                record(s, o, now, audit_max);
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            warn!(error = %e, "blocklist results applied but not saved; retrying at the next tick");
+        }
+    }
+
+    /// Runs the rotation tick and the blocklist cycles until `shutdown` turns true.
+    pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(self.limits.tick_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_check = tokio::time::Instant::now() + self.jitter();
+        let checking = !self.blocklists.is_empty();
+        loop {
+            let check = tokio::select! {
+                r = shutdown.wait_for(|s| *s) => { let _ = r; break; }
+                _ = tick.tick() => false,
+                _ = tokio::time::sleep_until(next_check), if checking => true,
+            };
+            if !check {
+                self.tick();
+                continue;
+            }
+            tokio::select! {
+                r = shutdown.wait_for(|s| *s) => { let _ = r; break; }
+                () = self.check_cycle() => {}
+            }
+            let interval = std::time::Duration::from_secs(self.blocklists.config().interval_secs);
+            next_check = tokio::time::Instant::now() + interval + self.jitter();
+        }
+        self.tick();
+        info!("control plane stopped");
+    }
+
+    fn jitter(&self) -> std::time::Duration {
+        use rand::Rng;
+        let max = self.blocklists.config().jitter_secs.saturating_mul(1000);
+        std::time::Duration::from_millis(rand::rng().random_range(0..=max))
+    }
+
+    fn check_reason(&self, reason: &str) -> Result<(), ControlError> {
+        if reason.len() > self.limits.reason_bytes_max {
+            return Err(ControlError::ReasonTooLong(self.limits.reason_bytes_max));
+        }
+        Ok(())
+    }
+
+    /// Applies `f` and the rules to a copy of the state, saves it, then swaps it in and
+    /// publishes. `strict` (operator requests): a failed save rolls everything back and is
+    /// returned. Automatic changes are applied even when the save fails (a listed domain
+    /// must leave the active set now) and the save is retried at the next tick.
+    fn mutate<R>(
+        &self,
+        strict: bool,
+        f: impl FnOnce(&mut PoolState, u64, usize) -> Result<R, ControlError>,
+    ) -> Result<R, ControlError> {
+        let now = self.clock.now();
+        let mut guard = self.state.lock();
+        let mut next = guard.clone();
+        let r = f(&mut next, now, self.limits.audit_events_max)?;
+        apply_rules(&mut next, now, self.limits.audit_events_max);
+        let changed = next != *guard;
+        if !changed && !self.dirty.load(Ordering::Relaxed) {
+            return Ok(r);
+        }
+        let saved = self.save(&next);
+        if strict && saved.is_err() {
+            return saved.map(|()| r);
+        }
+        if changed {
+            *guard = next;
+            self.publish(&guard);
+        }
+        saved.map(|()| r)
+    }
+
+    fn save(&self, state: &PoolState) -> Result<(), ControlError> {
+        let Some(file) = &self.file else {
+            self.dirty.store(false, Ordering::Relaxed);
+            return Ok(());
+        };
+        match file.save(state, self.mailboxes.entries()) {
+            Ok(()) => {
+                self.dirty.store(false, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.dirty.store(true, Ordering::Relaxed);
+                Err(e.into())
+            }
+        }
+    }
+
+    fn publish(&self, state: &PoolState) {
+        if let Some(t) = self.targets.get() {
+            t.publish(&view(state, self.recipients));
+        }
+    }
+}
+
+fn view(state: &PoolState, recipients: RecipientPolicy) -> Pool {
+    Pool::from_domains(
+        state.domains.values().map(|d| (d.name.clone(), d.state)),
+        recipients,
+    )
+}
+
+/// The first state: configured domains active, recorded as `config` in the audit log.
+fn seed(
+    names: &[String],
+    policy: RotationPolicy,
+    limits: &PoolLimits,
+    now: u64,
+) -> Result<PoolState, ControlError> {
+    let mut s = PoolState {
+        policy,
+        ..PoolState::default()
+    };
+    let mut invalid = Vec::new();
+    for raw in names {
+        let Some(name) = normalise_domain(raw) else {
+            invalid.push(raw.clone());
+            continue;
+        };
+        if s.domains.len() >= limits.domains_max {
+            return Err(ControlError::PoolFull(limits.domains_max));
+        }
+        s.domains.insert(
+            name.clone(),
+            Domain::new(name.clone(), DomainState::Active, now),
+        );
+        let action = AuditAction::Added {
+            state: DomainState::Active,
+        };
+        s.audit.push(
+            now,
+            Some(&name),
+            action,
+            Actor::Config.name(),
+            "configured domain",
+            limits.audit_events_max,
+        );
+    }
+    if invalid.is_empty() {
+        Ok(s)
+    } else {
+        Err(ControlError::InvalidDomains(invalid))
+    }
+}
+
+/// Feeds one observation to the tracker; a confirmed listing (or its end) updates the domain.
+fn record(s: &mut PoolState, o: &Observation, now: u64, audit_max: usize) {
+    let Some(domain) = s.domains.get_mut(&o.domain) else {
+        return;
+    };
+    let per_list = s.checks.entry(o.domain.clone()).or_default();
+    let status = per_list
+        .entry(o.list.clone())
+        .or_insert_with(|| ListStatus::new(&o.list, now));
+    match status.observe(o.outcome.clone(), now, s.policy.listing_confirmations) {
+        Change::None => {}
+        Change::Confirmed { reason, since } => {
+            if domain.listing.is_none() {
+                let why = format!(
+                    "{} consecutive listed answers: {reason}",
+                    s.policy.listing_confirmations
+                );
+                domain.listing = Some(Listing {
+                    list: o.list.clone(),
+                    reason,
+                    since,
+                });
+                let action = AuditAction::Listed {
+                    list: o.list.clone(),
+                };
+                s.audit.push(
+                    now,
+                    Some(&o.domain),
+                    action,
+                    "rule:listing",
+                    &why,
+                    audit_max,
+                );
+            }
+        }
+        Change::Cleared => {
+            if domain.listing.as_ref().is_some_and(|l| l.list == o.list) {
+                // Another list may still hold a confirmed listing; keep the flag then.
+                domain.listing = per_list.values().find(|st| st.confirmed).map(|st| Listing {
+                    list: st.list.clone(),
+                    reason: match &st.last {
+                        crate::blocklist::Outcome::Listed { reason } => reason.clone(),
+                        _ => "listed".to_owned(),
+                    },
+                    since: st.first_seen,
+                });
+                let action = AuditAction::Unlisted {
+                    list: o.list.clone(),
+                };
+                s.audit.push(
+                    now,
+                    Some(&o.domain),
+                    action,
+                    "rule:listing",
+                    "consecutive clean answers",
+                    audit_max,
+                );
+            }
+        }
+    }
+}
+
+/// Applies the rotation plan to `s`, recording each transition.
+fn apply_rules(s: &mut PoolState, now: u64, audit_max: usize) {
+    for t in rotation::plan(&s.domains, &s.policy, now) {
+        let Some(d) = s.domains.get_mut(&t.domain) else {
+            continue;
+        };
+        let from = d.state;
+        d.enter(t.to, now, s.policy.drain_secs);
+        info!(domain = %t.domain, ?from, to = ?t.to, rule = %t.rule, "domain rotated");
+        let action = AuditAction::StateChanged { from, to: t.to };
+        s.audit.push(
+            now,
+            Some(&t.domain),
+            action,
+            &t.rule.to_string(),
+            &t.reason,
+            audit_max,
+        );
+    }
+}

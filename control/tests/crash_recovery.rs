@@ -1,0 +1,181 @@
+//! Goal: with `disk` persistence and `batch` group commit, every message that got a 250
+//! survives a SIGKILL in the middle of a flood, and recovery reports what it skipped.
+//! Method: run the real binary, flood it from several real SMTP clients, kill -9 it while
+//! they send, then open the store files and restart the binary on them.
+// A failed unwrap is how a test reports a broken precondition.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lettre::message::Mailbox;
+use lettre::{Message, SmtpTransport, Transport};
+use tempmx::Config;
+
+const CLIENTS: usize = 4;
+/// Bound on the flood: each client stops after this many messages or at the kill.
+const MESSAGES_PER_CLIENT_MAX: usize = 2_000;
+/// Messages acknowledged before the kill.
+const ACKED_BEFORE_KILL: usize = 200;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn config_text(data_dir: &Path, smtp: u16) -> String {
+    format!(
+        "data_dir = {dir:?}\n\
+         [ingress]\nlisten = \"127.0.0.1:{smtp}\"\ncores = 2\n\
+         [ingress.limits]\nmessage_bytes_max = 524288\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [dns]\nlisten = \"127.0.0.1:0\"\n\
+         [store]\nmemory_bytes_max = 33554432\nsegment_bytes = 1048576\ndedup_bytes_max = 4194304\n",
+        dir = data_dir.display().to_string()
+    )
+}
+
+/// Starts the binary and waits until its log says it serves; returns the child and its log.
+fn start(config_path: &Path) -> (Child, Arc<Mutex<Vec<String>>>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tempmx"))
+        .args(["serve", "--config"])
+        .arg(config_path)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("tempmx serving") {
+                let _ = tx.send(());
+            }
+            sink.lock().unwrap().push(line);
+        }
+    });
+    if rx.recv_timeout(Duration::from_secs(30)).is_err() {
+        let _ = child.kill();
+        panic!("tempmx did not start: {:?}", lines.lock().unwrap());
+    }
+    (child, lines)
+}
+
+fn message(client: usize, i: usize) -> (String, Message) {
+    let rcpt = format!("c{client}-m{i}@tempmx.test");
+    let msg = Message::builder()
+        .from("sender@example.test".parse::<Mailbox>().unwrap())
+        .to(rcpt.parse::<Mailbox>().unwrap())
+        .subject(format!("crash test {client}/{i}"))
+        .body(format!("token c{client}-m{i}\r\n{}\r\n", "x".repeat(2000)))
+        .unwrap();
+    (rcpt, msg)
+}
+
+#[test]
+fn acknowledged_messages_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = free_port();
+    let config_path = dir.path().join("tempmx.toml");
+    let text = config_text(&dir.path().join("data"), smtp);
+    std::fs::write(&config_path, &text).unwrap();
+    let (mut child, _) = start(&config_path);
+
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let killed = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let acked = acked.clone();
+            let killed = killed.clone();
+            std::thread::spawn(move || {
+                let mailer = SmtpTransport::builder_dangerous("127.0.0.1")
+                    .port(smtp)
+                    .timeout(Some(Duration::from_secs(5)))
+                    .build();
+                for i in 0..MESSAGES_PER_CLIENT_MAX {
+                    if killed.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let (rcpt, msg) = message(c, i);
+                    match mailer.send(&msg) {
+                        Ok(r) if r.is_positive() => acked.lock().unwrap().push(rcpt),
+                        _ => break,
+                    }
+                }
+            })
+        })
+        .collect();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < ACKED_BEFORE_KILL && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SIGKILL while the clients are still sending: no chance to flush or shut down.
+    child.kill().unwrap();
+    killed.store(true, Ordering::Relaxed);
+    child.wait().unwrap();
+    for t in clients {
+        t.join().unwrap();
+    }
+    let acked: Vec<String> = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= ACKED_BEFORE_KILL,
+        "flood too slow: {} acked",
+        acked.len()
+    );
+
+    // Open the files the killed process left, with the same configuration.
+    let config = {
+        let mut c = Config::from_toml(&text).unwrap();
+        c.apply(tempmx::Overrides::default());
+        c
+    };
+    let (store, _writers, report) = tempmx_store::Store::open(&config.store, 2).unwrap();
+    let mut missing = Vec::new();
+    for rcpt in &acked {
+        let list = store.list(rcpt, None, 10);
+        let found = list.iter().any(|s| {
+            store.get(s.id).is_some_and(|v| {
+                let token = format!("token {}", rcpt.split('@').next().unwrap());
+                v.raw.windows(token.len()).any(|w| w == token.as_bytes())
+            })
+        });
+        if !found {
+            missing.push(rcpt.clone());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged messages lost: {:?}",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(10)]
+    );
+    assert!(report.records_recovered as usize >= acked.len(), "{report}");
+    drop(store);
+
+    // The binary itself recovers on the same files and says what it found and skipped.
+    let (mut child, log) = start(&config_path);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log = log.lock().unwrap();
+    let line = log
+        .iter()
+        .find(|l| l.contains("store ready"))
+        .expect("a recovery log line");
+    assert!(line.contains("skipped="), "{line}");
+    let distinct: HashSet<&String> = acked.iter().collect();
+    assert_eq!(distinct.len(), acked.len());
+}

@@ -1,0 +1,33 @@
+//! The pool snapshot the control plane publishes to the DNS server.
+
+/// What a pool domain publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZoneState {
+    /// Pending, active or draining: normal MX, NS, SPF, DMARC and MTA-STS records.
+    Serving,
+    /// Retired: a null MX (`0 .`, RFC 7505) so senders give up at once.
+    Retired,
+}
+
+/// An immutable list of pool domains and their states.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ZoneSnapshot {
+    /// Domain names (case-insensitive, trailing dot optional) and states.
+    pub domains: Vec<(String, ZoneState)>,
+}
+
+impl ZoneSnapshot {
+    /// A snapshot in which every given domain is serving.
+    pub fn serving<I, S>(domains: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            domains: domains
+                .into_iter()
+                .map(|d| (d.into(), ZoneState::Serving))
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! One ingress core: its state, its accept loop and its part of the graceful shutdown.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ServerConfig;
+use socket2::Socket;
+use tempmx_store::MessageSink;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::admission::{Admission, Refusal};
+use super::buffers::BufferPool;
+use super::conn::{Connection, Listener};
+use super::counters::{CoreCounters, bump};
+use super::listener::BoundListener;
+use super::session_loop;
+use crate::config::IngressConfig;
+use crate::proto::reply;
+use crate::session::SessionContext;
+
+/// Longest a refusal or a final reply may take to write before the socket is shut anyway.
+const FINAL_WRITE_MAX: Duration = Duration::from_secs(2);
+/// Pause after a failed accept (e.g. out of descriptors) so the loop does not spin.
+const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+/// The timers every session of a core runs with.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timing {
+    /// Pause before the greeting (0: none).
+    pub(crate) greet_pause: Duration,
+    /// No input for this long ends the session.
+    pub(crate) idle: Duration,
+    /// Total session time.
+    pub(crate) session_max: Duration,
+    /// Time sessions get to finish on shutdown.
+    pub(crate) shutdown_grace: Duration,
+    /// Bound of the last reply and of refusals.
+    pub(crate) final_write: Duration,
+}
+
+impl Timing {
+    /// The timers of `config`.
+    pub(crate) fn from_config(config: &IngressConfig) -> Self {
+        let idle = Duration::from_millis(config.limits.idle_timeout_ms);
+        Self {
+            greet_pause: Duration::from_millis(config.greet_pause_ms),
+            idle,
+            session_max: Duration::from_millis(config.limits.session_duration_max_ms),
+            shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
+            final_write: FINAL_WRITE_MAX.min(idle),
+        }
+    }
+}
+
+/// Everything the sessions of one core share; lives on that core's thread only.
+pub(crate) struct Core {
+    /// Index of this core.
+    pub(crate) id: usize,
+    /// Settings handed to every session.
+    pub(crate) session_ctx: Arc<SessionContext>,
+    /// STARTTLS configuration, if TLS is on.
+    pub(crate) tls: Option<Arc<ServerConfig>>,
+    /// This core's store shard writer.
+    pub(crate) sink: RefCell<Box<dyn MessageSink + Send>>,
+    /// Read buffers.
+    pub(crate) buffers: BufferPool,
+    /// Connection slots.
+    pub(crate) admission: Rc<Admission>,
+    /// Counters of all cores; this core writes only its own block.
+    pub(crate) counters: Arc<[CoreCounters]>,
+    /// Session timers.
+    pub(crate) timing: Timing,
+    next_session: Cell<u64>,
+}
+
+/// What a core is built from (moved into its thread).
+pub(crate) struct CoreParts {
+    /// Index of this core.
+    pub(crate) id: usize,
+    /// Settings handed to every session.
+    pub(crate) session_ctx: Arc<SessionContext>,
+    /// STARTTLS configuration.
+    pub(crate) tls: Option<Arc<ServerConfig>>,
+    /// This core's store shard writer.
+    pub(crate) sink: Box<dyn MessageSink + Send>,
+    /// The listener of this core.
+    pub(crate) listener: BoundListener,
+    /// Counters of all cores.
+    pub(crate) counters: Arc<[CoreCounters]>,
+    /// Shutdown signal from the handle.
+    pub(crate) stop: watch::Receiver<bool>,
+}
+
+impl Core {
+    /// Builds the core state (allocating its buffer pool); gives back the listener and the
+    /// stop signal, which the accept loop owns.
+    pub(crate) fn new(
+        config: &IngressConfig,
+        parts: CoreParts,
+    ) -> (Rc<Self>, BoundListener, watch::Receiver<bool>) {
+        let core = Rc::new(Self {
+            id: parts.id,
+            session_ctx: parts.session_ctx,
+            tls: parts.tls,
+            sink: RefCell::new(parts.sink),
+            buffers: BufferPool::new(config.read_buffer_bytes, config.read_buffers_per_core),
+            admission: Admission::new(
+                config.connections_per_core_max,
+                config.connections_per_ip_max,
+            ),
+            counters: parts.counters,
+            timing: Timing::from_config(config),
+            next_session: Cell::new(0),
+        });
+        (core, parts.listener, parts.stop)
+    }
+
+    /// This core's counter block.
+    pub(crate) fn counters(&self) -> &CoreCounters {
+        &self.counters[self.id]
+    }
+
+    /// A session id unique across cores: core index in the high 16 bits.
+    pub(crate) fn next_session_id(&self) -> u64 {
+        let seq = self.next_session.get().wrapping_add(1);
+        self.next_session.set(seq);
+        ((self.id as u64) << 48) | (seq & ((1 << 48) - 1))
+    }
+}
+
+/// Accepts until the stop signal, then drains: sessions get the grace period, the rest are
+/// told 421 4.3.2, and whatever is still running after that is dropped.
+pub(crate) async fn run<L: Listener>(
+    core: Rc<Core>,
+    listener: L,
+    stopper: Socket,
+    mut stop: watch::Receiver<bool>,
+) {
+    let (abort_tx, abort_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    // One accept stays in flight across loop turns: on io_uring a dropped accept is not
+    // cancelled and would take the next connection with it.
+    let mut accept = Box::pin(listener.accept());
+    loop {
+        tokio::select! {
+            accepted = &mut accept => {
+                accept.set(listener.accept());
+                match accepted {
+                    Ok((conn, peer)) => admit(&core, &mut tasks, conn, peer, &abort_rx),
+                    Err(e) => accept_failed(e).await,
+                }
+            }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            _ = stop.wait_for(|stop| *stop) => break,
+        }
+    }
+    BoundListener::stop(&stopper);
+    drop(accept);
+    drop(listener);
+    tracing::debug!(
+        core = core.id,
+        open = core.admission.open(),
+        "core draining"
+    );
+    let _ = tokio::time::timeout(core.timing.shutdown_grace, drain(&mut tasks)).await;
+    abort_tx.send_replace(true);
+    // Aborted sessions write one reply bounded by final_write; allow for that and a close.
+    let _ = tokio::time::timeout(core.timing.final_write * 2, drain(&mut tasks)).await;
+    tasks.shutdown().await;
+    tracing::debug!(core = core.id, "core stopped");
+}
+
+fn admit<C: Connection + 'static>(
+    core: &Rc<Core>,
+    tasks: &mut JoinSet<()>,
+    conn: C,
+    peer: std::net::SocketAddr,
+    abort: &watch::Receiver<bool>,
+) {
+    match core.admission.admit(peer.ip().to_canonical()) {
+        Ok(permit) => {
+            bump(&core.counters().connections_accepted, 1);
+            let session = session_loop::serve(Rc::clone(core), conn, peer, permit, abort.clone());
+            tasks.spawn_local(session);
+        }
+        Err(refusal) => {
+            let counter = match refusal {
+                Refusal::CoreFull => &core.counters().connections_refused_core,
+                Refusal::IpFull => &core.counters().connections_refused_ip,
+            };
+            bump(counter, 1);
+            tracing::debug!(core = core.id, %peer, ?refusal, "connection refused");
+            tasks.spawn_local(refuse(conn, core.timing.final_write));
+        }
+    }
+}
+
+/// Writes 421 4.7.0 (bounded) and closes.
+async fn refuse<C: Connection>(conn: C, bound: Duration) {
+    let reply = reply::too_many_connections().to_vec();
+    let _ = tokio::time::timeout(bound, conn.write_all(reply)).await;
+    conn.shutdown();
+}
+
+async fn accept_failed(e: io::Error) {
+    match e.kind() {
+        // The client gave up before we took it, or a signal interrupted: try the next one.
+        io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::Interrupted => {
+            tracing::debug!(error = %e, "accept");
+        }
+        // Out of descriptors or memory: pause so the loop does not spin while it lasts.
+        _ => {
+            tracing::warn!(error = %e, "accept failed");
+            tokio::time::sleep(ACCEPT_RETRY_PAUSE).await;
+        }
+    }
+}
+
+async fn drain(tasks: &mut JoinSet<()>) {
+    while tasks.join_next().await.is_some() {}
+}

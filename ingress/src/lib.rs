@@ -1,0 +1,15 @@
+//! SMTP ingress of tempmx.
+//!
+//! Layout: a sans-io protocol core (`proto`, `session`, `policy`) that turns bytes into
+//! replies and effects without touching a socket or a clock, and thin drivers (`driver`,
+//! `tls`) that run it on one thread per core over io_uring (tokio-uring) or epoll (tokio).
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod driver;
+pub mod policy;
+pub mod proto;
+pub mod session;
+pub mod tls;
+
+pub use config::{Backend, IngressConfig, SessionLimits, TlsConfig};

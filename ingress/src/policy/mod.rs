@@ -1,0 +1,7 @@
+//! Recipient policy: which recipients this MX accepts, decided from the published pool snapshot.
+
+mod accept;
+mod snapshot;
+
+pub use accept::{RecipientVerdict, check_recipient, normalise_domain};
+pub use snapshot::{DomainStatus, MailboxRegistry, Policy, PoolSnapshot, RecipientMode};

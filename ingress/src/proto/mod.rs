@@ -1,0 +1,5 @@
+//! SMTP wire protocol without I/O: command parsing, reply table and byte receivers.
+
+pub mod command;
+pub mod receiver;
+pub mod reply;

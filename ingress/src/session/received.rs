@@ -1,0 +1,110 @@
+//! The Received: trace header (RFC 5321 §4.4) we prepend to every accepted message.
+
+use std::fmt::Write;
+use std::net::IpAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::Session;
+
+impl Session {
+    /// Writes the Received header for the current transaction into `self.trace`.
+    pub(super) fn write_received(&mut self, now: SystemTime) {
+        let helo = self.helo.as_ref().map_or("unknown", |(h, _)| h.as_str());
+        let protocol = self.protocol();
+        let mut h = String::with_capacity(256);
+        // Writing to a String cannot fail.
+        let _ = write!(
+            h,
+            "Received: from {helo} (unknown {})\r\n",
+            ip_literal(self.peer.ip)
+        );
+        let _ = write!(h, "\tby {} (tempmx) with {protocol}\r\n", self.ctx.hostname);
+        if let Some(tls) = &self.tls {
+            let _ = write!(
+                h,
+                "\t(using {} with cipher {})\r\n",
+                tls.version, tls.cipher
+            );
+        }
+        let _ = write!(h, "\tid {:x}.{}", self.peer.session_id, self.txn.seq);
+        if let [only] = self.txn.recipients.as_slice() {
+            let _ = write!(h, "\r\n\tfor <{only}>");
+        }
+        let _ = write!(h, ";\r\n\t{}\r\n", rfc5322_date(now));
+        self.trace.clear();
+        self.trace.extend_from_slice(h.as_bytes());
+    }
+
+    /// The `with` protocol name (RFC 3848, RFC 6531).
+    fn protocol(&self) -> &'static str {
+        let extended = self.helo.as_ref().is_some_and(|(_, e)| *e);
+        match (extended, self.txn.smtputf8, self.tls.is_some()) {
+            (false, _, _) => "SMTP",
+            (true, true, true) => "UTF8SMTPS",
+            (true, true, false) => "UTF8SMTP",
+            (true, false, true) => "ESMTPS",
+            (true, false, false) => "ESMTP",
+        }
+    }
+}
+
+/// `[192.0.2.1]` or `[IPv6:2001:db8::1]` (RFC 5321 §4.1.3).
+fn ip_literal(ip: IpAddr) -> String {
+    // A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d.
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => format!("[{v4}]"),
+        IpAddr::V6(v6) => format!("[IPv6:{v6}]"),
+    }
+}
+
+/// RFC 5322 date in UTC, e.g. `Mon, 23 Nov 2026 11:34:38 +0000`.
+pub(super) fn rfc5322_date(t: SystemTime) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    // Times before 1970 only come from a broken clock; they print as the epoch.
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{}, {d:02} {} {y} {:02}:{:02}:{:02} +0000",
+        DAYS[(days % 7) as usize],
+        MONTHS[(m - 1) as usize],
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month 1-12, day 1-31); H. Hinnant's civil_from_days.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    // Goal: the date format and calendar arithmetic; method: known instants.
+    #[test]
+    fn dates() {
+        let at = |s: u64| rfc5322_date(UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(at(0), "Thu, 01 Jan 1970 00:00:00 +0000");
+        assert_eq!(at(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
+        assert_eq!(at(1_795_433_678), "Mon, 23 Nov 2026 11:34:38 +0000");
+        assert_eq!(at(4_102_444_799), "Thu, 31 Dec 2099 23:59:59 +0000");
+    }
+}

@@ -1,0 +1,208 @@
+//! Well-behaved clients: lettre plain and STARTTLS, a pipelining client, a rustls client.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use lettre::message::Mailbox;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{Message, SmtpTransport, Transport};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tempmx_ingress::Backend;
+
+use crate::on_both_backends;
+use crate::support::{DOMAIN, HOSTNAME, READ_TIMEOUT, Raw, Server, SinkMode, config, reply_end};
+
+on_both_backends!(
+    lettre_plain,
+    lettre_starttls,
+    pipelined_session,
+    starttls_drops_pipelined_plaintext,
+    group_commit_and_store_failure
+);
+
+fn message(to: &str) -> Message {
+    let from: Mailbox = "Sender <sender@example.test>".parse().expect("from");
+    let to: Mailbox = to.parse().expect("to");
+    Message::builder()
+        .from(from)
+        .to(to)
+        .subject("hello")
+        .body(String::from("Hello from lettre.\r\n"))
+        .expect("message")
+}
+
+fn transport(server: &Server, tls: Tls) -> SmtpTransport {
+    SmtpTransport::builder_dangerous("127.0.0.1")
+        .port(server.addr.port())
+        .hello_name(ClientId::Domain("client.test".to_owned()))
+        .timeout(Some(READ_TIMEOUT))
+        .tls(tls)
+        .build()
+}
+
+// Goal: a plain lettre delivery reaches the sink with our Received header and the peer data.
+fn lettre_plain(backend: Backend) {
+    let server = Server::start(backend, |_| {});
+    let response = transport(&server, Tls::None)
+        .send(&message("alice@tempmx.test"))
+        .expect("send");
+    assert_eq!(u16::from(response.code()), 250);
+    let stored = server.shelf.wait_for(1);
+    assert_eq!(stored.len(), 1);
+    let msg = &stored[0];
+    assert_eq!(msg.recipients, vec![format!("alice@{DOMAIN}")]);
+    assert_eq!(msg.mail_from, "sender@example.test");
+    assert_eq!(msg.helo, "client.test");
+    assert!(msg.client_ip.is_loopback());
+    assert!(msg.tls.is_none());
+    let trace = String::from_utf8_lossy(&msg.trace_headers);
+    assert!(trace.starts_with("Received:"), "trace headers: {trace}");
+    assert!(trace.contains(HOSTNAME), "trace headers: {trace}");
+    assert!(String::from_utf8_lossy(&msg.body).contains("Hello from lettre."));
+    let counters = server.handle().counters();
+    assert_eq!(counters.messages_accepted, 1);
+    assert!(counters.connections_accepted >= 1);
+    assert!(counters.bytes_in > 0 && counters.bytes_out > 0);
+}
+
+// Goal: lettre with STARTTLS required delivers over TLS 1.3 and the sink records the TLS data.
+fn lettre_starttls(backend: Backend) {
+    let server = Server::start(backend, |_| {});
+    let params = TlsParameters::builder(HOSTNAME.to_owned())
+        .dangerous_accept_invalid_certs(true)
+        .build_rustls()
+        .expect("tls params");
+    let response = transport(&server, Tls::Required(params))
+        .send(&message("bob@tempmx.test"))
+        .expect("send");
+    assert_eq!(u16::from(response.code()), 250);
+    let stored = server.shelf.wait_for(1);
+    let tls = stored[0].tls.clone().expect("tls summary on the message");
+    assert_eq!(tls.version, "TLSv1.3");
+    assert!(tls.cipher.starts_with("TLS13_"), "cipher {}", tls.cipher);
+    assert!(String::from_utf8_lossy(&stored[0].trace_headers).starts_with("Received:"));
+    assert_eq!(server.handle().counters().tls_handshakes_ok, 1);
+}
+
+// Goal: a client that pipelines the whole envelope and QUIT in two writes gets every reply,
+// in order, and the message is stored once.
+fn pipelined_session(backend: Backend) {
+    let server = Server::start(backend, |_| {});
+    let mut raw = server.connect();
+    let ehlo = raw.cmd("EHLO client.test", "250");
+    assert!(ehlo.contains("PIPELINING"), "EHLO reply: {ehlo}");
+    raw.send(b"MAIL FROM:<a@example.test>\r\nRCPT TO:<x@tempmx.test>\r\nRCPT TO:<y@tempmx.test>\r\nDATA\r\n");
+    raw.expect("250");
+    raw.expect("250");
+    raw.expect("250");
+    raw.expect("354");
+    raw.send(b"Subject: pipelined\r\n\r\nbody\r\n.\r\nQUIT\r\n");
+    raw.expect("250");
+    raw.expect("221");
+    raw.expect_eof();
+    let stored = server.shelf.wait_for(1);
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].recipients.len(), 2);
+}
+
+// Goal: plaintext pipelined after STARTTLS is discarded (RFC 3207 §4.2): the injected MAIL
+// does not exist after the handshake, so RCPT gets 503, and EHLO works over TLS.
+fn starttls_drops_pipelined_plaintext(backend: Backend) {
+    let (server, cert) = Server::start_with_pem(backend);
+    let mut raw = server.connect();
+    raw.cmd("EHLO client.test", "250");
+    raw.send(b"STARTTLS\r\nMAIL FROM:<injected@example.test>\r\n");
+    raw.expect("220");
+    let mut tls = TlsClient::new(raw, cert);
+    let ehlo = tls.cmd("EHLO client.test", "250");
+    assert!(!ehlo.contains("STARTTLS"), "STARTTLS offered again: {ehlo}");
+    tls.cmd("RCPT TO:<x@tempmx.test>", "503");
+    tls.cmd("MAIL FROM:<real@example.test>", "250");
+    tls.cmd("RCPT TO:<x@tempmx.test>", "250");
+    tls.cmd("DATA", "354");
+    tls.cmd("Subject: over tls\r\n\r\nhi\r\n.", "250");
+    tls.cmd("QUIT", "221");
+    let stored = server.shelf.wait_for(1);
+    assert_eq!(stored[0].mail_from, "real@example.test");
+    assert_eq!(
+        stored[0].tls.as_ref().map(|t| t.version.as_str()),
+        Some("TLSv1.3")
+    );
+}
+
+// Goal: a store that acknowledges through a group commit still gives 250; a store that
+// fails gives a 4xx and the session stays usable.
+fn group_commit_and_store_failure(backend: Backend) {
+    let server = Server::start_with(config(backend), SinkMode::Pending);
+    let mut raw = server.connect();
+    raw.send_mail("a@tempmx.test", "Subject: x\r\n\r\ny\r\n");
+    raw.cmd("QUIT", "221");
+    assert_eq!(server.shelf.wait_for(1).len(), 1);
+
+    let failing = Server::start_with(config(backend), SinkMode::Fail);
+    let mut raw = failing.connect();
+    raw.cmd("EHLO client.test", "250");
+    raw.cmd("MAIL FROM:<s@example.test>", "250");
+    raw.cmd("RCPT TO:<a@tempmx.test>", "250");
+    raw.cmd("DATA", "354");
+    raw.cmd("Subject: x\r\n\r\ny\r\n.", "451");
+    raw.cmd("NOOP", "250");
+    assert_eq!(failing.handle().counters().messages_store_failed, 1);
+}
+
+/// A blocking rustls client over a socket that already did STARTTLS.
+struct TlsClient {
+    conn: rustls::ClientConnection,
+    sock: std::net::TcpStream,
+    pending: Vec<u8>,
+}
+
+impl TlsClient {
+    fn new(raw: Raw, cert: Vec<u8>) -> Self {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from(cert))
+            .expect("trust test cert");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from(HOSTNAME).expect("name");
+        let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("client conn");
+        Self {
+            conn,
+            sock: raw.stream,
+            pending: Vec::new(),
+        }
+    }
+
+    fn cmd(&mut self, line: &str, start: &str) -> String {
+        let mut stream = rustls::Stream::new(&mut self.conn, &mut self.sock);
+        stream
+            .write_all(format!("{line}\r\n").as_bytes())
+            .expect("tls write");
+        stream.flush().expect("tls flush");
+        loop {
+            if let Some(end) = reply_end(&self.pending) {
+                let reply = String::from_utf8_lossy(&self.pending[..end]).into_owned();
+                self.pending.drain(..end);
+                assert!(
+                    reply.starts_with(start),
+                    "expected {start:?}, got {reply:?}"
+                );
+                return reply;
+            }
+            assert!(self.pending.len() < 64 * 1024, "reply too long");
+            let mut chunk = [0u8; 4096];
+            let n = match stream.read(&mut chunk) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => other.expect("tls read"),
+            };
+            assert!(n > 0, "EOF over TLS");
+            self.pending.extend_from_slice(&chunk[..n]);
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Integration tests of the SMTP driver: real listeners on 127.0.0.1:0, on both backends,
+//! driven by lettre, a rustls client and raw sockets.
+
+mod support;
+
+mod clients;
+mod config_errors;
+mod hostile_input;
+mod lifecycle;
+mod swaks;

@@ -1,0 +1,134 @@
+//! The preallocated byte arena of one shard: heap memory or a memory-mapped file.
+//!
+//! All reads and writes of the bytes happen under the shard's lock; the only access
+//! outside it is `msync` of a range by the commit thread, which the kernel serialises.
+
+use std::alloc::{Layout, alloc_zeroed, dealloc};
+use std::fs::OpenOptions;
+use std::path::Path;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use memmap2::MmapRaw;
+
+use crate::error::StoreError;
+
+/// Page alignment of the heap arena (frames need 16; pages keep zeroing cheap).
+const ARENA_ALIGN: usize = 4096;
+
+enum Backing {
+    Heap(Layout),
+    Mapped(Arc<MmapRaw>),
+}
+
+/// A fixed-size, page-aligned byte region.
+pub struct Arena {
+    ptr: NonNull<u8>,
+    len: usize,
+    backing: Backing,
+}
+
+// SAFETY: the arena owns its region; shared access is synchronised by the shard lock
+// (see module docs), and msync from another thread does not touch the bytes.
+unsafe impl Send for Arena {}
+// SAFETY: as above; `&Arena` only hands out slices under the shard lock.
+unsafe impl Sync for Arena {}
+
+impl Arena {
+    /// A zeroed heap arena of `len` bytes (the OS commits pages as they are touched).
+    pub fn heap(len: usize) -> Result<Self, StoreError> {
+        let layout = Layout::from_size_align(len, ARENA_ALIGN)
+            .map_err(|e| StoreError::Config(vec![format!("arena size {len}: {e}")]))?;
+        if len == 0 {
+            return Err(StoreError::Config(vec!["arena size 0".into()]));
+        }
+        // SAFETY: layout has non-zero size.
+        let raw = unsafe { alloc_zeroed(layout) };
+        let ptr = NonNull::new(raw).ok_or_else(|| {
+            StoreError::Io(std::io::Error::new(
+                std::io::ErrorKind::OutOfMemory,
+                "arena allocation failed",
+            ))
+        })?;
+        Ok(Self {
+            ptr,
+            len,
+            backing: Backing::Heap(layout),
+        })
+    }
+
+    /// Maps `path`, creating it zero-filled at `len` bytes; an existing file must match.
+    pub fn file(path: &Path, len: usize) -> Result<(Self, bool), StoreError> {
+        let existed = path.exists();
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        let found = f.metadata()?.len();
+        if existed && found != len as u64 {
+            return Err(StoreError::Geometry {
+                path: path.display().to_string(),
+                found,
+                expected: len as u64,
+            });
+        }
+        if !existed {
+            f.set_len(len as u64)?;
+        }
+        let map = MmapRaw::map_raw(&f)?;
+        let ptr = NonNull::new(map.as_mut_ptr())
+            .ok_or_else(|| StoreError::Io(std::io::Error::other("mmap returned null")))?;
+        Ok((
+            Self {
+                ptr,
+                len,
+                backing: Backing::Mapped(Arc::new(map)),
+            },
+            existed,
+        ))
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The mapping, for the commit thread (None for heap arenas).
+    pub fn mapping(&self) -> Option<Arc<MmapRaw>> {
+        match &self.backing {
+            Backing::Mapped(m) => Some(Arc::clone(m)),
+            Backing::Heap(_) => None,
+        }
+    }
+
+    /// Read access to the whole arena.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: ptr/len describe our live region; callers hold the shard lock.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// Write access to the whole arena.
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as `bytes`, and `&mut self` means the shard's write lock is held.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// Syncs a byte range to disk (no-op for heap arenas).
+    pub fn sync(&self, offset: usize, len: usize) -> std::io::Result<()> {
+        match &self.backing {
+            Backing::Mapped(m) => m.flush_range(offset, len),
+            Backing::Heap(_) => Ok(()),
+        }
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        if let Backing::Heap(layout) = self.backing {
+            // SAFETY: allocated in `heap` with this layout and not freed before.
+            unsafe { dealloc(self.ptr.as_ptr(), layout) };
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! Message store of tempmx: sharded rings of zero-copy rkyv records.
+//!
+//! # Layout
+//! - [`sink`]: the write interface ingress codes against ([`MessageSink`]).
+//! - [`config`]: `[store]` settings; [`sizing`]: how memory is split at start-up.
+//! - [`frame`] and [`record`]: the on-arena format (16-byte header + rkyv payload).
+//! - `arena`, `shard`, `index`, `parts`: one shard's ring of segments, its mailbox index
+//!   and its table of deduplicated MIME parts.
+//! - [`mime`]: the cheap ingest-time scan (header summary, part boundaries).
+//! - [`Store`] (read API, deletion, subscriptions, stats) and [`ShardWriter`] (one per core).
+//! - `recovery`: rebuilding shards from disk.
+//!
+//! # Concurrency
+//! Each shard sits behind its own `RwLock`, write-locked only by its one writer (and by
+//! rare user deletions/subscriptions); readers take read locks one shard at a time. So
+//! no writer ever waits for another writer. [`Store`] is `Sync`; [`ShardWriter`] is `Send`.
+//!
+//! # Record lifecycle
+//! append (newest segment) -> visible until `expires_at` -> segment recycled (zeroed) when
+//! all its records expired, or early when the arena or index is full (counted as
+//! eviction). User deletion unlinks at once and zeroes the record when no mailbox still
+//! references it.
+#![warn(missing_docs)]
+
+mod arena;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod frame;
+pub mod id;
+mod index;
+pub mod mime;
+mod parts;
+pub mod record;
+mod recovery;
+mod shard;
+pub mod sink;
+pub mod sizing;
+pub mod stats;
+mod store;
+mod subscribe;
+mod view;
+mod writer;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{CommitPolicy, Persistence, StoreConfig};
+pub use error::StoreError;
+pub use parts::Parts;
+pub use record::{AuthResult, MessageRecord};
+pub use sink::{Accepted, Commit, MessageId, MessageSink, NewMessage, TlsSummary};
+pub use stats::{Counters, RecoveryReport, ShardStats, StoreStats};
+pub use store::{Store, shard_path};
+pub use subscribe::{Event, Subscription};
+pub use view::{MessageSummary, MessageView};
+pub use writer::ShardWriter;

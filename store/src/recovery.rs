@@ -1,0 +1,146 @@
+//! Start-up scan of a shard file: validate every frame, rebuild the index.
+
+use crate::frame::{self, FrameKind, HEADER_BYTES, Header, HeaderError};
+use crate::id::IdGen;
+use crate::record::{self, ArchivedChunk};
+use crate::shard::{SegMeta, Shard};
+use crate::stats::{Reclaim, RecoveryReport};
+
+/// A valid record found by the scan.
+struct Found {
+    loc: u32,
+    id: u64,
+    expires_ms: u64,
+    mailboxes: Vec<String>,
+}
+
+/// Scans all segments of `sh`, rebuilds its ring order and index; `hash` names mailboxes.
+pub(crate) fn recover(
+    sh: &mut Shard,
+    shard: usize,
+    now_ms: u64,
+    hash: &dyn Fn(&str) -> u64,
+    rep: &mut RecoveryReport,
+) {
+    let mut per_seg: Vec<(usize, Vec<Found>)> = Vec::new();
+    for s in 0..sh.segs.len() {
+        sh.segs[s] = SegMeta::default();
+        let found = scan_segment(sh, s, rep);
+        if found.is_empty() {
+            zero_if_dirty(sh, s, 0, rep);
+            sh.segs[s] = SegMeta::default();
+        } else {
+            per_seg.push((s, found));
+        }
+    }
+    per_seg.sort_by_key(|(s, _)| sh.segs[*s].first_id);
+    rep.segments_with_data += per_seg.len() as u64;
+    sh.used = per_seg.iter().map(|(s, _)| *s).collect();
+    sh.free = (0..sh.segs.len())
+        .filter(|s| !sh.used.contains(s))
+        .rev()
+        .collect();
+    if sh.used.is_empty() {
+        sh.used.push_back(sh.free.pop().unwrap_or(0));
+    }
+    let mut last_id = 0;
+    for f in per_seg.into_iter().flat_map(|(_, v)| v) {
+        last_id = last_id.max(f.id);
+        if f.expires_ms <= now_ms {
+            rep.records_expired += 1;
+            continue;
+        }
+        for _ in 0..sh.segs.len() {
+            if sh.index.room() >= f.mailboxes.len() {
+                break;
+            }
+            sh.reclaim_oldest(Reclaim::IndexFull);
+        }
+        for m in &f.mailboxes {
+            sh.counters.evicted_mailbox_cap += sh.index.push(f.id, hash(m), f.loc, false) as u64;
+        }
+        rep.records_recovered += 1;
+    }
+    sh.ids = IdGen::new(shard, last_id);
+}
+
+/// Walks one segment's frames; corrupt frames become tombstones, an unreadable tail is zeroed.
+fn scan_segment(sh: &mut Shard, s: usize, rep: &mut RecoveryReport) -> Vec<Found> {
+    let seg = sh.seg_bytes;
+    let base = s * seg;
+    let mut off = 0;
+    let mut found = Vec::new();
+    while off + HEADER_BYTES <= seg {
+        let at = base + off;
+        let hb: [u8; HEADER_BYTES] = match sh.arena.bytes()[at..at + HEADER_BYTES].try_into() {
+            Ok(b) => b,
+            Err(_) => break,
+        };
+        let h = match frame::decode(&hb, seg - off - HEADER_BYTES) {
+            Ok(h) => h,
+            Err(HeaderError::End) => break,
+            Err(HeaderError::Corrupt) => {
+                rep.records_skipped += 1;
+                break;
+            }
+        };
+        let len = frame::frame_bytes(h.len as usize);
+        match h.kind {
+            FrameKind::Deleted => rep.records_deleted += 1,
+            FrameKind::Record => match check(sh, at, &h) {
+                Some(f) => {
+                    sh.note_frame(s, 0, f.id, f.expires_ms);
+                    found.push(f);
+                }
+                None => {
+                    rep.records_skipped += 1;
+                    tombstone(sh, at, &h);
+                }
+            },
+        }
+        off += len;
+    }
+    sh.segs[s].used = off;
+    zero_if_dirty(sh, s, off, rep);
+    found
+}
+
+fn check(sh: &Shard, at: usize, h: &Header) -> Option<Found> {
+    let payload = &sh.arena.bytes()[at + HEADER_BYTES..at + HEADER_BYTES + h.len as usize];
+    let a = record::validate(payload, h.crc)?;
+    // Deduplicated parts live only in memory, so a record that needs one is unreadable.
+    if a.raw
+        .iter()
+        .any(|c| matches!(c, ArchivedChunk::Shared { .. }))
+    {
+        return None;
+    }
+    Some(Found {
+        loc: (at / 16) as u32,
+        id: a.id.to_native(),
+        expires_ms: a.expires_at_ms.to_native(),
+        mailboxes: a.mailboxes.iter().map(|m| m.to_string()).collect(),
+    })
+}
+
+fn tombstone(sh: &mut Shard, at: usize, h: &Header) {
+    let end = at + frame::frame_bytes(h.len as usize);
+    let bytes = sh.arena.bytes_mut();
+    bytes[at + HEADER_BYTES..end].fill(0);
+    let t = Header {
+        len: h.len,
+        crc: 0,
+        kind: FrameKind::Deleted,
+    };
+    bytes[at..at + HEADER_BYTES].copy_from_slice(&frame::encode(&t));
+}
+
+/// Zeroes `[from, segment end)` if anything there is non-zero, so no stale bytes remain.
+fn zero_if_dirty(sh: &mut Shard, s: usize, from: usize, rep: &mut RecoveryReport) {
+    let range = s * sh.seg_bytes + from..(s + 1) * sh.seg_bytes;
+    let tail = &mut sh.arena.bytes_mut()[range];
+    if tail.iter().any(|&b| b != 0) {
+        rep.bytes_zeroed += tail.len() as u64;
+        tail.fill(0);
+    }
+}

@@ -1,0 +1,134 @@
+//! Start-up sizing: how `memory_bytes_max` is split into arenas, index and part tables.
+//!
+//! Per shard, with `B = memory_bytes_max / shards`:
+//!
+//! ```text
+//! B >= arena + index + parts
+//! arena  = segments * segment_bytes                          (segments >= 2)
+//! index  = entries * 20                                      (entry ring, preallocated)
+//!        + map_bytes(2 * entries, 16)                        (mailbox heads, preallocated;
+//!                                                              2x so it never grows)
+//! entries = max(record_mailboxes_max, arena_MiB * index_entries_per_mib), then raised to
+//!           fill the map's power-of-two bucket count (about 59 bytes per entry in all)
+//! parts  = dedup_bytes_max / shards                          (data + 48 B per part)
+//!        + map_bytes(parts_max, 32)   with parts_max = parts_budget / dedup_part_bytes_min
+//! ```
+//!
+//! `segments` is the largest count that satisfies the first line. Everything on the
+//! right is allocated at `open`, and nothing on the write path allocates beyond it except
+//! the per-record scratch (freed before the append returns) and part data, which is
+//! counted inside `parts`.
+
+use crate::config::{Persistence, StoreConfig};
+use crate::error::StoreError;
+use crate::index::{DELTA_MAX, ENTRY_BYTES, HEAD_BYTES, map_bytes};
+use crate::parts::PART_OVERHEAD_BYTES;
+
+/// The layout of one shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Segments in the ring.
+    pub segments: usize,
+    /// Bytes per segment.
+    pub segment_bytes: usize,
+    /// Index entries.
+    pub entries: usize,
+    /// Part table budget in bytes (0 = dedup off).
+    pub parts_bytes: usize,
+    /// Part table slots.
+    pub parts_max: usize,
+}
+
+impl Geometry {
+    /// Arena bytes.
+    pub fn arena_bytes(&self) -> usize {
+        self.segments * self.segment_bytes
+    }
+
+    /// Bytes the geometry allocates in total.
+    pub fn total_bytes(&self) -> usize {
+        self.arena_bytes()
+            + index_bytes(self.entries)
+            + self.parts_bytes
+            + parts_map_bytes(self.parts_max)
+    }
+}
+
+fn index_bytes(entries: usize) -> usize {
+    entries * ENTRY_BYTES + map_bytes(2 * entries, HEAD_BYTES)
+}
+
+fn parts_map_bytes(parts_max: usize) -> usize {
+    if parts_max == 0 {
+        0
+    } else {
+        map_bytes(parts_max, 32)
+    }
+}
+
+/// Raises `want` to the most entries whose head map (sized for twice the entries) needs
+/// no more buckets, so the power-of-two rounding buys entries instead of empty slots.
+fn fill_map(want: usize) -> usize {
+    let buckets = (2 * want * 8 / 7).next_power_of_two();
+    (buckets * 7 / 16).max(want)
+}
+
+/// Whether part dedup is on: it needs a threshold, a budget, and memory mode (parts are
+/// not persisted).
+pub fn dedup_enabled(cfg: &StoreConfig) -> bool {
+    cfg.dedup_part_bytes_min > 0
+        && cfg.dedup_bytes_max > 0
+        && cfg.persistence == Persistence::Memory
+}
+
+/// Computes the per-shard geometry; the config must already be valid.
+pub fn plan(cfg: &StoreConfig, shards: usize) -> Result<Geometry, StoreError> {
+    let per_shard = (cfg.memory_bytes_max / shards as u64) as usize;
+    let segment_bytes = cfg.segment_bytes as usize;
+    let (parts_bytes, parts_max) = if dedup_enabled(cfg) {
+        let b = (cfg.dedup_bytes_max / shards as u64) as usize;
+        (b, b / (cfg.dedup_part_bytes_min + PART_OVERHEAD_BYTES))
+    } else {
+        (0, 0)
+    };
+    let mut segments = per_shard / segment_bytes;
+    while segments >= 2 {
+        let arena = segments * segment_bytes;
+        let per_mib = cfg.index_entries_per_mib as usize;
+        let entries = ((arena as u128 * per_mib as u128) >> 20) as usize;
+        let entries = fill_map(entries.max(cfg.record_mailboxes_max));
+        let g = Geometry {
+            segments,
+            segment_bytes,
+            entries,
+            parts_bytes,
+            parts_max,
+        };
+        if g.total_bytes() <= per_shard && entries <= DELTA_MAX as usize {
+            return Ok(g);
+        }
+        segments -= 1;
+    }
+    Err(StoreError::Config(vec![format!(
+        "store.memory_bytes_max leaves less than two segments per shard after index and dedup budgets ({per_shard} bytes per shard)"
+    )]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_fits_and_uses_most_memory() {
+        // Goal: the default layout stays within budget and wastes less than a segment + index.
+        // Up to 4 shards: the appliance caps its automatic core count to that for the default
+        // budget (control's `resolve_cores`).
+        let cfg = StoreConfig::default();
+        for shards in [1, 2, 4] {
+            let g = plan(&cfg, shards).expect("plan");
+            let per = (cfg.memory_bytes_max / shards as u64) as usize;
+            assert!(g.total_bytes() <= per);
+            assert!(per - g.total_bytes() < 2 * g.segment_bytes, "{g:?}");
+        }
+    }
+}

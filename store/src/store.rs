@@ -1,0 +1,437 @@
+//! The shared store: opening, the read API for the HTTP side, deletion, subscriptions.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use parking_lot::RwLock;
+
+use crate::arena::Arena;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Persistence, StoreConfig};
+use crate::error::StoreError;
+use crate::frame::HEADER_BYTES;
+use crate::id::shard_of;
+use crate::recovery::recover;
+use crate::shard::Shard;
+use crate::sink::{MessageId, TlsSummary};
+use crate::sizing::{self, Geometry};
+use crate::stats::{Counters, RecoveryReport, StoreStats};
+use crate::subscribe::{Queue, Subscription};
+use crate::view::{MessageSummary, MessageView};
+use crate::writer::ShardWriter;
+
+/// State shared by the store handle, its writers and subscriptions.
+pub(crate) struct Inner {
+    pub(crate) shards: Vec<RwLock<Shard>>,
+    pub(crate) cfg: StoreConfig,
+    pub(crate) geometry: Geometry,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) dedup: bool,
+    hasher: RandomState,
+    subscribers: AtomicUsize,
+    pub(crate) events_lost: AtomicU64,
+    pub(crate) syncs: AtomicU64,
+    recovery: RecoveryReport,
+}
+
+impl Inner {
+    /// Keyed hash of a mailbox (keys the index and subscriptions).
+    pub(crate) fn hash(&self, mailbox: &str) -> u64 {
+        self.hasher.hash_one(mailbox)
+    }
+
+    pub(crate) fn unsubscribe(&self, mbox: u64, q: &Arc<Queue>) {
+        for sh in &self.shards {
+            let mut sh = sh.write();
+            if let Some(v) = sh.subs.get_mut(&mbox) {
+                v.retain(|x| !Arc::ptr_eq(x, q));
+                if v.is_empty() {
+                    sh.subs.remove(&mbox);
+                }
+            }
+        }
+        self.subscribers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The message store. `Sync`: share it via `Arc` among readers; writes go through
+/// the per-core [`ShardWriter`]s returned by [`Store::open`].
+///
+/// Who calls what: ingress cores call `MessageSink::accept` on their own writer; the HTTP
+/// API calls `list`, `get`, `contains`, `delete_*` and `subscribe`; the control plane calls
+/// `expire` on a timer (about once a second) so idle shards free expired segments, and
+/// `set_mailbox_ttl`; `/metrics` calls `stats`. Expired messages are never served even
+/// before `expire` runs.
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl Store {
+    /// Opens a store with `shards` shards on the system clock.
+    pub fn open(
+        config: &StoreConfig,
+        shards: usize,
+    ) -> Result<(Arc<Store>, Vec<ShardWriter>, RecoveryReport), StoreError> {
+        Self::open_with_clock(config, shards, Arc::new(SystemClock))
+    }
+
+    /// Opens a store on the given clock: validates the config (all errors at once),
+    /// allocates every shard, and in `disk` mode recovers existing shard files.
+    pub fn open_with_clock(
+        config: &StoreConfig,
+        shards: usize,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Arc<Store>, Vec<ShardWriter>, RecoveryReport), StoreError> {
+        config.validate(shards)?;
+        let geometry = sizing::plan(config, shards)?;
+        let hasher = RandomState::new();
+        let mut report = RecoveryReport {
+            shards: shards as u64,
+            ..Default::default()
+        };
+        let mut built = Vec::with_capacity(shards);
+        for i in 0..shards {
+            built.push(open_shard(
+                config,
+                &geometry,
+                i,
+                &hasher,
+                clock.as_ref(),
+                &mut report,
+            )?);
+        }
+        let inner = Arc::new(Inner {
+            shards: built.into_iter().map(RwLock::new).collect(),
+            cfg: config.clone(),
+            geometry,
+            dedup: sizing::dedup_enabled(config),
+            clock,
+            hasher,
+            subscribers: AtomicUsize::new(0),
+            events_lost: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
+            recovery: report.clone(),
+        });
+        let writers = (0..shards)
+            .map(|i| ShardWriter::new(Arc::clone(&inner), i))
+            .collect();
+        tracing::info!(%report, segments = geometry.segments, segment_bytes = geometry.segment_bytes,
+            entries = geometry.entries, "store opened");
+        Ok((Arc::new(Store { inner }), writers, report))
+    }
+
+    /// The largest raw message (trace headers + body) the store accepts; advertise
+    /// below this in SMTP `SIZE`. Envelope and summary need the rest of a segment.
+    pub fn record_bytes_max(&self) -> usize {
+        let seg = self.inner.geometry.segment_bytes;
+        seg - HEADER_BYTES - (seg / 8).min(64 << 10)
+    }
+
+    /// The per-shard layout chosen at start-up.
+    pub fn geometry(&self) -> Geometry {
+        self.inner.geometry
+    }
+
+    /// Messages of a mailbox, newest first, older than `before` if given, at most
+    /// `limit` (capped at `mailbox_records_max`). `mailbox` must be normalised as ingress
+    /// does (`local@domain`, domain lowercase).
+    pub fn list(
+        &self,
+        mailbox: &str,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Vec<MessageSummary> {
+        let limit = limit.min(self.inner.cfg.mailbox_records_max);
+        let h = self.inner.hash(mailbox);
+        let now = self.inner.clock.now_ms();
+        let before = before.map_or(u64::MAX, |b| b.0);
+        let mut out = Vec::new();
+        for sh in &self.inner.shards {
+            let sh = sh.read();
+            let mut taken = 0;
+            for seq in sh.index.list(h) {
+                if taken >= limit {
+                    break;
+                }
+                let Some(r) = sh.visible(seq, mailbox, now) else {
+                    continue;
+                };
+                if r.id.to_native() < before {
+                    out.push(MessageSummary::from_archived(r, mailbox));
+                    taken += 1;
+                }
+            }
+        }
+        out.sort_unstable_by_key(|s| std::cmp::Reverse(s.id));
+        out.truncate(limit);
+        out
+    }
+
+    /// The whole message, with its raw bytes reassembled, if it is stored and not expired.
+    pub fn get(&self, id: MessageId) -> Option<MessageView> {
+        let sh = self.inner.shards.get(shard_of(id))?.read();
+        let now = self.inner.clock.now_ms();
+        let seq = sh
+            .index
+            .find_id(id.0)
+            .find(|&s| sh.index.get(s).is_some_and(|e| e.linked()))?;
+        let r = sh.record_at(sh.index.get(seq)?.loc)?;
+        if r.expires_at_ms.to_native() <= now {
+            return None;
+        }
+        let first = r.mailboxes.first().map_or("", |m| m.as_str());
+        Some(MessageView {
+            summary: MessageSummary::from_archived(r, first),
+            mailboxes: r.mailboxes.iter().map(|m| m.to_string()).collect(),
+            mail_from: r.mail_from.to_string(),
+            client_ip: r.client_ip.to_string(),
+            helo: r.helo.to_string(),
+            tls: r.tls.as_ref().map(|t| TlsSummary {
+                version: t.version.to_string(),
+                cipher: t.cipher.to_string(),
+            }),
+            raw: sh.raw_of(r)?,
+        })
+    }
+
+    /// Whether `mailbox` currently shows message `id` (use before serving `get` to a
+    /// mailbox owner, so ids of other mailboxes are not readable).
+    pub fn contains(&self, mailbox: &str, id: MessageId) -> bool {
+        let Some(sh) = self.inner.shards.get(shard_of(id)) else {
+            return false;
+        };
+        let now = self.inner.clock.now_ms();
+        sh.read()
+            .find(self.inner.hash(mailbox), mailbox, id.0, now)
+            .is_some()
+    }
+
+    /// Deletes a message from a mailbox; the record's bytes are zeroed once no mailbox
+    /// references it. Returns whether it was there.
+    pub fn delete_message(&self, mailbox: &str, id: MessageId) -> bool {
+        let Some(sh) = self.inner.shards.get(shard_of(id)) else {
+            return false;
+        };
+        let now = self.inner.clock.now_ms();
+        let mut sh = sh.write();
+        match sh.find(self.inner.hash(mailbox), mailbox, id.0, now) {
+            Some(seq) => sh.delete_seq(seq),
+            None => false,
+        }
+    }
+
+    /// Deletes every message of a mailbox; returns how many were visible.
+    pub fn delete_mailbox(&self, mailbox: &str) -> usize {
+        let h = self.inner.hash(mailbox);
+        let now = self.inner.clock.now_ms();
+        let mut n = 0;
+        for sh in &self.inner.shards {
+            let mut sh = sh.write();
+            // The cap is applied lazily, so repeat until the list is empty; each round
+            // removes at least one entry or stops.
+            for _ in 0..3 {
+                let mine: Vec<u64> = sh
+                    .index
+                    .list(h)
+                    .into_iter()
+                    .filter(|&s| {
+                        sh.index
+                            .get(s)
+                            .and_then(|e| sh.record_at(e.loc))
+                            .is_some_and(|r| r.mailboxes.iter().any(|m| m.as_str() == mailbox))
+                    })
+                    .collect();
+                if mine.is_empty() {
+                    break;
+                }
+                for seq in mine {
+                    let visible = sh.visible(seq, mailbox, now).is_some();
+                    if sh.delete_seq(seq) && visible {
+                        n += 1;
+                    }
+                }
+            }
+        }
+        n
+    }
+
+    /// Subscribes to new messages of a mailbox.
+    pub fn subscribe(&self, mailbox: &str) -> Result<Subscription, StoreError> {
+        let max = self.inner.cfg.subscribers_max;
+        if self.inner.subscribers.fetch_add(1, Ordering::Relaxed) >= max {
+            self.inner.subscribers.fetch_sub(1, Ordering::Relaxed);
+            return Err(StoreError::Subscribers(max));
+        }
+        let mbox = self.inner.hash(mailbox);
+        let queue = Arc::new(Queue::new(mailbox, self.inner.cfg.subscriber_queue_max));
+        for sh in &self.inner.shards {
+            sh.write()
+                .subs
+                .entry(mbox)
+                .or_default()
+                .push(Arc::clone(&queue));
+        }
+        Ok(Subscription {
+            inner: Arc::clone(&self.inner),
+            queue,
+            mbox,
+        })
+    }
+
+    /// Sets (or with `None` clears) the TTL of messages that arrive for `mailbox` from
+    /// now on, capped at `ttl_secs_max`. A message to several mailboxes gets the longest.
+    pub fn set_mailbox_ttl(&self, mailbox: &str, ttl_secs: Option<u64>) -> Result<(), StoreError> {
+        let max = self.inner.cfg.ttl_overrides_max;
+        let ms = ttl_secs.map(|s| s.clamp(1, self.inner.cfg.ttl_secs_max) * 1000);
+        for sh in &self.inner.shards {
+            let mut sh = sh.write();
+            match ms {
+                Some(ms) => {
+                    if sh.ttl_overrides.len() >= max && !sh.ttl_overrides.contains_key(mailbox) {
+                        return Err(StoreError::TtlOverrides(max));
+                    }
+                    sh.ttl_overrides.insert(mailbox.to_string(), ms);
+                }
+                None => {
+                    sh.ttl_overrides.remove(mailbox);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Recycles expired segments in every shard (call about once a second).
+    pub fn expire(&self) {
+        let now = self.inner.clock.now_ms();
+        for sh in &self.inner.shards {
+            sh.write().expire(now);
+        }
+    }
+
+    /// A snapshot of counters and gauges.
+    pub fn stats(&self) -> StoreStats {
+        let shards: Vec<_> = self.inner.shards.iter().map(|s| s.read().stats()).collect();
+        let mut totals = Counters::default();
+        for s in &shards {
+            totals.add(&s.counters);
+        }
+        StoreStats {
+            shards,
+            totals,
+            subscribers: self.inner.subscribers.load(Ordering::Relaxed) as u64,
+            subscriber_events_lost: self.inner.events_lost.load(Ordering::Relaxed),
+            syncs: self.inner.syncs.load(Ordering::Relaxed),
+            recovery: self.inner.recovery.clone(),
+        }
+    }
+
+    /// References held on a deduplicated part (diagnostics and tests).
+    pub fn part_refs(&self, key: u64) -> u32 {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.read().parts.refs(key))
+            .sum()
+    }
+}
+
+fn open_shard(
+    cfg: &StoreConfig,
+    g: &Geometry,
+    i: usize,
+    hasher: &RandomState,
+    clock: &dyn Clock,
+    report: &mut RecoveryReport,
+) -> Result<Shard, StoreError> {
+    let len = g.arena_bytes();
+    let (arena, existed) = match (cfg.persistence, &cfg.dir) {
+        (Persistence::Disk, Some(dir)) => {
+            std::fs::create_dir_all(dir)?;
+            Arena::file(&shard_path(dir, i), len)?
+        }
+        _ => (Arena::heap(len)?, false),
+    };
+    let mut sh = Shard::new(i, arena, g, cfg.mailbox_records_max);
+    if existed {
+        report.shards_existing += 1;
+        let hash = |m: &str| hasher.hash_one(m);
+        recover(&mut sh, i, clock.now_ms(), &hash, report);
+    }
+    Ok(sh)
+}
+
+/// File of shard `i` under the store directory.
+pub fn shard_path(dir: &Path, i: usize) -> std::path::PathBuf {
+    dir.join(format!("shard-{i:03}.tmx"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::sink::{MessageSink, NewMessage};
+
+    fn put(w: &mut ShardWriter, rcpt: &str, body: &[u8]) -> MessageId {
+        let r = vec![rcpt.to_string()];
+        let m = NewMessage {
+            received_at_ms: 0,
+            client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            helo: "h",
+            mail_from: "s@x.test",
+            recipients: &r,
+            tls: None,
+            trace_headers: b"",
+            body,
+        };
+        w.accept(&m).expect("accept").id
+    }
+
+    fn arena_has(store: &Store, needle: &[u8]) -> bool {
+        store.inner.shards.iter().any(|s| {
+            s.read()
+                .arena
+                .bytes()
+                .windows(needle.len())
+                .any(|w| w == needle)
+        })
+    }
+
+    #[test]
+    fn deleted_and_recycled_records_are_zeroed_in_memory() {
+        // Goal: after delete, and after a segment is recycled, no byte of the message remains.
+        let cfg = StoreConfig {
+            memory_bytes_max: 4 * (64 << 10) + (128 << 10),
+            segment_bytes: 64 << 10,
+            index_entries_per_mib: 8192,
+            dedup_part_bytes_min: 1024,
+            dedup_bytes_max: 64 << 10,
+            ..StoreConfig::default()
+        };
+        let clock = ManualClock::new(1_000_000);
+        let (store, mut w, _) = Store::open_with_clock(&cfg, 1, Arc::new(clock)).expect("open");
+        let id = put(&mut w[0], "a@p.test", b"Subject: s\r\n\r\nMARKER-DELETE-1");
+        assert!(arena_has(&store, b"MARKER-DELETE-1"));
+        assert!(store.delete_message("a@p.test", id));
+        assert!(!arena_has(&store, b"MARKER-DELETE-1"));
+        assert!(!arena_has(&store, b"a@p.test"));
+        let big = format!("Subject: s\r\n\r\nMARKER-PART-{}", "p".repeat(2000));
+        let first = put(&mut w[0], "b@p.test", big.as_bytes());
+        put(&mut w[0], "c@p.test", b"Subject: s\r\n\r\nMARKER-EVICT-2");
+        for _ in 0..400 {
+            put(&mut w[0], "d@p.test", "f".repeat(1500).as_bytes());
+        }
+        assert!(store.get(first).is_none());
+        assert!(!arena_has(&store, b"MARKER-EVICT-2"));
+        let parts_hold = store.inner.shards[0]
+            .read()
+            .parts
+            .get(crate::Parts::key(&big.as_bytes()[14..]))
+            .is_some();
+        assert!(!parts_hold, "part released with its last record");
+    }
+}

@@ -1,0 +1,7 @@
+//! Integration tests of the store through its public API.
+
+mod disk;
+mod harness;
+mod lifecycle;
+mod proptests;
+mod read_write;
