@@ -7,6 +7,8 @@
 #        SERVERS="tempmx sink postfix"   GENERATORS="smtp-source tempmx-bench"
 #        (add tempmx-bench-pipelined to let tempmx-bench pipeline; smtp-source cannot)
 #        RUNS, TARGET_S, SESSIONS, MSG_LEN, VARIANTS: passed to smtp-anchors.sh
+#        TEMPMX_ARGS: extra `tempmx serve` arguments, e.g. "--config epoll-1core.toml"
+#        TEMPMX_NAME: the name tempmx rows get in the table (default tempmx)
 #
 # How: starts `tempmx serve` on free loopback ports, then runs
 # ../shared/anchors/smtp-anchors.sh once per generator with ANCHORS="sink postfix" and
@@ -44,7 +46,7 @@ start_tempmx() {
   smtp=$(pick_port 2600 tcp) && http=$(pick_port 8090 tcp) && admin=$(pick_port $((http + 1)) tcp) &&
     dns=$(pick_port 5400 both) || { log "no free ports for tempmx"; return 1; }
   "$TEMPMX" serve --smtp "127.0.0.1:$smtp" --http "127.0.0.1:$http" --admin "127.0.0.1:$admin" \
-    --dns "127.0.0.1:$dns" >"$OUT_DIR/tempmx.log" 2>&1 &
+    --dns "127.0.0.1:$dns" ${TEMPMX_ARGS:-} >"$OUT_DIR/tempmx.log" 2>&1 &
   TEMPMX_PID=$!
   wait_tcp_port "$smtp" 20 || { log "tempmx did not listen on $smtp (see $OUT_DIR/tempmx.log)"; return 1; }
   TEMPMX_SMTP=127.0.0.1:$smtp
@@ -55,7 +57,7 @@ anchors=""
 for s in $SERVERS; do case $s in sink|postfix) anchors="$anchors $s" ;; esac; done
 extra=()
 case " $SERVERS " in *" tempmx "*)
-  start_tempmx && extra=(EXTRA_SMTP="$TEMPMX_SMTP" EXTRA_SMTP_PID="$TEMPMX_PID" EXTRA_NAME=tempmx) ;;
+  start_tempmx && extra=(EXTRA_SMTP="$TEMPMX_SMTP" EXTRA_SMTP_PID="$TEMPMX_PID" EXTRA_NAME="${TEMPMX_NAME:-tempmx}") ;;
 esac
 [ -n "${anchors// /}" ] || anchors=none
 if [ "$anchors" = none ] && [ ${#extra[@]} -eq 0 ]; then log "no server to measure"; exit 1; fi
