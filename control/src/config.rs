@@ -343,6 +343,14 @@ mod tests {
         assert_eq!(c.pool.domains, vec!["tempmx.test".to_owned()]);
     }
 
+    // Goal: the shipped example config is valid and spells out exactly the defaults.
+    #[test]
+    fn example_config_is_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/deploy/tempmx.example.toml");
+        let c = Config::from_file(&path).unwrap();
+        assert_eq!(c, Config::default());
+    }
+
     // Goal: flags override the file, and --data-dir switches the store to disk.
     #[test]
     fn flags_override_the_file() {

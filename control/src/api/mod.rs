@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -85,11 +85,32 @@ fn with_request_metrics(router: Router, shared: Arc<Shared>, listener: &'static 
     }))
 }
 
+/// Whether the request carries `Authorization: Bearer <token>` (constant-time compare).
+fn bearer_matches(headers: &HeaderMap, token: Option<&str>) -> bool {
+    use subtle::ConstantTimeEq;
+    let Some(token) = token else { return false };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    bool::from(given.as_bytes().ct_eq(token.as_bytes()))
+}
+
 async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> impl IntoResponse {
+    let admin = &shared.config.admin;
+    if admin.metrics_need_token && !bearer_matches(&headers, admin.token.as_deref()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "token required\n",
+        )
+            .into_response();
+    }
     match shared.metrics.render() {
         Ok(body) => (
             StatusCode::OK,
@@ -101,5 +122,29 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         )
             .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("metrics: {e}\n")).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Goal: `/metrics` behind the token accepts exactly `Bearer <token>`.
+    #[test]
+    fn metrics_token_check() {
+        let mut h = HeaderMap::new();
+        assert!(!bearer_matches(&h, Some("s3cret")));
+        h.insert(
+            header::AUTHORIZATION,
+            "Bearer s3cret".parse().expect("header"),
+        );
+        assert!(bearer_matches(&h, Some("s3cret")));
+        assert!(!bearer_matches(&h, Some("s3cret2")));
+        assert!(!bearer_matches(&h, None));
+        h.insert(
+            header::AUTHORIZATION,
+            "Basic s3cret".parse().expect("header"),
+        );
+        assert!(!bearer_matches(&h, Some("s3cret")));
     }
 }
