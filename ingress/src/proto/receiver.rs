@@ -49,7 +49,7 @@ impl LineReceiver {
     /// Consumes bytes up to and including the end of the current line.
     pub fn feed(&mut self, input: &[u8]) -> (usize, Option<LineEvent>) {
         let mut pos = 0;
-        while let Some(off) = input[pos..].iter().position(|&b| b == b'\n') {
+        while let Some(off) = memchr::memchr(b'\n', &input[pos..]) {
             let lf = pos + off;
             let before_lf = if lf > pos { input[lf - 1] } else { self.last };
             self.push(&input[pos..=lf]);
@@ -211,8 +211,8 @@ impl DataReceiver {
         let mut i = 0;
         while i < input.len() {
             if self.state == DotState::Text {
-                // Fast path: copy a run of ordinary bytes at once.
-                let run = input[i..].iter().position(|&b| b == b'\r' || b == b'\n');
+                // Fast path: find the next line ending with SIMD and copy the run at once.
+                let run = memchr::memchr2(b'\r', b'\n', &input[i..]);
                 let end = run.map_or(input.len(), |r| i + r);
                 self.emit(&input[i..end], body);
                 i = end;
