@@ -29,7 +29,7 @@ pub use plane::{AddOutcome, ControlError, ControlPlane, CycleReport, DomainInfo,
 pub use publish::{DnsPublish, Targets, dns_snapshot};
 pub use state::{Persisted, PoolState, StateError, StateFile};
 
-use crate::config::{PoolConfig, RecipientPolicy};
+use crate::config::RecipientPolicy;
 
 /// Longest domain name in presentation form without the root dot (RFC 1035 §2.3.4).
 const DOMAIN_BYTES_MAX: usize = 253;
@@ -65,20 +65,6 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// The pool at first start: every configured domain active.
-    pub fn from_config(config: &PoolConfig) -> Self {
-        let domains = config
-            .domains
-            .iter()
-            .filter_map(|d| normalise_domain(d))
-            .map(|d| (d, DomainState::Active))
-            .collect();
-        Self {
-            domains,
-            recipients: config.recipients,
-        }
-    }
-
     /// A pool of the given domains (already normalised) and states.
     pub fn from_domains(
         domains: impl IntoIterator<Item = (String, DomainState)>,
@@ -113,8 +99,6 @@ impl Pool {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use tempmx_ingress::policy::DomainStatus;
-
     use super::*;
 
     // Goal: names are normalised exactly once, and anything that is not a host name is refused.
@@ -134,18 +118,5 @@ mod tests {
             assert_eq!(normalise_domain(input).as_deref(), want, "{input}");
         }
         assert!(normalise_domain(&format!("{}.test", "a".repeat(64))).is_none());
-    }
-
-    // Goal: the configured domains start active and reach the ingress snapshot normalised.
-    #[test]
-    fn config_domains_start_active() {
-        let pool = Pool::from_config(&PoolConfig {
-            domains: vec!["One.test".into(), "two.test".into()],
-            recipients: RecipientPolicy::CatchAll,
-            ..PoolConfig::default()
-        });
-        let snap = pool.ingress_snapshot();
-        assert_eq!(snap.status("one.test"), Some(DomainStatus::Active));
-        assert_eq!(snap.status("three.test"), None);
     }
 }
