@@ -262,6 +262,16 @@ impl Config {
                  (set {ADMIN_TOKEN_ENV} or admin.token)"
             ));
         }
+        if self.admin.metrics_need_token
+            && self.admin.token.is_none()
+            && self.admin.read_token.is_none()
+        {
+            errors.push(
+                "admin.metrics_need_token: set admin.token, admin.read_token or TEMPMX_ADMIN_TOKEN, \
+                 or no scrape could ever pass"
+                    .to_owned(),
+            );
+        }
         let l = &self.ingress.limits;
         if l.command_line_bytes_max < 512 {
             errors
@@ -374,9 +384,10 @@ mod tests {
         c.pool.domains = vec!["bad domain".into()];
         c.ingress.limits.recipients_max = 0;
         c.admin.listen = "0.0.0.0:8081".parse().unwrap();
+        c.admin.metrics_need_token = true;
         let ConfigError::Invalid(errs) = c.validate().unwrap_err() else {
             panic!("wrong error")
         };
-        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert_eq!(errs.len(), 4, "{errs:?}");
     }
 }

@@ -29,19 +29,28 @@ fn test_config() -> Config {
     c
 }
 
-fn http_get(addr: SocketAddr, path: &str) -> String {
+/// Sends a GET with optional extra header lines; returns the status line and the body.
+fn http_request(addr: SocketAddr, path: &str, extra: &str) -> (String, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     let (head, body) = out.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
-    body.to_owned()
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    )
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    let (status, body) = http_request(addr, path, "");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}\n{body}");
+    body
 }
 
 /// Every `tempmx_...` metric name in a text, with histogram suffixes folded.
@@ -142,4 +151,28 @@ fn live_metrics_are_valid_and_ops_files_match_them() {
         unknown.is_empty(),
         "ops/ uses metrics the code does not export: {unknown:?}"
     );
+}
+
+// Goal: with `admin.metrics_need_token`, a scrape needs the admin (or read-only) token.
+// Method: start the app with both tokens set and scrape without, with a wrong, and with
+// each right token.
+#[test]
+fn metrics_token_is_enforced_when_configured() {
+    let mut c = test_config();
+    c.admin.token = Some("admin-secret".into());
+    c.admin.read_token = Some("read-secret".into());
+    c.admin.metrics_need_token = true;
+    c.validate().unwrap();
+    let app = App::start(c).unwrap();
+    let admin = app.addrs().admin;
+    let status = |extra: &str| http_request(admin, "/metrics", extra).0;
+    let none = status("");
+    let wrong = status("Authorization: Bearer admin-secreT\r\n");
+    let full = status("Authorization: Bearer admin-secret\r\n");
+    let read = status("Authorization: Bearer read-secret\r\n");
+    app.shutdown();
+    assert!(none.starts_with("HTTP/1.1 401"), "{none}");
+    assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
+    assert!(full.starts_with("HTTP/1.1 200"), "{full}");
+    assert!(read.starts_with("HTTP/1.1 200"), "{read}");
 }
