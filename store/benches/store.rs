@@ -18,6 +18,7 @@ fn msg<'a>(rcpt: &'a [String], body: &'a [u8]) -> NewMessage<'a> {
         recipients: rcpt,
         tls: None,
         trace_headers: b"Received: from mx.sender.test by tempmx; Thu, 1 Jan 2026\r\n",
+        auth: &[],
         body,
     }
 }

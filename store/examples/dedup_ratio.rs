@@ -115,6 +115,7 @@ fn main() {
             recipients: &rcpts,
             tls: None,
             trace_headers: b"Received: from mx.test by tempmx\r\n",
+            auth: &[],
             body: body.as_bytes(),
         };
         let t = std::time::Instant::now();

@@ -29,6 +29,7 @@ fn main() {
                 recipients: &r,
                 tls: None,
                 trace_headers: b"",
+                auth: &[],
                 body: &body,
             };
             w[0].accept(&msg).expect("accept");

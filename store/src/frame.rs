@@ -19,7 +19,7 @@ pub const HEADER_BYTES: usize = 16;
 /// Magic at the start of every header.
 pub const MAGIC: [u8; 4] = *b"TMXR";
 /// Record format version: bump on any schema or rkyv format change.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 
 /// What a frame holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

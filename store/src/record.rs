@@ -15,14 +15,16 @@ pub struct TlsRecord {
     pub cipher: String,
 }
 
-/// One authentication result (filled by the mail-auth stage; empty until then).
+/// One authentication result, as in an RFC 8601 `Authentication-Results:` resinfo.
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[rkyv(derive(Debug))]
 pub struct AuthResult {
-    /// Method, e.g. `spf`, `dkim`, `dmarc`.
+    /// Method, e.g. `spf`, `dkim`, `dmarc`, `arc`.
     pub method: String,
-    /// Result, e.g. `pass`, `fail`, `none`.
+    /// Result, e.g. `pass`, `fail`, `none`, `temperror`.
     pub result: String,
+    /// The properties checked, e.g. `smtp.mailfrom=a.example` or `header.d=a.example`.
+    pub props: String,
 }
 
 /// Header fields picked at ingest for listings.
@@ -112,7 +114,7 @@ pub fn encoded_bound(rec: &MessageRecord) -> usize {
         + rec
             .auth
             .iter()
-            .map(|a| a.method.len() + a.result.len())
+            .map(|a| a.method.len() + a.result.len() + a.props.len())
             .sum::<usize>();
     let chunks: usize = rec
         .raw
@@ -122,7 +124,7 @@ pub fn encoded_bound(rec: &MessageRecord) -> usize {
             Chunk::Shared { .. } => 0,
         })
         .sum();
-    let fields = 16 + rec.mailboxes.len() + 2 * rec.auth.len() + rec.raw.len();
+    let fields = 16 + rec.mailboxes.len() + 3 * rec.auth.len() + rec.raw.len();
     // Every field or element costs at most 16 bytes of header/pointer plus 16 of alignment.
     strings + chunks + 32 * fields + 256
 }
@@ -184,6 +186,7 @@ mod tests {
             auth: vec![AuthResult {
                 method: "spf".into(),
                 result: "pass".into(),
+                props: "smtp.mailfrom=y.test".into(),
             }],
             headers: HeaderSummary {
                 subject: "hi".into(),

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use crate::error::StoreError;
+use crate::record::AuthResult;
 
 /// A time-ordered, unique message id (milliseconds since the epoch in the high bits).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -48,8 +49,10 @@ pub struct NewMessage<'a> {
     pub recipients: &'a [String],
     /// TLS parameters, if the session ran over TLS.
     pub tls: Option<&'a TlsSummary>,
-    /// Header lines added by us (Received:, later Authentication-Results:), CRLF-terminated.
+    /// Header lines added by us (Authentication-Results:, Received:), CRLF-terminated.
     pub trace_headers: &'a [u8],
+    /// Authentication results to keep with the record (empty when authentication is off).
+    pub auth: &'a [AuthResult],
     /// The message as received after dot-unstuffing (RFC 5322 headers and body).
     pub body: &'a [u8],
 }

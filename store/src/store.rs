@@ -386,6 +386,7 @@ mod tests {
             recipients: &r,
             tls: None,
             trace_headers: b"",
+            auth: &[],
             body,
         };
         w.accept(&m).expect("accept").id

@@ -26,7 +26,7 @@ pub struct MessageSummary {
     pub size: u64,
     /// Whether a part is marked as attachment.
     pub has_attachments: bool,
-    /// Authentication results (empty until the auth stage records them).
+    /// Authentication results (empty when authentication is off).
     pub auth: Vec<AuthResult>,
 }
 
@@ -50,6 +50,7 @@ impl MessageSummary {
                 .map(|r| AuthResult {
                     method: r.method.to_string(),
                     result: r.result.to_string(),
+                    props: r.props.to_string(),
                 })
                 .collect(),
         }

@@ -146,7 +146,7 @@ fn skeleton(msg: &NewMessage<'_>, scan: &Scan) -> MessageRecord {
             version: t.version.clone(),
             cipher: t.cipher.clone(),
         }),
-        auth: Vec::new(),
+        auth: msg.auth.to_vec(),
         headers: HeaderSummary {
             from: scan.from.clone(),
             subject: scan.subject.clone(),

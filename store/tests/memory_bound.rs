@@ -71,6 +71,7 @@ fn flood_stays_within_budget_and_keeps_newest() {
             recipients: &rcpt,
             tls: None,
             trace_headers: b"",
+            auth: &[],
             body: &body,
         };
         ids.push(w[i % 2].accept(&msg).expect("accept").id);

@@ -73,6 +73,7 @@ impl Api {
             recipients: &recipients,
             tls: None,
             trace_headers: b"Received: from sender.test by mx.pool.test\r\n",
+            auth: &[],
             body: body.as_bytes(),
         };
         self.writer.lock().accept(&msg).expect("accept").id

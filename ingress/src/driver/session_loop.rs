@@ -248,6 +248,7 @@ impl<C: Connection> Conn<C> {
             recipients: pending.recipients,
             tls: pending.tls,
             trace_headers: pending.trace_headers,
+            auth: &[],
             body: pending.body,
         };
         self.core.sink.borrow_mut().accept(&msg)

@@ -49,6 +49,7 @@ pub fn put(w: &mut ShardWriter, rcpts: &[&str], body: &[u8]) -> Accepted {
         recipients: &rcpts,
         tls: None,
         trace_headers: b"Received: from mx.shop.test by tempmx\r\n",
+        auth: &[],
         body,
     };
     w.accept(&msg).expect("accept")

@@ -26,6 +26,7 @@ fn stored_message_reads_back_exactly() {
         recipients: &rcpts,
         tls: Some(&tls),
         trace_headers: b"Received: x\r\n",
+        auth: &[],
         body: &b,
     };
     let id = w[1].accept(&msg).expect("accept").id;
@@ -93,6 +94,7 @@ fn limits_reject_with_typed_errors() {
             recipients: &rcpts,
             tls: None,
             trace_headers: b"",
+            auth: &[],
             body: b,
         };
         let err = w[0].accept(&msg).expect_err("rejected");

@@ -80,10 +80,12 @@ pub struct PushQuery {
 /// One authentication result (SPF, DKIM, DMARC).
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct AuthItem {
-    /// `spf`, `dkim`, `dmarc`.
+    /// `spf`, `dkim`, `dmarc`, `arc`.
     pub method: String,
-    /// `pass`, `fail`, `none`, …
+    /// `pass`, `fail`, `none`, `temperror`, …
     pub result: String,
+    /// What was checked, RFC 8601 properties (`smtp.mailfrom=…`, `header.d=…`).
+    pub props: String,
 }
 
 /// A message in a listing or a live-push event.
@@ -227,6 +229,7 @@ pub fn auth_items(a: &[AuthResult]) -> Vec<AuthItem> {
         .map(|r| AuthItem {
             method: r.method.clone(),
             result: r.result.clone(),
+            props: r.props.clone(),
         })
         .collect()
 }
