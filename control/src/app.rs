@@ -329,9 +329,13 @@ async fn bind_http(
 /// Lets `/metrics` read every part's counters at scrape time.
 fn register_metrics(shared: &Arc<Shared>, ingress: &IngressHandle, dns: &DnsHandle) {
     let reader = ingress.counters_reader();
-    shared
-        .metrics
-        .add_source(move |out| crate::metrics::ingress_families(&reader.read(), out));
+    shared.metrics.add_source(move |out| {
+        crate::metrics::ingress_families(&reader.read(), out);
+        crate::metrics::auth_families(&reader.auth(), out);
+        if let Some(greylist) = reader.greylist() {
+            crate::metrics::greylist_families(&greylist, out);
+        }
+    });
     let reader = dns.counters_reader();
     shared
         .metrics

@@ -6,7 +6,9 @@
 //! costs one uncontended store. Control-plane metrics (HTTP requests) live in the registry.
 
 use parking_lot::RwLock;
-use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::proto::{
+    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
+};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
@@ -193,7 +195,16 @@ pub fn ingress_families(
             (&[("reason", "smuggling")][..], c.rejected_smuggling as f64),
             (&[("reason", "rate")][..], c.rejected_rate as f64),
             (&[("reason", "store")][..], c.messages_store_failed as f64),
+            (&[("reason", "spf")][..], c.rejected_spf as f64),
+            (&[("reason", "dmarc")][..], c.rejected_dmarc as f64),
+            (&[("reason", "greylisted")][..], c.greylisted as f64),
         ],
+    ));
+    out.push(single(
+        "tempmx_auth_fail_open_total",
+        "Enforce-mode authentication verdicts not applied because a check had a temperror.",
+        Counter,
+        c.auth_fail_open,
     ));
     out.push(single(
         "tempmx_smtp_received_bytes_total",
@@ -216,6 +227,94 @@ pub fn ingress_families(
             (&[("result", "failed")][..], c.tls_handshakes_failed as f64),
         ],
     ));
+}
+
+/// Families of the authentication checks (per method and result) and their timeouts.
+pub fn auth_families(a: &tempmx_ingress::auth::AuthCountersSnapshot, out: &mut Vec<MetricFamily>) {
+    use tempmx_ingress::auth::{AuthMethod, AuthValue};
+    let mut samples = Vec::with_capacity(AuthMethod::ALL.len() * AuthValue::ALL.len());
+    for (m, method) in AuthMethod::ALL.iter().enumerate() {
+        for (v, value) in AuthValue::ALL.iter().enumerate() {
+            let count = a.results[m][v] as f64;
+            samples.push(([("method", method.label()), ("result", value.label())], count));
+        }
+    }
+    out.push(family(
+        "tempmx_auth_results_total",
+        "Authentication results, by method (spf, dkim per signature, dmarc, arc) and result.",
+        Kind::Counter,
+        samples.iter().map(|(l, v)| (&l[..], *v)),
+    ));
+    out.push(single(
+        "tempmx_auth_timeouts_total",
+        "Authentication checks cut by check_timeout_ms (their open methods are temperror).",
+        Kind::Counter,
+        a.timeouts,
+    ));
+}
+
+/// Families of the greylisting table: verdicts, size and the delay greylisted mail suffered.
+pub fn greylist_families(g: &tempmx_ingress::greylist::GreylistStats, out: &mut Vec<MetricFamily>) {
+    use tempmx_ingress::greylist::PassReason;
+    let mut samples = vec![([("verdict", "deferred")], g.deferred as f64)];
+    for (i, reason) in PassReason::ALL.iter().enumerate() {
+        samples.push(([("verdict", reason.label())], g.passed[i] as f64));
+    }
+    out.push(family(
+        "tempmx_greylist_checks_total",
+        "Greylisting verdicts: deferred, or the reason a recipient passed.",
+        Kind::Counter,
+        samples.iter().map(|(l, v)| (&l[..], *v)),
+    ));
+    out.push(single(
+        "tempmx_greylist_entries",
+        "Triplets held in the greylisting table.",
+        Kind::Gauge,
+        g.entries,
+    ));
+    out.push(single(
+        "tempmx_greylist_evicted_total",
+        "Triplets dropped by the table's size bound.",
+        Kind::Counter,
+        g.evicted,
+    ));
+    let d = &g.delay;
+    out.push(histogram(
+        "tempmx_greylist_delay_seconds",
+        "Delay each greylisted-then-accepted triplet suffered, first attempt to accepted retry.",
+        d.bounds_secs,
+        &d.counts,
+        d.sum_secs,
+    ));
+}
+
+/// One unlabelled histogram family from per-bucket (not cumulative) counts; the last count
+/// is the +Inf bucket.
+pub fn histogram(name: &str, help: &str, bounds: &[f64], counts: &[u64], sum: f64) -> MetricFamily {
+    let mut h = Histogram::default();
+    let mut cumulative = 0;
+    let buckets = bounds
+        .iter()
+        .zip(counts)
+        .map(|(bound, n)| {
+            cumulative += n;
+            let mut b = Bucket::default();
+            b.set_upper_bound(*bound);
+            b.set_cumulative_count(cumulative);
+            b
+        })
+        .collect();
+    h.set_bucket(buckets);
+    h.set_sample_count(counts.iter().sum());
+    h.set_sample_sum(sum);
+    let mut m = Metric::default();
+    m.set_histogram(h);
+    let mut f = MetricFamily::default();
+    f.set_name(name.to_owned());
+    f.set_help(help.to_owned());
+    f.set_field_type(MetricType::HISTOGRAM);
+    f.set_metric(vec![m]);
+    f
 }
 
 /// Families of the store's statistics.

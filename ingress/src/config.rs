@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::AuthConfig;
+use crate::greylist::GreylistConfig;
+
 /// The `[ingress]` section of the config file.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -35,6 +38,10 @@ pub struct IngressConfig {
     pub tls: TlsConfig,
     /// Per-session limits.
     pub limits: SessionLimits,
+    /// SPF, DKIM, DMARC and ARC verification.
+    pub auth: AuthConfig,
+    /// Greylisting (off unless enabled or listed per domain).
+    pub greylist: GreylistConfig,
 }
 
 impl Default for IngressConfig {
@@ -53,6 +60,8 @@ impl Default for IngressConfig {
             shutdown_grace_ms: 5_000,
             tls: TlsConfig::default(),
             limits: SessionLimits::default(),
+            auth: AuthConfig::default(),
+            greylist: GreylistConfig::default(),
         }
     }
 }

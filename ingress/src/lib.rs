@@ -5,8 +5,10 @@
 //! `tls`) that run it on one thread per core over io_uring (tokio-uring) or epoll (tokio).
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod config;
 pub mod driver;
+pub mod greylist;
 pub mod policy;
 pub mod proto;
 pub mod session;

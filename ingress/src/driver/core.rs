@@ -18,6 +18,7 @@ use super::conn::{Connection, Listener};
 use super::counters::{CoreCounters, bump};
 use super::listener::BoundListener;
 use super::session_loop;
+use crate::auth::{AuthCounters, AuthMode, Authenticator};
 use crate::config::IngressConfig;
 use crate::proto::reply;
 use crate::session::SessionContext;
@@ -74,6 +75,8 @@ pub(crate) struct Core {
     pub(crate) counters: Arc<[CoreCounters]>,
     /// Session timers.
     pub(crate) timing: Timing,
+    /// This core's authenticator (authentication on).
+    pub(crate) auth: Option<Authenticator>,
     next_session: Cell<u64>,
 }
 
@@ -91,17 +94,26 @@ pub(crate) struct CoreParts {
     pub(crate) listener: BoundListener,
     /// Counters of all cores.
     pub(crate) counters: Arc<[CoreCounters]>,
+    /// This core's authentication counters.
+    pub(crate) auth_counters: Arc<AuthCounters>,
     /// Shutdown signal from the handle.
     pub(crate) stop: watch::Receiver<bool>,
 }
 
 impl Core {
-    /// Builds the core state (allocating its buffer pool); gives back the listener and the
-    /// stop signal, which the accept loop owns.
+    /// Builds the core state (allocating its buffer pool and, inside the core's runtime,
+    /// its authenticator); gives back the listener and the stop signal for the accept loop.
     pub(crate) fn new(
         config: &IngressConfig,
         parts: CoreParts,
-    ) -> (Rc<Self>, BoundListener, watch::Receiver<bool>) {
+    ) -> io::Result<(Rc<Self>, BoundListener, watch::Receiver<bool>)> {
+        let auth = match config.auth.mode {
+            AuthMode::Off => None,
+            _ => Some(
+                Authenticator::new(&config.auth, &config.hostname, parts.auth_counters)
+                    .map_err(io::Error::other)?,
+            ),
+        };
         let core = Rc::new(Self {
             id: parts.id,
             session_ctx: parts.session_ctx,
@@ -114,9 +126,10 @@ impl Core {
             ),
             counters: parts.counters,
             timing: Timing::from_config(config),
+            auth,
             next_session: Cell::new(0),
         });
-        (core, parts.listener, parts.stop)
+        Ok((core, parts.listener, parts.stop))
     }
 
     /// This core's counter block.

@@ -60,6 +60,14 @@ counters! {
     rejected_smuggling,
     /// Refusals because a count limit was hit.
     rejected_rate,
+    /// MAIL refused because SPF failed (enforce).
+    rejected_spf,
+    /// Messages refused by a DMARC `p=reject` policy (enforce).
+    rejected_dmarc,
+    /// Enforce-mode verdicts not applied because of a temperror (fail open).
+    auth_fail_open,
+    /// Recipients deferred by greylisting.
+    greylisted,
     /// Bytes read from clients (plaintext after TLS).
     bytes_in,
     /// Reply bytes written to clients (plaintext before TLS).
@@ -81,32 +89,21 @@ pub(crate) fn bump(counter: &AtomicU64, n: u64) {
 impl CoreCounters {
     /// Adds what a session counted since `before`.
     pub(crate) fn add_session_delta(&self, before: &SessionCounters, now: &SessionCounters) {
-        bump(
-            &self.messages_accepted,
-            now.messages_accepted
-                .saturating_sub(before.messages_accepted),
-        );
-        bump(
-            &self.rejected_relay,
-            now.rejected_relay.saturating_sub(before.rejected_relay),
-        );
-        bump(
-            &self.rejected_size,
-            now.rejected_size.saturating_sub(before.rejected_size),
-        );
-        bump(
-            &self.rejected_syntax,
-            now.rejected_syntax.saturating_sub(before.rejected_syntax),
-        );
-        bump(
-            &self.rejected_smuggling,
-            now.rejected_smuggling
-                .saturating_sub(before.rejected_smuggling),
-        );
-        bump(
-            &self.rejected_rate,
-            now.rejected_rate.saturating_sub(before.rejected_rate),
-        );
+        let pairs = [
+            (&self.messages_accepted, now.messages_accepted, before.messages_accepted),
+            (&self.rejected_relay, now.rejected_relay, before.rejected_relay),
+            (&self.rejected_size, now.rejected_size, before.rejected_size),
+            (&self.rejected_syntax, now.rejected_syntax, before.rejected_syntax),
+            (&self.rejected_smuggling, now.rejected_smuggling, before.rejected_smuggling),
+            (&self.rejected_rate, now.rejected_rate, before.rejected_rate),
+            (&self.rejected_spf, now.rejected_spf, before.rejected_spf),
+            (&self.rejected_dmarc, now.rejected_dmarc, before.rejected_dmarc),
+            (&self.auth_fail_open, now.auth_fail_open, before.auth_fail_open),
+            (&self.greylisted, now.greylisted, before.greylisted),
+        ];
+        for (counter, now, before) in pairs {
+            bump(counter, now.saturating_sub(before));
+        }
     }
 }
 

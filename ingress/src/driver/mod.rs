@@ -32,7 +32,9 @@ use self::counters::CoreCounters;
 pub use self::counters::IngressCountersSnapshot;
 #[cfg(test)]
 pub(crate) use self::epoll::EpollConn;
+use crate::auth::{AuthCounters, AuthCountersSnapshot};
 use crate::config::{Backend, IngressConfig};
+use crate::greylist::{Greylist, GreylistError, GreylistStats};
 use crate::policy::Policy;
 use crate::session::SessionContext;
 use crate::tls::{self, TlsError};
@@ -63,6 +65,9 @@ pub enum IngressError {
     /// The TLS configuration is invalid.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The greylisting configuration is invalid.
+    #[error(transparent)]
+    Greylist(#[from] GreylistError),
     /// A core thread could not be started or could not set up its runtime.
     #[error("ingress core {core} failed to start: {source}")]
     CoreStart {
@@ -75,12 +80,30 @@ pub enum IngressError {
 
 /// Reads the per-core counters without owning the ingress.
 #[derive(Clone)]
-pub struct CountersReader(Arc<[CoreCounters]>);
+pub struct CountersReader {
+    cores: Arc<[CoreCounters]>,
+    auth: Arc<[Arc<AuthCounters>]>,
+    greylist: Option<Arc<Greylist>>,
+}
 
 impl CountersReader {
     /// Totals of all cores' counters.
     pub fn read(&self) -> IngressCountersSnapshot {
-        counters::sum(&self.0)
+        counters::sum(&self.cores)
+    }
+
+    /// Totals of all cores' authentication counters.
+    pub fn auth(&self) -> AuthCountersSnapshot {
+        let mut total = AuthCountersSnapshot::default();
+        for core in self.auth.iter() {
+            total.add(&core.snapshot());
+        }
+        total
+    }
+
+    /// The greylisting table's statistics, when greylisting is on.
+    pub fn greylist(&self) -> Option<GreylistStats> {
+        self.greylist.as_ref().map(|g| g.stats())
     }
 }
 
@@ -90,7 +113,7 @@ pub struct IngressHandle {
     backend: Backend,
     stop: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
-    counters: Arc<[CoreCounters]>,
+    counters: CountersReader,
 }
 
 impl IngressHandle {
@@ -106,12 +129,12 @@ impl IngressHandle {
 
     /// Totals of all cores' counters.
     pub fn counters(&self) -> IngressCountersSnapshot {
-        counters::sum(&self.counters)
+        self.counters.read()
     }
 
     /// A cloneable reader of the counters that outlives the handle (for `/metrics`).
     pub fn counters_reader(&self) -> CountersReader {
-        CountersReader(Arc::clone(&self.counters))
+        self.counters.clone()
     }
 
     /// Graceful stop: listeners close, sessions get `shutdown_grace_ms`, the rest are told
@@ -146,11 +169,15 @@ pub fn start(
     let backend =
         runtime::select_backend(config.backend).map_err(IngressError::UringUnavailable)?;
     let tls = tls::server_config(&config.tls, &config.hostname)?;
+    let greylist = Greylist::new(&config.greylist)?;
+    let greylist = greylist.is_active().then(|| Arc::new(greylist));
     let session_ctx = Arc::new(SessionContext {
         hostname: config.hostname.clone(),
         limits: config.limits.clone(),
         tls_available: tls.is_some(),
         policy,
+        auth_mode: config.auth.mode,
+        greylist: greylist.clone(),
     });
     let (listeners, local_addr) =
         listener::bind_per_core(config.listen, sinks.len()).map_err(|source| {
@@ -159,7 +186,13 @@ pub fn start(
                 source,
             }
         })?;
-    let counters: Arc<[CoreCounters]> = (0..sinks.len()).map(|_| CoreCounters::default()).collect();
+    let counters = CountersReader {
+        cores: (0..sinks.len()).map(|_| CoreCounters::default()).collect(),
+        auth: (0..sinks.len())
+            .map(|_| Arc::new(AuthCounters::new()))
+            .collect(),
+        greylist,
+    };
     let (stop, stop_rx) = watch::channel(false);
     let mut handle = IngressHandle {
         local_addr,
@@ -176,7 +209,8 @@ pub fn start(
             tls: tls.clone(),
             sink,
             listener,
-            counters: Arc::clone(&handle.counters),
+            counters: Arc::clone(&handle.counters.cores),
+            auth_counters: Arc::clone(&handle.counters.auth[id]),
             stop: stop_rx.clone(),
         };
         let thread = runtime::spawn_core(backend, config.clone(), parts, ready_tx.clone())

@@ -64,12 +64,12 @@ fn run_uring(
 ) -> io::Result<()> {
     let rt = uring::runtime()?;
     rt.block_on(async {
-        let (core, bound, stop) = Core::new(config, parts);
+        let (core, bound, stop) = Core::new(config, parts)?;
         let listener = UringListener::new(bound.listener);
         report_ready(ready, core.id);
         run_core(core, listener, bound.stopper, stop).await;
-    });
-    Ok(())
+        Ok(())
+    })
 }
 
 fn run_epoll(
@@ -79,7 +79,7 @@ fn run_epoll(
 ) -> io::Result<()> {
     let rt = epoll::runtime()?;
     LocalSet::new().block_on(&rt, async {
-        let (core, bound, stop) = Core::new(config, parts);
+        let (core, bound, stop) = Core::new(config, parts)?;
         let listener = EpollListener::new(bound.listener)?;
         report_ready(ready, core.id);
         run_core(core, listener, bound.stopper, stop).await;

@@ -194,18 +194,48 @@ impl<C: Connection> Conn<C> {
             pos += self
                 .session
                 .ingest(&data[pos..], SystemTime::now(), &mut self.out);
-            match self.out.effect.take() {
-                None => return None,
-                Some(Effect::Deliver) => self.deliver().await,
-                // Bytes after STARTTLS are dropped unread (command injection, RFC 3207 §4.2).
-                Some(Effect::StartTls) => return self.start_tls().await,
-                Some(Effect::Close) => return Some(End::Closed),
+            // An effect's handler may ask for the next one (check → deliver): run the chain.
+            while let Some(effect) = self.out.effect.take() {
+                match effect {
+                    Effect::CheckSender => self.check_sender().await,
+                    Effect::CheckMessage => self.check_message().await,
+                    Effect::Deliver => self.deliver().await,
+                    // Bytes after STARTTLS are dropped unread (command injection, RFC 3207 §4.2).
+                    Effect::StartTls => return self.start_tls().await,
+                    Effect::Close => return Some(End::Closed),
+                }
             }
             if pos >= data.len() {
                 return None;
             }
         }
         None
+    }
+
+    /// Runs SPF for the pending sender (bounded by the authenticator's own timeout); other
+    /// sessions of the core go on meanwhile.
+    async fn check_sender(&mut self) {
+        let core = Rc::clone(&self.core);
+        let (Some(auth), Some(input)) = (core.auth.as_ref(), self.session.pending_sender()) else {
+            tracing::error!(core = self.core.id, "sender check without an authenticator");
+            return self.session.auth_skipped(&mut self.out);
+        };
+        let check = auth
+            .check_sender(input.ip, input.helo, input.mail_from)
+            .await;
+        self.session.sender_checked(check, &mut self.out);
+    }
+
+    /// Runs DKIM, ARC and DMARC on the pending message.
+    async fn check_message(&mut self) {
+        let core = Rc::clone(&self.core);
+        let (Some(auth), Some((sender, message))) = (core.auth.as_ref(), self.session.pending_auth())
+        else {
+            tracing::error!(core = self.core.id, "message check without an authenticator");
+            return self.session.auth_skipped(&mut self.out);
+        };
+        let check = auth.check_message(sender, message).await;
+        self.session.message_checked(check, &mut self.out);
     }
 
     /// Stores the pending message and tells the session the verdict.
@@ -248,7 +278,7 @@ impl<C: Connection> Conn<C> {
             recipients: pending.recipients,
             tls: pending.tls,
             trace_headers: pending.trace_headers,
-            auth: &[],
+            auth: pending.auth,
             body: pending.body,
         };
         self.core.sink.borrow_mut().accept(&msg)

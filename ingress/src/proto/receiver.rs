@@ -153,6 +153,24 @@ impl MessageBuffer {
         self.bytes.capacity()
     }
 
+    /// Removes byte ranges (ascending, not overlapping, in bounds) from the message; a
+    /// range that breaks those rules is skipped, never a panic.
+    pub fn remove_ranges(&mut self, ranges: &[std::ops::Range<usize>]) {
+        let mut kept_to = 0;
+        let mut write = 0;
+        for r in ranges {
+            if r.start < kept_to || r.start > r.end || r.end > self.bytes.len() {
+                continue;
+            }
+            self.bytes.copy_within(kept_to..r.start, write);
+            write += r.start - kept_to;
+            kept_to = r.end;
+        }
+        let len = self.bytes.len();
+        self.bytes.copy_within(kept_to..len, write);
+        self.bytes.truncate(write + len - kept_to);
+    }
+
     /// Empties the buffer for the next transaction, keeping its allocation.
     pub fn clear(&mut self) {
         self.bytes.clear();
@@ -449,5 +467,18 @@ mod tests {
         assert_eq!(rx.feed(b"xyzNOOP", None), (3, true));
         let mut rx = ChunkReceiver::new(u64::MAX);
         assert_eq!(rx.feed(b"xyz", None), (3, false));
+    }
+
+    // Goal: removing forged header ranges keeps the rest in order; bad ranges are skipped.
+    #[test]
+    fn remove_ranges_keeps_the_rest() {
+        let mut b = MessageBuffer::new(64);
+        b.push(b"A: 1\r\nX: forged\r\nB: 2\r\nX: again\r\n\r\nbody");
+        b.remove_ranges(&[6..17, 23..33]);
+        assert_eq!(b.as_slice(), b"A: 1\r\nB: 2\r\n\r\nbody");
+        let mut b = MessageBuffer::new(64);
+        b.push(b"0123456789");
+        b.remove_ranges(&[5..3, 2..4, 3..5, 8..99]);
+        assert_eq!(b.as_slice(), b"01456789");
     }
 }

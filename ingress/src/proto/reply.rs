@@ -45,6 +45,8 @@ pub enum Reply {
     StoreFull,
     /// 452 for a recipient over recipients_max.
     TooManyRecipients,
+    /// 451 for a greylisted recipient (detail: the retry hint).
+    Greylisted,
     /// 500 for an unrecognised command.
     UnknownCommand,
     /// 500 for a command line with a bare CR or LF.
@@ -75,6 +77,10 @@ pub enum Reply {
     TlsInTransaction,
     /// 550 for a domain outside the pool.
     RelayDenied,
+    /// 550 to MAIL when SPF fails and authentication enforces (RFC 7372).
+    SpfFailed,
+    /// 550 after the data when DMARC fails under a `p=reject` policy and authentication enforces.
+    DmarcRejected,
     /// 550 for a retired pool domain.
     DomainRetired,
     /// 550 for an unknown mailbox (registered-only mode, postmaster).
@@ -139,6 +145,7 @@ impl Reply {
             StoreTemporary => e(451, "4.3.0", "Temporary storage failure, try again later"),
             StoreFull => e(452, "4.3.1", "Insufficient storage, try again later"),
             TooManyRecipients => e(452, "4.5.3", "Too many recipients"),
+            Greylisted => e(451, "4.7.1", "Greylisted, please try again"),
             UnknownCommand => e(500, "5.5.2", "Command unrecognized"),
             BareLineEndingCommand => e(500, "5.5.2", "Bare CR or LF not allowed in commands"),
             LineTooLong => e(500, "5.5.6", "Line too long"),
@@ -154,6 +161,8 @@ impl Reply {
             TlsActive => e(503, "5.5.1", "TLS already active"),
             TlsInTransaction => e(503, "5.5.1", "STARTTLS not allowed inside a transaction"),
             RelayDenied => e(550, "5.7.1", "Relaying denied"),
+            SpfFailed => e(550, "5.7.23", "SPF validation failed"),
+            DmarcRejected => e(550, "5.7.1", "Rejected by the sender domain's DMARC policy"),
             DomainRetired => e(550, "5.1.2", "Domain no longer accepts mail"),
             UnknownMailbox => e(550, "5.1.1", "Mailbox unknown"),
             BareLineEndingMessage => e(550, "5.6.0", "Bare CR or LF not allowed in message"),
@@ -259,6 +268,9 @@ mod tests {
             (Reply::EarlyTalker, "554 5.5.0 "),
             (Reply::RelayDenied, "550 5.7.1 "),
             (Reply::DomainRetired, "550 5.1.2 "),
+            (Reply::Greylisted, "451 4.7.1 "),
+            (Reply::SpfFailed, "550 5.7.23 "),
+            (Reply::DmarcRejected, "550 5.7.1 "),
             (Reply::Timeout, "421 4.4.2 "),
             (Reply::ShuttingDown, "421 4.3.2 "),
             (Reply::StartData, "354 End"),
@@ -292,6 +304,7 @@ mod tests {
             StoreTemporary,
             StoreFull,
             TooManyRecipients,
+            Greylisted,
             UnknownCommand,
             BareLineEndingCommand,
             LineTooLong,
@@ -307,6 +320,8 @@ mod tests {
             TlsActive,
             TlsInTransaction,
             RelayDenied,
+            SpfFailed,
+            DmarcRejected,
             DomainRetired,
             UnknownMailbox,
             BareLineEndingMessage,

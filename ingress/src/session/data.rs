@@ -71,8 +71,13 @@ impl Session {
         }
         self.received_at = now;
         self.write_received(now);
-        self.state = State::Delivering;
-        out.effect = Some(Effect::Deliver);
+        if self.txn.sender.is_some() {
+            self.state = State::CheckingMessage;
+            out.effect = Some(Effect::CheckMessage);
+        } else {
+            self.state = State::Delivering;
+            out.effect = Some(Effect::Deliver);
+        }
     }
 
     /// After [`Effect::Deliver`]: the message to store (valid until [`Session::delivered`]).
@@ -86,6 +91,7 @@ impl Session {
             helo: self.helo.as_ref().map_or("", |(h, _)| h.as_str()),
             tls: self.tls.as_ref(),
             trace_headers: &self.trace,
+            auth: &self.txn.auth,
             body: self.txn.body.as_slice(),
             received_at: self.received_at,
         })

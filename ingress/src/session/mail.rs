@@ -1,6 +1,7 @@
 //! MAIL FROM.
 
-use super::{Output, Session};
+use super::{Effect, Output, Session, State};
+use crate::auth::AuthMode;
 use crate::proto::command::MailCommand;
 use crate::proto::reply::Reply;
 
@@ -25,6 +26,11 @@ impl Session {
         self.txn.from = Some(cmd.from.map(|m| m.to_address()).unwrap_or_default());
         self.txn.smtputf8 = cmd.smtputf8;
         self.txn.seq += 1;
-        Reply::SenderOk.write(&mut out.replies);
+        if self.ctx.auth_mode == AuthMode::Off {
+            return Reply::SenderOk.write(&mut out.replies);
+        }
+        // The reply waits for SPF: under enforce a fail refuses the MAIL itself.
+        self.state = State::CheckingSender;
+        out.effect = Some(Effect::CheckSender);
     }
 }

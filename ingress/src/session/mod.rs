@@ -19,7 +19,14 @@
 //!   BDAT chunks are not checked: they have no terminator to fake (see `bdat`).
 //! - Bytes after STARTTLS are dropped by the session too (defence in depth for CVE-2011-0411)
 //!   until [`Session::tls_started`].
+//! - Authentication (see `auth`): SPF runs after MAIL (its reply waits for
+//!   [`Effect::CheckSender`]), DKIM/ARC/DMARC after the data ([`Effect::CheckMessage`]). Under
+//!   `enforce` an SPF fail answers MAIL 550 5.7.23 and a DMARC failure under `p=reject` answers
+//!   the data 550 5.7.1; a temperror never rejects (fail open, counted).
+//! - Greylisting runs at RCPT, after the recipient policy; its 451 4.7.1 does not count against
+//!   `errors_max` (a retrying sender is expected to come back).
 
+mod auth;
 mod bdat;
 mod budget;
 mod data;
@@ -35,13 +42,16 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tempmx_store::TlsSummary;
+use tempmx_store::{AuthResult, TlsSummary};
 
+use crate::auth::{AuthMode, SenderCheck};
 use crate::config::SessionLimits;
+use crate::greylist::Greylist;
 use crate::policy::Policy;
 use crate::proto::command::{self, Command, CommandError};
 use crate::proto::receiver::{ChunkReceiver, DataReceiver, LineEvent, LineReceiver, MessageBuffer};
 use crate::proto::reply::Reply;
+pub use auth::SenderInput;
 use budget::Budget;
 
 #[cfg(test)]
@@ -57,6 +67,10 @@ pub struct SessionContext {
     pub tls_available: bool,
     /// Recipient policy.
     pub policy: Arc<Policy>,
+    /// Whether (and how) senders and messages are authenticated.
+    pub auth_mode: AuthMode,
+    /// The greylisting table, when greylisting is on for any domain.
+    pub greylist: Option<Arc<Greylist>>,
 }
 
 /// The connecting peer.
@@ -73,6 +87,10 @@ pub struct PeerInfo {
 /// What the driver has to do after writing the replies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Effect {
+    /// Check the sender of [`Session::pending_sender`], then call [`Session::sender_checked`].
+    CheckSender,
+    /// Check the message of [`Session::pending_auth`], then call [`Session::message_checked`].
+    CheckMessage,
     /// Store [`Session::pending_message`], then call [`Session::delivered`].
     Deliver,
     /// Discard buffered plaintext, run the TLS handshake, then call [`Session::tls_started`].
@@ -121,8 +139,10 @@ pub struct PendingMessage<'a> {
     pub helo: &'a str,
     /// TLS parameters if on TLS.
     pub tls: Option<&'a TlsSummary>,
-    /// Our trace header lines (Received:), CRLF-terminated.
+    /// Our trace header lines (Authentication-Results:, Received:), CRLF-terminated.
     pub trace_headers: &'a [u8],
+    /// Authentication results (empty when authentication is off).
+    pub auth: &'a [AuthResult],
     /// The message after dot-unstuffing.
     pub body: &'a [u8],
     /// When the end of data was seen.
@@ -144,6 +164,14 @@ pub struct SessionCounters {
     pub rejected_smuggling: u64,
     /// Refusals because a count limit was hit (recipients, messages, errors).
     pub rejected_rate: u64,
+    /// MAIL refused because SPF failed (enforce mode).
+    pub rejected_spf: u64,
+    /// Messages refused by the sender domain's DMARC `p=reject` (enforce mode).
+    pub rejected_dmarc: u64,
+    /// Enforce-mode verdicts not applied because a check had a temperror (fail open).
+    pub auth_fail_open: u64,
+    /// Recipients deferred by greylisting (451 4.7.1).
+    pub greylisted: u64,
 }
 
 /// One SMTP session.
@@ -179,6 +207,10 @@ enum State {
         last: bool,
         refuse: Option<Reply>,
     },
+    /// Waiting for [`Session::sender_checked`].
+    CheckingSender,
+    /// Waiting for [`Session::message_checked`].
+    CheckingMessage,
     /// Waiting for [`Session::delivered`].
     Delivering,
     /// Waiting for [`Session::tls_started`]; input is dropped.
@@ -192,6 +224,10 @@ enum State {
 struct Transaction {
     /// Reverse path once MAIL was accepted; empty string for `<>`.
     from: Option<String>,
+    /// The sender check of this transaction (authentication on).
+    sender: Option<SenderCheck>,
+    /// Authentication results of the message (authentication on).
+    auth: Vec<AuthResult>,
     recipients: Vec<String>,
     smtputf8: bool,
     /// A BDAT chunk was accepted (DATA is then a sequence error).
@@ -212,6 +248,8 @@ impl Session {
             tls: None,
             txn: Transaction {
                 from: None,
+                sender: None,
+                auth: Vec::new(),
                 recipients: Vec::new(),
                 smtputf8: false,
                 bdat: false,
@@ -239,7 +277,7 @@ impl Session {
                 State::Data(_) => self.ingest_data(rest, now, out),
                 State::Chunk { .. } => self.ingest_chunk(rest, now, out),
                 State::TlsPending | State::Closed => rest.len(),
-                State::Delivering => break,
+                State::CheckingSender | State::CheckingMessage | State::Delivering => break,
             };
         }
         pos
@@ -274,7 +312,7 @@ impl Session {
             Command::Ehlo(name) => self.ehlo(name, true, out),
             Command::Helo(name) => self.ehlo(name, false, out),
             Command::Mail(m) => self.mail(m, out),
-            Command::Rcpt(r) => self.rcpt(r, out),
+            Command::Rcpt(r) => self.rcpt(r, now, out),
             Command::Data => self.data(out),
             Command::Bdat { size, last } => self.bdat(size, last, now, out),
             Command::Rset => self.rset(out),
@@ -323,6 +361,9 @@ impl Session {
             Reply::TooManyRecipients | Reply::TooManyMessages | Reply::TooManyErrors => {
                 c.rejected_rate += 1
             }
+            Reply::SpfFailed => c.rejected_spf += 1,
+            Reply::DmarcRejected => c.rejected_dmarc += 1,
+            Reply::Greylisted => c.greylisted += 1,
             _ => {}
         }
     }

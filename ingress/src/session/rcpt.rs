@@ -1,13 +1,16 @@
 //! RCPT TO.
 
+use std::time::SystemTime;
+
 use super::{Output, Session};
+use crate::greylist::{GreyRequest, GreyVerdict};
 use crate::policy::{RecipientVerdict, check_recipient};
 use crate::proto::command::RcptPath;
 use crate::proto::reply::Reply;
 
 impl Session {
-    /// RCPT: policy check, deduplication, then the recipient limit.
-    pub(super) fn rcpt(&mut self, path: RcptPath, out: &mut Output) {
+    /// RCPT: policy check, deduplication, the recipient limit, then greylisting.
+    pub(super) fn rcpt(&mut self, path: RcptPath, now: SystemTime, out: &mut Output) {
         if self.helo.is_none() {
             return self.fail(Reply::NeedHelo, out);
         }
@@ -30,15 +33,39 @@ impl Session {
             RecipientVerdict::DomainRetired => return self.fail(Reply::DomainRetired, out),
             RecipientVerdict::UnknownMailbox => return self.fail(Reply::UnknownMailbox, out),
         };
-        let recipients = &mut self.txn.recipients;
-        if !recipients.contains(&address) {
-            if !self.budget.recipient_fits(recipients.len()) {
+        if !self.txn.recipients.contains(&address) {
+            if !self.budget.recipient_fits(self.txn.recipients.len()) {
                 // Not an error: RFC 5321 §4.5.3.1.10 expects the client to go on with the rest.
                 self.count(Reply::TooManyRecipients);
                 return Reply::TooManyRecipients.write(&mut out.replies);
             }
-            recipients.push(address);
+            if let Some(retry_in_secs) = self.greylisted(&address, now) {
+                // Not an error either: a greylisted sender is expected to come back.
+                self.count(Reply::Greylisted);
+                let hint = format!("in {retry_in_secs} seconds");
+                return Reply::Greylisted.write_detail(&mut out.replies, hint);
+            }
+            self.txn.recipients.push(address);
         }
         Reply::RecipientOk.write(&mut out.replies);
+    }
+
+    /// Seconds to wait if greylisting defers this recipient.
+    fn greylisted(&self, address: &str, now: SystemTime) -> Option<u64> {
+        let greylist = self.ctx.greylist.as_ref()?;
+        let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
+        if !greylist.applies_to(domain) {
+            return None;
+        }
+        let request = GreyRequest {
+            client: self.peer.ip,
+            sender: self.txn.from.as_deref().unwrap_or_default(),
+            recipient: address,
+            sender_trusted: self.txn.sender.as_ref().is_some_and(|s| s.trusted()),
+        };
+        match greylist.check(&request, now) {
+            GreyVerdict::Pass(_) => None,
+            GreyVerdict::Defer { retry_in_secs } => Some(retry_in_secs),
+        }
     }
 }

@@ -14,6 +14,8 @@ impl Session {
     pub(super) fn reset_transaction(&mut self) {
         let t = &mut self.txn;
         t.from = None;
+        t.sender = None;
+        t.auth.clear();
         t.recipients.clear();
         t.smtputf8 = false;
         t.bdat = false;

@@ -62,6 +62,8 @@ fn context(limits: SessionLimits, tls_available: bool) -> Arc<SessionContext> {
         limits,
         tls_available,
         policy: Arc::new(Policy::new(pool, None)),
+        auth_mode: AuthMode::Off,
+        greylist: None,
     })
 }
 
@@ -165,6 +167,9 @@ fn feed(
                 s.tls_started(tls);
             }
             Some(Effect::Close) => log.closed = true,
+            Some(Effect::CheckSender | Effect::CheckMessage) => {
+                panic!("authentication is off in these sessions")
+            }
             None => {}
         }
         if rest.is_empty() && out.effect.is_none() {

@@ -1,0 +1,520 @@
+//! The per-core authenticator: resolver, caches, limits and the two checks.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroUsize;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mail_auth::dkim::Signature;
+use mail_auth::dmarc::verify::DmarcParameters;
+use mail_auth::dmarc::{Dmarc, Policy, Psd};
+use mail_auth::hickory_resolver::config::{
+    ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts,
+};
+use mail_auth::spf::verify::SpfParameters;
+use mail_auth::{
+    ArcOutput, AuthenticatedMessage, DkimOutput, DmarcOutput, DnsError, Error,
+    MessageAuthenticator, SpfOutput, SpfResult,
+};
+use tempmx_store::AuthResult;
+use tokio::time::timeout;
+
+use super::AuthError;
+use super::cache::ResolverCaches;
+use super::config::{AuthConfig, AuthMode};
+use super::counters::AuthCounters;
+use super::forged::forged_ranges;
+use super::results::{Row, header, valid_authserv_id};
+use super::values::{AuthMethod, AuthValue};
+
+/// DKIM signatures over the bound that still get their own permerror row; further ones are
+/// only counted, so a message of a million signatures cannot blow up the header.
+const EXTRA_SIGNATURE_ROWS_MAX: usize = 16;
+/// mail-auth's RFC 9989 tree walk asks at most this many names per domain.
+const DMARC_WALK_LABELS_MAX: usize = 7;
+
+/// Verifies senders and messages for one ingress core (its resolver's sockets belong to the
+/// core's runtime, so it is created on that thread and never moved).
+pub struct Authenticator {
+    resolver: MessageAuthenticator,
+    caches: ResolverCaches,
+    mode: AuthMode,
+    authserv_id: String,
+    host_domain: String,
+    check_timeout: Duration,
+    dkim_signatures_max: usize,
+    counters: Arc<AuthCounters>,
+}
+
+/// Which identity SPF checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpfIdentity {
+    /// The MAIL FROM domain.
+    MailFrom,
+    /// The HELO/EHLO domain (MAIL FROM was `<>`).
+    Helo,
+}
+
+/// The SPF verdict for one MAIL FROM, kept for the DMARC step of the message.
+#[derive(Debug, Clone)]
+pub struct SenderCheck {
+    mode: AuthMode,
+    ip: IpAddr,
+    identity: SpfIdentity,
+    spf: SpfOutput,
+    value: AuthValue,
+    dmarc_record: bool,
+    row: Option<Row>,
+}
+
+impl SenderCheck {
+    /// The SPF result.
+    pub fn spf(&self) -> AuthValue {
+        self.value
+    }
+
+    /// True in enforce mode when SPF failed (550 5.7.23).
+    pub fn rejects(&self) -> bool {
+        self.mode == AuthMode::Enforce && self.value == AuthValue::Fail
+    }
+
+    /// SPF passed for the MAIL FROM domain and that domain (or its organizational domain)
+    /// publishes a DMARC record, whatever its policy.
+    pub fn trusted(&self) -> bool {
+        self.identity == SpfIdentity::MailFrom && self.value == AuthValue::Pass && self.dmarc_record
+    }
+
+    /// SPF ended in a temperror (a fail-open in enforce mode).
+    pub fn temperror(&self) -> bool {
+        self.value == AuthValue::TempError
+    }
+
+    /// The identity SPF checked.
+    pub fn identity(&self) -> SpfIdentity {
+        self.identity
+    }
+
+    /// The domain SPF checked.
+    pub fn domain(&self) -> &str {
+        self.spf.domain()
+    }
+}
+
+/// DKIM, ARC and DMARC results of one message, with the SPF result of its sender.
+#[derive(Debug, Clone)]
+pub struct MessageCheck {
+    results: Vec<AuthResult>,
+    header: Vec<u8>,
+    dmarc: AuthValue,
+    rejects: bool,
+    forged: Vec<Range<usize>>,
+}
+
+impl MessageCheck {
+    /// spf, dkim (one row per signature, or one `none`), dmarc, arc; empty when auth is off.
+    pub fn results(&self) -> &[AuthResult] {
+        &self.results
+    }
+
+    /// The complete `Authentication-Results:` field, folded, CRLF-terminated (empty when off).
+    pub fn header(&self) -> &[u8] {
+        &self.header
+    }
+
+    /// The DMARC result.
+    pub fn dmarc(&self) -> AuthValue {
+        self.dmarc
+    }
+
+    /// True in enforce mode when DMARC failed for a domain whose policy is `p=reject`.
+    pub fn rejects(&self) -> bool {
+        self.rejects
+    }
+
+    /// DMARC ended in a temperror (a fail-open in enforce mode).
+    pub fn temperror(&self) -> bool {
+        self.dmarc == AuthValue::TempError
+    }
+
+    /// Byte ranges of incoming `Authentication-Results:` fields carrying our authserv-id,
+    /// which must be removed before the message is stored.
+    pub fn forged_headers(&self) -> &[Range<usize>] {
+        &self.forged
+    }
+}
+
+impl Authenticator {
+    /// Builds the resolver and caches; call on the core's thread inside its runtime.
+    pub fn new(
+        cfg: &AuthConfig,
+        hostname: &str,
+        counters: Arc<AuthCounters>,
+    ) -> Result<Self, AuthError> {
+        let entries = check_config(cfg)?;
+        let authserv_id = if cfg.authserv_id.is_empty() {
+            hostname
+        } else {
+            &cfg.authserv_id
+        };
+        if !valid_authserv_id(authserv_id) {
+            return Err(AuthError::Config {
+                key: "authserv_id",
+                reason: "must be 1 to 64 letters, digits, '.', '-' or '_' (empty means the hostname)",
+            });
+        }
+        Ok(Self {
+            resolver: build_resolver(cfg)?,
+            caches: ResolverCaches::new(entries),
+            mode: cfg.mode,
+            authserv_id: authserv_id.to_owned(),
+            host_domain: hostname.to_owned(),
+            check_timeout: Duration::from_millis(cfg.check_timeout_ms),
+            dkim_signatures_max: cfg.dkim_signatures_max,
+            counters,
+        })
+    }
+
+    /// The configured mode.
+    pub fn mode(&self) -> AuthMode {
+        self.mode
+    }
+
+    /// This core's counters.
+    pub fn counters(&self) -> &Arc<AuthCounters> {
+        &self.counters
+    }
+
+    /// The authserv-id our header carries.
+    pub fn authserv_id(&self) -> &str {
+        &self.authserv_id
+    }
+
+    /// This core's DNS caches (pre-fill them to answer without the network).
+    pub fn caches(&self) -> &ResolverCaches {
+        &self.caches
+    }
+
+    /// SPF for MAIL FROM (the HELO identity when `mail_from` is "", i.e. `<>`), plus the DMARC
+    /// record lookup of the MAIL FROM domain for `trusted()`. `mail_from` is the address
+    /// without angle brackets. Never longer than `check_timeout_ms`.
+    pub async fn check_sender(&self, ip: IpAddr, helo: &str, mail_from: &str) -> SenderCheck {
+        let identity = if mail_from.is_empty() {
+            SpfIdentity::Helo
+        } else {
+            SpfIdentity::MailFrom
+        };
+        if self.mode == AuthMode::Off {
+            return SenderCheck {
+                mode: self.mode,
+                ip,
+                identity,
+                spf: SpfOutput::default(),
+                value: AuthValue::None,
+                dmarc_record: false,
+                row: None,
+            };
+        }
+        let mut spf_slot = None;
+        let mut dmarc_slot = None;
+        let finished = timeout(self.check_timeout, async {
+            let params = match identity {
+                SpfIdentity::Helo => SpfParameters::verify_ehlo(ip, helo, &self.host_domain),
+                SpfIdentity::MailFrom => {
+                    SpfParameters::verify_mail_from(ip, helo, &self.host_domain, mail_from)
+                }
+            };
+            let spf = self.resolver.verify_spf(self.caches.attach(params)).await;
+            let look_up_dmarc =
+                identity == SpfIdentity::MailFrom && spf.result() == SpfResult::Pass;
+            let domain = spf.domain().to_owned();
+            spf_slot = Some(spf);
+            dmarc_slot = Some(look_up_dmarc && self.publishes_dmarc(&domain).await);
+        })
+        .await
+        .is_ok();
+        if !finished {
+            self.counters.count_timeout();
+        }
+        let spf = spf_slot.unwrap_or_else(|| {
+            let domain = match identity {
+                SpfIdentity::Helo => helo,
+                SpfIdentity::MailFrom => mail_from.rsplit_once('@').map_or(helo, |(_, d)| d),
+            };
+            SpfOutput::new(domain.to_owned()).with_result(SpfResult::TempError)
+        });
+        let value = AuthValue::from_spf(spf.result());
+        self.counters.count(AuthMethod::Spf, value);
+        let prop = match identity {
+            SpfIdentity::Helo => "smtp.helo",
+            SpfIdentity::MailFrom => "smtp.mailfrom",
+        };
+        let row = Row::new(AuthMethod::Spf, value, &[(prop, spf.domain())]);
+        SenderCheck {
+            mode: self.mode,
+            ip,
+            identity,
+            spf,
+            value,
+            dmarc_record: dmarc_slot.unwrap_or(false),
+            row: Some(row),
+        }
+    }
+
+    /// DKIM (every signature up to the bound), ARC and DMARC (aligned with the sender's SPF)
+    /// on the message as received. Never longer than `check_timeout_ms`.
+    pub async fn check_message(&self, sender: &SenderCheck, message: &[u8]) -> MessageCheck {
+        let forged = forged_ranges(message, &self.authserv_id);
+        if self.mode == AuthMode::Off {
+            return MessageCheck {
+                results: Vec::new(),
+                header: Vec::new(),
+                dmarc: AuthValue::None,
+                rejects: false,
+                forged,
+            };
+        }
+        let mut rows: Vec<Row> = sender.row.iter().cloned().collect();
+        let dmarc = match AuthenticatedMessage::parse(message) {
+            Some(parsed) => self.check_parsed(sender, parsed, &mut rows).await,
+            None => self.unparsable(&mut rows),
+        };
+        for row in rows.iter().skip(usize::from(sender.row.is_some())) {
+            self.counters.count(row.method, row.value);
+        }
+        let dmarc_value = dmarc.as_ref().map_or(AuthValue::TempError, |d| d.0);
+        let rejects = self.mode == AuthMode::Enforce
+            && dmarc_value == AuthValue::Fail
+            && dmarc.is_some_and(|d| d.1 == Policy::Reject);
+        MessageCheck {
+            results: rows.iter().map(Row::to_store).collect(),
+            header: header(&self.authserv_id, &rows),
+            dmarc: dmarc_value,
+            rejects,
+            forged,
+        }
+    }
+
+    /// Rows for a message mail-auth cannot parse (no header section): nothing to verify.
+    fn unparsable(&self, rows: &mut Vec<Row>) -> Option<(AuthValue, Policy)> {
+        rows.push(Row::new(AuthMethod::Dkim, AuthValue::None, &[]));
+        rows.push(Row::new(AuthMethod::Dmarc, AuthValue::None, &[]));
+        rows.push(Row::new(AuthMethod::Arc, AuthValue::None, &[]));
+        Some((AuthValue::None, Policy::None))
+    }
+
+    /// DKIM and ARC side by side, then DMARC, all under one timeout; appends the rows and
+    /// returns DMARC's value and applied policy (`None` when the timeout cut it).
+    async fn check_parsed(
+        &self,
+        sender: &SenderCheck,
+        mut msg: AuthenticatedMessage<'_>,
+        rows: &mut Vec<Row>,
+    ) -> Option<(AuthValue, Policy)> {
+        let extra = self.bound_signatures(&mut msg);
+        let msg = msg;
+        let mut dkim_slot: Option<Vec<DkimOutput<'_>>> = None;
+        let mut arc_slot: Option<ArcOutput<'_>> = None;
+        let mut dmarc_slot: Option<DmarcOutput> = None;
+        let finished = timeout(self.check_timeout, async {
+            let dkim = async {
+                dkim_slot = Some(self.resolver.verify_dkim(self.caches.attach(&msg)).await);
+            };
+            let arc = async {
+                arc_slot = Some(self.resolver.verify_arc(self.caches.attach(&msg)).await);
+            };
+            tokio::join!(dkim, arc);
+            if let Some(dkim) = &dkim_slot {
+                let params = DmarcParameters::new(&msg, dkim, sender.spf.domain(), &sender.spf);
+                dmarc_slot = Some(self.resolver.verify_dmarc(self.caches.attach(params)).await);
+            }
+        })
+        .await
+        .is_ok();
+        if !finished {
+            self.counters.count_timeout();
+        }
+        push_dkim_rows(rows, dkim_slot.as_deref(), &msg, &extra);
+        for _ in EXTRA_SIGNATURE_ROWS_MAX..extra.len() {
+            self.counters.count(AuthMethod::Dkim, AuthValue::PermError);
+        }
+        let dmarc = match &dmarc_slot {
+            Some(out) => {
+                let value = AuthValue::from_dmarc(&out.result());
+                rows.push(Row::new(
+                    AuthMethod::Dmarc,
+                    value,
+                    &[("header.from", out.domain())],
+                ));
+                Some((value, out.policy()))
+            }
+            None => {
+                let from = msg.from().rsplit_once('@').map_or("", |(_, d)| d);
+                rows.push(Row::new(
+                    AuthMethod::Dmarc,
+                    AuthValue::TempError,
+                    &[("header.from", from)],
+                ));
+                None
+            }
+        };
+        let arc = arc_slot.map_or(AuthValue::TempError, |a| AuthValue::from_arc(a.result()));
+        let ip = sender.ip.to_string();
+        rows.push(Row::new(AuthMethod::Arc, arc, &[("smtp.remote-ip", &ip)]));
+        dmarc
+    }
+
+    /// Keeps at most `dkim_signatures_max` signatures (malformed ones included) for
+    /// verification, and drops the report (r=) and ATPS requests so each kept signature costs
+    /// one key lookup. Returns the (d, s) of the signatures over the bound.
+    fn bound_signatures(&self, msg: &mut AuthenticatedMessage<'_>) -> Vec<(String, String)> {
+        let mut malformed = 0usize;
+        let max = self.dkim_signatures_max;
+        msg.errors.retain(|e| {
+            if matches!(e.header, Error::Dkim(_)) {
+                malformed += 1;
+                malformed <= max
+            } else {
+                true
+            }
+        });
+        let keep = max.saturating_sub(malformed);
+        let over: Vec<Signature> = if msg.dkim_headers.len() > keep {
+            msg.dkim_headers
+                .split_off(keep)
+                .into_iter()
+                .map(|h| h.header)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for h in &mut msg.dkim_headers {
+            h.header.r = false;
+            h.header.atps = None;
+        }
+        let malformed_over = malformed.saturating_sub(max);
+        let mut extra: Vec<(String, String)> = over.into_iter().map(|s| (s.d, s.s)).collect();
+        extra.extend(std::iter::repeat_n(
+            (String::new(), String::new()),
+            malformed_over,
+        ));
+        extra
+    }
+
+    /// True when a DMARC record exists for `domain` or a parent of at least two labels,
+    /// asking the same `_dmarc.` names as mail-auth's tree walk so its DMARC step hits the
+    /// cache. A record with `psd=y` is a public suffix's, not the sender's.
+    async fn publishes_dmarc(&self, domain: &str) -> bool {
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        let labels: Vec<&str> = domain.split('.').filter(|l| !l.is_empty()).collect();
+        let mut count = labels.len();
+        while count >= 2 {
+            let name = labels
+                .iter()
+                .skip(labels.len() - count)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(".");
+            let key = format!("_dmarc.{name}.");
+            match self
+                .resolver
+                .txt_lookup::<Dmarc>(key, Some(&self.caches.txt))
+                .await
+            {
+                Ok(record) => return record.psd != Psd::Yes,
+                Err(Error::Dns(DnsError::RecordNotFound(_) | DnsError::InvalidRecordType)) => {}
+                Err(_) => return false,
+            }
+            count = if count > DMARC_WALK_LABELS_MAX {
+                DMARC_WALK_LABELS_MAX
+            } else {
+                count - 1
+            };
+        }
+        false
+    }
+}
+
+/// One row per verified signature (temperror for each when the timeout cut DKIM), one
+/// permerror per signature over the bound (up to [`EXTRA_SIGNATURE_ROWS_MAX`] rows, all
+/// counted), or one `none` for an unsigned message.
+fn push_dkim_rows(
+    rows: &mut Vec<Row>,
+    outputs: Option<&[DkimOutput<'_>]>,
+    msg: &AuthenticatedMessage<'_>,
+    extra: &[(String, String)],
+) {
+    let before = rows.len();
+    match outputs {
+        Some(outputs) => {
+            for out in outputs {
+                let (d, s) = out
+                    .signature()
+                    .map_or(("", ""), |sig| (sig.d.as_str(), sig.s.as_str()));
+                rows.push(dkim_row(AuthValue::from_dkim(out.result()), d, s));
+            }
+        }
+        None => {
+            for h in &msg.dkim_headers {
+                rows.push(dkim_row(AuthValue::TempError, &h.header.d, &h.header.s));
+            }
+        }
+    }
+    for (d, s) in extra.iter().take(EXTRA_SIGNATURE_ROWS_MAX) {
+        rows.push(dkim_row(AuthValue::PermError, d, s));
+    }
+    if rows.len() == before {
+        rows.push(Row::new(AuthMethod::Dkim, AuthValue::None, &[]));
+    }
+}
+
+fn dkim_row(value: AuthValue, d: &str, s: &str) -> Row {
+    Row::new(AuthMethod::Dkim, value, &[("header.d", d), ("header.s", s)])
+}
+
+/// Checks the limits; returns the cache size.
+fn check_config(cfg: &AuthConfig) -> Result<NonZeroUsize, AuthError> {
+    let positive = [
+        ("dns_timeout_ms", cfg.dns_timeout_ms),
+        ("check_timeout_ms", cfg.check_timeout_ms),
+        ("dns_attempts", cfg.dns_attempts as u64),
+        ("dkim_signatures_max", cfg.dkim_signatures_max as u64),
+    ];
+    if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
+        return Err(AuthError::Config {
+            key,
+            reason: "must be at least 1",
+        });
+    }
+    NonZeroUsize::new(cfg.cache_entries).ok_or(AuthError::Config {
+        key: "cache_entries",
+        reason: "must be at least 1",
+    })
+}
+
+/// A hickory resolver on the configured servers (UDP, TCP for truncated answers) or the
+/// system configuration; its own cache also holds the negative answers mail-auth does not.
+fn build_resolver(cfg: &AuthConfig) -> Result<MessageAuthenticator, AuthError> {
+    let (config, mut opts) = if cfg.nameservers.is_empty() {
+        mail_auth::hickory_resolver::system_conf::read_system_conf()
+            .map_err(|e| AuthError::SystemConf(e.to_string()))?
+    } else {
+        let servers = cfg.nameservers.iter().map(name_server).collect();
+        (
+            ResolverConfig::from_name_servers(servers),
+            ResolverOpts::default(),
+        )
+    };
+    opts.timeout = Duration::from_millis(cfg.dns_timeout_ms);
+    opts.attempts = cfg.dns_attempts;
+    opts.cache_size = cfg.cache_entries as u64;
+    MessageAuthenticator::new(config, opts).map_err(|e| AuthError::Resolver(e.to_string()))
+}
+
+fn name_server(addr: &SocketAddr) -> NameServerConfig {
+    let mut udp = ConnectionConfig::udp();
+    udp.port = addr.port();
+    let mut tcp = ConnectionConfig::tcp();
+    tcp.port = addr.port();
+    NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
+}

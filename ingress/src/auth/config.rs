@@ -1,0 +1,56 @@
+//! `[ingress.auth]`: how SPF, DKIM, DMARC and ARC are checked and what a failure does.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// What the ingress does with authentication results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// No checks, no DNS, no `Authentication-Results:` header.
+    Off,
+    /// Verify and record the results; reject nothing.
+    #[default]
+    Record,
+    /// Like `record`, and SPF `fail` → 550 5.7.23, DMARC `p=reject` failure → 550 5.7.1;
+    /// temperrors never reject (fail open).
+    Enforce,
+}
+
+/// The `[ingress.auth]` section of the config file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Record (default), enforce, or off.
+    pub mode: AuthMode,
+    /// authserv-id of our `Authentication-Results:` header; empty means the ingress hostname.
+    pub authserv_id: String,
+    /// DNS servers to ask; empty means the system resolv.conf.
+    pub nameservers: Vec<SocketAddr>,
+    /// Timeout of one DNS query.
+    pub dns_timeout_ms: u64,
+    /// Attempts per DNS query.
+    pub dns_attempts: usize,
+    /// Bound of each `check_sender` / `check_message` call; unfinished methods are temperror.
+    pub check_timeout_ms: u64,
+    /// Entries per cache (txt, mx, ipv4, ipv6, ptr) per core.
+    pub cache_entries: usize,
+    /// DKIM signatures verified per message; the extra ones are permerror, not looked up.
+    pub dkim_signatures_max: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::Record,
+            authserv_id: String::new(),
+            nameservers: Vec::new(),
+            dns_timeout_ms: 2_000,
+            dns_attempts: 2,
+            check_timeout_ms: 5_000,
+            cache_entries: 8_192,
+            dkim_signatures_max: 8,
+        }
+    }
+}
