@@ -26,7 +26,9 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{PoolLimits, RotationPolicy};
 pub use counters::{Count, CountingSink, MessageCounters};
 pub use domain::{Domain, DomainState, Listing};
-pub use plane::{AddOutcome, ControlError, ControlPlane, CycleReport, DomainInfo, PlaneConfig};
+pub use plane::{
+    AddOutcome, COUNTS_SAVE_SECS, ControlError, ControlPlane, CycleReport, DomainInfo, PlaneConfig,
+};
 pub use publish::{DnsPublish, Targets, dns_snapshot};
 pub use state::{Persisted, PoolState, StateError, StateFile};
 

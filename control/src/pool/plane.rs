@@ -2,7 +2,7 @@
 //! rules, persists, and publishes a new snapshot after every change.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
@@ -24,6 +24,11 @@ use crate::blocklist::{BlocklistConfig, BlocklistError, Blocklists, Observation}
 use crate::config::RecipientPolicy;
 use crate::mailboxes::Registry;
 use crate::mailboxes::log::LogError;
+
+/// Message counts change with every delivery, and saving the whole state for them on every
+/// tick would rewrite the state file each second under traffic; counts alone are saved at
+/// most this often (a crash loses at most this much counting, never a rotation).
+pub const COUNTS_SAVE_SECS: u64 = 10;
 
 /// Everything the control plane is built from (composed by the app from `Config`).
 #[derive(Clone, Debug)]
@@ -164,8 +169,12 @@ pub struct ControlPlane {
     counters: MessageCounters,
     targets: OnceLock<Targets>,
     blocklists: Blocklists,
-    /// Changes not yet on disk (message counters, a failed automatic save).
+    /// Changes not yet on disk (a failed automatic save, counts that are due).
     dirty: AtomicBool,
+    /// Message counts taken in since the last save.
+    counts_unsaved: AtomicBool,
+    /// Clock time (unix seconds) of the last successful save.
+    saved_at: AtomicU64,
     last_cycle: Mutex<Option<CycleReport>>,
 }
 
@@ -208,6 +217,8 @@ impl ControlPlane {
             targets: OnceLock::new(),
             blocklists,
             dirty: AtomicBool::new(first_start),
+            counts_unsaved: AtomicBool::new(false),
+            saved_at: AtomicU64::new(0),
             last_cycle: Mutex::new(None),
         };
         plane.tick();
@@ -488,22 +499,31 @@ impl ControlPlane {
     }
 
     /// Counts `count` messages received for `domain`, the last at `at` (unix seconds).
-    /// The tick feeds it from the counting sinks; saved lazily, seen by the rules at the
-    /// next tick.
+    /// The tick feeds it from the counting sinks; the rules see it at once, the state file
+    /// within [`COUNTS_SAVE_SECS`].
     pub fn record_messages(&self, domain: &str, count: u64, at: u64) {
         let mut s = self.state.lock();
         if let Some(d) = s.domains.get_mut(domain) {
             d.messages = d.messages.saturating_add(count);
             d.last_message_at = Some(d.last_message_at.map_or(at, |t| t.max(at)));
-            self.dirty.store(true, Ordering::Relaxed);
+            self.counts_unsaved.store(true, Ordering::Relaxed);
         }
     }
 
     /// Takes in the message counts, applies the time-based rules (drains ending, age and
     /// message limits, promotion), saves pending changes and syncs the mailbox registry.
     pub fn tick(&self) {
+        self.tick_saving(false);
+    }
+
+    /// The tick; `flush` saves message counts even when they are not due yet.
+    fn tick_saving(&self, flush: bool) {
         let now = self.clock.now();
         self.take_counts();
+        let due = now >= self.saved_at.load(Ordering::Relaxed) + COUNTS_SAVE_SECS;
+        if self.counts_unsaved.load(Ordering::Relaxed) && (flush || due) {
+            self.dirty.store(true, Ordering::Relaxed);
+        }
         if let Err(e) = self.mailboxes.persist() {
             warn!(error = %e, "mailbox registry not synced; retrying at the next tick");
         }
@@ -608,7 +628,7 @@ impl ControlPlane {
             let interval = std::time::Duration::from_secs(self.blocklists.config().interval_secs);
             next_check = tokio::time::Instant::now() + interval + self.jitter();
         }
-        self.tick();
+        self.tick_saving(true);
         info!("control plane stopped");
     }
 
@@ -655,13 +675,18 @@ impl ControlPlane {
     }
 
     fn save(&self, state: &PoolState) -> Result<(), ControlError> {
-        let Some(file) = &self.file else {
+        let saved = || {
             self.dirty.store(false, Ordering::Relaxed);
+            self.counts_unsaved.store(false, Ordering::Relaxed);
+            self.saved_at.store(self.clock.now(), Ordering::Relaxed);
+        };
+        let Some(file) = &self.file else {
+            saved();
             return Ok(());
         };
         match file.save(state) {
             Ok(()) => {
-                self.dirty.store(false, Ordering::Relaxed);
+                saved();
                 Ok(())
             }
             Err(e) => {
