@@ -80,6 +80,14 @@ pub enum LogError {
     },
 }
 
+/// Most lines a log of a registry holding `entries_max` entries can have: compaction runs
+/// once the lines pass twice the live entries plus the slack.
+pub fn lines_max(entries_max: usize) -> usize {
+    entries_max
+        .saturating_mul(2)
+        .saturating_add(COMPACT_SLACK + 1)
+}
+
 /// The open log of one data directory.
 pub struct Log {
     dir: PathBuf,
@@ -103,28 +111,34 @@ impl Log {
             records: 0,
             unsynced: false,
         };
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((log, Vec::new())),
-            Err(source) => return Err(LogError::Io { path, source }),
-        };
         let corrupt = |line, detail: String| LogError::Corrupt {
             path: path.clone(),
             line,
             detail,
         };
+        let len = match std::fs::metadata(&path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((log, Vec::new())),
+            Err(source) => return Err(LogError::Io { path, source }),
+        };
+        // Checked before reading, so a runaway file is never loaded into memory.
         let bytes_max = lines_max
             .saturating_add(1)
             .saturating_mul(LINE_BYTES_MAX + 1);
-        if bytes.len() > bytes_max {
+        if len > bytes_max as u64 {
             return Err(corrupt(
                 0,
                 format!(
-                    "{} bytes, more than {bytes_max} bytes could hold",
-                    bytes.len()
+                    "{len} bytes, more than a registry of this api.mailboxes_max writes \
+                     ({bytes_max}); if the limit was lowered, keep the old one until its \
+                     mailboxes have expired"
                 ),
             ));
         }
+        let bytes = std::fs::read(&path).map_err(|source| LogError::Io {
+            path: path.clone(),
+            source,
+        })?;
         let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         if complete < bytes.len() {
             warn!(

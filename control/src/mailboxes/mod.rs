@@ -134,7 +134,7 @@ impl Registry {
     /// there. Expired entries are dropped; beyond `max` the soonest to expire are dropped
     /// with a warning (the limit was lowered). A corrupt log is an error.
     pub fn open(max: usize, dir: &Path) -> Result<Self, LogError> {
-        let lines_max = max.saturating_mul(2).saturating_add(max.max(1024));
+        let lines_max = log::lines_max(max);
         let (log, records) = Log::open(dir, lines_max)?;
         let mut entries = Entries::default();
         for r in records {
@@ -192,6 +192,7 @@ impl Registry {
                 log.append(&add_record(address, &entry))
                     .map_err(|e| RegistryError::Unsaved(e.to_string()))?;
                 self.entries.write().insert(address, entry);
+                self.compact_if_due(&mut log);
             }
         }
         Ok(Registered {
@@ -269,6 +270,7 @@ impl Registry {
                 // The mailbox and its mail are gone now; after a restart it would come back empty.
                 warn!(error = %e, "mailbox deletion not saved");
             }
+            self.compact_if_due(&mut log);
         }
         found
     }
@@ -306,9 +308,16 @@ impl Registry {
             return Ok(());
         };
         let mut log = log.lock();
-        let live = self.len();
-        if !log.wants_compaction(live) {
-            return log.sync();
+        self.compact_if_due(&mut log);
+        log.sync()
+    }
+
+    /// Rewrites the log from the live entries once it holds far more lines than they
+    /// need; checked after every line, so the file never outgrows the bound `open`
+    /// enforces. A failure keeps the long log (still correct) and is retried later.
+    fn compact_if_due(&self, log: &mut Log) {
+        if !log.wants_compaction(self.len()) {
+            return;
         }
         let records: Vec<Record> = self
             .entries
@@ -317,7 +326,9 @@ impl Registry {
             .iter()
             .map(|(a, e)| add_record(a, e))
             .collect();
-        log.compact(&records)
+        if let Err(e) = log.compact(&records) {
+            warn!(error = %e, "mailbox registry log not compacted");
+        }
     }
 
     /// Gives every live mailbox its TTL override in the store again (the store does not
@@ -547,5 +558,28 @@ mod tests {
             Err(RegistryError::Unsaved(_))
         ));
         assert!(r.is_empty());
+    }
+
+    // Goal: churn (create and delete far more often than the limit) never grows the log
+    // past the bound `open` enforces, with or without a tick in between.
+    #[test]
+    fn churn_keeps_the_log_bounded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = Registry::open(10, dir.path()).expect("open");
+        let now = now_ms();
+        for i in 0..3_000 {
+            let a = format!("u{i}@x.test");
+            r.register(&a, now, now + 60_000)
+                .expect("room after each delete");
+            assert!(r.remove(&a));
+        }
+        r.register("kept@x.test", now, now + 60_000).expect("kept");
+        let bytes = std::fs::metadata(dir.path().join(log::FILE))
+            .expect("log")
+            .len();
+        assert!(bytes < (log::lines_max(10) * 200) as u64, "{bytes} bytes");
+        drop(r);
+        let back = Registry::open(10, dir.path()).expect("reopens within the bound");
+        assert_eq!(back.len(), 1);
     }
 }
