@@ -120,7 +120,8 @@ impl App {
             plane_config(&config),
             Arc::new(SystemClock),
         )?);
-        let registry = Arc::new(Registry::new(config.api.mailboxes_max));
+        let registry = plane.mailboxes().clone();
+        registry.restore_ttls(&store);
         let lookup = match config.pool.recipients {
             RecipientPolicy::CatchAll => None,
             RecipientPolicy::Registered => Some(registry.clone() as Arc<dyn MailboxRegistry>),
@@ -128,7 +129,7 @@ impl App {
         let policy = Arc::new(Policy::new(plane.ingress_snapshot(), lookup));
         let sinks: Vec<Box<dyn MessageSink + Send>> = writers
             .into_iter()
-            .map(|w| Box::new(w) as Box<dyn MessageSink + Send>)
+            .map(|w| plane.counting_sink(Box::new(w)))
             .collect();
         let ingress = tempmx_ingress::driver::start(&config.ingress, policy.clone(), sinks)?;
         let dns = Arc::new(tempmx_dns::start(&config.dns, plane.dns_snapshot())?);
@@ -291,6 +292,7 @@ fn plane_config(config: &Config) -> PlaneConfig {
         limits: config.pool.limits.clone(),
         blocklists: config.blocklists.clone(),
         data_dir: config.data_dir.clone(),
+        mailboxes_max: config.api.mailboxes_max,
     }
 }
 

@@ -225,9 +225,11 @@ async fn domain_routes() {
 
     let r = h.call("DELETE", "/admin/v1/domains/c.test", t, None).await;
     assert_eq!((r.status, r.problem()), (409, "domain-not-retired"));
+    let now = tempmx::mailboxes::now_ms();
     h.plane
-        .create_mailbox("user", "c.test")
-        .expect("mailbox on an active domain");
+        .mailboxes()
+        .register("user@c.test", now, now + 60_000)
+        .expect("mailbox on c.test");
     h.plane
         .set_state("c.test", DomainState::Retired, "test")
         .expect("retire");

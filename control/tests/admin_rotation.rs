@@ -18,7 +18,7 @@ use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
 use serde_json::json;
 use tempmx::api::admin::AdminAuth;
 use tempmx::blocklist::{BlocklistConfig, DnsblZone};
-use tempmx::pool::{ControlPlane, DomainState, ManualClock, PlaneConfig};
+use tempmx::pool::{COUNTS_SAVE_SECS, ControlPlane, DomainState, ManualClock, PlaneConfig};
 use tempmx_dns::ZoneState;
 use tempmx_ingress::policy::DomainStatus;
 
@@ -293,7 +293,8 @@ fn bad_state_file_is_an_error() {
 }
 
 // Goal: the message and age limits rotate through the plane with a controlled clock, the
-// fed message counter is saved lazily at the next tick, and mailboxes only go to active domains.
+// fed message counter is saved lazily at the next tick, and the registry's mailboxes are
+// counted per domain and survive a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_and_age_limits_rotate() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -306,13 +307,11 @@ async fn message_and_age_limits_rotate() {
     h.plane
         .add_domains(&spares, DomainState::Pending, "spares")
         .expect("add");
-    assert!(
-        h.plane.create_mailbox("x", "b.pool.test").is_err(),
-        "pending: no new mailbox"
-    );
+    let now = tempmx::mailboxes::now_ms();
     h.plane
-        .create_mailbox("x", "a.pool.test")
-        .expect("active: mailbox");
+        .mailboxes()
+        .register("x@a.pool.test", now, now + 60_000)
+        .expect("mailbox");
 
     h.plane.record_messages("a.pool.test", 2, admin_support::T0);
     h.plane.tick();
@@ -364,4 +363,44 @@ async fn message_and_age_limits_rotate() {
         (3, 1),
         "counters and mailboxes saved"
     );
+}
+
+// Goal: message counts reach the rules at once but the state file only every
+// COUNTS_SAVE_SECS, or when the plane stops, so traffic does not rewrite it every tick.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_are_saved_lazily() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = plane_config(&["a.pool.test"]);
+    config.data_dir = Some(dir.path().to_owned());
+    let clock = Arc::new(ManualClock::new(admin_support::T0));
+    let plane = Arc::new(ControlPlane::open(config.clone(), clock.clone()).expect("open"));
+    let saved = || {
+        ControlPlane::open(
+            config.clone(),
+            Arc::new(ManualClock::new(admin_support::T0)),
+        )
+        .expect("reopen")
+        .domain("a.pool.test")
+        .expect("a")
+        .domain
+        .messages
+    };
+    plane.record_messages("a.pool.test", 5, admin_support::T0);
+    plane.tick();
+    let live = plane.domain("a.pool.test").expect("a").domain.messages;
+    assert_eq!((live, saved()), (5, 0), "counted now, saved later");
+    clock.advance(COUNTS_SAVE_SECS);
+    plane.tick();
+    assert_eq!(saved(), 5);
+    plane.record_messages("a.pool.test", 1, admin_support::T0 + COUNTS_SAVE_SECS);
+    plane.tick();
+    assert_eq!(saved(), 5);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(plane.clone().run(stopped));
+    stop.send(true).expect("stop");
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("stops in time")
+        .expect("joins");
+    assert_eq!(saved(), 6, "flushed when the plane stops");
 }

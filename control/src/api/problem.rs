@@ -93,12 +93,6 @@ impl From<ControlError> for Problem {
                 "Too many domains in one request",
                 vec![],
             ),
-            E::DomainNotActive(_) => (
-                StatusCode::CONFLICT,
-                "domain-not-active",
-                "Domain is not active",
-                vec![],
-            ),
             E::DomainNotEmpty(_) => (
                 StatusCode::CONFLICT,
                 "domain-not-empty",
@@ -117,12 +111,6 @@ impl From<ControlError> for Problem {
                 "Invalid domain name",
                 names,
             ),
-            E::InvalidLocalPart => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid-local-part",
-                "Invalid local part",
-                vec![],
-            ),
             E::InvalidPolicy(errors) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid-policy",
@@ -133,12 +121,6 @@ impl From<ControlError> for Problem {
                 StatusCode::CONFLICT,
                 "invalid-transition",
                 "State change not allowed",
-                vec![],
-            ),
-            E::MailboxesFull(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "mailboxes-full",
-                "Mailbox limit reached",
                 vec![],
             ),
             E::PoolFull(_) => (

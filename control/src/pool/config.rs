@@ -88,8 +88,6 @@ pub struct PoolLimits {
     pub import_batch_max: usize,
     /// Audit events kept; the oldest are dropped first.
     pub audit_events_max: usize,
-    /// Registered mailboxes; creating more is refused (`MailboxLimit`).
-    pub mailboxes_max: usize,
     /// Longest reason text accepted with a state change.
     pub reason_bytes_max: usize,
     /// Period of the rotation tick (drain completion, age limits, lazy persistence).
@@ -102,7 +100,6 @@ impl Default for PoolLimits {
             domains_max: 10_000,
             import_batch_max: 1_000,
             audit_events_max: 10_000,
-            mailboxes_max: 1_000_000,
             reason_bytes_max: 512,
             tick_ms: 1_000,
         }
@@ -117,7 +114,6 @@ impl PoolLimits {
             ("domains_max", self.domains_max),
             ("import_batch_max", self.import_batch_max),
             ("audit_events_max", self.audit_events_max),
-            ("mailboxes_max", self.mailboxes_max),
             ("reason_bytes_max", self.reason_bytes_max),
         ];
         for (name, v) in positive {

@@ -75,7 +75,8 @@ pub struct Domain {
     pub drain_until: Option<u64>,
     /// The confirmed listing, if any.
     pub listing: Option<Listing>,
-    /// Messages received since it was added (fed by the ingress side).
+    /// Messages received since it was added (counted at the store writers, once per
+    /// message however many of its recipients are on this domain).
     pub messages: u64,
     /// Unix seconds of the last message received.
     pub last_message_at: Option<u64>,

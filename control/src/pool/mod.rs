@@ -3,14 +3,15 @@
 //!
 //! Layout: `domain` (one domain, its lifecycle), `rotation` (the pure policy planner),
 //! `plane` (the [`ControlPlane`]: operator changes, rules, persistence, publishing),
-//! `state` (the atomic state file), `audit`, `mailboxes` (registered-only registry),
+//! `state` (the atomic state file), `audit`, `counters` (per-domain message counts fed
+//! from the store writers),
 //! `publish` (snapshots for ingress and DNS), `clock`, `config` (policy and limits).
 
 mod audit;
 mod clock;
 mod config;
+mod counters;
 mod domain;
-mod mailboxes;
 mod plane;
 mod publish;
 pub mod rotation;
@@ -23,9 +24,11 @@ use tempmx_ingress::policy::{PoolSnapshot, RecipientMode};
 pub use audit::{AuditAction, AuditEvent, AuditLog};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{PoolLimits, RotationPolicy};
+pub use counters::{Count, CountingSink, MessageCounters};
 pub use domain::{Domain, DomainState, Listing};
-pub use mailboxes::{MailboxLimit, Mailboxes};
-pub use plane::{AddOutcome, ControlError, ControlPlane, CycleReport, DomainInfo, PlaneConfig};
+pub use plane::{
+    AddOutcome, COUNTS_SAVE_SECS, ControlError, ControlPlane, CycleReport, DomainInfo, PlaneConfig,
+};
 pub use publish::{DnsPublish, Targets, dns_snapshot};
 pub use state::{Persisted, PoolState, StateError, StateFile};
 

@@ -2,28 +2,33 @@
 //! rules, persists, and publishes a new snapshot after every change.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 use tempmx_dns::ZoneSnapshot;
-use tempmx_ingress::policy::{MailboxRegistry, Policy, PoolSnapshot};
+use tempmx_ingress::policy::{Policy, PoolSnapshot};
+use tempmx_store::MessageSink;
 use tracing::{info, warn};
 
 use super::audit::{AuditAction, AuditEvent};
 use super::clock::Clock;
 use super::config::{PoolLimits, RotationPolicy};
+use super::counters::MessageCounters;
 use super::domain::{Domain, DomainState, Listing};
-use super::mailboxes::Mailboxes;
 use super::publish::{DnsPublish, Targets, dns_snapshot};
 use super::state::{PoolState, StateError, StateFile};
 use super::{Pool, normalise_domain, rotation};
 use crate::blocklist::tracker::{Change, ListStatus};
 use crate::blocklist::{BlocklistConfig, BlocklistError, Blocklists, Observation};
 use crate::config::RecipientPolicy;
+use crate::mailboxes::Registry;
+use crate::mailboxes::log::LogError;
 
-/// Longest local part of a mailbox (RFC 5321 §4.5.3.1.1).
-const LOCAL_PART_BYTES_MAX: usize = 64;
+/// Message counts change with every delivery, and saving the whole state for them on every
+/// tick would rewrite the state file each second under traffic; counts alone are saved at
+/// most this often (a crash loses at most this much counting, never a rotation).
+pub const COUNTS_SAVE_SECS: u64 = 10;
 
 /// Everything the control plane is built from (composed by the app from `Config`).
 #[derive(Clone, Debug)]
@@ -40,6 +45,8 @@ pub struct PlaneConfig {
     pub blocklists: BlocklistConfig,
     /// `<data_dir>/control/` holds the state; `None` keeps it in memory only.
     pub data_dir: Option<PathBuf>,
+    /// Live mailboxes the registry holds (`api.mailboxes_max`).
+    pub mailboxes_max: usize,
 }
 
 /// Why a control-plane operation failed; the admin API maps each variant to a problem type.
@@ -63,18 +70,12 @@ pub enum ControlError {
     /// The domain still has live mailboxes or recent mail.
     #[error("domain {0} is not empty (live mailboxes or mail younger than the drain period)")]
     DomainNotEmpty(String),
-    /// The operation needs an active domain.
-    #[error("domain {0} is not active")]
-    DomainNotActive(String),
     /// Deleting needs a retired domain.
     #[error("domain {0} is not retired")]
     DomainNotRetired(String),
     /// Names that are not valid domain names.
     #[error("invalid domain names: {}", .0.join(", "))]
     InvalidDomains(Vec<String>),
-    /// A mailbox local part that is empty, too long or has forbidden characters.
-    #[error("invalid local part")]
-    InvalidLocalPart,
     /// The rotation policy values are invalid.
     #[error("invalid policy: {}", .0.join("; "))]
     InvalidPolicy(Vec<String>),
@@ -88,9 +89,9 @@ pub enum ControlError {
         /// The state asked for.
         to: DomainState,
     },
-    /// The mailbox registry is full.
-    #[error("mailbox limit of {0} reached")]
-    MailboxesFull(usize),
+    /// The saved mailbox registry could not be read.
+    #[error(transparent)]
+    Mailboxes(#[from] LogError),
     /// The pool holds `domains_max` domains.
     #[error("the pool is full ({0} domains)")]
     PoolFull(usize),
@@ -164,11 +165,16 @@ pub struct ControlPlane {
     limits: PoolLimits,
     recipients: RecipientPolicy,
     clock: Arc<dyn Clock>,
-    mailboxes: Arc<Mailboxes>,
+    mailboxes: Arc<Registry>,
+    counters: MessageCounters,
     targets: OnceLock<Targets>,
     blocklists: Blocklists,
-    /// Changes not yet on disk (message counters, mailboxes, a failed automatic save).
+    /// Changes not yet on disk (a failed automatic save, counts that are due).
     dirty: AtomicBool,
+    /// Message counts taken in since the last save.
+    counts_unsaved: AtomicBool,
+    /// Clock time (unix seconds) of the last successful save.
+    saved_at: AtomicU64,
     last_cycle: Mutex<Option<CycleReport>>,
 }
 
@@ -190,21 +196,14 @@ impl ControlPlane {
             }
             None => (None, None),
         };
-        let mailboxes = Arc::new(Mailboxes::new(config.limits.mailboxes_max));
+        let mailboxes = Arc::new(match &file {
+            Some(f) => Registry::open(config.mailboxes_max, f.dir())?,
+            None => Registry::new(config.mailboxes_max),
+        });
         let first_start = saved.is_none();
+        let domains_max = config.limits.domains_max;
         let state = match saved {
-            Some(saved) => {
-                for (address, at) in saved.mailboxes {
-                    // Over the limit after a config change: keep the first ones, say so.
-                    if mailboxes.insert(&address, at).is_err() {
-                        warn!(
-                            "saved mailboxes exceed pool.limits.mailboxes_max; the rest are dropped"
-                        );
-                        break;
-                    }
-                }
-                saved.state
-            }
+            Some(saved) => saved.state,
             None => seed(&config.domains, config.policy, &config.limits, clock.now())?,
         };
         let plane = Self {
@@ -214,9 +213,12 @@ impl ControlPlane {
             recipients: config.recipients,
             clock,
             mailboxes,
+            counters: MessageCounters::new(domains_max),
             targets: OnceLock::new(),
             blocklists,
             dirty: AtomicBool::new(first_start),
+            counts_unsaved: AtomicBool::new(false),
+            saved_at: AtomicU64::new(0),
             last_cycle: Mutex::new(None),
         };
         plane.tick();
@@ -231,9 +233,16 @@ impl ControlPlane {
         }
     }
 
-    /// The registry the ingress checks in registered-only mode.
-    pub fn registry(&self) -> Arc<dyn MailboxRegistry> {
-        self.mailboxes.clone()
+    /// The mailbox registry: the public API's mailboxes and tokens, the ingress's
+    /// registered-only lookup, and the per-domain mailbox counts shown here.
+    pub fn mailboxes(&self) -> &Arc<Registry> {
+        &self.mailboxes
+    }
+
+    /// Wraps one ingress core's store writer so that the messages it stores are counted
+    /// per domain (see [`super::counters`]); the counts reach the pool at the next tick.
+    pub fn counting_sink(&self, inner: Box<dyn MessageSink + Send>) -> Box<dyn MessageSink + Send> {
+        self.counters.wrap(inner)
     }
 
     /// The current pool (names and states).
@@ -489,50 +498,34 @@ impl ControlPlane {
         self.state.lock().audit.page(after, limit)
     }
 
-    /// Counts `count` messages received for `domain`, the last at `at` (the app feeds this
-    /// from the ingress). Saved lazily; the rules see it at the next tick.
+    /// Counts `count` messages received for `domain`, the last at `at` (unix seconds).
+    /// The tick feeds it from the counting sinks; the rules see it at once, the state file
+    /// within [`COUNTS_SAVE_SECS`].
     pub fn record_messages(&self, domain: &str, count: u64, at: u64) {
         let mut s = self.state.lock();
         if let Some(d) = s.domains.get_mut(domain) {
             d.messages = d.messages.saturating_add(count);
             d.last_message_at = Some(d.last_message_at.map_or(at, |t| t.max(at)));
-            self.dirty.store(true, Ordering::Relaxed);
+            self.counts_unsaved.store(true, Ordering::Relaxed);
         }
     }
 
-    /// Registers `local@domain`; only an active domain gets new mailboxes. Returns the
-    /// address. Saved lazily (at the next tick).
-    pub fn create_mailbox(&self, local: &str, domain: &str) -> Result<String, ControlError> {
-        let bad = |c: char| {
-            c.is_control() || c.is_whitespace() || matches!(c, '@' | '<' | '>' | ',' | ';' | '"')
-        };
-        if local.is_empty() || local.len() > LOCAL_PART_BYTES_MAX || local.chars().any(bad) {
-            return Err(ControlError::InvalidLocalPart);
-        }
-        let domain = normalise_domain(domain)
-            .ok_or_else(|| ControlError::UnknownDomain(domain.to_owned()))?;
-        let state = self.state.lock();
-        match state.domains.get(&domain).map(|d| d.state) {
-            None => return Err(ControlError::UnknownDomain(domain)),
-            Some(DomainState::Active) => {}
-            Some(_) => return Err(ControlError::DomainNotActive(domain)),
-        }
-        let address = format!("{local}@{domain}");
-        // Inserted under the state lock so a concurrent rotation cannot slip in between.
-        self.mailboxes
-            .insert(&address, self.clock.now())
-            .map_err(|e| ControlError::MailboxesFull(e.0))?;
-        self.dirty.store(true, Ordering::Relaxed);
-        Ok(address)
-    }
-
-    /// Applies the time-based rules (drains ending, age and message limits, promotion),
-    /// expires mailboxes, and saves pending changes.
+    /// Takes in the message counts, applies the time-based rules (drains ending, age and
+    /// message limits, promotion), saves pending changes and syncs the mailbox registry.
     pub fn tick(&self) {
+        self.tick_saving(false);
+    }
+
+    /// The tick; `flush` saves message counts even when they are not due yet.
+    fn tick_saving(&self, flush: bool) {
         let now = self.clock.now();
-        let drain = self.state.lock().policy.drain_secs;
-        if self.mailboxes.expire(now.saturating_sub(drain)) > 0 {
+        self.take_counts();
+        let due = now >= self.saved_at.load(Ordering::Relaxed) + COUNTS_SAVE_SECS;
+        if self.counts_unsaved.load(Ordering::Relaxed) && (flush || due) {
             self.dirty.store(true, Ordering::Relaxed);
+        }
+        if let Err(e) = self.mailboxes.persist() {
+            warn!(error = %e, "mailbox registry not synced; retrying at the next tick");
         }
         {
             // Fast path: most ticks change nothing, and mutate() clones the whole state.
@@ -544,6 +537,19 @@ impl ControlPlane {
         }
         if let Err(e) = self.mutate(false, |_, _, _| Ok(())) {
             warn!(error = %e, "control state not saved; retrying at the next tick");
+        }
+    }
+
+    fn take_counts(&self) {
+        let (counts, dropped) = self.counters.drain();
+        if dropped > 0 {
+            warn!(
+                dropped,
+                "messages not counted: more recipient domains between ticks than pool.limits.domains_max"
+            );
+        }
+        for (domain, c) in counts {
+            self.record_messages(&domain, c.messages, c.last_at_ms / 1000);
         }
     }
 
@@ -622,7 +628,7 @@ impl ControlPlane {
             let interval = std::time::Duration::from_secs(self.blocklists.config().interval_secs);
             next_check = tokio::time::Instant::now() + interval + self.jitter();
         }
-        self.tick();
+        self.tick_saving(true);
         info!("control plane stopped");
     }
 
@@ -669,13 +675,18 @@ impl ControlPlane {
     }
 
     fn save(&self, state: &PoolState) -> Result<(), ControlError> {
-        let Some(file) = &self.file else {
+        let saved = || {
             self.dirty.store(false, Ordering::Relaxed);
+            self.counts_unsaved.store(false, Ordering::Relaxed);
+            self.saved_at.store(self.clock.now(), Ordering::Relaxed);
+        };
+        let Some(file) = &self.file else {
+            saved();
             return Ok(());
         };
-        match file.save(state, self.mailboxes.entries()) {
+        match file.save(state) {
             Ok(()) => {
-                self.dirty.store(false, Ordering::Relaxed);
+                saved();
                 Ok(())
             }
             Err(e) => {

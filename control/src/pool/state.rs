@@ -17,7 +17,8 @@ const FORMAT: u32 = 1;
 const FILE: &str = "state.json";
 const TEMP: &str = "state.json.tmp";
 
-/// Everything the control plane must remember across restarts (mailboxes aside).
+/// Everything the control plane must remember across restarts (the mailbox registry
+/// keeps its own log beside it).
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 pub struct PoolState {
     /// Domains by name.
@@ -37,8 +38,6 @@ pub struct Persisted {
     pub format: u32,
     /// The pool.
     pub state: PoolState,
-    /// Registered mailboxes: address → created at (unix seconds).
-    pub mailboxes: Vec<(String, u64)>,
 }
 
 /// Why the state could not be read or written.
@@ -115,12 +114,16 @@ impl StateFile {
         Ok((Self { dir }, Some(saved)))
     }
 
+    /// The directory holding the state (and the mailbox registry's log).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Writes the state atomically: a crash leaves either the old or the new file.
-    pub fn save(&self, state: &PoolState, mailboxes: Vec<(String, u64)>) -> Result<(), StateError> {
+    pub fn save(&self, state: &PoolState) -> Result<(), StateError> {
         let doc = Persisted {
             format: FORMAT,
             state: state.clone(),
-            mailboxes,
         };
         let bytes = serde_json::to_vec(&doc).map_err(|e| StateError::Corrupt {
             path: self.dir.join(FILE),
@@ -157,12 +160,10 @@ mod tests {
             "a.test".into(),
             Domain::new("a.test".into(), DomainState::Active, 7),
         );
-        file.save(&state, vec![("x@a.test".into(), 9)])
-            .expect("test setup");
+        file.save(&state).expect("test setup");
         let (_, loaded) = StateFile::open(dir.path()).expect("test setup");
         let loaded = loaded.expect("test setup");
         assert_eq!(loaded.state, state);
-        assert_eq!(loaded.mailboxes, vec![("x@a.test".to_owned(), 9)]);
 
         let path = dir.path().join("control").join(FILE);
         std::fs::write(&path, b"{ not json").expect("test setup");
@@ -170,7 +171,7 @@ mod tests {
             StateFile::open(dir.path()),
             Err(StateError::Corrupt { .. })
         ));
-        std::fs::write(&path, br#"{"format":99,"state":{},"mailboxes":[]}"#).expect("test setup");
+        std::fs::write(&path, br#"{"format":99,"state":{}}"#).expect("test setup");
         assert!(matches!(
             StateFile::open(dir.path()),
             Err(StateError::Corrupt { .. })

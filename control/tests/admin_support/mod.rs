@@ -12,7 +12,7 @@ use tempmx::blocklist::BlocklistConfig;
 use tempmx::config::RecipientPolicy;
 use tempmx::pool::{ControlPlane, ManualClock, PlaneConfig, PoolLimits, RotationPolicy};
 use tempmx_dns::ZoneSnapshot;
-use tempmx_ingress::policy::Policy;
+use tempmx_ingress::policy::{MailboxRegistry, Policy};
 
 /// Start of the test clock (any fixed unix time).
 pub const T0: u64 = 1_800_000_000;
@@ -26,6 +26,7 @@ pub fn plane_config(domains: &[&str]) -> PlaneConfig {
         limits: PoolLimits::default(),
         blocklists: BlocklistConfig::default(),
         data_dir: None,
+        mailboxes_max: 1_000,
     }
 }
 
@@ -45,7 +46,7 @@ impl Harness {
         let plane = Arc::new(ControlPlane::open(config, clock.clone()).expect("plane opens"));
         let policy = Arc::new(Policy::new(
             plane.ingress_snapshot(),
-            Some(plane.registry()),
+            Some(plane.mailboxes().clone() as Arc<dyn MailboxRegistry>),
         ));
         let zones = Arc::new(Mutex::new(Vec::new()));
         let sink = zones.clone();

@@ -24,6 +24,7 @@ pub struct PublicConfig {
     /// Longest mailbox lifetime a request may ask for (default 86 400 s).
     pub ttl_secs_max: u64,
     /// Live mailboxes the registry holds (default 100 000); creation answers 503 beyond.
+    /// The one registry: tokens, registered-only SMTP and the admin mailbox counts.
     pub mailboxes_max: usize,
     /// Messages one listing page returns at most (default 50).
     pub page_limit_max: usize,

@@ -94,6 +94,10 @@ pub async fn create_mailbox(
                     "mailbox limit reached ({n})"
                 )));
             }
+            Err(e @ RegistryError::Unsaved(_)) => {
+                tracing::error!(error = %e, "mailbox creation refused");
+                return Err(ApiError::Unavailable("mailbox could not be saved".into()));
+            }
         }
     }
     Err(ApiError::Unavailable(

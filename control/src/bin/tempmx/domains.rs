@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
+use tempmx::api::public::types::rfc3339;
 
 /// Whole-request timeout: the admin API answers at once except `check`, bounded by the
 /// blocklist query timeout.
@@ -128,11 +129,14 @@ pub fn run(args: DomainsArgs) -> anyhow::Result<()> {
 }
 
 fn print_table(reply: &Value) {
-    println!("NAME\tSTATE\tLISTED\tMESSAGES\tMAILBOXES");
+    println!("NAME\tSTATE\tLISTED\tMESSAGES\tMAILBOXES\tLAST MESSAGE");
     for d in reply["domains"].as_array().into_iter().flatten() {
         let listed = d["listing"]["list"].as_str().unwrap_or("-");
+        let last = d["last_message_at"]
+            .as_u64()
+            .map_or_else(|| "-".to_owned(), |s| rfc3339(s.saturating_mul(1000)));
         println!(
-            "{}\t{}\t{listed}\t{}\t{}",
+            "{}\t{}\t{listed}\t{}\t{}\t{last}",
             d["name"].as_str().unwrap_or("?"),
             d["state"].as_str().unwrap_or("?"),
             d["messages"],

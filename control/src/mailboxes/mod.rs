@@ -1,0 +1,585 @@
+//! The mailbox registry: which addresses were created, the hash of each one's bearer
+//! token, and when each expires. It is the one registry of the appliance: the public API
+//! creates, opens and deletes mailboxes in it, the ingress asks it "is this address
+//! registered?" in registered-only mode, and the control plane counts a domain's
+//! mailboxes in it (admin counts, delete only when empty).
+//!
+//! Only a SHA-256 of a token is kept, so a memory dump or the log never holds a usable
+//! token; comparisons are constant time. The registry is bounded (`api.mailboxes_max`);
+//! expired entries are treated as absent at once and pruned when room is needed. With a
+//! data directory, every creation and deletion is appended to a log ([`log`]) so tokens
+//! survive a restart while their mailboxes live.
+
+pub mod log;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use parking_lot::{Mutex, RwLock};
+use rand::RngCore;
+use subtle::ConstantTimeEq;
+use tempmx_ingress::policy::MailboxRegistry;
+use tempmx_store::Store;
+use tracing::{info, warn};
+
+use self::log::{Log, LogError, Record};
+
+/// Random bytes in a token (256 bits, hex encoded to 64 characters).
+const TOKEN_BYTES: usize = 32;
+
+/// A token hash.
+type Digest = [u8; 32];
+
+/// One registered mailbox.
+#[derive(Clone, Debug)]
+struct Entry {
+    token_hash: Digest,
+    expires_at_ms: u64,
+    /// The TTL asked for at creation, for the store's per-mailbox override.
+    ttl_secs: u64,
+}
+
+/// Why a mailbox could not be registered.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RegistryError {
+    /// The address is registered and has not expired.
+    #[error("address is taken")]
+    Taken,
+    /// The registry holds `mailboxes_max` live mailboxes.
+    #[error("mailbox registry is full ({0} mailboxes)")]
+    Full(usize),
+    /// Persistence is on and the creation could not be written (nothing was registered).
+    #[error("mailbox could not be saved: {0}")]
+    Unsaved(String),
+}
+
+/// A freshly registered mailbox: the only time the token is seen in clear.
+#[derive(Debug)]
+pub struct Registered {
+    /// The bearer token to hand to the creator.
+    pub token: String,
+    /// When the mailbox expires (ms since epoch).
+    pub expires_at_ms: u64,
+}
+
+/// The entries and a per-domain count kept in step with them.
+#[derive(Default)]
+struct Entries {
+    map: HashMap<String, Entry>,
+    per_domain: HashMap<String, usize>,
+}
+
+impl Entries {
+    fn insert(&mut self, address: &str, entry: Entry) {
+        if self.map.insert(address.to_owned(), entry).is_none() {
+            *self
+                .per_domain
+                .entry(domain_of(address).to_owned())
+                .or_default() += 1;
+        }
+    }
+
+    fn remove(&mut self, address: &str) -> bool {
+        let found = self.map.remove(address).is_some();
+        if found {
+            self.uncount(address);
+        }
+        found
+    }
+
+    fn uncount(&mut self, address: &str) {
+        let d = domain_of(address);
+        if let Some(n) = self.per_domain.get_mut(d) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_domain.remove(d);
+            }
+        }
+    }
+
+    /// Drops entries expired at `now_ms`; returns their addresses.
+    fn retain_live(&mut self, now_ms: u64) -> Vec<String> {
+        let mut gone = Vec::new();
+        self.map.retain(|a, e| {
+            let live = e.expires_at_ms > now_ms;
+            if !live {
+                gone.push(a.clone());
+            }
+            live
+        });
+        gone.iter().for_each(|a| self.uncount(a));
+        gone
+    }
+}
+
+/// Registered mailboxes: normalised address -> token hash and expiry.
+pub struct Registry {
+    entries: RwLock<Entries>,
+    max: usize,
+    /// Taken before `entries` by every change that is logged, so lines keep their order.
+    log: Option<Mutex<Log>>,
+}
+
+impl Registry {
+    /// An empty, memory-only registry that holds at most `max` live mailboxes.
+    pub fn new(max: usize) -> Self {
+        Self {
+            entries: RwLock::new(Entries::default()),
+            max,
+            log: None,
+        }
+    }
+
+    /// The registry saved in `dir` (empty when there is no log yet), logging later changes
+    /// there. Expired entries are dropped; beyond `max` the soonest to expire are dropped
+    /// with a warning (the limit was lowered). A corrupt log is an error.
+    pub fn open(max: usize, dir: &Path) -> Result<Self, LogError> {
+        let lines_max = log::lines_max(max);
+        let (log, records) = Log::open(dir, lines_max)?;
+        let mut entries = Entries::default();
+        for r in records {
+            replay(&mut entries, r, dir)?;
+        }
+        entries.retain_live(now_ms());
+        if entries.map.len() > max {
+            let mut by_expiry: Vec<(u64, String)> = entries
+                .map
+                .iter()
+                .map(|(a, e)| (e.expires_at_ms, a.clone()))
+                .collect();
+            by_expiry.sort_unstable();
+            let over = by_expiry.len() - max;
+            warn!(
+                dropped = over,
+                max, "saved mailboxes exceed api.mailboxes_max; dropping the soonest to expire"
+            );
+            by_expiry[..over].iter().for_each(|(_, a)| {
+                entries.remove(a);
+            });
+        }
+        info!(mailboxes = entries.map.len(), "mailbox registry loaded");
+        Ok(Self {
+            entries: RwLock::new(entries),
+            max,
+            log: Some(Mutex::new(log)),
+        })
+    }
+
+    /// Registers `address` (normalised) until `expires_at_ms`; returns its new token.
+    pub fn register(
+        &self,
+        address: &str,
+        now_ms: u64,
+        expires_at_ms: u64,
+    ) -> Result<Registered, RegistryError> {
+        let token = new_token();
+        let entry = Entry {
+            token_hash: hash(&token),
+            expires_at_ms,
+            ttl_secs: expires_at_ms.saturating_sub(now_ms) / 1000,
+        };
+        match &self.log {
+            None => {
+                let mut entries = self.entries.write();
+                self.check_room(&mut entries, address, now_ms)?;
+                entries.insert(address, entry);
+            }
+            Some(log) => {
+                // The log lock keeps other changes out while the line is written without
+                // holding `entries`, which the ingress cores read.
+                let mut log = log.lock();
+                self.check_room(&mut self.entries.write(), address, now_ms)?;
+                log.append(&add_record(address, &entry))
+                    .map_err(|e| RegistryError::Unsaved(e.to_string()))?;
+                self.entries.write().insert(address, entry);
+                self.compact_if_due(&mut log);
+            }
+        }
+        Ok(Registered {
+            token,
+            expires_at_ms,
+        })
+    }
+
+    fn check_room(
+        &self,
+        entries: &mut Entries,
+        address: &str,
+        now_ms: u64,
+    ) -> Result<(), RegistryError> {
+        if entries
+            .map
+            .get(address)
+            .is_some_and(|e| e.expires_at_ms > now_ms)
+        {
+            return Err(RegistryError::Taken);
+        }
+        if entries.map.len() >= self.max && !entries.map.contains_key(address) {
+            entries.retain_live(now_ms);
+            if entries.map.len() >= self.max {
+                return Err(RegistryError::Full(self.max));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `token` opens `address` now. Unknown, expired and wrong-token cases take
+    /// the same path (a hash and a constant-time compare) so timing tells them apart less.
+    pub fn verify(&self, address: &str, token: &str, now_ms: u64) -> bool {
+        let given = hash(token);
+        let entries = self.entries.read();
+        match entries.map.get(address) {
+            Some(e) => {
+                let same: bool = e.token_hash[..].ct_eq(&given[..]).into();
+                same && e.expires_at_ms > now_ms
+            }
+            None => {
+                let _: bool = [0u8; 32][..].ct_eq(&given[..]).into();
+                false
+            }
+        }
+    }
+
+    /// Expiry of a live mailbox (ms since epoch).
+    pub fn expires_at(&self, address: &str, now_ms: u64) -> Option<u64> {
+        self.entries
+            .read()
+            .map
+            .get(address)
+            .map(|e| e.expires_at_ms)
+            .filter(|&t| t > now_ms)
+    }
+
+    /// Whether `address` is registered and live.
+    pub fn is_live(&self, address: &str, now_ms: u64) -> bool {
+        self.expires_at(address, now_ms).is_some()
+    }
+
+    /// Removes a mailbox; returns whether it was there.
+    pub fn remove(&self, address: &str) -> bool {
+        let Some(log) = &self.log else {
+            return self.entries.write().remove(address);
+        };
+        let mut log = log.lock();
+        let found = self.entries.write().remove(address);
+        if found {
+            let line = Record::Remove {
+                address: address.to_owned(),
+            };
+            if let Err(e) = log.append(&line) {
+                // The mailbox and its mail are gone now; after a restart it would come back empty.
+                warn!(error = %e, "mailbox deletion not saved");
+            }
+            self.compact_if_due(&mut log);
+        }
+        found
+    }
+
+    /// Drops expired entries; returns the addresses dropped (so their mail can go too).
+    /// Nothing is logged: replay drops expired entries by their time.
+    pub fn sweep(&self, now_ms: u64) -> Vec<String> {
+        self.entries.write().retain_live(now_ms)
+    }
+
+    /// Entries held on `domain` (live, or expired less than a sweep ago).
+    pub fn count(&self, domain: &str) -> usize {
+        self.entries
+            .read()
+            .per_domain
+            .get(domain)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Live and expired-but-not-swept entries held.
+    pub fn len(&self) -> usize {
+        self.entries.read().map.len()
+    }
+
+    /// Whether no entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Makes the logged changes durable (fsync) and compacts the log when it has grown
+    /// well past the live entries. Called on the control tick; memory-only: nothing.
+    pub fn persist(&self) -> Result<(), LogError> {
+        let Some(log) = &self.log else {
+            return Ok(());
+        };
+        let mut log = log.lock();
+        self.compact_if_due(&mut log);
+        log.sync()
+    }
+
+    /// Rewrites the log from the live entries once it holds far more lines than they
+    /// need; checked after every line, so the file never outgrows the bound `open`
+    /// enforces. A failure keeps the long log (still correct) and is retried later.
+    fn compact_if_due(&self, log: &mut Log) {
+        if !log.wants_compaction(self.len()) {
+            return;
+        }
+        let records: Vec<Record> = self
+            .entries
+            .read()
+            .map
+            .iter()
+            .map(|(a, e)| add_record(a, e))
+            .collect();
+        if let Err(e) = log.compact(&records) {
+            warn!(error = %e, "mailbox registry log not compacted");
+        }
+    }
+
+    /// Gives every live mailbox its TTL override in the store again (the store does not
+    /// keep overrides across restarts), so mail keeps the lifetime its owner asked for.
+    pub fn restore_ttls(&self, store: &Store) {
+        let ttls: Vec<(String, u64)> = self
+            .entries
+            .read()
+            .map
+            .iter()
+            .map(|(a, e)| (a.clone(), e.ttl_secs))
+            .collect();
+        for (address, ttl) in ttls {
+            if let Err(e) = store.set_mailbox_ttl(&address, Some(ttl)) {
+                warn!(error = %e, "mailbox ttls not restored; the store default holds for the rest");
+                return;
+            }
+        }
+    }
+}
+
+impl MailboxRegistry for Registry {
+    fn contains(&self, address: &str) -> bool {
+        self.is_live(address, now_ms())
+    }
+}
+
+/// Milliseconds since the Unix epoch on the system clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn new_token() -> String {
+    let mut bytes = [0u8; TOKEN_BYTES];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hash(token: &str) -> Digest {
+    let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+fn domain_of(address: &str) -> &str {
+    address.rsplit_once('@').map_or("", |(_, d)| d)
+}
+
+fn add_record(address: &str, e: &Entry) -> Record {
+    Record::Add {
+        address: address.to_owned(),
+        token_sha256: e.token_hash.iter().map(|b| format!("{b:02x}")).collect(),
+        expires_at_ms: e.expires_at_ms,
+        ttl_secs: e.ttl_secs,
+    }
+}
+
+/// Applies one log line to the entries being rebuilt.
+fn replay(entries: &mut Entries, record: Record, dir: &Path) -> Result<(), LogError> {
+    match record {
+        Record::Add {
+            address,
+            token_sha256,
+            expires_at_ms,
+            ttl_secs,
+        } => {
+            let token_hash = unhex(&token_sha256).ok_or_else(|| LogError::Corrupt {
+                path: dir.join(log::FILE),
+                line: 0,
+                detail: format!("token hash of {address} is not 64 hex digits"),
+            })?;
+            let entry = Entry {
+                token_hash,
+                expires_at_ms,
+                ttl_secs,
+            };
+            entries.insert(&address, entry);
+        }
+        Record::Remove { address } => {
+            entries.remove(&address);
+        }
+    }
+    Ok(())
+}
+
+fn unhex(text: &str) -> Option<Digest> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        let s = std::str::from_utf8(pair).ok()?;
+        *o = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Goal: a token opens only its own mailbox, only until expiry; the clear token is
+    // never stored. Method: register two boxes and cross-check tokens.
+    #[test]
+    fn tokens_open_only_their_mailbox() {
+        let r = Registry::new(10);
+        let a = r.register("a@p.test", 0, 1000).expect("a");
+        let b = r.register("b@p.test", 0, 1000).expect("b");
+        assert_eq!(a.token.len(), 64);
+        assert!(r.verify("a@p.test", &a.token, 10));
+        assert!(!r.verify("a@p.test", &b.token, 10));
+        assert!(!r.verify("c@p.test", &a.token, 10));
+        assert!(!r.verify("a@p.test", &a.token, 1000), "expired");
+        let held = format!("{:?}", r.entries.read().map.get("a@p.test"));
+        assert!(!held.contains(&a.token));
+    }
+
+    // Goal: the limit refuses a new box but makes room from expired ones; a live address
+    // cannot be taken twice, an expired one can.
+    #[test]
+    fn limit_and_reuse() {
+        let r = Registry::new(2);
+        r.register("a@p.test", 0, 100).expect("a");
+        r.register("b@p.test", 0, 500).expect("b");
+        assert_eq!(
+            r.register("c@p.test", 50, 600).expect_err("must fail"),
+            RegistryError::Full(2)
+        );
+        assert_eq!(
+            r.register("b@p.test", 50, 600).expect_err("must fail"),
+            RegistryError::Taken
+        );
+        r.register("c@p.test", 200, 600)
+            .expect("room after a expired");
+        assert_eq!(r.len(), 2);
+        r.register("b@p.test", 500, 900)
+            .expect("b expired, free again");
+        assert_eq!(r.sweep(700), vec!["c@p.test".to_owned()]);
+    }
+
+    // Goal: the ingress view (registered-only mode) sees live boxes on the system clock.
+    #[test]
+    fn ingress_sees_live_boxes() {
+        let r = Registry::new(2);
+        let t = now_ms();
+        r.register("live@p.test", t, t + 60_000).expect("live");
+        r.register("old@p.test", 0, 1).expect("old");
+        assert!(MailboxRegistry::contains(&r, "live@p.test"));
+        assert!(!MailboxRegistry::contains(&r, "old@p.test"));
+        assert!(!MailboxRegistry::contains(&r, "none@p.test"));
+    }
+
+    // Goal: per-domain counts follow registration, deletion and sweeping.
+    #[test]
+    fn counts_per_domain() {
+        let r = Registry::new(10);
+        r.register("a@x.test", 0, 100).expect("a");
+        r.register("b@x.test", 0, 200).expect("b");
+        r.register("a@y.test", 0, 200).expect("c");
+        assert_eq!((r.count("x.test"), r.count("y.test")), (2, 1));
+        assert!(r.remove("b@x.test"));
+        assert!(!r.remove("b@x.test"));
+        assert_eq!(r.sweep(150), vec!["a@x.test".to_owned()]);
+        assert_eq!((r.count("x.test"), r.count("y.test")), (0, 1));
+        r.register("a@x.test", 150, 300)
+            .expect("expired address taken again");
+        assert_eq!(r.count("x.test"), 1);
+    }
+
+    // Goal: with a directory, tokens, deletions and TTLs survive a reopen; expired entries
+    // do not; a lowered limit keeps the latest-expiring entries; a bad hash is corruption.
+    #[test]
+    fn survives_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let now = now_ms();
+        let r = Registry::open(10, dir.path()).expect("open");
+        let a = r.register("a@x.test", now, now + 60_000).expect("a");
+        let b = r.register("b@x.test", now, now + 120_000).expect("b");
+        r.register("gone@x.test", now, now + 60_000).expect("gone");
+        r.register("old@x.test", 0, 1).expect("old");
+        assert!(r.remove("gone@x.test"));
+        r.persist().expect("persist");
+        drop(r);
+
+        let back = Registry::open(10, dir.path()).expect("reopen");
+        assert!(back.verify("a@x.test", &a.token, now));
+        assert!(back.verify("b@x.test", &b.token, now));
+        assert!(!back.verify("a@x.test", &b.token, now));
+        assert_eq!(back.len(), 2, "deleted and expired entries are not back");
+        assert_eq!(back.count("x.test"), 2);
+        let ttl = back.entries.read().map.get("b@x.test").map(|e| e.ttl_secs);
+        assert_eq!(ttl, Some(120));
+        drop(back);
+
+        let lowered = Registry::open(1, dir.path()).expect("lowered limit");
+        assert!(
+            lowered.verify("b@x.test", &b.token, now),
+            "latest expiry kept"
+        );
+        assert_eq!(lowered.len(), 1);
+
+        let path = dir.path().join(log::FILE);
+        let mut text = std::fs::read(&path).expect("read");
+        text.extend_from_slice(
+            br#"{"add":{"address":"z@x.test","token_sha256":"zz","expires_at_ms":1,"ttl_secs":1}}"#,
+        );
+        text.push(b'\n');
+        std::fs::write(&path, text).expect("write");
+        let err = Registry::open(10, dir.path())
+            .err()
+            .expect("bad hash refused");
+        assert!(err.to_string().contains("corrupt"), "{err}");
+    }
+
+    // Goal: a creation that cannot be written is refused and leaves nothing registered.
+    #[test]
+    fn unsaved_creation_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = Registry::open(10, &dir.path().join("missing")).expect("open");
+        let now = now_ms();
+        assert!(matches!(
+            r.register("a@x.test", now, now + 1000),
+            Err(RegistryError::Unsaved(_))
+        ));
+        assert!(r.is_empty());
+    }
+
+    // Goal: churn (create and delete far more often than the limit) never grows the log
+    // past the bound `open` enforces, with or without a tick in between.
+    #[test]
+    fn churn_keeps_the_log_bounded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = Registry::open(10, dir.path()).expect("open");
+        let now = now_ms();
+        for i in 0..3_000 {
+            let a = format!("u{i}@x.test");
+            r.register(&a, now, now + 60_000)
+                .expect("room after each delete");
+            assert!(r.remove(&a));
+        }
+        r.register("kept@x.test", now, now + 60_000).expect("kept");
+        let bytes = std::fs::metadata(dir.path().join(log::FILE))
+            .expect("log")
+            .len();
+        assert!(bytes < (log::lines_max(10) * 200) as u64, "{bytes} bytes");
+        drop(r);
+        let back = Registry::open(10, dir.path()).expect("reopens within the bound");
+        assert_eq!(back.len(), 1);
+    }
+}
