@@ -236,7 +236,10 @@ pub fn auth_families(a: &tempmx_ingress::auth::AuthCountersSnapshot, out: &mut V
     for (m, method) in AuthMethod::ALL.iter().enumerate() {
         for (v, value) in AuthValue::ALL.iter().enumerate() {
             let count = a.results[m][v] as f64;
-            samples.push(([("method", method.label()), ("result", value.label())], count));
+            samples.push((
+                [("method", method.label()), ("result", value.label())],
+                count,
+            ));
         }
     }
     out.push(family(

@@ -37,6 +37,7 @@ fn config_text(data_dir: &Path, smtp: u16) -> String {
         "data_dir = {dir:?}\n\
          [ingress]\nlisten = \"127.0.0.1:{smtp}\"\ncores = 2\n\
          [ingress.limits]\nmessage_bytes_max = 524288\n\
+         [ingress.auth]\nmode = \"off\"\n\
          [http]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
          [dns]\nlisten = \"127.0.0.1:0\"\n\
          [store]\nmemory_bytes_max = 33554432\nsegment_bytes = 1048576\ndedup_bytes_max = 4194304\n",

@@ -31,6 +31,7 @@ pub fn config_text(data_dir: Option<&Path>, ttl_secs: u64, extra: &str) -> Strin
         "{dir}\
          [ingress]\nlisten = \"127.0.0.1:0\"\ncores = 1\n\
          [ingress.limits]\nmessage_bytes_max = 524288\n\
+         [ingress.auth]\nmode = \"off\"\n\
          [http]\nlisten = \"127.0.0.1:0\"\n\
          [admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{ADMIN_TOKEN}\"\n\
          [dns]\nlisten = \"127.0.0.1:0\"\n\

@@ -90,15 +90,39 @@ impl CoreCounters {
     /// Adds what a session counted since `before`.
     pub(crate) fn add_session_delta(&self, before: &SessionCounters, now: &SessionCounters) {
         let pairs = [
-            (&self.messages_accepted, now.messages_accepted, before.messages_accepted),
-            (&self.rejected_relay, now.rejected_relay, before.rejected_relay),
+            (
+                &self.messages_accepted,
+                now.messages_accepted,
+                before.messages_accepted,
+            ),
+            (
+                &self.rejected_relay,
+                now.rejected_relay,
+                before.rejected_relay,
+            ),
             (&self.rejected_size, now.rejected_size, before.rejected_size),
-            (&self.rejected_syntax, now.rejected_syntax, before.rejected_syntax),
-            (&self.rejected_smuggling, now.rejected_smuggling, before.rejected_smuggling),
+            (
+                &self.rejected_syntax,
+                now.rejected_syntax,
+                before.rejected_syntax,
+            ),
+            (
+                &self.rejected_smuggling,
+                now.rejected_smuggling,
+                before.rejected_smuggling,
+            ),
             (&self.rejected_rate, now.rejected_rate, before.rejected_rate),
             (&self.rejected_spf, now.rejected_spf, before.rejected_spf),
-            (&self.rejected_dmarc, now.rejected_dmarc, before.rejected_dmarc),
-            (&self.auth_fail_open, now.auth_fail_open, before.auth_fail_open),
+            (
+                &self.rejected_dmarc,
+                now.rejected_dmarc,
+                before.rejected_dmarc,
+            ),
+            (
+                &self.auth_fail_open,
+                now.auth_fail_open,
+                before.auth_fail_open,
+            ),
             (&self.greylisted, now.greylisted, before.greylisted),
         ];
         for (counter, now, before) in pairs {

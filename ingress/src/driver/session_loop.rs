@@ -229,9 +229,13 @@ impl<C: Connection> Conn<C> {
     /// Runs DKIM, ARC and DMARC on the pending message.
     async fn check_message(&mut self) {
         let core = Rc::clone(&self.core);
-        let (Some(auth), Some((sender, message))) = (core.auth.as_ref(), self.session.pending_auth())
+        let (Some(auth), Some((sender, message))) =
+            (core.auth.as_ref(), self.session.pending_auth())
         else {
-            tracing::error!(core = self.core.id, "message check without an authenticator");
+            tracing::error!(
+                core = self.core.id,
+                "message check without an authenticator"
+            );
             return self.session.auth_skipped(&mut self.out);
         };
         let check = auth.check_message(sender, message).await;

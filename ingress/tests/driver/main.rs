@@ -2,6 +2,10 @@
 //! driven by lettre, a rustls client and raw sockets.
 
 mod support;
+#[path = "../support_dns/mod.rs"]
+mod support_dns;
+
+mod authentication;
 
 mod clients;
 mod config_errors;

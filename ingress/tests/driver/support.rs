@@ -6,10 +6,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use tempmx_ingress::auth::AuthMode;
 use tempmx_ingress::driver::{self, IngressHandle};
 use tempmx_ingress::policy::{DomainStatus, Policy, PoolSnapshot, RecipientMode};
 use tempmx_ingress::{Backend, IngressConfig};
-use tempmx_store::{Accepted, Commit, MessageId, MessageSink, NewMessage, StoreError, TlsSummary};
+use tempmx_store::{
+    Accepted, AuthResult, Commit, MessageId, MessageSink, NewMessage, StoreError, TlsSummary,
+};
 
 /// The pool domain every test server accepts.
 pub const DOMAIN: &str = "tempmx.test";
@@ -31,6 +34,7 @@ pub struct Stored {
     pub recipients: Vec<String>,
     pub tls: Option<TlsSummary>,
     pub trace_headers: Vec<u8>,
+    pub auth: Vec<AuthResult>,
     pub body: Vec<u8>,
 }
 
@@ -92,6 +96,7 @@ impl MessageSink for TestSink {
             recipients: msg.recipients.to_vec(),
             tls: msg.tls.cloned(),
             trace_headers: msg.trace_headers.to_vec(),
+            auth: msg.auth.to_vec(),
             body: msg.body.to_vec(),
         });
         self.shelf.arrived.notify_all();
@@ -131,6 +136,8 @@ pub fn config(backend: Backend) -> IngressConfig {
         ..IngressConfig::default()
     };
     config.limits.idle_timeout_ms = 10_000;
+    // No DNS may leave the machine: tests that authenticate point it at a loopback server.
+    config.auth.mode = AuthMode::Off;
     config
 }
 
@@ -221,7 +228,23 @@ pub struct Raw {
 impl Raw {
     /// Connects without reading anything.
     pub fn connect(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect(addr).expect("connect");
+        Self::from_stream(TcpStream::connect(addr).expect("connect"))
+    }
+
+    /// Connects from a chosen loopback source address (SPF and greylisting see it).
+    pub fn connect_from(addr: SocketAddr, source: IpAddr) -> Self {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        socket
+            .bind(&SocketAddr::new(source, 0).into())
+            .expect("bind source");
+        socket.connect(&addr.into()).expect("connect");
+        let mut raw = Self::from_stream(socket.into());
+        raw.expect("220");
+        raw
+    }
+
+    fn from_stream(stream: TcpStream) -> Self {
         stream
             .set_read_timeout(Some(READ_TIMEOUT))
             .expect("read timeout");
