@@ -9,7 +9,6 @@ use super::values::{AuthMethod, AuthValue};
 pub struct AuthCounters {
     results: [[AtomicU64; AuthValue::ALL.len()]; AuthMethod::ALL.len()],
     timeouts: AtomicU64,
-    fail_open: AtomicU64,
 }
 
 /// A plain copy of [`AuthCounters`] at one instant.
@@ -20,8 +19,6 @@ pub struct AuthCountersSnapshot {
     pub results: [[u64; 7]; 4],
     /// Checks cut by `check_timeout_ms`.
     pub timeouts: u64,
-    /// Enforce-mode verdicts not applied because of a temperror.
-    pub fail_open: u64,
 }
 
 impl AuthCounters {
@@ -40,11 +37,6 @@ impl AuthCounters {
         self.timeouts.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts one enforce-mode verdict not applied because of a temperror.
-    pub fn count_fail_open(&self) {
-        self.fail_open.fetch_add(1, Ordering::Relaxed);
-    }
-
     /// Reads every counter.
     pub fn snapshot(&self) -> AuthCountersSnapshot {
         let mut snap = AuthCountersSnapshot::default();
@@ -54,7 +46,6 @@ impl AuthCounters {
             }
         }
         snap.timeouts = self.timeouts.load(Ordering::Relaxed);
-        snap.fail_open = self.fail_open.load(Ordering::Relaxed);
         snap
     }
 }
@@ -68,7 +59,6 @@ impl AuthCountersSnapshot {
             }
         }
         self.timeouts += other.timeouts;
-        self.fail_open += other.fail_open;
     }
 
     /// The count of `value` results of `method`.
@@ -88,13 +78,12 @@ mod tests {
         counters.count(AuthMethod::Dkim, AuthValue::Pass);
         counters.count(AuthMethod::Arc, AuthValue::PermError);
         counters.count_timeout();
-        counters.count_fail_open();
         let mut sum = counters.snapshot();
         assert_eq!(sum.get(AuthMethod::Dkim, AuthValue::Pass), 2);
         assert_eq!(sum.results[3][6], 1);
         sum.add(&counters.snapshot());
         assert_eq!(sum.get(AuthMethod::Dkim, AuthValue::Pass), 4);
-        assert_eq!((sum.timeouts, sum.fail_open), (2, 2));
+        assert_eq!(sum.timeouts, 2);
         assert_eq!(sum.get(AuthMethod::Spf, AuthValue::Pass), 0);
     }
 }
