@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Issue 5 benchmark: ingest with authentication off vs record (warm caches) and with
-# greylisting on, in one run, interleaved rounds. Each round starts `tempmx serve` with one
-# of bench/configs/{auth-off,auth-record,greylist-on}.toml on its default loopback ports,
-# floods it with tempmx-bench for DURATION, and keeps the JSON summary. Prints one line per
+# Issue 5 benchmark: ingest with authentication off vs record (warm and cold caches) and
+# with greylisting on, in one run, interleaved rounds. Each round starts `tempmx serve` with
+# one of bench/configs/{auth-off,auth-record,auth-record-cold,greylist-on}.toml on its
+# default loopback ports, floods it with tempmx-bench for DURATION, and keeps the JSON summary. Prints one line per
 # config and round (messages/s); the caller takes medians. Loopback only; bounded by ROUNDS
 # and DURATION. Greylisting rounds are primed first (see below).
 #
@@ -15,7 +15,7 @@ BENCH=${BENCH:-$REPO/target/release/tempmx-bench}
 ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-10s} CONNECTIONS=${CONNECTIONS:-20}
 OUT=$(mktemp -d -t auth-bench.XXXXXX)
 for round in $(seq 1 "$ROUNDS"); do
-  for cfg in auth-off auth-record greylist-on; do
+  for cfg in auth-off auth-record auth-record-cold greylist-on; do
     "$TEMPMX" serve --config "$REPO/bench/configs/$cfg.toml" >"$OUT/$cfg.$round.log" 2>&1 &
     pid=$!
     for _ in $(seq 1 100); do

@@ -408,6 +408,53 @@ async fn message_detail_raw_html_and_attachments() {
     assert_eq!(r.status(), 404, "no HTML part");
 }
 
+/// A 1×1 PNG, base64.
+const PNG_B64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+
+fn related_mail() -> String {
+    format!(
+        "From: news@sender.test\r\nTo: x@pool.test\r\nSubject: Logo\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/related; boundary=R\r\n\r\n\
+         --R\r\nContent-Type: text/html\r\n\r\n<p>hi</p><img src=\"cid:logo@sender.test\"><img src=\"cid:gone@sender.test\" alt=gone><img src=\"cid:vector@sender.test\" alt=vec>\r\n\
+         --R\r\nContent-Type: image/png\r\nContent-ID: <logo@sender.test>\r\nContent-Transfer-Encoding: base64\r\n\r\n{PNG_B64}\r\n\
+         --R\r\nContent-Type: image/svg+xml\r\nContent-ID: <vector@sender.test>\r\n\r\n<svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"alert(1)\"/>\r\n\
+         --R--\r\n"
+    )
+}
+
+#[tokio::test]
+async fn cid_images_are_inlined() {
+    // Goal: an inline image referenced by `cid:` shows in the sanitised HTML (as a data:
+    // URI the frame's CSP allows) in both the detail and the frame document; an unknown
+    // cid and an SVG part are dropped, and no `cid:` reaches the browser.
+    let api = Api::start(cfg()).await;
+    let (a, t) = api.create(json!({})).await;
+    let id = api.deliver(&a, &related_mail());
+    let base = format!("/api/v1/mailboxes/{a}/messages/{id}");
+    let png = format!("src=\"data:image/png;base64,{PNG_B64}\"");
+
+    let v: Value = api.get(&base, &t).await.json().await.expect("json");
+    let html = v["html"].as_str().expect("html");
+    assert!(html.contains(&png), "{html}");
+    assert!(!html.contains("cid:") && !html.contains("svg"), "{html}");
+    assert!(html.contains(r#"<img alt="gone">"#), "{html}");
+    assert!(
+        html.contains(r#"<img alt="vec">"#),
+        "SVG parts are not inlined: {html}"
+    );
+    assert_eq!(v["remote_images_blocked"], 0);
+
+    let r = api.get(&format!("{base}/html"), &t).await;
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_owned();
+    assert!(csp.contains("img-src data:"), "{csp}");
+    let doc = r.text().await.expect("text");
+    assert!(doc.contains(&png), "{doc}");
+    assert!(!doc.contains("cid:") && !doc.contains("onload"), "{doc}");
+}
+
 #[tokio::test]
 async fn mime_bounds_leave_raw_downloadable() {
     // Goal: a message over the part bound is not rendered, says why, and stays raw-downloadable.

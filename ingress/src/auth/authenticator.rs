@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mail_auth::dkim::Signature;
 use mail_auth::dmarc::verify::DmarcParameters;
@@ -15,7 +15,7 @@ use mail_auth::hickory_resolver::config::{
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
     ArcOutput, AuthenticatedMessage, DkimOutput, DmarcOutput, DnsError, Error,
-    MessageAuthenticator, SpfOutput, SpfResult,
+    MessageAuthenticator, ResolverCache, SpfOutput, SpfResult, Txt,
 };
 use tempmx_store::AuthResult;
 use tokio::time::timeout;
@@ -33,6 +33,12 @@ use super::values::{AuthMethod, AuthValue};
 const EXTRA_SIGNATURE_ROWS_MAX: usize = 16;
 /// mail-auth's RFC 9989 tree walk asks at most this many names per domain.
 const DMARC_WALK_LABELS_MAX: usize = 7;
+/// How long a failed `_dmarc.` lookup is remembered: RFC 9520 asks for at least 1 s and at
+/// most 5 min; short, so a transient failure soon clears.
+const FAILURE_TTL: Duration = Duration::from_secs(5);
+/// Author and MAIL FROM domains walked ahead of DMARC; a From field listing more domains is
+/// exempt from DMARC anyway (RFC 7489 §6.6.1).
+const DMARC_WARM_DOMAINS_MAX: usize = 4;
 
 /// Verifies senders and messages for one ingress core (its resolver's sockets belong to the
 /// core's runtime, so it is created on that thread and never moved).
@@ -43,6 +49,7 @@ pub struct Authenticator {
     authserv_id: String,
     host_domain: String,
     check_timeout: Duration,
+    negative_ttl: Duration,
     dkim_signatures_max: usize,
     counters: Arc<AuthCounters>,
 }
@@ -144,6 +151,56 @@ impl MessageCheck {
     }
 }
 
+#[cfg(test)]
+impl SenderCheck {
+    /// A MAIL FROM verdict as `check_sender` would give it, for the session's tests.
+    pub(crate) fn fixed(mode: AuthMode, domain: &str, value: AuthValue) -> Self {
+        let result = match value {
+            AuthValue::Pass => SpfResult::Pass,
+            AuthValue::Fail => SpfResult::Fail,
+            AuthValue::TempError => SpfResult::TempError,
+            _ => SpfResult::None,
+        };
+        Self {
+            mode,
+            ip: IpAddr::from([127, 0, 0, 1]),
+            identity: SpfIdentity::MailFrom,
+            spf: SpfOutput::new(domain.to_owned()).with_result(result),
+            value,
+            dmarc_record: false,
+            row: Some(Row::new(
+                AuthMethod::Spf,
+                value,
+                &[("smtp.mailfrom", domain)],
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+impl MessageCheck {
+    /// A message verdict as `check_message` would give it, for the session's tests.
+    pub(crate) fn fixed(
+        dmarc: AuthValue,
+        rejects: bool,
+        authserv_id: &str,
+        forged: Vec<Range<usize>>,
+    ) -> Self {
+        let rows = [Row::new(
+            AuthMethod::Dmarc,
+            dmarc,
+            &[("header.from", "sender.example")],
+        )];
+        Self {
+            results: rows.iter().map(Row::to_store).collect(),
+            header: header(authserv_id, &rows),
+            dmarc,
+            rejects,
+            forged,
+        }
+    }
+}
+
 impl Authenticator {
     /// Builds the resolver and caches; call on the core's thread inside its runtime.
     pub fn new(
@@ -170,6 +227,7 @@ impl Authenticator {
             authserv_id: authserv_id.to_owned(),
             host_domain: hostname.to_owned(),
             check_timeout: Duration::from_millis(cfg.check_timeout_ms),
+            negative_ttl: Duration::from_secs(cfg.negative_ttl_seconds),
             dkim_signatures_max: cfg.dkim_signatures_max,
             counters,
         })
@@ -323,8 +381,11 @@ impl Authenticator {
             let arc = async {
                 arc_slot = Some(self.resolver.verify_arc(self.caches.attach(&msg)).await);
             };
-            tokio::join!(dkim, arc);
+            tokio::join!(dkim, arc, self.warm_dmarc(sender, &msg));
             if let Some(dkim) = &dkim_slot {
+                for domain in dkim_domains(dkim) {
+                    self.dmarc_walk(domain).await;
+                }
                 let params = DmarcParameters::new(&msg, dkim, sender.spf.domain(), &sender.spf);
                 dmarc_slot = Some(self.resolver.verify_dmarc(self.caches.attach(params)).await);
             }
@@ -401,29 +462,88 @@ impl Authenticator {
         extra
     }
 
-    /// True when a DMARC record exists for `domain` or a parent of at least two labels,
-    /// asking the same `_dmarc.` names as mail-auth's tree walk so its DMARC step hits the
-    /// cache. A record with `psd=y` is a public suffix's, not the sender's.
+    /// Walks the `_dmarc.` names of the author and MAIL FROM domains (filling the negative
+    /// cache) while DKIM and ARC run, so DMARC's own walks answer from the cache.
+    async fn warm_dmarc(&self, sender: &SenderCheck, msg: &AuthenticatedMessage<'_>) {
+        let author = msg.from.iter().filter_map(|f| f.rsplit_once('@'));
+        let mut domains: Vec<&str> = author.map(|(_, d)| d).collect();
+        domains.push(sender.spf.domain());
+        domains.sort_unstable();
+        domains.dedup();
+        for domain in domains.into_iter().take(DMARC_WARM_DOMAINS_MAX) {
+            self.dmarc_walk(domain).await;
+        }
+    }
+
+    /// True when a DMARC record exists for `domain` or a parent of at least two labels that
+    /// is not a public suffix's (`psd=y`).
     async fn publishes_dmarc(&self, domain: &str) -> bool {
-        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-        let labels: Vec<&str> = domain.split('.').filter(|l| !l.is_empty()).collect();
-        let mut count = labels.len();
-        while count >= 2 {
-            let name = labels
-                .iter()
-                .skip(labels.len() - count)
-                .copied()
-                .collect::<Vec<_>>()
-                .join(".");
+        self.dmarc_walk(domain)
+            .await
+            .into_iter()
+            .find(|(labels, _)| *labels >= 2)
+            .is_some_and(|(_, record)| record.psd != Psd::Yes)
+    }
+
+    /// Asks the `_dmarc.` names of mail-auth's RFC 9989 tree walk for `domain` (the same
+    /// names in the same order, so its DMARC step then answers from the cache) and returns
+    /// the records found with their label counts. mail-auth caches records only; a name
+    /// without one (NXDOMAIN, NODATA) is cached here for `negative_ttl_seconds`, and one whose
+    /// resolution failed for [`FAILURE_TTL`] (at most that), so the walk of a known domain
+    /// costs no query at all. A failure ends the walk, as it ends mail-auth's (temperror).
+    async fn dmarc_walk(&self, domain: &str) -> Vec<(usize, Arc<Dmarc>)> {
+        let domain = mail_auth::common::to_a_label(domain.trim_end_matches('.'));
+        let total = domain.split('.').filter(|l| !l.is_empty()).count();
+        let mut found = Vec::new();
+        if total < 2 {
+            return found;
+        }
+        let mut count = total;
+        loop {
+            let name = domain
+                .splitn(total - count + 1, '.')
+                .last()
+                .unwrap_or_default();
             let key = format!("_dmarc.{name}.");
             match self
                 .resolver
-                .txt_lookup::<Dmarc>(key, Some(&self.caches.txt))
+                .txt_lookup::<Dmarc>(key.as_str(), Some(&self.caches.txt))
                 .await
             {
-                Ok(record) => return record.psd != Psd::Yes,
-                Err(Error::Dns(DnsError::RecordNotFound(_) | DnsError::InvalidRecordType)) => {}
-                Err(_) => return false,
+                Ok(record) => {
+                    let stop = matches!(record.psd, Psd::Yes | Psd::No);
+                    found.push((count, record));
+                    if stop {
+                        break;
+                    }
+                }
+                Err(err @ Error::Dns(DnsError::RecordNotFound(_))) => {
+                    if !self.negative_ttl.is_zero() {
+                        self.caches.txt.insert(
+                            key.into_boxed_str(),
+                            Txt::Error(err),
+                            Instant::now() + self.negative_ttl,
+                        );
+                    }
+                }
+                Err(Error::Dns(DnsError::InvalidRecordType)) => {}
+                Err(err @ Error::Dns(DnsError::Resolver(_))) => {
+                    // RFC 9520: a resolution failure (SERVFAIL, REFUSED, timeout) is cached
+                    // briefly too, so a failing name is not asked once per message.
+                    let ttl = self.negative_ttl.min(FAILURE_TTL);
+                    if !ttl.is_zero() {
+                        self.caches.txt.insert(
+                            key.into_boxed_str(),
+                            Txt::Error(err),
+                            Instant::now() + ttl,
+                        );
+                    }
+                    break;
+                }
+                Err(_) => break,
+            }
+            if count == 1 {
+                break;
             }
             count = if count > DMARC_WALK_LABELS_MAX {
                 DMARC_WALK_LABELS_MAX
@@ -431,8 +551,20 @@ impl Authenticator {
                 count - 1
             };
         }
-        false
+        found
     }
+}
+
+/// The distinct `d=` domains of the verified signatures: relaxed alignment walks each of
+/// them (mail-auth's organizational-domain step).
+fn dkim_domains<'a>(outputs: &'a [DkimOutput<'_>]) -> Vec<&'a str> {
+    let mut domains: Vec<&str> = outputs
+        .iter()
+        .filter_map(|o| o.signature().map(|s| s.d.as_str()))
+        .collect();
+    domains.sort_unstable();
+    domains.dedup();
+    domains
 }
 
 /// One row per verified signature (temperror for each when the timeout cut DKIM), one

@@ -38,6 +38,10 @@ pub struct AuthConfig {
     pub cache_entries: usize,
     /// DKIM signatures verified per message; the extra ones are permerror, not looked up.
     pub dkim_signatures_max: usize,
+    /// How long a `_dmarc.` name that has no record (NXDOMAIN, NODATA) is remembered, so the
+    /// DMARC tree walk of a known domain costs no query (a failed lookup: 5 s at most); 0
+    /// turns this off.
+    pub negative_ttl_seconds: u64,
 }
 
 impl Default for AuthConfig {
@@ -51,6 +55,7 @@ impl Default for AuthConfig {
             check_timeout_ms: 5_000,
             cache_entries: 8_192,
             dkim_signatures_max: 8,
+            negative_ttl_seconds: 300,
         }
     }
 }

@@ -55,6 +55,8 @@ pub use auth::SenderInput;
 use budget::Budget;
 
 #[cfg(test)]
+mod auth_tests;
+#[cfg(test)]
 mod tests;
 
 /// Settings shared by all sessions of a core.

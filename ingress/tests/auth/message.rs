@@ -292,3 +292,80 @@ fn warm_cache_checks_a_repeated_message_without_queries() {
         assert_eq!(world.dns.queries(), cold, "{:?}", world.dns.queried());
     });
 }
+
+// Goal: the DMARC tree walk's parent names that the server refuses (outside its zone, as an
+// authoritative-only server such as tempmx's own DNS answers) are asked once and the failure
+// is remembered briefly (RFC 9520), so a repeated message costs no query; with the negative
+// cache off they are asked again. The walk's failure makes DMARC a temperror, as in mail-auth.
+#[test]
+fn refused_parent_names_are_remembered() {
+    let dns = TestDns::start(
+        Zone::new()
+            .with("pool.example.test", Rr::txt("v=spf1 ip4:127.0.0.2 -all"))
+            .with("_dmarc.pool.example.test", Rr::txt("v=DMARC1; p=reject"))
+            .refuse_outside("pool.example.test"),
+    );
+    for negative_ttl_seconds in [300, 0] {
+        let cfg = AuthConfig {
+            negative_ttl_seconds,
+            ..config(&dns, AuthMode::Record)
+        };
+        run(async {
+            let auth = authenticator(&cfg);
+            let msg = message("a@pool.example.test");
+            let before = dns.queries_for("_dmarc.example.test");
+            let sender = auth
+                .check_sender(ip(2), "client.test", "a@pool.example.test")
+                .await;
+            assert_eq!(sender.spf(), AuthValue::Pass);
+            let first = auth.check_message(&sender, &msg).await;
+            assert_eq!(first.dmarc(), AuthValue::TempError);
+            assert!(
+                dns.queries_for("_dmarc.example.test") > before,
+                "{:?}",
+                dns.queried()
+            );
+            let cold = dns.queries();
+            let sender = auth
+                .check_sender(ip(2), "client.test", "a@pool.example.test")
+                .await;
+            let second = auth.check_message(&sender, &msg).await;
+            assert_eq!(second.results(), first.results());
+            if negative_ttl_seconds > 0 {
+                assert_eq!(dns.queries(), cold, "{:?}", dns.queried());
+            } else {
+                assert!(dns.queries() > cold, "failures are asked again without the cache");
+            }
+        });
+    }
+}
+
+// Goal: parents that do not exist (NXDOMAIN, as a recursive resolver answers for
+// `_dmarc.test.`) end in a real verdict, and a repeated message costs no query.
+#[test]
+fn absent_parent_names_give_a_verdict_and_are_remembered() {
+    let dns = TestDns::start(
+        Zone::new()
+            .with("pool.example.test", Rr::txt("v=spf1 ip4:127.0.0.2 -all"))
+            .with("_dmarc.pool.example.test", Rr::txt("v=DMARC1; p=reject")),
+    );
+    run(async {
+        let auth = authenticator(&config(&dns, AuthMode::Enforce));
+        let msg = message("a@pool.example.test");
+        let sender = auth
+            .check_sender(ip(3), "client.test", "a@pool.example.test")
+            .await;
+        assert_eq!(sender.spf(), AuthValue::Fail);
+        let first = auth.check_message(&sender, &msg).await;
+        assert_eq!(first.dmarc(), AuthValue::Fail);
+        assert!(first.rejects(), "p=reject, enforce");
+        assert_eq!(dns.queries_for("_dmarc.test"), 1, "{:?}", dns.queried());
+        let cold = dns.queries();
+        let sender = auth
+            .check_sender(ip(3), "client.test", "a@pool.example.test")
+            .await;
+        let second = auth.check_message(&sender, &msg).await;
+        assert_eq!(second.results(), first.results());
+        assert_eq!(dns.queries(), cold, "{:?}", dns.queried());
+    });
+}

@@ -82,6 +82,7 @@ pub struct Zone {
     records: HashMap<String, Vec<Rr>>,
     silent: HashSet<String>,
     silent_all: bool,
+    apex: Option<String>,
 }
 
 impl Zone {
@@ -113,10 +114,23 @@ impl Zone {
         self
     }
 
+    /// Names outside `apex` and its subdomains get REFUSED, as from an authoritative server
+    /// asked about someone else's zone (tempmx's own DNS listener answers so).
+    pub fn refuse_outside(mut self, apex: &str) -> Self {
+        self.apex = Some(key(apex));
+        self
+    }
+
     /// The answer to one query: `None` means stay silent.
     fn answer(&self, name: &str, qtype: RecordType) -> Option<(ResponseCode, Vec<(String, &Rr)>)> {
         if self.silent_all {
             return None;
+        }
+        if let Some(apex) = &self.apex
+            && name != apex
+            && !name.ends_with(&format!(".{apex}"))
+        {
+            return Some((ResponseCode::Refused, Vec::new()));
         }
         let here = self
             .records

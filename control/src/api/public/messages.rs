@@ -77,7 +77,10 @@ pub async fn get_message(
     let base = format!("/api/v1/mailboxes/{}/messages/{id}", opened.address);
     let mut detail = skeleton(&view, id);
     match render::parse(&view.raw, limits) {
-        Ok(msg) => fill(&mut detail, &render::render(&msg), remote, &base),
+        Ok(msg) => {
+            let inline = render::inline_images(&msg);
+            fill(&mut detail, &render::render(&msg), remote, &inline, &base)
+        }
         Err(e) => detail.render_error = Some(e.to_string()),
     }
     Ok(Json(detail))
@@ -117,7 +120,8 @@ pub async fn get_html(
     let msg = render::parse(&view.raw, MimeLimits::from(state.config.as_ref()))
         .map_err(|_| ApiError::NotFound)?;
     let html = render::render(&msg).html.ok_or(ApiError::NotFound)?;
-    let clean = sanitize(&html, remote).html;
+    let inline = render::inline_images(&msg);
+    let clean = sanitize(&html, remote, &inline).html;
     let doc = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"></head><body>{clean}</body></html>"
     );
@@ -249,7 +253,13 @@ fn skeleton(view: &MessageView, id: MessageId) -> MessageDetail {
     }
 }
 
-fn fill(d: &mut MessageDetail, r: &render::Rendered, remote: bool, base: &str) {
+fn fill(
+    d: &mut MessageDetail,
+    r: &render::Rendered,
+    remote: bool,
+    inline: &render::InlineImages,
+    base: &str,
+) {
     let addrs = |v: &[(Option<String>, Option<String>)]| {
         v.iter()
             .map(|(name, address)| AddressItem {
@@ -273,7 +283,7 @@ fn fill(d: &mut MessageDetail, r: &render::Rendered, remote: bool, base: &str) {
         .collect();
     d.text = r.text.clone();
     if let Some(html) = &r.html {
-        let s = sanitize(html, remote);
+        let s = sanitize(html, remote, inline);
         d.html = Some(s.html);
         d.remote_images_blocked = s.remote_images_blocked;
         d.html_url = Some(format!("{base}/html"));

@@ -2,6 +2,10 @@
 //! decoded bytes. A message over a bound is still listed and downloadable raw; only its
 //! rendered view says why it is not shown.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::Engine as _;
 use mail_parser::{Message, MessageParser, MessagePart, MimeHeaders, PartType};
 
 use super::config::PublicConfig;
@@ -166,6 +170,49 @@ pub fn render(msg: &Message<'_>) -> Rendered {
         html,
         attachments: msg.attachments().map(attachment_info).collect(),
     }
+}
+
+/// Image types shown inline: raster formats only (an SVG can carry script and links).
+const INLINE_IMAGE_TYPES: &[&str] = &["gif", "jpeg", "png", "webp"];
+/// Decoded image bytes inlined per message: keeps the HTML document (base64 makes it 4/3
+/// larger) a few MiB at most; images past it stay attachments only.
+const INLINE_IMAGES_BYTES_MAX: usize = 4 << 20;
+
+/// Inline images by Content-ID, as `data:` URIs (shared with the sanitiser's filter).
+pub type InlineImages = Arc<HashMap<String, String>>;
+
+/// Inline images (parts with a `Content-ID:` and an image type of [`INLINE_IMAGE_TYPES`]) as
+/// `data:` URIs by Content-ID (without the angle brackets), for `cid:` references in the
+/// HTML (RFC 2392). The sandboxed frame loads no URL of ours, so the bytes travel in the
+/// document; at most [`INLINE_IMAGES_BYTES_MAX`] decoded bytes are inlined.
+pub fn inline_images(msg: &Message<'_>) -> InlineImages {
+    let mut images = HashMap::new();
+    let mut budget = INLINE_IMAGES_BYTES_MAX;
+    for part in msg.attachments() {
+        let (Some(cid), Some(ct)) = (part.content_id(), part.content_type()) else {
+            continue;
+        };
+        let Some(subtype) = ct.subtype().map(str::to_ascii_lowercase) else {
+            continue;
+        };
+        if !ct.ctype().eq_ignore_ascii_case("image")
+            || !INLINE_IMAGE_TYPES.contains(&subtype.as_str())
+        {
+            continue;
+        }
+        let bytes = part.contents();
+        if bytes.len() > budget {
+            continue;
+        }
+        budget -= bytes.len();
+        let cid = cid.trim().trim_start_matches('<').trim_end_matches('>');
+        let data = base64::engine::general_purpose::STANDARD.encode(bytes);
+        images.insert(
+            cid.to_owned(),
+            format!("data:image/{subtype};base64,{data}"),
+        );
+    }
+    Arc::new(images)
 }
 
 /// Type, name and size of an attachment part.

@@ -3,11 +3,13 @@
 //! or referrer. The output is served only under a strict CSP into a sandboxed iframe.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ammonia::{Builder, UrlRelative};
+
+use super::render::InlineImages;
 
 /// CSS properties kept in `style` attributes: layout and typography only, nothing that
 /// takes a URL (`background`, `list-style-image`, `content`, `behavior`, …).
@@ -78,23 +80,26 @@ pub struct Sanitized {
     pub remote_images_blocked: usize,
 }
 
-/// Sanitises `html`; remote `img` sources are kept only when `remote_images` is set.
-pub fn sanitize(html: &str, remote_images: bool) -> Sanitized {
+/// Sanitises `html`; remote `img` sources are kept only when `remote_images` is set, and a
+/// `cid:` source becomes its inline image from `inline` (or is dropped).
+pub fn sanitize(html: &str, remote_images: bool, inline: &InlineImages) -> Sanitized {
     let blocked = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&blocked);
+    let inline = Arc::clone(inline);
     let mut b = Builder::default();
     b.add_tags(["center", "font"])
         .add_generic_attributes(LAYOUT_ATTRIBUTES)
         .add_tag_attributes("table", ["border", "cellpadding", "cellspacing"])
         .add_tag_attributes("font", ["color", "face", "size"])
         .filter_style_properties(STYLE_PROPERTIES.iter().copied().collect::<HashSet<_>>())
-        .url_schemes(["http", "https", "mailto"].into_iter().collect())
+        // `cid:` passes the scheme check only to be replaced or dropped by the filter below.
+        .url_schemes(["http", "https", "mailto", "cid"].into_iter().collect())
         .url_relative(UrlRelative::Deny)
         .link_rel(Some("noopener noreferrer nofollow"))
         .set_tag_attribute_value("a", "target", "_blank")
         .strip_comments(true)
         .attribute_filter(move |element, attribute, value| {
-            filter_attribute(element, attribute, value, remote_images, &counter)
+            filter_attribute(element, attribute, value, remote_images, &inline, &counter)
         });
     let html = b.clean(html).to_string();
     Sanitized {
@@ -108,8 +113,21 @@ fn filter_attribute<'u>(
     attribute: &str,
     value: &'u str,
     remote_images: bool,
+    inline: &HashMap<String, String>,
     blocked: &AtomicUsize,
 ) -> Option<Cow<'u, str>> {
+    let trimmed = value.trim_start();
+    if let Some(rest) = trimmed
+        .get(..4)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("cid:"))
+        .map(|_| &trimmed[4..])
+    {
+        if (element, attribute) != ("img", "src") {
+            return None;
+        }
+        let cid = percent_encoding::percent_decode_str(rest).decode_utf8_lossy();
+        return inline.get(cid.trim()).map(|uri| Cow::Owned(uri.clone()));
+    }
     match (element, attribute) {
         ("img", "src" | "srcset") => {
             let v = value.trim_start().to_ascii_lowercase();
@@ -154,7 +172,9 @@ mod tests {
             r#"<base href="http://evil.example/"><a href="/x">rel</a>"#,
         ];
         for c in cases {
-            let out = sanitize(c, false).html.to_ascii_lowercase();
+            let out = sanitize(c, false, &InlineImages::default())
+                .html
+                .to_ascii_lowercase();
             for bad in [
                 "<script",
                 "onerror",
@@ -182,13 +202,13 @@ mod tests {
     #[test]
     fn images_and_links() {
         let html = r#"<img src="https://t.example/pixel.gif" width=1><img src="//t.example/b"><a href="https://ok.example/">l</a>"#;
-        let s = sanitize(html, false);
+        let s = sanitize(html, false, &InlineImages::default());
         // The protocol-relative one is dropped earlier, as a relative URL, uncounted.
         assert_eq!(s.remote_images_blocked, 1);
         assert!(!s.html.contains("t.example"));
         assert!(s.html.contains(r#"target="_blank""#), "{}", s.html);
         assert!(s.html.contains("noopener noreferrer"), "{}", s.html);
-        let s = sanitize(html, true);
+        let s = sanitize(html, true, &InlineImages::default());
         assert_eq!(s.remote_images_blocked, 0);
         assert!(s.html.contains("https://t.example/pixel.gif"));
     }
@@ -199,8 +219,35 @@ mod tests {
         let s = sanitize(
             r#"<table border=0 cellpadding=2><tr><td style="color: red; padding: 4px" align=center><b>hi</b></td></tr></table>"#,
             false,
+            &InlineImages::default(),
         );
         assert!(s.html.contains("color:red;padding:4px"), "{}", s.html);
         assert!(s.html.contains(r#"align="center""#), "{}", s.html);
+    }
+
+    // Goal: a `cid:` image shows its inline part (RFC 2392, percent-encoded or not); an
+    // unknown cid and a `cid:` anywhere but an img src are dropped, never left for the
+    // browser to resolve.
+    #[test]
+    fn cid_images_map_to_inline_parts() {
+        let inline = Arc::new(HashMap::from([(
+            "logo@x.example".to_owned(),
+            "data:image/png;base64,iVBORw0KGgo=".to_owned(),
+        )]));
+        let html = r#"<img src="cid:logo@x.example"><img src="CID:logo%40x.example"><img src="cid:other@x.example" alt=o><a href="cid:logo@x.example">l</a>"#;
+        let s = sanitize(html, false, &inline);
+        assert_eq!(
+            s.html
+                .matches(r#"src="data:image/png;base64,iVBORw0KGgo=""#)
+                .count(),
+            2,
+            "{}",
+            s.html
+        );
+        assert!(!s.html.contains("cid:"), "{}", s.html);
+        assert!(s.html.contains(r#"<img alt="o">"#), "{}", s.html);
+        assert_eq!(s.remote_images_blocked, 0);
+        let s = sanitize("<img src=\"cid:\u{e9}t\u{e9}\">", false, &inline);
+        assert!(!s.html.contains("cid:"), "{}", s.html);
     }
 }

@@ -1,0 +1,309 @@
+//! The authentication states of the session (record and enforce), driven without DNS: the
+//! harness answers each check effect with a fixed verdict, as the driver would with the
+//! authenticator's.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use tempmx_store::MessageId;
+
+use super::*;
+use crate::auth::{AuthValue, MessageCheck};
+use crate::policy::{DomainStatus, PoolSnapshot, RecipientMode};
+
+const AUTHSERV_ID: &str = "mx.tempmx.test";
+
+/// The verdicts the harness gives, and what it saw.
+struct Harness {
+    s: Session,
+    spf: AuthValue,
+    dmarc: AuthValue,
+    dmarc_rejects: bool,
+    forged: Vec<Range<usize>>,
+    replies: String,
+    sender_checks: Vec<(String, String)>,
+    message_checks: Vec<Vec<u8>>,
+    stored: Vec<(String, Vec<u8>, usize)>,
+}
+
+impl Harness {
+    fn new(mode: AuthMode) -> Self {
+        let pool = PoolSnapshot::new(
+            [("pool.test".to_owned(), DomainStatus::Active)],
+            RecipientMode::CatchAll,
+        );
+        let ctx = Arc::new(SessionContext {
+            hostname: AUTHSERV_ID.into(),
+            limits: SessionLimits::default(),
+            tls_available: false,
+            policy: Arc::new(Policy::new(pool, None)),
+            auth_mode: mode,
+            greylist: None,
+        });
+        let peer = PeerInfo {
+            ip: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
+            port: 40000,
+            session_id: 7,
+        };
+        let mut h = Self {
+            s: Session::new(ctx, peer),
+            spf: AuthValue::Pass,
+            dmarc: AuthValue::Pass,
+            dmarc_rejects: false,
+            forged: Vec::new(),
+            replies: String::new(),
+            sender_checks: Vec::new(),
+            message_checks: Vec::new(),
+            stored: Vec::new(),
+        };
+        let mut out = Output::default();
+        h.s.greeting(&mut out);
+        h
+    }
+
+    fn mode(&self) -> AuthMode {
+        self.s.ctx.auth_mode
+    }
+
+    /// Feeds `input` like the driver: runs every effect with the harness's verdicts and
+    /// re-feeds the rest. Returns the replies this input produced.
+    fn send(&mut self, input: &str) -> String {
+        let now = UNIX_EPOCH + Duration::from_secs(1_795_433_678);
+        let start = self.replies.len();
+        let mut rest = input.as_bytes();
+        for _ in 0..=2 * input.len() + 2 {
+            let mut out = Output::default();
+            let n = self.s.ingest(rest, now, &mut out);
+            rest = &rest[n..];
+            self.replies
+                .push_str(&String::from_utf8_lossy(&out.replies));
+            let mut effect = out.effect;
+            while let Some(e) = effect.take() {
+                let mut out = Output::default();
+                match e {
+                    Effect::CheckSender => self.check_sender(&mut out),
+                    Effect::CheckMessage => self.check_message(&mut out),
+                    Effect::Deliver => self.deliver(&mut out),
+                    other => panic!("unexpected effect {other:?}"),
+                }
+                self.replies
+                    .push_str(&String::from_utf8_lossy(&out.replies));
+                effect = out.effect;
+            }
+            if rest.is_empty() {
+                return self.replies[start..].to_owned();
+            }
+        }
+        panic!("driver loop did not finish");
+    }
+
+    fn check_sender(&mut self, out: &mut Output) {
+        let input = self.s.pending_sender().unwrap();
+        assert_eq!(input.ip, IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
+        self.sender_checks
+            .push((input.helo.to_owned(), input.mail_from.to_owned()));
+        let domain = input.mail_from.rsplit_once('@').map_or("", |(_, d)| d);
+        let check = SenderCheck::fixed(self.mode(), domain, self.spf);
+        assert!(
+            self.s.pending_auth().is_none(),
+            "no message check before DATA"
+        );
+        self.s.sender_checked(check, out);
+    }
+
+    fn check_message(&mut self, out: &mut Output) {
+        let (sender, body) = self.s.pending_auth().unwrap();
+        assert_eq!(sender.spf(), self.spf);
+        self.message_checks.push(body.to_vec());
+        let check = MessageCheck::fixed(
+            self.dmarc,
+            self.dmarc_rejects,
+            AUTHSERV_ID,
+            std::mem::take(&mut self.forged),
+        );
+        self.s.message_checked(check, out);
+    }
+
+    fn deliver(&mut self, out: &mut Output) {
+        let m = self.s.pending_message().unwrap();
+        let mut full = m.trace_headers.to_vec();
+        full.extend_from_slice(m.body);
+        self.stored
+            .push((m.mail_from.to_owned(), full, m.auth.len()));
+        let id = MessageId(self.stored.len() as u64);
+        self.s.delivered(Ok(id), out);
+    }
+
+    /// EHLO, MAIL, RCPT, DATA and a message, pipelined in one write.
+    fn transaction(&mut self, message: &str) -> String {
+        self.send(&format!(
+            "MAIL FROM:<s@sender.example>\r\nRCPT TO:<u@pool.test>\r\nDATA\r\n{message}.\r\n"
+        ))
+    }
+}
+
+const MESSAGE: &str = "From: s@sender.example\r\nSubject: code\r\n\r\n123456\r\n";
+
+// Goal: in record mode every verdict is recorded, none refuses, and the header lands on top.
+#[test]
+fn record_mode_records_and_refuses_nothing() {
+    let mut h = Harness::new(AuthMode::Record);
+    h.send("EHLO client.example\r\n");
+    h.spf = AuthValue::Fail;
+    h.dmarc = AuthValue::Fail;
+    let replies = h.transaction(MESSAGE);
+    assert_eq!(
+        replies.lines().map(|l| &l[..3]).collect::<Vec<_>>(),
+        ["250", "250", "354", "250"],
+        "{replies}"
+    );
+    assert_eq!(
+        h.sender_checks,
+        [("client.example".to_owned(), "s@sender.example".to_owned())]
+    );
+    assert_eq!(h.message_checks.len(), 1);
+    assert!(h.message_checks[0].ends_with(b"123456\r\n"));
+    let (from, stored, auth_rows) = &h.stored[0];
+    assert_eq!(from, "s@sender.example");
+    assert_eq!(*auth_rows, 1);
+    let stored = String::from_utf8_lossy(stored);
+    assert!(
+        stored.starts_with("Authentication-Results: mx.tempmx.test;"),
+        "{stored}"
+    );
+    assert!(stored.contains("dmarc=fail"), "{stored}");
+    let ar = stored.find("Authentication-Results:").unwrap();
+    let received = stored.find("Received:").unwrap();
+    assert!(ar < received, "A-R above our Received:");
+    assert_eq!(h.s.counters().messages_accepted, 1);
+    assert_eq!(h.s.counters().rejected_spf, 0);
+}
+
+// Goal: the MAIL reply waits for the sender check; commands pipelined behind it are not read
+// until it is answered.
+#[test]
+fn pipelined_commands_wait_for_the_sender_check() {
+    let mut h = Harness::new(AuthMode::Record);
+    h.send("EHLO client.example\r\n");
+    let mut out = Output::default();
+    let input = b"MAIL FROM:<s@sender.example>\r\nRCPT TO:<u@pool.test>\r\n";
+    let now = UNIX_EPOCH + Duration::from_secs(1);
+    let n = h.s.ingest(input, now, &mut out);
+    assert_eq!(n, "MAIL FROM:<s@sender.example>\r\n".len());
+    assert!(out.replies.is_empty(), "no MAIL reply before the check");
+    assert!(matches!(out.effect, Some(Effect::CheckSender)));
+    let mut again = Output::default();
+    assert_eq!(h.s.ingest(&input[n..], now, &mut again), 0, "RCPT waits");
+    assert!(again.replies.is_empty());
+    let mut answered = Output::default();
+    h.check_sender(&mut answered);
+    assert_eq!(answered.replies, b"250 2.1.0 Sender OK\r\n".to_vec());
+    let mut rcpt = Output::default();
+    assert_eq!(h.s.ingest(&input[n..], now, &mut rcpt), input.len() - n);
+    assert!(String::from_utf8_lossy(&rcpt.replies).starts_with("250 2.1.5"));
+}
+
+// Goal: enforce mode refuses an SPF fail at MAIL with 550 5.7.23 and the transaction is gone.
+#[test]
+fn enforce_refuses_spf_fail_at_mail() {
+    let mut h = Harness::new(AuthMode::Enforce);
+    h.send("EHLO client.example\r\n");
+    h.spf = AuthValue::Fail;
+    let r = h.send("MAIL FROM:<s@sender.example>\r\n");
+    assert!(r.starts_with("550 5.7.23 "), "{r}");
+    let r = h.send("RCPT TO:<u@pool.test>\r\n");
+    assert!(
+        r.starts_with("503 "),
+        "no transaction after the refusal: {r}"
+    );
+    assert_eq!(h.s.counters().rejected_spf, 1);
+    h.spf = AuthValue::Pass;
+    let r = h.transaction(MESSAGE);
+    assert!(r.lines().last().unwrap().starts_with("250 2.0.0"), "{r}");
+    assert_eq!(h.stored.len(), 1, "the next transaction is accepted");
+}
+
+// Goal: enforce mode refuses a DMARC p=reject failure after the data with 550 5.7.1, stores
+// nothing, and the session goes on.
+#[test]
+fn enforce_refuses_dmarc_reject_after_data() {
+    let mut h = Harness::new(AuthMode::Enforce);
+    h.send("EHLO client.example\r\n");
+    h.dmarc = AuthValue::Fail;
+    h.dmarc_rejects = true;
+    let r = h.transaction(MESSAGE);
+    let last = r.lines().last().unwrap();
+    assert!(last.starts_with("550 5.7.1 "), "{r}");
+    assert!(h.stored.is_empty());
+    assert_eq!(h.s.counters().rejected_dmarc, 1);
+    h.dmarc = AuthValue::Pass;
+    h.dmarc_rejects = false;
+    let r = h.transaction(MESSAGE);
+    assert!(r.lines().last().unwrap().starts_with("250 "), "{r}");
+    assert_eq!(h.stored.len(), 1);
+}
+
+// Goal: a temperror never refuses in enforce mode; each fail-open is counted.
+#[test]
+fn enforce_fails_open_on_temperror() {
+    let mut h = Harness::new(AuthMode::Enforce);
+    h.send("EHLO client.example\r\n");
+    h.spf = AuthValue::TempError;
+    h.dmarc = AuthValue::TempError;
+    let r = h.transaction(MESSAGE);
+    assert!(r.lines().last().unwrap().starts_with("250 "), "{r}");
+    assert_eq!(h.stored.len(), 1);
+    assert_eq!(h.s.counters().auth_fail_open, 2, "SPF and DMARC");
+}
+
+// Goal: fields the message check marks as forged are cut from the stored message.
+#[test]
+fn forged_fields_are_removed_before_storing() {
+    let mut h = Harness::new(AuthMode::Record);
+    h.send("EHLO client.example\r\n");
+    let forged = "Authentication-Results: mx.tempmx.test; dkim=pass\r\n";
+    let message = format!("{forged}{MESSAGE}");
+    h.forged = std::iter::once(0..forged.len()).collect();
+    h.transaction(&message);
+    let stored = String::from_utf8_lossy(&h.stored[0].1).into_owned();
+    assert!(!stored.contains("dkim=pass"), "{stored}");
+    assert!(stored.contains("Subject: code"), "{stored}");
+    assert_eq!(stored.matches("Authentication-Results:").count(), 1);
+}
+
+// Goal: when the driver cannot run a check, the session goes on as with authentication off.
+#[test]
+fn skipped_checks_continue_like_auth_off() {
+    let mut h = Harness::new(AuthMode::Record);
+    h.send("EHLO client.example\r\n");
+    let now = UNIX_EPOCH + Duration::from_secs(1);
+    let mut out = Output::default();
+    h.s.ingest(b"MAIL FROM:<s@sender.example>\r\n", now, &mut out);
+    assert!(matches!(out.effect, Some(Effect::CheckSender)));
+    let mut out = Output::default();
+    h.s.auth_skipped(&mut out);
+    assert_eq!(out.replies, b"250 2.1.0 Sender OK\r\n".to_vec());
+    let r = h.send("RCPT TO:<u@pool.test>\r\nDATA\r\n");
+    assert!(
+        r.ends_with("354 End data with <CR><LF>.<CR><LF>\r\n"),
+        "{r}"
+    );
+    let mut out = Output::default();
+    let n = h.s.ingest(MESSAGE.as_bytes(), now, &mut out);
+    assert_eq!(n, MESSAGE.len());
+    let mut out = Output::default();
+    h.s.ingest(b".\r\n", now, &mut out);
+    assert!(
+        matches!(out.effect, Some(Effect::Deliver)),
+        "no message check without a sender check: {:?}",
+        out.effect
+    );
+    let mut done = Output::default();
+    h.deliver(&mut done);
+    assert_eq!(h.stored[0].2, 0, "no auth rows");
+    assert!(!String::from_utf8_lossy(&h.stored[0].1).contains("Authentication-Results"));
+}
