@@ -170,6 +170,10 @@ impl App {
             shared.config.api.clone(),
             shared.config.store.mailbox_records_max,
         );
+        let subscribers = public.subscribers.clone();
+        shared
+            .metrics
+            .add_source(move |out| crate::metrics::api_families(&subscribers, out));
         let (stop, stop_rx) = watch::channel(false);
         let public_router = api::public_router(public.clone(), shared.clone());
         let tasks = vec![

@@ -4,6 +4,11 @@
 //! The data planes keep per-core (or per-worker) counters and expose summed snapshots; a
 //! scrape reads those snapshots through registered sources, so counting on the hot path
 //! costs one uncontended store. Control-plane metrics (HTTP requests) live in the registry.
+//!
+//! Every name, help text and type is declared once, by the crate that records the metric
+//! (`tempmx_ingress::metrics`, `tempmx_store::metrics`, `tempmx_dns::metrics`, and the
+//! control plane's own [`CONTROL`] here); this module only assembles families from those
+//! descriptors and [`declared`] lists them all.
 
 use parking_lot::RwLock;
 use prometheus::proto::{
@@ -12,6 +17,9 @@ use prometheus::proto::{
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
+use tempmx_dns::metrics as dns;
+use tempmx_ingress::metrics as ingress;
+use tempmx_store::metrics as store;
 
 /// A function that appends metric families read from one component.
 type Source = Box<dyn Fn(&mut Vec<MetricFamily>) + Send + Sync>;
@@ -37,21 +45,16 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let http_requests = IntCounterVec::new(
-            Opts::new(
-                "tempmx_http_requests_total",
-                "HTTP requests answered, by listener, route and status.",
-            ),
+            Opts::new(HTTP_REQUESTS.name, HTTP_REQUESTS.help),
             &["listener", "route", "status"],
         )
         .expect("static metric definition is valid");
         let http_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "tempmx_http_request_duration_seconds",
-                "HTTP request latency, by listener and route.",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-            ]),
+            HistogramOpts::new(HTTP_REQUEST_DURATION.name, HTTP_REQUEST_DURATION.help).buckets(
+                vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                ],
+            ),
             &["listener", "route"],
         )
         .expect("static metric definition is valid");
@@ -89,28 +92,171 @@ impl Metrics {
     }
 }
 
-/// Whether a family is a counter or a gauge.
-#[derive(Clone, Copy, Debug)]
+/// Whether a family is a counter, a gauge or a histogram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// Monotonic since start.
     Counter,
     /// Current value.
     Gauge,
+    /// Observations in buckets.
+    Histogram,
 }
 
-/// Builds one family from `(labels, value)` samples.
+/// A metric family as some crate declares it: the exporter names families only through
+/// these, so every name and help text lives once, in the crate that records the metric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Desc {
+    /// Prometheus name.
+    pub name: &'static str,
+    /// Help text.
+    pub help: &'static str,
+    /// Family type.
+    pub kind: Kind,
+}
+
+impl From<tempmx_ingress::metrics::MetricDesc> for Desc {
+    fn from(d: tempmx_ingress::metrics::MetricDesc) -> Self {
+        use tempmx_ingress::metrics::MetricKind as K;
+        let kind = match d.kind {
+            K::Counter => Kind::Counter,
+            K::Gauge => Kind::Gauge,
+            K::Histogram => Kind::Histogram,
+        };
+        Self {
+            name: d.name,
+            help: d.help,
+            kind,
+        }
+    }
+}
+
+impl From<tempmx_store::metrics::MetricDesc> for Desc {
+    fn from(d: tempmx_store::metrics::MetricDesc) -> Self {
+        use tempmx_store::metrics::MetricKind as K;
+        let kind = match d.kind {
+            K::Counter => Kind::Counter,
+            K::Gauge => Kind::Gauge,
+        };
+        Self {
+            name: d.name,
+            help: d.help,
+            kind,
+        }
+    }
+}
+
+impl From<tempmx_dns::metrics::MetricDesc> for Desc {
+    fn from(d: tempmx_dns::metrics::MetricDesc) -> Self {
+        use tempmx_dns::metrics::MetricKind as K;
+        let kind = match d.kind {
+            K::Counter => Kind::Counter,
+            K::Gauge => Kind::Gauge,
+        };
+        Self {
+            name: d.name,
+            help: d.help,
+            kind,
+        }
+    }
+}
+
+const fn desc(name: &'static str, help: &'static str, kind: Kind) -> Desc {
+    Desc { name, help, kind }
+}
+
+/// HTTP requests by listener, route and status.
+pub const HTTP_REQUESTS: Desc = desc(
+    "tempmx_http_requests_total",
+    "HTTP requests answered, by listener, route and status.",
+    Kind::Counter,
+);
+/// HTTP latency by listener and route.
+pub const HTTP_REQUEST_DURATION: Desc = desc(
+    "tempmx_http_request_duration_seconds",
+    "HTTP request latency, by listener and route.",
+    Kind::Histogram,
+);
+/// Live-push subscribers by transport.
+pub const API_SUBSCRIBERS: Desc = desc(
+    "tempmx_api_subscribers",
+    "Live-push subscribers connected now, by transport (sse, websocket).",
+    Kind::Gauge,
+);
+/// Domains by lifecycle state.
+pub const POOL_DOMAINS: Desc = desc(
+    "tempmx_pool_domains",
+    "Pool domains, by lifecycle state.",
+    Kind::Gauge,
+);
+/// Blocklist status per domain and list.
+pub const BLOCKLIST_LISTED: Desc = desc(
+    "tempmx_blocklist_listed",
+    "1 when a confirmed listing stands for the domain on the list, else 0.",
+    Kind::Gauge,
+);
+/// Active domains that carry a listing.
+pub const POOL_ACTIVE_LISTED_DOMAINS: Desc = desc(
+    "tempmx_pool_active_listed_domains",
+    "Active domains with a confirmed listing (the policy should have rotated them out).",
+    Kind::Gauge,
+);
+/// The rotation target.
+pub const POOL_ACTIVE_TARGET: Desc = desc(
+    "tempmx_pool_active_target",
+    "The number of active domains the rotation policy keeps.",
+    Kind::Gauge,
+);
+/// Domains rotated out by reason.
+pub const POOL_ROTATIONS: Desc = desc(
+    "tempmx_pool_rotations_total",
+    "Domains rotated out of the active set, by reason (age, listing, messages, operator).",
+    Kind::Counter,
+);
+
+/// The control plane's own metrics.
+pub const CONTROL: &[Desc] = &[
+    HTTP_REQUESTS,
+    HTTP_REQUEST_DURATION,
+    API_SUBSCRIBERS,
+    POOL_DOMAINS,
+    BLOCKLIST_LISTED,
+    POOL_ACTIVE_LISTED_DOMAINS,
+    POOL_ACTIVE_TARGET,
+    POOL_ROTATIONS,
+];
+
+/// Every metric the appliance declares, from every crate.
+pub fn declared() -> Vec<Desc> {
+    let ingress = tempmx_ingress::metrics::ALL.iter().map(|&d| Desc::from(d));
+    let store = tempmx_store::metrics::ALL.iter().map(|&d| Desc::from(d));
+    let dns = tempmx_dns::metrics::ALL.iter().map(|&d| Desc::from(d));
+    ingress
+        .chain(store)
+        .chain(dns)
+        .chain(CONTROL.iter().copied())
+        .collect()
+}
+
+/// Builds one counter or gauge family from `(labels, value)` samples. Histograms have
+/// their own builder; a histogram descriptor here is a bug, logged, and its family left
+/// empty (so it is not rendered).
 pub fn family<'a>(
-    name: &str,
-    help: &str,
-    kind: Kind,
+    desc: impl Into<Desc>,
     samples: impl IntoIterator<Item = (&'a [(&'a str, &'a str)], f64)>,
 ) -> MetricFamily {
+    let desc = desc.into();
     let mut f = MetricFamily::default();
-    f.set_name(name.to_owned());
-    f.set_help(help.to_owned());
+    f.set_name(desc.name.to_owned());
+    f.set_help(desc.help.to_owned());
+    let kind = desc.kind;
     f.set_field_type(match kind {
         Kind::Counter => MetricType::COUNTER,
         Kind::Gauge => MetricType::GAUGE,
+        Kind::Histogram => {
+            tracing::error!(metric = desc.name, "histogram exported as plain samples");
+            return f;
+        }
     });
     let metrics = samples
         .into_iter()
@@ -127,17 +273,14 @@ pub fn family<'a>(
                     })
                     .collect(),
             );
-            match kind {
-                Kind::Counter => {
-                    let mut c = Counter::default();
-                    c.set_value(value);
-                    m.set_counter(c);
-                }
-                Kind::Gauge => {
-                    let mut g = Gauge::default();
-                    g.set_value(value);
-                    m.set_gauge(g);
-                }
+            if kind == Kind::Counter {
+                let mut c = Counter::default();
+                c.set_value(value);
+                m.set_counter(c);
+            } else {
+                let mut g = Gauge::default();
+                g.set_value(value);
+                m.set_gauge(g);
             }
             m
         })
@@ -147,8 +290,8 @@ pub fn family<'a>(
 }
 
 /// Shorthand for a family with one unlabelled sample.
-pub fn single(name: &str, help: &str, kind: Kind, value: u64) -> MetricFamily {
-    family(name, help, kind, [(&[][..], value as f64)])
+pub fn single(desc: impl Into<Desc>, value: u64) -> MetricFamily {
+    family(desc, [(&[][..], value as f64)])
 }
 
 /// Families of the SMTP ingress counters.
@@ -156,21 +299,25 @@ pub fn ingress_families(
     c: &tempmx_ingress::driver::IngressCountersSnapshot,
     out: &mut Vec<MetricFamily>,
 ) {
-    use Kind::Counter;
     out.push(family(
-        "tempmx_smtp_connections_total",
-        "SMTP connections, by outcome (accepted, or refused with 421 4.7.0 at the core or per-IP cap).",
-        Counter,
+        ingress::SMTP_CONNECTIONS,
         [
-            (&[("outcome", "accepted")][..], c.connections_accepted as f64),
-            (&[("outcome", "refused_core")][..], c.connections_refused_core as f64),
-            (&[("outcome", "refused_ip")][..], c.connections_refused_ip as f64),
+            (
+                &[("outcome", "accepted")][..],
+                c.connections_accepted as f64,
+            ),
+            (
+                &[("outcome", "refused_core")][..],
+                c.connections_refused_core as f64,
+            ),
+            (
+                &[("outcome", "refused_ip")][..],
+                c.connections_refused_ip as f64,
+            ),
         ],
     ));
     out.push(family(
-        "tempmx_smtp_sessions_total",
-        "Ended SMTP sessions, by how they ended.",
-        Counter,
+        ingress::SMTP_SESSIONS,
         [
             (&[("outcome", "closed")][..], c.sessions_closed as f64),
             (&[("outcome", "timed_out")][..], c.sessions_timed_out as f64),
@@ -178,16 +325,9 @@ pub fn ingress_families(
             (&[("outcome", "shutdown")][..], c.sessions_shutdown as f64),
         ],
     ));
-    out.push(single(
-        "tempmx_smtp_messages_accepted_total",
-        "Messages stored and acknowledged with 250.",
-        Counter,
-        c.messages_accepted,
-    ));
+    out.push(single(ingress::SMTP_MESSAGES_ACCEPTED, c.messages_accepted));
     out.push(family(
-        "tempmx_smtp_rejections_total",
-        "Refused commands and messages, by reason.",
-        Counter,
+        ingress::SMTP_REJECTIONS,
         [
             (&[("reason", "relay")][..], c.rejected_relay as f64),
             (&[("reason", "size")][..], c.rejected_size as f64),
@@ -200,33 +340,37 @@ pub fn ingress_families(
             (&[("reason", "greylisted")][..], c.greylisted as f64),
         ],
     ));
-    out.push(single(
-        "tempmx_auth_fail_open_total",
-        "Enforce-mode authentication verdicts not applied because a check had a temperror.",
-        Counter,
-        c.auth_fail_open,
-    ));
-    out.push(single(
-        "tempmx_smtp_received_bytes_total",
-        "Bytes read from SMTP clients.",
-        Counter,
-        c.bytes_in,
-    ));
-    out.push(single(
-        "tempmx_smtp_sent_bytes_total",
-        "Reply bytes written to SMTP clients.",
-        Counter,
-        c.bytes_out,
-    ));
+    out.push(single(ingress::AUTH_FAIL_OPEN, c.auth_fail_open));
+    out.push(single(ingress::SMTP_RECEIVED_BYTES, c.bytes_in));
+    out.push(single(ingress::SMTP_SENT_BYTES, c.bytes_out));
     out.push(family(
-        "tempmx_smtp_tls_handshakes_total",
-        "STARTTLS handshakes, by result.",
-        Counter,
+        ingress::SMTP_TLS_HANDSHAKES,
         [
             (&[("result", "ok")][..], c.tls_handshakes_ok as f64),
             (&[("result", "failed")][..], c.tls_handshakes_failed as f64),
         ],
     ));
+    let d = &c.session_duration;
+    out.push(histogram(
+        ingress::SMTP_SESSION_DURATION,
+        &bounds_f64(&ingress::SESSION_DURATION_BOUNDS_US, 1e-6),
+        &d.counts,
+        d.sum as f64 * 1e-6,
+    ));
+    let m = &c.message_size;
+    out.push(histogram(
+        ingress::SMTP_MESSAGE_SIZE,
+        &bounds_f64(&ingress::MESSAGE_SIZE_BOUNDS_BYTES, 1.0),
+        &m.counts,
+        m.sum as f64,
+    ));
+}
+
+/// Finite bucket bounds in the exported unit: the last bound (`u64::MAX`, +Inf) is left
+/// out, the histogram builder adds +Inf itself.
+fn bounds_f64(bounds: &[u64], scale: f64) -> Vec<f64> {
+    let finite = bounds.len().saturating_sub(1);
+    bounds[..finite].iter().map(|&b| b as f64 * scale).collect()
 }
 
 /// Families of the authentication checks (per method and result) and their timeouts.
@@ -243,17 +387,10 @@ pub fn auth_families(a: &tempmx_ingress::auth::AuthCountersSnapshot, out: &mut V
         }
     }
     out.push(family(
-        "tempmx_auth_results_total",
-        "Authentication results, by method (spf, dkim per signature, dmarc, arc) and result.",
-        Kind::Counter,
+        ingress::AUTH_RESULTS,
         samples.iter().map(|(l, v)| (&l[..], *v)),
     ));
-    out.push(single(
-        "tempmx_auth_timeouts_total",
-        "Authentication checks cut by check_timeout_ms (their open methods are temperror).",
-        Kind::Counter,
-        a.timeouts,
-    ));
+    out.push(single(ingress::AUTH_TIMEOUTS, a.timeouts));
 }
 
 /// Families of the greylisting table: verdicts, size and the delay greylisted mail suffered.
@@ -264,27 +401,14 @@ pub fn greylist_families(g: &tempmx_ingress::greylist::GreylistStats, out: &mut 
         samples.push(([("verdict", reason.label())], g.passed[i] as f64));
     }
     out.push(family(
-        "tempmx_greylist_checks_total",
-        "Greylisting verdicts: deferred, or the reason a recipient passed.",
-        Kind::Counter,
+        ingress::GREYLIST_CHECKS,
         samples.iter().map(|(l, v)| (&l[..], *v)),
     ));
-    out.push(single(
-        "tempmx_greylist_entries",
-        "Triplets held in the greylisting table.",
-        Kind::Gauge,
-        g.entries,
-    ));
-    out.push(single(
-        "tempmx_greylist_evicted_total",
-        "Triplets dropped by the table's size bound.",
-        Kind::Counter,
-        g.evicted,
-    ));
+    out.push(single(ingress::GREYLIST_ENTRIES, g.entries));
+    out.push(single(ingress::GREYLIST_EVICTED, g.evicted));
     let d = &g.delay;
     out.push(histogram(
-        "tempmx_greylist_delay_seconds",
-        "Delay each greylisted-then-accepted triplet suffered, first attempt to accepted retry.",
+        ingress::GREYLIST_DELAY,
         d.bounds_secs,
         &d.counts,
         d.sum_secs,
@@ -293,7 +417,8 @@ pub fn greylist_families(g: &tempmx_ingress::greylist::GreylistStats, out: &mut 
 
 /// One unlabelled histogram family from per-bucket (not cumulative) counts; the last count
 /// is the +Inf bucket.
-pub fn histogram(name: &str, help: &str, bounds: &[f64], counts: &[u64], sum: f64) -> MetricFamily {
+pub fn histogram(desc: impl Into<Desc>, bounds: &[f64], counts: &[u64], sum: f64) -> MetricFamily {
+    let desc = desc.into();
     let mut h = Histogram::default();
     let mut cumulative = 0;
     let buckets = bounds
@@ -313,8 +438,8 @@ pub fn histogram(name: &str, help: &str, bounds: &[f64], counts: &[u64], sum: f6
     let mut m = Metric::default();
     m.set_histogram(h);
     let mut f = MetricFamily::default();
-    f.set_name(name.to_owned());
-    f.set_help(help.to_owned());
+    f.set_name(desc.name.to_owned());
+    f.set_help(desc.help.to_owned());
     f.set_field_type(MetricType::HISTOGRAM);
     f.set_metric(vec![m]);
     f
@@ -322,7 +447,6 @@ pub fn histogram(name: &str, help: &str, bounds: &[f64], counts: &[u64], sum: f6
 
 /// Families of the store's statistics.
 pub fn store_families(s: &tempmx_store::StoreStats, out: &mut Vec<MetricFamily>) {
-    use Kind::{Counter, Gauge};
     let shard_names: Vec<String> = (0..s.shards.len()).map(|i| i.to_string()).collect();
     let per_shard = |f: fn(&tempmx_store::ShardStats) -> u64| {
         let samples: Vec<([(&str, &str); 1], f64)> = s
@@ -333,57 +457,21 @@ pub fn store_families(s: &tempmx_store::StoreStats, out: &mut Vec<MetricFamily>)
             .collect();
         samples
     };
-    let gauge_per_shard = |name: &str, help: &str, f: fn(&tempmx_store::ShardStats) -> u64| {
+    let gauge_per_shard = |desc: store::MetricDesc, f: fn(&tempmx_store::ShardStats) -> u64| {
         let samples = per_shard(f);
-        family(name, help, Gauge, samples.iter().map(|(l, v)| (&l[..], *v)))
+        family(desc, samples.iter().map(|(l, v)| (&l[..], *v)))
     };
-    out.push(gauge_per_shard(
-        "tempmx_store_used_bytes",
-        "Bytes of records in used segments, per shard.",
-        |s| s.bytes_used,
-    ));
-    out.push(gauge_per_shard(
-        "tempmx_store_capacity_bytes",
-        "Arena size, per shard.",
-        |s| s.bytes_capacity,
-    ));
-    out.push(gauge_per_shard(
-        "tempmx_store_records",
-        "Index entries (message and mailbox pairs), per shard.",
-        |s| s.index_entries,
-    ));
-    out.push(gauge_per_shard(
-        "tempmx_store_mailboxes",
-        "Mailboxes holding messages, per shard.",
-        |s| s.mailboxes,
-    ));
-    out.push(gauge_per_shard(
-        "tempmx_store_index_bytes",
-        "Bytes allocated by the mailbox index, per shard.",
-        |s| s.index_bytes,
-    ));
-    out.push(gauge_per_shard(
-        "tempmx_store_dedup_parts",
-        "Deduplicated MIME parts held, per shard.",
-        |s| s.parts,
-    ));
+    out.push(gauge_per_shard(store::USED_BYTES, |s| s.bytes_used));
+    out.push(gauge_per_shard(store::CAPACITY_BYTES, |s| s.bytes_capacity));
+    out.push(gauge_per_shard(store::RECORDS, |s| s.index_entries));
+    out.push(gauge_per_shard(store::MAILBOXES, |s| s.mailboxes));
+    out.push(gauge_per_shard(store::INDEX_BYTES, |s| s.index_bytes));
+    out.push(gauge_per_shard(store::DEDUP_PARTS, |s| s.parts));
     let t = &s.totals;
-    out.push(single(
-        "tempmx_store_appended_total",
-        "Records appended.",
-        Counter,
-        t.appended,
-    ));
-    out.push(single(
-        "tempmx_store_expired_total",
-        "Records recycled after their TTL.",
-        Counter,
-        t.expired,
-    ));
+    out.push(single(store::APPENDED, t.appended));
+    out.push(single(store::EXPIRED, t.expired));
     out.push(family(
-        "tempmx_store_evictions_total",
-        "Records or mailbox references dropped before their TTL, by reason.",
-        Counter,
+        store::EVICTIONS,
         [
             (&[("reason", "capacity")][..], t.evicted_capacity as f64),
             (&[("reason", "index_full")][..], t.evicted_index_full as f64),
@@ -393,16 +481,9 @@ pub fn store_families(s: &tempmx_store::StoreStats, out: &mut Vec<MetricFamily>)
             ),
         ],
     ));
-    out.push(single(
-        "tempmx_store_deleted_total",
-        "Mailbox references deleted by users.",
-        Counter,
-        t.deleted,
-    ));
+    out.push(single(store::DELETED, t.deleted));
     out.push(family(
-        "tempmx_store_dedup_saved_bytes_total",
-        "Bytes not stored thanks to deduplication, by kind.",
-        Counter,
+        store::DEDUP_SAVED_BYTES,
         [
             (&[("kind", "parts")][..], t.dedup_bytes_saved as f64),
             (
@@ -411,44 +492,27 @@ pub fn store_families(s: &tempmx_store::StoreStats, out: &mut Vec<MetricFamily>)
             ),
         ],
     ));
+    out.push(single(store::SUBSCRIBERS, s.subscribers));
     out.push(single(
-        "tempmx_store_subscribers",
-        "Live mailbox subscriptions.",
-        Gauge,
-        s.subscribers,
-    ));
-    out.push(single(
-        "tempmx_store_subscriber_events_lost_total",
-        "Events dropped for slow subscribers.",
-        Counter,
+        store::SUBSCRIBER_EVENTS_LOST,
         s.subscriber_events_lost,
     ));
+    out.push(single(store::SYNCS, s.syncs));
     out.push(single(
-        "tempmx_store_syncs_total",
-        "fsyncs issued by disk persistence.",
-        Counter,
-        s.syncs,
-    ));
-    out.push(single(
-        "tempmx_store_recovery_skipped_records",
-        "Torn or corrupt records skipped by recovery at start.",
-        Gauge,
+        store::RECOVERY_SKIPPED_RECORDS,
         s.recovery.records_skipped,
     ));
 }
 
 /// Families of the DNS server's counters.
 pub fn dns_families(c: &tempmx_dns::DnsCounters, out: &mut Vec<MetricFamily>) {
-    use Kind::{Counter, Gauge};
     let types: Vec<[(&str, &str); 1]> = c
         .queries_by_type
         .iter()
         .map(|(t, _)| [("type", *t)])
         .collect();
     out.push(family(
-        "tempmx_dns_queries_total",
-        "DNS queries answered, by query type.",
-        Counter,
+        dns::QUERIES,
         types
             .iter()
             .zip(&c.queries_by_type)
@@ -460,36 +524,20 @@ pub fn dns_families(c: &tempmx_dns::DnsCounters, out: &mut Vec<MetricFamily>) {
         .map(|(r, _)| [("rcode", *r)])
         .collect();
     out.push(family(
-        "tempmx_dns_responses_total",
-        "DNS responses, by response code.",
-        Counter,
+        dns::RESPONSES,
         rcodes
             .iter()
             .zip(&c.responses_by_rcode)
             .map(|(l, (_, n))| (&l[..], *n as f64)),
     ));
-    out.push(single(
-        "tempmx_dns_malformed_total",
-        "DNS messages without a readable question.",
-        Counter,
-        c.malformed,
-    ));
-    out.push(single(
-        "tempmx_dns_dropped_total",
-        "DNS packets dropped unanswered.",
-        Counter,
-        c.dropped,
-    ));
-    out.push(single(
-        "tempmx_dns_axfr_refused_total",
-        "Zone transfers refused.",
-        Counter,
-        c.axfr_refused,
-    ));
-    out.push(single("tempmx_dns_zones", "Zones served.", Gauge, c.zones));
+    out.push(single(dns::MALFORMED, c.malformed));
+    out.push(single(dns::DROPPED, c.dropped));
+    out.push(single(dns::AXFR_REFUSED, c.axfr_refused));
+    out.push(single(dns::ZONES, c.zones));
 }
 
-/// Families of the control plane: domains by state and blocklist status per domain and list.
+/// Families of the control plane: domains by state, rotations by reason and blocklist
+/// status per domain and list.
 pub fn pool_families(plane: &crate::pool::ControlPlane, out: &mut Vec<MetricFamily>) {
     use crate::pool::DomainState;
     let name = |s: DomainState| match s {
@@ -502,9 +550,7 @@ pub fn pool_families(plane: &crate::pool::ControlPlane, out: &mut Vec<MetricFami
     let labels: Vec<[(&str, &str); 1]> =
         counts.iter().map(|(s, _)| [("state", name(*s))]).collect();
     out.push(family(
-        "tempmx_pool_domains",
-        "Pool domains, by lifecycle state.",
-        Kind::Gauge,
+        POOL_DOMAINS,
         labels
             .iter()
             .zip(&counts)
@@ -528,21 +574,43 @@ pub fn pool_families(plane: &crate::pool::ControlPlane, out: &mut Vec<MetricFami
         }
     }
     out.push(family(
-        "tempmx_blocklist_listed",
-        "1 when a confirmed listing stands for the domain on the list, else 0.",
-        Kind::Gauge,
+        BLOCKLIST_LISTED,
         listed.iter().map(|(l, v)| (&l[..], *v)),
     ));
+    out.push(single(POOL_ACTIVE_LISTED_DOMAINS, active_listed));
     out.push(single(
-        "tempmx_pool_active_listed_domains",
-        "Active domains with a confirmed listing (the policy should have rotated them out).",
-        Kind::Gauge,
-        active_listed,
-    ));
-    out.push(single(
-        "tempmx_pool_active_target",
-        "The number of active domains the rotation policy keeps.",
-        Kind::Gauge,
+        POOL_ACTIVE_TARGET,
         plane.policy().active_target as u64,
+    ));
+    let rotations = plane.rotations();
+    let labels: Vec<[(&str, &str); 1]> = rotations
+        .iter()
+        .map(|(r, _)| [("reason", r.label())])
+        .collect();
+    out.push(family(
+        POOL_ROTATIONS,
+        labels
+            .iter()
+            .zip(&rotations)
+            .map(|(l, (_, n))| (&l[..], *n as f64)),
+    ));
+}
+
+/// The live-push subscribers connected now, by transport.
+pub fn api_families(
+    subscribers: &crate::api::public::subscribers::Subscribers,
+    out: &mut Vec<MetricFamily>,
+) {
+    let connected = subscribers.connected();
+    let labels: Vec<[(&str, &str); 1]> = connected
+        .iter()
+        .map(|(t, _)| [("transport", t.label())])
+        .collect();
+    out.push(family(
+        API_SUBSCRIBERS,
+        labels
+            .iter()
+            .zip(&connected)
+            .map(|(l, (_, n))| (&l[..], *n as f64)),
     ));
 }

@@ -15,6 +15,7 @@
 //! - `udp`: worker threads, one SO_REUSEPORT socket each, recvmmsg/sendmmsg.
 //! - `tcp`, `axfr`: TCP on a small tokio runtime; zone transfers.
 //! - `server`: [`start`], [`DnsHandle`] (publish, counters, shutdown).
+//! - [`metrics`]: name, help and type of every metric the counters feed.
 //!
 //! Never an open resolver: names outside our zones get REFUSED.
 #![warn(missing_docs)]
@@ -24,6 +25,7 @@ mod axfr;
 pub mod config;
 mod counters;
 mod error;
+pub mod metrics;
 pub mod records;
 mod respond;
 mod server;

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod driver;
 pub mod greylist;
+pub mod metrics;
 pub mod policy;
 pub mod proto;
 pub mod session;

@@ -29,6 +29,7 @@ pub mod error;
 pub mod frame;
 pub mod id;
 mod index;
+pub mod metrics;
 pub mod mime;
 mod parts;
 pub mod record;

@@ -30,6 +30,7 @@ pub use plane::{
     AddOutcome, COUNTS_SAVE_SECS, ControlError, ControlPlane, CycleReport, DomainInfo, PlaneConfig,
 };
 pub use publish::{DnsPublish, Targets, dns_snapshot};
+pub use rotation::RotationReason;
 pub use state::{Persisted, PoolState, StateError, StateFile};
 
 use crate::config::RecipientPolicy;

@@ -17,6 +17,7 @@ use super::config::{PoolLimits, RotationPolicy};
 use super::counters::MessageCounters;
 use super::domain::{Domain, DomainState, Listing};
 use super::publish::{DnsPublish, Targets, dns_snapshot};
+use super::rotation::RotationReason;
 use super::state::{PoolState, StateError, StateFile};
 use super::{Pool, normalise_domain, rotation};
 use crate::blocklist::tracker::{Change, ListStatus};
@@ -176,6 +177,8 @@ pub struct ControlPlane {
     /// Clock time (unix seconds) of the last successful save.
     saved_at: AtomicU64,
     last_cycle: Mutex<Option<CycleReport>>,
+    /// Domains rotated out of the active set since start, by `RotationReason as usize`.
+    rotations: [AtomicU64; RotationReason::ALL.len()],
 }
 
 impl ControlPlane {
@@ -220,6 +223,7 @@ impl ControlPlane {
             counts_unsaved: AtomicBool::new(false),
             saved_at: AtomicU64::new(0),
             last_cycle: Mutex::new(None),
+            rotations: Default::default(),
         };
         plane.tick();
         Ok(plane)
@@ -301,6 +305,17 @@ impl ControlPlane {
             DomainState::Retired,
         ]
         .map(|st| (st, count(st)))
+    }
+
+    /// Domains rotated out of the active set since start, by reason (for metrics).
+    pub fn rotations(&self) -> [(RotationReason, u64); RotationReason::ALL.len()] {
+        RotationReason::ALL.map(|r| (r, self.rotations[r as usize].load(Ordering::Relaxed)))
+    }
+
+    fn count_rotations(&self, reasons: impl IntoIterator<Item = RotationReason>) {
+        for r in reasons {
+            self.rotations[r as usize].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// One domain.
@@ -398,7 +413,7 @@ impl ControlPlane {
         self.check_reason(reason)?;
         let name =
             normalise_domain(name).ok_or_else(|| ControlError::UnknownDomain(name.to_owned()))?;
-        self.mutate(true, |s, now, audit_max| {
+        let rotated_out = self.mutate(true, |s, now, audit_max| {
             let drain = s.policy.drain_secs;
             let d = s
                 .domains
@@ -425,8 +440,12 @@ impl ControlPlane {
                 reason,
                 audit_max,
             );
-            Ok(())
+            Ok(from == DomainState::Active && to != DomainState::Active)
         })?;
+        // A strict mutate returns Ok only once the change is saved and in force.
+        if rotated_out {
+            self.count_rotations([RotationReason::Operator]);
+        }
         self.domain(&name)
     }
 
@@ -658,7 +677,7 @@ impl ControlPlane {
         let mut guard = self.state.lock();
         let mut next = guard.clone();
         let r = f(&mut next, now, self.limits.audit_events_max)?;
-        apply_rules(&mut next, now, self.limits.audit_events_max);
+        let rotated = apply_rules(&mut next, now, self.limits.audit_events_max);
         let changed = next != *guard;
         if !changed && !self.dirty.load(Ordering::Relaxed) {
             return Ok(r);
@@ -670,6 +689,7 @@ impl ControlPlane {
         if changed {
             *guard = next;
             self.publish(&guard);
+            self.count_rotations(rotated);
         }
         saved.map(|()| r)
     }
@@ -815,14 +835,17 @@ fn record(s: &mut PoolState, o: &Observation, now: u64, audit_max: usize) {
     }
 }
 
-/// Applies the rotation plan to `s`, recording each transition.
-fn apply_rules(s: &mut PoolState, now: u64, audit_max: usize) {
+/// Applies the rotation plan to `s`, recording each transition; returns why each domain
+/// that left the active set left it.
+fn apply_rules(s: &mut PoolState, now: u64, audit_max: usize) -> Vec<RotationReason> {
+    let mut rotated = Vec::new();
     for t in rotation::plan(&s.domains, &s.policy, now) {
         let Some(d) = s.domains.get_mut(&t.domain) else {
             continue;
         };
         let from = d.state;
         d.enter(t.to, now, s.policy.drain_secs);
+        rotated.extend(RotationReason::of_rule(t.rule, from));
         info!(domain = %t.domain, ?from, to = ?t.to, rule = %t.rule, "domain rotated");
         let action = AuditAction::StateChanged { from, to: t.to };
         s.audit.push(
@@ -833,5 +856,59 @@ fn apply_rules(s: &mut PoolState, now: u64, audit_max: usize) {
             &t.reason,
             audit_max,
         );
+    }
+    rotated
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::pool::ManualClock;
+
+    // Goal: domains leaving the active set are counted by reason once the change is in
+    // force; a drain ending and a promotion are not rotations. Method: a memory-only plane
+    // on a manual clock, driven through the age and message limits and an operator change.
+    #[test]
+    fn rotations_are_counted_by_reason() {
+        let clock = Arc::new(ManualClock::new(1_000));
+        let config = PlaneConfig {
+            domains: vec!["a.test".into()],
+            recipients: RecipientPolicy::CatchAll,
+            policy: RotationPolicy {
+                active_age_max_secs: Some(100),
+                messages_max: Some(50),
+                drain_secs: 10,
+                ..RotationPolicy::default()
+            },
+            limits: PoolLimits::default(),
+            blocklists: BlocklistConfig::default(),
+            data_dir: None,
+            mailboxes_max: 10,
+        };
+        let plane = ControlPlane::open(config, clock.clone()).unwrap();
+        let spares = ["b.test", "c.test", "d.test"].map(String::from);
+        plane
+            .add_domains(&spares, DomainState::Pending, "spares")
+            .unwrap();
+        clock.advance(100);
+        // a.test is too old: it drains and b.test is promoted.
+        plane.tick();
+        plane
+            .set_state("b.test", DomainState::Draining, "operator")
+            .unwrap();
+        // c.test was promoted for b.test; it reaches the message limit, d.test replaces it.
+        plane.record_messages("c.test", 50, clock.now());
+        plane.tick();
+        clock.advance(10);
+        // Drains end: retirements, not rotations.
+        plane.tick();
+        use RotationReason::*;
+        assert_eq!(
+            plane.rotations(),
+            [(Age, 1), (Listing, 0), (Messages, 1), (Operator, 1)]
+        );
+        let active = plane.state_counts()[1];
+        assert_eq!(active, (DomainState::Active, 1));
     }
 }

@@ -35,6 +35,49 @@ impl fmt::Display for Rule {
     }
 }
 
+/// Why a domain left the active set, for `tempmx_pool_rotations_total{reason}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RotationReason {
+    /// It passed `active_age_max_secs`.
+    Age,
+    /// A confirmed blocklist listing.
+    Listing,
+    /// It passed `messages_max`.
+    Messages,
+    /// An operator moved it through the admin API.
+    Operator,
+}
+
+impl RotationReason {
+    /// Every reason, in `as usize` order.
+    pub const ALL: [Self; 4] = [Self::Age, Self::Listing, Self::Messages, Self::Operator];
+
+    /// Metric label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Age => "age",
+            Self::Listing => "listing",
+            Self::Messages => "messages",
+            Self::Operator => "operator",
+        }
+    }
+
+    /// The reason an automatic transition from `from` rotates a domain out, if it does:
+    /// only an active domain leaving the active set counts (a drain ending or a listed
+    /// pending domain retiring is not a rotation, a promotion is the other side of one).
+    pub fn of_rule(rule: Rule, from: DomainState) -> Option<Self> {
+        if from != DomainState::Active {
+            return None;
+        }
+        match rule {
+            Rule::Age => Some(Self::Age),
+            Rule::Listing => Some(Self::Listing),
+            Rule::Messages => Some(Self::Messages),
+            Rule::DrainComplete | Rule::Promote => None,
+        }
+    }
+}
+
 /// One planned state change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transition {

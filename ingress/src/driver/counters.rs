@@ -1,11 +1,18 @@
 //! Per-core counters: one cache-line-aligned block per core, written only by its core.
 //!
 //! Each core is the single writer of its block, so an increment is a relaxed load and store
-//! (no locked read-modify-write, no shared cache line); readers sum the blocks.
+//! (no locked read-modify-write, no shared cache line); readers sum the blocks. The two
+//! histograms are fixed arrays of such counters in the same block.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::metrics::{MESSAGE_SIZE_BOUNDS_BYTES, SESSION_DURATION_BOUNDS_US};
 use crate::session::SessionCounters;
+
+/// Buckets of the session duration histogram (the last is +Inf).
+const SESSION_BUCKETS: usize = SESSION_DURATION_BOUNDS_US.len();
+/// Buckets of the message size histogram (the last is +Inf).
+const SIZE_BUCKETS: usize = MESSAGE_SIZE_BOUNDS_BYTES.len();
 
 macro_rules! counters {
     ($($(#[doc = $doc:literal])* $name:ident,)*) => {
@@ -13,6 +20,12 @@ macro_rules! counters {
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
         pub struct IngressCountersSnapshot {
             $($(#[doc = $doc])* pub $name: u64,)*
+            /// Ended sessions by duration, microseconds, over
+            /// [`SESSION_DURATION_BOUNDS_US`](crate::metrics::SESSION_DURATION_BOUNDS_US).
+            pub session_duration: HistogramCounts<SESSION_BUCKETS>,
+            /// Accepted messages by size, bytes, over
+            /// [`MESSAGE_SIZE_BOUNDS_BYTES`](crate::metrics::MESSAGE_SIZE_BOUNDS_BYTES).
+            pub message_size: HistogramCounts<SIZE_BUCKETS>,
         }
 
         /// The counters of one core.
@@ -20,12 +33,18 @@ macro_rules! counters {
         #[repr(align(128))]
         pub(crate) struct CoreCounters {
             $(pub(crate) $name: AtomicU64,)*
+            /// Ended sessions by duration (microseconds).
+            pub(crate) session_duration: CoreHistogram<SESSION_BUCKETS>,
+            /// Accepted messages by size (bytes).
+            pub(crate) message_size: CoreHistogram<SIZE_BUCKETS>,
         }
 
         impl CoreCounters {
             /// Adds this core's values to `total`.
             fn add_to(&self, total: &mut IngressCountersSnapshot) {
                 $(total.$name += self.$name.load(Ordering::Relaxed);)*
+                self.session_duration.add_to(&mut total.session_duration);
+                self.message_size.add_to(&mut total.message_size);
             }
         }
     };
@@ -86,7 +105,77 @@ pub(crate) fn bump(counter: &AtomicU64, n: u64) {
     );
 }
 
+/// A histogram summed over cores: per-bucket counts (not cumulative) and the sum of the
+/// observations, both in the metric's base unit (the bounds live in [`crate::metrics`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistogramCounts<const N: usize> {
+    /// Observations per bucket; the last bucket is +Inf.
+    pub counts: [u64; N],
+    /// Sum of all observations.
+    pub sum: u64,
+}
+
+impl<const N: usize> Default for HistogramCounts<N> {
+    fn default() -> Self {
+        Self {
+            counts: [0; N],
+            sum: 0,
+        }
+    }
+}
+
+impl<const N: usize> HistogramCounts<N> {
+    /// Number of observations.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
+
+/// One core's histogram over fixed `bounds` (the last `u64::MAX`): written like the other
+/// counters, by its core only, so an observation is a bucket search and two plain stores.
+#[derive(Debug)]
+pub(crate) struct CoreHistogram<const N: usize> {
+    counts: [AtomicU64; N],
+    sum: AtomicU64,
+}
+
+impl<const N: usize> Default for CoreHistogram<N> {
+    fn default() -> Self {
+        Self {
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum: AtomicU64::new(0),
+        }
+    }
+}
+
+impl<const N: usize> CoreHistogram<N> {
+    /// Counts `value` in the first bucket whose bound is at least `value`.
+    pub(crate) fn observe(&self, bounds: &[u64; N], value: u64) {
+        let bucket = bounds.iter().position(|&b| value <= b).unwrap_or(N - 1);
+        bump(&self.counts[bucket], 1);
+        bump(&self.sum, value);
+    }
+
+    fn add_to(&self, total: &mut HistogramCounts<N>) {
+        for (slot, count) in total.counts.iter_mut().zip(&self.counts) {
+            *slot += count.load(Ordering::Relaxed);
+        }
+        total.sum += self.sum.load(Ordering::Relaxed);
+    }
+}
+
 impl CoreCounters {
+    /// Counts an ended session that lasted `micros`.
+    pub(crate) fn session_ended(&self, micros: u64) {
+        self.session_duration
+            .observe(&SESSION_DURATION_BOUNDS_US, micros);
+    }
+
+    /// Counts an accepted message of `bytes`.
+    pub(crate) fn message_stored(&self, bytes: u64) {
+        self.message_size.observe(&MESSAGE_SIZE_BOUNDS_BYTES, bytes);
+    }
+
     /// Adds what a session counted since `before`.
     pub(crate) fn add_session_delta(&self, before: &SessionCounters, now: &SessionCounters) {
         let pairs = [
@@ -138,4 +227,36 @@ pub(crate) fn sum(cores: &[CoreCounters]) -> IngressCountersSnapshot {
         core.add_to(&mut total);
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Goal: observations land in the first bucket whose bound holds them (bounds inclusive,
+    // above every bound in +Inf), the sum adds up, and cores are summed. Method: two core
+    // blocks, chosen values, read the summed snapshot.
+    #[test]
+    fn histograms_bucket_and_sum_across_cores() {
+        let cores = [CoreCounters::default(), CoreCounters::default()];
+        cores[0].session_ended(1_000);
+        cores[0].session_ended(1_001);
+        cores[1].session_ended(3_600_000_000);
+        cores[1].message_stored(1024);
+        cores[1].message_stored(1 << 27);
+        let s = sum(&cores);
+        let d = s.session_duration;
+        assert_eq!(
+            (d.counts[0], d.counts[1], d.counts[SESSION_BUCKETS - 1]),
+            (1, 1, 1)
+        );
+        assert_eq!(d.count(), 3);
+        assert_eq!(d.sum, 2_001 + 3_600_000_000);
+        let m = s.message_size;
+        assert_eq!(
+            (m.counts[0], m.counts[SIZE_BUCKETS - 1], m.count()),
+            (1, 1, 2)
+        );
+        assert_eq!(m.sum, 1024 + (1 << 27));
+    }
 }

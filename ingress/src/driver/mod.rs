@@ -29,7 +29,7 @@ use tokio::sync::watch;
 
 use self::core::CoreParts;
 use self::counters::CoreCounters;
-pub use self::counters::IngressCountersSnapshot;
+pub use self::counters::{HistogramCounts, IngressCountersSnapshot};
 #[cfg(test)]
 pub(crate) use self::epoll::EpollConn;
 use crate::auth::{AuthCounters, AuthCountersSnapshot};

@@ -57,6 +57,7 @@ pub(crate) async fn serve<C: Connection>(
         transport: Transport::new(io),
         session,
         out: Output::default(),
+        started,
         session_deadline: started + core.timing.session_max,
         counted: SessionCounters::default(),
         peer_ip: info.ip,
@@ -75,6 +76,8 @@ struct Conn<C> {
     out: Output,
     /// The read buffer; empty of capacity 0 while a read holds it.
     buf: Vec<u8>,
+    /// When the connection was admitted (for the duration histogram).
+    started: Instant,
     session_deadline: Instant,
     /// Session counters already added to the core's counters.
     counted: SessionCounters,
@@ -244,6 +247,10 @@ impl<C: Connection> Conn<C> {
 
     /// Stores the pending message and tells the session the verdict.
     async fn deliver(&mut self) {
+        let size = self
+            .session
+            .pending_message()
+            .map_or(0, |m| m.body.len() as u64);
         let result = match self.store() {
             Ok(Accepted {
                 id,
@@ -258,8 +265,9 @@ impl<C: Connection> Conn<C> {
                 Err(failure_of(&e))
             }
         };
-        if result.is_err() {
-            bump(&self.core.counters().messages_store_failed, 1);
+        match result {
+            Ok(_) => self.core.counters().message_stored(size),
+            Err(_) => bump(&self.core.counters().messages_store_failed, 1),
         }
         self.session.delivered(result, &mut self.out);
     }
@@ -399,6 +407,8 @@ impl<C: Connection> Conn<C> {
         }
         self.transport.shutdown();
         self.count_session();
+        let micros = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.core.counters().session_ended(micros);
         if let Some(raw) = self.transport.take_tls_buffer() {
             self.core.buffers.give(raw);
         }

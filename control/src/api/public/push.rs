@@ -25,7 +25,7 @@ use super::PublicState;
 use super::access::{open, token};
 use super::error::{ApiError, ApiResult, Problem};
 use super::guard::ClientIp;
-use super::subscribers::{Admission, Refused};
+use super::subscribers::{Admission, Refused, Transport};
 use super::types::{MessageItem, PushQuery};
 use crate::mailboxes::now_ms;
 
@@ -56,6 +56,7 @@ impl Feed {
         state: &PublicState,
         mailbox: String,
         ip: ClientIp,
+        transport: Transport,
         resume_after: Option<MessageId>,
         expires_at_ms: Option<u64>,
     ) -> ApiResult<Self> {
@@ -63,12 +64,15 @@ impl Feed {
         if *closing.borrow() {
             return Err(ApiError::Unavailable("shutting down".into()));
         }
-        let admission = state.subscribers.admit(&mailbox, ip.0).map_err(|r| {
-            ApiError::TooManySubscribers(match r {
-                Refused::Mailbox(n) => format!("at most {n} live subscribers per mailbox"),
-                Refused::Ip(n) => format!("at most {n} live subscribers per client"),
-            })
-        })?;
+        let admission = state
+            .subscribers
+            .admit(&mailbox, ip.0, transport)
+            .map_err(|r| {
+                ApiError::TooManySubscribers(match r {
+                    Refused::Mailbox(n) => format!("at most {n} live subscribers per mailbox"),
+                    Refused::Ip(n) => format!("at most {n} live subscribers per client"),
+                })
+            })?;
         let sub = state
             .store
             .subscribe(&mailbox)
@@ -161,7 +165,14 @@ pub async fn events(
 ) -> ApiResult<Response> {
     let opened = open(&state, &address, token(&headers, q.token.as_deref()))?;
     let resume = resume_id(&headers, q.last_event_id.as_deref())?;
-    let feed = Feed::start(&state, opened.address, ip, resume, opened.expires_at_ms)?;
+    let feed = Feed::start(
+        &state,
+        opened.address,
+        ip,
+        Transport::Sse,
+        resume,
+        opened.expires_at_ms,
+    )?;
     let keepalive = KeepAlive::new().interval(Duration::from_secs(state.config.keepalive_secs));
     let mut resp = Sse::new(sse_stream(feed))
         .keep_alive(keepalive)
@@ -203,7 +214,14 @@ pub async fn websocket(
 ) -> ApiResult<Response> {
     let opened = open(&state, &address, token(&headers, q.token.as_deref()))?;
     let resume = resume_id(&headers, q.last_event_id.as_deref())?;
-    let feed = Feed::start(&state, opened.address, ip, resume, opened.expires_at_ms)?;
+    let feed = Feed::start(
+        &state,
+        opened.address,
+        ip,
+        Transport::WebSocket,
+        resume,
+        opened.expires_at_ms,
+    )?;
     let keepalive = Duration::from_secs(state.config.keepalive_secs);
     // Clients only listen; anything bigger than a control frame is not expected.
     Ok(upgrade

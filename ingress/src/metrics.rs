@@ -1,0 +1,208 @@
+//! The ingress's metrics, declared once: name, help and type of every family it records.
+//! The ingress only counts (per-core blocks, see `driver::counters`); the exporter in the
+//! `tempmx` crate builds Prometheus families from these descriptors and the snapshots.
+
+use self::MetricKind::{Counter, Gauge, Histogram};
+
+/// How a metric behaves, for the exporter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Monotonic since start (`_total`).
+    Counter,
+    /// Current value.
+    Gauge,
+    /// Observations in fixed buckets, with their sum and count.
+    Histogram,
+}
+
+/// One metric family as this crate declares it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetricDesc {
+    /// Prometheus name, `tempmx_<area>_<what>_<unit>`.
+    pub name: &'static str,
+    /// Help text.
+    pub help: &'static str,
+    /// Counter, gauge or histogram.
+    pub kind: MetricKind,
+}
+
+const fn desc(name: &'static str, help: &'static str, kind: MetricKind) -> MetricDesc {
+    MetricDesc { name, help, kind }
+}
+
+/// SMTP connections by outcome.
+pub const SMTP_CONNECTIONS: MetricDesc = desc(
+    "tempmx_smtp_connections_total",
+    "SMTP connections, by outcome (accepted, or refused with 421 4.7.0 at the core or per-IP cap).",
+    Counter,
+);
+/// Ended sessions by how they ended.
+pub const SMTP_SESSIONS: MetricDesc = desc(
+    "tempmx_smtp_sessions_total",
+    "Ended SMTP sessions, by how they ended.",
+    Counter,
+);
+/// Messages stored and acknowledged.
+pub const SMTP_MESSAGES_ACCEPTED: MetricDesc = desc(
+    "tempmx_smtp_messages_accepted_total",
+    "Messages stored and acknowledged with 250.",
+    Counter,
+);
+/// Refusals by reason.
+pub const SMTP_REJECTIONS: MetricDesc = desc(
+    "tempmx_smtp_rejections_total",
+    "Refused commands and messages, by reason.",
+    Counter,
+);
+/// Bytes read from clients.
+pub const SMTP_RECEIVED_BYTES: MetricDesc = desc(
+    "tempmx_smtp_received_bytes_total",
+    "Bytes read from SMTP clients.",
+    Counter,
+);
+/// Reply bytes written to clients.
+pub const SMTP_SENT_BYTES: MetricDesc = desc(
+    "tempmx_smtp_sent_bytes_total",
+    "Reply bytes written to SMTP clients.",
+    Counter,
+);
+/// STARTTLS handshakes by result.
+pub const SMTP_TLS_HANDSHAKES: MetricDesc = desc(
+    "tempmx_smtp_tls_handshakes_total",
+    "STARTTLS handshakes, by result.",
+    Counter,
+);
+/// Session duration histogram.
+pub const SMTP_SESSION_DURATION: MetricDesc = desc(
+    "tempmx_smtp_session_duration_seconds",
+    "Duration of ended SMTP sessions, connection admitted to socket shut down.",
+    Histogram,
+);
+/// Accepted message size histogram.
+pub const SMTP_MESSAGE_SIZE: MetricDesc = desc(
+    "tempmx_smtp_message_size_bytes",
+    "Size of accepted messages as received (after dot-unstuffing, without our trace headers).",
+    Histogram,
+);
+/// Enforce-mode verdicts not applied.
+pub const AUTH_FAIL_OPEN: MetricDesc = desc(
+    "tempmx_auth_fail_open_total",
+    "Enforce-mode authentication verdicts not applied because a check had a temperror.",
+    Counter,
+);
+/// Authentication results by method and result.
+pub const AUTH_RESULTS: MetricDesc = desc(
+    "tempmx_auth_results_total",
+    "Authentication results, by method (spf, dkim per signature, dmarc, arc) and result.",
+    Counter,
+);
+/// Checks cut by their timeout.
+pub const AUTH_TIMEOUTS: MetricDesc = desc(
+    "tempmx_auth_timeouts_total",
+    "Authentication checks cut by check_timeout_ms (their open methods are temperror).",
+    Counter,
+);
+/// Greylisting verdicts.
+pub const GREYLIST_CHECKS: MetricDesc = desc(
+    "tempmx_greylist_checks_total",
+    "Greylisting verdicts: deferred, or the reason a recipient passed.",
+    Counter,
+);
+/// Triplets held.
+pub const GREYLIST_ENTRIES: MetricDesc = desc(
+    "tempmx_greylist_entries",
+    "Triplets held in the greylisting table.",
+    Gauge,
+);
+/// Triplets dropped by the bound.
+pub const GREYLIST_EVICTED: MetricDesc = desc(
+    "tempmx_greylist_evicted_total",
+    "Triplets dropped by the table's size bound.",
+    Counter,
+);
+/// Delay greylisted mail suffered.
+pub const GREYLIST_DELAY: MetricDesc = desc(
+    "tempmx_greylist_delay_seconds",
+    "Delay each greylisted-then-accepted triplet suffered, first attempt to accepted retry.",
+    Histogram,
+);
+
+/// Every metric of the ingress (the greylisting ones only while greylisting is on).
+pub const ALL: &[MetricDesc] = &[
+    SMTP_CONNECTIONS,
+    SMTP_SESSIONS,
+    SMTP_MESSAGES_ACCEPTED,
+    SMTP_REJECTIONS,
+    SMTP_RECEIVED_BYTES,
+    SMTP_SENT_BYTES,
+    SMTP_TLS_HANDSHAKES,
+    SMTP_SESSION_DURATION,
+    SMTP_MESSAGE_SIZE,
+    AUTH_FAIL_OPEN,
+    AUTH_RESULTS,
+    AUTH_TIMEOUTS,
+    GREYLIST_CHECKS,
+    GREYLIST_ENTRIES,
+    GREYLIST_EVICTED,
+    GREYLIST_DELAY,
+];
+
+/// Buckets of [`SMTP_SESSION_DURATION`], upper bounds in microseconds; the last bucket
+/// (`u64::MAX`) is +Inf. From a pipelined burst (ms) to the 30 min session limit.
+pub const SESSION_DURATION_BOUNDS_US: [u64; 16] = [
+    1_000,
+    5_000,
+    10_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    30_000_000,
+    60_000_000,
+    300_000_000,
+    1_800_000_000,
+    u64::MAX,
+];
+
+/// Buckets of [`SMTP_MESSAGE_SIZE`], upper bounds in bytes (powers of 4 from 1 KiB to
+/// 64 MiB); the last bucket (`u64::MAX`) is +Inf.
+pub const MESSAGE_SIZE_BOUNDS_BYTES: [u64; 10] = [
+    1 << 10,
+    1 << 12,
+    1 << 14,
+    1 << 16,
+    1 << 18,
+    1 << 20,
+    1 << 22,
+    1 << 24,
+    1 << 26,
+    u64::MAX,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Goal: names follow the conventions and are unique; bucket bounds ascend and end in
+    // +Inf. Method: walk the tables.
+    #[test]
+    fn declarations_are_well_formed() {
+        for (i, d) in ALL.iter().enumerate() {
+            assert!(d.name.starts_with("tempmx_"), "{}", d.name);
+            assert!(!d.help.is_empty(), "{}", d.name);
+            assert_eq!(d.kind == Counter, d.name.ends_with("_total"), "{}", d.name);
+            assert!(ALL[..i].iter().all(|o| o.name != d.name), "{}", d.name);
+        }
+        for bounds in [
+            &SESSION_DURATION_BOUNDS_US[..],
+            &MESSAGE_SIZE_BOUNDS_BYTES[..],
+        ] {
+            assert!(bounds.windows(2).all(|w| w[0] < w[1]));
+            assert_eq!(bounds.last(), Some(&u64::MAX));
+        }
+    }
+}
