@@ -406,6 +406,8 @@ pub fn greylist_families(g: &tempmx_ingress::greylist::GreylistStats, out: &mut 
     ));
     out.push(single(ingress::GREYLIST_ENTRIES, g.entries));
     out.push(single(ingress::GREYLIST_EVICTED, g.evicted));
+    out.push(single(ingress::GREYLIST_CLIENTS, g.clients));
+    out.push(single(ingress::GREYLIST_CLIENTS_EVICTED, g.clients_evicted));
     let d = &g.delay;
     out.push(histogram(
         ingress::GREYLIST_DELAY,

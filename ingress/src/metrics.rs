@@ -120,6 +120,18 @@ pub const GREYLIST_EVICTED: MetricDesc = desc(
     "Triplets dropped by the table's size bound.",
     Counter,
 );
+/// Client networks tracked for the auto-allowlist.
+pub const GREYLIST_CLIENTS: MetricDesc = desc(
+    "tempmx_greylist_clients",
+    "Client networks tracked for the greylisting auto-allowlist.",
+    Gauge,
+);
+/// Client networks dropped by the bound.
+pub const GREYLIST_CLIENTS_EVICTED: MetricDesc = desc(
+    "tempmx_greylist_clients_evicted_total",
+    "Client networks dropped by the auto-allowlist table's size bound.",
+    Counter,
+);
 /// Delay greylisted mail suffered.
 pub const GREYLIST_DELAY: MetricDesc = desc(
     "tempmx_greylist_delay_seconds",
@@ -144,6 +156,8 @@ pub const ALL: &[MetricDesc] = &[
     GREYLIST_CHECKS,
     GREYLIST_ENTRIES,
     GREYLIST_EVICTED,
+    GREYLIST_CLIENTS,
+    GREYLIST_CLIENTS_EVICTED,
     GREYLIST_DELAY,
 ];
 

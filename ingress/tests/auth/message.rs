@@ -334,7 +334,10 @@ fn refused_parent_names_are_remembered() {
             if negative_ttl_seconds > 0 {
                 assert_eq!(dns.queries(), cold, "{:?}", dns.queried());
             } else {
-                assert!(dns.queries() > cold, "failures are asked again without the cache");
+                assert!(
+                    dns.queries() > cold,
+                    "failures are asked again without the cache"
+                );
             }
         });
     }
