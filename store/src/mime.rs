@@ -46,8 +46,20 @@ pub struct Scan {
 /// Scans `body`; parts of at least `part_min` bytes become shareable (0 = never).
 pub fn scan(body: &[u8], part_min: usize) -> Scan {
     let mut s = Scan::default();
-    let (head_end, _) = split_head(body);
-    for (name, value) in header_fields(&body[..head_end]) {
+    scan_into(body, part_min, &mut s);
+    s
+}
+
+/// Like [`scan`], but fills `s`, reusing its buffers (the write path keeps one per core).
+pub fn scan_into(body: &[u8], part_min: usize, s: &mut Scan) {
+    for f in [&mut s.from, &mut s.subject, &mut s.date, &mut s.message_id] {
+        f.clear();
+    }
+    s.has_attachments = false;
+    let (head_end, body_start) = split_head(body);
+    // The top-level header block is parsed once, for the summary and for the walk.
+    let fields = header_fields(&body[..head_end]);
+    for (name, value) in &fields {
         let slot = if name.eq_ignore_ascii_case(b"from") {
             &mut s.from
         } else if name.eq_ignore_ascii_case(b"subject") {
@@ -60,19 +72,19 @@ pub fn scan(body: &[u8], part_min: usize) -> Scan {
             continue;
         };
         if slot.is_empty() {
-            *slot = summary_value(&value);
+            summary_value(value, slot);
         }
     }
+    s.pieces.clear();
     let mut w = Walker {
         body,
         part_min,
-        pieces: Vec::new(),
+        pieces: std::mem::take(&mut s.pieces),
         attach: false,
     };
-    w.entity(0..body.len(), 0);
+    w.parsed(0..body.len(), body_start, &fields, 0);
     s.has_attachments = w.attach;
     s.pieces = w.pieces;
-    s
 }
 
 struct Walker<'a> {
@@ -100,15 +112,28 @@ impl Walker<'_> {
     fn entity(&mut self, r: Range<usize>, depth: usize) {
         let bytes = &self.body[r.clone()];
         let (head_end, body_start) = split_head(bytes);
+        let fields = header_fields(&bytes[..head_end]);
+        self.parsed(r, body_start, &fields, depth);
+    }
+
+    /// Walks the entity `r` whose header `fields` are parsed and whose body starts at
+    /// `body_start` (relative to `r`).
+    fn parsed(
+        &mut self,
+        r: Range<usize>,
+        body_start: usize,
+        fields: &[(&[u8], Cow<'_, [u8]>)],
+        depth: usize,
+    ) {
         let mut boundary = None;
-        for (name, value) in header_fields(&bytes[..head_end]) {
+        for (name, value) in fields {
             if name.eq_ignore_ascii_case(b"content-disposition")
-                && starts_with_ci(&value, b"attachment")
+                && starts_with_ci(value, b"attachment")
             {
                 self.attach = true;
             }
-            if name.eq_ignore_ascii_case(b"content-type") && starts_with_ci(&value, b"multipart/") {
-                boundary = boundary_param(&value);
+            if name.eq_ignore_ascii_case(b"content-type") && starts_with_ci(value, b"multipart/") {
+                boundary = boundary_param(value);
             }
         }
         let body = r.start + body_start..r.end;
@@ -196,21 +221,22 @@ fn header_fields(head: &[u8]) -> Vec<(&[u8], Cow<'_, [u8]>)> {
     out
 }
 
-fn summary_value(v: &[u8]) -> String {
+/// Writes the summary form of a header value into `out` (empty): trimmed, cut at
+/// [`SUMMARY_VALUE_BYTES_MAX`] on a char boundary, invalid UTF-8 replaced, controls dropped.
+fn summary_value(v: &[u8], out: &mut String) {
     let v = trim(v);
     let mut end = v.len().min(SUMMARY_VALUE_BYTES_MAX);
-    let s = loop {
-        // Cut at a char boundary when the value is valid UTF-8; else replace invalid bytes.
+    let text = loop {
         match std::str::from_utf8(&v[..end]) {
-            Ok(s) => break s.to_string(),
+            Ok(s) => break Cow::Borrowed(s),
             Err(e) if e.error_len().is_none() && e.valid_up_to() > 0 => end = e.valid_up_to(),
-            Err(_) => break String::from_utf8_lossy(&v[..end]).into_owned(),
+            Err(_) => break String::from_utf8_lossy(&v[..end]),
         }
     };
-    if s.chars().any(char::is_control) {
-        s.chars().filter(|c| !c.is_control()).collect()
+    if text.chars().any(char::is_control) {
+        out.extend(text.chars().filter(|c| !c.is_control()));
     } else {
-        s
+        out.push_str(&text);
     }
 }
 

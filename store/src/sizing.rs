@@ -16,8 +16,8 @@
 //!
 //! `segments` is the largest count that satisfies the first line. Everything on the
 //! right is allocated at `open`, and nothing on the write path allocates beyond it except
-//! the per-record scratch (freed before the append returns) and part data, which is
-//! counted inside `parts`.
+//! part data, counted inside `parts`, and each writer's scratch: one record being built,
+//! kept between appends (about one message; buffers over 256 KiB are freed after use).
 
 use crate::config::{Persistence, StoreConfig};
 use crate::error::StoreError;
