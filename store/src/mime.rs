@@ -8,6 +8,8 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
+use memchr::memmem::Finder;
+
 /// Longest header value kept in the summary.
 pub const SUMMARY_VALUE_BYTES_MAX: usize = 256;
 /// Nesting of multiparts the scan follows.
@@ -157,7 +159,9 @@ impl Walker<'_> {
         let mut pos = r.start;
         let mut parts = 0;
         // `pos` is where the not-yet-emitted bytes start; each loop emits one delimiter line.
-        while let Some(d) = find_line(self.body, pos..r.end, &delim) {
+        // Built once per multipart: the SIMD search is what keeps big bodies cheap to walk.
+        let finder = Finder::new(&delim);
+        while let Some(d) = find_line(self.body, pos..r.end, &finder) {
             let line_end = line_end(self.body, d, r.end);
             let closing = self.body[d + delim.len()..].starts_with(b"--");
             if parts > 0 {
@@ -189,7 +193,7 @@ fn split_head(b: &[u8]) -> (usize, usize) {
         if rest.starts_with(b"\n") {
             return (i, i + 1);
         }
-        match rest.iter().position(|&c| c == b'\n') {
+        match memchr::memchr(b'\n', rest) {
             Some(n) => i += n + 1,
             None => return (b.len(), b.len()),
         }
@@ -242,7 +246,7 @@ fn summary_value(v: &[u8], out: &mut String) {
 
 fn boundary_param(ct: &[u8]) -> Option<Vec<u8>> {
     let lower = ct.to_ascii_lowercase();
-    let at = find(&lower, b"boundary=")? + b"boundary=".len();
+    let at = memchr::memmem::find(&lower, b"boundary=")? + b"boundary=".len();
     let rest = &ct[at..];
     let value: Vec<u8> = if let Some(q) = rest.strip_prefix(b"\"") {
         q.iter().take_while(|&&c| c != b'"').copied().collect()
@@ -256,10 +260,10 @@ fn boundary_param(ct: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Finds `delim` at the start of a line within `r`.
-fn find_line(b: &[u8], r: Range<usize>, delim: &[u8]) -> Option<usize> {
+fn find_line(b: &[u8], r: Range<usize>, delim: &Finder<'_>) -> Option<usize> {
     let mut from = r.start;
     while from < r.end {
-        let at = from + find(&b[from..r.end], delim)?;
+        let at = from + delim.find(&b[from..r.end])?;
         if at == 0 || b[at - 1] == b'\n' {
             return Some(at);
         }
@@ -270,10 +274,7 @@ fn find_line(b: &[u8], r: Range<usize>, delim: &[u8]) -> Option<usize> {
 
 /// End of the line starting at or containing `at` (after its `\n`), capped at `end`.
 fn line_end(b: &[u8], at: usize, end: usize) -> usize {
-    b[at..end]
-        .iter()
-        .position(|&c| c == b'\n')
-        .map_or(end, |n| at + n + 1)
+    memchr::memchr(b'\n', &b[at..end]).map_or(end, |n| at + n + 1)
 }
 
 /// Position of the line break that ends the content before a delimiter at `d`.
@@ -286,22 +287,6 @@ fn trim_break(b: &[u8], start: usize, d: usize) -> usize {
         }
     }
     e
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    let first = *needle.first()?;
-    let mut i = 0;
-    while i + needle.len() <= hay.len() {
-        let n = hay[i..=hay.len() - needle.len()]
-            .iter()
-            .position(|&c| c == first)?;
-        i += n;
-        if hay[i..].starts_with(needle) {
-            return Some(i);
-        }
-        i += 1;
-    }
-    None
 }
 
 fn trim(v: &[u8]) -> &[u8] {

@@ -86,7 +86,8 @@ pub struct RecoveryReport {
     pub records_recovered: u64,
     /// Valid records already expired (kept out of the index).
     pub records_expired: u64,
-    /// Deleted-record frames seen.
+    /// Deleted records: frames marked deleted, plus valid records every copy of which the
+    /// journal deleted (zeroed during recovery).
     pub records_deleted: u64,
     /// Frames that failed the header, CRC or rkyv check (torn or corrupt), skipped.
     pub records_skipped: u64,
