@@ -524,6 +524,9 @@ fn open_shard(
         report.shards_existing += 1;
         let hash = |m: &str| hasher.hash_one(m);
         recover(&mut sh, i, clock.now_ms(), &hash, tombs, report);
+    } else {
+        // A new shard file beside an old journal: ids stay above what its deletions name.
+        sh.ids = crate::id::IdGen::new(i, tombs.last_id(i));
     }
     Ok(sh)
 }
