@@ -500,9 +500,14 @@ pub fn store_families(s: &tempmx_store::StoreStats, out: &mut Vec<MetricFamily>)
         s.subscriber_events_lost,
     ));
     out.push(single(store::SYNCS, s.syncs));
+    out.push(single(store::JOURNAL_ERRORS, s.journal_errors));
     out.push(single(
         store::RECOVERY_SKIPPED_RECORDS,
         s.recovery.records_skipped,
+    ));
+    out.push(single(
+        store::RECOVERY_JOURNAL_SKIPPED,
+        s.recovery.journal_skipped,
     ));
 }
 

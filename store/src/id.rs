@@ -32,6 +32,11 @@ impl IdGen {
         }
     }
 
+    /// The last id handed out (or the one it continues after).
+    pub fn last(&self) -> u64 {
+        self.last
+    }
+
     /// The next id at time `now_ms`; stays increasing if the clock steps back or
     /// more than 4096 ids are taken in one millisecond (it borrows from the next ms).
     pub fn next(&mut self, now_ms: u64) -> MessageId {

@@ -10,6 +10,7 @@
 //! cuts it back to the cap, so the walk costs two steps per append amortised. Readers never
 //! look past the cap.
 
+use std::collections::hash_map::Entry as Entry_;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -166,19 +167,26 @@ impl Index {
     pub fn push(&mut self, id: u64, mbox: u64, loc: u32, has_parts: bool) -> usize {
         let mbox = key(mbox);
         let seq = self.front_seq + self.entries.len() as u64;
-        let (delta, count) = match self.heads.get(&mbox) {
-            Some(&h) => {
+        // One probe of the head map: it is the write path's likeliest cache miss.
+        let (delta, count) = match self.heads.entry(mbox) {
+            Entry_::Occupied(mut o) => {
+                let h = *o.get();
                 let d = seq - (h & SEQ_MASK);
+                let count = (h >> SEQ_BITS) + 1;
+                o.insert((seq & SEQ_MASK) | (count << SEQ_BITS));
                 (
                     if d <= u64::from(DELTA_MAX) {
                         d as u32
                     } else {
                         0
                     },
-                    (h >> SEQ_BITS) + 1,
+                    count,
                 )
             }
-            None => (0, 1),
+            Entry_::Vacant(v) => {
+                v.insert((seq & SEQ_MASK) | (1 << SEQ_BITS));
+                (0, 1)
+            }
         };
         let flags = LINKED | if has_parts { PARTS } else { 0 };
         self.entries.push_back(Entry {
@@ -188,8 +196,6 @@ impl Index {
             loc,
             link: flags | delta,
         });
-        self.heads
-            .insert(mbox, (seq & SEQ_MASK) | (count << SEQ_BITS));
         if count as usize >= 2 * self.mailbox_max {
             self.trim(mbox)
         } else {

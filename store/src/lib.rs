@@ -8,7 +8,8 @@
 //!   and its table of deduplicated MIME parts.
 //! - [`mime`]: the cheap ingest-time scan (header summary, part boundaries).
 //! - [`Store`] (read API, deletion, subscriptions, stats) and [`ShardWriter`] (one per core).
-//! - `recovery`: rebuilding shards from disk.
+//! - `recovery`: rebuilding shards from disk; `journal`: deletions and TTL overrides that
+//!   must survive a restart but are not records.
 //!
 //! # Concurrency
 //! Each shard sits behind its own `RwLock`, write-locked only by its one writer (and by
@@ -29,6 +30,7 @@ pub mod error;
 pub mod frame;
 pub mod id;
 mod index;
+mod journal;
 pub mod metrics;
 pub mod mime;
 mod parts;
@@ -46,6 +48,7 @@ mod writer;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{CommitPolicy, Persistence, StoreConfig};
 pub use error::StoreError;
+pub use journal::journal_path;
 pub use parts::Parts;
 pub use record::{AuthResult, MessageRecord};
 pub use sink::{Accepted, Commit, MessageId, MessageSink, NewMessage, TlsSummary};

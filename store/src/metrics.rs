@@ -114,6 +114,18 @@ pub const RECOVERY_SKIPPED_RECORDS: MetricDesc = desc(
     "Torn or corrupt records skipped by recovery at start.",
     Gauge,
 );
+/// Journal writes that failed.
+pub const JOURNAL_ERRORS: MetricDesc = desc(
+    "tempmx_store_journal_errors_total",
+    "Deletion or TTL-override journal writes that failed (the change holds until a restart).",
+    Counter,
+);
+/// Journal entries skipped by recovery.
+pub const RECOVERY_JOURNAL_SKIPPED: MetricDesc = desc(
+    "tempmx_store_recovery_journal_skipped",
+    "Torn or corrupt journal entries skipped by recovery at start.",
+    Gauge,
+);
 
 /// Every metric of the store.
 pub const ALL: &[MetricDesc] = &[
@@ -131,7 +143,9 @@ pub const ALL: &[MetricDesc] = &[
     SUBSCRIBERS,
     SUBSCRIBER_EVENTS_LOST,
     SYNCS,
+    JOURNAL_ERRORS,
     RECOVERY_SKIPPED_RECORDS,
+    RECOVERY_JOURNAL_SKIPPED,
 ];
 
 #[cfg(test)]

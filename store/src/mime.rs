@@ -8,6 +8,8 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
+use memchr::memmem::Finder;
+
 /// Longest header value kept in the summary.
 pub const SUMMARY_VALUE_BYTES_MAX: usize = 256;
 /// Nesting of multiparts the scan follows.
@@ -46,8 +48,20 @@ pub struct Scan {
 /// Scans `body`; parts of at least `part_min` bytes become shareable (0 = never).
 pub fn scan(body: &[u8], part_min: usize) -> Scan {
     let mut s = Scan::default();
-    let (head_end, _) = split_head(body);
-    for (name, value) in header_fields(&body[..head_end]) {
+    scan_into(body, part_min, &mut s);
+    s
+}
+
+/// Like [`scan`], but fills `s`, reusing its buffers (the write path keeps one per core).
+pub fn scan_into(body: &[u8], part_min: usize, s: &mut Scan) {
+    for f in [&mut s.from, &mut s.subject, &mut s.date, &mut s.message_id] {
+        f.clear();
+    }
+    s.has_attachments = false;
+    let (head_end, body_start) = split_head(body);
+    // The top-level header block is parsed once, for the summary and for the walk.
+    let fields = header_fields(&body[..head_end]);
+    for (name, value) in &fields {
         let slot = if name.eq_ignore_ascii_case(b"from") {
             &mut s.from
         } else if name.eq_ignore_ascii_case(b"subject") {
@@ -60,19 +74,19 @@ pub fn scan(body: &[u8], part_min: usize) -> Scan {
             continue;
         };
         if slot.is_empty() {
-            *slot = summary_value(&value);
+            summary_value(value, slot);
         }
     }
+    s.pieces.clear();
     let mut w = Walker {
         body,
         part_min,
-        pieces: Vec::new(),
+        pieces: std::mem::take(&mut s.pieces),
         attach: false,
     };
-    w.entity(0..body.len(), 0);
+    w.parsed(0..body.len(), body_start, &fields, 0);
     s.has_attachments = w.attach;
     s.pieces = w.pieces;
-    s
 }
 
 struct Walker<'a> {
@@ -100,15 +114,28 @@ impl Walker<'_> {
     fn entity(&mut self, r: Range<usize>, depth: usize) {
         let bytes = &self.body[r.clone()];
         let (head_end, body_start) = split_head(bytes);
+        let fields = header_fields(&bytes[..head_end]);
+        self.parsed(r, body_start, &fields, depth);
+    }
+
+    /// Walks the entity `r` whose header `fields` are parsed and whose body starts at
+    /// `body_start` (relative to `r`).
+    fn parsed(
+        &mut self,
+        r: Range<usize>,
+        body_start: usize,
+        fields: &[(&[u8], Cow<'_, [u8]>)],
+        depth: usize,
+    ) {
         let mut boundary = None;
-        for (name, value) in header_fields(&bytes[..head_end]) {
+        for (name, value) in fields {
             if name.eq_ignore_ascii_case(b"content-disposition")
-                && starts_with_ci(&value, b"attachment")
+                && starts_with_ci(value, b"attachment")
             {
                 self.attach = true;
             }
-            if name.eq_ignore_ascii_case(b"content-type") && starts_with_ci(&value, b"multipart/") {
-                boundary = boundary_param(&value);
+            if name.eq_ignore_ascii_case(b"content-type") && starts_with_ci(value, b"multipart/") {
+                boundary = boundary_param(value);
             }
         }
         let body = r.start + body_start..r.end;
@@ -132,7 +159,9 @@ impl Walker<'_> {
         let mut pos = r.start;
         let mut parts = 0;
         // `pos` is where the not-yet-emitted bytes start; each loop emits one delimiter line.
-        while let Some(d) = find_line(self.body, pos..r.end, &delim) {
+        // Built once per multipart: the SIMD search is what keeps big bodies cheap to walk.
+        let finder = Finder::new(&delim);
+        while let Some(d) = find_line(self.body, pos..r.end, &finder) {
             let line_end = line_end(self.body, d, r.end);
             let closing = self.body[d + delim.len()..].starts_with(b"--");
             if parts > 0 {
@@ -164,7 +193,7 @@ fn split_head(b: &[u8]) -> (usize, usize) {
         if rest.starts_with(b"\n") {
             return (i, i + 1);
         }
-        match rest.iter().position(|&c| c == b'\n') {
+        match memchr::memchr(b'\n', rest) {
             Some(n) => i += n + 1,
             None => return (b.len(), b.len()),
         }
@@ -196,27 +225,28 @@ fn header_fields(head: &[u8]) -> Vec<(&[u8], Cow<'_, [u8]>)> {
     out
 }
 
-fn summary_value(v: &[u8]) -> String {
+/// Writes the summary form of a header value into `out` (empty): trimmed, cut at
+/// [`SUMMARY_VALUE_BYTES_MAX`] on a char boundary, invalid UTF-8 replaced, controls dropped.
+fn summary_value(v: &[u8], out: &mut String) {
     let v = trim(v);
     let mut end = v.len().min(SUMMARY_VALUE_BYTES_MAX);
-    let s = loop {
-        // Cut at a char boundary when the value is valid UTF-8; else replace invalid bytes.
+    let text = loop {
         match std::str::from_utf8(&v[..end]) {
-            Ok(s) => break s.to_string(),
+            Ok(s) => break Cow::Borrowed(s),
             Err(e) if e.error_len().is_none() && e.valid_up_to() > 0 => end = e.valid_up_to(),
-            Err(_) => break String::from_utf8_lossy(&v[..end]).into_owned(),
+            Err(_) => break String::from_utf8_lossy(&v[..end]),
         }
     };
-    if s.chars().any(char::is_control) {
-        s.chars().filter(|c| !c.is_control()).collect()
+    if text.chars().any(char::is_control) {
+        out.extend(text.chars().filter(|c| !c.is_control()));
     } else {
-        s
+        out.push_str(&text);
     }
 }
 
 fn boundary_param(ct: &[u8]) -> Option<Vec<u8>> {
     let lower = ct.to_ascii_lowercase();
-    let at = find(&lower, b"boundary=")? + b"boundary=".len();
+    let at = memchr::memmem::find(&lower, b"boundary=")? + b"boundary=".len();
     let rest = &ct[at..];
     let value: Vec<u8> = if let Some(q) = rest.strip_prefix(b"\"") {
         q.iter().take_while(|&&c| c != b'"').copied().collect()
@@ -230,10 +260,10 @@ fn boundary_param(ct: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Finds `delim` at the start of a line within `r`.
-fn find_line(b: &[u8], r: Range<usize>, delim: &[u8]) -> Option<usize> {
+fn find_line(b: &[u8], r: Range<usize>, delim: &Finder<'_>) -> Option<usize> {
     let mut from = r.start;
     while from < r.end {
-        let at = from + find(&b[from..r.end], delim)?;
+        let at = from + delim.find(&b[from..r.end])?;
         if at == 0 || b[at - 1] == b'\n' {
             return Some(at);
         }
@@ -244,10 +274,7 @@ fn find_line(b: &[u8], r: Range<usize>, delim: &[u8]) -> Option<usize> {
 
 /// End of the line starting at or containing `at` (after its `\n`), capped at `end`.
 fn line_end(b: &[u8], at: usize, end: usize) -> usize {
-    b[at..end]
-        .iter()
-        .position(|&c| c == b'\n')
-        .map_or(end, |n| at + n + 1)
+    memchr::memchr(b'\n', &b[at..end]).map_or(end, |n| at + n + 1)
 }
 
 /// Position of the line break that ends the content before a delimiter at `d`.
@@ -260,22 +287,6 @@ fn trim_break(b: &[u8], start: usize, d: usize) -> usize {
         }
     }
     e
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    let first = *needle.first()?;
-    let mut i = 0;
-    while i + needle.len() <= hay.len() {
-        let n = hay[i..=hay.len() - needle.len()]
-            .iter()
-            .position(|&c| c == first)?;
-        i += n;
-        if hay[i..].starts_with(needle) {
-            return Some(i);
-        }
-        i += 1;
-    }
-    None
 }
 
 fn trim(v: &[u8]) -> &[u8] {

@@ -2,6 +2,7 @@
 
 use crate::frame::{self, FrameKind, HEADER_BYTES, Header, HeaderError};
 use crate::id::IdGen;
+use crate::journal::Tombs;
 use crate::record::{self, ArchivedChunk};
 use crate::shard::{SegMeta, Shard};
 use crate::stats::{Reclaim, RecoveryReport};
@@ -15,11 +16,14 @@ struct Found {
 }
 
 /// Scans all segments of `sh`, rebuilds its ring order and index; `hash` names mailboxes.
+/// Copies the journal deleted (`tombs`) stay out of the index; a record left with no
+/// mailbox is zeroed, as the deletion did before the restart.
 pub(crate) fn recover(
     sh: &mut Shard,
     shard: usize,
     now_ms: u64,
     hash: &dyn Fn(&str) -> u64,
+    tombs: &Tombs,
     rep: &mut RecoveryReport,
 ) {
     let mut per_seg: Vec<(usize, Vec<Found>)> = Vec::new();
@@ -50,18 +54,30 @@ pub(crate) fn recover(
             rep.records_expired += 1;
             continue;
         }
+        let kept: Vec<&String> = f
+            .mailboxes
+            .iter()
+            .filter(|m| !tombs.hides(shard, f.id, m))
+            .collect();
+        rep.copies_deleted += (f.mailboxes.len() - kept.len()) as u64;
+        if kept.is_empty() {
+            sh.zero_record(f.loc);
+            rep.records_deleted += 1;
+            continue;
+        }
         for _ in 0..sh.segs.len() {
-            if sh.index.room() >= f.mailboxes.len() {
+            if sh.index.room() >= kept.len() {
                 break;
             }
             sh.reclaim_oldest(Reclaim::IndexFull);
         }
-        for m in &f.mailboxes {
+        for m in kept {
             sh.counters.evicted_mailbox_cap += sh.index.push(f.id, hash(m), f.loc, false) as u64;
         }
         rep.records_recovered += 1;
     }
-    sh.ids = IdGen::new(shard, last_id);
+    // Deleted records leave no id behind in the segment, but the journal names them.
+    sh.ids = IdGen::new(shard, last_id.max(tombs.last_id(shard)));
 }
 
 /// Walks one segment's frames; corrupt frames become tombstones, an unreadable tail is zeroed.

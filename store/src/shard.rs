@@ -260,7 +260,8 @@ impl Shard {
         true
     }
 
-    fn zero_record(&mut self, loc: u32) {
+    /// Zeroes the frame at `loc` and marks it deleted.
+    pub(crate) fn zero_record(&mut self, loc: u32) {
         let off = loc as usize * 16;
         let seg_end = (off / self.seg_bytes + 1) * self.seg_bytes;
         let bytes = self.arena.bytes_mut();
@@ -278,6 +279,16 @@ impl Shard {
             kind: FrameKind::Deleted,
         };
         bytes[off..off + HEADER_BYTES].copy_from_slice(&frame::encode(&tomb));
+    }
+
+    /// Id of the oldest record still in the ring; past the last id when there is none.
+    /// A journal deletion of an older id can no longer match anything.
+    pub(crate) fn oldest_id(&self) -> u64 {
+        self.used
+            .iter()
+            .map(|&s| self.segs[s])
+            .find(|m| m.records > 0)
+            .map_or(self.ids.last().saturating_add(1), |m| m.first_id)
     }
 
     /// The entry `seq` if visible for `mailbox` at `now_ms`, with its record.

@@ -16,8 +16,8 @@
 //!
 //! `segments` is the largest count that satisfies the first line. Everything on the
 //! right is allocated at `open`, and nothing on the write path allocates beyond it except
-//! the per-record scratch (freed before the append returns) and part data, which is
-//! counted inside `parts`.
+//! part data, counted inside `parts`, and each writer's scratch: one record being built,
+//! kept between appends (about one message; buffers over 256 KiB are freed after use).
 
 use crate::config::{Persistence, StoreConfig};
 use crate::error::StoreError;
@@ -73,8 +73,27 @@ fn fill_map(want: usize) -> usize {
     (buckets * 7 / 16).max(want)
 }
 
-/// Whether part dedup is on: it needs a threshold, a budget, and memory mode (parts are
-/// not persisted).
+/// Whether part dedup is on: it needs a threshold, a budget, and memory mode.
+///
+/// Why not in `disk` mode: shared parts live in a per-shard heap table (`Parts`), outside
+/// the segments, so a record that references one cannot be rebuilt from the shard file
+/// (recovery skips it). Persisting the table safely is more than writing it out:
+/// - A part's lifetime is its reference count, not ring order. Its referrers are spread
+///   over many segments, so a part stored as a frame in the ring would be recycled with
+///   its segment while newer records still point at it, unless it is copied forward at
+///   every recycle; and the copy must be synced before the old segment is zeroed, or a
+///   crash in between loses the part for every acknowledged referrer.
+/// - A separate part file needs its own allocator (variable sizes, free space,
+///   fragmentation), a geometry check like the shard files, and group commit across two
+///   files: the 250 of a record may only go out once the part it names is durable too.
+/// - Recovery must then rebuild reference counts from the records, reconcile duplicate or
+///   orphaned parts left by a crash, and zero the orphans (deleted mail must not linger).
+///
+/// The safe variant that fits the existing recovery is dedup within one segment only (a
+/// part frame before its first referrer, found by key among that segment's part frames,
+/// recycled with it); it needs a new chunk kind and so a record format bump, and is not
+/// built. Until then multi-recipient sharing (one record, N index entries) is the only
+/// dedup on disk.
 pub fn dedup_enabled(cfg: &StoreConfig) -> bool {
     cfg.dedup_part_bytes_min > 0
         && cfg.dedup_bytes_max > 0

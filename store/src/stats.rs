@@ -86,19 +86,26 @@ pub struct RecoveryReport {
     pub records_recovered: u64,
     /// Valid records already expired (kept out of the index).
     pub records_expired: u64,
-    /// Deleted-record frames seen.
+    /// Deleted records: frames marked deleted, plus valid records every copy of which the
+    /// journal deleted (zeroed during recovery).
     pub records_deleted: u64,
     /// Frames that failed the header, CRC or rkyv check (torn or corrupt), skipped.
     pub records_skipped: u64,
     /// Bytes of unreadable tail zeroed so new frames never sit before garbage.
     pub bytes_zeroed: u64,
+    /// Journal entries replayed (deletions and TTL overrides).
+    pub journal_entries: u64,
+    /// Damaged journal regions (a torn tail or a corrupt entry) skipped.
+    pub journal_skipped: u64,
+    /// Mailbox copies of recovered records kept hidden because the journal deleted them.
+    pub copies_deleted: u64,
 }
 
 impl fmt::Display for RecoveryReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "shards={} existing={} segments_with_data={} recovered={} expired={} deleted={} skipped={} bytes_zeroed={}",
+            "shards={} existing={} segments_with_data={} recovered={} expired={} deleted={} skipped={} bytes_zeroed={} journal_entries={} journal_skipped={} copies_deleted={}",
             self.shards,
             self.shards_existing,
             self.segments_with_data,
@@ -106,7 +113,10 @@ impl fmt::Display for RecoveryReport {
             self.records_expired,
             self.records_deleted,
             self.records_skipped,
-            self.bytes_zeroed
+            self.bytes_zeroed,
+            self.journal_entries,
+            self.journal_skipped,
+            self.copies_deleted
         )
     }
 }
@@ -124,6 +134,8 @@ pub struct StoreStats {
     pub subscriber_events_lost: u64,
     /// Syncs issued to disk.
     pub syncs: u64,
+    /// Journal writes that failed (the change holds in memory but not across a restart).
+    pub journal_errors: u64,
     /// What recovery found at start.
     pub recovery: RecoveryReport,
 }

@@ -1,19 +1,21 @@
 //! The shared store: opening, the read API for the HTTP side, deletion, subscriptions.
 
+use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::arena::Arena;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Persistence, StoreConfig};
+use crate::config::{CommitPolicy, Persistence, StoreConfig};
 use crate::error::StoreError;
 use crate::frame::HEADER_BYTES;
 use crate::id::shard_of;
+use crate::journal::{Entry, Journal, Tombs};
 use crate::recovery::recover;
 use crate::shard::Shard;
 use crate::sink::{MessageId, TlsSummary};
@@ -34,6 +36,9 @@ pub(crate) struct Inner {
     subscribers: AtomicUsize,
     pub(crate) events_lost: AtomicU64,
     pub(crate) syncs: AtomicU64,
+    /// Deletions and TTL overrides in `disk` mode (see `journal`).
+    journal: Option<Mutex<Journal>>,
+    journal_errors: AtomicU64,
     recovery: RecoveryReport,
 }
 
@@ -55,6 +60,67 @@ impl Inner {
         }
         self.subscribers.fetch_sub(1, Ordering::Relaxed);
     }
+
+    /// Appends a deletion to the journal; a failure is logged and counted (the deletion
+    /// already holds in memory, so the caller still reports it done).
+    fn journal_delete(&self, e: Entry) {
+        let Some(j) = &self.journal else { return };
+        let mut j = j.lock();
+        if let Err(err) = j.append(&e) {
+            self.journal_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %err, "store journal: deletion not saved; it is undone by a restart");
+            return;
+        }
+        if j.due() {
+            self.compact_journal(&mut j);
+        }
+    }
+
+    /// Rewrites the journal with what is still live; logs and counts a failure.
+    fn compact_journal(&self, j: &mut Journal) {
+        let mut oldest = Vec::with_capacity(self.shards.len());
+        let mut maps = Vec::new();
+        let mut ttls = HashMap::new();
+        for (i, sh) in self.shards.iter().enumerate() {
+            let sh = sh.read();
+            oldest.push(sh.oldest_id());
+            maps.extend(sh.arena.mapping());
+            if i == 0 {
+                ttls = sh.ttl_overrides.clone();
+            }
+        }
+        let res = compact(
+            j,
+            &oldest,
+            &maps,
+            &ttls,
+            self.cfg.commit,
+            self.clock.now_ms(),
+        );
+        if let Err(err) = res {
+            self.journal_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %err, "store journal not compacted");
+        }
+    }
+}
+
+/// Compacts the journal. Before dropping a deletion whose record was recycled, the shard
+/// files are synced (when the commit policy syncs at all), so the recycled bytes, not the
+/// deleted record, are what a crash leaves on disk.
+fn compact(
+    j: &mut Journal,
+    oldest: &[u64],
+    maps: &[Arc<memmap2::MmapRaw>],
+    ttls: &HashMap<String, u64>,
+    commit: CommitPolicy,
+    now_ms: u64,
+) -> std::io::Result<()> {
+    if commit != CommitPolicy::None && j.would_drop(oldest) {
+        for m in maps {
+            m.flush()?;
+        }
+    }
+    j.compact(oldest, ttls, now_ms)
 }
 
 /// The message store. `Sync`: share it via `Arc` among readers; writes go through
@@ -92,6 +158,15 @@ impl Store {
             shards: shards as u64,
             ..Default::default()
         };
+        let (mut journal, tombs, ttls) = match (config.persistence, &config.dir) {
+            (Persistence::Disk, Some(dir)) => {
+                std::fs::create_dir_all(dir)?;
+                let sync = config.commit != CommitPolicy::None;
+                let (j, t, ttls) = Journal::open(dir, sync, &mut report)?;
+                (Some(j), t, ttls)
+            }
+            _ => (None, Tombs::default(), HashMap::new()),
+        };
         let mut built = Vec::with_capacity(shards);
         for i in 0..shards {
             built.push(open_shard(
@@ -100,8 +175,18 @@ impl Store {
                 i,
                 &hasher,
                 clock.as_ref(),
+                &tombs,
                 &mut report,
             )?);
+        }
+        let ttls = restore_ttls(config, ttls);
+        for sh in &mut built {
+            sh.ttl_overrides = ttls.clone();
+        }
+        if let Some(j) = &mut journal {
+            let oldest: Vec<u64> = built.iter().map(Shard::oldest_id).collect();
+            let maps: Vec<_> = built.iter().filter_map(|s| s.arena.mapping()).collect();
+            compact(j, &oldest, &maps, &ttls, config.commit, clock.now_ms())?;
         }
         let inner = Arc::new(Inner {
             shards: built.into_iter().map(RwLock::new).collect(),
@@ -113,6 +198,8 @@ impl Store {
             subscribers: AtomicUsize::new(0),
             events_lost: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
+            journal: journal.map(Mutex::new),
+            journal_errors: AtomicU64::new(0),
             recovery: report.clone(),
         });
         let writers = (0..shards)
@@ -210,26 +297,40 @@ impl Store {
     }
 
     /// Deletes a message from a mailbox; the record's bytes are zeroed once no mailbox
-    /// references it. Returns whether it was there.
+    /// references it. Returns whether it was there. In `disk` mode the deletion is written
+    /// to the journal (synced unless `commit = "none"`) before this returns, so it
+    /// survives a restart even while other mailboxes keep the record.
     pub fn delete_message(&self, mailbox: &str, id: MessageId) -> bool {
         let Some(sh) = self.inner.shards.get(shard_of(id)) else {
             return false;
         };
         let now = self.inner.clock.now_ms();
-        let mut sh = sh.write();
-        match sh.find(self.inner.hash(mailbox), mailbox, id.0, now) {
-            Some(seq) => sh.delete_seq(seq),
-            None => false,
+        let deleted = {
+            let mut sh = sh.write();
+            match sh.find(self.inner.hash(mailbox), mailbox, id.0, now) {
+                Some(seq) => sh.delete_seq(seq),
+                None => false,
+            }
+        };
+        if deleted {
+            self.inner.journal_delete(Entry::DeleteMessage {
+                id: id.0,
+                mailbox: mailbox.to_string(),
+            });
         }
+        deleted
     }
 
-    /// Deletes every message of a mailbox; returns how many were visible.
+    /// Deletes every message of a mailbox; returns how many were visible. Journaled in
+    /// `disk` mode like [`Store::delete_message`].
     pub fn delete_mailbox(&self, mailbox: &str) -> usize {
         let h = self.inner.hash(mailbox);
         let now = self.inner.clock.now_ms();
         let mut n = 0;
-        for sh in &self.inner.shards {
+        for (i, sh) in self.inner.shards.iter().enumerate() {
             let mut sh = sh.write();
+            let upto_id = sh.ids.last();
+            let mut any = false;
             // The cap is applied lazily, so repeat until the list is empty; each round
             // removes at least one entry or stops.
             for _ in 0..3 {
@@ -247,12 +348,22 @@ impl Store {
                 if mine.is_empty() {
                     break;
                 }
+                any = true;
                 for seq in mine {
                     let visible = sh.visible(seq, mailbox, now).is_some();
                     if sh.delete_seq(seq) && visible {
                         n += 1;
                     }
                 }
+            }
+            drop(sh);
+            // One entry covers every copy up to now, including ones the cap had cut.
+            if any {
+                self.inner.journal_delete(Entry::DeleteMailbox {
+                    shard: i as u16,
+                    upto_id,
+                    mailbox: mailbox.to_string(),
+                });
             }
         }
         n
@@ -283,9 +394,52 @@ impl Store {
 
     /// Sets (or with `None` clears) the TTL of messages that arrive for `mailbox` from
     /// now on, capped at `ttl_secs_max`. A message to several mailboxes gets the longest.
+    /// In `disk` mode the override is journaled (synced unless `commit = "none"`) and
+    /// restored at the next open; setting the value already in force writes nothing.
     pub fn set_mailbox_ttl(&self, mailbox: &str, ttl_secs: Option<u64>) -> Result<(), StoreError> {
         let max = self.inner.cfg.ttl_overrides_max;
         let ms = ttl_secs.map(|s| s.clamp(1, self.inner.cfg.ttl_secs_max) * 1000);
+        // The journal lock (disk mode) orders this change with compaction, which copies
+        // shard 0's table; every shard holds the same table.
+        let journal = self.inner.journal.as_ref().map(|j| j.lock());
+        if let Some(mut j) = journal {
+            let entry = {
+                let sh = self.inner.shards.first().map(|s| s.read());
+                let current = sh
+                    .as_ref()
+                    .and_then(|s| s.ttl_overrides.get(mailbox).copied());
+                match ms {
+                    Some(ms) if current == Some(ms) => None,
+                    Some(ms) => {
+                        let full = sh.as_ref().is_some_and(|s| s.ttl_overrides.len() >= max);
+                        if full && current.is_none() {
+                            return Err(StoreError::TtlOverrides(max));
+                        }
+                        Some(Entry::TtlSet {
+                            mailbox: mailbox.to_string(),
+                            ttl_ms: ms,
+                        })
+                    }
+                    None if current.is_none() => None,
+                    None => Some(Entry::TtlClear {
+                        mailbox: mailbox.to_string(),
+                    }),
+                }
+            };
+            if let Some(e) = entry {
+                j.append(&e)?;
+            }
+            let res = self.apply_ttl(mailbox, ms);
+            if j.due() {
+                self.inner.compact_journal(&mut j);
+            }
+            return res;
+        }
+        self.apply_ttl(mailbox, ms)
+    }
+
+    fn apply_ttl(&self, mailbox: &str, ms: Option<u64>) -> Result<(), StoreError> {
+        let max = self.inner.cfg.ttl_overrides_max;
         for sh in &self.inner.shards {
             let mut sh = sh.write();
             match ms {
@@ -306,8 +460,17 @@ impl Store {
     /// Recycles expired segments in every shard (call about once a second).
     pub fn expire(&self) {
         let now = self.inner.clock.now_ms();
+        let mut oldest = Vec::with_capacity(self.inner.shards.len());
         for sh in &self.inner.shards {
-            sh.write().expire(now);
+            let mut sh = sh.write();
+            sh.expire(now);
+            oldest.push(sh.oldest_id());
+        }
+        if let Some(j) = &self.inner.journal {
+            let mut j = j.lock();
+            if j.due_after_recycling(&oldest, now) {
+                self.inner.compact_journal(&mut j);
+            }
         }
     }
 
@@ -324,6 +487,7 @@ impl Store {
             subscribers: self.inner.subscribers.load(Ordering::Relaxed) as u64,
             subscriber_events_lost: self.inner.events_lost.load(Ordering::Relaxed),
             syncs: self.inner.syncs.load(Ordering::Relaxed),
+            journal_errors: self.inner.journal_errors.load(Ordering::Relaxed),
             recovery: self.inner.recovery.clone(),
         }
     }
@@ -344,6 +508,7 @@ fn open_shard(
     i: usize,
     hasher: &RandomState,
     clock: &dyn Clock,
+    tombs: &Tombs,
     report: &mut RecoveryReport,
 ) -> Result<Shard, StoreError> {
     let len = g.arena_bytes();
@@ -358,9 +523,32 @@ fn open_shard(
     if existed {
         report.shards_existing += 1;
         let hash = |m: &str| hasher.hash_one(m);
-        recover(&mut sh, i, clock.now_ms(), &hash, report);
+        recover(&mut sh, i, clock.now_ms(), &hash, tombs, report);
+    } else {
+        // A new shard file beside an old journal: ids stay above what its deletions name.
+        sh.ids = crate::id::IdGen::new(i, tombs.last_id(i));
     }
     Ok(sh)
+}
+
+/// The replayed TTL overrides as the current config allows them: capped at `ttl_secs_max`
+/// and at `ttl_overrides_max` entries (the longest kept, as a message would get them).
+fn restore_ttls(cfg: &StoreConfig, ttls: HashMap<String, u64>) -> HashMap<String, u64> {
+    let max_ms = cfg.ttl_secs_max * 1000;
+    let mut all: Vec<(String, u64)> = ttls
+        .into_iter()
+        .map(|(m, ms)| (m, ms.clamp(1000, max_ms)))
+        .collect();
+    if all.len() > cfg.ttl_overrides_max {
+        tracing::warn!(
+            found = all.len(),
+            max = cfg.ttl_overrides_max,
+            "store journal holds more TTL overrides than store.ttl_overrides_max; keeping the longest"
+        );
+        all.sort_unstable_by_key(|(_, ms)| std::cmp::Reverse(*ms));
+        all.truncate(cfg.ttl_overrides_max);
+    }
+    all.into_iter().collect()
 }
 
 /// File of shard `i` under the store directory.

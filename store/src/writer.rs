@@ -1,5 +1,6 @@
 //! The per-core write side: [`ShardWriter`] implements the ingress's [`MessageSink`].
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -13,13 +14,16 @@ use crate::error::StoreError;
 use crate::frame;
 use crate::mime::{self, Scan};
 use crate::parts::Interned;
-use crate::record::{self, Chunk, HeaderSummary, MessageRecord, TlsRecord};
+use crate::record::{self, Chunk, MessageRecord, TlsRecord};
 use crate::shard::Shard;
 use crate::sink::{Accepted, Commit, MessageId, MessageSink, NewMessage};
 use crate::store::Inner;
 
 /// Commits queued for one group sync at most.
 const BATCH_COMMITS_MAX: usize = 4096;
+/// A scratch buffer larger than this is freed after its append instead of kept for the
+/// next one, so one huge message does not pin memory on a core.
+const SCRATCH_KEEP_BYTES_MAX: usize = 256 << 10;
 
 struct CommitReq {
     off: usize,
@@ -32,6 +36,21 @@ pub struct ShardWriter {
     inner: Arc<Inner>,
     shard: usize,
     commits: Option<Sender<CommitReq>>,
+    scratch: Scratch,
+}
+
+/// Per-append working memory kept between appends, so a warm write path does not
+/// allocate: the record being built, its mailbox keys and the MIME scan.
+#[derive(Default)]
+struct Scratch {
+    rec: MessageRecord,
+    mboxes: Vec<u64>,
+    keys: Vec<u64>,
+    scan: Scan,
+    /// The address `rec.client_ip` holds in text (a connection sends many messages).
+    ip: Option<std::net::IpAddr>,
+    /// Inline-chunk buffers of the previous record, for reuse.
+    bufs: Vec<Vec<u8>>,
 }
 
 impl ShardWriter {
@@ -55,6 +74,7 @@ impl ShardWriter {
             inner,
             shard,
             commits,
+            scratch: Scratch::default(),
         }
     }
 
@@ -84,7 +104,8 @@ impl ShardWriter {
 
 impl MessageSink for ShardWriter {
     fn accept(&mut self, msg: &NewMessage<'_>) -> Result<Accepted, StoreError> {
-        let cfg = &self.inner.cfg;
+        let inner = &*self.inner;
+        let cfg = &inner.cfg;
         let n = msg.recipients.len();
         if n == 0 || n > cfg.record_mailboxes_max {
             return Err(StoreError::Recipients {
@@ -92,77 +113,130 @@ impl MessageSink for ShardWriter {
                 limit: cfg.record_mailboxes_max,
             });
         }
-        let part_min = if self.inner.dedup {
+        let part_min = if inner.dedup {
             cfg.dedup_part_bytes_min
         } else {
             0
         };
-        let scan = mime::scan(msg.body, part_min);
-        let mut rec = skeleton(msg, &scan);
+        let sc = &mut self.scratch;
+        mime::scan_into(msg.body, part_min, &mut sc.scan);
+        fill(&mut sc.rec, msg, &mut sc.scan, &mut sc.bufs);
+        if sc.ip != Some(msg.client_ip) {
+            sc.rec.client_ip.clear();
+            // Writing to a String cannot fail.
+            let _ = write!(sc.rec.client_ip, "{}", msg.client_ip);
+            sc.ip = Some(msg.client_ip);
+        }
         let size = msg.trace_headers.len() + msg.body.len();
         // Acceptance must not depend on dedup, so size the record as if all inline.
-        let worst = frame::frame_bytes(record::encoded_bound(&rec) + size);
-        let seg = self.inner.geometry.segment_bytes;
+        let worst = frame::frame_bytes(record::encoded_bound(&sc.rec) + size);
+        let seg = inner.geometry.segment_bytes;
         if worst > seg {
             return Err(StoreError::TooLarge {
                 size,
                 limit: size.saturating_sub(worst - seg),
             });
         }
-        let mboxes: Vec<u64> = msg.recipients.iter().map(|m| self.inner.hash(m)).collect();
-        let now = self.inner.clock.now_ms();
-        let mut sh = self.inner.shards[self.shard].write();
-        rec.id = sh.ids.next(now).0;
-        rec.expires_at_ms = now + sh.ttl_ms(msg.recipients, cfg.ttl_secs * 1000);
-        let keys = chunk(&mut sh, msg, &scan, &mut rec.raw);
-        let (off, len) = match sh.append(&rec, &mboxes, !keys.is_empty(), now) {
+        sc.mboxes.clear();
+        sc.mboxes
+            .extend(msg.recipients.iter().map(|m| inner.hash(m)));
+        let now = inner.clock.now_ms();
+        let mut sh = inner.shards[self.shard].write();
+        sc.rec.id = sh.ids.next(now).0;
+        sc.rec.expires_at_ms = now + sh.ttl_ms(msg.recipients, cfg.ttl_secs * 1000);
+        chunk(
+            &mut sh,
+            msg,
+            &sc.scan,
+            &mut sc.rec.raw,
+            &mut sc.bufs,
+            &mut sc.keys,
+        );
+        let (off, len) = match sh.append(&sc.rec, &sc.mboxes, !sc.keys.is_empty(), now) {
             Ok(r) => r,
             Err(e) => {
-                keys.iter().for_each(|&k| sh.parts.release(k));
+                sc.keys.iter().for_each(|&k| sh.parts.release(k));
                 return Err(e);
             }
         };
         sh.counters.multi_rcpt_bytes_saved += (size * (n - 1)) as u64;
-        sh.publish(&rec, &mboxes, &self.inner.events_lost);
+        sh.publish(&sc.rec, &sc.mboxes, &inner.events_lost);
+        let id = MessageId(sc.rec.id);
         let commit = self.commit(off, len, &sh)?;
-        Ok(Accepted {
-            id: MessageId(rec.id),
-            commit,
-        })
+        Ok(Accepted { id, commit })
     }
 }
 
-/// The record without id, expiry and raw chunks (those need the shard lock).
-fn skeleton(msg: &NewMessage<'_>, scan: &Scan) -> MessageRecord {
-    MessageRecord {
-        id: 0,
-        received_at_ms: msg.received_at_ms,
-        expires_at_ms: 0,
-        mailboxes: msg.recipients.to_vec(),
-        mail_from: msg.mail_from.to_string(),
-        client_ip: msg.client_ip.to_string(),
-        helo: msg.helo.to_string(),
-        tls: msg.tls.map(|t| TlsRecord {
-            version: t.version.clone(),
-            cipher: t.cipher.clone(),
-        }),
-        auth: msg.auth.to_vec(),
-        headers: HeaderSummary {
-            from: scan.from.clone(),
-            subject: scan.subject.clone(),
-            date: scan.date.clone(),
-            message_id: scan.message_id.clone(),
-            size: (msg.trace_headers.len() + msg.body.len()) as u64,
-            has_attachments: scan.has_attachments,
-        },
-        raw: Vec::new(),
+/// Fills the record except id, expiry, raw chunks (those need the shard lock) and the
+/// client IP (cached by the caller), reusing
+/// its buffers; the summary strings are swapped out of `scan`. The old inline chunks go to
+/// `bufs` for `chunk` to reuse.
+fn fill(rec: &mut MessageRecord, msg: &NewMessage<'_>, scan: &mut Scan, bufs: &mut Vec<Vec<u8>>) {
+    rec.id = 0;
+    rec.received_at_ms = msg.received_at_ms;
+    rec.expires_at_ms = 0;
+    clone_into_vec(&mut rec.mailboxes, msg.recipients);
+    set(&mut rec.mail_from, msg.mail_from);
+    set(&mut rec.helo, msg.helo);
+    match (msg.tls, &mut rec.tls) {
+        (Some(t), Some(r)) => {
+            set(&mut r.version, &t.version);
+            set(&mut r.cipher, &t.cipher);
+        }
+        (t, r) => {
+            *r = t.map(|t| TlsRecord {
+                version: t.version.clone(),
+                cipher: t.cipher.clone(),
+            })
+        }
+    }
+    clone_into_vec(&mut rec.auth, msg.auth);
+    let h = &mut rec.headers;
+    std::mem::swap(&mut h.from, &mut scan.from);
+    std::mem::swap(&mut h.subject, &mut scan.subject);
+    std::mem::swap(&mut h.date, &mut scan.date);
+    std::mem::swap(&mut h.message_id, &mut scan.message_id);
+    h.size = (msg.trace_headers.len() + msg.body.len()) as u64;
+    h.has_attachments = scan.has_attachments;
+    for c in rec.raw.drain(..) {
+        if let Chunk::Inline(b) = c
+            && b.capacity() <= SCRATCH_KEEP_BYTES_MAX
+            && bufs.len() < 4
+        {
+            bufs.push(b);
+        }
     }
 }
 
-/// Splits the raw message into chunks, interning shareable parts; returns the part keys.
-fn chunk(sh: &mut Shard, msg: &NewMessage<'_>, scan: &Scan, out: &mut Vec<Chunk>) -> Vec<u64> {
-    let mut keys = Vec::new();
-    let mut cur = msg.trace_headers.to_vec();
+fn set(dst: &mut String, src: &str) {
+    dst.clear();
+    dst.push_str(src);
+}
+
+/// `dst = src.to_vec()`, reusing the allocations `dst` already holds.
+fn clone_into_vec<T: Clone>(dst: &mut Vec<T>, src: &[T]) {
+    dst.truncate(src.len());
+    let held = dst.len();
+    dst.iter_mut().zip(src).for_each(|(d, s)| d.clone_from(s));
+    dst.extend_from_slice(&src[held..]);
+}
+
+/// Splits the raw message into `out` chunks, interning shareable parts (their keys go to
+/// `keys`); inline chunks take their buffers from `bufs` first.
+fn chunk(
+    sh: &mut Shard,
+    msg: &NewMessage<'_>,
+    scan: &Scan,
+    out: &mut Vec<Chunk>,
+    bufs: &mut Vec<Vec<u8>>,
+    keys: &mut Vec<u64>,
+) {
+    keys.clear();
+    let mut cur = bufs.pop().unwrap_or_default();
+    cur.clear();
+    // Sized once for the whole message, so a fresh buffer grows at most once.
+    cur.reserve(msg.trace_headers.len() + msg.body.len());
+    cur.extend_from_slice(msg.trace_headers);
     for p in &scan.pieces {
         let bytes = &msg.body[p.range.clone()];
         let key = if p.shared {
@@ -180,7 +254,9 @@ fn chunk(sh: &mut Shard, msg: &NewMessage<'_>, scan: &Scan, out: &mut Vec<Chunk>
         match key {
             Some(k) => {
                 if !cur.is_empty() {
-                    out.push(Chunk::Inline(std::mem::take(&mut cur)));
+                    let next = bufs.pop().unwrap_or_default();
+                    out.push(Chunk::Inline(std::mem::replace(&mut cur, next)));
+                    cur.clear();
                 }
                 out.push(Chunk::Shared {
                     key: k,
@@ -194,7 +270,6 @@ fn chunk(sh: &mut Shard, msg: &NewMessage<'_>, scan: &Scan, out: &mut Vec<Chunk>
     if !cur.is_empty() || out.is_empty() {
         out.push(Chunk::Inline(cur));
     }
-    keys
 }
 
 /// Group commit: wait for the first request, gather more for at most `wait`, sync once.

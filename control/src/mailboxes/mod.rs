@@ -331,8 +331,10 @@ impl Registry {
         }
     }
 
-    /// Gives every live mailbox its TTL override in the store again (the store does not
-    /// keep overrides across restarts), so mail keeps the lifetime its owner asked for.
+    /// Gives every live mailbox its TTL override in the store again, so mail keeps the
+    /// lifetime its owner asked for. A `disk` store keeps overrides in its own journal, so
+    /// there this only fills in what a memory store or a lost journal lacks (values
+    /// already in force cost the store nothing).
     pub fn restore_ttls(&self, store: &Store) {
         let ttls: Vec<(String, u64)> = self
             .entries
