@@ -272,7 +272,7 @@ impl DomainSource for PolicyDomains {
     }
 }
 
-/// Expires messages and forgets expired mailboxes (and their mail) once a second.
+/// Expires messages and forgets expired mailboxes (their mail and TTL override) once a second.
 async fn housekeeping(store: Arc<Store>, registry: Arc<Registry>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -284,6 +284,10 @@ async fn housekeeping(store: Arc<Store>, registry: Arc<Registry>, mut stop: watc
         store.expire();
         for address in registry.sweep(crate::mailboxes::now_ms()) {
             store.delete_mailbox(&address);
+            // Its TTL override goes too, or expired boxes would fill `ttl_overrides_max`.
+            if let Err(e) = store.set_mailbox_ttl(&address, None) {
+                tracing::warn!(error = %e, "expired mailbox's ttl override not cleared");
+            }
         }
     }
 }
