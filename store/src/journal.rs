@@ -465,6 +465,8 @@ impl Journal {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn samples() -> Vec<Entry> {
@@ -561,5 +563,20 @@ mod tests {
         assert_eq!(t.prune(&[id(6, 0), 0]), 1);
         assert!(!t.hides(0, id(5, 0), "a@x.test"));
         assert!(t.hides(1, id(7, 1), "a@x.test"));
+    }
+
+    proptest! {
+        // Goal: a journal of arbitrary bytes never panics the replay, and valid entries
+        // written after the damage are all found (replay resynchronises on them).
+        #[test]
+        fn arbitrary_bytes_before_valid_entries(junk in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let mut b = junk.clone();
+            samples().iter().for_each(|e| e.encode(&mut b));
+            let p = parse(&b);
+            prop_assert_eq!(p.entries, samples());
+            prop_assert_eq!(p.skipped, u64::from(!junk.is_empty()));
+            prop_assert_eq!(p.bytes_skipped, junk.len() as u64);
+            let _ = parse(&junk);
+        }
     }
 }
