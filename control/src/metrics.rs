@@ -92,77 +92,19 @@ impl Metrics {
     }
 }
 
-/// Whether a family is a counter, a gauge or a histogram.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// Monotonic since start.
-    Counter,
-    /// Current value.
-    Gauge,
-    /// Observations in buckets.
-    Histogram,
-}
-
+use tempmx_store::metrics::desc;
 /// A metric family as some crate declares it: the exporter names families only through
 /// these, so every name and help text lives once, in the crate that records the metric.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Desc {
-    /// Prometheus name.
-    pub name: &'static str,
-    /// Help text.
-    pub help: &'static str,
-    /// Family type.
-    pub kind: Kind,
-}
+pub use tempmx_store::metrics::{MetricDesc as Desc, MetricKind as Kind};
 
-impl From<tempmx_ingress::metrics::MetricDesc> for Desc {
-    fn from(d: tempmx_ingress::metrics::MetricDesc) -> Self {
-        use tempmx_ingress::metrics::MetricKind as K;
-        let kind = match d.kind {
-            K::Counter => Kind::Counter,
-            K::Gauge => Kind::Gauge,
-            K::Histogram => Kind::Histogram,
-        };
-        Self {
-            name: d.name,
-            help: d.help,
-            kind,
-        }
-    }
-}
-
-impl From<tempmx_store::metrics::MetricDesc> for Desc {
-    fn from(d: tempmx_store::metrics::MetricDesc) -> Self {
-        use tempmx_store::metrics::MetricKind as K;
-        let kind = match d.kind {
-            K::Counter => Kind::Counter,
-            K::Gauge => Kind::Gauge,
-        };
-        Self {
-            name: d.name,
-            help: d.help,
-            kind,
-        }
-    }
-}
-
-impl From<tempmx_dns::metrics::MetricDesc> for Desc {
-    fn from(d: tempmx_dns::metrics::MetricDesc) -> Self {
-        use tempmx_dns::metrics::MetricKind as K;
-        let kind = match d.kind {
-            K::Counter => Kind::Counter,
-            K::Gauge => Kind::Gauge,
-        };
-        Self {
-            name: d.name,
-            help: d.help,
-            kind,
-        }
-    }
-}
-
-const fn desc(name: &'static str, help: &'static str, kind: Kind) -> Desc {
-    Desc { name, help, kind }
+/// The common descriptor of a DNS metric (`dns` declares its own type: it depends on no
+/// crate of ours).
+fn from_dns(d: dns::MetricDesc) -> Desc {
+    let kind = match d.kind {
+        dns::MetricKind::Counter => Kind::Counter,
+        dns::MetricKind::Gauge => Kind::Gauge,
+    };
+    desc(d.name, d.help, kind)
 }
 
 /// HTTP requests by listener, route and status.
@@ -228,11 +170,11 @@ pub const CONTROL: &[Desc] = &[
 
 /// Every metric the appliance declares, from every crate.
 pub fn declared() -> Vec<Desc> {
-    let ingress = tempmx_ingress::metrics::ALL.iter().map(|&d| Desc::from(d));
-    let store = tempmx_store::metrics::ALL.iter().map(|&d| Desc::from(d));
-    let dns = tempmx_dns::metrics::ALL.iter().map(|&d| Desc::from(d));
-    ingress
-        .chain(store)
+    let dns = dns::ALL.iter().map(|&d| from_dns(d));
+    tempmx_ingress::metrics::ALL
+        .iter()
+        .chain(tempmx_store::metrics::ALL)
+        .copied()
         .chain(dns)
         .chain(CONTROL.iter().copied())
         .collect()
@@ -242,10 +184,9 @@ pub fn declared() -> Vec<Desc> {
 /// their own builder; a histogram descriptor here is a bug, logged, and its family left
 /// empty (so it is not rendered).
 pub fn family<'a>(
-    desc: impl Into<Desc>,
+    desc: Desc,
     samples: impl IntoIterator<Item = (&'a [(&'a str, &'a str)], f64)>,
 ) -> MetricFamily {
-    let desc = desc.into();
     let mut f = MetricFamily::default();
     f.set_name(desc.name.to_owned());
     f.set_help(desc.help.to_owned());
@@ -290,7 +231,7 @@ pub fn family<'a>(
 }
 
 /// Shorthand for a family with one unlabelled sample.
-pub fn single(desc: impl Into<Desc>, value: u64) -> MetricFamily {
+pub fn single(desc: Desc, value: u64) -> MetricFamily {
     family(desc, [(&[][..], value as f64)])
 }
 
@@ -419,8 +360,7 @@ pub fn greylist_families(g: &tempmx_ingress::greylist::GreylistStats, out: &mut 
 
 /// One unlabelled histogram family from per-bucket (not cumulative) counts; the last count
 /// is the +Inf bucket.
-pub fn histogram(desc: impl Into<Desc>, bounds: &[f64], counts: &[u64], sum: f64) -> MetricFamily {
-    let desc = desc.into();
+pub fn histogram(desc: Desc, bounds: &[f64], counts: &[u64], sum: f64) -> MetricFamily {
     let mut h = Histogram::default();
     let mut cumulative = 0;
     let buckets = bounds
@@ -519,7 +459,7 @@ pub fn dns_families(c: &tempmx_dns::DnsCounters, out: &mut Vec<MetricFamily>) {
         .map(|(t, _)| [("type", *t)])
         .collect();
     out.push(family(
-        dns::QUERIES,
+        from_dns(dns::QUERIES),
         types
             .iter()
             .zip(&c.queries_by_type)
@@ -531,16 +471,16 @@ pub fn dns_families(c: &tempmx_dns::DnsCounters, out: &mut Vec<MetricFamily>) {
         .map(|(r, _)| [("rcode", *r)])
         .collect();
     out.push(family(
-        dns::RESPONSES,
+        from_dns(dns::RESPONSES),
         rcodes
             .iter()
             .zip(&c.responses_by_rcode)
             .map(|(l, (_, n))| (&l[..], *n as f64)),
     ));
-    out.push(single(dns::MALFORMED, c.malformed));
-    out.push(single(dns::DROPPED, c.dropped));
-    out.push(single(dns::AXFR_REFUSED, c.axfr_refused));
-    out.push(single(dns::ZONES, c.zones));
+    out.push(single(from_dns(dns::MALFORMED), c.malformed));
+    out.push(single(from_dns(dns::DROPPED), c.dropped));
+    out.push(single(from_dns(dns::AXFR_REFUSED), c.axfr_refused));
+    out.push(single(from_dns(dns::ZONES), c.zones));
 }
 
 /// Families of the control plane: domains by state, rotations by reason and blocklist

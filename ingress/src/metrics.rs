@@ -2,33 +2,10 @@
 //! The ingress only counts (per-core blocks, see `driver::counters`); the exporter in the
 //! `tempmx` crate builds Prometheus families from these descriptors and the snapshots.
 
+use tempmx_store::metrics::desc;
+pub use tempmx_store::metrics::{MetricDesc, MetricKind};
+
 use self::MetricKind::{Counter, Gauge, Histogram};
-
-/// How a metric behaves, for the exporter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MetricKind {
-    /// Monotonic since start (`_total`).
-    Counter,
-    /// Current value.
-    Gauge,
-    /// Observations in fixed buckets, with their sum and count.
-    Histogram,
-}
-
-/// One metric family as this crate declares it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MetricDesc {
-    /// Prometheus name, `tempmx_<area>_<what>_<unit>`.
-    pub name: &'static str,
-    /// Help text.
-    pub help: &'static str,
-    /// Counter, gauge or histogram.
-    pub kind: MetricKind,
-}
-
-const fn desc(name: &'static str, help: &'static str, kind: MetricKind) -> MetricDesc {
-    MetricDesc { name, help, kind }
-}
 
 /// SMTP connections by outcome.
 pub const SMTP_CONNECTIONS: MetricDesc = desc(

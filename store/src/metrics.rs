@@ -11,20 +11,25 @@ pub enum MetricKind {
     Counter,
     /// Current value.
     Gauge,
+    /// Observations in fixed buckets, with their sum and count.
+    Histogram,
 }
 
-/// One metric family as this crate declares it.
+/// One metric family as a crate declares it. Defined here, the crate the ingress and the
+/// exporter both depend on, so every crate but `dns` (which depends on none of ours)
+/// declares its metrics with this one type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MetricDesc {
     /// Prometheus name, `tempmx_<area>_<what>_<unit>`.
     pub name: &'static str,
     /// Help text.
     pub help: &'static str,
-    /// Counter or gauge.
+    /// Counter, gauge or histogram.
     pub kind: MetricKind,
 }
 
-const fn desc(name: &'static str, help: &'static str, kind: MetricKind) -> MetricDesc {
+/// A descriptor, in `const` context.
+pub const fn desc(name: &'static str, help: &'static str, kind: MetricKind) -> MetricDesc {
     MetricDesc { name, help, kind }
 }
 
