@@ -561,3 +561,27 @@ pub fn api_families(
             .map(|(l, (_, n))| (&l[..], *n as f64)),
     ));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Goal: every declared name, from every crate, follows the conventions (prefix, help,
+    // `_total` exactly on counters) and is unique across crates. Method: walk `declared()`.
+    #[test]
+    fn declared_metrics_are_well_formed() {
+        let all = declared();
+        for (i, d) in all.iter().enumerate() {
+            assert!(d.name.starts_with("tempmx_"), "{}", d.name);
+            assert!(!d.help.is_empty(), "{}", d.name);
+            assert_eq!(
+                d.kind == Kind::Counter,
+                d.name.ends_with("_total"),
+                "{}",
+                d.name
+            );
+            assert!(all[..i].iter().all(|o| o.name != d.name), "{}", d.name);
+        }
+        assert!(all.len() > 40, "{}", all.len());
+    }
+}

@@ -152,19 +152,3 @@ pub const ALL: &[MetricDesc] = &[
     RECOVERY_SKIPPED_RECORDS,
     RECOVERY_JOURNAL_SKIPPED,
 ];
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    // Goal: names follow the conventions and are unique. Method: walk the table.
-    #[test]
-    fn declarations_are_well_formed() {
-        for (i, d) in ALL.iter().enumerate() {
-            assert!(d.name.starts_with("tempmx_"), "{}", d.name);
-            assert!(!d.help.is_empty(), "{}", d.name);
-            assert_eq!(d.kind == Counter, d.name.ends_with("_total"), "{}", d.name);
-            assert!(ALL[..i].iter().all(|o| o.name != d.name), "{}", d.name);
-        }
-    }
-}
