@@ -33,6 +33,8 @@ use super::values::{AuthMethod, AuthValue};
 const EXTRA_SIGNATURE_ROWS_MAX: usize = 16;
 /// mail-auth's RFC 9989 tree walk asks at most this many names per domain.
 const DMARC_WALK_LABELS_MAX: usize = 7;
+/// Longest `negative_ttl_seconds`: RFC 2308 §5 advises at most a day for negative answers.
+const NEGATIVE_TTL_SECONDS_MAX: u64 = 86_400;
 /// How long a failed `_dmarc.` lookup is remembered: RFC 9520 asks for at least 1 s and at
 /// most 5 min; short, so a transient failure soon clears.
 const FAILURE_TTL: Duration = Duration::from_secs(5);
@@ -616,6 +618,12 @@ fn check_config(cfg: &AuthConfig) -> Result<NonZeroUsize, AuthError> {
         return Err(AuthError::Config {
             key,
             reason: "must be at least 1",
+        });
+    }
+    if cfg.negative_ttl_seconds > NEGATIVE_TTL_SECONDS_MAX {
+        return Err(AuthError::Config {
+            key: "negative_ttl_seconds",
+            reason: "must be at most 86400 (one day)",
         });
     }
     NonZeroUsize::new(cfg.cache_entries).ok_or(AuthError::Config {

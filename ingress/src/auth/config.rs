@@ -40,7 +40,7 @@ pub struct AuthConfig {
     pub dkim_signatures_max: usize,
     /// How long a `_dmarc.` name that has no record (NXDOMAIN, NODATA) is remembered, so the
     /// DMARC tree walk of a known domain costs no query (a failed lookup: 5 s at most); 0
-    /// turns this off.
+    /// turns this off, at most 86400.
     pub negative_ttl_seconds: u64,
 }
 

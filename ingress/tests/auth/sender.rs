@@ -182,6 +182,13 @@ fn invalid_config_names_the_key() {
             },
             "authserv_id",
         ),
+        (
+            AuthConfig {
+                negative_ttl_seconds: 86_401,
+                ..AuthConfig::default()
+            },
+            "negative_ttl_seconds",
+        ),
     ];
     run(async {
         for (cfg, key) in bad {
@@ -196,6 +203,12 @@ fn invalid_config_names_the_key() {
                 Ok(_) => panic!("{key} accepted"),
             }
         }
+        let at_limit = AuthConfig {
+            negative_ttl_seconds: 86_400,
+            nameservers: vec!["127.0.0.1:9".parse().unwrap()],
+            ..AuthConfig::default()
+        };
+        assert!(Authenticator::new(&at_limit, HOSTNAME, counters.clone()).is_ok());
     });
 }
 

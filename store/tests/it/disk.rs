@@ -274,3 +274,34 @@ fn journal_is_compacted_once_deleted_records_are_recycled() {
     assert_eq!(std::fs::metadata(&path).expect("journal").len(), 0);
     assert_eq!(store.stats().journal_errors, 0);
 }
+
+#[test]
+fn journal_refuses_an_over_long_mailbox_and_counts_it() {
+    // Goal: a deletion whose mailbox is over the journal's 512-byte bound is refused by the
+    // journal, counted and logged, never a panic or a corrupt entry; the deletion holds in
+    // memory and the journal stays valid for the next entries. Method: delete the copy of a
+    // 600-byte mailbox and a normal one, reopen, compare.
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = disk(dir.path(), CommitPolicy::Batch);
+    let long = format!("{}@pool.test", "l".repeat(600));
+    let (first, second) = {
+        let (store, mut w, _, _) = open(&cfg, 1);
+        let first = put_durable(&mut w[0], &[long.as_str(), "b@pool.test"], &body("1", "x"));
+        let second = put_durable(&mut w[0], &["c@pool.test", "d@pool.test"], &body("2", "y"));
+        assert!(store.delete_message(&long, first));
+        assert!(!store.contains(&long, first), "deleted in memory at once");
+        assert_eq!(store.stats().journal_errors, 1);
+        assert!(store.delete_message("c@pool.test", second));
+        assert_eq!(store.stats().journal_errors, 1, "the next entry is written");
+        (first, second)
+    };
+    let (store, _, _, rep) = open(&cfg, 1);
+    assert_eq!((rep.journal_entries, rep.journal_skipped), (1, 0), "{rep}");
+    assert!(!store.contains("c@pool.test", second));
+    assert!(store.contains("d@pool.test", second));
+    assert!(store.contains("b@pool.test", first));
+    assert!(
+        store.contains(&long, first),
+        "the refused deletion is undone by the restart, as logged"
+    );
+}
