@@ -331,4 +331,33 @@ mod tests {
         assert_eq!(f, "Jürgen <j@x.test>");
         assert_eq!(s, "hällo");
     }
+
+    // Goal: inline images stop at INLINE_IMAGES_BYTES_MAX decoded bytes per message: the
+    // first image that fits is inlined, one that would pass the bound is not (it stays an
+    // attachment), and a later small one still fits. Method: 3 MiB, 3 MiB and 1 KiB parts.
+    #[test]
+    fn inline_images_stop_at_the_bound() {
+        let part = |cid: &str, bytes: usize| {
+            let data = base64::engine::general_purpose::STANDARD.encode(vec![7u8; bytes]);
+            format!(
+                "--R\r\nContent-Type: image/png\r\nContent-ID: <{cid}>\r\n\
+                 Content-Transfer-Encoding: base64\r\n\r\n{data}\r\n"
+            )
+        };
+        let raw = format!(
+            "Subject: s\r\nContent-Type: multipart/related; boundary=R\r\n\r\n\
+             --R\r\nContent-Type: text/html\r\n\r\n<img src=cid:a>\r\n{}{}{}--R--\r\n",
+            part("a", 3 << 20),
+            part("b", 3 << 20),
+            part("c", 1024)
+        );
+        let msg = MessageParser::default()
+            .parse(raw.as_bytes())
+            .expect("parsable");
+        let images = inline_images(&msg);
+        let mut cids: Vec<&str> = images.keys().map(String::as_str).collect();
+        cids.sort_unstable();
+        assert_eq!(cids, ["a", "c"]);
+        assert!(images["c"].starts_with("data:image/png;base64,Bw"));
+    }
 }
