@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,29 +24,23 @@ const MESSAGES_PER_CLIENT_MAX: usize = 2_000;
 /// Messages acknowledged before the kill.
 const ACKED_BEFORE_KILL: usize = 200;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn config_text(data_dir: &Path, smtp: u16) -> String {
+fn config_text(data_dir: &Path) -> String {
     format!(
         "data_dir = {dir:?}\n\
-         [ingress]\nlisten = \"127.0.0.1:{smtp}\"\ncores = 2\n\
+         [ingress]\nlisten = \"127.0.0.1:0\"\ncores = 2\n\
          [ingress.limits]\nmessage_bytes_max = 524288\n\
          [ingress.auth]\nmode = \"off\"\n\
          [http]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
          [dns]\nlisten = \"127.0.0.1:0\"\n\
-         [store]\nmemory_bytes_max = 33554432\nsegment_bytes = 1048576\ndedup_bytes_max = 4194304\n",
+         [store]\nmemory_bytes_max = 33554432\nsegment_bytes = 1048576\ndedup_bytes_max = 4194304\n\
+         [log]\nformat = \"json\"\n",
         dir = data_dir.display().to_string()
     )
 }
 
-/// Starts the binary and waits until its log says it serves; returns the child and its log.
-fn start(config_path: &Path) -> (Child, Arc<Mutex<Vec<String>>>) {
+/// Starts the binary and waits until its log says it serves; returns the child, the SMTP port
+/// it bound (the config asks for any free one) and its log.
+fn start(config_path: &Path) -> (Child, u16, Arc<Mutex<Vec<String>>>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tempmx"))
         .args(["serve", "--config"])
         .arg(config_path)
@@ -62,16 +56,18 @@ fn start(config_path: &Path) -> (Child, Arc<Mutex<Vec<String>>>) {
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if line.contains("tempmx serving") {
-                let _ = tx.send(());
+                let _ = tx.send(line.clone());
             }
             sink.lock().unwrap().push(line);
         }
     });
-    if rx.recv_timeout(Duration::from_secs(30)).is_err() {
+    let Ok(serving) = rx.recv_timeout(Duration::from_secs(30)) else {
         let _ = child.kill();
         panic!("tempmx did not start: {:?}", lines.lock().unwrap());
-    }
-    (child, lines)
+    };
+    let v: serde_json::Value = serde_json::from_str(&serving).unwrap();
+    let smtp: SocketAddr = v["smtp"].as_str().unwrap().parse().unwrap();
+    (child, smtp.port(), lines)
 }
 
 fn message(client: usize, i: usize) -> (String, Message) {
@@ -88,11 +84,10 @@ fn message(client: usize, i: usize) -> (String, Message) {
 #[test]
 fn acknowledged_messages_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
-    let smtp = free_port();
     let config_path = dir.path().join("tempmx.toml");
-    let text = config_text(&dir.path().join("data"), smtp);
+    let text = config_text(&dir.path().join("data"));
     std::fs::write(&config_path, &text).unwrap();
-    let (mut child, _) = start(&config_path);
+    let (mut child, smtp, _) = start(&config_path);
 
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let killed = Arc::new(AtomicBool::new(false));
@@ -168,7 +163,7 @@ fn acknowledged_messages_survive_sigkill() {
     drop(store);
 
     // The binary itself recovers on the same files and says what it found and skipped.
-    let (mut child, log) = start(&config_path);
+    let (mut child, _, log) = start(&config_path);
     child.kill().unwrap();
     child.wait().unwrap();
     let log = log.lock().unwrap();

@@ -265,19 +265,31 @@ async fn serve(
     ready: std::sync::mpsc::Sender<SocketAddr>,
     stop: oneshot::Receiver<()>,
 ) {
-    let udp = UdpSocket::bind("127.0.0.1:0")
-        .await
-        .expect("bind test DNS UDP");
-    let addr = udp.local_addr().expect("UDP address");
-    let tcp = TcpListener::bind(addr)
-        .await
-        .expect("bind test DNS TCP on the UDP port");
+    let (udp, tcp, addr) = bind_pair().await;
     ready.send(addr).expect("starter waits");
     tokio::select! {
         _ = stop => {}
         _ = serve_udp(&udp, &served) => {}
         _ = serve_tcp(&tcp, &served) => {}
     }
+}
+
+/// Binds UDP on an OS-chosen port and TCP on the same number, trying again with a new port
+/// when another process already holds that number for TCP.
+async fn bind_pair() -> (UdpSocket, TcpListener, SocketAddr) {
+    const ATTEMPTS: usize = 32;
+    for _ in 0..ATTEMPTS {
+        let udp = UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind test DNS UDP");
+        let addr = udp.local_addr().expect("UDP address");
+        match TcpListener::bind(addr).await {
+            Ok(tcp) => return (udp, tcp, addr),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(e) => panic!("bind test DNS TCP on {addr}: {e}"),
+        }
+    }
+    panic!("no loopback port free for both UDP and TCP after {ATTEMPTS} attempts");
 }
 
 async fn serve_udp(udp: &UdpSocket, served: &Served) {
