@@ -53,7 +53,7 @@ pub use parts::Parts;
 pub use record::{AuthResult, MessageRecord};
 pub use sink::{Accepted, Commit, MessageId, MessageSink, NewMessage, TlsSummary};
 pub use stats::{Counters, RecoveryReport, ShardStats, StoreStats};
-pub use store::{Store, shard_path};
+pub use store::{Store, parts_path, shard_path};
 pub use subscribe::{Event, Subscription};
 pub use view::{MessageSummary, MessageView};
 pub use writer::ShardWriter;

@@ -1,4 +1,8 @@
 //! Start-up scan of a shard file: validate every frame, rebuild the index.
+//!
+//! The shard's parts file has been scanned before (`Parts::scan`); a record whose shared
+//! chunks name a part that is not there is skipped like a corrupt one, and every other
+//! record holds its parts, so `Parts::finish_recovery` can then zero the unreferenced ones.
 
 use crate::frame::{self, FrameKind, HEADER_BYTES, Header, HeaderError};
 use crate::id::IdGen;
@@ -13,6 +17,8 @@ struct Found {
     id: u64,
     expires_ms: u64,
     mailboxes: Vec<String>,
+    /// Whether it references deduplicated parts (it holds one reference per such chunk).
+    parts: bool,
 }
 
 /// Scans all segments of `sh`, rebuilds its ring order and index; `hash` names mailboxes.
@@ -52,6 +58,7 @@ pub(crate) fn recover(
         last_id = last_id.max(f.id);
         if f.expires_ms <= now_ms {
             rep.records_expired += 1;
+            release_parts_of(sh, &f);
             continue;
         }
         let kept: Vec<&String> = f
@@ -61,6 +68,7 @@ pub(crate) fn recover(
             .collect();
         rep.copies_deleted += (f.mailboxes.len() - kept.len()) as u64;
         if kept.is_empty() {
+            release_parts_of(sh, &f);
             sh.zero_record(f.loc);
             rep.records_deleted += 1;
             continue;
@@ -72,7 +80,7 @@ pub(crate) fn recover(
             sh.reclaim_oldest(Reclaim::IndexFull);
         }
         for m in kept {
-            sh.counters.evicted_mailbox_cap += sh.index.push(f.id, hash(m), f.loc, false) as u64;
+            sh.counters.evicted_mailbox_cap += sh.index.push(f.id, hash(m), f.loc, f.parts) as u64;
         }
         rep.records_recovered += 1;
     }
@@ -105,6 +113,7 @@ fn scan_segment(sh: &mut Shard, s: usize, rep: &mut RecoveryReport) -> Vec<Found
             FrameKind::Deleted => rep.records_deleted += 1,
             FrameKind::Record => match check(sh, at, &h) {
                 Some(f) => {
+                    hold_parts_of(sh, &f);
                     sh.note_frame(s, 0, f.id, f.expires_ms);
                     found.push(f);
                 }
@@ -124,19 +133,56 @@ fn scan_segment(sh: &mut Shard, s: usize, rep: &mut RecoveryReport) -> Vec<Found
 fn check(sh: &Shard, at: usize, h: &Header) -> Option<Found> {
     let payload = &sh.arena.bytes()[at + HEADER_BYTES..at + HEADER_BYTES + h.len as usize];
     let a = record::validate(payload, h.crc)?;
-    // Deduplicated parts live only in memory, so a record that needs one is unreadable.
-    if a.raw
-        .iter()
-        .any(|c| matches!(c, ArchivedChunk::Shared { .. }))
-    {
-        return None;
+    let mut parts = false;
+    for c in a.raw.iter() {
+        if let ArchivedChunk::Shared { key, len } = c {
+            // A part lost to damage (or never made durable) makes the record unreadable.
+            if !sh.parts.contains(key.to_native(), len.to_native()) {
+                return None;
+            }
+            parts = true;
+        }
     }
     Some(Found {
         loc: (at / 16) as u32,
         id: a.id.to_native(),
         expires_ms: a.expires_at_ms.to_native(),
         mailboxes: a.mailboxes.iter().map(|m| m.to_string()).collect(),
+        parts,
     })
+}
+
+/// Part keys of the record at `loc`, one per shared chunk.
+fn part_keys(sh: &Shard, loc: u32) -> Vec<u64> {
+    sh.record_at(loc).map_or_else(Vec::new, |r| {
+        r.raw
+            .iter()
+            .filter_map(|c| match c {
+                ArchivedChunk::Shared { key, .. } => Some(key.to_native()),
+                ArchivedChunk::Inline(_) => None,
+            })
+            .collect()
+    })
+}
+
+/// A valid record holds its parts from the scan on, so references are counted before
+/// anything (index-full recycling, expiry, journal deletions) can release one.
+fn hold_parts_of(sh: &mut Shard, f: &Found) {
+    if f.parts {
+        for k in part_keys(sh, f.loc) {
+            sh.parts.hold(k);
+        }
+    }
+}
+
+/// Drops the references of a valid record that is not indexed (expired or deleted); parts
+/// left without any are zeroed by `Parts::finish_recovery`.
+fn release_parts_of(sh: &mut Shard, f: &Found) {
+    if f.parts {
+        for k in part_keys(sh, f.loc) {
+            sh.parts.release(k);
+        }
+    }
 }
 
 fn tombstone(sh: &mut Shard, at: usize, h: &Header) {

@@ -10,16 +10,22 @@
 //!                                                              2x so it never grows)
 //! entries = max(record_mailboxes_max, arena_MiB * index_entries_per_mib), then raised to
 //!           fill the map's power-of-two bucket count (about 59 bytes per entry in all)
-//! parts  = dedup_bytes_max / shards                          (data + 48 B per part)
+//! parts  = dedup_bytes_max / shards                          (data + 48 B per part; the
+//!                                                              heap region in `memory` mode,
+//!                                                              the parts file in `disk` mode)
 //!        + map_bytes(parts_max, 32)   with parts_max = parts_budget / dedup_part_bytes_min
 //! ```
+//!
+//! In `disk` mode the arena and the part region are memory-mapped files
+//! (`shard-<i>.tmx`, `parts-<i>.tmx`); their pages count against the budget like the heap
+//! they replace.
 //!
 //! `segments` is the largest count that satisfies the first line. Everything on the
 //! right is allocated at `open`, and nothing on the write path allocates beyond it except
 //! part data, counted inside `parts`, and each writer's scratch: one record being built,
 //! kept between appends (about one message; buffers over 256 KiB are freed after use).
 
-use crate::config::{Persistence, StoreConfig};
+use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::index::{DELTA_MAX, ENTRY_BYTES, HEAD_BYTES, map_bytes};
 use crate::parts::PART_OVERHEAD_BYTES;
@@ -73,31 +79,27 @@ fn fill_map(want: usize) -> usize {
     (buckets * 7 / 16).max(want)
 }
 
-/// Whether part dedup is on: it needs a threshold, a budget, and memory mode.
+/// Whether part dedup is on: it needs a threshold and a budget, in either persistence mode.
 ///
-/// Why not in `disk` mode: shared parts live in a per-shard heap table (`Parts`), outside
-/// the segments, so a record that references one cannot be rebuilt from the shard file
-/// (recovery skips it). Persisting the table safely is more than writing it out:
-/// - A part's lifetime is its reference count, not ring order. Its referrers are spread
-///   over many segments, so a part stored as a frame in the ring would be recycled with
-///   its segment while newer records still point at it, unless it is copied forward at
-///   every recycle; and the copy must be synced before the old segment is zeroed, or a
-///   crash in between loses the part for every acknowledged referrer.
-/// - A separate part file needs its own allocator (variable sizes, free space,
-///   fragmentation), a geometry check like the shard files, and group commit across two
-///   files: the 250 of a record may only go out once the part it names is durable too.
-/// - Recovery must then rebuild reference counts from the records, reconcile duplicate or
-///   orphaned parts left by a crash, and zero the orphans (deleted mail must not linger).
+/// In `disk` mode the parts of a shard live in their own file, `parts-<shard>.tmx`, sized
+/// to the shard's share of `dedup_bytes_max` and memory-mapped like the shard file (see
+/// `parts`). That answers what kept dedup off on disk:
+/// - A part's lifetime is its reference count, not ring order, so it lives outside the
+///   segments and is never recycled with one; it is freed (and zeroed) when its last
+///   referrer is recycled or deleted.
+/// - The file has its own allocator (best fit over zeroed free space, merged on free) and
+///   a geometry check at open like the shard files.
+/// - Durability spans both files: the 250 of a record goes out only once the part frames
+///   it wrote are synced too (`batch`: one group commit syncs the batch's part span, then
+///   its records; `always`: the parts, then the record).
+/// - Recovery loads intact part frames (damage is skipped and counted), lets each valid
+///   record hold its parts (a record whose part is missing is skipped and counted), then
+///   zeroes and frees what nothing holds: orphans of a crash and parts of deleted mail.
 ///
-/// The safe variant that fits the existing recovery is dedup within one segment only (a
-/// part frame before its first referrer, found by key among that segment's part frames,
-/// recycled with it); it needs a new chunk kind and so a record format bump, and is not
-/// built. Until then multi-recipient sharing (one record, N index entries) is the only
-/// dedup on disk.
+/// Dedup within one segment (the rejected alternative) would have needed a record format
+/// bump and saved nothing across segments.
 pub fn dedup_enabled(cfg: &StoreConfig) -> bool {
-    cfg.dedup_part_bytes_min > 0
-        && cfg.dedup_bytes_max > 0
-        && cfg.persistence == Persistence::Memory
+    cfg.dedup_part_bytes_min > 0 && cfg.dedup_bytes_max > 0
 }
 
 /// Computes the per-shard geometry; the config must already be valid.

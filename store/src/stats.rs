@@ -99,13 +99,21 @@ pub struct RecoveryReport {
     pub journal_skipped: u64,
     /// Mailbox copies of recovered records kept hidden because the journal deleted them.
     pub copies_deleted: u64,
+    /// Deduplicated parts recovered from the parts files and held by recovered records.
+    pub parts_recovered: u64,
+    /// Damaged regions of the parts files (a torn or corrupt frame) skipped; records that
+    /// need a part lost this way count in `records_skipped`.
+    pub parts_skipped: u64,
+    /// Intact parts no recovered record references (a crash between a part's last
+    /// release and its zeroing reaching the disk, or expired mail), zeroed and freed.
+    pub parts_orphans_zeroed: u64,
 }
 
 impl fmt::Display for RecoveryReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "shards={} existing={} segments_with_data={} recovered={} expired={} deleted={} skipped={} bytes_zeroed={} journal_entries={} journal_skipped={} copies_deleted={}",
+            "shards={} existing={} segments_with_data={} recovered={} expired={} deleted={} skipped={} bytes_zeroed={} journal_entries={} journal_skipped={} copies_deleted={} parts_recovered={} parts_skipped={} parts_orphans_zeroed={}",
             self.shards,
             self.shards_existing,
             self.segments_with_data,
@@ -116,7 +124,10 @@ impl fmt::Display for RecoveryReport {
             self.bytes_zeroed,
             self.journal_entries,
             self.journal_skipped,
-            self.copies_deleted
+            self.copies_deleted,
+            self.parts_recovered,
+            self.parts_skipped,
+            self.parts_orphans_zeroed
         )
     }
 }

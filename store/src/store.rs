@@ -16,6 +16,7 @@ use crate::error::StoreError;
 use crate::frame::HEADER_BYTES;
 use crate::id::shard_of;
 use crate::journal::{Entry, Journal, Tombs};
+use crate::parts::Parts;
 use crate::recovery::recover;
 use crate::shard::Shard;
 use crate::sink::{MessageId, TlsSummary};
@@ -519,7 +520,14 @@ fn open_shard(
         }
         _ => (Arena::heap(len)?, false),
     };
-    let mut sh = Shard::new(i, arena, g, cfg.mailbox_records_max);
+    // The part table is built here (file or heap), so the shard gets none of its own.
+    let no_parts = Geometry {
+        parts_bytes: 0,
+        parts_max: 0,
+        ..*g
+    };
+    let mut sh = Shard::new(i, arena, &no_parts, cfg.mailbox_records_max);
+    let parts_existed = open_parts(cfg, g, i, &mut sh, report)?;
     if existed {
         report.shards_existing += 1;
         let hash = |m: &str| hasher.hash_one(m);
@@ -528,7 +536,61 @@ fn open_shard(
         // A new shard file beside an old journal: ids stay above what its deletions name.
         sh.ids = crate::id::IdGen::new(i, tombs.last_id(i));
     }
+    if parts_existed {
+        finish_parts(cfg, &mut sh, report)?;
+    }
     Ok(sh)
+}
+
+/// Gives the shard its part table: heap-backed in `memory` mode, the shard's parts file in
+/// `disk` mode (scanned when it existed; returns whether it did). With dedup off, a parts
+/// file left by an earlier configuration is removed: no record can use it any more
+/// (recovery skips records that need a part), and its mail must not linger.
+fn open_parts(
+    cfg: &StoreConfig,
+    g: &Geometry,
+    i: usize,
+    sh: &mut Shard,
+    report: &mut RecoveryReport,
+) -> Result<bool, StoreError> {
+    let dir = match (cfg.persistence, &cfg.dir) {
+        (Persistence::Disk, Some(dir)) => dir,
+        _ => {
+            sh.parts = Parts::new(g.parts_bytes, g.parts_max);
+            return Ok(false);
+        }
+    };
+    let path = parts_path(dir, i);
+    if g.parts_bytes == 0 {
+        if path.exists() {
+            tracing::warn!(path = %path.display(), "store dedup is off; removing the old parts file");
+            std::fs::remove_file(&path)?;
+        }
+        return Ok(false);
+    }
+    let (parts, existed) = Parts::file(&path, g.parts_bytes, g.parts_max)?;
+    sh.parts = parts;
+    if existed {
+        sh.parts.scan(report);
+    }
+    Ok(existed)
+}
+
+/// Ends part recovery once the records hold their references: orphans and damage are
+/// zeroed, and synced unless `commit = "none"` (deleted mail must not linger on disk).
+fn finish_parts(
+    cfg: &StoreConfig,
+    sh: &mut Shard,
+    report: &mut RecoveryReport,
+) -> Result<(), StoreError> {
+    let zeroed = sh.parts.finish_recovery(report);
+    if zeroed
+        && cfg.commit != CommitPolicy::None
+        && let Some(m) = sh.parts.mapping()
+    {
+        m.flush()?;
+    }
+    Ok(())
 }
 
 /// The replayed TTL overrides as the current config allows them: capped at `ttl_secs_max`
@@ -554,6 +616,11 @@ fn restore_ttls(cfg: &StoreConfig, ttls: HashMap<String, u64>) -> HashMap<String
 /// File of shard `i` under the store directory.
 pub fn shard_path(dir: &Path, i: usize) -> std::path::PathBuf {
     dir.join(format!("shard-{i:03}.tmx"))
+}
+
+/// Deduplicated-parts file of shard `i` under the store directory (see `parts`).
+pub fn parts_path(dir: &Path, i: usize) -> std::path::PathBuf {
+    dir.join(format!("parts-{i:03}.tmx"))
 }
 
 #[cfg(test)]

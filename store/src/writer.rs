@@ -28,6 +28,8 @@ const SCRATCH_KEEP_BYTES_MAX: usize = 256 << 10;
 struct CommitReq {
     off: usize,
     len: usize,
+    /// Part frames the record references that are not yet synced: `(offset, length)`.
+    parts: Option<(usize, usize)>,
     done: oneshot::Sender<Result<(), StoreError>>,
 }
 
@@ -56,15 +58,22 @@ struct Scratch {
 impl ShardWriter {
     pub(crate) fn new(inner: Arc<Inner>, shard: usize) -> Self {
         let cfg = &inner.cfg;
-        let mapping = inner.shards[shard].read().arena.mapping();
+        let (mapping, parts_map) = {
+            let sh = inner.shards[shard].read();
+            (sh.arena.mapping(), sh.parts.mapping())
+        };
         let commits = match (cfg.persistence, cfg.commit, mapping) {
             (Persistence::Disk, CommitPolicy::Batch, Some(map)) => {
+                let maps = Maps {
+                    records: map,
+                    parts: parts_map,
+                };
                 let (tx, rx) = channel::bounded(BATCH_COMMITS_MAX);
                 let wait = Duration::from_micros(cfg.batch_wait_us);
                 let inner2 = Arc::clone(&inner);
                 std::thread::Builder::new()
                     .name(format!("store-commit-{shard}"))
-                    .spawn(move || commit_loop(&rx, &map, wait, &inner2))
+                    .spawn(move || commit_loop(&rx, &maps, wait, &inner2))
                     .ok()
                     .map(|_| tx)
             }
@@ -83,12 +92,20 @@ impl ShardWriter {
         self.shard
     }
 
-    fn commit(&self, off: usize, len: usize, sh: &Shard) -> Result<Commit, StoreError> {
+    /// Makes the record at `off..off+len` durable under the commit policy, together with
+    /// the part frames written for it: a record may only be acknowledged once the parts
+    /// it names are durable too.
+    fn commit(&self, off: usize, len: usize, sh: &mut Shard) -> Result<Commit, StoreError> {
         let cfg = &self.inner.cfg;
+        let parts = sh.parts.take_dirty();
         if cfg.persistence == Persistence::Memory || cfg.commit == CommitPolicy::None {
             return Ok(Commit::Done);
         }
         if cfg.commit == CommitPolicy::Always {
+            if let Some((p_off, p_len)) = parts {
+                sh.parts.sync(p_off, p_len)?;
+                self.inner.syncs.fetch_add(1, Ordering::Relaxed);
+            }
             sh.arena.sync(off, len)?;
             self.inner.syncs.fetch_add(1, Ordering::Relaxed);
             return Ok(Commit::Done);
@@ -96,8 +113,13 @@ impl ShardWriter {
         let tx = self.commits.as_ref().ok_or(StoreError::CommitStopped)?;
         let (done, rx) = oneshot::channel();
         // A full queue blocks this core briefly: the commit thread drains it every batch.
-        tx.send(CommitReq { off, len, done })
-            .map_err(|_| StoreError::CommitStopped)?;
+        tx.send(CommitReq {
+            off,
+            len,
+            parts,
+            done,
+        })
+        .map_err(|_| StoreError::CommitStopped)?;
         Ok(Commit::Pending(rx))
     }
 }
@@ -162,7 +184,7 @@ impl MessageSink for ShardWriter {
         sh.counters.multi_rcpt_bytes_saved += (size * (n - 1)) as u64;
         sh.publish(&sc.rec, &sc.mboxes, &inner.events_lost);
         let id = MessageId(sc.rec.id);
-        let commit = self.commit(off, len, &sh)?;
+        let commit = self.commit(off, len, &mut sh)?;
         Ok(Accepted { id, commit })
     }
 }
@@ -272,8 +294,17 @@ fn chunk(
     }
 }
 
-/// Group commit: wait for the first request, gather more for at most `wait`, sync once.
-fn commit_loop(rx: &Receiver<CommitReq>, map: &MmapRaw, wait: Duration, inner: &Inner) {
+/// The mappings a shard's commit thread syncs.
+struct Maps {
+    records: Arc<MmapRaw>,
+    /// The parts file, when dedup is on.
+    parts: Option<Arc<MmapRaw>>,
+}
+
+/// Group commit: wait for the first request, gather more for at most `wait`, then sync the
+/// part frames the batch references and the batch's records (one sync each) before
+/// answering any of them.
+fn commit_loop(rx: &Receiver<CommitReq>, maps: &Maps, wait: Duration, inner: &Inner) {
     while let Ok(first) = rx.recv() {
         let deadline = Instant::now() + wait;
         let mut batch = vec![first];
@@ -283,10 +314,12 @@ fn commit_loop(rx: &Receiver<CommitReq>, map: &MmapRaw, wait: Duration, inner: &
                 Err(_) => break,
             }
         }
-        let lo = batch.iter().map(|r| r.off).min().unwrap_or(0);
-        let hi = batch.iter().map(|r| r.off + r.len).max().unwrap_or(0);
-        let res = map.flush_range(lo, hi - lo);
-        inner.syncs.fetch_add(1, Ordering::Relaxed);
+        let res = sync_parts(&batch, maps, inner).and_then(|()| {
+            let lo = batch.iter().map(|r| r.off).min().unwrap_or(0);
+            let hi = batch.iter().map(|r| r.off + r.len).max().unwrap_or(0);
+            inner.syncs.fetch_add(1, Ordering::Relaxed);
+            maps.records.flush_range(lo, hi - lo)
+        });
         if let Err(e) = &res {
             tracing::error!(error = %e, "store group commit failed");
         }
@@ -298,4 +331,21 @@ fn commit_loop(rx: &Receiver<CommitReq>, map: &MmapRaw, wait: Duration, inner: &
             let _ = r.done.send(out);
         }
     }
+}
+
+/// Syncs the span of part frames a batch of commits references, if any.
+fn sync_parts(batch: &[CommitReq], maps: &Maps, inner: &Inner) -> std::io::Result<()> {
+    let (Some(map), Some(lo)) = (
+        &maps.parts,
+        batch.iter().filter_map(|r| r.parts.map(|p| p.0)).min(),
+    ) else {
+        return Ok(());
+    };
+    let hi = batch
+        .iter()
+        .filter_map(|r| r.parts.map(|(o, l)| o + l))
+        .max()
+        .unwrap_or(lo);
+    inner.syncs.fetch_add(1, Ordering::Relaxed);
+    map.flush_range(lo, hi - lo)
 }
