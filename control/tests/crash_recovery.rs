@@ -1,7 +1,9 @@
 //! Goal: with `disk` persistence and `batch` group commit, every message that got a 250
 //! survives a SIGKILL in the middle of a flood, and recovery reports what it skipped.
 //! Method: run the real binary, flood it from several real SMTP clients, kill -9 it while
-//! they send, then open the store files and restart the binary on them.
+//! they send, then open the store files and restart the binary on them. Every fourth
+//! message carries one of two large attachments, so part dedup (the parts files and their
+//! group commit with the records) is under the same test.
 // A failed unwrap is how a test reports a broken precondition.
 #![allow(clippy::unwrap_used)]
 
@@ -14,7 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lettre::message::Mailbox;
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::{Message, SmtpTransport, Transport};
 use tempmx::Config;
 
@@ -70,14 +73,39 @@ fn start(config_path: &Path) -> (Child, u16, Arc<Mutex<Vec<String>>>) {
     (child, smtp.port(), lines)
 }
 
+/// One of two shared attachments: 8 KiB of printable lines (sent 7bit, so byte-stable),
+/// over the 4 KiB part threshold.
+fn attachment(n: usize) -> String {
+    (0..108)
+        .map(|l| format!("{n}{l:03}{}\r\n", "ATTACHMENT-LINE-".repeat(4)))
+        .collect()
+}
+
+/// Whether message `i` carries an attachment, and which.
+fn attachment_of(i: usize) -> Option<usize> {
+    i.is_multiple_of(4).then_some(i / 4 % 2)
+}
+
 fn message(client: usize, i: usize) -> (String, Message) {
     let rcpt = format!("c{client}-m{i}@tempmx.test");
-    let msg = Message::builder()
+    let builder = Message::builder()
         .from("sender@example.test".parse::<Mailbox>().unwrap())
         .to(rcpt.parse::<Mailbox>().unwrap())
-        .subject(format!("crash test {client}/{i}"))
-        .body(format!("token c{client}-m{i}\r\n{}\r\n", "x".repeat(2000)))
-        .unwrap();
+        .subject(format!("crash test {client}/{i}"));
+    let text = format!("token c{client}-m{i}\r\n{}\r\n", "x".repeat(2000));
+    let msg = match attachment_of(i) {
+        Some(n) => builder
+            .multipart(
+                MultiPart::mixed()
+                    .singlepart(SinglePart::plain(text))
+                    .singlepart(Attachment::new("terms.pdf".to_string()).body(
+                        attachment(n),
+                        ContentType::parse("application/pdf").unwrap(),
+                    )),
+            )
+            .unwrap(),
+        None => builder.body(text).unwrap(),
+    };
     (rcpt, msg)
 }
 
@@ -142,10 +170,14 @@ fn acknowledged_messages_survive_sigkill() {
     let mut missing = Vec::new();
     for rcpt in &acked {
         let list = store.list(rcpt, None, 10);
+        let local = rcpt.split('@').next().unwrap();
+        let i: usize = local.rsplit('m').next().unwrap().parse().unwrap();
         let found = list.iter().any(|s| {
             store.get(s.id).is_some_and(|v| {
-                let token = format!("token {}", rcpt.split('@').next().unwrap());
-                v.raw.windows(token.len()).any(|w| w == token.as_bytes())
+                let token = format!("token {local}");
+                let has = |needle: &[u8]| v.raw.windows(needle.len()).any(|w| w == needle);
+                has(token.as_bytes())
+                    && attachment_of(i).is_none_or(|n| has(attachment(n).as_bytes()))
             })
         });
         if !found {
@@ -160,6 +192,8 @@ fn acknowledged_messages_survive_sigkill() {
         &missing[..missing.len().min(10)]
     );
     assert!(report.records_recovered as usize >= acked.len(), "{report}");
+    // At least 50 acknowledged messages carried an attachment, stored in the parts files.
+    assert!(report.parts_recovered >= 1, "{report}");
     drop(store);
 
     // The binary itself recovers on the same files and says what it found and skipped.

@@ -6,11 +6,13 @@
 //! the HTML, half identical) with a shared 30 KiB HTML, and spam runs: one body (HTML +
 //! 40 KiB attachment) sent to thousands of addresses, some transactions with many RCPTs.
 //!
-//! Run: `cargo run --release -p tempmx-store --example dedup_ratio`
+//! Run: `cargo run --release -p tempmx-store --example dedup_ratio [disk]`. With `disk`
+//! the store persists to a temporary directory (`commit = "none"`: the ratio does not
+//! depend on the commit policy), so parts go to the parts files instead of the heap.
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use tempmx_store::{MessageSink, NewMessage, Store, StoreConfig};
+use tempmx_store::{CommitPolicy, MessageSink, NewMessage, Persistence, Store, StoreConfig};
 
 /// Tiny deterministic generator (xorshift) so the corpus is the same on every run.
 struct Rng(u64);
@@ -73,12 +75,20 @@ fn spam(run: usize, to: &str, att: &str) -> String {
 }
 
 fn main() {
-    let cfg = StoreConfig {
+    let disk = std::env::args().nth(1).as_deref() == Some("disk");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut cfg = StoreConfig {
         memory_bytes_max: 1 << 30,
         dedup_bytes_max: 256 << 20,
         dedup_part_bytes_min: 4096,
         ..StoreConfig::default()
     };
+    if disk {
+        cfg.persistence = Persistence::Disk;
+        cfg.dir = Some(dir.path().to_path_buf());
+        cfg.commit = CommitPolicy::None;
+    }
+    println!("mode: {}", if disk { "disk" } else { "memory" });
     let (store, mut w, _) = Store::open(&cfg, 2).expect("open");
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let logos: Vec<String> = (0..5).map(|s| base64ish(100 + s, 12 * 1024)).collect();

@@ -123,6 +123,22 @@ fn geometry_mismatch_is_an_error() {
 }
 
 #[test]
+fn parts_file_geometry_mismatch_is_an_error() {
+    // Goal: a parts file of another size (another dedup budget) is reported, not misread
+    // or truncated. Method: a short file where the parts file belongs, open.
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = tempmx_store::parts_path(dir.path(), 0);
+    std::fs::write(&path, b"short").expect("write");
+    let cfg = dedup_disk(dir.path(), CommitPolicy::Batch);
+    let err = tempmx_store::Store::open(&cfg, 1).err().expect("error");
+    assert!(
+        matches!(err, tempmx_store::StoreError::Geometry { .. }),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&path).expect("kept"), b"short");
+}
+
+#[test]
 fn deleting_one_recipients_copy_survives_reopen() {
     // Goal: deleting one mailbox's copy of a shared record, or a whole mailbox, stays
     // deleted after a reopen from disk while the other mailboxes keep the message.
@@ -624,4 +640,41 @@ proptest::proptest! {
         let (_, _, _, rep) = open(&cfg, 1);
         proptest::prop_assert_eq!((rep.parts_skipped, rep.records_skipped), (0, 0), "{}", rep);
     }
+}
+
+#[test]
+fn turning_dedup_off_removes_the_parts_file() {
+    // Goal: reopening with dedup off skips (and counts) the records that need a part and
+    // removes the parts file, so its mail does not linger; plain records stay.
+    // Method: two spam messages and a plain one with dedup on, reopen with it off. The
+    // dedup budget is small enough that the shard geometry is the same either way.
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = StoreConfig {
+        dedup_bytes_max: 8 << 10,
+        ..dedup_disk(dir.path(), CommitPolicy::Batch)
+    };
+    let att = attachment(10, 3000);
+    let plain = {
+        let (_store, mut w, _, _) = open(&cfg, 1);
+        for to in ["s1@pool.test", "s2@pool.test"] {
+            put_durable(&mut w[0], &[to], &spam(to, &att));
+        }
+        put_durable(&mut w[0], &["p@pool.test"], &body("plain", "kept"))
+    };
+    let path = tempmx_store::parts_path(dir.path(), 0);
+    assert!(path.exists());
+    let off = StoreConfig {
+        dedup_bytes_max: 0,
+        ..cfg.clone()
+    };
+    let plan = |c: &StoreConfig| tempmx_store::sizing::plan(c, 1).expect("plan");
+    assert_eq!(plan(&cfg).arena_bytes(), plan(&off).arena_bytes());
+    let (store, _, _, rep) = open(&off, 1);
+    assert_eq!(
+        (rep.records_recovered, rep.records_skipped),
+        (1, 2),
+        "{rep}"
+    );
+    assert!(store.get(plain).is_some());
+    assert!(!path.exists());
 }
