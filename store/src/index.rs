@@ -42,7 +42,8 @@ pub const TABLE_MAILBOXES: usize = 2048;
 const POP_PREFETCH_AHEAD: u64 = 8;
 /// Slots of the smallest non-empty head table.
 const TABLE_SLOTS_MIN: usize = 8;
-/// Most mailboxes one list count allows: twice the largest cap (the lazy trim's bound).
+// A head's count is a `u16`: lists reach twice the cap before a trim, and the cap
+// (`store.mailbox_records_max`) is at most 30000 (config validation).
 const _: () = assert!(2 * 30_000 <= u16::MAX as usize);
 /// Most head bytes per mailbox: a table above the minimum is kept at least a quarter full.
 const HEAD_BYTES_PER_MAILBOX_MAX: usize = 4 * HEAD_BYTES;
@@ -299,6 +300,7 @@ impl Index {
     /// An index with room for `cap` entries, lists capped at `mailbox_max`. Only the block
     /// list and the empty table headers are allocated here.
     pub fn new(cap: usize, mailbox_max: usize) -> Self {
+        debug_assert!(2 * mailbox_max <= usize::from(u16::MAX));
         Self {
             blocks: VecDeque::with_capacity(blocks_max(cap)),
             base: 0,
@@ -313,7 +315,7 @@ impl Index {
 
     /// Free entry slots.
     pub fn room(&self) -> usize {
-        self.cap - self.len()
+        self.cap.saturating_sub(self.len())
     }
 
     /// Entries held.
