@@ -46,7 +46,8 @@ pub struct StoreConfig {
     pub mailbox_records_max: usize,
     /// Recipients one record may carry.
     pub record_mailboxes_max: usize,
-    /// Index entries reserved per MiB of arena (one entry per message and mailbox).
+    /// Index entry budget per MiB of arena (one entry per message and mailbox): the index
+    /// allocates as it fills, up to this; reaching it evicts the oldest segment.
     pub index_entries_per_mib: u64,
     /// MIME parts at least this large are stored once by content (0 turns dedup off).
     pub dedup_part_bytes_min: usize,

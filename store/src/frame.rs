@@ -26,7 +26,7 @@ pub const FORMAT_VERSION: u16 = 2;
 pub enum FrameKind {
     /// A live record.
     Record = 1,
-    /// A record deleted by a user; its payload is zero.
+    /// A deleted record; its payload is zero but for the message id (see [`tombstone`]).
     Deleted = 2,
 }
 
@@ -94,6 +94,34 @@ pub fn decode(b: &[u8; HEADER_BYTES], room: usize) -> Result<Header, HeaderError
     })
 }
 
+/// Turns the frame at the start of `frame` (payload length `len`) into a tombstone: the
+/// payload is zeroed except its first 8 bytes, which keep the deleted message's `id` (0
+/// when unknown) so recovery can place the deletion among the records; the header's CRC
+/// covers those 8 bytes. An id tells when mail arrived, nothing of what it said.
+pub fn tombstone(frame: &mut [u8], len: u32, id: u64) {
+    let end = frame_bytes(len as usize).min(frame.len());
+    frame[HEADER_BYTES..end].fill(0);
+    let mut crc = 0;
+    if len >= 8 && id != 0 {
+        frame[HEADER_BYTES..HEADER_BYTES + 8].copy_from_slice(&id.to_le_bytes());
+        crc = checksum(&id.to_le_bytes());
+    }
+    let h = Header {
+        len,
+        crc,
+        kind: FrameKind::Deleted,
+    };
+    frame[..HEADER_BYTES].copy_from_slice(&encode(&h));
+}
+
+/// The message id a tombstone with header CRC `crc` keeps (None when it has none or the
+/// bytes do not match their CRC).
+pub fn tombstone_id(payload: &[u8], crc: u32) -> Option<u64> {
+    let b: [u8; 8] = payload.get(..8)?.try_into().ok()?;
+    let id = u64::from_le_bytes(b);
+    (id != 0 && checksum(&b) == crc).then_some(id)
+}
+
 /// CRC32C of a payload.
 pub fn checksum(payload: &[u8]) -> u32 {
     crc32c::crc32c(payload)
@@ -102,6 +130,31 @@ pub fn checksum(payload: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tombstone_keeps_only_a_checked_id() {
+        // Goal: a tombstone zeroes the payload but for the id, which reads back only while
+        // its CRC matches; without an id nothing is kept.
+        let mut f = [0xAAu8; 64];
+        f[..HEADER_BYTES].copy_from_slice(&encode(&Header {
+            len: 40,
+            crc: 1,
+            kind: FrameKind::Record,
+        }));
+        tombstone(&mut f, 40, 0x1234_5678_9abc);
+        let h = decode(f[..HEADER_BYTES].try_into().expect("16"), 48).expect("header");
+        assert_eq!(h.kind, FrameKind::Deleted);
+        let payload = &f[HEADER_BYTES..];
+        assert_eq!(tombstone_id(payload, h.crc), Some(0x1234_5678_9abc));
+        assert!(payload[8..].iter().all(|&b| b == 0));
+        let mut bad = payload.to_vec();
+        bad[3] ^= 1;
+        assert_eq!(tombstone_id(&bad, h.crc), None);
+        tombstone(&mut f, 40, 0);
+        let h = decode(f[..HEADER_BYTES].try_into().expect("16"), 48).expect("header");
+        assert_eq!(tombstone_id(&f[HEADER_BYTES..], h.crc), None);
+        assert!(f[HEADER_BYTES..].iter().all(|&b| b == 0));
+    }
 
     #[test]
     fn header_round_trips_and_rejects_garbage() {

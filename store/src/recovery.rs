@@ -4,26 +4,31 @@
 //! chunks name a part that is not there is skipped like a corrupt one, and every other
 //! record holds its parts, so `Parts::finish_recovery` can then zero the unreferenced ones.
 
+use std::collections::HashMap;
+
 use crate::frame::{self, FrameKind, HEADER_BYTES, Header, HeaderError};
 use crate::id::IdGen;
-use crate::journal::Tombs;
+use crate::journal::{Deletion, Replay, Tombs};
 use crate::record::{self, ArchivedChunk};
 use crate::shard::{SegMeta, Shard};
 use crate::stats::{Reclaim, RecoveryReport};
 
-/// A valid record found by the scan.
+/// A valid record, or a tombstone that kept its id, found by the scan.
 struct Found {
     loc: u32,
     id: u64,
     expires_ms: u64,
     mailboxes: Vec<String>,
+    /// A tombstone: the journal names the mailboxes that held copies until they deleted
+    /// them.
+    deleted: bool,
     /// Whether it references deduplicated parts (it holds one reference per such chunk).
     parts: bool,
 }
 
 /// Scans all segments of `sh`, rebuilds its ring order and index; `hash` names mailboxes.
-/// Copies the journal deleted (`tombs`) stay out of the index; a record left with no
-/// mailbox is zeroed, as the deletion did before the restart.
+/// Copies the journal deleted (`tombs`) are unlinked in the order they were deleted; a
+/// record left with no mailbox is zeroed, as the deletion did before the restart.
 pub(crate) fn recover(
     sh: &mut Shard,
     shard: usize,
@@ -53,42 +58,113 @@ pub(crate) fn recover(
     if sh.used.is_empty() {
         sh.used.push_back(sh.free.pop().unwrap_or(0));
     }
+    // Deletions are replayed where they happened between the records, so the per-mailbox
+    // cap trims what it trimmed before the restart. They are not new deletions: the
+    // counter keeps its value.
+    let deleted_before = sh.counters.deleted;
+    let deletions = tombs.replay_order(shard);
+    let deleted_copies = copies_by_id(&deletions);
+    let mut pending = deletions.iter().peekable();
+    let mut gone = Vec::new();
     let mut last_id = 0;
     for f in per_seg.into_iter().flat_map(|(_, v)| v) {
         last_id = last_id.max(f.id);
+        while let Some(d) = pending.next_if(|d| d.at < f.id) {
+            rep.copies_deleted += replay(sh, d, hash, now_ms) as u64;
+        }
+        if f.deleted {
+            // Its copies held places in their mailbox lists until deleted: the cap counts
+            // them until their deletions replay.
+            let copies = deleted_copies.get(&f.id).map_or(&[][..], Vec::as_slice);
+            make_room(sh, copies.len());
+            for m in copies {
+                sh.index.push(f.id, hash(m), f.loc, false);
+            }
+            continue;
+        }
         if f.expires_ms <= now_ms {
             rep.records_expired += 1;
             release_parts_of(sh, &f);
             continue;
         }
-        let kept: Vec<&String> = f
-            .mailboxes
-            .iter()
-            .filter(|m| !tombs.hides(shard, f.id, m))
-            .collect();
-        rep.copies_deleted += (f.mailboxes.len() - kept.len()) as u64;
-        if kept.is_empty() {
-            release_parts_of(sh, &f);
-            sh.zero_record(f.loc);
-            rep.records_deleted += 1;
-            continue;
-        }
-        for _ in 0..sh.segs.len() {
-            if sh.index.room() >= kept.len() {
-                break;
-            }
-            sh.reclaim_oldest(Reclaim::IndexFull);
-        }
-        for m in kept {
+        make_room(sh, f.mailboxes.len());
+        for m in &f.mailboxes {
             sh.counters.evicted_mailbox_cap += sh.index.push(f.id, hash(m), f.loc, f.parts) as u64;
         }
-        rep.records_recovered += 1;
+        if f.mailboxes.iter().all(|m| tombs.hides(shard, f.id, m)) {
+            rep.records_deleted += 1;
+            gone.push(f.loc);
+        } else {
+            rep.records_recovered += 1;
+        }
     }
-    // Deleted records leave no id behind in the segment, but the journal names them.
+    for d in pending {
+        rep.copies_deleted += replay(sh, d, hash, now_ms) as u64;
+    }
+    // A record every mailbox deleted is zeroed, as the deletion did before the restart
+    // (its replay already did, unless the cap had cut the copy first).
+    for loc in gone {
+        if sh.record_at(loc).is_some() {
+            release_parts_at(sh, loc);
+            sh.zero_record(loc);
+        }
+    }
+    sh.counters.deleted = deleted_before;
+    // Tombstones written before they kept ids leave none behind, but the journal names them.
     sh.ids = IdGen::new(shard, last_id.max(tombs.last_id(shard)));
 }
 
-/// Walks one segment's frames; corrupt frames become tombstones, an unreadable tail is zeroed.
+/// Frees index entries (recycling the oldest segments) until `n` fit.
+fn make_room(sh: &mut Shard, n: usize) {
+    for _ in 0..sh.segs.len() {
+        if sh.index.room() >= n {
+            break;
+        }
+        sh.reclaim_oldest(Reclaim::IndexFull);
+    }
+}
+
+/// The mailboxes whose copy of each message id a journaled deletion names.
+fn copies_by_id<'a>(deletions: &[Replay<'a>]) -> HashMap<u64, Vec<&'a str>> {
+    let mut out: HashMap<u64, Vec<&str>> = HashMap::new();
+    for d in deletions {
+        if let Deletion::Message(id) = d.what {
+            out.entry(id).or_default().push(d.mailbox);
+        }
+    }
+    out
+}
+
+/// Applies one journaled deletion to the rebuilt index; returns the copies it removed.
+fn replay(sh: &mut Shard, d: &Replay<'_>, hash: &dyn Fn(&str) -> u64, now_ms: u64) -> usize {
+    let mbox = hash(d.mailbox);
+    match d.what {
+        // The copy may be a tombstone's placeholder, which has no record to confirm.
+        Deletion::Message(id) => sh
+            .index
+            .find_id(id)
+            .find(|&seq| {
+                sh.index.get(seq).is_some_and(|e| {
+                    e.is_for(mbox)
+                        && e.linked()
+                        && sh
+                            .record_at(e.loc)
+                            .is_none_or(|r| r.mailboxes.iter().any(|m| m.as_str() == d.mailbox))
+                })
+            })
+            .is_some_and(|seq| sh.delete_seq(seq))
+            .into(),
+        // Every record up to the cut is in the index by now and none after it.
+        Deletion::UpTo(_) => {
+            let before = sh.counters.deleted;
+            sh.delete_mailbox(mbox, d.mailbox, now_ms);
+            (sh.counters.deleted - before) as usize
+        }
+    }
+}
+
+/// Walks one segment's frames; corrupt frames become tombstones, an unreadable tail or one
+/// left from the segment's previous use is zeroed.
 fn scan_segment(sh: &mut Shard, s: usize, rep: &mut RecoveryReport) -> Vec<Found> {
     let seg = sh.seg_bytes;
     let base = s * seg;
@@ -109,19 +185,31 @@ fn scan_segment(sh: &mut Shard, s: usize, rep: &mut RecoveryReport) -> Vec<Found
             }
         };
         let len = frame::frame_bytes(h.len as usize);
-        match h.kind {
-            FrameKind::Deleted => rep.records_deleted += 1,
-            FrameKind::Record => match check(sh, at, &h) {
-                Some(f) => {
-                    hold_parts_of(sh, &f);
-                    sh.note_frame(s, 0, f.id, f.expires_ms);
-                    found.push(f);
-                }
-                None => {
+        let f = match h.kind {
+            FrameKind::Deleted => {
+                rep.records_deleted += 1;
+                tombstone_of(sh, at, &h)
+            }
+            FrameKind::Record => {
+                let f = check(sh, at, &h);
+                if f.is_none() {
                     rep.records_skipped += 1;
                     tombstone(sh, at, &h);
                 }
-            },
+                f
+            }
+        };
+        if let Some(f) = f {
+            // Ids only grow within a segment: an older one is a frame of the segment's
+            // previous use whose zeroing never reached the disk (power loss). Nothing
+            // after it is from this use.
+            if found.last().is_some_and(|p: &Found| f.id <= p.id) {
+                rep.records_skipped += 1;
+                break;
+            }
+            hold_parts_of(sh, &f);
+            sh.note_frame(s, 0, f.id, f.expires_ms);
+            found.push(f);
         }
         off += len;
     }
@@ -148,7 +236,22 @@ fn check(sh: &Shard, at: usize, h: &Header) -> Option<Found> {
         id: a.id.to_native(),
         expires_ms: a.expires_at_ms.to_native(),
         mailboxes: a.mailboxes.iter().map(|m| m.to_string()).collect(),
+        deleted: false,
         parts,
+    })
+}
+
+/// The tombstone at `at` if it kept its message id (older ones and those of corrupt
+/// frames did not).
+fn tombstone_of(sh: &Shard, at: usize, h: &Header) -> Option<Found> {
+    let payload = &sh.arena.bytes()[at + HEADER_BYTES..at + HEADER_BYTES + h.len as usize];
+    Some(Found {
+        loc: (at / 16) as u32,
+        id: frame::tombstone_id(payload, h.crc)?,
+        expires_ms: 0,
+        mailboxes: Vec::new(),
+        deleted: true,
+        parts: false,
     })
 }
 
@@ -175,26 +278,25 @@ fn hold_parts_of(sh: &mut Shard, f: &Found) {
     }
 }
 
-/// Drops the references of a valid record that is not indexed (expired or deleted); parts
-/// left without any are zeroed by `Parts::finish_recovery`.
+/// Drops the references of a valid record that is not indexed (expired); parts left
+/// without any are zeroed by `Parts::finish_recovery`.
 fn release_parts_of(sh: &mut Shard, f: &Found) {
     if f.parts {
-        for k in part_keys(sh, f.loc) {
-            sh.parts.release(k);
-        }
+        release_parts_at(sh, f.loc);
+    }
+}
+
+/// Drops the references the record at `loc` holds (before it is zeroed outside
+/// `Shard::delete_seq`, which releases them itself).
+fn release_parts_at(sh: &mut Shard, loc: u32) {
+    for k in part_keys(sh, loc) {
+        sh.parts.release(k);
     }
 }
 
 fn tombstone(sh: &mut Shard, at: usize, h: &Header) {
     let end = at + frame::frame_bytes(h.len as usize);
-    let bytes = sh.arena.bytes_mut();
-    bytes[at + HEADER_BYTES..end].fill(0);
-    let t = Header {
-        len: h.len,
-        crc: 0,
-        kind: FrameKind::Deleted,
-    };
-    bytes[at..at + HEADER_BYTES].copy_from_slice(&frame::encode(&t));
+    frame::tombstone(&mut sh.arena.bytes_mut()[at..end], h.len, 0);
 }
 
 /// Zeroes `[from, segment end)` if anything there is non-zero, so no stale bytes remain.

@@ -260,8 +260,49 @@ impl Shard {
         true
     }
 
-    /// Zeroes the frame at `loc` and marks it deleted.
+    /// Deletes every copy `mailbox` (hash `mbox`) holds; returns how many were visible at
+    /// `now_ms` and whether there was any copy at all.
+    pub(crate) fn delete_mailbox(
+        &mut self,
+        mbox: u64,
+        mailbox: &str,
+        now_ms: u64,
+    ) -> (usize, bool) {
+        let mut visible = 0;
+        let mut any = false;
+        // The cap is applied lazily, so repeat until the list is empty; each round
+        // removes at least one entry or stops.
+        for _ in 0..3 {
+            let mine: Vec<u64> = self
+                .index
+                .list(mbox)
+                .into_iter()
+                .filter(|&s| {
+                    self.index
+                        .get(s)
+                        .and_then(|e| self.record_at(e.loc))
+                        .is_some_and(|r| r.mailboxes.iter().any(|m| m.as_str() == mailbox))
+                })
+                .collect();
+            if mine.is_empty() {
+                break;
+            }
+            any = true;
+            for seq in mine {
+                let was_visible = self.visible(seq, mailbox, now_ms).is_some();
+                if self.delete_seq(seq) && was_visible {
+                    visible += 1;
+                }
+            }
+        }
+        (visible, any)
+    }
+
+    /// Zeroes the record at `loc` and marks it deleted (a tombstone keeping its id).
     pub(crate) fn zero_record(&mut self, loc: u32) {
+        let Some(id) = self.record_at(loc).map(|r| r.id.to_native()) else {
+            return;
+        };
         let off = loc as usize * 16;
         let seg_end = (off / self.seg_bytes + 1) * self.seg_bytes;
         let bytes = self.arena.bytes_mut();
@@ -271,14 +312,7 @@ impl Shard {
         let Ok(h) = frame::decode(&hb, seg_end - off - HEADER_BYTES) else {
             return;
         };
-        let end = off + HEADER_BYTES + frame::pad16(h.len as usize);
-        bytes[off + HEADER_BYTES..end].fill(0);
-        let tomb = Header {
-            len: h.len,
-            crc: 0,
-            kind: FrameKind::Deleted,
-        };
-        bytes[off..off + HEADER_BYTES].copy_from_slice(&frame::encode(&tomb));
+        frame::tombstone(&mut bytes[off..seg_end], h.len, id);
     }
 
     /// Id of the oldest record still in the ring; past the last id when there is none.

@@ -5,29 +5,38 @@
 //! ```text
 //! B >= arena + index + parts
 //! arena  = segments * segment_bytes                          (segments >= 2)
-//! index  = entries * 20                                      (entry ring, preallocated)
-//!        + map_bytes(2 * entries, 16)                        (mailbox heads, preallocated;
-//!                                                              2x so it never grows)
-//! entries = max(record_mailboxes_max, arena_MiB * index_entries_per_mib), then raised to
-//!           fill the map's power-of-two bucket count (about 59 bytes per entry in all)
+//! entries = max(record_mailboxes_max, arena_MiB * index_entries_per_mib)   (the budget)
+//! index  = bytes_max(entries), the most the index can hold:
+//!          (entries / 128 + 2) blocks * (2560 + 8)           (entry ring: 20 B entries in
+//!                                                              blocks of 128, on demand)
+//!        + entries * 40                                      (mailbox heads: at most one
+//!                                                              mailbox per entry, 10 B slots
+//!                                                              kept at least a quarter full)
+//!        + tables * (24 + 8 * 10)  with tables = entries / 2048 (head tables; one resize
+//!                                                              moves one table)
+//!        (about 60 B per entry of budget)
 //! parts  = dedup_bytes_max / shards                          (data + 48 B per part; the
 //!                                                              heap region in `memory` mode,
 //!                                                              the parts file in `disk` mode)
 //!        + map_bytes(parts_max, 32)   with parts_max = parts_budget / dedup_part_bytes_min
 //! ```
 //!
+//! `segments` is the largest count that satisfies the first line. The arena and part-map
+//! are allocated at `open`; the index allocates as it fills, up to its line above: a
+//! full ring holds 20 B per entry plus 13 to 40 B per mailbox (at most 64 B per stored
+//! message to unique mailboxes, by `examples/index_overhead.rs`), and the shard reclaims
+//! its oldest segment (`IndexFull`) before the budget would be passed. Nothing else on the
+//! write path allocates beyond these lines except part data, counted inside `parts`, and
+//! each writer's scratch: one record being built, kept between appends (about one
+//! message; buffers over 256 KiB are freed after use).
+//!
 //! In `disk` mode the arena and the part region are memory-mapped files
 //! (`shard-<i>.tmx`, `parts-<i>.tmx`); their pages count against the budget like the heap
 //! they replace.
-//!
-//! `segments` is the largest count that satisfies the first line. Everything on the
-//! right is allocated at `open`, and nothing on the write path allocates beyond it except
-//! part data, counted inside `parts`, and each writer's scratch: one record being built,
-//! kept between appends (about one message; buffers over 256 KiB are freed after use).
 
 use crate::config::StoreConfig;
 use crate::error::StoreError;
-use crate::index::{DELTA_MAX, ENTRY_BYTES, HEAD_BYTES, map_bytes};
+use crate::index::{self, DELTA_MAX, map_bytes};
 use crate::parts::PART_OVERHEAD_BYTES;
 
 /// The layout of one shard.
@@ -37,7 +46,7 @@ pub struct Geometry {
     pub segments: usize,
     /// Bytes per segment.
     pub segment_bytes: usize,
-    /// Index entries.
+    /// Index entry budget: the index allocates as it fills, up to this many entries.
     pub entries: usize,
     /// Part table budget in bytes (0 = dedup off).
     pub parts_bytes: usize,
@@ -51,17 +60,18 @@ impl Geometry {
         self.segments * self.segment_bytes
     }
 
-    /// Bytes the geometry allocates in total.
+    /// Most bytes the index may hold (its entry ring and mailbox heads at the budget).
+    pub fn index_bytes_max(&self) -> usize {
+        index::bytes_max(self.entries)
+    }
+
+    /// Most bytes the geometry allocates in total.
     pub fn total_bytes(&self) -> usize {
         self.arena_bytes()
-            + index_bytes(self.entries)
+            + self.index_bytes_max()
             + self.parts_bytes
             + parts_map_bytes(self.parts_max)
     }
-}
-
-fn index_bytes(entries: usize) -> usize {
-    entries * ENTRY_BYTES + map_bytes(2 * entries, HEAD_BYTES)
 }
 
 fn parts_map_bytes(parts_max: usize) -> usize {
@@ -70,13 +80,6 @@ fn parts_map_bytes(parts_max: usize) -> usize {
     } else {
         map_bytes(parts_max, 32)
     }
-}
-
-/// Raises `want` to the most entries whose head map (sized for twice the entries) needs
-/// no more buckets, so the power-of-two rounding buys entries instead of empty slots.
-fn fill_map(want: usize) -> usize {
-    let buckets = (2 * want * 8 / 7).next_power_of_two();
-    (buckets * 7 / 16).max(want)
 }
 
 /// Whether part dedup is on: it needs a threshold and a budget, in either persistence mode.
@@ -117,7 +120,7 @@ pub fn plan(cfg: &StoreConfig, shards: usize) -> Result<Geometry, StoreError> {
         let arena = segments * segment_bytes;
         let per_mib = cfg.index_entries_per_mib as usize;
         let entries = ((arena as u128 * per_mib as u128) >> 20) as usize;
-        let entries = fill_map(entries.max(cfg.record_mailboxes_max));
+        let entries = entries.max(cfg.record_mailboxes_max);
         let g = Geometry {
             segments,
             segment_bytes,
@@ -136,8 +139,12 @@ pub fn plan(cfg: &StoreConfig, shards: usize) -> Result<Geometry, StoreError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
     use super::*;
+    use crate::{MessageSink, NewMessage, Store};
 
     #[test]
     fn default_fits_and_uses_most_memory() {
@@ -151,5 +158,46 @@ mod tests {
             assert!(g.total_bytes() <= per);
             assert!(per - g.total_bytes() < 2 * g.segment_bytes, "{g:?}");
         }
+    }
+
+    #[test]
+    fn index_budget_is_held_to_and_reclaims_when_hit() {
+        // Goal: a store whose index budget is far below what its arena could hold evicts
+        // for the index (IndexFull) and never holds more index memory than the plan set
+        // aside. Method: 1 entry per MiB, 3000 tiny messages to unique mailboxes, check
+        // held entries and bytes after every append. Bounded: 3000 appends.
+        let cfg = StoreConfig {
+            memory_bytes_max: 4 << 20,
+            segment_bytes: 256 << 10,
+            index_entries_per_mib: 1,
+            record_mailboxes_max: 400,
+            dedup_bytes_max: 0,
+            ..StoreConfig::default()
+        };
+        let (store, mut w, _) = Store::open(&cfg, 1).unwrap();
+        let g = store.geometry();
+        assert_eq!(g.entries, 400, "the recipient bound sets the budget");
+        for i in 0..3000 {
+            let r = vec![format!("user{i}@pool.test")];
+            let msg = NewMessage {
+                received_at_ms: 0,
+                client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                helo: "h",
+                mail_from: "s@x.test",
+                recipients: &r,
+                tls: None,
+                trace_headers: b"",
+                auth: &[],
+                body: b"Subject: x\r\n\r\nshort",
+            };
+            w[0].accept(&msg).unwrap();
+            let s = &store.stats().shards[0];
+            assert!(s.index_entries as usize <= g.entries);
+            assert!(s.index_bytes as usize <= g.index_bytes_max(), "{s:?}");
+        }
+        let s = &store.stats().shards[0];
+        assert!(s.counters.evicted_index_full > 0, "{:?}", s.counters);
+        assert_eq!(s.counters.evicted_capacity, 0, "the arena never filled");
+        assert_eq!(store.list("user2999@pool.test", None, 10).len(), 1);
     }
 }

@@ -306,16 +306,18 @@ impl Store {
             return false;
         };
         let now = self.inner.clock.now_ms();
-        let deleted = {
+        let (deleted, at_id) = {
             let mut sh = sh.write();
-            match sh.find(self.inner.hash(mailbox), mailbox, id.0, now) {
+            let deleted = match sh.find(self.inner.hash(mailbox), mailbox, id.0, now) {
                 Some(seq) => sh.delete_seq(seq),
                 None => false,
-            }
+            };
+            (deleted, sh.ids.last())
         };
         if deleted {
             self.inner.journal_delete(Entry::DeleteMessage {
                 id: id.0,
+                at_id,
                 mailbox: mailbox.to_string(),
             });
         }
@@ -331,32 +333,8 @@ impl Store {
         for (i, sh) in self.inner.shards.iter().enumerate() {
             let mut sh = sh.write();
             let upto_id = sh.ids.last();
-            let mut any = false;
-            // The cap is applied lazily, so repeat until the list is empty; each round
-            // removes at least one entry or stops.
-            for _ in 0..3 {
-                let mine: Vec<u64> = sh
-                    .index
-                    .list(h)
-                    .into_iter()
-                    .filter(|&s| {
-                        sh.index
-                            .get(s)
-                            .and_then(|e| sh.record_at(e.loc))
-                            .is_some_and(|r| r.mailboxes.iter().any(|m| m.as_str() == mailbox))
-                    })
-                    .collect();
-                if mine.is_empty() {
-                    break;
-                }
-                any = true;
-                for seq in mine {
-                    let visible = sh.visible(seq, mailbox, now).is_some();
-                    if sh.delete_seq(seq) && visible {
-                        n += 1;
-                    }
-                }
-            }
+            let (visible, any) = sh.delete_mailbox(h, mailbox, now);
+            n += visible;
             drop(sh);
             // One entry covers every copy up to now, including ones the cap had cut.
             if any {
