@@ -791,3 +791,53 @@ fn turning_dedup_off_removes_the_parts_file() {
     assert!(store.get(plain).is_some());
     assert!(!path.exists());
 }
+
+#[test]
+fn journaled_deletion_releases_the_part_when_the_zeroing_was_lost() {
+    // Goal: mail deleted before a crash whose zeroing never reached the disk (only the
+    // journal entry did) does not come back, and its part is zeroed at the next open; a
+    // record shared by two mailboxes keeps its part until both copies are deleted.
+    // Method: put back images of the shard and parts files taken before the deletions.
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dedup_disk(dir.path(), CommitPolicy::Always);
+    let (gone_att, kept_att) = (attachment(11, 3000), attachment(12, 3000));
+    let (kept_key, gone_key) = (
+        tempmx_store::Parts::key(kept_att.as_bytes()),
+        tempmx_store::Parts::key(gone_att.as_bytes()),
+    );
+    let (shard, parts) = (
+        shard_path(dir.path(), 0),
+        tempmx_store::parts_path(dir.path(), 0),
+    );
+    let (gone, kept, images) = {
+        let (store, mut w, _, _) = open(&cfg, 1);
+        let gone = put_durable(&mut w[0], &["g@pool.test"], &spam("g@pool.test", &gone_att));
+        let kept = put_durable(
+            &mut w[0],
+            &["k1@pool.test", "k2@pool.test"],
+            &spam("k@pool.test", &kept_att),
+        );
+        let images = (file_bytes(&shard), file_bytes(&parts));
+        assert!(store.delete_message("g@pool.test", gone));
+        assert!(store.delete_message("k1@pool.test", kept));
+        (gone, kept, images)
+    };
+    std::fs::write(&shard, &images.0).expect("shard image");
+    std::fs::write(&parts, &images.1).expect("parts image");
+    let (store, _, _, rep) = open(&cfg, 1);
+    assert!(store.get(gone).is_none(), "{rep}");
+    assert!(!store.contains("k1@pool.test", kept) && store.contains("k2@pool.test", kept));
+    assert_eq!(
+        (rep.parts_recovered, rep.parts_orphans_zeroed),
+        (1, 1),
+        "{rep}"
+    );
+    assert_eq!(
+        (store.part_refs(gone_key), store.part_refs(kept_key)),
+        (0, 1)
+    );
+    assert_eq!(count(&file_bytes(&parts), &gone_att.as_bytes()[..64]), 0);
+    assert!(store.delete_message("k2@pool.test", kept));
+    assert_eq!(store.part_refs(kept_key), 0);
+    assert_eq!(count(&file_bytes(&parts), &kept_att.as_bytes()[..64]), 0);
+}
