@@ -57,6 +57,31 @@ impl Arena {
         })
     }
 
+    /// A zeroed heap region of `len` bytes aligned to 16 only, so the allocator can hand
+    /// out fresh zero pages (`calloc`) that are committed when first touched; with page
+    /// alignment the system allocator writes the zeros itself and commits everything at
+    /// once. For regions that fill gradually and may never fill (the part table).
+    pub fn heap_on_demand(len: usize) -> Result<Self, StoreError> {
+        let layout = Layout::from_size_align(len, 16)
+            .map_err(|e| StoreError::Config(vec![format!("region size {len}: {e}")]))?;
+        if len == 0 {
+            return Err(StoreError::Config(vec!["region size 0".into()]));
+        }
+        // SAFETY: layout has non-zero size.
+        let raw = unsafe { alloc_zeroed(layout) };
+        let ptr = NonNull::new(raw).ok_or_else(|| {
+            StoreError::Io(std::io::Error::new(
+                std::io::ErrorKind::OutOfMemory,
+                "region allocation failed",
+            ))
+        })?;
+        Ok(Self {
+            ptr,
+            len,
+            backing: Backing::Heap(layout),
+        })
+    }
+
     /// Maps `path`, creating it zero-filled at `len` bytes; an existing file must match.
     pub fn file(path: &Path, len: usize) -> Result<(Self, bool), StoreError> {
         let existed = path.exists();

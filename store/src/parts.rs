@@ -156,7 +156,7 @@ impl Parts {
     pub fn new(bytes_max: usize, count_max: usize) -> Self {
         let len = bytes_max & !15;
         let region = if len >= REGION_BYTES_MIN && count_max > 0 {
-            match Arena::heap(len) {
+            match Arena::heap_on_demand(len) {
                 Ok(a) => Some(a),
                 Err(e) => {
                     // Dedup is an optimisation: without its region parts are stored inline.
