@@ -131,8 +131,7 @@ impl Walker<'_> {
             {
                 self.attach = true;
             }
-            if name.eq_ignore_ascii_case(b"content-type") && starts_with_ci(&value, b"multipart/")
-            {
+            if name.eq_ignore_ascii_case(b"content-type") && starts_with_ci(&value, b"multipart/") {
                 boundary = boundary_param(&value);
             }
             each(name, &value);
@@ -462,7 +461,12 @@ mod tests {
         ];
         for h in heads {
             let lazy: Vec<_> = Fields { head: h, pos: 0 }.collect();
-            assert_eq!(lazy, reference_fields(h), "{:?}", String::from_utf8_lossy(h));
+            assert_eq!(
+                lazy,
+                reference_fields(h),
+                "{:?}",
+                String::from_utf8_lossy(h)
+            );
         }
         let s = scan(b"Subject: \xc3\xa9t\xc3\xa9\x01!\r\nFrom: \xff\r\n\r\n", 0);
         assert_eq!(s.subject, "\u{e9}t\u{e9}!");

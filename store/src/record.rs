@@ -249,10 +249,9 @@ impl RawSrc<'_> {
             trace, body, plan, ..
         } = self.0;
         plan.iter().map(move |p| match p {
-            ChunkPlan::Inline { trace: t, body: r } => source::ChunkSrc::Inline(InlineSrc(
-                if *t { trace } else { &[] },
-                &body[r.clone()],
-            )),
+            ChunkPlan::Inline { trace: t, body: r } => {
+                source::ChunkSrc::Inline(InlineSrc(if *t { trace } else { &[] }, &body[r.clone()]))
+            }
             ChunkPlan::Shared { key, len } => source::ChunkSrc::Shared {
                 key: *key,
                 len: *len,
@@ -495,15 +494,39 @@ mod tests {
         let body: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
         let trace = b"Received: from a by b\r\n";
         let plans: [(&[u8], Vec<ChunkPlan>); 5] = [
-            (trace, vec![ChunkPlan::Inline { trace: true, body: 0..3000 }]),
-            (b"", vec![ChunkPlan::Inline { trace: false, body: 0..3000 }]),
-            (b"", vec![ChunkPlan::Inline { trace: false, body: 0..0 }]),
+            (
+                trace,
+                vec![ChunkPlan::Inline {
+                    trace: true,
+                    body: 0..3000,
+                }],
+            ),
+            (
+                b"",
+                vec![ChunkPlan::Inline {
+                    trace: false,
+                    body: 0..3000,
+                }],
+            ),
+            (
+                b"",
+                vec![ChunkPlan::Inline {
+                    trace: false,
+                    body: 0..0,
+                }],
+            ),
             (
                 trace,
                 vec![
-                    ChunkPlan::Inline { trace: true, body: 0..100 },
+                    ChunkPlan::Inline {
+                        trace: true,
+                        body: 0..100,
+                    },
                     ChunkPlan::Shared { key: 9, len: 1000 },
-                    ChunkPlan::Inline { trace: false, body: 1100..1200 },
+                    ChunkPlan::Inline {
+                        trace: false,
+                        body: 1100..1200,
+                    },
                     ChunkPlan::Shared { key: 10, len: 1800 },
                 ],
             ),
@@ -511,7 +534,10 @@ mod tests {
                 b"",
                 vec![
                     ChunkPlan::Shared { key: 9, len: 1000 },
-                    ChunkPlan::Inline { trace: false, body: 1000..3000 },
+                    ChunkPlan::Inline {
+                        trace: false,
+                        body: 1000..3000,
+                    },
                 ],
             ),
         ];
@@ -549,7 +575,10 @@ mod tests {
     fn planned_encoding_reports_overflow() {
         // Goal: a slot too small for the planned record is an error, not a panic.
         let rec = sample();
-        let plan = [ChunkPlan::Inline { trace: false, body: 0..5 }];
+        let plan = [ChunkPlan::Inline {
+            trace: false,
+            body: 0..5,
+        }];
         let src = RecordSource {
             rec: &rec,
             trace: b"",
@@ -557,6 +586,9 @@ mod tests {
             plan: &plan,
         };
         let mut slot = Aligned([0; 4096]);
-        assert!(src.encode_into(&mut slot.0[..64], &mut Arena::new()).is_err());
+        assert!(
+            src.encode_into(&mut slot.0[..64], &mut Arena::new())
+                .is_err()
+        );
     }
 }
