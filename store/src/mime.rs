@@ -58,7 +58,6 @@ pub fn scan_into(body: &[u8], part_min: usize, s: &mut Scan) {
         f.clear();
     }
     s.has_attachments = false;
-    let (head_end, body_start) = split_head(body);
     s.pieces.clear();
     let mut w = Walker {
         body,
@@ -67,7 +66,8 @@ pub fn scan_into(body: &[u8], part_min: usize, s: &mut Scan) {
         attach: false,
     };
     // The top-level header block is read once, for the summary and for the walk.
-    let boundary = w.entity_fields(&body[..head_end], |name, value| {
+    let mut fields = Fields::new(body);
+    let boundary = w.entity_fields(&mut fields, |name, value| {
         let slot = if name.eq_ignore_ascii_case(b"from") {
             &mut s.from
         } else if name.eq_ignore_ascii_case(b"subject") {
@@ -83,7 +83,7 @@ pub fn scan_into(body: &[u8], part_min: usize, s: &mut Scan) {
             summary_value(value, slot);
         }
     });
-    w.parsed(0..body.len(), body_start, boundary, 0);
+    w.parsed(0..body.len(), fields.body_start(), boundary, 0);
     s.has_attachments = w.attach;
     s.pieces = w.pieces;
 }
@@ -111,21 +111,20 @@ impl Walker<'_> {
     }
 
     fn entity(&mut self, r: Range<usize>, depth: usize) {
-        let bytes = &self.body[r.clone()];
-        let (head_end, body_start) = split_head(bytes);
-        let boundary = self.entity_fields(&bytes[..head_end], |_, _| {});
-        self.parsed(r, body_start, boundary, depth);
+        let mut fields = Fields::new(&self.body[r.clone()]);
+        let boundary = self.entity_fields(&mut fields, |_, _| {});
+        self.parsed(r, fields.body_start(), boundary, depth);
     }
 
-    /// Reads an entity's header block: notes an attachment, returns the multipart
-    /// boundary, and hands every field to `each` (name, unfolded value).
+    /// Reads an entity's header block to its end: notes an attachment, returns the
+    /// multipart boundary, and hands every field to `each` (name, unfolded value).
     fn entity_fields(
         &mut self,
-        head: &[u8],
+        fields: &mut Fields<'_>,
         mut each: impl FnMut(&[u8], &[u8]),
     ) -> Option<Vec<u8>> {
         let mut boundary = None;
-        for (name, value) in (Fields { head, pos: 0 }) {
+        for (name, value) in fields {
             if name.eq_ignore_ascii_case(b"content-disposition")
                 && starts_with_ci(&value, b"attachment")
             {
@@ -192,42 +191,66 @@ impl Walker<'_> {
     }
 }
 
-/// Returns (end of header block, start of body) for an entity.
-fn split_head(b: &[u8]) -> (usize, usize) {
-    let mut i = 0;
-    while i < b.len() {
-        let rest = &b[i..];
-        if rest.starts_with(b"\r\n") {
-            return (i, i + 2);
-        }
-        if rest.starts_with(b"\n") {
-            return (i, i + 1);
-        }
-        match memchr::memchr(b'\n', rest) {
-            Some(n) => i += n + 1,
-            None => return (b.len(), b.len()),
-        }
-    }
-    (b.len(), b.len())
+/// The header fields (name, unfolded value) of an entity, read lazily up to the blank line
+/// that ends the header block; malformed lines are skipped, and a continuation line after
+/// one still belongs to the field before it. Values borrow from the input unless folded.
+struct Fields<'a> {
+    b: &'a [u8],
+    pos: usize,
+    /// Where the body starts, once the blank line (or the end) is reached.
+    body: Option<usize>,
 }
 
-/// Header fields (name, unfolded value) of a header block, read lazily; malformed lines
-/// are skipped, and a continuation line after one still belongs to the field before it.
-/// Values borrow from the input unless folded.
-struct Fields<'a> {
-    head: &'a [u8],
-    pos: usize,
+/// One line of a header block.
+struct Line<'a> {
+    /// Without its line break.
+    text: &'a [u8],
+    /// Where the next line starts.
+    next: usize,
+}
+
+impl Line<'_> {
+    /// Position of the first `:`; a plain scan, as it ends after the short field name.
+    fn colon(&self) -> Option<usize> {
+        self.text.iter().position(|&c| c == b':')
+    }
 }
 
 impl<'a> Fields<'a> {
-    /// The line at `pos` without its line break, and where the next one starts.
-    fn line(&self) -> (&'a [u8], usize) {
-        let rest = &self.head[self.pos..];
-        let (line, next) = match memchr::memchr(b'\n', rest) {
+    fn new(b: &'a [u8]) -> Self {
+        Self {
+            b,
+            pos: 0,
+            body: None,
+        }
+    }
+
+    /// Start of the body within the entity; reads the rest of the header block if needed.
+    fn body_start(&mut self) -> usize {
+        while self.next().is_some() {}
+        self.body.unwrap_or(self.b.len())
+    }
+
+    /// The line at `pos`.
+    fn line(&self) -> Line<'a> {
+        let rest = &self.b[self.pos..];
+        let (text, next) = match memchr::memchr(b'\n', rest) {
             Some(n) => (&rest[..n], self.pos + n + 1),
-            None => (rest, self.head.len()),
+            None => (rest, self.b.len()),
         };
-        (line.strip_suffix(b"\r").unwrap_or(line), next)
+        Line {
+            text: text.strip_suffix(b"\r").unwrap_or(text),
+            next,
+        }
+    }
+
+    /// Ends the header block at a blank line starting at `pos`.
+    fn blank(&mut self, l: &Line<'_>) -> bool {
+        if l.text.is_empty() {
+            self.body = Some(l.next);
+            self.pos = self.b.len();
+        }
+        l.text.is_empty()
     }
 }
 
@@ -236,31 +259,34 @@ impl<'a> Iterator for Fields<'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let (name, mut value) = loop {
-            if self.pos >= self.head.len() {
+            if self.pos >= self.b.len() {
                 return None;
             }
-            let (line, next) = self.line();
-            self.pos = next;
-            if starts_folded(line) {
+            let l = self.line();
+            if self.blank(&l) {
+                return None;
+            }
+            self.pos = l.next;
+            if starts_folded(l.text) {
                 continue;
             }
-            if let Some(colon) = memchr::memchr(b':', line) {
+            if let Some(colon) = l.colon() {
                 break (
-                    trim(&line[..colon]),
-                    Cow::Borrowed(trim(&line[colon + 1..])),
+                    trim(&l.text[..colon]),
+                    Cow::Borrowed(trim(&l.text[colon + 1..])),
                 );
             }
         };
-        while self.pos < self.head.len() {
-            let (line, next) = self.line();
-            if starts_folded(line) {
+        while self.pos < self.b.len() {
+            let l = self.line();
+            if starts_folded(l.text) {
                 if value.len() < 4 * SUMMARY_VALUE_BYTES_MAX {
-                    value.to_mut().extend_from_slice(line);
+                    value.to_mut().extend_from_slice(l.text);
                 }
-            } else if memchr::memchr(b':', line).is_some() {
+            } else if l.text.is_empty() || l.colon().is_some() {
                 break;
             }
-            self.pos = next;
+            self.pos = l.next;
         }
         Some((name, value))
     }
@@ -420,6 +446,25 @@ mod tests {
         }
     }
 
+    /// The header-block split the lazy reader replaced, kept as the reference.
+    fn reference_split(b: &[u8]) -> (usize, usize) {
+        let mut i = 0;
+        while i < b.len() {
+            let rest = &b[i..];
+            if rest.starts_with(b"\r\n") {
+                return (i, i + 2);
+            }
+            if rest.starts_with(b"\n") {
+                return (i, i + 1);
+            }
+            match memchr::memchr(b'\n', rest) {
+                Some(n) => i += n + 1,
+                None => return (b.len(), b.len()),
+            }
+        }
+        (b.len(), b.len())
+    }
+
     /// The eager field reader the lazy one replaced, kept as the reference.
     fn reference_fields(head: &[u8]) -> Vec<(&[u8], Cow<'_, [u8]>)> {
         let mut out: Vec<(&[u8], Cow<'_, [u8]>)> = Vec::new();
@@ -445,10 +490,11 @@ mod tests {
 
     #[test]
     fn lazy_fields_match_the_reference() {
-        // Goal: the lazy reader yields exactly what the eager one did, folding, malformed
-        // lines, leading continuations, bare LF and long folds included.
+        // Goal: the lazy reader yields exactly the fields and body start the eager split and
+        // reader did: folding, malformed lines, leading continuations, bare LF, a blank
+        // line first or last, a stray CR and long folds included.
         let long = format!("Subject: a\r\n{}", " b\r\n".repeat(600));
-        let heads: [&[u8]; 9] = [
+        let heads: [&[u8]; 14] = [
             b"",
             b"\r\n",
             b"From: a\r\nSubject: b\r\n",
@@ -458,15 +504,19 @@ mod tests {
             b"no colon\nstill none\n",
             b"A: 1\r\n\r\n B\r\nC: 3",
             long.as_bytes(),
+            b"A: 1\r\n B\r\n\r\nbody: x\r\n",
+            b"A: 1\nbad\n\nC: 2",
+            b"\r\n\r\nA: 1",
+            b"A: 1\r",
+            b"A: 1\r\n\r",
         ];
         for h in heads {
-            let lazy: Vec<_> = Fields { head: h, pos: 0 }.collect();
-            assert_eq!(
-                lazy,
-                reference_fields(h),
-                "{:?}",
-                String::from_utf8_lossy(h)
-            );
+            let (head_end, body_start) = reference_split(h);
+            let mut f = Fields::new(h);
+            let lazy: Vec<_> = f.by_ref().collect();
+            let shown = String::from_utf8_lossy(h);
+            assert_eq!(lazy, reference_fields(&h[..head_end]), "{shown:?}");
+            assert_eq!(f.body_start(), body_start, "{shown:?}");
         }
         let s = scan(b"Subject: \xc3\xa9t\xc3\xa9\x01!\r\nFrom: \xff\r\n\r\n", 0);
         assert_eq!(s.subject, "\u{e9}t\u{e9}!");
