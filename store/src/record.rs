@@ -194,7 +194,15 @@ impl RecordSource<'_> {
 
     /// Serialises into `out` (which must start 16-aligned) as [`encode_into`] does;
     /// `arena` is the serializer's scratch memory, kept by the caller between records.
+    /// A plan range outside the body is an error.
     pub fn encode_into(&self, out: &mut [u8], arena: &mut Arena) -> Result<usize, rancor::Error> {
+        let outside = |p: &ChunkPlan| match p {
+            ChunkPlan::Inline { body, .. } => self.body.get(body.clone()).is_none(),
+            ChunkPlan::Shared { .. } => false,
+        };
+        if self.plan.iter().any(outside) {
+            return Err(<rancor::Error as rancor::Source>::new(PlanOutsideBody));
+        }
         let r = self.rec;
         let value = RecordOut {
             id: r.id,
@@ -215,6 +223,11 @@ impl RecordSource<'_> {
         Ok(ser.writer.pos())
     }
 }
+
+/// A [`ChunkPlan`] range does not lie within the body it indexes.
+#[derive(Debug, thiserror::Error)]
+#[error("chunk plan range outside the message body")]
+struct PlanOutsideBody;
 
 /// Inline chunk bytes as two borrowed pieces; archives as the `Vec<u8>` of their
 /// concatenation.
@@ -573,7 +586,8 @@ mod tests {
 
     #[test]
     fn planned_encoding_reports_overflow() {
-        // Goal: a slot too small for the planned record is an error, not a panic.
+        // Goal: a slot too small for the planned record, or a plan range outside the body,
+        // is an error, not a panic.
         let rec = sample();
         let plan = [ChunkPlan::Inline {
             trace: false,
