@@ -79,6 +79,11 @@ impl Shard {
         has_parts: bool,
         now_ms: u64,
     ) -> Result<(usize, usize), StoreError> {
+        // The head slots are the append's likeliest cache misses: start loading them now,
+        // so the miss overlaps the encoding and the CRC.
+        for &m in mboxes {
+            self.index.prefetch(m);
+        }
         let rec = src.rec;
         let need = frame::frame_bytes(src.encoded_bound());
         if need > self.seg_bytes {
