@@ -4,13 +4,15 @@
 //! config as the `append_4k` bench. First fills the ring twice (page faults, wrap-around),
 //! then times `ROUNDS` rounds of `APPENDS` appends and prints each and the median.
 //!
-//! Run: `cargo run --release -p tempmx-store --example append_cpu`
+//! Run: `cargo run --release -p tempmx-store --example append_cpu [APPENDS_PER_ROUND]`
+//! (a small count keeps runs under callgrind short; the fill stays the same).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use tempmx_store::{MessageSink, NewMessage, Store, StoreConfig};
 
+/// Appends per timed round unless the first argument says otherwise.
 const APPENDS: usize = 200_000;
 const ROUNDS: usize = 7;
 
@@ -27,6 +29,10 @@ fn thread_cpu() -> Duration {
 }
 
 fn main() {
+    let appends: usize = std::env::args()
+        .nth(1)
+        .map_or(APPENDS, |a| a.parse().expect("APPENDS_PER_ROUND: a number"));
+    assert!(appends > 0, "APPENDS_PER_ROUND must be positive");
     let cfg = StoreConfig::default();
     let (store, mut w, _) = Store::open(&cfg, 1).expect("open");
     let mut body = b"From: a@sender.test\r\nSubject: verify\r\nDate: now\r\n\r\n".to_vec();
@@ -53,8 +59,8 @@ fn main() {
     let mut per = Vec::with_capacity(ROUNDS);
     for r in 0..ROUNDS {
         let t0 = thread_cpu();
-        (0..APPENDS).for_each(&mut append);
-        let ns = (thread_cpu() - t0).as_nanos() as f64 / APPENDS as f64;
+        (0..appends).for_each(&mut append);
+        let ns = (thread_cpu() - t0).as_nanos() as f64 / appends as f64;
         println!("round {r}: {ns:.0} ns CPU per append");
         per.push(ns);
     }

@@ -529,6 +529,12 @@ impl Index {
         dropped
     }
 
+    /// Hints the CPU to load the head slot of mailbox hash `mbox`, so a [`Index::push`]
+    /// issued after other work does not wait for it; changes nothing.
+    pub fn prefetch(&self, mbox: u64) {
+        self.prefetch_head(key(mbox));
+    }
+
     /// Hints the CPU to load the head slot where `mbox`'s probe starts; changes nothing.
     fn prefetch_head(&self, mbox: u32) {
         let t = &self.tables[self.table(mbox)];

@@ -58,10 +58,16 @@ pub fn scan_into(body: &[u8], part_min: usize, s: &mut Scan) {
         f.clear();
     }
     s.has_attachments = false;
-    let (head_end, body_start) = split_head(body);
-    // The top-level header block is parsed once, for the summary and for the walk.
-    let fields = header_fields(&body[..head_end]);
-    for (name, value) in &fields {
+    s.pieces.clear();
+    let mut w = Walker {
+        body,
+        part_min,
+        pieces: std::mem::take(&mut s.pieces),
+        attach: false,
+    };
+    // The top-level header block is read once, for the summary and for the walk.
+    let mut fields = Fields::new(body);
+    let boundary = w.entity_fields(&mut fields, |name, value| {
         let slot = if name.eq_ignore_ascii_case(b"from") {
             &mut s.from
         } else if name.eq_ignore_ascii_case(b"subject") {
@@ -71,20 +77,13 @@ pub fn scan_into(body: &[u8], part_min: usize, s: &mut Scan) {
         } else if name.eq_ignore_ascii_case(b"message-id") {
             &mut s.message_id
         } else {
-            continue;
+            return;
         };
         if slot.is_empty() {
             summary_value(value, slot);
         }
-    }
-    s.pieces.clear();
-    let mut w = Walker {
-        body,
-        part_min,
-        pieces: std::mem::take(&mut s.pieces),
-        attach: false,
-    };
-    w.parsed(0..body.len(), body_start, &fields, 0);
+    });
+    w.parsed(0..body.len(), fields.body_start(), boundary, 0);
     s.has_attachments = w.attach;
     s.pieces = w.pieces;
 }
@@ -112,32 +111,42 @@ impl Walker<'_> {
     }
 
     fn entity(&mut self, r: Range<usize>, depth: usize) {
-        let bytes = &self.body[r.clone()];
-        let (head_end, body_start) = split_head(bytes);
-        let fields = header_fields(&bytes[..head_end]);
-        self.parsed(r, body_start, &fields, depth);
+        let mut fields = Fields::new(&self.body[r.clone()]);
+        let boundary = self.entity_fields(&mut fields, |_, _| {});
+        self.parsed(r, fields.body_start(), boundary, depth);
     }
 
-    /// Walks the entity `r` whose header `fields` are parsed and whose body starts at
-    /// `body_start` (relative to `r`).
+    /// Reads an entity's header block to its end: notes an attachment, returns the
+    /// multipart boundary, and hands every field to `each` (name, unfolded value).
+    fn entity_fields(
+        &mut self,
+        fields: &mut Fields<'_>,
+        mut each: impl FnMut(&[u8], &[u8]),
+    ) -> Option<Vec<u8>> {
+        let mut boundary = None;
+        for (name, value) in fields {
+            if name.eq_ignore_ascii_case(b"content-disposition")
+                && starts_with_ci(&value, b"attachment")
+            {
+                self.attach = true;
+            }
+            if name.eq_ignore_ascii_case(b"content-type") && starts_with_ci(&value, b"multipart/") {
+                boundary = boundary_param(&value);
+            }
+            each(name, &value);
+        }
+        boundary
+    }
+
+    /// Walks the entity `r` whose body starts at `body_start` (relative to `r`), a
+    /// multipart if its header gave a `boundary`.
     fn parsed(
         &mut self,
         r: Range<usize>,
         body_start: usize,
-        fields: &[(&[u8], Cow<'_, [u8]>)],
+        boundary: Option<Vec<u8>>,
         depth: usize,
     ) {
-        let mut boundary = None;
-        for (name, value) in fields {
-            if name.eq_ignore_ascii_case(b"content-disposition")
-                && starts_with_ci(value, b"attachment")
-            {
-                self.attach = true;
-            }
-            if name.eq_ignore_ascii_case(b"content-type") && starts_with_ci(value, b"multipart/") {
-                boundary = boundary_param(value);
-            }
-        }
         let body = r.start + body_start..r.end;
         match boundary {
             Some(b) if depth < DEPTH_MAX => {
@@ -182,53 +191,124 @@ impl Walker<'_> {
     }
 }
 
-/// Returns (end of header block, start of body) for an entity.
-fn split_head(b: &[u8]) -> (usize, usize) {
-    let mut i = 0;
-    while i < b.len() {
-        let rest = &b[i..];
-        if rest.starts_with(b"\r\n") {
-            return (i, i + 2);
-        }
-        if rest.starts_with(b"\n") {
-            return (i, i + 1);
-        }
-        match memchr::memchr(b'\n', rest) {
-            Some(n) => i += n + 1,
-            None => return (b.len(), b.len()),
-        }
-    }
-    (b.len(), b.len())
+/// The header fields (name, unfolded value) of an entity, read lazily up to the blank line
+/// that ends the header block; malformed lines are skipped, and a continuation line after
+/// one still belongs to the field before it. Values borrow from the input unless folded.
+struct Fields<'a> {
+    b: &'a [u8],
+    pos: usize,
+    /// Where the body starts, once the blank line (or the end) is reached.
+    body: Option<usize>,
 }
 
-/// Header fields (name, unfolded value) of a header block; malformed lines are skipped.
-/// Values borrow from the input unless folded.
-fn header_fields(head: &[u8]) -> Vec<(&[u8], Cow<'_, [u8]>)> {
-    let mut out: Vec<(&[u8], Cow<'_, [u8]>)> = Vec::new();
-    for line in head.split(|&c| c == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.first().is_some_and(|c| *c == b' ' || *c == b'\t') {
-            if let Some(last) = out.last_mut()
-                && last.1.len() < 4 * SUMMARY_VALUE_BYTES_MAX
-            {
-                last.1.to_mut().extend_from_slice(line);
-            }
-            continue;
-        }
-        if let Some(colon) = line.iter().position(|&c| c == b':') {
-            out.push((
-                trim(&line[..colon]),
-                Cow::Borrowed(trim(&line[colon + 1..])),
-            ));
+/// One line of a header block.
+struct Line<'a> {
+    /// Without its line break.
+    text: &'a [u8],
+    /// Where the next line starts.
+    next: usize,
+}
+
+impl Line<'_> {
+    /// Position of the first `:`; a plain scan, as it ends after the short field name.
+    fn colon(&self) -> Option<usize> {
+        self.text.iter().position(|&c| c == b':')
+    }
+}
+
+impl<'a> Fields<'a> {
+    fn new(b: &'a [u8]) -> Self {
+        Self {
+            b,
+            pos: 0,
+            body: None,
         }
     }
-    out
+
+    /// Start of the body within the entity; reads the rest of the header block if needed.
+    fn body_start(&mut self) -> usize {
+        while self.next().is_some() {}
+        self.body.unwrap_or(self.b.len())
+    }
+
+    /// The line at `pos`.
+    fn line(&self) -> Line<'a> {
+        let rest = &self.b[self.pos..];
+        let (text, next) = match memchr::memchr(b'\n', rest) {
+            Some(n) => (&rest[..n], self.pos + n + 1),
+            None => (rest, self.b.len()),
+        };
+        Line {
+            text: text.strip_suffix(b"\r").unwrap_or(text),
+            next,
+        }
+    }
+
+    /// Ends the header block at a blank line starting at `pos`.
+    fn blank(&mut self, l: &Line<'_>) -> bool {
+        if l.text.is_empty() {
+            self.body = Some(l.next);
+            self.pos = self.b.len();
+        }
+        l.text.is_empty()
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = (&'a [u8], Cow<'a, [u8]>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (name, mut value) = loop {
+            if self.pos >= self.b.len() {
+                return None;
+            }
+            let l = self.line();
+            if self.blank(&l) {
+                return None;
+            }
+            self.pos = l.next;
+            if starts_folded(l.text) {
+                continue;
+            }
+            if let Some(colon) = l.colon() {
+                break (
+                    trim(&l.text[..colon]),
+                    Cow::Borrowed(trim(&l.text[colon + 1..])),
+                );
+            }
+        };
+        while self.pos < self.b.len() {
+            let l = self.line();
+            if starts_folded(l.text) {
+                if value.len() < 4 * SUMMARY_VALUE_BYTES_MAX {
+                    value.to_mut().extend_from_slice(l.text);
+                }
+            } else if l.text.is_empty() || l.colon().is_some() {
+                break;
+            }
+            self.pos = l.next;
+        }
+        Some((name, value))
+    }
+}
+
+/// Whether a header line continues the field before it.
+fn starts_folded(line: &[u8]) -> bool {
+    line.first().is_some_and(|c| *c == b' ' || *c == b'\t')
 }
 
 /// Writes the summary form of a header value into `out` (empty): trimmed, cut at
 /// [`SUMMARY_VALUE_BYTES_MAX`] on a char boundary, invalid UTF-8 replaced, controls dropped.
 fn summary_value(v: &[u8], out: &mut String) {
     let v = trim(v);
+    let cut = &v[..v.len().min(SUMMARY_VALUE_BYTES_MAX)];
+    // Printable ASCII, the common case, needs neither cutting at a char nor filtering.
+    if cut.iter().all(|&c| (0x20..0x7f).contains(&c))
+        && let Ok(text) = std::str::from_utf8(cut)
+    {
+        out.push_str(text);
+        return;
+    }
     let mut end = v.len().min(SUMMARY_VALUE_BYTES_MAX);
     let text = loop {
         match std::str::from_utf8(&v[..end]) {
@@ -364,5 +444,82 @@ mod tests {
         for raw in [&b""[..], b"\n", b"no colon line", b"\xff\xfe: \xff\r\n\r\n"] {
             assert_eq!(covers(raw, &scan(raw, 256)), raw);
         }
+    }
+
+    /// The header-block split the lazy reader replaced, kept as the reference.
+    fn reference_split(b: &[u8]) -> (usize, usize) {
+        let mut i = 0;
+        while i < b.len() {
+            let rest = &b[i..];
+            if rest.starts_with(b"\r\n") {
+                return (i, i + 2);
+            }
+            if rest.starts_with(b"\n") {
+                return (i, i + 1);
+            }
+            match memchr::memchr(b'\n', rest) {
+                Some(n) => i += n + 1,
+                None => return (b.len(), b.len()),
+            }
+        }
+        (b.len(), b.len())
+    }
+
+    /// The eager field reader the lazy one replaced, kept as the reference.
+    fn reference_fields(head: &[u8]) -> Vec<(&[u8], Cow<'_, [u8]>)> {
+        let mut out: Vec<(&[u8], Cow<'_, [u8]>)> = Vec::new();
+        for line in head.split(|&c| c == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.first().is_some_and(|c| *c == b' ' || *c == b'\t') {
+                if let Some(last) = out.last_mut()
+                    && last.1.len() < 4 * SUMMARY_VALUE_BYTES_MAX
+                {
+                    last.1.to_mut().extend_from_slice(line);
+                }
+                continue;
+            }
+            if let Some(colon) = line.iter().position(|&c| c == b':') {
+                out.push((
+                    trim(&line[..colon]),
+                    Cow::Borrowed(trim(&line[colon + 1..])),
+                ));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn lazy_fields_match_the_reference() {
+        // Goal: the lazy reader yields exactly the fields and body start the eager split and
+        // reader did: folding, malformed lines, leading continuations, bare LF, a blank
+        // line first or last, a stray CR and long folds included.
+        let long = format!("Subject: a\r\n{}", " b\r\n".repeat(600));
+        let heads: [&[u8]; 14] = [
+            b"",
+            b"\r\n",
+            b"From: a\r\nSubject: b\r\n",
+            b"  lead\r\nFrom: a\r\n\tfold\r\n",
+            b"Subject: a\r\nmalformed\r\n b\r\nDate: d",
+            b"X:\nY :  v  \n :w\n\n",
+            b"no colon\nstill none\n",
+            b"A: 1\r\n\r\n B\r\nC: 3",
+            long.as_bytes(),
+            b"A: 1\r\n B\r\n\r\nbody: x\r\n",
+            b"A: 1\nbad\n\nC: 2",
+            b"\r\n\r\nA: 1",
+            b"A: 1\r",
+            b"A: 1\r\n\r",
+        ];
+        for h in heads {
+            let (head_end, body_start) = reference_split(h);
+            let mut f = Fields::new(h);
+            let lazy: Vec<_> = f.by_ref().collect();
+            let shown = String::from_utf8_lossy(h);
+            assert_eq!(lazy, reference_fields(&h[..head_end]), "{shown:?}");
+            assert_eq!(f.body_start(), body_start, "{shown:?}");
+        }
+        let s = scan(b"Subject: \xc3\xa9t\xc3\xa9\x01!\r\nFrom: \xff\r\n\r\n", 0);
+        assert_eq!(s.subject, "\u{e9}t\u{e9}!");
+        assert_eq!(s.from, "\u{fffd}");
     }
 }

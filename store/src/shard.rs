@@ -8,13 +8,15 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
+use rkyv::ser::allocator::Arena as SerArena;
+
 use crate::arena::Arena;
 use crate::error::StoreError;
 use crate::frame::{self, FrameKind, HEADER_BYTES, Header};
 use crate::id::IdGen;
 use crate::index::Index;
 use crate::parts::Parts;
-use crate::record::{self, ArchivedChunk, ArchivedMessageRecord, MessageRecord};
+use crate::record::{self, ArchivedChunk, ArchivedMessageRecord, MessageRecord, RecordSource};
 use crate::sizing::Geometry;
 use crate::stats::{Counters, Reclaim, ShardStats};
 use crate::subscribe::Queue;
@@ -67,15 +69,23 @@ impl Shard {
         self.used.back().copied().unwrap_or(0)
     }
 
-    /// Appends a record referenced by `mboxes`; returns the frame's byte range.
+    /// Appends a record referenced by `mboxes`; returns the frame's byte range. `ser` is the
+    /// serializer's scratch memory, kept by the writer between appends.
     pub(crate) fn append(
         &mut self,
-        rec: &MessageRecord,
+        src: &RecordSource<'_>,
+        ser: &mut SerArena,
         mboxes: &[u64],
         has_parts: bool,
         now_ms: u64,
     ) -> Result<(usize, usize), StoreError> {
-        let need = frame::frame_bytes(record::encoded_bound(rec));
+        // The head slots are the append's likeliest cache misses: start loading them now,
+        // so the miss overlaps the encoding and the CRC.
+        for &m in mboxes {
+            self.index.prefetch(m);
+        }
+        let rec = src.rec;
+        let need = frame::frame_bytes(src.encoded_bound());
         if need > self.seg_bytes {
             return Err(StoreError::TooLarge {
                 size: need,
@@ -96,7 +106,9 @@ impl Shard {
         let start = head * self.seg_bytes + self.segs[head].used;
         let seg_end = (head + 1) * self.seg_bytes;
         let out = &mut self.arena.bytes_mut()[start + HEADER_BYTES..seg_end];
-        let n = record::encode_into(rec, out).map_err(|e| StoreError::Encode(e.to_string()))?;
+        let n = src
+            .encode_into(out, ser)
+            .map_err(|e| StoreError::Encode(e.to_string()))?;
         let h = Header {
             len: n as u32,
             crc: frame::checksum(&out[..n]),

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam::channel::{self, Receiver, Sender};
 use memmap2::MmapRaw;
+use rkyv::ser::allocator::Arena as SerArena;
 use tokio::sync::oneshot;
 
 use crate::config::{CommitPolicy, Persistence};
@@ -14,16 +15,13 @@ use crate::error::StoreError;
 use crate::frame;
 use crate::mime::{self, Scan};
 use crate::parts::Interned;
-use crate::record::{self, Chunk, MessageRecord, TlsRecord};
+use crate::record::{self, ChunkPlan, MessageRecord, RecordSource, TlsRecord};
 use crate::shard::Shard;
 use crate::sink::{Accepted, Commit, MessageId, MessageSink, NewMessage};
 use crate::store::Inner;
 
 /// Commits queued for one group sync at most.
 const BATCH_COMMITS_MAX: usize = 4096;
-/// A scratch buffer larger than this is freed after its append instead of kept for the
-/// next one, so one huge message does not pin memory on a core.
-const SCRATCH_KEEP_BYTES_MAX: usize = 256 << 10;
 
 struct CommitReq {
     off: usize,
@@ -42,17 +40,18 @@ pub struct ShardWriter {
 }
 
 /// Per-append working memory kept between appends, so a warm write path does not
-/// allocate: the record being built, its mailbox keys and the MIME scan.
+/// allocate: the record being built (its `raw` stays empty: `plan` says where the chunks
+/// are in the message), its mailbox keys, the MIME scan and the serializer's memory.
 #[derive(Default)]
 struct Scratch {
     rec: MessageRecord,
+    plan: Vec<ChunkPlan>,
     mboxes: Vec<u64>,
     keys: Vec<u64>,
     scan: Scan,
     /// The address `rec.client_ip` holds in text (a connection sends many messages).
     ip: Option<std::net::IpAddr>,
-    /// Inline-chunk buffers of the previous record, for reuse.
-    bufs: Vec<Vec<u8>>,
+    ser: SerArena,
 }
 
 impl ShardWriter {
@@ -142,7 +141,7 @@ impl MessageSink for ShardWriter {
         };
         let sc = &mut self.scratch;
         mime::scan_into(msg.body, part_min, &mut sc.scan);
-        fill(&mut sc.rec, msg, &mut sc.scan, &mut sc.bufs);
+        fill(&mut sc.rec, msg, &mut sc.scan);
         if sc.ip != Some(msg.client_ip) {
             sc.rec.client_ip.clear();
             // Writing to a String cannot fail.
@@ -166,15 +165,15 @@ impl MessageSink for ShardWriter {
         let mut sh = inner.shards[self.shard].write();
         sc.rec.id = sh.ids.next(now).0;
         sc.rec.expires_at_ms = now + sh.ttl_ms(msg.recipients, cfg.ttl_secs * 1000);
-        chunk(
-            &mut sh,
-            msg,
-            &sc.scan,
-            &mut sc.rec.raw,
-            &mut sc.bufs,
-            &mut sc.keys,
-        );
-        let (off, len) = match sh.append(&sc.rec, &sc.mboxes, !sc.keys.is_empty(), now) {
+        plan(&mut sh, msg, &sc.scan, &mut sc.plan, &mut sc.keys);
+        let src = RecordSource {
+            rec: &sc.rec,
+            trace: msg.trace_headers,
+            body: msg.body,
+            plan: &sc.plan,
+        };
+        let has_parts = !sc.keys.is_empty();
+        let (off, len) = match sh.append(&src, &mut sc.ser, &sc.mboxes, has_parts, now) {
             Ok(r) => r,
             Err(e) => {
                 sc.keys.iter().for_each(|&k| sh.parts.release(k));
@@ -189,11 +188,10 @@ impl MessageSink for ShardWriter {
     }
 }
 
-/// Fills the record except id, expiry, raw chunks (those need the shard lock) and the
-/// client IP (cached by the caller), reusing
-/// its buffers; the summary strings are swapped out of `scan`. The old inline chunks go to
-/// `bufs` for `chunk` to reuse.
-fn fill(rec: &mut MessageRecord, msg: &NewMessage<'_>, scan: &mut Scan, bufs: &mut Vec<Vec<u8>>) {
+/// Fills the record except id, expiry, raw chunks (planned separately, under the shard
+/// lock) and the client IP (cached by the caller), reusing its buffers; the summary
+/// strings are swapped out of `scan`.
+fn fill(rec: &mut MessageRecord, msg: &NewMessage<'_>, scan: &mut Scan) {
     rec.id = 0;
     rec.received_at_ms = msg.received_at_ms;
     rec.expires_at_ms = 0;
@@ -220,14 +218,6 @@ fn fill(rec: &mut MessageRecord, msg: &NewMessage<'_>, scan: &mut Scan, bufs: &m
     std::mem::swap(&mut h.message_id, &mut scan.message_id);
     h.size = (msg.trace_headers.len() + msg.body.len()) as u64;
     h.has_attachments = scan.has_attachments;
-    for c in rec.raw.drain(..) {
-        if let Chunk::Inline(b) = c
-            && b.capacity() <= SCRATCH_KEEP_BYTES_MAX
-            && bufs.len() < 4
-        {
-            bufs.push(b);
-        }
-    }
 }
 
 fn set(dst: &mut String, src: &str) {
@@ -243,22 +233,21 @@ fn clone_into_vec<T: Clone>(dst: &mut Vec<T>, src: &[T]) {
     dst.extend_from_slice(&src[held..]);
 }
 
-/// Splits the raw message into `out` chunks, interning shareable parts (their keys go to
-/// `keys`); inline chunks take their buffers from `bufs` first.
-fn chunk(
+/// Plans the raw message's chunks into `out`, interning shareable parts (their keys go to
+/// `keys`). Inline chunks are ranges of the message, copied only when encoded.
+fn plan(
     sh: &mut Shard,
     msg: &NewMessage<'_>,
     scan: &Scan,
-    out: &mut Vec<Chunk>,
-    bufs: &mut Vec<Vec<u8>>,
+    out: &mut Vec<ChunkPlan>,
     keys: &mut Vec<u64>,
 ) {
     keys.clear();
-    let mut cur = bufs.pop().unwrap_or_default();
-    cur.clear();
-    // Sized once for the whole message, so a fresh buffer grows at most once.
-    cur.reserve(msg.trace_headers.len() + msg.body.len());
-    cur.extend_from_slice(msg.trace_headers);
+    out.clear();
+    // The pending inline chunk: the trace headers while not yet placed, then the body range
+    // since the last shared part (pieces cover the body in order, so it is contiguous).
+    let mut trace = !msg.trace_headers.is_empty();
+    let mut cur = 0..0;
     for p in &scan.pieces {
         let bytes = &msg.body[p.range.clone()];
         let key = if p.shared {
@@ -275,22 +264,25 @@ fn chunk(
         };
         match key {
             Some(k) => {
-                if !cur.is_empty() {
-                    let next = bufs.pop().unwrap_or_default();
-                    out.push(Chunk::Inline(std::mem::replace(&mut cur, next)));
-                    cur.clear();
+                if trace || !cur.is_empty() {
+                    out.push(ChunkPlan::Inline {
+                        trace,
+                        body: std::mem::replace(&mut cur, 0..0),
+                    });
+                    trace = false;
                 }
-                out.push(Chunk::Shared {
+                out.push(ChunkPlan::Shared {
                     key: k,
                     len: bytes.len() as u32,
                 });
                 keys.push(k);
             }
-            None => cur.extend_from_slice(bytes),
+            None if cur.is_empty() => cur = p.range.clone(),
+            None => cur.end = p.range.end,
         }
     }
-    if !cur.is_empty() || out.is_empty() {
-        out.push(Chunk::Inline(cur));
+    if trace || !cur.is_empty() || out.is_empty() {
+        out.push(ChunkPlan::Inline { trace, body: cur });
     }
 }
 
