@@ -841,3 +841,20 @@ fn journaled_deletion_releases_the_part_when_the_zeroing_was_lost() {
     assert_eq!(store.part_refs(kept_key), 0);
     assert_eq!(count(&file_bytes(&parts), &kept_att.as_bytes()[..64]), 0);
 }
+
+#[test]
+fn group_commit_syncs_a_new_part_with_its_record() {
+    // Goal: under `batch`, the commit of a record that stored a new part syncs the parts
+    // file too before the 250 (two syncs); a record that only references a stored part
+    // syncs its record only. Method: two spam messages, one at a time, count syncs.
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dedup_disk(dir.path(), CommitPolicy::Batch);
+    let att = attachment(13, 3000);
+    let (store, mut w, _, _) = open(&cfg, 1);
+    let syncs = || store.stats().syncs;
+    let s0 = syncs();
+    put_durable(&mut w[0], &["n1@pool.test"], &spam("n1@pool.test", &att));
+    let s1 = syncs();
+    put_durable(&mut w[0], &["n2@pool.test"], &spam("n2@pool.test", &att));
+    assert_eq!((s1 - s0, syncs() - s1), (2, 1));
+}
