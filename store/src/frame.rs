@@ -124,7 +124,7 @@ pub fn tombstone_id(payload: &[u8], crc: u32) -> Option<u64> {
 
 /// CRC32C of a payload.
 pub fn checksum(payload: &[u8]) -> u32 {
-    crc32c::crc32c(payload)
+    crate::crc::crc32c(payload)
 }
 
 #[cfg(test)]

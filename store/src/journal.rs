@@ -124,8 +124,8 @@ impl Entry {
         out[start + 4..start + 8].copy_from_slice(&len.to_le_bytes());
         out[start + 12..start + 14].copy_from_slice(&VERSION.to_le_bytes());
         out[start + 14] = kind;
-        let crc = crc32c::crc32c_append(
-            crc32c::crc32c(&out[start + 12..start + 16]),
+        let crc = crate::crc::crc32c_append(
+            crate::crc::crc32c(&out[start + 12..start + 16]),
             &out[start + HEADER_BYTES..],
         );
         out[start + 8..start + 12].copy_from_slice(&crc.to_le_bytes());
@@ -144,7 +144,7 @@ impl Entry {
             return None;
         }
         let payload = b.get(HEADER_BYTES..HEADER_BYTES + len)?;
-        if crc32c::crc32c_append(crc32c::crc32c(&head[12..16]), payload) != word(8) {
+        if crate::crc::crc32c_append(crate::crc::crc32c(&head[12..16]), payload) != word(8) {
             return None;
         }
         let num = |at: usize| -> Option<u64> {
@@ -656,7 +656,7 @@ mod tests {
         old[4..8].copy_from_slice(&len.to_le_bytes());
         old[12..14].copy_from_slice(&VERSION.to_le_bytes());
         old[14] = 1;
-        let crc = crc32c::crc32c_append(crc32c::crc32c(&old[12..16]), &old[HEADER_BYTES..]);
+        let crc = crate::crc::crc32c_append(crate::crc::crc32c(&old[12..16]), &old[HEADER_BYTES..]);
         old[8..12].copy_from_slice(&crc.to_le_bytes());
         let p = parse(&old);
         assert_eq!(

@@ -26,6 +26,7 @@
 mod arena;
 pub mod clock;
 pub mod config;
+pub mod crc;
 pub mod error;
 pub mod frame;
 pub mod id;

@@ -210,7 +210,7 @@ impl Parts {
 
     /// Content key of a part.
     pub fn key(data: &[u8]) -> u64 {
-        key_of(crc32c::crc32c(data), data.len())
+        key_of(crate::crc::crc32c(data), data.len())
     }
 
     /// Adds a reference to `data`, storing it if new and there is room.
@@ -218,7 +218,7 @@ impl Parts {
         let Some(region) = &mut self.region else {
             return Interned::Inline;
         };
-        let crc = crc32c::crc32c(data);
+        let crc = crate::crc::crc32c(data);
         let key = key_of(crc, data.len());
         if let Some(s) = self.map.get_mut(&key) {
             if region.bytes()[s.data()] == *data && s.refs < u32::MAX {
@@ -459,7 +459,7 @@ fn file_header(salt: u32) -> [u8; FILE_HEADER_BYTES] {
     b[0..4].copy_from_slice(&FILE_MAGIC);
     b[4..6].copy_from_slice(&VERSION.to_le_bytes());
     b[8..12].copy_from_slice(&salt.to_le_bytes());
-    let crc = crc32c::crc32c(&b[..12]);
+    let crc = crate::crc::crc32c(&b[..12]);
     b[12..16].copy_from_slice(&crc.to_le_bytes());
     b
 }
@@ -470,7 +470,7 @@ fn read_file_header(bytes: &[u8]) -> Option<u32> {
     let ok = b[0..4] == FILE_MAGIC
         && b[4..6] == VERSION.to_le_bytes()
         && b[6..8] == [0, 0]
-        && crc32c::crc32c(&b[..12]) == word(12);
+        && crate::crc::crc32c(&b[..12]) == word(12);
     ok.then(|| word(8))
 }
 
@@ -485,7 +485,7 @@ fn part_header(salt: u32, len: u32, crc: u32) -> [u8; PART_HEADER_BYTES] {
 }
 
 fn header_check(salt: u32, head: &[u8]) -> u32 {
-    crc32c::crc32c_append(crc32c::crc32c(&salt.to_le_bytes()), head)
+    crate::crc::crc32c_append(crate::crc::crc32c(&salt.to_le_bytes()), head)
 }
 
 /// The frame at `off` if its header and data check out.
@@ -503,7 +503,7 @@ fn read_part(bytes: &[u8], off: usize, salt: u32) -> Option<Slot> {
         return None;
     }
     let slot = Slot { off, len, refs: 0 };
-    (crc32c::crc32c(&bytes[slot.data()]) == word(8)).then_some(slot)
+    (crate::crc::crc32c(&bytes[slot.data()]) == word(8)).then_some(slot)
 }
 
 #[cfg(test)]
@@ -636,7 +636,7 @@ mod tests {
         // Goal: a written frame reads back; a wrong salt or a flipped data byte rejects it.
         let mut b = vec![0u8; 128];
         let data = b"hello parts";
-        let h = part_header(7, data.len() as u32, crc32c::crc32c(data));
+        let h = part_header(7, data.len() as u32, crate::crc::crc32c(data));
         b[16..32].copy_from_slice(&h);
         b[32..32 + data.len()].copy_from_slice(data);
         let s = read_part(&b, 16, 7).unwrap();
