@@ -23,7 +23,8 @@ pub enum Persistence {
 pub enum CommitPolicy {
     /// Never sync explicitly; the kernel writes pages back when it likes.
     None,
-    /// Group commit: one msync covers all records that arrived within `batch_wait_us`.
+    /// Group commit: one msync covers every record queued when it starts (and those that
+    /// arrive within `batch_wait_us` after the first).
     #[default]
     Batch,
     /// One msync per record before the 250.
@@ -66,6 +67,9 @@ pub struct StoreConfig {
     /// Commit policy for `disk`: `none`, `batch` (default) or `always`.
     pub commit: CommitPolicy,
     /// Longest time a `batch` commit waits for company before it syncs, in microseconds.
+    /// 0 (default) syncs at once: records that arrive during a sync share the next one,
+    /// so batches grow with load by themselves and no 250 waits for a timer. A wait only
+    /// trades latency for fewer syncs per second.
     pub batch_wait_us: u64,
 }
 
@@ -87,7 +91,7 @@ impl Default for StoreConfig {
             persistence: Persistence::Memory,
             dir: None,
             commit: CommitPolicy::Batch,
-            batch_wait_us: 1000,
+            batch_wait_us: 0,
         }
     }
 }

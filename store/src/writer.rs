@@ -293,17 +293,23 @@ struct Maps {
     parts: Option<Arc<MmapRaw>>,
 }
 
-/// Group commit: wait for the first request, gather more for at most `wait`, then sync the
-/// part frames the batch references and the batch's records (one sync each) before
-/// answering any of them.
+/// Group commit: wait for the first request, take every request already queued (and, with
+/// a `wait`, those arriving until it ends), then sync the part frames the batch references
+/// and the batch's records (one sync each) before answering any of them. Requests that
+/// arrive during the sync form the next batch.
 fn commit_loop(rx: &Receiver<CommitReq>, maps: &Maps, wait: Duration, inner: &Inner) {
     while let Ok(first) = rx.recv() {
         let deadline = Instant::now() + wait;
         let mut batch = vec![first];
         while batch.len() < BATCH_COMMITS_MAX {
-            match rx.recv_deadline(deadline) {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
+            let next = if wait.is_zero() {
+                rx.try_recv().ok()
+            } else {
+                rx.recv_deadline(deadline).ok()
+            };
+            match next {
+                Some(r) => batch.push(r),
+                None => break,
             }
         }
         let res = sync_parts(&batch, maps, inner).and_then(|()| {
