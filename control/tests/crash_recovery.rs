@@ -68,8 +68,13 @@ fn start(config_path: &Path) -> (Child, u16, Arc<Mutex<Vec<String>>>) {
         let _ = child.kill();
         panic!("tempmx did not start: {:?}", lines.lock().unwrap());
     };
-    let v: serde_json::Value = serde_json::from_str(&serving).unwrap();
-    let smtp: SocketAddr = v["smtp"].as_str().unwrap().parse().unwrap();
+    let smtp = serde_json::from_str::<serde_json::Value>(&serving)
+        .ok()
+        .and_then(|v| v["smtp"].as_str()?.parse::<SocketAddr>().ok());
+    let Some(smtp) = smtp else {
+        let _ = child.kill();
+        panic!("no SMTP address in the serving line: {serving}");
+    };
     (child, smtp.port(), lines)
 }
 
