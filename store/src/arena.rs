@@ -35,9 +35,23 @@ unsafe impl Send for Arena {}
 unsafe impl Sync for Arena {}
 
 impl Arena {
-    /// A zeroed heap arena of `len` bytes (the OS commits pages as they are touched).
+    /// A zeroed, page-aligned heap arena of `len` bytes. With page alignment the system
+    /// allocator writes the zeros itself, so the whole arena is committed at open: the ring
+    /// fills it anyway, its writes take no page faults, and a machine short of memory fails
+    /// at start rather than in the middle of a flood.
     pub fn heap(len: usize) -> Result<Self, StoreError> {
-        let layout = Layout::from_size_align(len, ARENA_ALIGN)
+        Self::zeroed(len, ARENA_ALIGN)
+    }
+
+    /// A zeroed heap region of `len` bytes aligned to 16 only, so the allocator can hand
+    /// out fresh zero pages (`calloc`) that are committed when first touched. For regions
+    /// that fill gradually and may never fill (the part table).
+    pub fn heap_on_demand(len: usize) -> Result<Self, StoreError> {
+        Self::zeroed(len, 16)
+    }
+
+    fn zeroed(len: usize, align: usize) -> Result<Self, StoreError> {
+        let layout = Layout::from_size_align(len, align)
             .map_err(|e| StoreError::Config(vec![format!("arena size {len}: {e}")]))?;
         if len == 0 {
             return Err(StoreError::Config(vec!["arena size 0".into()]));
@@ -48,31 +62,6 @@ impl Arena {
             StoreError::Io(std::io::Error::new(
                 std::io::ErrorKind::OutOfMemory,
                 "arena allocation failed",
-            ))
-        })?;
-        Ok(Self {
-            ptr,
-            len,
-            backing: Backing::Heap(layout),
-        })
-    }
-
-    /// A zeroed heap region of `len` bytes aligned to 16 only, so the allocator can hand
-    /// out fresh zero pages (`calloc`) that are committed when first touched; with page
-    /// alignment the system allocator writes the zeros itself and commits everything at
-    /// once. For regions that fill gradually and may never fill (the part table).
-    pub fn heap_on_demand(len: usize) -> Result<Self, StoreError> {
-        let layout = Layout::from_size_align(len, 16)
-            .map_err(|e| StoreError::Config(vec![format!("region size {len}: {e}")]))?;
-        if len == 0 {
-            return Err(StoreError::Config(vec!["region size 0".into()]));
-        }
-        // SAFETY: layout has non-zero size.
-        let raw = unsafe { alloc_zeroed(layout) };
-        let ptr = NonNull::new(raw).ok_or_else(|| {
-            StoreError::Io(std::io::Error::new(
-                std::io::ErrorKind::OutOfMemory,
-                "region allocation failed",
             ))
         })?;
         Ok(Self {
