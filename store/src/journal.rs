@@ -19,16 +19,9 @@
 //! 15     reserved, 0
 //! ```
 //!
-//! Payloads: kind 5 `id u64 | at_id u64 | mailbox` (kind 1, written before `at_id`
-//! existed, is `id u64 | mailbox` and reads as `at_id = id`); kind 2
-//! `upto_id u64 | shard u16 | mailbox` (every record of that shard with an id up to
-//! `upto_id`); kind 3 `ttl_ms u64 | mailbox`; kind 4 `mailbox`. Integers are
-//! little-endian, the mailbox is the rest of the payload.
-//!
-//! `at_id` and `upto_id` are the shard's newest id when the deletion happened. Recovery
-//! replays each deletion between the records that arrived before and after it, so the
-//! per-mailbox cap trims the same copies it trimmed before the restart: a copy the cap
-//! had cut cannot come back because a newer copy was deleted.
+//! Payloads: kind 1 `id u64 | mailbox`; kind 2 `upto_id u64 | shard u16 | mailbox`
+//! (every record of that shard with an id up to `upto_id`); kind 3 `ttl_ms u64 | mailbox`;
+//! kind 4 `mailbox`. Integers are little-endian, the mailbox is the rest of the payload.
 //!
 //! Replay never panics: an entry that fails any check is skipped and counted, and the scan
 //! resumes at the next magic that starts a valid entry (a torn tail simply ends the file).
@@ -59,7 +52,7 @@ const HEADER_BYTES: usize = 16;
 /// Longest mailbox an entry carries (RFC 5321 paths are at most 256 octets).
 pub const MAILBOX_BYTES_MAX: usize = 512;
 /// Largest entry on disk.
-pub const ENTRY_BYTES_MAX: usize = HEADER_BYTES + 16 + MAILBOX_BYTES_MAX;
+pub const ENTRY_BYTES_MAX: usize = HEADER_BYTES + 10 + MAILBOX_BYTES_MAX;
 /// The file is never compacted below this size (compaction costs a rewrite and syncs).
 pub const COMPACT_BYTES_MIN: u64 = 1 << 20;
 /// Least time between compactions started by `Store::expire`.
@@ -68,13 +61,8 @@ pub const COMPACT_INTERVAL_MS: u64 = 60_000;
 /// One journal entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Entry {
-    /// One mailbox's copy of one message was deleted while `at_id` was the shard's
-    /// newest id.
-    DeleteMessage {
-        id: u64,
-        at_id: u64,
-        mailbox: String,
-    },
+    /// One mailbox's copy of one message was deleted.
+    DeleteMessage { id: u64, mailbox: String },
     /// Every copy in `shard` for `mailbox` with an id up to `upto_id` was deleted.
     DeleteMailbox {
         shard: u16,
@@ -103,10 +91,9 @@ impl Entry {
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&[0; 12]);
         let kind = match self {
-            Entry::DeleteMessage { id, at_id, .. } => {
+            Entry::DeleteMessage { id, .. } => {
                 out.extend_from_slice(&id.to_le_bytes());
-                out.extend_from_slice(&at_id.to_le_bytes());
-                5
+                1
             }
             Entry::DeleteMailbox { shard, upto_id, .. } => {
                 out.extend_from_slice(&upto_id.to_le_bytes());
@@ -159,13 +146,7 @@ impl Entry {
         let e = match head[14] {
             1 => Entry::DeleteMessage {
                 id: num(0)?,
-                at_id: num(0)?,
                 mailbox: text(8)?,
-            },
-            5 => Entry::DeleteMessage {
-                id: num(0)?,
-                at_id: num(8)?,
-                mailbox: text(16)?,
             },
             2 => Entry::DeleteMailbox {
                 upto_id: num(0)?,
@@ -218,30 +199,10 @@ pub(crate) fn parse(b: &[u8]) -> Parsed {
 /// Deleted copies of one mailbox.
 #[derive(Clone, Debug, Default)]
 struct Deleted {
-    /// Exact message ids, each with the shard's newest id when it was deleted.
-    ids: Vec<(u64, u64)>,
+    /// Exact message ids.
+    ids: Vec<u64>,
     /// `(shard, upto_id)`: whole-mailbox deletions.
     cuts: Vec<(u16, u64)>,
-}
-
-/// One deletion to replay in recovery.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Replay<'a> {
-    /// The shard's newest id when it happened: apply after the records up to it.
-    pub(crate) at: u64,
-    /// The mailbox whose copies it deleted.
-    pub(crate) mailbox: &'a str,
-    /// Which copies.
-    pub(crate) what: Deletion,
-}
-
-/// The copies a replayed deletion covers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Deletion {
-    /// The copy of this message id.
-    Message(u64),
-    /// Every copy with an id up to this one.
-    UpTo(u64),
 }
 
 /// The live deletions, keyed by mailbox.
@@ -254,7 +215,7 @@ impl Tombs {
     /// Whether `mailbox`'s copy of record `id` in `shard` was deleted.
     pub(crate) fn hides(&self, shard: usize, id: u64, mailbox: &str) -> bool {
         self.by_mailbox.get(mailbox).is_some_and(|d| {
-            d.ids.iter().any(|&(i, _)| i == id)
+            d.ids.contains(&id)
                 || d.cuts
                     .iter()
                     .any(|&(s, up)| s as usize == shard && id <= up)
@@ -270,8 +231,8 @@ impl Tombs {
                 let ids = d
                     .ids
                     .iter()
-                    .filter(move |&&(id, _)| shard_of(MessageId(id)) == shard)
-                    .map(|&(id, at)| id.max(at));
+                    .copied()
+                    .filter(move |&id| shard_of(MessageId(id)) == shard);
                 let cuts = d
                     .cuts
                     .iter()
@@ -283,44 +244,12 @@ impl Tombs {
             .unwrap_or(0)
     }
 
-    /// The deletions of `shard` in the order they happened (by the shard's newest id at
-    /// the time), for recovery to replay between the records.
-    pub(crate) fn replay_order(&self, shard: usize) -> Vec<Replay<'_>> {
-        let mut out: Vec<Replay<'_>> = self
-            .by_mailbox
-            .iter()
-            .flat_map(|(m, d)| {
-                let ids = d
-                    .ids
-                    .iter()
-                    .filter(move |&&(id, _)| shard_of(MessageId(id)) == shard)
-                    .map(move |&(id, at)| Replay {
-                        at: at.max(id),
-                        mailbox: m,
-                        what: Deletion::Message(id),
-                    });
-                let cuts = d
-                    .cuts
-                    .iter()
-                    .filter(move |&&(s, _)| s as usize == shard)
-                    .map(move |&(_, up)| Replay {
-                        at: up,
-                        mailbox: m,
-                        what: Deletion::UpTo(up),
-                    });
-                ids.chain(cuts)
-            })
-            .collect();
-        out.sort_by_key(|r| r.at);
-        out
-    }
-
     fn apply(&mut self, e: &Entry) {
         match e {
-            Entry::DeleteMessage { id, at_id, mailbox } => {
+            Entry::DeleteMessage { id, mailbox } => {
                 let d = self.by_mailbox.entry(mailbox.clone()).or_default();
-                if !d.ids.iter().any(|&(i, _)| i == *id) {
-                    d.ids.push((*id, *at_id));
+                if !d.ids.contains(id) {
+                    d.ids.push(*id);
                 }
             }
             Entry::DeleteMailbox {
@@ -335,7 +264,7 @@ impl Tombs {
                 }
                 // Exact deletions the cut covers are redundant.
                 d.ids
-                    .retain(|&(id, _)| shard_of(MessageId(id)) != *shard as usize || id > *upto_id);
+                    .retain(|&id| shard_of(MessageId(id)) != *shard as usize || id > *upto_id);
             }
             Entry::TtlSet { .. } | Entry::TtlClear { .. } => {}
         }
@@ -348,7 +277,7 @@ impl Tombs {
         let mut dropped = 0;
         self.by_mailbox.retain(|_, d| {
             let before = d.ids.len() + d.cuts.len();
-            d.ids.retain(|&(id, _)| live(shard_of(MessageId(id)), id));
+            d.ids.retain(|&id| live(shard_of(MessageId(id)), id));
             d.cuts.retain(|&(s, up)| live(s as usize, up));
             dropped += before - d.ids.len() - d.cuts.len();
             !(d.ids.is_empty() && d.cuts.is_empty())
@@ -360,18 +289,15 @@ impl Tombs {
     fn any_dead(&self, oldest: &[u64]) -> bool {
         let dead = |shard: usize, id: u64| oldest.get(shard).is_none_or(|&o| id < o);
         self.by_mailbox.values().any(|d| {
-            d.ids
-                .iter()
-                .any(|&(id, _)| dead(shard_of(MessageId(id)), id))
+            d.ids.iter().any(|&id| dead(shard_of(MessageId(id)), id))
                 || d.cuts.iter().any(|&(s, up)| dead(s as usize, up))
         })
     }
 
     fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
         self.by_mailbox.iter().flat_map(|(m, d)| {
-            let ids = d.ids.iter().map(|&(id, at_id)| Entry::DeleteMessage {
+            let ids = d.ids.iter().map(|&id| Entry::DeleteMessage {
                 id,
-                at_id,
                 mailbox: m.clone(),
             });
             let cuts = d.cuts.iter().map(|&(shard, upto_id)| Entry::DeleteMailbox {
@@ -547,7 +473,6 @@ mod tests {
         vec![
             Entry::DeleteMessage {
                 id: (7 << 20) | (1 << 12),
-                at_id: (8 << 20) | (1 << 12),
                 mailbox: "a@x.test".into(),
             },
             Entry::DeleteMailbox {
@@ -608,12 +533,10 @@ mod tests {
         let mut t = Tombs::default();
         t.apply(&Entry::DeleteMessage {
             id: id(5, 0),
-            at_id: id(5, 0),
             mailbox: "a@x.test".into(),
         });
         t.apply(&Entry::DeleteMessage {
             id: id(6, 1),
-            at_id: id(6, 1),
             mailbox: "a@x.test".into(),
         });
         t.apply(&Entry::DeleteMailbox {
@@ -640,61 +563,6 @@ mod tests {
         assert_eq!(t.prune(&[id(6, 0), 0]), 1);
         assert!(!t.hides(0, id(5, 0), "a@x.test"));
         assert!(t.hides(1, id(7, 1), "a@x.test"));
-    }
-
-    #[test]
-    fn version_one_deletions_read_and_replay_in_deletion_order() {
-        // Goal: a kind-1 entry (written before `at_id`) still reads, as deleted on arrival;
-        // replay order follows when each deletion happened, not the id it names.
-        let id = |ms: u64| ms << 20;
-        let mut old = Vec::new();
-        old.extend_from_slice(&MAGIC);
-        old.extend_from_slice(&[0; 12]);
-        old.extend_from_slice(&id(3).to_le_bytes());
-        old.extend_from_slice(b"a@x.test");
-        let len = (old.len() - HEADER_BYTES) as u32;
-        old[4..8].copy_from_slice(&len.to_le_bytes());
-        old[12..14].copy_from_slice(&VERSION.to_le_bytes());
-        old[14] = 1;
-        let crc = crate::crc::crc32c_append(crate::crc::crc32c(&old[12..16]), &old[HEADER_BYTES..]);
-        old[8..12].copy_from_slice(&crc.to_le_bytes());
-        let p = parse(&old);
-        assert_eq!(
-            p.entries,
-            vec![Entry::DeleteMessage {
-                id: id(3),
-                at_id: id(3),
-                mailbox: "a@x.test".into()
-            }]
-        );
-        let mut t = Tombs::default();
-        t.apply(&p.entries[0]);
-        t.apply(&Entry::DeleteMessage {
-            id: id(1),
-            at_id: id(9),
-            mailbox: "b@x.test".into(),
-        });
-        t.apply(&Entry::DeleteMailbox {
-            shard: 0,
-            upto_id: id(5),
-            mailbox: "c@x.test".into(),
-        });
-        let order: Vec<(u64, Deletion)> =
-            t.replay_order(0).iter().map(|r| (r.at, r.what)).collect();
-        assert_eq!(
-            order,
-            vec![
-                (id(3), Deletion::Message(id(3))),
-                (id(5), Deletion::UpTo(id(5))),
-                (id(9), Deletion::Message(id(1))),
-            ]
-        );
-        assert!(t.replay_order(1).is_empty());
-        assert_eq!(
-            t.last_id(0),
-            id(9),
-            "ids after a restart stay above every deletion"
-        );
     }
 
     proptest! {

@@ -4,11 +4,9 @@
 //! chunks name a part that is not there is skipped like a corrupt one, and every other
 //! record holds its parts, so `Parts::finish_recovery` can then zero the unreferenced ones.
 
-use std::collections::HashMap;
-
 use crate::frame::{self, FrameKind, HEADER_BYTES, Header, HeaderError};
 use crate::id::IdGen;
-use crate::journal::{Deletion, Replay, Tombs};
+use crate::journal::Tombs;
 use crate::record::{self, ArchivedChunk};
 use crate::shard::{SegMeta, Shard};
 use crate::stats::{Reclaim, RecoveryReport};
@@ -19,16 +17,15 @@ struct Found {
     id: u64,
     expires_ms: u64,
     mailboxes: Vec<String>,
-    /// A tombstone: the journal names the mailboxes that held copies until they deleted
-    /// them.
+    /// A tombstone that kept its id (it joins the scan's id-order check only).
     deleted: bool,
     /// Whether it references deduplicated parts (it holds one reference per such chunk).
     parts: bool,
 }
 
 /// Scans all segments of `sh`, rebuilds its ring order and index; `hash` names mailboxes.
-/// Copies the journal deleted (`tombs`) are unlinked in the order they were deleted; a
-/// record left with no mailbox is zeroed, as the deletion did before the restart.
+/// Copies the journal deleted (`tombs`) stay out of the index; a record left with no
+/// mailbox is zeroed, as the deletion did before the restart.
 pub(crate) fn recover(
     sh: &mut Shard,
     shard: usize,
@@ -58,28 +55,11 @@ pub(crate) fn recover(
     if sh.used.is_empty() {
         sh.used.push_back(sh.free.pop().unwrap_or(0));
     }
-    // Deletions are replayed where they happened between the records, so the per-mailbox
-    // cap trims what it trimmed before the restart. They are not new deletions: the
-    // counter keeps its value.
-    let deleted_before = sh.counters.deleted;
-    let deletions = tombs.replay_order(shard);
-    let deleted_copies = copies_by_id(&deletions);
-    let mut pending = deletions.iter().peekable();
-    let mut gone = Vec::new();
     let mut last_id = 0;
     for f in per_seg.into_iter().flat_map(|(_, v)| v) {
         last_id = last_id.max(f.id);
-        while let Some(d) = pending.next_if(|d| d.at < f.id) {
-            rep.copies_deleted += replay(sh, d, hash, now_ms) as u64;
-        }
+        // A tombstone only keeps its id, for the ordering checks of the scan.
         if f.deleted {
-            // Its copies held places in their mailbox lists until deleted: the cap counts
-            // them until their deletions replay.
-            let copies = deleted_copies.get(&f.id).map_or(&[][..], Vec::as_slice);
-            make_room(sh, copies.len());
-            for m in copies {
-                sh.index.push(f.id, hash(m), f.loc, false);
-            }
             continue;
         }
         if f.expires_ms <= now_ms {
@@ -87,30 +67,25 @@ pub(crate) fn recover(
             release_parts_of(sh, &f);
             continue;
         }
-        make_room(sh, f.mailboxes.len());
-        for m in &f.mailboxes {
+        let kept: Vec<&String> = f
+            .mailboxes
+            .iter()
+            .filter(|m| !tombs.hides(shard, f.id, m))
+            .collect();
+        rep.copies_deleted += (f.mailboxes.len() - kept.len()) as u64;
+        if kept.is_empty() {
+            release_parts_of(sh, &f);
+            sh.zero_record(f.loc);
+            rep.records_deleted += 1;
+            continue;
+        }
+        make_room(sh, kept.len());
+        for m in kept {
             sh.counters.evicted_mailbox_cap += sh.index.push(f.id, hash(m), f.loc, f.parts) as u64;
         }
-        if f.mailboxes.iter().all(|m| tombs.hides(shard, f.id, m)) {
-            rep.records_deleted += 1;
-            gone.push(f.loc);
-        } else {
-            rep.records_recovered += 1;
-        }
+        rep.records_recovered += 1;
     }
-    for d in pending {
-        rep.copies_deleted += replay(sh, d, hash, now_ms) as u64;
-    }
-    // A record every mailbox deleted is zeroed, as the deletion did before the restart
-    // (its replay already did, unless the cap had cut the copy first).
-    for loc in gone {
-        if sh.record_at(loc).is_some() {
-            release_parts_at(sh, loc);
-            sh.zero_record(loc);
-        }
-    }
-    sh.counters.deleted = deleted_before;
-    // Tombstones written before they kept ids leave none behind, but the journal names them.
+    // Deleted records leave no id behind in the index, but the journal names them.
     sh.ids = IdGen::new(shard, last_id.max(tombs.last_id(shard)));
 }
 
@@ -121,45 +96,6 @@ fn make_room(sh: &mut Shard, n: usize) {
             break;
         }
         sh.reclaim_oldest(Reclaim::IndexFull);
-    }
-}
-
-/// The mailboxes whose copy of each message id a journaled deletion names.
-fn copies_by_id<'a>(deletions: &[Replay<'a>]) -> HashMap<u64, Vec<&'a str>> {
-    let mut out: HashMap<u64, Vec<&str>> = HashMap::new();
-    for d in deletions {
-        if let Deletion::Message(id) = d.what {
-            out.entry(id).or_default().push(d.mailbox);
-        }
-    }
-    out
-}
-
-/// Applies one journaled deletion to the rebuilt index; returns the copies it removed.
-fn replay(sh: &mut Shard, d: &Replay<'_>, hash: &dyn Fn(&str) -> u64, now_ms: u64) -> usize {
-    let mbox = hash(d.mailbox);
-    match d.what {
-        // The copy may be a tombstone's placeholder, which has no record to confirm.
-        Deletion::Message(id) => sh
-            .index
-            .find_id(id)
-            .find(|&seq| {
-                sh.index.get(seq).is_some_and(|e| {
-                    e.is_for(mbox)
-                        && e.linked()
-                        && sh
-                            .record_at(e.loc)
-                            .is_none_or(|r| r.mailboxes.iter().any(|m| m.as_str() == d.mailbox))
-                })
-            })
-            .is_some_and(|seq| sh.delete_seq(seq))
-            .into(),
-        // Every record up to the cut is in the index by now and none after it.
-        Deletion::UpTo(_) => {
-            let before = sh.counters.deleted;
-            sh.delete_mailbox(mbox, d.mailbox, now_ms);
-            (sh.counters.deleted - before) as usize
-        }
     }
 }
 

@@ -306,18 +306,16 @@ impl Store {
             return false;
         };
         let now = self.inner.clock.now_ms();
-        let (deleted, at_id) = {
+        let deleted = {
             let mut sh = sh.write();
-            let deleted = match sh.find(self.inner.hash(mailbox), mailbox, id.0, now) {
+            match sh.find(self.inner.hash(mailbox), mailbox, id.0, now) {
                 Some(seq) => sh.delete_seq(seq),
                 None => false,
-            };
-            (deleted, sh.ids.last())
+            }
         };
         if deleted {
             self.inner.journal_delete(Entry::DeleteMessage {
                 id: id.0,
-                at_id,
                 mailbox: mailbox.to_string(),
             });
         }

@@ -14,6 +14,7 @@ fuzz_target!(|data: &[u8]| {
         persistence: Persistence::Disk,
         dir: Some(dir.path().into()),
         commit: CommitPolicy::None,
+        dedup_bytes_max: 0,
         ..StoreConfig::default()
     };
     let Ok(g) = sizing::plan(&cfg, 1) else { return };
@@ -27,9 +28,8 @@ fuzz_target!(|data: &[u8]| {
     if std::fs::write(shard_path(dir.path(), 0), &file).is_err() {
         return;
     }
-    let Ok((store, _, rep)) = Store::open(&cfg, 1) else {
-        return;
-    };
+    // A config error here would turn every run into a no-op, so it fails loudly.
+    let (store, _, rep) = Store::open(&cfg, 1).expect("a valid config opens");
     let _ = store.stats();
     drop(store);
     if let Ok((_, _, again)) = Store::open(&cfg, 1) {

@@ -323,61 +323,6 @@ fn journal_refuses_an_over_long_mailbox_and_counts_it() {
 }
 
 #[test]
-fn deletions_replay_in_order_with_the_mailbox_cap() {
-    // Goal: after a reopen each mailbox lists what it listed before. Copies the cap cut
-    // do not come back once the visible ones were deleted one by one, and copies that a
-    // deletion made room for before newer mail arrived are not cut by the replay.
-    // Method: cap 3 (lists are trimmed lazily, back to the cap when they reach twice it).
-    // `a` gets 7 messages (the 6th trims it to 3, the 7th makes 4) and the 3 visible ones
-    // are deleted: only the 4th remains (replaying the deletions first would show the
-    // 4th, 3rd and 2nd). `b` gets 3, loses 2, gets 4 more, then loses the 3 newest: the 4th
-    // and the 1st remain (replaying the deletions last would trim the 1st away).
-    let dir = tempfile::tempdir().expect("tmp");
-    let cfg = StoreConfig {
-        mailbox_records_max: 3,
-        ..disk(dir.path(), CommitPolicy::Batch)
-    };
-    let listed = |store: &tempmx_store::Store, m: &str| -> Vec<tempmx_store::MessageId> {
-        store.list(m, None, 10).iter().map(|s| s.id).collect()
-    };
-    let delete_listed = |store: &tempmx_store::Store, m: &str| {
-        for id in listed(store, m) {
-            assert!(store.delete_message(m, id));
-        }
-    };
-    let before = {
-        let (store, mut w, _, _) = open(&cfg, 1);
-        let a: Vec<_> = (0..7)
-            .map(|i| put_durable(&mut w[0], &["a@pool.test"], &body("a", &i.to_string())))
-            .collect();
-        delete_listed(&store, "a@pool.test");
-        let mut b: Vec<_> = (0..3)
-            .map(|i| put_durable(&mut w[0], &["b@pool.test"], &body("b", &i.to_string())))
-            .collect();
-        assert!(store.delete_message("b@pool.test", b[2]));
-        assert!(store.delete_message("b@pool.test", b[1]));
-        b.truncate(1);
-        for i in 3..7 {
-            b.push(put_durable(
-                &mut w[0],
-                &["b@pool.test"],
-                &body("b", &i.to_string()),
-            ));
-        }
-        delete_listed(&store, "b@pool.test");
-        let before = (listed(&store, "a@pool.test"), listed(&store, "b@pool.test"));
-        assert_eq!(before.0, vec![a[3]]);
-        assert_eq!(before.1, vec![b[1], b[0]]);
-        before
-    };
-    for round in 0..2 {
-        let (store, _, _, rep) = open(&cfg, 1);
-        let after = (listed(&store, "a@pool.test"), listed(&store, "b@pool.test"));
-        assert_eq!(after, before, "round {round}: {rep}");
-    }
-}
-
-#[test]
 fn frames_left_from_a_recycled_segment_are_not_recovered() {
     // Goal: if the zeroing of a recycled segment never reached the disk (power loss), the
     // old frames behind the new ones are cut off at recovery, not served again.
