@@ -8,25 +8,16 @@
 //! (a small count keeps runs under callgrind short; the fill stays the same).
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::Duration;
 
 use tempmx_store::{MessageSink, NewMessage, Store, StoreConfig};
+
+#[path = "support/thread_cpu.rs"]
+mod support;
+use support::thread_cpu;
 
 /// Appends per timed round unless the first argument says otherwise.
 const APPENDS: usize = 200_000;
 const ROUNDS: usize = 7;
-
-/// CPU time this thread has used.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux knows.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
 
 fn main() {
     let appends: usize = std::env::args()

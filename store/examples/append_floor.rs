@@ -6,7 +6,9 @@
 //!
 //! Run: `cargo run --release -p tempmx-store --example append_floor`
 
-use std::time::Duration;
+#[path = "support/thread_cpu.rs"]
+mod support;
+use support::thread_cpu;
 
 const ARENA_BYTES: usize = 240 << 20;
 const SEGMENT_BYTES: usize = 16 << 20;
@@ -14,18 +16,6 @@ const SEGMENT_BYTES: usize = 16 << 20;
 const FRAME_BYTES: usize = 4096 + 64;
 const APPENDS: usize = 300_000;
 const ROUNDS: usize = 7;
-
-/// CPU time this thread has used.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux knows.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
 
 fn main() {
     let mut arena = vec![0u8; ARENA_BYTES];

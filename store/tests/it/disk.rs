@@ -421,6 +421,13 @@ fn count(hay: &[u8], needle: &[u8]) -> usize {
     hay.windows(needle.len()).filter(|w| *w == needle).count()
 }
 
+/// Where `needle` first occurs in `hay` (the test fails if nowhere).
+fn offset_of(hay: &[u8], needle: &[u8], what: &str) -> usize {
+    hay.windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap_or_else(|| panic!("{what} not found"))
+}
+
 fn file_bytes(path: &std::path::Path) -> Vec<u8> {
     std::fs::read(path).expect("read")
 }
@@ -572,10 +579,7 @@ fn corrupt_part_frame_skips_the_part_and_its_referrers() {
     let (with_a, with_b, plain) = two_parts(&cfg, &a, &b);
     let path = tempmx_store::parts_path(dir.path(), 0);
     let mut bytes = file_bytes(&path);
-    let at = bytes
-        .windows(a.len())
-        .position(|w| w == a.as_bytes())
-        .expect("part a on disk");
+    let at = offset_of(&bytes, a.as_bytes(), "part a on disk");
     bytes[at + 1000] ^= 0x20;
     std::fs::write(&path, &bytes).expect("corrupt");
     let (store, _, _, rep) = open(&cfg, 1);
@@ -606,10 +610,7 @@ fn torn_parts_tail_costs_only_the_last_part() {
     let (with_a, with_b, plain) = two_parts(&cfg, &a, &b);
     let path = tempmx_store::parts_path(dir.path(), 0);
     let mut bytes = file_bytes(&path);
-    let at = bytes
-        .windows(b.len())
-        .position(|w| w == b.as_bytes())
-        .expect("part b on disk");
+    let at = offset_of(&bytes, b.as_bytes(), "part b on disk");
     bytes[at + b.len() - 500..at + b.len()].fill(0);
     std::fs::write(&path, &bytes).expect("tear");
     let (store, _, _, rep) = open(&cfg, 1);

@@ -118,3 +118,36 @@ fn deletion_is_immediate_and_respects_other_recipients() {
     assert!(store.get(shared).is_none());
     assert_eq!(store.stats().totals.deleted, 3);
 }
+
+#[test]
+fn index_budget_is_held_to_and_reclaims_when_hit() {
+    // Goal: a store whose index budget is far below what its arena could hold evicts for
+    // the index (IndexFull) and never holds more index memory than the plan set aside.
+    // Method: 1 entry per MiB, 3000 tiny messages to unique mailboxes, check held entries
+    // and bytes after every append. Bounded: 3000 appends.
+    let cfg = StoreConfig {
+        memory_bytes_max: 4 << 20,
+        segment_bytes: 256 << 10,
+        index_entries_per_mib: 1,
+        record_mailboxes_max: 400,
+        dedup_bytes_max: 0,
+        ..StoreConfig::default()
+    };
+    let (store, mut w, _, _) = open(&cfg, 1);
+    let g = store.geometry();
+    assert_eq!(g.entries, 400, "the recipient bound sets the budget");
+    for i in 0..3000 {
+        put(
+            &mut w[0],
+            &[format!("user{i}@pool.test").as_str()],
+            b"Subject: x\r\n\r\nshort",
+        );
+        let s = &store.stats().shards[0];
+        assert!(s.index_entries as usize <= g.entries);
+        assert!(s.index_bytes as usize <= g.index_bytes_max(), "{s:?}");
+    }
+    let s = &store.stats().shards[0];
+    assert!(s.counters.evicted_index_full > 0, "{:?}", s.counters);
+    assert_eq!(s.counters.evicted_capacity, 0, "the arena never filled");
+    assert_eq!(store.list("user2999@pool.test", None, 10).len(), 1);
+}
