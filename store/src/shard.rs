@@ -22,6 +22,12 @@ use crate::stats::{Counters, Reclaim, ShardStats};
 use crate::subscribe::Queue;
 use crate::view::MessageSummary;
 
+/// Bytes a heap arena zeroes ahead of its writer at a time: a quarter of this machine's
+/// 1 MiB L2, so the frames written next land in lines the zeroing just brought in.
+/// Zeroing a whole recycled 16 MiB segment at once instead leaves those lines in memory,
+/// and every copy then fetches them back (`append_floor`: about 450 vs 320 ns per 4 KiB).
+const ZERO_AHEAD_BYTES: usize = 256 << 10;
+
 /// Bookkeeping of one segment.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct SegMeta {
@@ -29,6 +35,10 @@ pub(crate) struct SegMeta {
     pub(crate) records: u32,
     pub(crate) max_expires_ms: u64,
     pub(crate) first_id: u64,
+    /// Bytes `zeroed..stale` may still hold frames from the segment's previous use (heap
+    /// arenas only, see [`Shard::zero_ahead`]); every other byte past `used` is zero.
+    pub(crate) zeroed: usize,
+    pub(crate) stale: usize,
 }
 
 /// The state of one shard (always accessed under its lock).
@@ -45,6 +55,13 @@ pub(crate) struct Shard {
     pub(crate) ttl_overrides: HashMap<String, u64>,
     pub(crate) counters: Counters,
     pub(crate) ids: IdGen,
+    /// Whether recycled segments are zeroed just ahead of the writer rather than at once
+    /// (heap arenas: no recovery scan ever reads past the last frame). At most two
+    /// segments then hold old bytes, the head and the next free one, and
+    /// [`Shard::zero_stale`] (once a second) zeroes both, so mail the ring dropped stays
+    /// in memory about a second longer at most. Files are zeroed at once: recovery must
+    /// find zeros after a segment's last frame.
+    pub(crate) zero_lazily: bool,
 }
 
 impl Shard {
@@ -62,6 +79,7 @@ impl Shard {
             ttl_overrides: HashMap::new(),
             counters: Counters::default(),
             ids: IdGen::new(shard, 0),
+            zero_lazily: false,
         }
     }
 
@@ -103,6 +121,7 @@ impl Shard {
             self.advance();
         }
         let head = self.head();
+        self.zero_ahead(head, need);
         let start = head * self.seg_bytes + self.segs[head].used;
         let seg_end = (head + 1) * self.seg_bytes;
         let out = &mut self.arena.bytes_mut()[start + HEADER_BYTES..seg_end];
@@ -153,8 +172,45 @@ impl Shard {
         }
     }
 
+    /// Makes the next `need` bytes of head segment `s` zero: zeroes its old bytes up to
+    /// there, and at least [`ZERO_AHEAD_BYTES`] of them, so the frames that follow are
+    /// written into cache.
+    fn zero_ahead(&mut self, s: usize, need: usize) {
+        let m = &mut self.segs[s];
+        let end = m.used + need;
+        if m.zeroed >= m.stale || end <= m.zeroed {
+            return;
+        }
+        let to = end.max(m.zeroed + ZERO_AHEAD_BYTES).min(m.stale);
+        let base = s * self.seg_bytes;
+        self.arena.bytes_mut()[base + m.zeroed..base + to].fill(0);
+        m.zeroed = to;
+    }
+
+    /// Zeroes every old byte left in segment `s`.
+    fn zero_rest(&mut self, s: usize) {
+        let m = &mut self.segs[s];
+        if m.zeroed < m.stale {
+            let base = s * self.seg_bytes;
+            self.arena.bytes_mut()[base + m.zeroed..base + m.stale].fill(0);
+        }
+        (m.zeroed, m.stale) = (0, 0);
+    }
+
+    /// Zeroes the old bytes the ring still holds (see [`Shard::zero_lazily`]).
+    pub(crate) fn zero_stale(&mut self) {
+        let head = self.head();
+        self.zero_rest(head);
+        if let Some(&s) = self.free.last() {
+            self.zero_rest(s);
+        }
+    }
+
     /// Opens a new head segment, recycling the oldest if none is free.
     fn advance(&mut self) {
+        // The head's slack past its last frame may still hold old bytes.
+        let old = self.head();
+        self.zero_rest(old);
         if self.free.is_empty() {
             self.reclaim_oldest(Reclaim::Capacity);
         }
@@ -198,11 +254,20 @@ impl Shard {
             }
         }
         let start = s * self.seg_bytes;
-        let used = self.segs[s].used;
-        self.arena.bytes_mut()[start..start + used].fill(0);
+        let old = self.segs[s];
         self.segs[s] = SegMeta::default();
+        if self.zero_lazily {
+            // Old bytes start at 0; the slack past `used` may be old too (never reached).
+            self.segs[s].stale = old.used.max(old.stale);
+        } else {
+            self.arena.bytes_mut()[start..start + old.used].fill(0);
+        }
         if self.used.len() > 1 {
             self.used.pop_front();
+            // Only the next free segment may keep old bytes (the one `advance` takes).
+            if let Some(&next) = self.free.last() {
+                self.zero_rest(next);
+            }
             self.free.push(s);
         }
     }

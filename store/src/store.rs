@@ -434,13 +434,15 @@ impl Store {
         Ok(())
     }
 
-    /// Recycles expired segments in every shard (call about once a second).
+    /// Recycles expired segments in every shard and zeroes what recycling left to the
+    /// writer (call about once a second).
     pub fn expire(&self) {
         let now = self.inner.clock.now_ms();
         let mut oldest = Vec::with_capacity(self.inner.shards.len());
         for sh in &self.inner.shards {
             let mut sh = sh.write();
             sh.expire(now);
+            sh.zero_stale();
             oldest.push(sh.oldest_id());
         }
         if let Some(j) = &self.inner.journal {
@@ -503,6 +505,7 @@ fn open_shard(
         ..*g
     };
     let mut sh = Shard::new(i, arena, &no_parts, cfg.mailbox_records_max);
+    sh.zero_lazily = sh.arena.mapping().is_none();
     let parts_existed = open_parts(cfg, g, i, &mut sh, report)?;
     if existed {
         report.shards_existing += 1;
@@ -665,5 +668,67 @@ mod tests {
             .get(crate::Parts::key(&big.as_bytes()[14..]))
             .is_some();
         assert!(!parts_hold, "part released with its last record");
+    }
+
+    #[test]
+    fn recycled_memory_is_zeroed_ahead_of_the_writer_and_all_of_it_by_expire() {
+        // Goal: in memory mode a recycled segment is zeroed just ahead of the writer (its
+        // frames sit on zeros, and the rest keeps old bytes only until `expire`), and after
+        // `expire` no byte of any evicted message is left while kept ones read back whole.
+        let cfg = StoreConfig {
+            memory_bytes_max: 4 << 20,
+            segment_bytes: 1 << 20,
+            dedup_bytes_max: 0,
+            ..StoreConfig::default()
+        };
+        let clock = ManualClock::new(1_000_000);
+        let (store, mut w, _) = Store::open_with_clock(&cfg, 1, Arc::new(clock)).expect("open");
+        let body = |i: usize| format!("Subject: s\r\n\r\n{}", format!("OLD{i:05}").repeat(1000));
+        let marker = |i: usize| format!("OLD{i:05}OLD{i:05}");
+        let mut ids = Vec::new();
+        // Fill the ring, then write on until exactly one segment was recycled. One mailbox
+        // per message, so the per-mailbox cap hides none.
+        while store.stats().totals.evicted_capacity == 0 {
+            let i = ids.len();
+            ids.push(put(&mut w[0], &format!("a{i}@p.test"), body(i).as_bytes()));
+        }
+        {
+            let sh = store.inner.shards[0].read();
+            let head = *sh.used.back().expect("head");
+            let m = sh.segs[head];
+            assert!(
+                m.used > 0 && m.zeroed > m.used && m.zeroed < m.stale,
+                "{m:?}"
+            );
+            let base = head * sh.seg_bytes;
+            let bytes = sh.arena.bytes();
+            assert!(
+                bytes[base + m.used..base + m.zeroed]
+                    .iter()
+                    .all(|&b| b == 0)
+            );
+            assert!(
+                bytes[base + m.zeroed..base + m.stale]
+                    .iter()
+                    .any(|&b| b != 0)
+            );
+        }
+        let arena = || store.inner.shards[0].read().arena.bytes().to_vec();
+        let holds =
+            |bytes: &[u8], i: usize| memchr::memmem::find(bytes, marker(i).as_bytes()).is_some();
+        let before = arena();
+        let evicted: Vec<usize> = (0..ids.len())
+            .filter(|&i| store.get(ids[i]).is_none())
+            .collect();
+        assert!(!evicted.is_empty());
+        assert!(evicted.iter().any(|&i| holds(&before, i)));
+        store.expire();
+        let after = arena();
+        for (i, id) in ids.iter().enumerate() {
+            match store.get(*id) {
+                Some(m) => assert_eq!(m.raw, body(i).as_bytes(), "message {i}"),
+                None => assert!(!holds(&after, i), "evicted {i}"),
+            }
+        }
     }
 }
