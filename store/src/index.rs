@@ -509,6 +509,11 @@ impl Index {
         true
     }
 
+    /// Cuts `mbox`'s list back to the cap now rather than lazily; returns entries cut.
+    pub fn trim_now(&mut self, mbox: u64) -> usize {
+        self.trim(key(mbox))
+    }
+
     fn trim(&mut self, mbox: u32) -> usize {
         let list = self.list_key(mbox);
         let Some(&last) = list.last() else { return 0 };

@@ -5,7 +5,7 @@
 //! so nothing in the segment can say it), and a mailbox's TTL override. Both go to one
 //! append-only file, [`FILE`] in the store directory, replayed at open before the shards
 //! are recovered. Deletions and overrides are rare next to appends, so one file behind one
-//! mutex, synced per entry (unless `commit = "none"`), costs the write path nothing.
+//! mutex, synced per change (unless `commit = "none"`), costs the write path nothing.
 //!
 //! Entry framing (entries are parsed into owned values, never read in place, so no
 //! alignment):
@@ -20,7 +20,8 @@
 //! ```
 //!
 //! Payloads: kind 1 `id u64 | mailbox`; kind 2 `upto_id u64 | shard u16 | mailbox`
-//! (every record of that shard with an id up to `upto_id`); kind 3 `ttl_ms u64 | mailbox`;
+//! (every record of that shard with an id up to `upto_id`: a mailbox deletion, or the
+//! mailbox's cap floor written with a message deletion); kind 3 `ttl_ms u64 | mailbox`;
 //! kind 4 `mailbox`. Integers are little-endian, the mailbox is the rest of the payload.
 //!
 //! Replay never panics: an entry that fails any check is skipped and counted, and the scan
@@ -63,7 +64,8 @@ pub const COMPACT_INTERVAL_MS: u64 = 60_000;
 pub(crate) enum Entry {
     /// One mailbox's copy of one message was deleted.
     DeleteMessage { id: u64, mailbox: String },
-    /// Every copy in `shard` for `mailbox` with an id up to `upto_id` was deleted.
+    /// Every copy in `shard` for `mailbox` with an id up to `upto_id` was deleted (the
+    /// mailbox was), or is hidden (the cap's floor after a deletion in the mailbox).
     DeleteMailbox {
         shard: u16,
         upto_id: u64,
@@ -383,22 +385,29 @@ impl Journal {
         Ok((j, tombs, ttls))
     }
 
-    /// Appends one entry (synced unless the commit policy is `none`).
-    pub(crate) fn append(&mut self, e: &Entry) -> std::io::Result<()> {
-        if e.mailbox().len() > MAILBOX_BYTES_MAX || e.mailbox().is_empty() {
+    /// Appends entries with one write (synced unless the commit policy is `none`), so a
+    /// crash keeps all of them or a prefix.
+    pub(crate) fn append(&mut self, entries: &[Entry]) -> std::io::Result<()> {
+        if let Some(e) = entries
+            .iter()
+            .find(|e| e.mailbox().len() > MAILBOX_BYTES_MAX || e.mailbox().is_empty())
+        {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
-                "mailbox address too long for the store journal",
+                format!(
+                    "mailbox address of {} bytes too long for the store journal",
+                    e.mailbox().len()
+                ),
             ));
         }
         self.scratch.clear();
-        e.encode(&mut self.scratch);
+        entries.iter().for_each(|e| e.encode(&mut self.scratch));
         self.file.write_all(&self.scratch)?;
         if self.sync {
             self.file.sync_data()?;
         }
         self.bytes += self.scratch.len() as u64;
-        self.tombs.apply(e);
+        entries.iter().for_each(|e| self.tombs.apply(e));
         Ok(())
     }
 

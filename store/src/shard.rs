@@ -337,6 +337,36 @@ impl Shard {
         true
     }
 
+    /// A user deletes `mailbox`'s (hash `mbox`) copy of record `id`. The list is first cut
+    /// back to the cap (the cap is applied lazily, so copies past it may still be linked),
+    /// so the deletion never brings back a copy the cap had hidden. Returns `None` when the
+    /// mailbox does not show the copy, else the mailbox's cap floor: the id up to which no
+    /// copy of the list's mailboxes in this shard is visible any more (below its oldest
+    /// entry; every id, if it is empty), `None` inside when the ring holds nothing older.
+    ///
+    /// The journal keeps the floor, because a restart rebuilds the cap from the records
+    /// alone and, once newer copies were deleted, would show older ones again. It is an id
+    /// rather than a count, so a record recovery skips cannot move it onto a copy that
+    /// was visible.
+    pub(crate) fn delete_message(
+        &mut self,
+        mbox: u64,
+        mailbox: &str,
+        id: u64,
+        now_ms: u64,
+    ) -> Option<Option<u64>> {
+        self.counters.evicted_mailbox_cap += self.index.trim_now(mbox) as u64;
+        let seq = self.find(mbox, mailbox, id, now_ms)?;
+        if !self.delete_seq(seq) {
+            return None;
+        }
+        let floor = match self.index.list(mbox).last() {
+            Some(&seq) => self.index.get(seq).and_then(|e| e.id().checked_sub(1)),
+            None => Some(self.ids.last()),
+        };
+        Some(floor.filter(|&f| f >= self.oldest_id()))
+    }
+
     /// Deletes every copy `mailbox` (hash `mbox`) holds; returns how many were visible at
     /// `now_ms` and whether there was any copy at all.
     pub(crate) fn delete_mailbox(

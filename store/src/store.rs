@@ -62,12 +62,12 @@ impl Inner {
         self.subscribers.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Appends a deletion to the journal; a failure is logged and counted (the deletion
+    /// Appends deletions to the journal in one write; a failure is logged and counted (the deletion
     /// already holds in memory, so the caller still reports it done).
-    fn journal_delete(&self, e: Entry) {
+    fn journal_delete(&self, entries: &[Entry]) {
         let Some(j) = &self.journal else { return };
         let mut j = j.lock();
-        if let Err(err) = j.append(&e) {
+        if let Err(err) = j.append(entries) {
             self.journal_errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %err, "store journal: deletion not saved; it is undone by a restart");
             return;
@@ -300,26 +300,34 @@ impl Store {
     /// Deletes a message from a mailbox; the record's bytes are zeroed once no mailbox
     /// references it. Returns whether it was there. In `disk` mode the deletion is written
     /// to the journal (synced unless `commit = "none"`) before this returns, so it
-    /// survives a restart even while other mailboxes keep the record.
+    /// survives a restart even while other mailboxes keep the record; so does the
+    /// mailbox's cap floor (see `Shard::delete_message`), so copies the per-mailbox cap had
+    /// hidden stay hidden after a restart too.
     pub fn delete_message(&self, mailbox: &str, id: MessageId) -> bool {
-        let Some(sh) = self.inner.shards.get(shard_of(id)) else {
+        let shard = shard_of(id);
+        let Some(sh) = self.inner.shards.get(shard) else {
             return false;
         };
         let now = self.inner.clock.now_ms();
-        let deleted = {
-            let mut sh = sh.write();
-            match sh.find(self.inner.hash(mailbox), mailbox, id.0, now) {
-                Some(seq) => sh.delete_seq(seq),
-                None => false,
-            }
+        let h = self.inner.hash(mailbox);
+        let Some(floor) = sh.write().delete_message(h, mailbox, id.0, now) else {
+            return false;
         };
-        if deleted {
-            self.inner.journal_delete(Entry::DeleteMessage {
+        let mut entries = Vec::with_capacity(2);
+        // A floor at or above the id covers the deletion itself.
+        if floor.is_none_or(|f| f < id.0) {
+            entries.push(Entry::DeleteMessage {
                 id: id.0,
                 mailbox: mailbox.to_string(),
             });
         }
-        deleted
+        entries.extend(floor.map(|upto_id| Entry::DeleteMailbox {
+            shard: shard as u16,
+            upto_id,
+            mailbox: mailbox.to_string(),
+        }));
+        self.inner.journal_delete(&entries);
+        true
     }
 
     /// Deletes every message of a mailbox; returns how many were visible. Journaled in
@@ -336,11 +344,11 @@ impl Store {
             drop(sh);
             // One entry covers every copy up to now, including ones the cap had cut.
             if any {
-                self.inner.journal_delete(Entry::DeleteMailbox {
+                self.inner.journal_delete(&[Entry::DeleteMailbox {
                     shard: i as u16,
                     upto_id,
                     mailbox: mailbox.to_string(),
-                });
+                }]);
             }
         }
         n
@@ -404,7 +412,7 @@ impl Store {
                 }
             };
             if let Some(e) = entry {
-                j.append(&e)?;
+                j.append(std::slice::from_ref(&e))?;
             }
             let res = self.apply_ttl(mailbox, ms);
             if j.due() {

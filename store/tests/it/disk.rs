@@ -185,6 +185,59 @@ fn deleting_one_recipients_copy_survives_reopen() {
 }
 
 #[test]
+fn copies_the_cap_hid_stay_hidden_after_deletions_and_reopen() {
+    // Goal: a restart rebuilds each mailbox's cap from the records; after the user deleted
+    // visible messages one by one, it must not show the older copies the cap had hidden.
+    // Method: cap 3, eight messages to one mailbox and two to another; delete the newest,
+    // then the oldest visible; reopen twice and compare the lists; then empty the mailbox
+    // by single deletions and reopen again.
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = StoreConfig {
+        mailbox_records_max: 3,
+        ..disk(dir.path(), CommitPolicy::Batch)
+    };
+    let listed = |store: &tempmx_store::Store, m: &str| -> Vec<tempmx_store::MessageId> {
+        store.list(m, None, 100).iter().map(|s| s.id).collect()
+    };
+    let (ids, other) = {
+        let (store, mut w, _, _) = open(&cfg, 1);
+        let ids: Vec<_> = (0..8)
+            .map(|i| put_durable(&mut w[0], &["hot@pool.test"], &body(&i.to_string(), "x")))
+            .collect();
+        let other: Vec<_> = (0..2)
+            .map(|i| put_durable(&mut w[0], &["cold@pool.test"], &body(&i.to_string(), "y")))
+            .collect();
+        assert_eq!(
+            listed(&store, "hot@pool.test"),
+            vec![ids[7], ids[6], ids[5]]
+        );
+        assert!(store.delete_message("hot@pool.test", ids[7]));
+        assert!(store.delete_message("hot@pool.test", ids[5]));
+        assert_eq!(listed(&store, "hot@pool.test"), vec![ids[6]]);
+        (ids, other)
+    };
+    for round in 0..2 {
+        let (store, _, _, rep) = open(&cfg, 1);
+        assert_eq!(
+            listed(&store, "hot@pool.test"),
+            vec![ids[6]],
+            "round {round}: {rep}"
+        );
+        assert_eq!(listed(&store, "cold@pool.test"), vec![other[1], other[0]]);
+    }
+    {
+        let (store, _, _, _) = open(&cfg, 1);
+        assert!(store.delete_message("hot@pool.test", ids[6]));
+    }
+    let (store, mut w, _, _) = open(&cfg, 1);
+    assert!(listed(&store, "hot@pool.test").is_empty());
+    let late = put_durable(&mut w[0], &["hot@pool.test"], &body("late", "z"));
+    drop((store, w));
+    let (store, _, _, _) = open(&cfg, 1);
+    assert_eq!(listed(&store, "hot@pool.test"), vec![late]);
+}
+
+#[test]
 fn torn_journal_tail_is_skipped_and_counted() {
     // Goal: a torn last journal entry costs that deletion only; earlier ones hold, and the
     // reopen never panics. Method: delete two copies, cut the file mid-entry, reopen.

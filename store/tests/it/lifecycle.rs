@@ -151,3 +151,36 @@ fn index_budget_is_held_to_and_reclaims_when_hit() {
     assert_eq!(s.counters.evicted_capacity, 0, "the arena never filled");
     assert_eq!(store.list("user2999@pool.test", None, 10).len(), 1);
 }
+
+#[test]
+fn deleting_never_brings_back_a_copy_the_cap_hid() {
+    // Goal: after a user deletes a visible message, the mailbox shows the rest of what it
+    // showed, never an older copy the cap had hidden (the cap is applied lazily, so such
+    // copies may still be linked). Method: cap 3, five messages, delete newest and oldest.
+    let cfg = StoreConfig {
+        mailbox_records_max: 3,
+        ..small()
+    };
+    let (store, mut w, clock, _) = open(&cfg, 1);
+    let ids: Vec<MessageId> = (0..5)
+        .map(|i| {
+            clock.advance(1);
+            put(&mut w[0], &["hot@pool.test"], &body(&i.to_string(), "x")).id
+        })
+        .collect();
+    let listed = |store: &tempmx_store::Store| -> Vec<MessageId> {
+        store
+            .list("hot@pool.test", None, 100)
+            .iter()
+            .map(|s| s.id)
+            .collect()
+    };
+    assert_eq!(listed(&store), vec![ids[4], ids[3], ids[2]]);
+    assert!(store.delete_message("hot@pool.test", ids[4]));
+    assert_eq!(listed(&store), vec![ids[3], ids[2]]);
+    assert!(store.delete_message("hot@pool.test", ids[2]));
+    assert_eq!(listed(&store), vec![ids[3]]);
+    assert!(!store.contains("hot@pool.test", ids[1]));
+    let new = put(&mut w[0], &["hot@pool.test"], &body("new", "x")).id;
+    assert_eq!(listed(&store), vec![new, ids[3]]);
+}
