@@ -199,9 +199,13 @@ struct Fields<'a> {
     pos: usize,
     /// Where the body starts, once the blank line (or the end) is reached.
     body: Option<usize>,
+    /// The line at `pos` when already read: the look-ahead for continuation lines reads
+    /// each field's next line, which the next call then starts with.
+    ahead: Option<Line<'a>>,
 }
 
 /// One line of a header block.
+#[derive(Clone, Copy)]
 struct Line<'a> {
     /// Without its line break.
     text: &'a [u8],
@@ -222,6 +226,7 @@ impl<'a> Fields<'a> {
             b,
             pos: 0,
             body: None,
+            ahead: None,
         }
     }
 
@@ -232,16 +237,27 @@ impl<'a> Fields<'a> {
     }
 
     /// The line at `pos`.
-    fn line(&self) -> Line<'a> {
+    fn line(&mut self) -> Line<'a> {
+        if let Some(l) = self.ahead {
+            return l;
+        }
         let rest = &self.b[self.pos..];
         let (text, next) = match memchr::memchr(b'\n', rest) {
             Some(n) => (&rest[..n], self.pos + n + 1),
             None => (rest, self.b.len()),
         };
-        Line {
+        let l = Line {
             text: text.strip_suffix(b"\r").unwrap_or(text),
             next,
-        }
+        };
+        self.ahead = Some(l);
+        l
+    }
+
+    /// Moves past the line at `pos`.
+    fn skip(&mut self, l: &Line<'_>) {
+        self.pos = l.next;
+        self.ahead = None;
     }
 
     /// Ends the header block at a blank line starting at `pos`.
@@ -249,6 +265,7 @@ impl<'a> Fields<'a> {
         if l.text.is_empty() {
             self.body = Some(l.next);
             self.pos = self.b.len();
+            self.ahead = None;
         }
         l.text.is_empty()
     }
@@ -266,7 +283,7 @@ impl<'a> Iterator for Fields<'a> {
             if self.blank(&l) {
                 return None;
             }
-            self.pos = l.next;
+            self.skip(&l);
             if starts_folded(l.text) {
                 continue;
             }
@@ -286,7 +303,7 @@ impl<'a> Iterator for Fields<'a> {
             } else if l.text.is_empty() || l.colon().is_some() {
                 break;
             }
-            self.pos = l.next;
+            self.skip(&l);
         }
         Some((name, value))
     }
