@@ -22,8 +22,9 @@ use crate::stats::{Counters, Reclaim, ShardStats};
 use crate::subscribe::Queue;
 use crate::view::MessageSummary;
 
-/// Bytes a heap arena zeroes ahead of its writer at a time: a quarter of this machine's
-/// 1 MiB L2, so the frames written next land in lines the zeroing just brought in.
+/// Bytes a heap arena zeroes ahead of its writer at a time: a quarter of the 1 MiB L2 of
+/// the machine it was measured on, so the frames written next land in lines the zeroing
+/// just brought in.
 /// Zeroing a whole recycled 16 MiB segment at once instead leaves those lines in memory,
 /// and every copy then fetches them back (`append_floor`: about 450 vs 320 ns per 4 KiB).
 const ZERO_AHEAD_BYTES: usize = 256 << 10;

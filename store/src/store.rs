@@ -62,8 +62,8 @@ impl Inner {
         self.subscribers.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Appends deletions to the journal in one write; a failure is logged and counted (the deletion
-    /// already holds in memory, so the caller still reports it done).
+    /// Appends deletions to the journal in one write; a failure is logged and counted
+    /// (the deletion already holds in memory, so the caller still reports it done).
     fn journal_delete(&self, entries: &[Entry]) {
         let Some(j) = &self.journal else { return };
         let mut j = j.lock();
