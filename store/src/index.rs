@@ -416,6 +416,21 @@ impl Index {
         self.list_key(key(mbox))
     }
 
+    /// Whether [`Index::list`] of `mbox` returns entry `seq` (a linked entry past the cap,
+    /// not trimmed yet, is not returned). Walks at most the cap.
+    pub fn shows(&self, mbox: u64, seq: u64) -> bool {
+        let mut cur = self.head(key(mbox)).map(|h| self.abs_seq(h.seq));
+        for _ in 0..self.mailbox_max {
+            match cur {
+                Some(s) if s == seq => return true,
+                // Lists run newest first, so once past `seq` it is not in the list.
+                Some(s) if s > seq => cur = self.older(s),
+                _ => return false,
+            }
+        }
+        false
+    }
+
     fn head(&self, mbox: u32) -> Option<Head> {
         let t = &self.tables[self.table(mbox)];
         t.find(mbox).map(|i| t.slots[i])

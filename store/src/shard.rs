@@ -450,12 +450,13 @@ impl Shard {
         ok.then_some(r)
     }
 
-    /// Sequence of the visible entry of `id` in `mailbox`.
+    /// Sequence of the visible entry of `id` in `mailbox`: one its listing shows, so not
+    /// one past the cap that the lazy trim has not cut yet.
     pub(crate) fn find(&self, mbox: u64, mailbox: &str, id: u64, now_ms: u64) -> Option<u64> {
         self.index
             .find_id(id)
             .filter(|&s| self.index.get(s).is_some_and(|e| e.is_for(mbox)))
-            .find(|&s| self.visible(s, mailbox, now_ms).is_some())
+            .find(|&s| self.visible(s, mailbox, now_ms).is_some() && self.index.shows(mbox, s))
     }
 
     /// Reassembles the raw bytes of a record.

@@ -156,7 +156,8 @@ fn index_budget_is_held_to_and_reclaims_when_hit() {
 fn deleting_never_brings_back_a_copy_the_cap_hid() {
     // Goal: after a user deletes a visible message, the mailbox shows the rest of what it
     // showed, never an older copy the cap had hidden (the cap is applied lazily, so such
-    // copies may still be linked). Method: cap 3, five messages, delete newest and oldest.
+    // copies may still be linked), and such copies are neither readable nor deletable by
+    // id. Method: cap 3, five messages, delete newest and oldest.
     let cfg = StoreConfig {
         mailbox_records_max: 3,
         ..small()
@@ -176,6 +177,9 @@ fn deleting_never_brings_back_a_copy_the_cap_hid() {
             .collect()
     };
     assert_eq!(listed(&store), vec![ids[4], ids[3], ids[2]]);
+    // Past the cap, though not trimmed yet: not shown, so neither readable nor deletable.
+    assert!(!store.contains("hot@pool.test", ids[1]));
+    assert!(!store.delete_message("hot@pool.test", ids[0]));
     assert!(store.delete_message("hot@pool.test", ids[4]));
     assert_eq!(listed(&store), vec![ids[3], ids[2]]);
     assert!(store.delete_message("hot@pool.test", ids[2]));
