@@ -6,9 +6,13 @@
 //! the HTML, half identical) with a shared 30 KiB HTML, and spam runs: one body (HTML +
 //! 40 KiB attachment) sent to thousands of addresses, some transactions with many RCPTs.
 //!
-//! Run: `cargo run --release -p tempmx-store --example dedup_ratio [disk]`. With `disk`
-//! the store persists to a temporary directory (`commit = "none"`: the ratio does not
-//! depend on the commit policy), so parts go to the parts files instead of the heap.
+//! Run: `cargo run --release -p tempmx-store --example dedup_ratio [disk] [fill=MIB]
+//! [index=N]`. With `disk` the store persists to a temporary directory (`commit = "none"`:
+//! the ratio does not depend on the commit policy), so parts go to the parts files instead
+//! of the heap. With `fill=MIB` the corpus goes into a store of `MIB` MiB (parts: an
+//! eighth, as by default), so it wraps, and the run prints how many messages the full
+//! store keeps and how much of its arena they use; `index=N` sets
+//! `index_entries_per_mib` (otherwise the default).
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -74,15 +78,31 @@ fn spam(run: usize, to: &str, att: &str) -> String {
     )
 }
 
+/// The value of argument `name=VALUE`, if given.
+fn arg(name: &str) -> Option<u64> {
+    std::env::args().find_map(|a| {
+        let v = a.strip_prefix(name)?.strip_prefix('=')?;
+        Some(v.parse().expect("a number after ="))
+    })
+}
+
 fn main() {
-    let disk = std::env::args().nth(1).as_deref() == Some("disk");
+    let disk = std::env::args().any(|a| a == "disk");
+    let fill = arg("fill");
     let dir = tempfile::tempdir().expect("temporary directory");
+    let memory: u64 = fill.map_or(1 << 30, |mib| mib << 20);
     let mut cfg = StoreConfig {
-        memory_bytes_max: 1 << 30,
-        dedup_bytes_max: 256 << 20,
+        memory_bytes_max: memory,
+        dedup_bytes_max: memory / 4,
         dedup_part_bytes_min: 4096,
         ..StoreConfig::default()
     };
+    if fill.is_some() {
+        cfg.dedup_bytes_max = memory / 8;
+    }
+    if let Some(n) = arg("index") {
+        cfg.index_entries_per_mib = n;
+    }
     if disk {
         cfg.persistence = Persistence::Disk;
         cfg.dir = Some(dir.path().to_path_buf());
@@ -158,9 +178,25 @@ fn main() {
         100.0 * (1.0 - stored as f64 / once as f64)
     );
     println!(
-        "evictions: {} (must be 0 for a fair ratio)",
-        st.totals.evicted_capacity + st.totals.evicted_index_full
+        "evictions: {} (must be 0 for a fair ratio; arena full {}, index budget {})",
+        st.totals.evicted_capacity + st.totals.evicted_index_full,
+        st.totals.evicted_capacity,
+        st.totals.evicted_index_full
     );
+    if fill.is_some() {
+        let kept: u64 = st.shards.iter().map(|s| s.counters.appended).sum::<u64>()
+            - st.totals.evicted_capacity
+            - st.totals.evicted_index_full;
+        let capacity: u64 = st.shards.iter().map(|s| s.bytes_capacity).sum();
+        println!(
+            "full store of {} MiB (index_entries_per_mib {}): keeps {kept} of {messages} messages, \
+             arena {:.1} % used ({arena} of {capacity} bytes), {} index entries",
+            memory >> 20,
+            cfg.index_entries_per_mib,
+            100.0 * arena as f64 / capacity as f64,
+            st.shards.iter().map(|s| s.index_entries).sum::<u64>()
+        );
+    }
     println!(
         "mime scan: {:.2} us per message on average",
         scan_ns as f64 / messages as f64 / 1000.0
