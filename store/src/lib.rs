@@ -20,8 +20,8 @@
 //! append (newest segment) -> visible until `expires_at` -> segment recycled (zeroed) when
 //! all its records expired, or early when the arena or index is full (counted as
 //! eviction). In `memory` mode the zeroing runs just ahead of the writer, and
-//! [`Store::expire`] finishes it within a second. User deletion unlinks at once and zeroes the record when no mailbox still
-//! references it.
+//! [`Store::expire`] finishes it within a second. User deletion unlinks at once and
+//! zeroes the record when no mailbox still references it.
 #![warn(missing_docs)]
 
 mod arena;
