@@ -93,13 +93,12 @@ fn main() {
     let memory: u64 = fill.map_or(1 << 30, |mib| mib << 20);
     let mut cfg = StoreConfig {
         memory_bytes_max: memory,
-        dedup_bytes_max: memory / 4,
+        // A quarter (256 MiB) keeps every part of the corpus; a full store gets the
+        // default share, an eighth.
+        dedup_bytes_max: memory / if fill.is_some() { 8 } else { 4 },
         dedup_part_bytes_min: 4096,
         ..StoreConfig::default()
     };
-    if fill.is_some() {
-        cfg.dedup_bytes_max = memory / 8;
-    }
     if let Some(n) = arg("index") {
         cfg.index_entries_per_mib = n;
     }
