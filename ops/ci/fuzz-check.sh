@@ -14,6 +14,8 @@ fi
 
 # One target dir for the three: their dependencies are mostly the same.
 export CARGO_TARGET_DIR=target/fuzz-check
+# As cargo fuzz builds them: test-only constructors the targets use need `fuzzing`.
+export RUSTFLAGS="--cfg fuzzing"
 for crate in store/fuzz ingress/fuzz dns/fuzz; do
     cargo check --manifest-path "$crate/Cargo.toml" --bins --locked
 done

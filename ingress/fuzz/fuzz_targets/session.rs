@@ -1,6 +1,9 @@
 //! Fuzz target: arbitrary bytes into an SMTP session, fed whole and split at fuzzer-chosen
 //! points; both runs must give the same replies, effects and stored messages, and never panic.
-//! The same oracle runs under proptest in `session::tests` (stable toolchain).
+//! The input also picks the authentication mode (off, record, enforce) and the verdicts the
+//! driver answers `CheckSender` and `CheckMessage` with, so the waits for them are fuzzed
+//! too. The same oracle, with authentication off, runs under proptest in `session::tests`
+//! (stable toolchain).
 #![no_main]
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -9,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use libfuzzer_sys::fuzz_target;
 use tempmx_ingress::SessionLimits;
-use tempmx_ingress::auth::AuthMode;
+use tempmx_ingress::auth::{AuthMode, AuthValue, MessageCheck, SenderCheck};
 use tempmx_ingress::policy::{DomainStatus, Policy, PoolSnapshot, RecipientMode};
 use tempmx_ingress::session::{Effect, Output, PeerInfo, Session, SessionContext};
 use tempmx_store::{MessageId, TlsSummary};
@@ -22,7 +25,35 @@ struct Transcript {
     effects: Vec<Effect>,
 }
 
-fn context() -> Arc<SessionContext> {
+/// The authentication mode and the verdicts the driver gives.
+#[derive(Clone, Copy)]
+struct Auth {
+    mode: AuthMode,
+    spf: AuthValue,
+    dmarc: AuthValue,
+    dmarc_rejects: bool,
+}
+
+impl Auth {
+    fn from_byte(b: u8) -> Self {
+        const MODES: [AuthMode; 3] = [AuthMode::Off, AuthMode::Record, AuthMode::Enforce];
+        const VALUES: [AuthValue; 4] = [
+            AuthValue::Pass,
+            AuthValue::Fail,
+            AuthValue::TempError,
+            AuthValue::None,
+        ];
+        let b = usize::from(b);
+        Self {
+            mode: MODES[b % 3],
+            spf: VALUES[b / 3 % 4],
+            dmarc: VALUES[b / 12 % 4],
+            dmarc_rejects: b / 48 % 2 == 1,
+        }
+    }
+}
+
+fn context(mode: AuthMode) -> Arc<SessionContext> {
     let pool = PoolSnapshot::new(
         [("pool.test".to_owned(), DomainStatus::Active)],
         RecipientMode::CatchAll,
@@ -41,16 +72,15 @@ fn context() -> Arc<SessionContext> {
         limits,
         tls_available: true,
         policy: Arc::new(Policy::new(pool, None)),
-        // As the proptest oracle: authentication and greylisting have their own tests,
-        // with verdicts only the crate's tests can build.
-        auth_mode: AuthMode::Off,
+        auth_mode: mode,
+        // Greylisting keeps its own clocked tests; here it would only defer every RCPT.
         greylist: None,
     })
 }
 
 /// Plays the driver: feeds `pieces` in order, runs effects; after STARTTLS the rest is
 /// discarded (pipelined plaintext), after Close nothing more is read.
-fn run(ctx: &Arc<SessionContext>, pieces: &[&[u8]]) -> Transcript {
+fn run(ctx: &Arc<SessionContext>, auth: Auth, pieces: &[&[u8]]) -> Transcript {
     let peer = PeerInfo {
         ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         port: 1,
@@ -63,7 +93,7 @@ fn run(ctx: &Arc<SessionContext>, pieces: &[&[u8]]) -> Transcript {
     s.greeting(&mut out);
     log.replies.extend_from_slice(&out.replies);
     for piece in pieces {
-        if !feed(&mut s, piece, now, &mut log) {
+        if !feed(&mut s, piece, now, auth, &mut log) {
             break;
         }
     }
@@ -71,37 +101,61 @@ fn run(ctx: &Arc<SessionContext>, pieces: &[&[u8]]) -> Transcript {
 }
 
 /// Returns false once the session stopped reading (closed or STARTTLS).
-fn feed(s: &mut Session, mut rest: &[u8], now: SystemTime, log: &mut Transcript) -> bool {
-    // Each round consumes input or runs an effect, so this bound is never reached.
+fn feed(
+    s: &mut Session,
+    mut rest: &[u8],
+    now: SystemTime,
+    auth: Auth,
+    log: &mut Transcript,
+) -> bool {
+    // Each round consumes input or runs effects, so this bound is never reached.
     for _ in 0..=2 * rest.len() + 2 {
         let mut out = Output::default();
         let n = s.ingest(rest, now, &mut out);
         rest = &rest[n..];
         log.replies.extend_from_slice(&out.replies);
-        let Some(effect) = out.effect else {
+        let Some(first) = out.effect else {
             assert!(rest.is_empty(), "ingest stopped without an effect");
             return true;
         };
-        log.effects.push(effect);
-        match effect {
-            Effect::Deliver => deliver(s, log),
-            Effect::StartTls => {
-                s.tls_started(TlsSummary {
-                    version: "TLSv1.3".into(),
-                    cipher: "X".into(),
-                });
-                return false;
+        // An effect's answer may raise the next one (a message check, then the delivery).
+        let mut effect = Some(first);
+        while let Some(e) = effect.take() {
+            log.effects.push(e);
+            let mut out = Output::default();
+            match e {
+                Effect::Deliver => deliver(s, log, &mut out),
+                Effect::CheckSender => {
+                    assert_ne!(auth.mode, AuthMode::Off, "no sender check with auth off");
+                    let input = s.pending_sender().expect("CheckSender without a sender");
+                    let mail_from = input.mail_from.to_owned();
+                    let domain = mail_from.rsplit_once('@').map_or("", |(_, d)| d);
+                    let check = SenderCheck::fixed(auth.mode, domain, auth.spf);
+                    s.sender_checked(check, &mut out);
+                }
+                Effect::CheckMessage => {
+                    assert!(s.pending_auth().is_some(), "CheckMessage without a message");
+                    let check =
+                        MessageCheck::fixed(auth.dmarc, auth.dmarc_rejects, "mx.test", Vec::new());
+                    s.message_checked(check, &mut out);
+                }
+                Effect::StartTls => {
+                    s.tls_started(TlsSummary {
+                        version: "TLSv1.3".into(),
+                        cipher: "X".into(),
+                    });
+                    return false;
+                }
+                Effect::Close => return false,
             }
-            Effect::Close => return false,
-            Effect::CheckSender | Effect::CheckMessage => {
-                panic!("authentication is off in these sessions")
-            }
+            log.replies.extend_from_slice(&out.replies);
+            effect = out.effect;
         }
     }
     panic!("driver loop did not finish");
 }
 
-fn deliver(s: &mut Session, log: &mut Transcript) {
+fn deliver(s: &mut Session, log: &mut Transcript, out: &mut Output) {
     let m = s
         .pending_message()
         .expect("Deliver without a pending message");
@@ -111,20 +165,23 @@ fn deliver(s: &mut Session, log: &mut Transcript) {
         m.recipients.to_vec(),
         m.body.to_vec(),
     ));
-    let mut out = Output::default();
-    s.delivered(Ok(MessageId(log.stored.len() as u64)), &mut out);
-    log.replies.extend_from_slice(&out.replies);
+    s.delivered(Ok(MessageId(log.stored.len() as u64)), out);
 }
 
 fuzz_target!(|data: &[u8]| {
-    // The first two bytes choose the split step, the rest is the session input.
-    let (step, input) = match data {
-        [a, b, rest @ ..] => (usize::from(u16::from_le_bytes([*a, *b])) % 64 + 1, rest),
+    // The first two bytes choose the split step, the third the authentication, the rest is
+    // the session input.
+    let (step, auth, input) = match data {
+        [a, b, c, rest @ ..] => (
+            usize::from(u16::from_le_bytes([*a, *b])) % 64 + 1,
+            Auth::from_byte(*c),
+            rest,
+        ),
         _ => return,
     };
-    let ctx = context();
-    let whole = run(&ctx, &[input]);
+    let ctx = context(auth.mode);
+    let whole = run(&ctx, auth, &[input]);
     let pieces: Vec<&[u8]> = input.chunks(step).collect();
-    let split = run(&ctx, &pieces);
+    let split = run(&ctx, auth, &pieces);
     assert_eq!(whole, split);
 });

@@ -153,10 +153,11 @@ impl MessageCheck {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, fuzzing))]
 impl SenderCheck {
-    /// A MAIL FROM verdict as `check_sender` would give it, for the session's tests.
-    pub(crate) fn fixed(mode: AuthMode, domain: &str, value: AuthValue) -> Self {
+    /// A MAIL FROM verdict as `check_sender` would give it, for the session's tests and
+    /// the session fuzz target.
+    pub fn fixed(mode: AuthMode, domain: &str, value: AuthValue) -> Self {
         let result = match value {
             AuthValue::Pass => SpfResult::Pass,
             AuthValue::Fail => SpfResult::Fail,
@@ -179,10 +180,11 @@ impl SenderCheck {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, fuzzing))]
 impl MessageCheck {
-    /// A message verdict as `check_message` would give it, for the session's tests.
-    pub(crate) fn fixed(
+    /// A message verdict as `check_message` would give it, for the session's tests and
+    /// the session fuzz target.
+    pub fn fixed(
         dmarc: AuthValue,
         rejects: bool,
         authserv_id: &str,
