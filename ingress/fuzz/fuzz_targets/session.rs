@@ -48,7 +48,8 @@ impl Auth {
             mode: MODES[b % 3],
             spf: VALUES[b / 3 % 4],
             dmarc: VALUES[b / 12 % 4],
-            dmarc_rejects: b / 48 % 2 == 1,
+            // The authenticator only asks to refuse a message in enforce mode.
+            dmarc_rejects: b % 3 == 2 && b / 48 % 2 == 1,
         }
     }
 }
