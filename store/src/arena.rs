@@ -109,6 +109,11 @@ impl Arena {
         self.len
     }
 
+    /// Whether the arena is heap memory (not a mapped file).
+    pub fn is_heap(&self) -> bool {
+        matches!(self.backing, Backing::Heap(_))
+    }
+
     /// The mapping, for the commit thread (None for heap arenas).
     pub fn mapping(&self) -> Option<Arc<MmapRaw>> {
         match &self.backing {

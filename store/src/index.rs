@@ -345,25 +345,23 @@ impl Index {
         self.get(self.front_seq)
     }
 
+    /// Block and slot of entry `seq`, if it is in the ring.
+    fn slot(&self, seq: u64) -> Option<(usize, usize)> {
+        let off = (self.front_seq..self.back_seq)
+            .contains(&seq)
+            .then(|| (seq - self.base) as usize)?;
+        Some((off / BLOCK_ENTRIES, off % BLOCK_ENTRIES))
+    }
+
     /// Entry by sequence number.
     pub fn get(&self, seq: u64) -> Option<&Entry> {
-        if seq < self.front_seq || seq >= self.back_seq {
-            return None;
-        }
-        let off = (seq - self.base) as usize;
-        self.blocks
-            .get(off / BLOCK_ENTRIES)?
-            .get(off % BLOCK_ENTRIES)
+        let (b, i) = self.slot(seq)?;
+        self.blocks.get(b)?.get(i)
     }
 
     fn get_mut(&mut self, seq: u64) -> Option<&mut Entry> {
-        if seq < self.front_seq || seq >= self.back_seq {
-            return None;
-        }
-        let off = (seq - self.base) as usize;
-        self.blocks
-            .get_mut(off / BLOCK_ENTRIES)?
-            .get_mut(off % BLOCK_ENTRIES)
+        let (b, i) = self.slot(seq)?;
+        self.blocks.get_mut(b)?.get_mut(i)
     }
 
     /// The head table of `key`: its high bits, scaled to the table count.

@@ -56,13 +56,6 @@ pub(crate) struct Shard {
     pub(crate) ttl_overrides: HashMap<String, u64>,
     pub(crate) counters: Counters,
     pub(crate) ids: IdGen,
-    /// Whether recycled segments are zeroed just ahead of the writer rather than at once
-    /// (heap arenas: no recovery scan ever reads past the last frame). At most two
-    /// segments then hold old bytes, the head and the next free one, and
-    /// [`Shard::zero_stale`] (once a second) zeroes both, so mail the ring dropped stays
-    /// in memory about a second longer at most. Files are zeroed at once: recovery must
-    /// find zeros after a segment's last frame.
-    pub(crate) zero_lazily: bool,
 }
 
 impl Shard {
@@ -80,7 +73,6 @@ impl Shard {
             ttl_overrides: HashMap::new(),
             counters: Counters::default(),
             ids: IdGen::new(shard, 0),
-            zero_lazily: false,
         }
     }
 
@@ -198,6 +190,16 @@ impl Shard {
         (m.zeroed, m.stale) = (0, 0);
     }
 
+    /// Whether recycled segments are zeroed just ahead of the writer rather than at once:
+    /// in heap arenas, where no recovery scan ever reads past the last frame. At most two
+    /// segments then hold old bytes, the head and the next free one, and
+    /// [`Shard::zero_stale`] (once a second) zeroes both, so mail the ring dropped stays
+    /// in memory about a second longer at most. Files are zeroed at once: recovery must
+    /// find zeros after a segment's last frame.
+    fn zero_lazily(&self) -> bool {
+        self.arena.is_heap()
+    }
+
     /// Zeroes the old bytes the ring still holds (see [`Shard::zero_lazily`]).
     pub(crate) fn zero_stale(&mut self) {
         let head = self.head();
@@ -257,7 +259,7 @@ impl Shard {
         let start = s * self.seg_bytes;
         let old = self.segs[s];
         self.segs[s] = SegMeta::default();
-        if self.zero_lazily {
+        if self.zero_lazily() {
             // Old bytes start at 0; the slack past `used` may be old too (never reached).
             self.segs[s].stale = old.used.max(old.stale);
         } else {

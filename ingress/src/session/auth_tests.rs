@@ -347,15 +347,11 @@ fn run_split(
 ) -> Seen {
     let mut h = Harness::new(mode);
     (h.spf, h.dmarc, h.dmarc_rejects) = (spf, dmarc, rejects);
-    let mut points: Vec<usize> = cuts.iter().map(|c| c % (PIPELINED.len() + 1)).collect();
-    points.sort_unstable();
-    let mut prev = 0;
-    for p in points.into_iter().chain([PIPELINED.len()]) {
+    for r in super::tests::reads(PIPELINED.len(), cuts) {
         if h.closed {
             break;
         }
-        h.send(&PIPELINED[prev..p]);
-        prev = p;
+        h.send(&PIPELINED[r]);
     }
     (h.replies, h.sender_checks, h.message_checks, h.stored)
 }

@@ -748,19 +748,28 @@ fn script() -> Vec<u8> {
     s
 }
 
+/// The reads `len` bytes arrive in when cut at `cuts` (offsets taken modulo `len + 1`, in
+/// any order): consecutive ranges covering `0..len`, the last one ending at `len`.
+pub(super) fn reads(len: usize, cuts: &[usize]) -> Vec<std::ops::Range<usize>> {
+    let mut points: Vec<usize> = cuts.iter().map(|c| c % (len + 1)).collect();
+    points.sort_unstable();
+    let mut prev = 0;
+    points
+        .into_iter()
+        .chain([len])
+        .map(|p| std::mem::replace(&mut prev, p)..p)
+        .collect()
+}
+
 fn run_split(input: &[u8], cuts: &[usize]) -> Transcript {
     let mut t = T::new();
-    let mut prev = 0;
-    let mut points: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
-    points.sort_unstable();
-    for p in points.into_iter().chain([input.len()]) {
+    for r in reads(input.len(), cuts) {
         // Everything sent after STARTTLS was pipelined plaintext, which the driver discards
         // whichever read it arrives in.
         if t.log.tls_starts > 0 {
             break;
         }
-        t.send(&input[prev..p]);
-        prev = p;
+        t.send(&input[r]);
     }
     t.log
 }
