@@ -21,6 +21,9 @@ pub const REPLY_LINE_BYTES_MAX: usize = 4096;
 pub const REPLY_LINES_MAX: usize = 128;
 /// Bytes read from the socket at a time.
 const READ_BYTES: usize = 16 * 1024;
+/// "Service not available, closing transmission channel" (RFC 5321 4.2.3): the server
+/// closes the connection after this reply, whatever command it answers.
+pub const CLOSING: u16 = 421;
 
 /// A malformed or oversized server reply.
 #[derive(Debug, Error, PartialEq)]
@@ -62,16 +65,16 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// Short kind for the report's error table.
-    pub fn kind(&self) -> &'static str {
+    /// Short cause for the report's error table; a refusal names its reply code.
+    pub fn kind(&self) -> String {
         match self {
-            Self::Io(e) if e.kind() == io::ErrorKind::ConnectionRefused => "connect_refused",
-            Self::Io(e) if e.kind() == io::ErrorKind::InvalidData => "tls",
-            Self::Io(_) => "io",
-            Self::Timeout => "timeout",
-            Self::Closed => "closed",
-            Self::Reply(_) => "bad_reply",
-            Self::Refused(_) => "session_refused",
+            Self::Io(e) if e.kind() == io::ErrorKind::ConnectionRefused => "connect_refused".into(),
+            Self::Io(e) if e.kind() == io::ErrorKind::InvalidData => "tls".into(),
+            Self::Io(_) => "io".into(),
+            Self::Timeout => "timeout".into(),
+            Self::Closed => "closed".into(),
+            Self::Reply(_) => "bad_reply".into(),
+            Self::Refused(code) => format!("session_refused {code}"),
         }
     }
 }
@@ -353,6 +356,10 @@ impl Session {
         for _ in 0..=rcpts.len() {
             let r = self.read_reply().await?;
             seen(r.code);
+            if r.code == CLOSING {
+                // The server closes now; the pipelined replies after this never come.
+                return Ok(Outcome::Rejected(CLOSING));
+            }
             if !r.is_positive() {
                 first_failure.get_or_insert(r.code);
             }
@@ -390,6 +397,9 @@ impl Session {
             push_rcpt(&mut self.out, rcpt);
             let r = self.command().await?;
             seen(r);
+            if r == CLOSING {
+                return Ok(Outcome::Rejected(CLOSING));
+            }
             if (200..300).contains(&r) {
                 accepted += 1;
             } else {

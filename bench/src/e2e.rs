@@ -50,6 +50,8 @@ pub struct E2eConfig {
     pub size: SizeDist,
     /// Bound on every wait (SMTP reply, HTTP answer, the event itself).
     pub timeout: Duration,
+    /// Longest a mailbox's creation waits out the API's rate limit (429 + Retry-After).
+    pub create_wait_max: Duration,
     /// Stop after this many errors.
     pub errors_max: u64,
     /// EHLO name.
@@ -78,12 +80,22 @@ enum E2eError {
 }
 
 impl E2eError {
-    fn kind(&self) -> &'static str {
+    /// The cause as the summary names it: `http 429`, `http connect_refused`, ...
+    fn kind(&self) -> String {
+        let http = |cause: &str| format!("http {cause}");
         match self {
             Self::Smtp(e) => e.kind(),
-            Self::Http(HttpError::Timeout) => "not_visible_in_time",
-            Self::Http(_) => "http",
-            Self::Json => "bad_json",
+            Self::Http(HttpError::Timeout) => "not_visible_in_time".into(),
+            Self::Http(HttpError::Status(code)) => http(&code.to_string()),
+            Self::Http(HttpError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                http("connect_refused")
+            }
+            Self::Http(HttpError::Io(_)) => http("io"),
+            Self::Http(HttpError::Closed) => http("closed"),
+            Self::Http(HttpError::Head) => http("bad_head"),
+            Self::Http(HttpError::TooLarge(what)) => http(&format!("{what} too large")),
+            Self::Http(HttpError::Chunked) => http("bad_chunked"),
+            Self::Json => "bad_json".into(),
         }
     }
 }
@@ -239,13 +251,60 @@ async fn one_message(
     }
 }
 
+/// Creates a mailbox within the API's rate limit: a 429 is retried after its
+/// `Retry-After` for as long as `create_wait_max` allows, as a well-behaved client does.
 async fn create_mailbox(cfg: &E2eConfig) -> Result<(String, String), E2eError> {
-    let (status, body) = post_json(cfg.http, "/api/v1/mailboxes", "{}", cfg.timeout).await?;
-    if !(200..300).contains(&status) {
-        return Err(HttpError::Status(status).into());
+    let give_up = Instant::now() + cfg.create_wait_max;
+    loop {
+        let (head, body) = post_json(cfg.http, "/api/v1/mailboxes", "{}", cfg.timeout).await?;
+        if head.status == TOO_MANY_REQUESTS {
+            let wait = Duration::from_secs(head.retry_after_secs.unwrap_or(1).max(1));
+            if Instant::now() + wait <= give_up {
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+        }
+        if !(200..300).contains(&head.status) {
+            return Err(HttpError::Status(head.status).into());
+        }
+        let c: Created = serde_json::from_slice(&body).map_err(|_| E2eError::Json)?;
+        return Ok((c.address, c.token));
     }
-    let c: Created = serde_json::from_slice(&body).map_err(|_| E2eError::Json)?;
-    Ok((c.address, c.token))
+}
+
+/// The rate-limit status of the public API.
+const TOO_MANY_REQUESTS: u16 = 429;
+
+/// What tempmx's public API allows one client IP on its defaults (`api.*` in the server's
+/// config): mailbox creations at once and per minute, and live-push streams.
+const DEFAULT_CREATE_BURST: usize = 5;
+const DEFAULT_CREATE_PER_MINUTE: usize = 20;
+const DEFAULT_SUBSCRIBERS_PER_IP_MAX: usize = 16;
+
+/// A note for stderr when `mailboxes` exceeds what a tempmx with the default public rate
+/// limits grants one client IP, saying how long creation takes and how to lift the limits.
+pub fn rate_limit_note(mailboxes: usize) -> Option<String> {
+    if mailboxes <= DEFAULT_CREATE_BURST {
+        return None;
+    }
+    let paced = mailboxes - DEFAULT_CREATE_BURST;
+    let secs = paced * 60 / DEFAULT_CREATE_PER_MINUTE;
+    let mut note = format!(
+        "note: tempmx's public API lets one client create {DEFAULT_CREATE_BURST} mailboxes at once \
+         and {DEFAULT_CREATE_PER_MINUTE} per minute (api.create_burst, api.create_per_minute); \
+         creating {mailboxes} takes about {secs} s on those defaults (429s are retried after \
+         Retry-After, up to --create-wait)."
+    );
+    if mailboxes > DEFAULT_SUBSCRIBERS_PER_IP_MAX {
+        note.push_str(&format!(
+            " It also holds at most {DEFAULT_SUBSCRIBERS_PER_IP_MAX} event streams per client \
+             (api.subscribers_per_ip_max): the mailboxes beyond fail with `http 429`."
+        ));
+    }
+    note.push_str(
+        " To lift the limits, raise those keys in the [api] section of the target's config.",
+    );
+    Some(note)
 }
 
 async fn open_smtp(cfg: &E2eConfig) -> Result<Session, E2eError> {
@@ -261,7 +320,7 @@ async fn open_smtp(cfg: &E2eConfig) -> Result<Session, E2eError> {
 fn fail(sh: &Shared, m: &RefCell<Measures>, e: &E2eError) {
     let mut mm = m.borrow_mut();
     mm.visible.failed += 1;
-    mm.visible.count_error(e.kind());
+    mm.visible.count_error(&e.kind());
     sh.progress.finish(false);
     sh.progress.error(&sh.schedule, sh.cfg.errors_max);
 }

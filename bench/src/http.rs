@@ -56,6 +56,8 @@ pub struct Head {
     pub content_length: Option<usize>,
     /// Whether the body is chunked.
     pub chunked: bool,
+    /// `Retry-After` in seconds (a 429 or 503 says when to ask again).
+    pub retry_after_secs: Option<u64>,
 }
 
 /// Parses a response head from the start of `buf`: `Ok(None)` if incomplete, else the
@@ -85,6 +87,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HttpError> {
         status,
         content_length: None,
         chunked: false,
+        retry_after_secs: None,
     };
     for line in lines {
         let (name, value) = line.split_once(':').ok_or(HttpError::Head)?;
@@ -93,6 +96,9 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HttpError> {
             head.content_length = Some(value.parse().map_err(|_| HttpError::Head)?);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             head.chunked = value.to_ascii_lowercase().contains("chunked");
+        } else if name.eq_ignore_ascii_case("retry-after") {
+            // Only the delay-seconds form; an HTTP date is ignored (then a default applies).
+            head.retry_after_secs = value.parse().ok();
         }
     }
     Ok(Some((head, end + 4)))
@@ -223,13 +229,13 @@ impl SseParser {
     }
 }
 
-/// POSTs a JSON body and returns the status and the response body.
+/// POSTs a JSON body and returns the response head and body.
 pub async fn post_json(
     addr: SocketAddr,
     path: &str,
     body: &str,
     timeout: Duration,
-) -> Result<(u16, Vec<u8>), HttpError> {
+) -> Result<(Head, Vec<u8>), HttpError> {
     let req = format!(
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
          Accept: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -239,7 +245,7 @@ pub async fn post_json(
         let mut conn = Conn::open(addr, &req).await?;
         let head = conn.head().await?;
         let body = conn.body(&head).await?;
-        Ok((head.status, body))
+        Ok((head, body))
     })
     .await
     .map_err(|_| HttpError::Timeout)?
@@ -410,6 +416,12 @@ mod tests {
             .flatten()
             .unwrap_or_else(|| panic!("no head"));
         assert!(h.chunked);
+        assert_eq!(h.retry_after_secs, None);
+        let (h, _) = parse_head(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 3\r\n\r\n")
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no head"));
+        assert_eq!((h.status, h.retry_after_secs), (429, Some(3)));
         assert!(matches!(parse_head(b"HTTP/1.1 200 OK\r\n"), Ok(None)));
         assert!(matches!(
             parse_head(b"SMTP 220\r\n\r\n"),

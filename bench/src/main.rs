@@ -165,6 +165,9 @@ struct E2eArgs {
     /// EHLO name.
     #[arg(long, default_value = "tempmx-bench.test")]
     helo: String,
+    /// Longest one mailbox's creation waits out the API's rate limit (429, Retry-After).
+    #[arg(long, value_parser = parse_duration, default_value = "5m")]
+    create_wait: Duration,
     #[command(flatten)]
     common: Common,
 }
@@ -184,6 +187,9 @@ fn main() -> Result<()> {
         }
         Cmd::E2e(a) => {
             let json = a.common.json;
+            if let Some(note) = e2e::rate_limit_note(a.mailboxes) {
+                eprintln!("{note}");
+            }
             let summary = e2e::run(e2e_config(a)?)?;
             print_summary(&summary, json)
         }
@@ -231,6 +237,7 @@ fn e2e_config(a: E2eArgs) -> Result<E2eConfig> {
         mode: mode(a.common.rate),
         size: SizeDist::parse(&a.size)?,
         timeout: a.common.timeout.unwrap_or(Duration::from_secs(10)),
+        create_wait_max: a.create_wait,
         errors_max: a.common.max_errors,
         helo: a.helo,
         from: a.from,

@@ -36,6 +36,9 @@ pub struct Stats {
     pub connections: u64,
     /// Connections upgraded with STARTTLS.
     pub tls_sessions: u64,
+    /// Connections the server closed with 421 (e.g. its messages-per-connection limit)
+    /// after which the message was sent again on a new connection, as an MTA does.
+    pub reconnects_421: u64,
 }
 
 impl Default for Stats {
@@ -62,6 +65,7 @@ impl Stats {
             ok_bytes: 0,
             connections: 0,
             tls_sessions: 0,
+            reconnects_421: 0,
         }
     }
 
@@ -103,6 +107,7 @@ impl Stats {
         self.ok_bytes += other.ok_bytes;
         self.connections += other.connections;
         self.tls_sessions += other.tls_sessions;
+        self.reconnects_421 += other.reconnects_421;
     }
 
     /// Latency percentiles of the samples recorded so far.
@@ -181,6 +186,8 @@ pub struct Summary {
     pub connections: u64,
     /// STARTTLS sessions.
     pub tls_sessions: u64,
+    /// Connections closed by the server's 421 whose message was retried on a new one.
+    pub reconnects_421: u64,
     /// CPU time (user + system) this process used during the run, in seconds.
     pub cpu_s: f64,
     /// CPU microseconds of this process per unit attempted.
@@ -217,6 +224,7 @@ impl Summary {
             errors: stats.errors.clone(),
             connections: stats.connections,
             tls_sessions: stats.tls_sessions,
+            reconnects_421: stats.reconnects_421,
             cpu_s,
             cpu_us_per_unit: if stats.attempted == 0 {
                 0.0
@@ -251,8 +259,8 @@ impl Summary {
         }
         let _ = writeln!(
             s,
-            "  connections      {:>12} ({} with TLS)",
-            self.connections, self.tls_sessions
+            "  connections      {:>12} ({} with TLS, {} reopened after the server's 421)",
+            self.connections, self.tls_sessions, self.reconnects_421
         );
         let _ = writeln!(
             s,

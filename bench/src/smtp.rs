@@ -14,7 +14,7 @@ use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
-use crate::client::{ClientError, Outcome, Session, TxOptions};
+use crate::client::{CLOSING, ClientError, Outcome, Session, TxOptions};
 use crate::pacing::{Mode, Schedule, wait_until};
 use crate::report::{Stats, Summary, process_cpu};
 use crate::runner::{LocalTask, Progress, RunError, merge, run_threads};
@@ -178,7 +178,7 @@ impl Connection {
         while let Some(ticket) = self.shared.schedule.next() {
             wait_until(ticket.due).await;
             lock(&self.stats).attempted += 1;
-            match self.one_message(ticket.seq).await {
+            match self.deliver(ticket.seq).await {
                 Ok(Outcome::Accepted) => self.accepted(ticket.due),
                 Ok(Outcome::Rejected(_)) => {
                     lock(&self.stats).rejected += 1;
@@ -192,6 +192,24 @@ impl Connection {
             }
         }
         self.close().await;
+    }
+
+    /// Sends one message as an MTA does: a 421 means the server closes the connection, so
+    /// the session is dropped; when that connection had already carried mail (the server's
+    /// messages-per-connection limit, a shutdown) the message goes again, once, on a new
+    /// connection, and the reconnect is counted apart from rejections.
+    async fn deliver(&mut self, seq: u64) -> Result<Outcome, ClientError> {
+        let reused = self.session.is_some();
+        let mut outcome = self.one_message(seq).await;
+        if reused && matches!(outcome, Ok(Outcome::Rejected(CLOSING))) {
+            self.session = None;
+            lock(&self.stats).reconnects_421 += 1;
+            outcome = self.one_message(seq).await;
+        }
+        if matches!(outcome, Ok(Outcome::Rejected(CLOSING))) {
+            self.session = None;
+        }
+        outcome
     }
 
     async fn one_message(&mut self, seq: u64) -> Result<Outcome, ClientError> {
@@ -256,7 +274,7 @@ impl Connection {
         {
             let mut st = lock(&self.stats);
             st.failed += 1;
-            st.count_error(e.kind());
+            st.count_error(&e.kind());
         }
         self.shared.progress.finish(false);
         let sh = &self.shared;

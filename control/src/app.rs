@@ -215,10 +215,11 @@ impl App {
         &self.shared
     }
 
-    /// Blocks until SIGINT or SIGTERM, then shuts down gracefully.
-    pub fn run_until_signal(self) -> Result<(), AppError> {
+    /// Blocks until SIGINT or SIGTERM, then shuts down gracefully; every SIGHUP in between
+    /// calls `on_hangup` (the binary re-reads its configuration there).
+    pub fn run_until_signal(self, on_hangup: impl FnMut()) -> Result<(), AppError> {
         self.runtime
-            .block_on(wait_for_signal())
+            .block_on(wait_for_signal(on_hangup))
             .map_err(|source| AppError::Io {
                 what: "signal handler",
                 source,
@@ -358,6 +359,11 @@ fn register_metrics(shared: &Arc<Shared>, ingress: &IngressHandle, dns: &DnsHand
     shared
         .metrics
         .add_source(move |out| crate::metrics::pool_families(&plane, out));
+    let facts = crate::metrics::ProcessFacts::new(ingress.backend(), &shared.config.ingress.tls);
+    let registry = shared.plane.mailboxes().clone();
+    shared
+        .metrics
+        .add_source(move |out| crate::metrics::process_families(&facts, registry.len(), out));
 }
 
 /// Segments each shard should get at least when the core count is chosen automatically.
@@ -385,11 +391,18 @@ fn resolve_cores(configured: usize, store: &tempmx_store::StoreConfig) -> usize 
     cores
 }
 
-async fn wait_for_signal() -> std::io::Result<()> {
+async fn wait_for_signal(mut on_hangup: impl FnMut()) -> std::io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r,
-        _ = term.recv() => Ok(()),
+    let mut hangup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => return r,
+            _ = term.recv() => return Ok(()),
+            _ = hangup.recv() => {
+                info!("SIGHUP: reloading");
+                on_hangup();
+            }
+        }
     }
 }

@@ -21,6 +21,8 @@ use tempmx_dns::metrics as dns;
 use tempmx_ingress::metrics as ingress;
 use tempmx_store::metrics as store;
 
+pub mod process;
+
 /// A function that appends metric families read from one component.
 type Source = Box<dyn Fn(&mut Vec<MetricFamily>) + Send + Sync>;
 
@@ -156,6 +158,56 @@ pub const POOL_ROTATIONS: Desc = desc(
     Kind::Counter,
 );
 
+/// Build and run-time facts.
+pub const BUILD_INFO: Desc = desc(
+    "tempmx_build_info",
+    "Always 1; labels give the version and the SMTP I/O backend in use (uring, epoll).",
+    Kind::Gauge,
+);
+/// CPU time.
+pub const PROCESS_CPU: Desc = desc(
+    "tempmx_process_cpu_seconds_total",
+    "User and system CPU time of the tempmx process, seconds.",
+    Kind::Counter,
+);
+/// Resident memory.
+pub const PROCESS_RESIDENT: Desc = desc(
+    "tempmx_process_resident_memory_bytes",
+    "Resident memory of the tempmx process, bytes.",
+    Kind::Gauge,
+);
+/// Open descriptors.
+pub const PROCESS_OPEN_FDS: Desc = desc(
+    "tempmx_process_open_fds",
+    "Open file descriptors (sockets, store segments, ...) of the tempmx process.",
+    Kind::Gauge,
+);
+/// The descriptor limit.
+pub const PROCESS_FDS_MAX: Desc = desc(
+    "tempmx_process_fds_max",
+    "The soft limit on open file descriptors (RLIMIT_NOFILE).",
+    Kind::Gauge,
+);
+/// Start time.
+pub const PROCESS_START_TIME: Desc = desc(
+    "tempmx_process_start_time_seconds",
+    "Unix time the tempmx process started, seconds.",
+    Kind::Gauge,
+);
+/// Registered mailboxes.
+pub const MAILBOXES_LIVE: Desc = desc(
+    "tempmx_api_mailboxes_live",
+    "Mailboxes registered through the API and not yet expired (swept once a second).",
+    Kind::Gauge,
+);
+/// Certificate expiry.
+pub const TLS_CERTIFICATE_EXPIRY: Desc = desc(
+    "tempmx_smtp_tls_certificate_expiry_timestamp_seconds",
+    "Unix time the configured STARTTLS certificate (ingress.tls.cert_path, read at start) \
+     expires; absent with the generated self-signed certificate.",
+    Kind::Gauge,
+);
+
 /// The control plane's own metrics.
 pub const CONTROL: &[Desc] = &[
     HTTP_REQUESTS,
@@ -166,6 +218,14 @@ pub const CONTROL: &[Desc] = &[
     POOL_ACTIVE_LISTED_DOMAINS,
     POOL_ACTIVE_TARGET,
     POOL_ROTATIONS,
+    BUILD_INFO,
+    PROCESS_CPU,
+    PROCESS_RESIDENT,
+    PROCESS_OPEN_FDS,
+    PROCESS_FDS_MAX,
+    PROCESS_START_TIME,
+    MAILBOXES_LIVE,
+    TLS_CERTIFICATE_EXPIRY,
 ];
 
 /// Every metric the appliance declares, from every crate.
@@ -560,6 +620,78 @@ pub fn api_families(
             .zip(&connected)
             .map(|(l, (_, n))| (&l[..], *n as f64)),
     ));
+}
+
+/// Facts fixed at start that the process families report with every scrape.
+#[derive(Clone, Debug)]
+pub struct ProcessFacts {
+    /// The SMTP I/O backend in use (`uring` or `epoll`).
+    pub backend: &'static str,
+    /// Expiry (Unix seconds) of the configured STARTTLS certificate.
+    pub certificate_expiry_secs: Option<f64>,
+}
+
+impl ProcessFacts {
+    /// The facts of an appliance whose ingress runs `backend` with the TLS settings `tls`.
+    pub fn new(
+        backend: tempmx_ingress::config::Backend,
+        tls: &tempmx_ingress::config::TlsConfig,
+    ) -> Self {
+        use tempmx_ingress::config::Backend;
+        let backend = match backend {
+            Backend::Auto => "auto",
+            Backend::Epoll => "epoll",
+            Backend::Uring => "uring",
+        };
+        let certificate_expiry_secs = match (&tls.cert_path, tls.disabled) {
+            (Some(path), false) => certificate_expiry_secs(path),
+            _ => None,
+        };
+        Self {
+            backend,
+            certificate_expiry_secs,
+        }
+    }
+}
+
+/// The `notAfter` of the first certificate in a PEM file, as Unix seconds.
+pub fn certificate_expiry_secs(path: &std::path::Path) -> Option<f64> {
+    let pem = std::fs::read(path).ok()?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).ok()?;
+    let cert = pem.parse_x509().ok()?;
+    Some(cert.validity().not_after.timestamp() as f64)
+}
+
+/// Families of the process itself: build info, CPU, memory, descriptors, start time, live
+/// mailboxes and the certificate's expiry.
+pub fn process_families(
+    facts: &ProcessFacts,
+    mailboxes_live: usize,
+    out: &mut Vec<MetricFamily>,
+) {
+    out.push(family(
+        BUILD_INFO,
+        [(
+            &[
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("backend", facts.backend),
+            ][..],
+            1.0,
+        )],
+    ));
+    let p = process::sample();
+    let mut optional = |desc: Desc, value: Option<f64>| {
+        if let Some(v) = value {
+            out.push(family(desc, [(&[][..], v)]));
+        }
+    };
+    optional(PROCESS_CPU, p.cpu_secs);
+    optional(PROCESS_RESIDENT, p.resident_bytes.map(|b| b as f64));
+    optional(PROCESS_OPEN_FDS, p.open_fds.map(|n| n as f64));
+    optional(PROCESS_FDS_MAX, p.fds_max.map(|n| n as f64));
+    optional(PROCESS_START_TIME, p.start_secs);
+    optional(TLS_CERTIFICATE_EXPIRY, facts.certificate_expiry_secs);
+    out.push(single(MAILBOXES_LIVE, mailboxes_live as u64));
 }
 
 #[cfg(test)]

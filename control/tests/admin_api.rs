@@ -396,6 +396,7 @@ async fn openapi_matches_routes() {
     documented.sort();
     let mut expected: Vec<(String, String)> = [
         ("DELETE", "/admin/v1/domains/{name}"),
+        ("DELETE", "/admin/v1/domains/{name}/listing"),
         ("GET", "/admin/v1/audit"),
         ("GET", "/admin/v1/blocklists"),
         ("GET", "/admin/v1/domains"),
@@ -404,6 +405,7 @@ async fn openapi_matches_routes() {
         ("GET", "/admin/v1/policy"),
         ("POST", "/admin/v1/blocklists/check"),
         ("POST", "/admin/v1/domains"),
+        ("PUT", "/admin/v1/domains/{name}/listing"),
         ("PUT", "/admin/v1/domains/{name}/state"),
         ("PUT", "/admin/v1/policy"),
     ]
@@ -421,4 +423,76 @@ async fn openapi_matches_routes() {
             assert_eq!(r.problem(), "unknown-domain", "{method} {path} is routed");
         }
     }
+}
+
+// Goal: an operator can mark a domain listed (the policy rotates it out as for a confirmed
+// blocklist listing, and the audit log says who and why) and clear the listing again.
+// Method: a pool of two domains over real HTTP; mark the active one, read state, audit and
+// listing; clear it; errors for an unknown domain and a missing reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_routes() {
+    let h = Harness::start(plane_config(&["a.test"]), token_auth()).await;
+    let t = Some(TOKEN);
+    let r = h
+        .call("POST", "/admin/v1/domains", t, Some(r#"{"domains":["b.test"]}"#))
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let r = h
+        .call(
+            "PUT",
+            "/admin/v1/domains/a.test/listing",
+            t,
+            Some(r#"{"list":"manual-dbl","reason":"seen on a list"}"#),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json["listing"]["list"], "manual-dbl");
+    assert_eq!(r.json["listing"]["reason"], "seen on a list");
+    assert_ne!(r.json["state"], "active", "rotated out: {r:?}");
+    let r = h.call("GET", "/admin/v1/domains/b.test", t, None).await;
+    assert_eq!(r.json["state"], "active", "promoted: {r:?}");
+    let r = h.call("GET", "/admin/v1/audit", t, None).await;
+    let listed = r.json["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .any(|e| {
+            e["domain"] == "a.test"
+                && e["action"]["kind"] == "listed"
+                && e["action"]["list"] == "manual-dbl"
+                && e["actor"] == "admin"
+        });
+    assert!(listed, "{r:?}");
+    let r = h
+        .call(
+            "DELETE",
+            "/admin/v1/domains/a.test/listing?reason=false%20positive",
+            t,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.json["listing"].is_null(), "{r:?}");
+    let r = h
+        .call(
+            "PUT",
+            "/admin/v1/domains/nope.test/listing",
+            t,
+            Some(r#"{"reason":"x"}"#),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{r:?}");
+    let r = h
+        .call("PUT", "/admin/v1/domains/a.test/listing", t, Some("{}"))
+        .await;
+    assert_eq!(r.status, 422, "{r:?}");
+    let r = h
+        .call(
+            "PUT",
+            "/admin/v1/domains/a.test/listing",
+            Some(READ),
+            Some(r#"{"reason":"x"}"#),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{r:?}");
 }

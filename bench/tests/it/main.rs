@@ -260,6 +260,7 @@ fn e2e_against_the_api_contract() {
         mode: Mode::Closed,
         size: SizeDist::Fixed(2048),
         timeout: Duration::from_secs(10),
+        create_wait_max: Duration::from_secs(30),
         errors_max: 10,
         helo: "bench.test".into(),
         from: "bench@bench.test".into(),
@@ -289,6 +290,7 @@ fn e2e_without_an_api_fails_cleanly() {
         mode: Mode::Closed,
         size: SizeDist::Fixed(1024),
         timeout: Duration::from_secs(2),
+        create_wait_max: Duration::from_secs(30),
         errors_max: 10,
         helo: "bench.test".into(),
         from: "bench@bench.test".into(),
@@ -297,5 +299,97 @@ fn e2e_without_an_api_fails_cleanly() {
     let s = e2e::run(cfg).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.ok, 0);
     assert_eq!(s.failed, 2);
-    assert_eq!(s.errors.get("http"), Some(&2), "{:?}", s.errors);
+    assert_eq!(
+        s.errors.get("http connect_refused"),
+        Some(&2),
+        "{:?}",
+        s.errors
+    );
+}
+
+#[test]
+fn smtp_reconnects_after_the_servers_421_like_an_mta() {
+    // Goal: a server that closes each connection with 421 after 10 messages (tempmx's
+    // messages_per_connection_max) costs reconnects, not failures: every message is
+    // accepted, each 421 is counted apart and the message goes again on a new connection.
+    // Method: 2 long-lived connections, 50 messages, pipelined and lockstep, against the
+    // limited fixture; the counts must tie up exactly.
+    for pipelining in [true, false] {
+        let (addr, counts) = fixture::smtp_server_limited(None, 10);
+        let mut cfg = smtp_cfg(addr, 50);
+        cfg.connections = 2;
+        cfg.tx.pipelining = pipelining;
+        let s = smtp::run(cfg).unwrap_or_else(|e| panic!("{e}"));
+        let table = s.table();
+        assert_eq!((s.ok, s.rejected, s.failed), (50, 0, 0), "{table}");
+        assert!(s.errors.is_empty(), "{table}");
+        assert_eq!(counts.data_msgs.load(Ordering::Relaxed), 50);
+        // 50 messages over 2 connections of at most 10 each: at least 3 reopenings.
+        assert!(s.reconnects_421 >= 3, "{table}");
+        assert_eq!(s.replies.get("421"), Some(&s.reconnects_421), "{table}");
+        assert_eq!(s.connections, 2 + s.reconnects_421, "{table}");
+        assert!(table.contains("reopened after the server's 421"), "{table}");
+    }
+}
+
+#[test]
+fn smtp_421_on_a_fresh_connection_is_a_rejection_not_a_loop() {
+    // Goal: a 421 on a connection that carried no mail yet is not retried (a server that
+    // refuses everything must not make the bench loop): each message is one rejection, and
+    // the next one opens a new connection. Method: the limited fixture with a limit of 0
+    // answers the first MAIL of every connection with 421.
+    let (addr, _) = fixture::smtp_server_limited(None, 0);
+    let mut cfg = smtp_cfg(addr, 6);
+    cfg.connections = 1;
+    let s = smtp::run(cfg).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((s.ok, s.rejected), (0, 6), "{}", s.table());
+    assert_eq!(s.reconnects_421, 0, "{}", s.table());
+    assert_eq!(s.connections, 6, "{}", s.table());
+}
+
+#[test]
+fn e2e_creates_mailboxes_within_the_rate_limit() {
+    // Goal: e2e mode waits out the API's 429 (Retry-After) when creating mailboxes, and
+    // names the cause when it may not wait long enough. Method: a fixture API that allows
+    // 2 creations at once then one a second; 4 mailboxes with a 30 s creation bound all
+    // work; with no wait allowed, the 2 beyond the burst fail as `http 429`.
+    let (smtp, http) = fixture::api_server_limited(2);
+    let cfg = E2eConfig {
+        smtp,
+        http,
+        mailboxes: 4,
+        messages: Some(12),
+        duration: Some(Duration::from_secs(60)),
+        mode: Mode::Closed,
+        size: SizeDist::Fixed(1024),
+        timeout: Duration::from_secs(10),
+        create_wait_max: Duration::from_secs(30),
+        errors_max: 10,
+        helo: "bench.test".into(),
+        from: "bench@bench.test".into(),
+        progress: false,
+    };
+    let s = e2e::run(cfg.clone()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((s.ok, s.failed), (12, 0), "{}", s.table());
+    let (smtp, http) = fixture::api_server_limited(2);
+    let s = e2e::run(E2eConfig {
+        smtp,
+        http,
+        create_wait_max: Duration::ZERO,
+        ..cfg
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.errors.get("http 429"), Some(&2), "{}", s.table());
+    assert_eq!(s.ok, 12, "the two created mailboxes carry the load: {}", s.table());
+}
+
+#[test]
+fn e2e_rate_limit_note_says_how_to_lift_the_limits() {
+    // Goal: a run bigger than tempmx's default per-client limits is told how long creation
+    // takes and which settings lift the limits; a small run gets no note.
+    assert_eq!(e2e::rate_limit_note(5), None);
+    let note = e2e::rate_limit_note(25).unwrap_or_default();
+    assert!(note.contains("api.create_per_minute"), "{note}");
+    assert!(note.contains("about 60 s"), "{note}");
+    assert!(note.contains("api.subscribers_per_ip_max"), "{note}");
 }

@@ -125,6 +125,7 @@ fn api_router() -> OpenApiRouter<AdminState> {
         .routes(routes!(list_domains, add_domains))
         .routes(routes!(get_domain, delete_domain))
         .routes(routes!(set_state))
+        .routes(routes!(mark_listed, clear_listing))
         .routes(routes!(domain_stats))
         .routes(routes!(get_policy, put_policy))
         .routes(routes!(blocklist_status))
@@ -270,6 +271,44 @@ async fn set_state(
     JsonBody(req): JsonBody<StateChange>,
 ) -> Result<Json<DomainInfo>, Problem> {
     Ok(Json(s.plane.set_state(&name, req.state, &req.reason)?))
+}
+
+/// An operator's listing.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct MarkListed {
+    /// The list to name (default `operator`).
+    #[serde(default)]
+    list: Option<String>,
+    /// Why (audit log and the listing's reason); required.
+    reason: String,
+}
+
+/// List used when an operator marks a domain listed without naming one.
+const OPERATOR_LIST: &str = "operator";
+
+/// Mark a domain listed (the rotation policy reacts as to a confirmed blocklist listing).
+#[utoipa::path(put, path = "/admin/v1/domains/{name}/listing", params(("name" = String, Path, description = "domain name")), request_body = MarkListed,
+    responses((status = 200, body = DomainInfo), (status = 404, body = Problem), (status = 422, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
+async fn mark_listed(
+    State(s): State<AdminState>,
+    Path(name): Path<String>,
+    JsonBody(req): JsonBody<MarkListed>,
+) -> Result<Json<DomainInfo>, Problem> {
+    let list = req.list.as_deref().unwrap_or(OPERATOR_LIST);
+    Ok(Json(s.plane.set_listing(&name, Some(list), &req.reason)?))
+}
+
+/// Clear a domain's listing (it may be activated again).
+#[utoipa::path(delete, path = "/admin/v1/domains/{name}/listing", params(("name" = String, Path, description = "domain name"), DeleteQuery),
+    responses((status = 200, body = DomainInfo), (status = 404, body = Problem), (status = 422, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
+async fn clear_listing(
+    State(s): State<AdminState>,
+    Path(name): Path<String>,
+    QueryParams(q): QueryParams<DeleteQuery>,
+) -> Result<Json<DomainInfo>, Problem> {
+    let reason = q.reason.as_deref().unwrap_or("admin api");
+    Ok(Json(s.plane.set_listing(&name, None, reason)?))
 }
 
 /// Counters of one domain.

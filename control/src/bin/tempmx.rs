@@ -10,6 +10,10 @@ use tempmx::{App, Config, Overrides};
 // A bin root resolves modules beside it (src/bin/), where cargo would take the file for a binary.
 #[path = "tempmx/domains.rs"]
 mod domains;
+#[path = "tempmx/health.rs"]
+mod health;
+#[path = "tempmx/reload.rs"]
+mod reload;
 
 /// MX appliance for temporary-email fleets.
 #[derive(Parser)]
@@ -27,9 +31,12 @@ enum Command {
     CheckConfig(ConfigArgs),
     /// Manage the domain pool through the admin API (token from TEMPMX_ADMIN_TOKEN).
     Domains(domains::DomainsArgs),
+    /// Ask a running appliance's /healthz; exit status 0 when it answers 200 (container
+    /// health checks).
+    Health(health::HealthArgs),
 }
 
-#[derive(clap::Args)]
+#[derive(Clone, clap::Args)]
 struct ConfigArgs {
     /// TOML config file; unknown keys are an error.
     #[arg(long)]
@@ -55,7 +62,7 @@ struct ConfigArgs {
 }
 
 impl ConfigArgs {
-    fn load(self) -> anyhow::Result<Config> {
+    fn load(&self) -> anyhow::Result<Config> {
         let mut config = match &self.config {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
@@ -65,8 +72,8 @@ impl ConfigArgs {
             http: self.http,
             admin: self.admin,
             dns: self.dns,
-            domains: self.domains,
-            data_dir: self.data_dir,
+            domains: self.domains.clone(),
+            data_dir: self.data_dir.clone(),
         });
         config.validate()?;
         Ok(config)
@@ -86,6 +93,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Domains(args) => domains::run(args),
+        Command::Health(args) => health::run(&args),
         Command::CheckConfig(args) => {
             let mut config = args.load()?;
             if config.admin.token.is_some() {
@@ -96,9 +104,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve(args) => {
             let config = args.load()?;
-            tempmx::logging::init(&config.log);
+            let log = tempmx::logging::init(&config.log);
+            let mut reloader = reload::Reloader::new(config.clone(), log);
             let app = App::start(config)?;
-            app.run_until_signal()?;
+            app.run_until_signal(|| reloader.reload(args.load()))?;
             Ok(())
         }
     }

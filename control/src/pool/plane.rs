@@ -484,6 +484,52 @@ impl ControlPlane {
         })
     }
 
+    /// Sets (`Some(list)`) or clears (`None`) a domain's listing on an operator's word, then
+    /// lets the rules react (a listed active domain leaves the active set when the policy
+    /// retires on listing). Clearing a domain without a listing changes nothing.
+    pub fn set_listing(
+        &self,
+        name: &str,
+        list: Option<&str>,
+        reason: &str,
+    ) -> Result<DomainInfo, ControlError> {
+        self.check_reason(reason)?;
+        let name =
+            normalise_domain(name).ok_or_else(|| ControlError::UnknownDomain(name.to_owned()))?;
+        self.mutate(true, |s, now, audit_max| {
+            let d = s
+                .domains
+                .get_mut(&name)
+                .ok_or(ControlError::UnknownDomain(name.clone()))?;
+            let action = match list {
+                Some(list) => {
+                    d.listing = Some(Listing {
+                        list: list.to_owned(),
+                        reason: reason.to_owned(),
+                        since: now,
+                    });
+                    AuditAction::Listed {
+                        list: list.to_owned(),
+                    }
+                }
+                None => match d.listing.take() {
+                    Some(old) => AuditAction::Unlisted { list: old.list },
+                    None => return Ok(()),
+                },
+            };
+            s.audit.push(
+                now,
+                Some(&name),
+                action,
+                Actor::Admin.name(),
+                reason,
+                audit_max,
+            );
+            Ok(())
+        })?;
+        self.domain(&name)
+    }
+
     /// The rotation policy in force.
     pub fn policy(&self) -> RotationPolicy {
         self.state.lock().policy.clone()

@@ -128,6 +128,11 @@ pub fn start_fails(config_path: &Path) -> String {
 }
 
 impl Running {
+    /// The server's process id (to signal it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM, then waits (bounded) for a clean exit.
     pub fn stop(mut self) {
         let pid = i32::try_from(self.child.id()).expect("pid fits");
