@@ -380,7 +380,12 @@ fn e2e_creates_mailboxes_within_the_rate_limit() {
     })
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.errors.get("http 429"), Some(&2), "{}", s.table());
-    assert_eq!(s.ok, 12, "the two created mailboxes carry the load: {}", s.table());
+    assert_eq!(
+        s.ok,
+        12,
+        "the two created mailboxes carry the load: {}",
+        s.table()
+    );
 }
 
 #[test]
