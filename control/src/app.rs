@@ -95,6 +95,14 @@ pub struct App {
     addrs: Addrs,
     shared: Arc<Shared>,
     public: PublicState,
+    signals: Signals,
+}
+
+/// The signals `run_until_signal` waits for, installed before the appliance says it serves,
+/// so a reload or stop sent as soon as it does is never lost.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
 }
 
 impl App {
@@ -190,6 +198,16 @@ impl App {
             )),
             runtime.spawn(shared.plane.clone().run(stop_rx)),
         ];
+        let signal = |kind| {
+            tokio::signal::unix::signal(kind).map_err(|source| AppError::Io {
+                what: "signal handler",
+                source,
+            })
+        };
+        let signals = Signals {
+            terminate: signal(tokio::signal::unix::SignalKind::terminate())?,
+            hangup: signal(tokio::signal::unix::SignalKind::hangup())?,
+        };
         info!(smtp = %addrs.smtp, http = %addrs.http, admin = %addrs.admin, dns = %addrs.dns,
               backend = ?ingress.backend(), cores, "tempmx serving");
         drop(_entered);
@@ -202,6 +220,7 @@ impl App {
             addrs,
             shared,
             public,
+            signals,
         })
     }
 
@@ -217,9 +236,9 @@ impl App {
 
     /// Blocks until SIGINT or SIGTERM, then shuts down gracefully; every SIGHUP in between
     /// calls `on_hangup` (the binary re-reads its configuration there).
-    pub fn run_until_signal(self, on_hangup: impl FnMut()) -> Result<(), AppError> {
+    pub fn run_until_signal(mut self, on_hangup: impl FnMut()) -> Result<(), AppError> {
         self.runtime
-            .block_on(wait_for_signal(on_hangup))
+            .block_on(wait_for_signal(&mut self.signals, on_hangup))
             .map_err(|source| AppError::Io {
                 what: "signal handler",
                 source,
@@ -391,15 +410,15 @@ fn resolve_cores(configured: usize, store: &tempmx_store::StoreConfig) -> usize 
     cores
 }
 
-async fn wait_for_signal(mut on_hangup: impl FnMut()) -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hangup = signal(SignalKind::hangup())?;
+async fn wait_for_signal(
+    signals: &mut Signals,
+    mut on_hangup: impl FnMut(),
+) -> std::io::Result<()> {
     loop {
         tokio::select! {
             r = tokio::signal::ctrl_c() => return r,
-            _ = term.recv() => return Ok(()),
-            _ = hangup.recv() => {
+            _ = signals.terminate.recv() => return Ok(()),
+            _ = signals.hangup.recv() => {
                 info!("SIGHUP: reloading");
                 on_hangup();
             }

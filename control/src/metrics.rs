@@ -664,11 +664,7 @@ pub fn certificate_expiry_secs(path: &std::path::Path) -> Option<f64> {
 
 /// Families of the process itself: build info, CPU, memory, descriptors, start time, live
 /// mailboxes and the certificate's expiry.
-pub fn process_families(
-    facts: &ProcessFacts,
-    mailboxes_live: usize,
-    out: &mut Vec<MetricFamily>,
-) {
+pub fn process_families(facts: &ProcessFacts, mailboxes_live: usize, out: &mut Vec<MetricFamily>) {
     out.push(family(
         BUILD_INFO,
         [(

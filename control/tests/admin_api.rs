@@ -434,7 +434,12 @@ async fn listing_routes() {
     let h = Harness::start(plane_config(&["a.test"]), token_auth()).await;
     let t = Some(TOKEN);
     let r = h
-        .call("POST", "/admin/v1/domains", t, Some(r#"{"domains":["b.test"]}"#))
+        .call(
+            "POST",
+            "/admin/v1/domains",
+            t,
+            Some(r#"{"domains":["b.test"]}"#),
+        )
         .await;
     assert_eq!(r.status, 201, "{r:?}");
     let r = h
@@ -486,6 +491,14 @@ async fn listing_routes() {
         .call("PUT", "/admin/v1/domains/a.test/listing", t, Some("{}"))
         .await;
     assert_eq!(r.status, 422, "{r:?}");
+    // The list name's limit (253 bytes, a zone name): at it accepted, past it refused.
+    for (len, status) in [(253, 200), (254, 422), (0, 422)] {
+        let body = json!({ "list": "l".repeat(len), "reason": "limit" }).to_string();
+        let r = h
+            .call("PUT", "/admin/v1/domains/a.test/listing", t, Some(&body))
+            .await;
+        assert_eq!(r.status, status, "{len}: {r:?}");
+    }
     let r = h
         .call(
             "PUT",

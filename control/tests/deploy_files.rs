@@ -56,7 +56,10 @@ fn systemd_unit_verifies_and_is_hardened() {
     let bin = env!("CARGO_BIN_EXE_tempmx");
     std::fs::write(&copy, unit.replace("/usr/local/bin/tempmx", bin)).unwrap();
     let (ok, out) = run(Command::new("systemd-analyze").arg("verify").arg(&copy));
-    assert!(ok && out.trim().is_empty(), "systemd-analyze verify:\n{out}");
+    assert!(
+        ok && out.trim().is_empty(),
+        "systemd-analyze verify:\n{out}"
+    );
 
     let (ok, out) = run(Command::new("systemd-analyze")
         .args(["security", "--offline=true", "--no-pager"])
@@ -105,14 +108,26 @@ fn sighup_reloads_without_stopping() {
         .replace("ttl_secs_default = 3600", "ttl_secs_default = 600");
     std::fs::write(&path, changed).unwrap();
     hup(server.pid());
-    wait_for(Duration::from_secs(10), "filter applied", log_has("log.filter applied"));
-    let restart = wait_for(Duration::from_secs(10), "restart note", log_has("next restart"));
+    wait_for(
+        Duration::from_secs(10),
+        "filter applied",
+        log_has("log.filter applied"),
+    );
+    let restart = wait_for(
+        Duration::from_secs(10),
+        "restart note",
+        log_has("next restart"),
+    );
     assert!(restart.contains("api.ttl_secs_default"), "{restart}");
     assert!(!restart.contains("log.filter"), "{restart}");
 
     std::fs::write(&path, "[nope]\n").unwrap();
     hup(server.pid());
-    let err = wait_for(Duration::from_secs(10), "bad file", log_has("nothing changed"));
+    let err = wait_for(
+        Duration::from_secs(10),
+        "bad file",
+        log_has("nothing changed"),
+    );
     assert!(err.contains("nope"), "{err}");
 
     let (status, _) = server.admin("GET", "/admin/v1/domains", None);
@@ -210,7 +225,10 @@ fn container_config_needs_the_token_and_serves_health() {
     ] {
         assert!(addr.ip().is_unspecified(), "{addr}");
     }
-    assert_eq!(config.data_dir.as_deref(), Some(Path::new("/var/lib/tempmx")));
+    assert_eq!(
+        config.data_dir.as_deref(),
+        Some(Path::new("/var/lib/tempmx"))
+    );
     assert!(!config.admin.metrics_need_token);
     let err = config.validate().unwrap_err().to_string();
     assert!(err.contains("TEMPMX_ADMIN_TOKEN"), "{err}");
@@ -224,13 +242,15 @@ fn container_config_needs_the_token_and_serves_health() {
         .replace("0.0.0.0:5353", "127.0.0.1:0")
         .replace("0.0.0.0:8080", "127.0.0.1:0")
         .replace("0.0.0.0:8081", "127.0.0.1:0")
-        .replace("/var/lib/tempmx", &dir.path().join("data").display().to_string());
+        .replace(
+            "/var/lib/tempmx",
+            &dir.path().join("data").display().to_string(),
+        );
     let copy = dir.path().join("tempmx.toml");
     std::fs::write(&copy, local).unwrap();
     let server = start(&copy);
-    let health = |url: &str| {
-        run(Command::new(env!("CARGO_BIN_EXE_tempmx")).args(["health", "--url", url]))
-    };
+    let health =
+        |url: &str| run(Command::new(env!("CARGO_BIN_EXE_tempmx")).args(["health", "--url", url]));
     let (ok, out) = health(&format!("http://{}/healthz", server.http));
     assert!(ok, "{out}");
     server.stop();

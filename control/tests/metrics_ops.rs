@@ -266,7 +266,7 @@ fn live_metrics_are_valid_and_ops_files_match_them() {
     // Build and process families: the version and the backend in use, a live process.
     let info = ["uring", "epoll"].map(|backend| {
         let series = format!(
-            "tempmx_build_info{{backend=\"{backend}\",version=\"{}\"}}",
+            "tempmx_build_info{{version=\"{}\",backend=\"{backend}\"}}",
             env!("CARGO_PKG_VERSION")
         );
         sample(&scrape, &series)
@@ -277,7 +277,10 @@ fn live_metrics_are_valid_and_ops_files_match_them() {
     );
     assert_eq!(sample(&scrape, "tempmx_api_mailboxes_live"), Some(1.0));
     assert_eq!(
-        sample(&scrape, "tempmx_smtp_tls_certificate_expiry_timestamp_seconds"),
+        sample(
+            &scrape,
+            "tempmx_smtp_tls_certificate_expiry_timestamp_seconds"
+        ),
         Some(CERT_NOT_AFTER)
     );
     let rss = sample(&scrape, "tempmx_process_resident_memory_bytes").unwrap();
@@ -291,7 +294,10 @@ fn live_metrics_are_valid_and_ops_files_match_them() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
-    assert!(started <= now + 1.0 && started > now - 3600.0, "{started} vs {now}");
+    assert!(
+        started <= now + 1.0 && started > now - 3600.0,
+        "{started} vs {now}"
+    );
     // The message as received: at least its body, well under the 512 KiB limit.
     let size = sample(&scrape, "tempmx_smtp_message_size_bytes_sum").unwrap();
     assert!((7.0..4096.0).contains(&size), "{size}");
@@ -407,13 +413,20 @@ fn dashboard_queries_parse_and_follow_the_instance_selector() {
     let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
     let mut queries = 0;
     for panel in dash["panels"].as_array().unwrap() {
-        assert!(ids.insert(panel["id"].as_u64().unwrap()), "duplicate id {panel}");
+        assert!(
+            ids.insert(panel["id"].as_u64().unwrap()),
+            "duplicate id {panel}"
+        );
         let grid = &panel["gridPos"];
         assert!(grid["w"].as_u64().unwrap() <= 24 && grid["h"].as_u64().unwrap() > 0);
         if panel["type"] == "row" {
             continue;
         }
-        assert_eq!(panel["datasource"]["uid"], "${datasource}", "{}", panel["title"]);
+        assert_eq!(
+            panel["datasource"]["uid"], "${datasource}",
+            "{}",
+            panel["title"]
+        );
         for target in panel["targets"].as_array().unwrap() {
             let expr = target["expr"].as_str().unwrap();
             let selectors = expr.matches("tempmx_").count();

@@ -286,6 +286,8 @@ struct MarkListed {
 
 /// List used when an operator marks a domain listed without naming one.
 const OPERATOR_LIST: &str = "operator";
+/// Longest list name an operator may give (a DNS zone name's length).
+const LIST_NAME_BYTES_MAX: usize = 253;
 
 /// Mark a domain listed (the rotation policy reacts as to a confirmed blocklist listing).
 #[utoipa::path(put, path = "/admin/v1/domains/{name}/listing", params(("name" = String, Path, description = "domain name")), request_body = MarkListed,
@@ -296,6 +298,14 @@ async fn mark_listed(
     JsonBody(req): JsonBody<MarkListed>,
 ) -> Result<Json<DomainInfo>, Problem> {
     let list = req.list.as_deref().unwrap_or(OPERATOR_LIST);
+    if list.is_empty() || list.len() > LIST_NAME_BYTES_MAX {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-list",
+            "Invalid list name",
+            format!("list must be 1..={LIST_NAME_BYTES_MAX} bytes"),
+        ));
+    }
     Ok(Json(s.plane.set_listing(&name, Some(list), &req.reason)?))
 }
 

@@ -104,6 +104,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve(args) => {
             let config = args.load()?;
+            // A SIGHUP (systemctl reload) before the reload handler is installed must not
+            // end the process, which is SIGHUP's default action; ignored until then.
+            // SAFETY: setting a signal's disposition to SIG_IGN has no other effect.
+            unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
             let log = tempmx::logging::init(&config.log);
             let mut reloader = reload::Reloader::new(config.clone(), log);
             let app = App::start(config)?;

@@ -117,7 +117,10 @@ mod tests {
         assert!(after.fds_max.unwrap() >= after.open_fds.unwrap());
         let start = after.start_secs.unwrap();
         let now = now_secs();
-        assert!(start <= now + 1.0 && start > now - 3600.0, "{start} vs {now}");
+        assert!(
+            start <= now + 1.0 && start > now - 3600.0,
+            "{start} vs {now}"
+        );
     }
 
     // Goal: a command name with spaces and parentheses does not shift the fields.

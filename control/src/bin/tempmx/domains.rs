@@ -222,11 +222,11 @@ pub fn check_url(url: &str) -> anyhow::Result<()> {
     match url.split_once("://") {
         Some(("http", rest)) if !rest.is_empty() => Ok(()),
         Some(("https", _)) => bail!(
-            "admin URL `{url}`: this client speaks plain HTTP only; keep the admin listener on \
+            "URL `{url}`: this client speaks plain HTTP only; keep the admin listener on \
              a private address or reach it through an SSH tunnel"
         ),
-        Some((scheme, _)) => bail!("admin URL `{url}`: unsupported scheme `{scheme}`; use http://"),
-        None => bail!("admin URL `{url}` has no scheme; write http://{url}"),
+        Some((scheme, _)) => bail!("URL `{url}`: unsupported scheme `{scheme}`; use http://"),
+        None => bail!("URL `{url}` has no scheme; write http://{url}"),
     }
 }
 
@@ -350,7 +350,10 @@ fn patch_policy(mut policy: Value, fields: &[String]) -> anyhow::Result<Value> {
         };
         if !obj.contains_key(key) {
             let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
-            bail!("`{key}` is not a policy field; the fields are {}", keys.join(", "));
+            bail!(
+                "`{key}` is not a policy field; the fields are {}",
+                keys.join(", ")
+            );
         }
         let value = match raw {
             "none" | "null" => Value::Null,
