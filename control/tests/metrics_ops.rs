@@ -45,13 +45,24 @@ fn test_config() -> Config {
 
 /// Sends a GET with optional extra header lines; returns the status line and the body.
 fn http_request(addr: SocketAddr, path: &str, extra: &str) -> (String, String) {
+    exchange(addr, &format!("GET {path} HTTP/1.1\r\n{extra}"), "")
+}
+
+/// Sends a POST with a JSON body; returns the status line and the body.
+fn http_post(addr: SocketAddr, path: &str, body: &str) -> (String, String) {
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    exchange(addr, &head, body)
+}
+
+/// One HTTP/1.1 exchange: `head` (request line and header lines) and `body`; returns the
+/// status line and the response body.
+fn exchange(addr: SocketAddr, head: &str, body: &str) -> (String, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n"
-    )
-    .unwrap();
+    write!(s, "{head}Host: localhost\r\nConnection: close\r\n\r\n{body}").unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     let (head, body) = out.split_once("\r\n\r\n").unwrap();
@@ -155,26 +166,6 @@ fn promtool(args: &[&str], stdin: Option<&str>) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
-}
-
-/// Sends a POST with a JSON body; returns the status line and the body.
-fn http_post(addr: SocketAddr, path: &str, body: &str) -> (String, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let (head, body) = out.split_once("\r\n\r\n").unwrap();
-    (
-        head.lines().next().unwrap_or("").to_owned(),
-        body.to_owned(),
-    )
 }
 
 /// Expiry of the test certificate: 2031-01-02T00:00:00Z.

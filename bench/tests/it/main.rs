@@ -44,6 +44,25 @@ fn smtp_cfg(target: SocketAddr, messages: u64) -> SmtpConfig {
     }
 }
 
+/// An e2e run of `messages` over `mailboxes` against the given fixture addresses.
+fn e2e_cfg(smtp: SocketAddr, http: SocketAddr, mailboxes: usize, messages: u64) -> E2eConfig {
+    E2eConfig {
+        smtp,
+        http,
+        mailboxes,
+        messages: Some(messages),
+        duration: Some(Duration::from_secs(60)),
+        mode: Mode::Closed,
+        size: SizeDist::Fixed(1024),
+        timeout: Duration::from_secs(10),
+        create_wait_max: Duration::from_secs(30),
+        errors_max: 10,
+        helo: "bench.test".into(),
+        from: "bench@bench.test".into(),
+        progress: false,
+    }
+}
+
 #[test]
 fn smtp_pipelined_data_counts_match_the_server() {
     // Goal: every message the bench reports as accepted was received by the server,
@@ -252,19 +271,8 @@ fn e2e_against_the_api_contract() {
     // accepted message on the recipient's SSE stream.
     let (smtp, http) = fixture::api_server();
     let cfg = E2eConfig {
-        smtp,
-        http,
-        mailboxes: 3,
-        messages: Some(30),
-        duration: Some(Duration::from_secs(60)),
-        mode: Mode::Closed,
         size: SizeDist::Fixed(2048),
-        timeout: Duration::from_secs(10),
-        create_wait_max: Duration::from_secs(30),
-        errors_max: 10,
-        helo: "bench.test".into(),
-        from: "bench@bench.test".into(),
-        progress: false,
+        ..e2e_cfg(smtp, http, 3, 30)
     };
     let s = e2e::run(cfg).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.ok, 30, "{}", s.table());
@@ -282,19 +290,9 @@ fn e2e_without_an_api_fails_cleanly() {
         l.local_addr().unwrap_or_else(|e| panic!("{e}"))
     };
     let cfg = E2eConfig {
-        smtp,
-        http: dead,
-        mailboxes: 2,
-        messages: Some(10),
         duration: None,
-        mode: Mode::Closed,
-        size: SizeDist::Fixed(1024),
         timeout: Duration::from_secs(2),
-        create_wait_max: Duration::from_secs(30),
-        errors_max: 10,
-        helo: "bench.test".into(),
-        from: "bench@bench.test".into(),
-        progress: false,
+        ..e2e_cfg(smtp, dead, 2, 10)
     };
     let s = e2e::run(cfg).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.ok, 0);
@@ -354,21 +352,7 @@ fn e2e_creates_mailboxes_within_the_rate_limit() {
     // 2 creations at once then one a second; 4 mailboxes with a 30 s creation bound all
     // work; with no wait allowed, the 2 beyond the burst fail as `http 429`.
     let (smtp, http) = fixture::api_server_limited(2);
-    let cfg = E2eConfig {
-        smtp,
-        http,
-        mailboxes: 4,
-        messages: Some(12),
-        duration: Some(Duration::from_secs(60)),
-        mode: Mode::Closed,
-        size: SizeDist::Fixed(1024),
-        timeout: Duration::from_secs(10),
-        create_wait_max: Duration::from_secs(30),
-        errors_max: 10,
-        helo: "bench.test".into(),
-        from: "bench@bench.test".into(),
-        progress: false,
-    };
+    let cfg = e2e_cfg(smtp, http, 4, 12);
     let s = e2e::run(cfg.clone()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((s.ok, s.failed), (12, 0), "{}", s.table());
     let (smtp, http) = fixture::api_server_limited(2);
