@@ -228,10 +228,18 @@ async fn domain_routes() {
     let now = tempmx::mailboxes::now_ms();
     h.plane
         .mailboxes()
-        .register("user@c.test", now, now + 60_000)
+        .register(
+            &tempmx_store::Mailbox::parse("user@c.test").expect("test address"),
+            now,
+            now + 60_000,
+        )
         .expect("mailbox on c.test");
     h.plane
-        .set_state("c.test", DomainState::Retired, "test")
+        .set_state(
+            &tempmx_store::Domain::parse("c.test").expect("test domain"),
+            DomainState::Retired,
+            "test",
+        )
         .expect("retire");
     let r = h.call("DELETE", "/admin/v1/domains/c.test", t, None).await;
     assert_eq!((r.status, r.problem()), (409, "domain-not-empty"));

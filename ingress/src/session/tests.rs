@@ -52,8 +52,14 @@ fn limits() -> SessionLimits {
 fn context(limits: SessionLimits, tls_available: bool) -> Arc<SessionContext> {
     let pool = PoolSnapshot::new(
         [
-            ("pool.test".to_owned(), DomainStatus::Active),
-            ("old.test".to_owned(), DomainStatus::Retired),
+            (
+                tempmx_store::Domain::parse("pool.test").expect("test domain"),
+                DomainStatus::Active,
+            ),
+            (
+                tempmx_store::Domain::parse("old.test").expect("test domain"),
+                DomainStatus::Retired,
+            ),
         ],
         RecipientMode::CatchAll,
     );
@@ -190,7 +196,7 @@ fn deliver(
     };
     let stored = Stored {
         from: m.mail_from.to_owned(),
-        rcpts: m.recipients.to_vec(),
+        rcpts: m.recipients.iter().map(|r| r.to_string()).collect(),
         trace: String::from_utf8_lossy(m.trace_headers).into_owned(),
         body: m.body.to_vec(),
     };
