@@ -125,7 +125,10 @@ async fn domain_routes() {
         )
         .await;
     assert_eq!((r.status, r.problem()), (422, "invalid-domain"));
-    assert_eq!(r.json["errors"], json!(["bad name"]));
+    assert_eq!(
+        r.json["errors"],
+        json!(["`bad name`: a domain label is 1 to 63 letters, digits or inner hyphens"])
+    );
     let r = h
         .call(
             "POST",

@@ -375,7 +375,7 @@ mod tests {
                     ZoneState::Serving,
                 ),
                 (
-                    tempmx_store::Domain::parse("old.test.").expect("test domain"),
+                    tempmx_store::Domain::parse("old.test").expect("test domain"),
                     ZoneState::Retired,
                 ),
                 (

@@ -586,7 +586,10 @@ mod tests {
         let path = dir.path().join(log::FILE);
         let text = std::fs::read_to_string(&path).expect("read");
         let upper = text.replace("a@x.test", "Mixed.Case@X.Test");
-        let line = text.lines().find(|l| l.contains("a@x.test")).expect("add line");
+        let line = text
+            .lines()
+            .find(|l| l.contains("a@x.test"))
+            .expect("add line");
         let ip = line.replace("a@x.test", "u@127.0.0.1");
         std::fs::write(&path, format!("{upper}{ip}\n")).expect("write");
         let back = Registry::open(10, dir.path()).expect("reopen");
