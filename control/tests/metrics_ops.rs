@@ -62,7 +62,11 @@ fn http_post(addr: SocketAddr, path: &str, body: &str) -> (String, String) {
 fn exchange(addr: SocketAddr, head: &str, body: &str) -> (String, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "{head}Host: localhost\r\nConnection: close\r\n\r\n{body}").unwrap();
+    write!(
+        s,
+        "{head}Host: localhost\r\nConnection: close\r\n\r\n{body}"
+    )
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     let (head, body) = out.split_once("\r\n\r\n").unwrap();

@@ -312,7 +312,11 @@ async fn mark_listed(
             format!("list must be 1..={LIST_NAME_BYTES_MAX} bytes"),
         ));
     }
-    Ok(Json(s.plane.set_listing(&name, Some(list), &req.reason)?))
+    Ok(Json(s.plane.set_listing(
+        &pool_domain(&name)?,
+        Some(list),
+        &req.reason,
+    )?))
 }
 
 /// Clear a domain's listing (it may be activated again).
@@ -324,7 +328,11 @@ async fn clear_listing(
     QueryParams(q): QueryParams<DeleteQuery>,
 ) -> Result<Json<DomainInfo>, Problem> {
     let reason = q.reason.as_deref().unwrap_or("admin api");
-    Ok(Json(s.plane.set_listing(&name, None, reason)?))
+    Ok(Json(s.plane.set_listing(
+        &pool_domain(&name)?,
+        None,
+        reason,
+    )?))
 }
 
 /// Counters of one domain.

@@ -483,13 +483,12 @@ impl ControlPlane {
     /// retires on listing). Clearing a domain without a listing changes nothing.
     pub fn set_listing(
         &self,
-        name: &str,
+        domain: &tempmx_store::Domain,
         list: Option<&str>,
         reason: &str,
     ) -> Result<DomainInfo, ControlError> {
         self.check_reason(reason)?;
-        let name =
-            normalise_domain(name).ok_or_else(|| ControlError::UnknownDomain(name.to_owned()))?;
+        let name = domain.to_string();
         self.mutate(true, |s, now, audit_max| {
             let d = s
                 .domains
@@ -521,7 +520,7 @@ impl ControlPlane {
             );
             Ok(())
         })?;
-        self.domain(&name)
+        self.domain(domain)
     }
 
     /// The rotation policy in force.
