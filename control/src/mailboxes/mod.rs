@@ -250,6 +250,42 @@ impl Registry {
             .filter(|&t| t > now_ms)
     }
 
+    /// Moves a live mailbox's expiry to `expires_at_ms` (never earlier than it is); returns
+    /// the expiry now in force, or `None` when the mailbox is not live. The token stays.
+    pub fn extend(
+        &self,
+        address: &str,
+        now_ms: u64,
+        expires_at_ms: u64,
+    ) -> Result<Option<u64>, RegistryError> {
+        let log = self.log.as_ref().map(|l| l.lock());
+        let mut entries = self.entries.write();
+        let Some(entry) = entries
+            .map
+            .get_mut(address)
+            .filter(|e| e.expires_at_ms > now_ms)
+        else {
+            return Ok(None);
+        };
+        let expires_at_ms = expires_at_ms.max(entry.expires_at_ms);
+        let renewed = Entry {
+            expires_at_ms,
+            ttl_secs: expires_at_ms.saturating_sub(now_ms).div_ceil(1000),
+            ..entry.clone()
+        };
+        if let Some(mut log) = log {
+            // Replay lets a later `add` of the same address replace the earlier one.
+            log.append(&add_record(address, &renewed))
+                .map_err(|e| RegistryError::Unsaved(e.to_string()))?;
+            *entry = renewed;
+            drop(entries);
+            self.compact_if_due(&mut log);
+        } else {
+            *entry = renewed;
+        }
+        Ok(Some(expires_at_ms))
+    }
+
     /// Whether `address` is registered and live.
     pub fn is_live(&self, address: &str, now_ms: u64) -> bool {
         self.expires_at(address, now_ms).is_some()
@@ -547,6 +583,35 @@ mod tests {
             .err()
             .expect("bad hash refused");
         assert!(err.to_string().contains("corrupt"), "{err}");
+    }
+
+    // Goal: extending moves a live mailbox's expiry forward only, keeps its token, refuses
+    // an expired or unknown one, and survives a reopen. Method: extend, shorten, reopen.
+    #[test]
+    fn extend_moves_expiry_forward_and_is_saved() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let now = now_ms();
+        let r = Registry::open(10, dir.path()).expect("open");
+        let a = r.register("a@x.test", now, now + 60_000).expect("a");
+        r.register("old@x.test", 0, 1).expect("old");
+        assert_eq!(
+            r.extend("a@x.test", now, now + 90_000),
+            Ok(Some(now + 90_000))
+        );
+        assert_eq!(
+            r.extend("a@x.test", now, now + 10_000),
+            Ok(Some(now + 90_000)),
+            "never shortened"
+        );
+        assert_eq!(r.extend("old@x.test", now, now + 90_000), Ok(None));
+        assert_eq!(r.extend("none@x.test", now, now + 90_000), Ok(None));
+        assert!(r.verify("a@x.test", &a.token, now + 80_000));
+        drop(r);
+        let back = Registry::open(10, dir.path()).expect("reopen");
+        assert_eq!(back.expires_at("a@x.test", now), Some(now + 90_000));
+        assert!(back.verify("a@x.test", &a.token, now + 80_000));
+        let ttl = back.entries.read().map.get("a@x.test").map(|e| e.ttl_secs);
+        assert_eq!(ttl, Some(90));
     }
 
     // Goal: a creation that cannot be written is refused and leaves nothing registered.
