@@ -268,6 +268,15 @@ impl Browser {
         }
     }
 
+    /// Whether the element with this id is rendered (not hidden by attribute or style).
+    async fn visible(&self, id: &str) -> bool {
+        self.js(&format!(
+            "const e = document.getElementById('{id}'); return !!(e && e.getClientRects().length);"
+        ))
+        .await
+            == true
+    }
+
     async fn click(&self, css: &str) {
         self.c
             .find(Locator::Css(css))
@@ -416,6 +425,11 @@ async fn text_mail_links_counts_and_extend() {
         let b = Browser::open(screen, "en").await;
         b.c.goto(&app.base).await.expect("open page");
         let address = b.address().await;
+        assert!(
+            !b.visible("warning").await,
+            "no expiry warning an hour ahead"
+        );
+        assert!(!b.visible("notice").await);
         b.fits("fresh inbox").await;
         b.shot(screen, "empty").await;
 
@@ -697,9 +711,10 @@ async fn chosen_name_and_domain_and_remembered() {
         b.wait_count(1).await;
         b.click("#forget").await;
         b.poll(
-            "return [document.getElementById('notice').hidden, localStorage.getItem('tempmx.mailbox')];",
+            "return [document.getElementById('notice').getClientRects().length > 0, \
+             localStorage.getItem('tempmx.mailbox')];",
             WAIT_SECS,
-            |v| *v == json!([false, null]),
+            |v| *v == json!([true, null]),
         )
         .await;
         assert_eq!(b.count().await, (0, 0));
@@ -726,8 +741,8 @@ async fn rate_limited_first_visit_shows_retry() {
         let shown = b
             .poll(
                 "const n = document.getElementById('notice'); \
-                 return n.hidden ? null : [n.dataset.kind, document.getElementById('notice-text').textContent, \
-                 document.getElementById('notice-retry').hidden];",
+                 return n.getClientRects().length ? [n.dataset.kind, \
+                 document.getElementById('notice-text').textContent] : null;",
                 WAIT_SECS,
                 |v| !v.is_null(),
             )
@@ -739,17 +754,16 @@ async fn rate_limited_first_visit_shows_retry() {
                 .is_some_and(|s| s.contains("Too many requests")),
             "{shown}"
         );
-        assert_eq!(shown[2], false, "the retry button is shown");
+        assert!(b.visible("notice-retry").await, "the retry button is shown");
         b.fits("rate-limited").await;
         b.shot(screen, "rate-limited").await;
         // 6 per minute: a token is back within 10 s.
         tokio::time::sleep(Duration::from_secs(10)).await;
         b.click("#notice-retry").await;
         b.address().await;
-        assert_eq!(
-            b.js("return document.getElementById('notice').hidden;")
-                .await,
-            true
+        assert!(
+            !b.visible("notice").await,
+            "the notice is gone after the retry"
         );
         b.close().await;
         // The next screen starts with an empty bucket again.
@@ -771,18 +785,21 @@ async fn expiry_warns_then_says_so() {
         let address = b.address().await;
         send(app.smtp(), &address, "Soon gone", "bye".into(), None).await;
         b.wait_count(1).await;
-        b.poll(
-            "return document.getElementById('warning').hidden;",
-            WAIT_SECS,
-            |v| v == false,
-        )
-        .await;
+        assert!(b.visible("warning").await, "warned before expiry");
+        let warning = b
+            .js("return document.getElementById('warning-text').textContent;")
+            .await;
+        assert!(
+            warning.as_str().is_some_and(|s| s.contains("expires in")),
+            "{warning}"
+        );
         b.shot(screen, "expiry-warning").await;
         let notice = b
             .poll(
                 "const n = document.getElementById('notice'); \
-                 return n.hidden ? null : [document.getElementById('notice-text').textContent, \
-                 document.getElementById('address').textContent, document.getElementById('notice-new').hidden];",
+                 return n.getClientRects().length ? [document.getElementById('notice-text').textContent, \
+                 document.getElementById('address').textContent, \
+                 document.getElementById('address').classList.contains('gone')] : null;",
                 WAIT_SECS,
                 |v| !v.is_null(),
             )
@@ -791,16 +808,21 @@ async fn expiry_warns_then_says_so() {
             notice[0].as_str().is_some_and(|s| s.contains("expired")),
             "{notice}"
         );
-        assert_ne!(
-            notice[1],
-            address.as_str(),
-            "the old address is not shown as live"
+        assert_eq!(
+            (&notice[1], &notice[2]),
+            (&json!(address), &json!(true)),
+            "the old address stays, struck through: no silent swap"
+        );
+        assert!(b.visible("notice-new").await, "a new address is offered");
+        assert!(!b.visible("notice-retry").await, "nothing to retry");
+        assert!(
+            !b.visible("warning").await,
+            "the warning gave way to the notice"
         );
         assert!(
-            !notice[1].as_str().unwrap().contains('@'),
-            "no silent swap to a new address: {notice}"
+            !b.visible("empty").await,
+            "no 'waiting for mail' without an address"
         );
-        assert_eq!(notice[2], false, "a new address is offered");
         assert_eq!(b.count().await, (0, 0));
         b.shot(screen, "expired").await;
         b.click("#notice-new").await;

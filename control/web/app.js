@@ -234,17 +234,21 @@ function showBox() {
   for (const id of ["copy", "extend", "delete-box", "forget"]) $(id).disabled = false;
   const domain = box.address.split("@").pop();
   if ([...$("domain").options].some((o) => o.value === domain)) $("domain").value = domain;
+  counts();
   tick();
 }
 
-function noBox(text) {
+/// No usable mailbox: says why in a notice and offers a new one; `shown` is the old
+/// address, kept on screen (struck through) so nothing changes silently.
+function noBox(text, shown) {
   box = null;
-  $("address").textContent = "—";
+  $("address").textContent = shown || "—";
   $("address").classList.add("gone");
   for (const id of ["copy", "extend", "delete-box", "forget"]) $(id).disabled = true;
   $("time-left").textContent = "";
   delete $("time-left").dataset.expiresAt;
   status("offline");
+  counts();
   notice(text, null, true);
 }
 
@@ -339,17 +343,19 @@ async function check() {
 }
 
 function expire() {
+  const shown = box && box.address;
   localStorage.removeItem(KEY);
   reset();
-  noBox(t("expiredNotice"));
+  noBox(t("expiredNotice"), shown);
   $("time-left").textContent = t("expired");
   return false;
 }
 
 function gone() {
+  const shown = box && box.address;
   localStorage.removeItem(KEY);
   reset();
-  noBox(t("goneNotice"));
+  noBox(t("goneNotice"), shown);
 }
 
 function item(m, fresh) {
@@ -393,7 +399,7 @@ function addItem(m, fresh) {
 function counts() {
   const n = $("messages").children.length;
   $("count").textContent = String(n);
-  $("empty").hidden = n > 0;
+  $("empty").hidden = n > 0 || !box;
 }
 
 async function openMessage(id, remoteImages, from) {
