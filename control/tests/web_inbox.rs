@@ -834,6 +834,50 @@ async fn expiry_warns_then_says_so() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_reconnect_relists_the_inbox() {
+    // Goal: when the live stream reconnects, the page re-lists, so a message deleted
+    // elsewhere (which the stream never announces) leaves the list and the count.
+    // Method: live-push connections end after 3 s (`push_duration_secs_max`); another
+    // client deletes one of two messages over HTTP; the count follows after a reconnect.
+    let _one = ONE_BROWSER.lock().await;
+    let app = App::start(3600, "push_duration_secs_max = 3\n");
+    for screen in [Screen::Desktop, Screen::Phone] {
+        let b = Browser::open(screen, "en").await;
+        b.c.goto(&app.base).await.expect("open page");
+        let address = b.address().await;
+        let token = b
+            .js("return JSON.parse(localStorage.getItem('tempmx.mailbox')).token;")
+            .await;
+        let token = token.as_str().unwrap().to_owned();
+        send(app.smtp(), &address, "First", "one".into(), None).await;
+        send(app.smtp(), &address, "Second", "two".into(), None).await;
+        b.wait_count(2).await;
+        let (status, page) = app.running.public(
+            "GET",
+            &format!("/api/v1/mailboxes/{address}/messages"),
+            Some(&token),
+            None,
+        );
+        assert_eq!(status, 200, "{page}");
+        let id = page["messages"][0]["id"].as_str().unwrap().to_owned();
+        let (status, _) = app.running.public(
+            "DELETE",
+            &format!("/api/v1/mailboxes/{address}/messages/{id}"),
+            Some(&token),
+            None,
+        );
+        assert_eq!(status, 204);
+        b.wait_count(1).await;
+        let left = b
+            .js("return document.querySelector('#messages button').dataset.id;")
+            .await;
+        assert_ne!(left, id.as_str(), "the deleted message is the one gone");
+        b.close().await;
+    }
+    app.running.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_html_does_not_run() {
     // Goal: mail HTML is shown in the sandbox and none of its scripts run; the page is
     // never reloaded by a new mail. Method: a marker variable proves no reload;

@@ -412,6 +412,7 @@ async function openMessage(id, remoteImages, from) {
   }
   current = id;
   if (from) opener = from;
+  document.body.classList.add("reading");
   $("inbox").hidden = true;
   $("reader").hidden = false;
   $("msg-subject").textContent = m.subject || t("noSubject");
@@ -531,7 +532,7 @@ const LINKS = /\b(?:https?:\/\/|www\.)[^\s<>"'`]+|\b[A-Za-z0-9._%+-]+@[A-Za-z0-9
 function renderText(el, text) {
   el.replaceChildren();
   let quote = null;
-  text.replace(/\r\n?/g, "\n").split("\n").forEach((line) => {
+  text.replace(/\r\n?/g, "\n").replace(/\s+$/, "").split("\n").forEach((line) => {
     const quoted = /^\s*>/.test(line);
     const div = document.createElement("div");
     div.className = "line";
@@ -576,6 +577,7 @@ function linkify(parent, line) {
 function closeMessage() {
   const wasOpen = current !== null;
   current = null;
+  document.body.classList.remove("reading");
   $("reader").hidden = true;
   $("inbox").hidden = false;
   $("msg-html").removeAttribute("src");

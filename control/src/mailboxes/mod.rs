@@ -258,32 +258,47 @@ impl Registry {
         now_ms: u64,
         expires_at_ms: u64,
     ) -> Result<Option<u64>, RegistryError> {
-        let log = self.log.as_ref().map(|l| l.lock());
-        let mut entries = self.entries.write();
-        let Some(entry) = entries
+        let renew = |e: &Entry| {
+            let expires_at_ms = expires_at_ms.max(e.expires_at_ms);
+            Entry {
+                expires_at_ms,
+                ttl_secs: expires_at_ms.saturating_sub(now_ms).div_ceil(1000),
+                ..e.clone()
+            }
+        };
+        let Some(log) = &self.log else {
+            let mut entries = self.entries.write();
+            let Some(entry) = entries
+                .map
+                .get_mut(address)
+                .filter(|e| e.expires_at_ms > now_ms)
+            else {
+                return Ok(None);
+            };
+            *entry = renew(entry);
+            return Ok(Some(entry.expires_at_ms));
+        };
+        // As in `register`: the log lock orders the change against every other logged one,
+        // and `entries`, which the ingress cores read, is not held while the line is written.
+        let mut log = log.lock();
+        let renewed = self
+            .entries
+            .read()
             .map
-            .get_mut(address)
+            .get(address)
             .filter(|e| e.expires_at_ms > now_ms)
-        else {
+            .map(renew);
+        let Some(renewed) = renewed else {
             return Ok(None);
         };
-        let expires_at_ms = expires_at_ms.max(entry.expires_at_ms);
-        let renewed = Entry {
-            expires_at_ms,
-            ttl_secs: expires_at_ms.saturating_sub(now_ms).div_ceil(1000),
-            ..entry.clone()
-        };
-        if let Some(mut log) = log {
-            // Replay lets a later `add` of the same address replace the earlier one.
-            log.append(&add_record(address, &renewed))
-                .map_err(|e| RegistryError::Unsaved(e.to_string()))?;
-            *entry = renewed;
-            drop(entries);
-            self.compact_if_due(&mut log);
-        } else {
-            *entry = renewed;
-        }
-        Ok(Some(expires_at_ms))
+        // Replay lets a later `add` of the same address replace the earlier one.
+        log.append(&add_record(address, &renewed))
+            .map_err(|e| RegistryError::Unsaved(e.to_string()))?;
+        let at = renewed.expires_at_ms;
+        // `insert`, not an update: a sweep in between must not leave memory behind the log.
+        self.entries.write().insert(address, renewed);
+        self.compact_if_due(&mut log);
+        Ok(Some(at))
     }
 
     /// Whether `address` is registered and live.
@@ -612,6 +627,14 @@ mod tests {
         assert!(back.verify("a@x.test", &a.token, now + 80_000));
         let ttl = back.entries.read().map.get("a@x.test").map(|e| e.ttl_secs);
         assert_eq!(ttl, Some(90));
+
+        let memory = Registry::new(10);
+        memory.register("m@x.test", now, now + 1000).expect("m");
+        assert_eq!(
+            memory.extend("m@x.test", now, now + 5000),
+            Ok(Some(now + 5000))
+        );
+        assert_eq!(memory.extend("m@x.test", now + 6000, now + 9000), Ok(None));
     }
 
     // Goal: a creation that cannot be written is refused and leaves nothing registered.
