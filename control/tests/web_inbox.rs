@@ -18,6 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use binary_support::{Running, config_text, start};
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use tempmx::api::public::PublicConfig;
@@ -248,6 +249,13 @@ impl Browser {
         }
     }
 
+    /// A fresh session showing the app's page.
+    async fn at(app: &App, screen: Screen, lang: &str) -> Self {
+        let b = Self::open(screen, lang).await;
+        b.c.goto(&app.base).await.expect("open page");
+        b
+    }
+
     async fn js(&self, script: &str) -> Value {
         self.c.execute(script, vec![]).await.expect("execute")
     }
@@ -422,8 +430,7 @@ async fn text_mail_links_counts_and_extend() {
     let _one = ONE_BROWSER.lock().await;
     let app = App::start(3600, "");
     for screen in [Screen::Desktop, Screen::Phone] {
-        let b = Browser::open(screen, "en").await;
-        b.c.goto(&app.base).await.expect("open page");
+        let b = Browser::at(&app, screen, "en").await;
         let address = b.address().await;
         assert!(
             !b.visible("warning").await,
@@ -436,7 +443,15 @@ async fn text_mail_links_counts_and_extend() {
         send(app.smtp(), &address, "Your code", code_mail_text(), None).await;
         b.wait_count(1).await;
         b.shot(screen, "list").await;
-        b.click("#messages button").await;
+        // Keyboard: Enter on the focused message opens it, Esc (later) closes it.
+        b.js("document.querySelector('#messages button').focus();")
+            .await;
+        b.c.active_element()
+            .await
+            .expect("focused message")
+            .send_keys(&char::from(Key::Enter).to_string())
+            .await
+            .expect("enter");
         b.poll(
             "return document.querySelectorAll('#msg-text a').length;",
             WAIT_SECS,
@@ -496,7 +511,21 @@ async fn text_mail_links_counts_and_extend() {
         assert_eq!(moved, 3_600_000, "extend adds the default lifetime");
         b.shot(screen, "extended").await;
 
-        b.click("#back").await;
+        b.c.active_element()
+            .await
+            .expect("focus")
+            .send_keys(&char::from(Key::Escape).to_string())
+            .await
+            .expect("escape");
+        let back = b
+            .poll(
+                "return document.getElementById('reader').hidden && \
+                 document.activeElement === document.querySelector('#messages button');",
+                WAIT_SECS,
+                |v| v == true,
+            )
+            .await;
+        assert_eq!(back, true, "Esc closes the message and focus returns to it");
         send(app.smtp(), &address, "Second", "second mail".into(), None).await;
         b.wait_count(2).await;
         b.click("#messages li:first-child button").await;
@@ -619,8 +648,7 @@ async fn chosen_name_and_domain_and_remembered() {
     let _one = ONE_BROWSER.lock().await;
     let app = App::start(3600, "");
     for screen in [Screen::Desktop, Screen::Phone] {
-        let b = Browser::open(screen, "en").await;
-        b.c.goto(&app.base).await.expect("open page");
+        let b = Browser::at(&app, screen, "en").await;
         b.address().await;
         b.click("#chooser summary").await;
         let domains = b
@@ -780,8 +808,7 @@ async fn expiry_warns_then_says_so() {
     let _one = ONE_BROWSER.lock().await;
     let app = App::start(8, "");
     for screen in [Screen::Desktop, Screen::Phone] {
-        let b = Browser::open(screen, "en").await;
-        b.c.goto(&app.base).await.expect("open page");
+        let b = Browser::at(&app, screen, "en").await;
         let address = b.address().await;
         send(app.smtp(), &address, "Soon gone", "bye".into(), None).await;
         b.wait_count(1).await;
@@ -790,7 +817,9 @@ async fn expiry_warns_then_says_so() {
             .js("return document.getElementById('warning-text').textContent;")
             .await;
         assert!(
-            warning.as_str().is_some_and(|s| s.contains("expires in")),
+            warning
+                .as_str()
+                .is_some_and(|s| s.contains("expires in less than 5 minutes")),
             "{warning}"
         );
         b.shot(screen, "expiry-warning").await;
@@ -842,8 +871,7 @@ async fn stream_reconnect_relists_the_inbox() {
     let _one = ONE_BROWSER.lock().await;
     let app = App::start(3600, "push_duration_secs_max = 3\n");
     for screen in [Screen::Desktop, Screen::Phone] {
-        let b = Browser::open(screen, "en").await;
-        b.c.goto(&app.base).await.expect("open page");
+        let b = Browser::at(&app, screen, "en").await;
         let address = b.address().await;
         let token = b
             .js("return JSON.parse(localStorage.getItem('tempmx.mailbox')).token;")
@@ -885,8 +913,7 @@ async fn hostile_html_does_not_run() {
     let _one = ONE_BROWSER.lock().await;
     let app = App::start(3600, "");
     let screen = Screen::Desktop;
-    let b = Browser::open(screen, "en").await;
-    b.c.goto(&app.base).await.expect("open page");
+    let b = Browser::at(&app, screen, "en").await;
     let address = b.address().await;
     b.js("window.__marker = 'no-reload'; window.__xss = []; \
           window.addEventListener('message', e => window.__xss.push(String(e.data)));")
@@ -953,8 +980,7 @@ async fn interface_follows_browser_language_and_dark_mode() {
         ("ru", "Копировать", "Входящие"),
         ("fr", "Copy", "Inbox"),
     ] {
-        let b = Browser::open(Screen::Phone, lang).await;
-        b.c.goto(&app.base).await.expect("open page");
+        let b = Browser::at(&app, Screen::Phone, lang).await;
         b.address().await;
         let v = b
             .js("return [document.documentElement.lang, document.getElementById('copy').textContent, \
@@ -998,8 +1024,7 @@ async fn accessibility_scan_finds_nothing_serious() {
     let _one = ONE_BROWSER.lock().await;
     let app = App::start(120, "");
     for screen in [Screen::Desktop, Screen::Phone] {
-        let b = Browser::open(screen, "en").await;
-        b.c.goto(&app.base).await.expect("open page");
+        let b = Browser::at(&app, screen, "en").await;
         let address = b.address().await;
         b.js(&axe).await;
         send(app.smtp(), &address, "Your code", code_mail_text(), None).await;

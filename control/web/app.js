@@ -25,7 +25,7 @@ const STRINGS = {
     deleteInbox: "Delete inbox", confirmDelete: "Tap again to delete", codes: "Codes and links",
     messageContent: "Message content", creating: "creating address…", connecting: "connecting…",
     live: "live", reconnecting: "reconnecting…", offline: "offline", expiresIn: "expires in {t}",
-    expired: "expired", warning: "This address expires in {t}.", extended: "Extended until {t}",
+    expired: "expired", warning: "This address expires in less than {n} minutes.", extended: "Extended until {t}",
     expiredNotice: "This address has expired and its mail is gone. Create a new one to go on.",
     goneNotice: "This address no longer exists (deleted or expired).",
     forgotten: "This device no longer remembers the address.", deleted: "Inbox deleted.",
@@ -49,7 +49,7 @@ const STRINGS = {
     deleteInbox: "Posteingang löschen", confirmDelete: "Zum Löschen erneut tippen", codes: "Codes und Links",
     messageContent: "Nachrichteninhalt", creating: "Adresse wird erstellt…", connecting: "verbinde…",
     live: "live", reconnecting: "verbinde neu…", offline: "offline", expiresIn: "läuft ab in {t}",
-    expired: "abgelaufen", warning: "Diese Adresse läuft in {t} ab.", extended: "Verlängert bis {t}",
+    expired: "abgelaufen", warning: "Diese Adresse läuft in weniger als {n} Minuten ab.", extended: "Verlängert bis {t}",
     expiredNotice: "Diese Adresse ist abgelaufen, ihre E-Mails sind gelöscht. Erstelle eine neue, um weiterzumachen.",
     goneNotice: "Diese Adresse existiert nicht mehr (gelöscht oder abgelaufen).",
     forgotten: "Dieses Gerät hat die Adresse vergessen.", deleted: "Posteingang gelöscht.",
@@ -73,7 +73,7 @@ const STRINGS = {
     deleteInbox: "Eliminar bandeja", confirmDelete: "Toca de nuevo para eliminar", codes: "Códigos y enlaces",
     messageContent: "Contenido del mensaje", creating: "creando dirección…", connecting: "conectando…",
     live: "en vivo", reconnecting: "reconectando…", offline: "sin conexión", expiresIn: "caduca en {t}",
-    expired: "caducada", warning: "Esta dirección caduca en {t}.", extended: "Ampliada hasta las {t}",
+    expired: "caducada", warning: "Esta dirección caduca en menos de {n} minutos.", extended: "Ampliada hasta las {t}",
     expiredNotice: "Esta dirección ha caducado y su correo se ha borrado. Crea una nueva para continuar.",
     goneNotice: "Esta dirección ya no existe (eliminada o caducada).",
     forgotten: "Este dispositivo ya no recuerda la dirección.", deleted: "Bandeja eliminada.",
@@ -97,7 +97,7 @@ const STRINGS = {
     deleteInbox: "Удалить ящик", confirmDelete: "Нажмите ещё раз для удаления", codes: "Коды и ссылки",
     messageContent: "Содержимое письма", creating: "создание адреса…", connecting: "подключение…",
     live: "онлайн", reconnecting: "переподключение…", offline: "нет связи", expiresIn: "истекает через {t}",
-    expired: "истёк", warning: "Срок действия адреса истекает через {t}.", extended: "Продлено до {t}",
+    expired: "истёк", warning: "Срок действия адреса истекает менее чем через {n} мин.", extended: "Продлено до {t}",
     expiredNotice: "Срок действия адреса истёк, письма удалены. Создайте новый адрес, чтобы продолжить.",
     goneNotice: "Этого адреса больше нет (удалён или истёк).",
     forgotten: "Это устройство больше не помнит адрес.", deleted: "Ящик удалён.",
@@ -132,6 +132,7 @@ let opener = null;     // the list button that opened it, to return focus
 let ticker = null;
 let retry = null;      // what "Try again" re-runs
 let deleteArmed = null;
+let backoff = 0;       // ms before the next stream attempt after a refused one
 
 function translate() {
   document.documentElement.lang = LANG;
@@ -300,7 +301,11 @@ function listen() {
   status("connecting");
   const es = new EventSource(withToken(api("/events")));
   events = es;
-  es.addEventListener("open", () => { if (events === es) relist(); });
+  es.addEventListener("open", () => {
+    if (events !== es) return;
+    backoff = 0;
+    relist();
+  });
   es.addEventListener("error", () => {
     if (events !== es) return;
     if (es.readyState === EventSource.CLOSED) { es.close(); events = null; check(); } else status("reconnecting");
@@ -333,9 +338,13 @@ async function relist() {
 async function check() {
   if (!box) return;
   if (Date.parse(box.expires_at) <= Date.now()) return expire();
+  const was = box;
   try {
     await call("GET", api("/messages?limit=1"));
-    listen();
+    // The mailbox is fine but the stream was refused (e.g. too many open tabs): back off.
+    backoff = Math.min(60000, (backoff || 1000) * 2);
+    status("reconnecting");
+    setTimeout(() => { if (box === was && !events) listen(); }, backoff);
   } catch (e) {
     if (e.status === 404) gone();
     else if (!failed(e, () => { clearNotice(); listen(); })) notice(e.message, listen);
@@ -610,9 +619,10 @@ function tick() {
       return;
     }
     el.textContent = t("expiresIn", { t: duration(left) });
+    // Set once, not every second: the warning is an alert, read out on each change.
     const warn = left <= WARN_MS;
+    if (warn && $("warning").hidden) $("warning-text").textContent = t("warning", { n: WARN_MS / 60000 });
     $("warning").hidden = !warn;
-    if (warn) $("warning-text").textContent = t("warning", { t: duration(left) });
   };
   show();
   ticker = setInterval(show, 1000);
@@ -720,6 +730,7 @@ function wire() {
     }
     localStorage.removeItem(KEY);
     reset();
+    box = null;
     if (await create()) status("deleted", "live");
   });
   $("back").addEventListener("click", closeMessage);
