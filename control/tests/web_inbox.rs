@@ -697,7 +697,8 @@ async fn chosen_name_and_domain_and_remembered() {
             random[0].as_str().is_some_and(|s| s.len() == 12) && random[1] == false,
             "{random}"
         );
-        let wanted = format!("alice.{}", screen.name());
+        // Long enough (52 characters) that the whole address must wrap on a phone.
+        let wanted = format!("alice.{}.{}", screen.name(), "x".repeat(40));
         name.clear().await.expect("clear");
         name.send_keys(&wanted).await.expect("type");
         let select = b.c.find(Locator::Id("domain")).await.expect("picker");

@@ -229,10 +229,15 @@ function reset() {
   $("warning").hidden = true;
 }
 
+/// The actions that need a mailbox work only while there is one.
+function enable(on) {
+  for (const id of ["copy", "extend", "delete-box", "forget"]) $(id).disabled = !on;
+}
+
 function showBox() {
   $("address").textContent = box.address;
   $("address").classList.remove("gone");
-  for (const id of ["copy", "extend", "delete-box", "forget"]) $(id).disabled = false;
+  enable(true);
   const domain = box.address.split("@").pop();
   if ([...$("domain").options].some((o) => o.value === domain)) $("domain").value = domain;
   counts();
@@ -245,7 +250,7 @@ function noBox(text, shown) {
   box = null;
   $("address").textContent = shown || "—";
   $("address").classList.add("gone");
-  for (const id of ["copy", "extend", "delete-box", "forget"]) $(id).disabled = true;
+  enable(false);
   $("time-left").textContent = "";
   delete $("time-left").dataset.expiresAt;
   status("offline");
@@ -271,6 +276,10 @@ async function create(body) {
       return false;
     }
     if (!failed(e, () => create(body))) notice(e.message, () => create(body));
+    if (!box) {
+      status("offline");
+      $("address").textContent = "—";
+    }
     return false;
   }
   reset();
@@ -762,6 +771,7 @@ function wire() {
 }
 
 translate();
+enable(false);
 wire();
 validateName();
 counts();
