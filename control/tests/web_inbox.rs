@@ -811,6 +811,64 @@ async fn rate_limited_first_visit_shows_retry() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_error_shows_retry() {
+    // Goal: a 5xx answer (here 503: the registry is full) says what happened and offers a
+    // retry that works once there is room. Method: `mailboxes_max = 1`; the test takes the
+    // one slot over HTTP, the page gets 503, the test frees the slot, the page retries.
+    let _one = ONE_BROWSER.lock().await;
+    let app = App::start(3600, "mailboxes_max = 1\n");
+    for screen in [Screen::Desktop, Screen::Phone] {
+        let (status, held) = app
+            .running
+            .public("POST", "/api/v1/mailboxes", None, Some("{}"));
+        assert_eq!(status, 201, "the test takes the only slot: {held}");
+        let b = Browser::at(&app, screen, "en").await;
+        let text = b
+            .poll(
+                "const n = document.getElementById('notice'); \
+                 return n.getClientRects().length ? document.getElementById('notice-text').textContent : null;",
+                WAIT_SECS,
+                |v| !v.is_null(),
+            )
+            .await;
+        assert!(
+            text.as_str()
+                .is_some_and(|s| s.contains("could not answer (error 503)")),
+            "{text}"
+        );
+        assert!(b.visible("notice-retry").await, "the retry button is shown");
+        b.fits("server error").await;
+        b.shot(screen, "server-error").await;
+        let free = |address: &str, token: &str| {
+            let (status, _) = app.running.public(
+                "DELETE",
+                &format!("/api/v1/mailboxes/{address}"),
+                Some(token),
+                None,
+            );
+            assert_eq!(status, 204);
+        };
+        free(
+            held["address"].as_str().unwrap(),
+            held["token"].as_str().unwrap(),
+        );
+        b.click("#notice-retry").await;
+        let address = b.address().await;
+        assert!(
+            !b.visible("notice").await,
+            "the notice is gone after the retry"
+        );
+        let token = b
+            .js("return JSON.parse(localStorage.getItem('tempmx.mailbox')).token;")
+            .await;
+        b.close().await;
+        // The next screen starts with the slot free again.
+        free(&address, token.as_str().unwrap());
+    }
+    app.running.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiry_warns_then_says_so() {
     // Goal: a warning shows before expiry, and at expiry a clear notice replaces the
     // inbox (count 0, no silent swap to a new address) until the user asks for a new one.
