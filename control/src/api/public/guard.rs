@@ -51,7 +51,8 @@ fn check(state: &PublicState, req: &Request, ip: IpAddr) -> Result<(), ApiError>
     if !path.starts_with("/api/") || path == "/api/v1/openapi.json" {
         return Ok(());
     }
-    let limiter = if req.method() == Method::POST && path == "/api/v1/mailboxes" {
+    let holds_slot = path == "/api/v1/mailboxes" || path.ends_with("/extend");
+    let limiter = if req.method() == Method::POST && holds_slot {
         &state.limits.create
     } else {
         &state.limits.read
