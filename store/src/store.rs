@@ -235,6 +235,7 @@ impl Store {
         let limit = limit.min(self.inner.cfg.mailbox_records_max);
         let h = self.inner.hash(mailbox.as_str());
         let now = self.inner.clock.now_ms();
+        let floor = self.cap_floor(mailbox, h, now);
         let before = before.map_or(u64::MAX, |b| b.0);
         let mut out = Vec::new();
         for sh in &self.inner.shards {
@@ -247,7 +248,8 @@ impl Store {
                 let Some(r) = sh.visible(seq, mailbox, now) else {
                     continue;
                 };
-                if r.id.to_native() < before {
+                let id = r.id.to_native();
+                if id < before && id >= floor {
                     out.push(MessageSummary::from_archived(r, mailbox.as_str()));
                     taken += 1;
                 }
@@ -292,9 +294,35 @@ impl Store {
             return false;
         };
         let now = self.inner.clock.now_ms();
-        sh.read()
-            .find(self.inner.hash(mailbox.as_str()), mailbox, id.0, now)
-            .is_some()
+        let h = self.inner.hash(mailbox.as_str());
+        sh.read().find(h, mailbox, id.0, now).is_some() && id.0 >= self.cap_floor(mailbox, h, now)
+    }
+
+    /// The oldest id `mailbox` shows: its listing is the newest `mailbox_records_max`
+    /// visible messages over all shards, so a mailbox whose mail arrives through several
+    /// ingress cores (one shard each) keeps its cap as a whole, the newest kept. 0 while
+    /// it shows fewer. Each shard's list is capped already, so this reads at most the
+    /// cap per shard.
+    fn cap_floor(&self, mailbox: &Mailbox, h: u64, now: u64) -> u64 {
+        let cap = self.inner.cfg.mailbox_records_max;
+        if self.inner.shards.len() < 2 || cap == 0 {
+            return 0;
+        }
+        let mut ids = Vec::new();
+        for sh in &self.inner.shards {
+            let sh = sh.read();
+            ids.extend(
+                sh.index
+                    .list(h)
+                    .into_iter()
+                    .filter_map(|seq| sh.visible(seq, mailbox, now).map(|r| r.id.to_native())),
+            );
+        }
+        if ids.len() <= cap {
+            return 0;
+        }
+        let (_, nth, _) = ids.select_nth_unstable_by(cap - 1, |a, b| b.cmp(a));
+        *nth
     }
 
     /// Deletes a message from a mailbox; the record's bytes are zeroed once no mailbox
@@ -310,6 +338,15 @@ impl Store {
         };
         let now = self.inner.clock.now_ms();
         let h = self.inner.hash(mailbox.as_str());
+        let cut = self.cap_floor(mailbox, h, now);
+        if id.0 < cut {
+            return false;
+        }
+        // Copies the whole-mailbox cap hides in other shards would show again once this
+        // one is gone: delete them first, as the per-shard floor below does in its shard.
+        if cut > 0 {
+            self.cut_below(mailbox, h, cut, now);
+        }
         let Some(floor) = sh.write().delete_message(h, mailbox, id.0, now) else {
             return false;
         };
@@ -330,7 +367,21 @@ impl Store {
         true
     }
 
-    /// Deletes every message of a mailbox; returns how many were visible. Journaled in
+    /// Deletes `mailbox`'s copies older than `below` in every shard (the whole-mailbox
+    /// cap hides them), journaled like a mailbox deletion up to `below - 1`.
+    fn cut_below(&self, mailbox: &Mailbox, h: u64, below: u64, now: u64) {
+        for (i, sh) in self.inner.shards.iter().enumerate() {
+            if sh.write().cut_below(h, mailbox, below, now) {
+                self.inner.journal_delete(&[Entry::DeleteMailbox {
+                    shard: i as u16,
+                    upto_id: below - 1,
+                    mailbox: mailbox.to_string(),
+                }]);
+            }
+        }
+    }
+
+    /// Deletes every message of a mailbox; returns how many it showed. Journaled in
     /// `disk` mode like [`Store::delete_message`].
     pub fn delete_mailbox(&self, mailbox: &Mailbox) -> usize {
         let h = self.inner.hash(mailbox.as_str());
@@ -351,7 +402,8 @@ impl Store {
                 }]);
             }
         }
-        n
+        // Shards hold up to the cap each; the mailbox showed the cap at most.
+        n.min(self.inner.cfg.mailbox_records_max)
     }
 
     /// Subscribes to new messages of a mailbox.
