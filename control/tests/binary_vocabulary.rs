@@ -10,8 +10,6 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use binary_support::{Running, config_text, start, wait_for};
-use lettre::message::Mailbox;
-use lettre::{Message, SmtpTransport, Transport};
 use serde_json::Value;
 
 /// Longest wait for a message to show up.
@@ -34,24 +32,14 @@ fn create(t: &Running, local: &str) -> (String, String) {
     (s("address"), s("token"))
 }
 
-/// Sends one message over its own SMTP connection with lettre.
+/// Sends one message over its own SMTP connection; it must get its 250.
 fn send(t: &Running, rcpt: &str, subject: &str) {
-    let msg = Message::builder()
-        .from("sender@example.test".parse::<Mailbox>().expect("from"))
-        .to(rcpt.parse::<Mailbox>().expect("rcpt"))
-        .subject(subject)
-        .body("hello\r\n".to_owned())
-        .expect("message");
-    SmtpTransport::builder_dangerous(t.smtp.ip().to_string())
-        .port(t.smtp.port())
-        .timeout(Some(Duration::from_secs(10)))
-        .build()
-        .send(&msg)
+    t.send_with_subject(rcpt, subject)
         .expect("accepted with 250");
 }
 
-/// The subjects of the first page (at most 50) of `path_address`'s messages.
-fn subjects(t: &Running, path_address: &str, token: &str, query: &str) -> (u16, Value) {
+/// One page of `path_address`'s messages (`query` picks the page).
+fn page(t: &Running, path_address: &str, token: &str, query: &str) -> (u16, Value) {
     let path = format!("/api/v1/mailboxes/{path_address}/messages{query}");
     t.public("GET", &path, Some(token), None)
 }
@@ -75,7 +63,7 @@ fn every_spelling_reaches_the_one_mailbox() {
         "VrwMpat7XEER9w@TempMX.Test",
     ] {
         let v = wait_for(ARRIVAL_MAX, "mail in the lower-case mailbox", || {
-            let (status, v) = subjects(&t, path, &token, "");
+            let (status, v) = page(&t, path, &token, "");
             (status == 200 && v["messages"].as_array().is_some_and(|m| m.len() == 1)).then_some(v)
         });
         assert_eq!(v["messages"][0]["subject"], "upper", "{path}");
@@ -119,7 +107,7 @@ fn every_spelling_reaches_the_one_mailbox() {
         }
     }
     assert_eq!(pushed, ["mixed", "shouted"]);
-    let (status, v) = subjects(&t, "Mixed.Case@TEMPMX.test", &mixed_token, "");
+    let (status, v) = page(&t, "Mixed.Case@TEMPMX.test", &mixed_token, "");
     assert_eq!(status, 200);
     assert_eq!(v["messages"].as_array().map(Vec::len), Some(2));
     t.stop();
@@ -160,7 +148,7 @@ fn the_cap_holds_for_the_mailbox_across_ingress_cores() {
     let mut shown = Vec::new();
     let mut query = "?limit=50".to_owned();
     for _ in 0..10 {
-        let (status, v) = subjects(&t, &address, &token, &query);
+        let (status, v) = page(&t, &address, &token, &query);
         assert_eq!(status, 200, "{v}");
         let page = v["messages"].as_array().expect("messages");
         shown.extend(
