@@ -807,4 +807,49 @@ mod tests {
             }
         }
     }
+
+    // Goal: records written before local parts were folded (an upper-case recipient on
+    // disk) load into the folded mailbox: listed, contained and deletable under it, and the
+    // deletion survives a restart. Method: a disk store, a record whose recipient text is
+    // unfolded, reopen, read and delete through the folded mailbox, reopen again.
+    #[test]
+    fn unfolded_records_load_into_their_mailbox() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = StoreConfig {
+            persistence: Persistence::Disk,
+            dir: Some(dir.path().to_path_buf()),
+            commit: CommitPolicy::Always,
+            memory_bytes_max: 4 * (64 << 10) + (128 << 10),
+            segment_bytes: 64 << 10,
+            index_entries_per_mib: 8192,
+            dedup_bytes_max: 0,
+            ..StoreConfig::default()
+        };
+        let legacy = Mailbox::unfolded("Legacy.User@pool.test");
+        let folded = Mailbox::parse("legacy.user@pool.test").expect("valid");
+        let id = {
+            let (_, mut w, _) = Store::open(&cfg, 1).expect("open");
+            let r = [legacy];
+            let m = NewMessage {
+                received_at_ms: 0,
+                client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                helo: "h",
+                mail_from: "s@x.test",
+                recipients: &r,
+                tls: None,
+                trace_headers: b"",
+                auth: &[],
+                body: b"Subject: old\r\n\r\nx\r\n",
+            };
+            w[0].accept(&m).expect("accept").id
+        };
+        let (store, _, _) = Store::open(&cfg, 1).expect("reopen");
+        let listed: Vec<MessageId> = store.list(&folded, None, 10).iter().map(|s| s.id).collect();
+        assert_eq!(listed, [id]);
+        assert!(store.contains(&folded, id));
+        assert!(store.delete_message(&folded, id));
+        drop(store);
+        let (store, _, _) = Store::open(&cfg, 1).expect("reopen again");
+        assert!(store.list(&folded, None, 10).is_empty());
+    }
 }
