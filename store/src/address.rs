@@ -192,6 +192,17 @@ pub fn fold_stored(stored: &str) -> Cow<'_, str> {
 }
 
 impl Mailbox {
+    /// A mailbox holding `text` as it is, unfolded: how a record written before the rule
+    /// looks, for the store's tests of loading such records.
+    #[cfg(test)]
+    pub(crate) fn unfolded(text: &str) -> Self {
+        let at = text.rfind('@').unwrap_or(0);
+        Self {
+            text: text.into(),
+            at,
+        }
+    }
+
     /// Whether `stored`, a recipient as a record holds it, names this mailbox (see
     /// [`fold_stored`]).
     pub fn matches_stored(&self, stored: &str) -> bool {

@@ -371,6 +371,33 @@ impl Shard {
         Some(floor.filter(|&f| f >= self.oldest_id()))
     }
 
+    /// Deletes `mailbox`'s (hash `mbox`) copies with an id below `below`, after cutting
+    /// the list back to the cap (so no copy past it moves up into view); returns whether
+    /// any was linked.
+    pub(crate) fn cut_below(
+        &mut self,
+        mbox: u64,
+        mailbox: &Mailbox,
+        below: u64,
+        now_ms: u64,
+    ) -> bool {
+        self.counters.evicted_mailbox_cap += self.index.trim_now(mbox) as u64;
+        let old: Vec<u64> = self
+            .index
+            .list(mbox)
+            .into_iter()
+            .filter(|&s| {
+                self.index.get(s).is_some_and(|e| e.id() < below)
+                    && self.visible(s, mailbox, now_ms).is_some()
+            })
+            .collect();
+        let mut any = false;
+        for seq in old {
+            any |= self.delete_seq(seq);
+        }
+        any
+    }
+
     /// Deletes every copy `mailbox` (hash `mbox`) holds; returns how many were visible at
     /// `now_ms` and whether there was any copy at all.
     pub(crate) fn delete_mailbox(

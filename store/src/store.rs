@@ -235,6 +235,7 @@ impl Store {
         let limit = limit.min(self.inner.cfg.mailbox_records_max);
         let h = self.inner.hash(mailbox.as_str());
         let now = self.inner.clock.now_ms();
+        let floor = self.cap_floor(mailbox, h, now);
         let before = before.map_or(u64::MAX, |b| b.0);
         let mut out = Vec::new();
         for sh in &self.inner.shards {
@@ -247,7 +248,8 @@ impl Store {
                 let Some(r) = sh.visible(seq, mailbox, now) else {
                     continue;
                 };
-                if r.id.to_native() < before {
+                let id = r.id.to_native();
+                if id < before && id >= floor {
                     out.push(MessageSummary::from_archived(r, mailbox.as_str()));
                     taken += 1;
                 }
@@ -292,9 +294,35 @@ impl Store {
             return false;
         };
         let now = self.inner.clock.now_ms();
-        sh.read()
-            .find(self.inner.hash(mailbox.as_str()), mailbox, id.0, now)
-            .is_some()
+        let h = self.inner.hash(mailbox.as_str());
+        sh.read().find(h, mailbox, id.0, now).is_some() && id.0 >= self.cap_floor(mailbox, h, now)
+    }
+
+    /// The oldest id `mailbox` shows: its listing is the newest `mailbox_records_max`
+    /// visible messages over all shards, so a mailbox whose mail arrives through several
+    /// ingress cores (one shard each) keeps its cap as a whole, the newest kept. 0 while
+    /// it shows fewer. Each shard's list is capped already, so this reads at most the
+    /// cap per shard.
+    fn cap_floor(&self, mailbox: &Mailbox, h: u64, now: u64) -> u64 {
+        let cap = self.inner.cfg.mailbox_records_max;
+        if self.inner.shards.len() < 2 || cap == 0 {
+            return 0;
+        }
+        let mut ids = Vec::new();
+        for sh in &self.inner.shards {
+            let sh = sh.read();
+            ids.extend(
+                sh.index
+                    .list(h)
+                    .into_iter()
+                    .filter_map(|seq| sh.visible(seq, mailbox, now).map(|r| r.id.to_native())),
+            );
+        }
+        if ids.len() <= cap {
+            return 0;
+        }
+        let (_, nth, _) = ids.select_nth_unstable_by(cap - 1, |a, b| b.cmp(a));
+        *nth
     }
 
     /// Deletes a message from a mailbox; the record's bytes are zeroed once no mailbox
@@ -310,6 +338,15 @@ impl Store {
         };
         let now = self.inner.clock.now_ms();
         let h = self.inner.hash(mailbox.as_str());
+        let cut = self.cap_floor(mailbox, h, now);
+        if id.0 < cut {
+            return false;
+        }
+        // Copies the whole-mailbox cap hides in other shards would show again once this
+        // one is gone: delete them first, as the per-shard floor below does in its shard.
+        if cut > 0 {
+            self.cut_below(mailbox, h, cut, now);
+        }
         let Some(floor) = sh.write().delete_message(h, mailbox, id.0, now) else {
             return false;
         };
@@ -330,7 +367,21 @@ impl Store {
         true
     }
 
-    /// Deletes every message of a mailbox; returns how many were visible. Journaled in
+    /// Deletes `mailbox`'s copies older than `below` in every shard (the whole-mailbox
+    /// cap hides them), journaled like a mailbox deletion up to `below - 1`.
+    fn cut_below(&self, mailbox: &Mailbox, h: u64, below: u64, now: u64) {
+        for (i, sh) in self.inner.shards.iter().enumerate() {
+            if sh.write().cut_below(h, mailbox, below, now) {
+                self.inner.journal_delete(&[Entry::DeleteMailbox {
+                    shard: i as u16,
+                    upto_id: below - 1,
+                    mailbox: mailbox.to_string(),
+                }]);
+            }
+        }
+    }
+
+    /// Deletes every message of a mailbox; returns how many it showed. Journaled in
     /// `disk` mode like [`Store::delete_message`].
     pub fn delete_mailbox(&self, mailbox: &Mailbox) -> usize {
         let h = self.inner.hash(mailbox.as_str());
@@ -351,7 +402,8 @@ impl Store {
                 }]);
             }
         }
-        n
+        // Shards hold up to the cap each; the mailbox showed the cap at most.
+        n.min(self.inner.cfg.mailbox_records_max)
     }
 
     /// Subscribes to new messages of a mailbox.
@@ -754,5 +806,50 @@ mod tests {
                 None => assert!(!holds(&after, i), "evicted {i}"),
             }
         }
+    }
+
+    // Goal: records written before local parts were folded (an upper-case recipient on
+    // disk) load into the folded mailbox: listed, contained and deletable under it, and the
+    // deletion survives a restart. Method: a disk store, a record whose recipient text is
+    // unfolded, reopen, read and delete through the folded mailbox, reopen again.
+    #[test]
+    fn unfolded_records_load_into_their_mailbox() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = StoreConfig {
+            persistence: Persistence::Disk,
+            dir: Some(dir.path().to_path_buf()),
+            commit: CommitPolicy::Always,
+            memory_bytes_max: 4 * (64 << 10) + (128 << 10),
+            segment_bytes: 64 << 10,
+            index_entries_per_mib: 8192,
+            dedup_bytes_max: 0,
+            ..StoreConfig::default()
+        };
+        let legacy = Mailbox::unfolded("Legacy.User@pool.test");
+        let folded = Mailbox::parse("legacy.user@pool.test").expect("valid");
+        let id = {
+            let (_, mut w, _) = Store::open(&cfg, 1).expect("open");
+            let r = [legacy];
+            let m = NewMessage {
+                received_at_ms: 0,
+                client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                helo: "h",
+                mail_from: "s@x.test",
+                recipients: &r,
+                tls: None,
+                trace_headers: b"",
+                auth: &[],
+                body: b"Subject: old\r\n\r\nx\r\n",
+            };
+            w[0].accept(&m).expect("accept").id
+        };
+        let (store, _, _) = Store::open(&cfg, 1).expect("reopen");
+        let listed: Vec<MessageId> = store.list(&folded, None, 10).iter().map(|s| s.id).collect();
+        assert_eq!(listed, [id]);
+        assert!(store.contains(&folded, id));
+        assert!(store.delete_message(&folded, id));
+        drop(store);
+        let (store, _, _) = Store::open(&cfg, 1).expect("reopen again");
+        assert!(store.list(&folded, None, 10).is_empty());
     }
 }

@@ -174,10 +174,19 @@ impl Running {
 
     /// Sends one message to `rcpt` over SMTP with lettre.
     pub fn send(&self, rcpt: &str) -> Result<(), lettre::transport::smtp::Error> {
+        self.send_with_subject(rcpt, "binary test")
+    }
+
+    /// Sends one message to `rcpt` with `subject`, over its own SMTP connection.
+    pub fn send_with_subject(
+        &self,
+        rcpt: &str,
+        subject: &str,
+    ) -> Result<(), lettre::transport::smtp::Error> {
         let msg = Message::builder()
             .from("sender@example.test".parse::<Mailbox>().expect("from"))
             .to(rcpt.parse::<Mailbox>().expect("rcpt"))
-            .subject("binary test")
+            .subject(subject)
             .body("hello\r\n".to_owned())
             .expect("message");
         SmtpTransport::builder_dangerous(self.smtp.ip().to_string())

@@ -730,6 +730,13 @@ mod tests {
         assert!(parse(max_local.as_bytes(), false).is_ok());
         let long_label = format!("RCPT TO:<u@{}.test>", "a".repeat(64));
         assert_eq!(parse(long_label.as_bytes(), false), Err(Syntax));
+        // The store's domain limit (RFC 1035, 253 octets) holds on the wire too.
+        let max_domain = format!("{}.tests", vec!["a".repeat(61); 4].join("."));
+        assert_eq!(max_domain.len(), DOMAIN_BYTES_MAX);
+        let at_max = format!("RCPT TO:<u@{max_domain}>");
+        assert!(parse(at_max.as_bytes(), false).is_ok());
+        let over = format!("RCPT TO:<u@{max_domain}s>");
+        assert_eq!(parse(over.as_bytes(), false), Err(Syntax));
     }
 
     proptest::proptest! {

@@ -1,5 +1,6 @@
 //! Integration tests of the store through its public API.
 
+mod cap;
 mod disk;
 mod harness;
 mod lifecycle;
