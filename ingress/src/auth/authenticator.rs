@@ -6,10 +6,10 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mail_auth::dkim::Signature;
-use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::common::resolver::ToFqdn;
 use mail_auth::common::verify::VerifySignature;
+use mail_auth::dkim::Signature;
+use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::dmarc::{Dmarc, Policy, Psd};
 use mail_auth::hickory_resolver::TokioResolver;
 use mail_auth::hickory_resolver::config::{
@@ -330,18 +330,16 @@ impl Authenticator {
         if !finished {
             self.counters.count_timeout();
         }
-        let spf = spf_slot.unwrap_or_else(|| {
-            SpfOutput::new(domain.to_owned()).with_result(SpfResult::TempError)
-        });
+        let spf = spf_slot
+            .unwrap_or_else(|| SpfOutput::new(domain.to_owned()).with_result(SpfResult::TempError));
         let value = AuthValue::from_spf(spf.result());
-        if value == AuthValue::TempError && !down {
-            // The SPF record itself failed (a record or its absence would be cached by now):
-            // the next messages of this domain get their temperror without a query.
-            self.remember_temperror(spf.domain());
-        }
         if !down {
-            let answered = value != AuthValue::TempError;
-            self.observe(finished, answered, started);
+            if value == AuthValue::TempError {
+                // Unless the SPF record itself is cached (then an include failed), its lookup
+                // failed: the next messages of this domain get their temperror without a query.
+                self.remember_temperror(spf.domain());
+            }
+            self.observe(finished, value != AuthValue::TempError, started);
         }
         self.counters.count(AuthMethod::Spf, value);
         let prop = match identity {
@@ -493,32 +491,35 @@ impl Authenticator {
         // A spent budget still lets cached answers through: the check is polled once.
         let finished = down
             || timeout(left, async {
-            let dkim = async {
-                dkim_slot = Some(self.resolver.verify_dkim(self.caches.attach(&msg)).await);
-            };
-            let arc = async {
-                arc_slot = Some(self.resolver.verify_arc(self.caches.attach(&msg)).await);
-            };
-            tokio::join!(dkim, arc, self.warm_dmarc(sender, &msg));
-            if let Some(dkim) = &dkim_slot {
-                for domain in dkim_domains(dkim) {
-                    self.dmarc_walk(domain).await;
+                let dkim = async {
+                    dkim_slot = Some(self.resolver.verify_dkim(self.caches.attach(&msg)).await);
+                };
+                let arc = async {
+                    arc_slot = Some(self.resolver.verify_arc(self.caches.attach(&msg)).await);
+                };
+                tokio::join!(dkim, arc, self.warm_dmarc(sender, &msg));
+                if let Some(dkim) = &dkim_slot {
+                    for domain in dkim_domains(dkim) {
+                        self.dmarc_walk(domain).await;
+                    }
+                    let params = DmarcParameters::new(&msg, dkim, sender.spf.domain(), &sender.spf);
+                    dmarc_slot = Some(self.resolver.verify_dmarc(self.caches.attach(params)).await);
                 }
-                let params = DmarcParameters::new(&msg, dkim, sender.spf.domain(), &sender.spf);
-                dmarc_slot = Some(self.resolver.verify_dmarc(self.caches.attach(params)).await);
-            }
-        })
-        .await
-        .is_ok();
+            })
+            .await
+            .is_ok();
         if !finished {
             self.counters.count_timeout();
         }
         if !down {
             self.remember_dkim_temperrors(dkim_slot.as_deref(), &msg);
-            let answered = dkim_slot.iter().flatten().any(|o| !is_temperror(o.result()))
-                || dmarc_slot.as_ref().is_some_and(|d| {
-                    AuthValue::from_dmarc(&d.result()) != AuthValue::TempError
-                });
+            let answered = dkim_slot
+                .iter()
+                .flatten()
+                .any(|o| !is_temperror(o.result()))
+                || dmarc_slot
+                    .as_ref()
+                    .is_some_and(|d| AuthValue::from_dmarc(&d.result()) != AuthValue::TempError);
             self.observe(finished, answered, started);
         }
         push_dkim_rows(rows, dkim_slot.as_deref(), &msg, &extra);
@@ -769,7 +770,10 @@ fn check_config(cfg: &AuthConfig) -> Result<NonZeroUsize, AuthError> {
         ("check_duration_max_ms", cfg.check_duration_max_ms),
         ("dns_attempts", cfg.dns_attempts as u64),
         ("dkim_signatures_max", cfg.dkim_signatures_max as u64),
-        ("resolver_unanswered_max", u64::from(cfg.resolver_unanswered_max)),
+        (
+            "resolver_unanswered_max",
+            u64::from(cfg.resolver_unanswered_max),
+        ),
         ("resolver_probe_interval_ms", cfg.resolver_probe_interval_ms),
     ];
     if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {

@@ -159,7 +159,10 @@ mod tests {
         assert_eq!((sum.resolver_up, sum.resolvers_down), (1, 0));
         sum.add(&down);
         assert_eq!(sum.resolver_down, 2);
-        assert_eq!(sum.resolvers_down, 1, "one of the two summed cores was down");
+        assert_eq!(
+            sum.resolvers_down, 1,
+            "one of the two summed cores was down"
+        );
         assert_eq!(sum.probes_answered + sum.probes_unanswered, 3);
     }
 }

@@ -159,10 +159,7 @@ mod tests {
         assert_eq!(h.probe_finished(false, t), None);
         assert!(!h.take_probe(t + INTERVAL / 2), "not before the interval");
         assert!(h.take_probe(t + INTERVAL));
-        assert_eq!(
-            h.probe_finished(true, t + INTERVAL),
-            Some(Transition::Up)
-        );
+        assert_eq!(h.probe_finished(true, t + INTERVAL), Some(Transition::Up));
         assert!(!h.is_down());
         assert!(!h.take_probe(t + INTERVAL * 3));
     }

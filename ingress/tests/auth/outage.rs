@@ -94,14 +94,17 @@ fn a_silent_resolver_is_marked_down_probed_and_used_again_once_it_answers() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let snap = auth.counters().snapshot();
-        assert!(snap.probes_answered >= 1 && snap.resolvers_down == 0, "{snap:?}");
+        assert!(
+            snap.probes_answered >= 1 && snap.resolvers_down == 0,
+            "{snap:?}"
+        );
         let sender = auth.check_sender(ip(2), "client.test", "a@back.test").await;
         assert_eq!(sender.spf(), AuthValue::Pass);
-        let sender = auth.check_sender(ip(2), "client.test", "a@signed.test").await;
-        assert_eq!(sender.spf(), AuthValue::Pass);
-        let check = auth
-            .check_message(&sender, &message("a@signed.test"))
+        let sender = auth
+            .check_sender(ip(2), "client.test", "a@signed.test")
             .await;
+        assert_eq!(sender.spf(), AuthValue::Pass);
+        let check = auth.check_message(&sender, &message("a@signed.test")).await;
         assert_eq!(check.dmarc(), AuthValue::Pass);
     });
 }
@@ -129,7 +132,11 @@ fn a_failed_name_is_remembered_briefly_and_the_resolver_stays_up() {
         let started = Instant::now();
         let second = auth.check_sender(ip(2), "client.test", "b@dead.test").await;
         assert_eq!(second.spf(), AuthValue::TempError);
-        assert_eq!(dns.queries_for("dead.test"), asked, "answered from the cache");
+        assert_eq!(
+            dns.queries_for("dead.test"),
+            asked,
+            "answered from the cache"
+        );
         assert!(
             started.elapsed() < Duration::from_millis(cfg.dns_timeout_ms),
             "{:?}",
@@ -366,7 +373,8 @@ fn record_mode_answers_250_within_the_deadline_while_the_resolver_is_silent() {
     };
     assert_eq!(real.result("dmarc"), Some("pass"), "{real:?}");
     assert!(
-        real.trace_headers.contains("spf=pass smtp.mailfrom=back.test"),
+        real.trace_headers
+            .contains("spf=pass smtp.mailfrom=back.test"),
         "{real:?}"
     );
     let snap = reader.auth();
