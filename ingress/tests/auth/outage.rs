@@ -277,7 +277,10 @@ fn serve(auth: AuthConfig) -> (IngressHandle, Arc<Mutex<Vec<Kept>>>) {
         ..IngressConfig::default()
     };
     let snapshot = PoolSnapshot::new(
-        [(POOL.to_owned(), DomainStatus::Active)],
+        [(
+            tempmx_store::Domain::parse(POOL).unwrap(),
+            DomainStatus::Active,
+        )],
         RecipientMode::CatchAll,
     );
     let kept = Arc::new(Mutex::new(Vec::new()));
