@@ -73,11 +73,35 @@ pub const AUTH_RESULTS: MetricDesc = desc(
     "Authentication results, by method (spf, dkim per signature, dmarc, arc) and result.",
     Counter,
 );
-/// Checks cut by their timeout.
+/// Checks cut by their deadline.
 pub const AUTH_TIMEOUTS: MetricDesc = desc(
     "tempmx_auth_timeouts_total",
-    "Authentication checks cut by check_timeout_ms (their open methods are temperror).",
+    "Authentication checks cut by the message's check_duration_max_ms deadline (their open methods are temperror).",
     Counter,
+);
+/// Resolver health transitions.
+pub const AUTH_RESOLVER_TRANSITIONS: MetricDesc = desc(
+    "tempmx_auth_resolver_transitions_total",
+    "Times a core marked its DNS resolver down (unanswered checks in a row) or up (a probe answered), by state.",
+    Counter,
+);
+/// Probe queries by result.
+pub const AUTH_RESOLVER_PROBES: MetricDesc = desc(
+    "tempmx_auth_resolver_probes_total",
+    "Probe queries sent to a resolver marked down, by result (answered, unanswered).",
+    Counter,
+);
+/// Temperrors answered without a query.
+pub const AUTH_RESOLVER_DOWN_TEMPERRORS: MetricDesc = desc(
+    "tempmx_auth_resolver_down_temperrors_total",
+    "Authentication checks answered temperror at once, without a query, because the resolver was down.",
+    Counter,
+);
+/// Cores whose resolver is down.
+pub const AUTH_RESOLVERS_DOWN: MetricDesc = desc(
+    "tempmx_auth_resolvers_down",
+    "Ingress cores whose DNS resolver is marked down now.",
+    Gauge,
 );
 /// Greylisting verdicts.
 pub const GREYLIST_CHECKS: MetricDesc = desc(
@@ -136,6 +160,16 @@ pub const ALL: &[MetricDesc] = &[
     GREYLIST_CLIENTS,
     GREYLIST_CLIENTS_EVICTED,
     GREYLIST_DELAY,
+];
+
+/// The resolver-health families of the authentication checks, read from
+/// `AuthCountersSnapshot`. TODO(#13): join [`ALL`] together with their export in the
+/// `tempmx` crate's `auth_families` (which every family in `ALL` must have).
+pub const AUTH_RESOLVER: &[MetricDesc] = &[
+    AUTH_RESOLVER_TRANSITIONS,
+    AUTH_RESOLVER_PROBES,
+    AUTH_RESOLVER_DOWN_TEMPERRORS,
+    AUTH_RESOLVERS_DOWN,
 ];
 
 /// Buckets of [`SMTP_SESSION_DURATION`], upper bounds in microseconds; the last bucket

@@ -12,6 +12,8 @@ mod common;
 mod fuzz;
 #[path = "auth/message.rs"]
 mod message;
+#[path = "auth/outage.rs"]
+mod outage;
 #[path = "auth/rfc7208.rs"]
 mod rfc7208;
 #[path = "auth/sender.rs"]

@@ -6,15 +6,20 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mail_auth::common::resolver::ToFqdn;
+use mail_auth::common::verify::VerifySignature;
 use mail_auth::dkim::Signature;
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::dmarc::{Dmarc, Policy, Psd};
+use mail_auth::hickory_resolver::TokioResolver;
 use mail_auth::hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts,
 };
+use mail_auth::hickory_resolver::net::NetError;
+use mail_auth::hickory_resolver::proto::rr::{Name, RecordType};
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
-    ArcOutput, AuthenticatedMessage, DkimOutput, DmarcOutput, DnsError, Error,
+    ArcOutput, AuthenticatedMessage, DkimOutput, DkimResult, DmarcOutput, DnsError, Error,
     MessageAuthenticator, ResolverCache, SpfOutput, SpfResult, Txt,
 };
 use tempmx_store::AuthResult;
@@ -25,6 +30,7 @@ use super::cache::ResolverCaches;
 use super::config::{AuthConfig, AuthMode};
 use super::counters::AuthCounters;
 use super::forged::forged_ranges;
+use super::health::{Outcome, ResolverHealth, Transition};
 use super::results::{Row, header, valid_authserv_id};
 use super::values::{AuthMethod, AuthValue};
 
@@ -35,9 +41,11 @@ const EXTRA_SIGNATURE_ROWS_MAX: usize = 16;
 const DMARC_WALK_LABELS_MAX: usize = 7;
 /// Longest `negative_ttl_seconds`: RFC 2308 §5 advises at most a day for negative answers.
 const NEGATIVE_TTL_SECONDS_MAX: u64 = 86_400;
-/// How long a failed `_dmarc.` lookup is remembered: RFC 9520 asks for at least 1 s and at
-/// most 5 min; short, so a transient failure soon clears.
-const FAILURE_TTL: Duration = Duration::from_secs(5);
+/// Longest `temperror_ttl_seconds`: RFC 9520 §3.2 caches a resolution failure 5 min at most.
+const TEMPERROR_TTL_SECONDS_MAX: u64 = 300;
+/// Longest `check_duration_max_ms`: a sender waits for our reply 5 min at most (RFC 5321
+/// §4.5.3.2.6, after DATA 10 min); a check must end well before.
+const CHECK_DURATION_MS_MAX: u64 = 60_000;
 /// Author and MAIL FROM domains walked ahead of DMARC; a From field listing more domains is
 /// exempt from DMARC anyway (RFC 7489 §6.6.1).
 const DMARC_WARM_DOMAINS_MAX: usize = 4;
@@ -50,9 +58,13 @@ pub struct Authenticator {
     mode: AuthMode,
     authserv_id: String,
     host_domain: String,
-    check_timeout: Duration,
+    check_duration_max: Duration,
+    dns_timeout: Duration,
     negative_ttl: Duration,
+    temperror_ttl: Duration,
     dkim_signatures_max: usize,
+    health: Arc<ResolverHealth>,
+    probe: TokioResolver,
     counters: Arc<AuthCounters>,
 }
 
@@ -75,6 +87,8 @@ pub struct SenderCheck {
     value: AuthValue,
     dmarc_record: bool,
     row: Option<Row>,
+    /// Time the check took: the message check gets what is left of `check_duration_max_ms`.
+    spent: Duration,
 }
 
 impl SenderCheck {
@@ -176,6 +190,7 @@ impl SenderCheck {
                 value,
                 &[("smtp.mailfrom", domain)],
             )),
+            spent: Duration::ZERO,
         }
     }
 }
@@ -224,15 +239,23 @@ impl Authenticator {
                 reason: "must be 1 to 64 letters, digits, '.', '-' or '_' (empty means the hostname)",
             });
         }
+        let (resolver, probe) = build_resolvers(cfg)?;
         Ok(Self {
-            resolver: build_resolver(cfg)?,
+            resolver,
             caches: ResolverCaches::new(entries),
             mode: cfg.mode,
             authserv_id: authserv_id.to_owned(),
             host_domain: hostname.to_owned(),
-            check_timeout: Duration::from_millis(cfg.check_timeout_ms),
+            check_duration_max: Duration::from_millis(cfg.check_duration_max_ms),
+            dns_timeout: Duration::from_millis(cfg.dns_timeout_ms),
             negative_ttl: Duration::from_secs(cfg.negative_ttl_seconds),
+            temperror_ttl: Duration::from_secs(cfg.temperror_ttl_seconds),
             dkim_signatures_max: cfg.dkim_signatures_max,
+            health: Arc::new(ResolverHealth::new(
+                cfg.resolver_unanswered_max,
+                Duration::from_millis(cfg.resolver_probe_interval_ms),
+            )),
+            probe,
             counters,
         })
     }
@@ -259,8 +282,10 @@ impl Authenticator {
 
     /// SPF for MAIL FROM (the HELO identity when `mail_from` is "", i.e. `<>`), plus the DMARC
     /// record lookup of the MAIL FROM domain for `trusted()`. `mail_from` is the address
-    /// without angle brackets. Never longer than `check_timeout_ms`.
+    /// without angle brackets. Never longer than `check_duration_max_ms`; at once temperror
+    /// while the resolver is down.
     pub async fn check_sender(&self, ip: IpAddr, helo: &str, mail_from: &str) -> SenderCheck {
+        let started = Instant::now();
         let identity = if mail_from.is_empty() {
             SpfIdentity::Helo
         } else {
@@ -275,37 +300,47 @@ impl Authenticator {
                 value: AuthValue::None,
                 dmarc_record: false,
                 row: None,
+                spent: Duration::ZERO,
             };
         }
+        let domain = match identity {
+            SpfIdentity::Helo => helo,
+            SpfIdentity::MailFrom => mail_from.rsplit_once('@').map_or(helo, |(_, d)| d),
+        };
         let mut spf_slot = None;
         let mut dmarc_slot = None;
-        let finished = timeout(self.check_timeout, async {
-            let params = match identity {
-                SpfIdentity::Helo => SpfParameters::verify_ehlo(ip, helo, &self.host_domain),
-                SpfIdentity::MailFrom => {
-                    SpfParameters::verify_mail_from(ip, helo, &self.host_domain, mail_from)
-                }
-            };
-            let spf = self.resolver.verify_spf(self.caches.attach(params)).await;
-            let look_up_dmarc =
-                identity == SpfIdentity::MailFrom && spf.result() == SpfResult::Pass;
-            let domain = spf.domain().to_owned();
-            spf_slot = Some(spf);
-            dmarc_slot = Some(look_up_dmarc && self.publishes_dmarc(&domain).await);
-        })
-        .await
-        .is_ok();
+        let down = self.resolver_down();
+        let finished = down
+            || timeout(self.check_duration_max, async {
+                let params = match identity {
+                    SpfIdentity::Helo => SpfParameters::verify_ehlo(ip, helo, &self.host_domain),
+                    SpfIdentity::MailFrom => {
+                        SpfParameters::verify_mail_from(ip, helo, &self.host_domain, mail_from)
+                    }
+                };
+                let spf = self.resolver.verify_spf(self.caches.attach(params)).await;
+                let look_up_dmarc =
+                    identity == SpfIdentity::MailFrom && spf.result() == SpfResult::Pass;
+                let domain = spf.domain().to_owned();
+                spf_slot = Some(spf);
+                dmarc_slot = Some(look_up_dmarc && self.publishes_dmarc(&domain).await);
+            })
+            .await
+            .is_ok();
         if !finished {
             self.counters.count_timeout();
         }
-        let spf = spf_slot.unwrap_or_else(|| {
-            let domain = match identity {
-                SpfIdentity::Helo => helo,
-                SpfIdentity::MailFrom => mail_from.rsplit_once('@').map_or(helo, |(_, d)| d),
-            };
-            SpfOutput::new(domain.to_owned()).with_result(SpfResult::TempError)
-        });
+        let spf = spf_slot
+            .unwrap_or_else(|| SpfOutput::new(domain.to_owned()).with_result(SpfResult::TempError));
         let value = AuthValue::from_spf(spf.result());
+        if !down {
+            if value == AuthValue::TempError {
+                // Unless the SPF record itself is cached (then an include failed), its lookup
+                // failed: the next messages of this domain get their temperror without a query.
+                self.remember_temperror(spf.domain());
+            }
+            self.observe(finished, value != AuthValue::TempError, started);
+        }
         self.counters.count(AuthMethod::Spf, value);
         let prop = match identity {
             SpfIdentity::Helo => "smtp.helo",
@@ -320,11 +355,82 @@ impl Authenticator {
             value,
             dmarc_record: dmarc_slot.unwrap_or(false),
             row: Some(row),
+            spent: started.elapsed(),
         }
     }
 
+    /// True while the resolver is marked down: counts the temperror the caller answers at
+    /// once, and starts a probe when one is due.
+    fn resolver_down(&self) -> bool {
+        if !self.health.is_down() {
+            return false;
+        }
+        self.counters.count_down_temperror();
+        if self.health.take_probe(Instant::now()) {
+            self.spawn_probe();
+        }
+        true
+    }
+
+    /// Tells the resolver's health what a check that queried it saw: cut by its deadline,
+    /// some method answered, or all of them temperror (slow ones mean nothing came back).
+    fn observe(&self, finished: bool, answered: bool, started: Instant) {
+        let outcome = if !finished {
+            Outcome::Unanswered
+        } else if answered {
+            Outcome::Answered
+        } else if started.elapsed() >= self.dns_timeout {
+            Outcome::Unanswered
+        } else {
+            Outcome::Unknown
+        };
+        if self.health.record(outcome, Instant::now()) == Some(Transition::Down) {
+            self.counters.count_resolver_down(true);
+            tracing::warn!(
+                "DNS resolver unanswered: authentication answers temperror until a probe is answered"
+            );
+        }
+    }
+
+    /// One probe query (the root's NS, which any resolver answers) on the probe resolver, off
+    /// the checks' path; any DNS reply, even an error code, counts as an answer.
+    fn spawn_probe(&self) {
+        let probe = self.probe.clone();
+        let health = Arc::clone(&self.health);
+        let counters = Arc::clone(&self.counters);
+        let limit = self.dns_timeout;
+        tokio::spawn(async move {
+            // Fresh each time, so a cached answer never passes for the resolver's.
+            probe.clear_cache();
+            let reply = timeout(limit, probe.lookup(Name::root(), RecordType::NS)).await;
+            let answered = matches!(reply, Ok(Ok(_) | Err(NetError::Dns(_))));
+            counters.count_probe(answered);
+            if health.probe_finished(answered, Instant::now()) == Some(Transition::Up) {
+                counters.count_resolver_down(false);
+                tracing::info!("DNS resolver answers again: authentication checks resume");
+            }
+        });
+    }
+
+    /// Caches `name`'s TXT lookup as a temperror for `temperror_ttl_seconds`, unless the
+    /// lookup left a record (or a cached failure) there.
+    fn remember_temperror(&self, name: &str) {
+        let key = name.to_fqdn();
+        if self.temperror_ttl.is_zero() || self.caches.txt.get(key.as_ref()).is_some() {
+            return;
+        }
+        self.caches.txt.insert(
+            key.into_owned().into_boxed_str(),
+            Txt::Error(Error::Dns(DnsError::Resolver(
+                "temporary failure, remembered".to_owned(),
+            ))),
+            Instant::now() + self.temperror_ttl,
+        );
+    }
+
     /// DKIM (every signature up to the bound), ARC and DMARC (aligned with the sender's SPF)
-    /// on the message as received. Never longer than `check_timeout_ms`.
+    /// on the message as received. Never longer than what the sender check left of
+    /// `check_duration_max_ms`; at once temperror while the resolver is down.
     pub async fn check_message(&self, sender: &SenderCheck, message: &[u8]) -> MessageCheck {
         let forged = forged_ranges(message, &self.authserv_id);
         if self.mode == AuthMode::Off {
@@ -365,39 +471,56 @@ impl Authenticator {
         Some((AuthValue::None, Policy::None))
     }
 
-    /// DKIM and ARC side by side, then DMARC, all under one timeout; appends the rows and
-    /// returns DMARC's value and applied policy (`None` when the timeout cut it).
+    /// DKIM and ARC side by side, then DMARC, all under what is left of the message's
+    /// deadline; appends the rows and returns DMARC's value and applied policy (`None` when
+    /// the deadline cut it or the resolver is down).
     async fn check_parsed(
         &self,
         sender: &SenderCheck,
         mut msg: AuthenticatedMessage<'_>,
         rows: &mut Vec<Row>,
     ) -> Option<(AuthValue, Policy)> {
+        let started = Instant::now();
         let extra = self.bound_signatures(&mut msg);
         let msg = msg;
         let mut dkim_slot: Option<Vec<DkimOutput<'_>>> = None;
         let mut arc_slot: Option<ArcOutput<'_>> = None;
         let mut dmarc_slot: Option<DmarcOutput> = None;
-        let finished = timeout(self.check_timeout, async {
-            let dkim = async {
-                dkim_slot = Some(self.resolver.verify_dkim(self.caches.attach(&msg)).await);
-            };
-            let arc = async {
-                arc_slot = Some(self.resolver.verify_arc(self.caches.attach(&msg)).await);
-            };
-            tokio::join!(dkim, arc, self.warm_dmarc(sender, &msg));
-            if let Some(dkim) = &dkim_slot {
-                for domain in dkim_domains(dkim) {
-                    self.dmarc_walk(domain).await;
+        let down = self.resolver_down();
+        let left = self.check_duration_max.saturating_sub(sender.spent);
+        // A spent budget still lets cached answers through: the check is polled once.
+        let finished = down
+            || timeout(left, async {
+                let dkim = async {
+                    dkim_slot = Some(self.resolver.verify_dkim(self.caches.attach(&msg)).await);
+                };
+                let arc = async {
+                    arc_slot = Some(self.resolver.verify_arc(self.caches.attach(&msg)).await);
+                };
+                tokio::join!(dkim, arc, self.warm_dmarc(sender, &msg));
+                if let Some(dkim) = &dkim_slot {
+                    for domain in dkim_domains(dkim) {
+                        self.dmarc_walk(domain).await;
+                    }
+                    let params = DmarcParameters::new(&msg, dkim, sender.spf.domain(), &sender.spf);
+                    dmarc_slot = Some(self.resolver.verify_dmarc(self.caches.attach(params)).await);
                 }
-                let params = DmarcParameters::new(&msg, dkim, sender.spf.domain(), &sender.spf);
-                dmarc_slot = Some(self.resolver.verify_dmarc(self.caches.attach(params)).await);
-            }
-        })
-        .await
-        .is_ok();
+            })
+            .await
+            .is_ok();
         if !finished {
             self.counters.count_timeout();
+        }
+        if !down {
+            self.remember_dkim_temperrors(dkim_slot.as_deref(), &msg);
+            let answered = dkim_slot
+                .iter()
+                .flatten()
+                .any(|o| !is_temperror(o.result()))
+                || dmarc_slot
+                    .as_ref()
+                    .is_some_and(|d| AuthValue::from_dmarc(&d.result()) != AuthValue::TempError);
+            self.observe(finished, answered, started);
         }
         push_dkim_rows(rows, dkim_slot.as_deref(), &msg, &extra);
         for _ in EXTRA_SIGNATURE_ROWS_MAX..extra.len() {
@@ -423,10 +546,38 @@ impl Authenticator {
                 None
             }
         };
-        let arc = arc_slot.map_or(AuthValue::TempError, |a| AuthValue::from_arc(a.result()));
+        let arc = match arc_slot {
+            Some(out) => AuthValue::from_arc(out.result()),
+            // No chain to verify needs no DNS: `none` whatever the resolver does.
+            None if msg.ams_headers.is_empty() && !msg.has_arc_errors => AuthValue::None,
+            None => AuthValue::TempError,
+        };
         let ip = sender.ip.to_string();
         rows.push(Row::new(AuthMethod::Arc, arc, &[("smtp.remote-ip", &ip)]));
         dmarc
+    }
+
+    /// Remembers the key names of the signatures that ended in a temperror (all of them when
+    /// the deadline cut DKIM), so the next messages signed with them skip the query.
+    fn remember_dkim_temperrors(
+        &self,
+        outputs: Option<&[DkimOutput<'_>]>,
+        msg: &AuthenticatedMessage<'_>,
+    ) {
+        match outputs {
+            Some(outputs) => {
+                for out in outputs.iter().filter(|o| is_temperror(o.result())) {
+                    if let Some(sig) = out.signature() {
+                        self.remember_temperror(&sig.domain_key());
+                    }
+                }
+            }
+            None => {
+                for h in &msg.dkim_headers {
+                    self.remember_temperror(&h.header.domain_key());
+                }
+            }
+        }
     }
 
     /// Keeps at most `dkim_signatures_max` signatures (malformed ones included) for
@@ -493,8 +644,8 @@ impl Authenticator {
     /// names in the same order, so its DMARC step then answers from the cache) and returns
     /// the records found with their label counts. mail-auth caches records only; a name
     /// without one (NXDOMAIN, NODATA) is cached here for `negative_ttl_seconds`, and one whose
-    /// resolution failed for [`FAILURE_TTL`] (at most that), so the walk of a known domain
-    /// costs no query at all. A failure ends the walk, as it ends mail-auth's (temperror).
+    /// resolution failed for `temperror_ttl_seconds`, so the walk of a known domain costs no
+    /// query at all. A failure ends the walk, as it ends mail-auth's (temperror).
     async fn dmarc_walk(&self, domain: &str) -> Vec<(usize, Arc<Dmarc>)> {
         let domain = mail_auth::common::to_a_label(domain.trim_end_matches('.'));
         let total = domain.split('.').filter(|l| !l.is_empty()).count();
@@ -534,12 +685,11 @@ impl Authenticator {
                 Err(err @ Error::Dns(DnsError::Resolver(_))) => {
                     // RFC 9520: a resolution failure (SERVFAIL, REFUSED, timeout) is cached
                     // briefly too, so a failing name is not asked once per message.
-                    let ttl = self.negative_ttl.min(FAILURE_TTL);
-                    if !ttl.is_zero() {
+                    if !self.temperror_ttl.is_zero() {
                         self.caches.txt.insert(
                             key.into_boxed_str(),
                             Txt::Error(err),
-                            Instant::now() + ttl,
+                            Instant::now() + self.temperror_ttl,
                         );
                     }
                     break;
@@ -604,6 +754,11 @@ fn push_dkim_rows(
     }
 }
 
+/// A DKIM result that is a temperror (a key lookup that failed or was cut).
+fn is_temperror(result: &DkimResult) -> bool {
+    matches!(result, DkimResult::TempError(_))
+}
+
 fn dkim_row(value: AuthValue, d: &str, s: &str) -> Row {
     Row::new(AuthMethod::Dkim, value, &[("header.d", d), ("header.s", s)])
 }
@@ -612,9 +767,14 @@ fn dkim_row(value: AuthValue, d: &str, s: &str) -> Row {
 fn check_config(cfg: &AuthConfig) -> Result<NonZeroUsize, AuthError> {
     let positive = [
         ("dns_timeout_ms", cfg.dns_timeout_ms),
-        ("check_timeout_ms", cfg.check_timeout_ms),
+        ("check_duration_max_ms", cfg.check_duration_max_ms),
         ("dns_attempts", cfg.dns_attempts as u64),
         ("dkim_signatures_max", cfg.dkim_signatures_max as u64),
+        (
+            "resolver_unanswered_max",
+            u64::from(cfg.resolver_unanswered_max),
+        ),
+        ("resolver_probe_interval_ms", cfg.resolver_probe_interval_ms),
     ];
     if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
         return Err(AuthError::Config {
@@ -628,15 +788,28 @@ fn check_config(cfg: &AuthConfig) -> Result<NonZeroUsize, AuthError> {
             reason: "must be at most 86400 (one day)",
         });
     }
+    if cfg.check_duration_max_ms > CHECK_DURATION_MS_MAX {
+        return Err(AuthError::Config {
+            key: "check_duration_max_ms",
+            reason: "must be at most 60000 (a minute): the sender waits for our reply meanwhile",
+        });
+    }
+    if cfg.temperror_ttl_seconds > TEMPERROR_TTL_SECONDS_MAX {
+        return Err(AuthError::Config {
+            key: "temperror_ttl_seconds",
+            reason: "must be at most 300 (RFC 9520: five minutes)",
+        });
+    }
     NonZeroUsize::new(cfg.cache_entries).ok_or(AuthError::Config {
         key: "cache_entries",
         reason: "must be at least 1",
     })
 }
 
-/// A hickory resolver on the configured servers (UDP, TCP for truncated answers) or the
-/// system configuration; its own cache also holds the negative answers mail-auth does not.
-fn build_resolver(cfg: &AuthConfig) -> Result<MessageAuthenticator, AuthError> {
+/// Hickory resolvers on the configured servers (UDP, TCP for truncated answers) or the
+/// system configuration: the checks' one, whose own cache also holds the negative answers
+/// mail-auth does not, and the probe's (one attempt, its own cache, cleared per probe).
+fn build_resolvers(cfg: &AuthConfig) -> Result<(MessageAuthenticator, TokioResolver), AuthError> {
     let (config, mut opts) = if cfg.nameservers.is_empty() {
         mail_auth::hickory_resolver::system_conf::read_system_conf()
             .map_err(|e| AuthError::SystemConf(e.to_string()))?
@@ -650,7 +823,13 @@ fn build_resolver(cfg: &AuthConfig) -> Result<MessageAuthenticator, AuthError> {
     opts.timeout = Duration::from_millis(cfg.dns_timeout_ms);
     opts.attempts = cfg.dns_attempts;
     opts.cache_size = cfg.cache_entries as u64;
-    MessageAuthenticator::new(config, opts).map_err(|e| AuthError::Resolver(e.to_string()))
+    let mut probe_opts = opts.clone();
+    probe_opts.attempts = 1;
+    let resolver = |opts| {
+        MessageAuthenticator::new(config.clone(), opts)
+            .map_err(|e| AuthError::Resolver(e.to_string()))
+    };
+    Ok((resolver(opts)?, resolver(probe_opts)?.0))
 }
 
 fn name_server(addr: &SocketAddr) -> NameServerConfig {

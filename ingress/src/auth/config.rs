@@ -32,15 +32,23 @@ pub struct AuthConfig {
     pub dns_timeout_ms: u64,
     /// Attempts per DNS query.
     pub dns_attempts: usize,
-    /// Bound of each `check_sender` / `check_message` call; unfinished methods are temperror.
-    pub check_timeout_ms: u64,
+    /// Time one message may wait for all its checks together (the sender check at MAIL FROM
+    /// and the message check after DATA share it); unfinished methods are temperror.
+    pub check_duration_max_ms: u64,
+    /// How long a name whose lookup failed (timeout, SERVFAIL) is remembered as a temperror,
+    /// so a failing domain is not asked once per message; 0 turns this off, at most 300.
+    pub temperror_ttl_seconds: u64,
+    /// Unanswered checks in a row that mark the resolver down: checks then answer temperror
+    /// at once, without a query, until a probe is answered.
+    pub resolver_unanswered_max: u32,
+    /// Time between probe queries while the resolver is down.
+    pub resolver_probe_interval_ms: u64,
     /// Entries per cache (txt, mx, ipv4, ipv6, ptr) per core.
     pub cache_entries: usize,
     /// DKIM signatures verified per message; the extra ones are permerror, not looked up.
     pub dkim_signatures_max: usize,
     /// How long a `_dmarc.` name that has no record (NXDOMAIN, NODATA) is remembered, so the
-    /// DMARC tree walk of a known domain costs no query (a failed lookup: 5 s at most); 0
-    /// turns this off, at most 86400.
+    /// DMARC tree walk of a known domain costs no query; 0 turns this off, at most 86400.
     pub negative_ttl_seconds: u64,
 }
 
@@ -52,7 +60,10 @@ impl Default for AuthConfig {
             nameservers: Vec::new(),
             dns_timeout_ms: 2_000,
             dns_attempts: 2,
-            check_timeout_ms: 5_000,
+            check_duration_max_ms: 4_000,
+            temperror_ttl_seconds: 5,
+            resolver_unanswered_max: 3,
+            resolver_probe_interval_ms: 2_000,
             cache_entries: 8_192,
             dkim_signatures_max: 8,
             negative_ttl_seconds: 300,

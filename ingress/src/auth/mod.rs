@@ -2,7 +2,9 @@
 //! with mail-auth on a hickory resolver, one [`Authenticator`] per ingress core.
 //!
 //! The session calls [`Authenticator::check_sender`] at MAIL FROM and
-//! [`Authenticator::check_message`] after DATA; both are bounded by `check_timeout_ms`.
+//! [`Authenticator::check_message`] after DATA; together they are bounded by
+//! `check_duration_max_ms`, and while the resolver is down (it left `resolver_unanswered_max`
+//! checks in a row unanswered) they answer temperror at once until a probe is answered.
 //! Results become an `Authentication-Results:` header (RFC 8601) and store rows.
 
 mod authenticator;
@@ -10,6 +12,7 @@ mod cache;
 mod config;
 mod counters;
 mod forged;
+mod health;
 mod results;
 mod values;
 

@@ -146,7 +146,7 @@ pub fn config(dns: &TestDns, mode: AuthMode) -> AuthConfig {
         nameservers: vec![dns.addr()],
         dns_timeout_ms: 2_000,
         dns_attempts: 1,
-        check_timeout_ms: 10_000,
+        check_duration_max_ms: 10_000,
         ..AuthConfig::default()
     }
 }

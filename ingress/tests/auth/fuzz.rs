@@ -24,7 +24,7 @@ fn header_like() -> impl Strategy<Value = Vec<u8>> {
 fn random_messages_never_panic() {
     let dns = TestDns::start(Zone::new().silent_all());
     let cfg = AuthConfig {
-        check_timeout_ms: 50,
+        check_duration_max_ms: 50,
         dns_timeout_ms: 10_000,
         ..config(&dns, AuthMode::Enforce)
     };

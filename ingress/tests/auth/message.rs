@@ -247,7 +247,7 @@ fn silent_dns_makes_unfinished_methods_temperror() {
     let (der, _) = ed25519_key();
     let dns = TestDns::start(Zone::new().silent_all());
     let cfg = AuthConfig {
-        check_timeout_ms: 300,
+        check_duration_max_ms: 300,
         dns_timeout_ms: 10_000,
         ..config(&dns, AuthMode::Enforce)
     };
@@ -295,8 +295,8 @@ fn warm_cache_checks_a_repeated_message_without_queries() {
 
 // Goal: the DMARC tree walk's parent names that the server refuses (outside its zone, as an
 // authoritative-only server such as tempmx's own DNS answers) are asked once and the failure
-// is remembered briefly (RFC 9520), so a repeated message costs no query; with the negative
-// cache off they are asked again. The walk's failure makes DMARC a temperror, as in mail-auth.
+// is remembered briefly (RFC 9520, `temperror_ttl_seconds`), so a repeated message costs no
+// query; with that cache off they are asked again. The walk's failure makes DMARC a temperror, as in mail-auth.
 #[test]
 fn refused_parent_names_are_remembered() {
     let dns = TestDns::start(
@@ -305,9 +305,9 @@ fn refused_parent_names_are_remembered() {
             .with("_dmarc.pool.example.test", Rr::txt("v=DMARC1; p=reject"))
             .refuse_outside("pool.example.test"),
     );
-    for negative_ttl_seconds in [300, 0] {
+    for temperror_ttl_seconds in [5, 0] {
         let cfg = AuthConfig {
-            negative_ttl_seconds,
+            temperror_ttl_seconds,
             ..config(&dns, AuthMode::Record)
         };
         run(async {
@@ -331,7 +331,7 @@ fn refused_parent_names_are_remembered() {
                 .await;
             let second = auth.check_message(&sender, &msg).await;
             assert_eq!(second.results(), first.results());
-            if negative_ttl_seconds > 0 {
+            if temperror_ttl_seconds > 0 {
                 assert_eq!(dns.queries(), cold, "{:?}", dns.queried());
             } else {
                 assert!(

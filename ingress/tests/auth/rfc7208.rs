@@ -361,7 +361,7 @@ async fn check(dns: &TestDns, fill: &Fill, case: &Case) -> &'static str {
         nameservers: vec![dns.addr()],
         dns_timeout_ms: 300,
         dns_attempts: 1,
-        check_timeout_ms: 10_000,
+        check_duration_max_ms: 10_000,
         ..AuthConfig::default()
     };
     let auth = Authenticator::new(&cfg, RECEIVER, Arc::new(AuthCounters::new())).unwrap();

@@ -109,7 +109,7 @@ fn trusted_needs_spf_pass_and_a_dmarc_record() {
 fn silent_nameserver_gives_temperror_within_the_check_bound() {
     let dns = TestDns::start(Zone::new().silent_all());
     let cfg = AuthConfig {
-        check_timeout_ms: 300,
+        check_duration_max_ms: 300,
         dns_timeout_ms: 10_000,
         ..config(&dns, AuthMode::Enforce)
     };
@@ -163,10 +163,10 @@ fn invalid_config_names_the_key() {
         ),
         (
             AuthConfig {
-                check_timeout_ms: 0,
+                check_duration_max_ms: 0,
                 ..AuthConfig::default()
             },
-            "check_timeout_ms",
+            "check_duration_max_ms",
         ),
         (
             AuthConfig {

@@ -40,7 +40,7 @@ fn start(dns: &TestDns, mode: AuthMode, greylist_delay: Option<u64>) -> Server {
         c.auth.mode = mode;
         c.auth.nameservers = vec![dns.addr()];
         c.auth.dns_timeout_ms = 1_000;
-        c.auth.check_timeout_ms = 3_000;
+        c.auth.check_duration_max_ms = 3_000;
         if let Some(delay) = greylist_delay {
             c.greylist.enabled = true;
             c.greylist.delay_secs = delay;

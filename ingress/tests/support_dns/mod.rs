@@ -14,7 +14,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
 use hickory_proto::op::{Edns, Message, MessageType, ResponseCode};
@@ -82,6 +82,7 @@ pub struct Zone {
     records: HashMap<String, Vec<Rr>>,
     silent: HashSet<String>,
     silent_all: bool,
+    silent_over_tcp: bool,
     apex: Option<String>,
 }
 
@@ -111,6 +112,13 @@ impl Zone {
     /// No query is ever answered: a server that reads and never replies.
     pub fn silent_all(mut self) -> Self {
         self.silent_all = true;
+        self
+    }
+
+    /// Every UDP query gets a truncated reply (TC=1, no records), so the resolver asks again
+    /// over TCP, where the server accepts the connection, reads, and never replies.
+    pub fn silent_over_tcp(mut self) -> Self {
+        self.silent_over_tcp = true;
         self
     }
 
@@ -186,6 +194,7 @@ impl Zone {
 pub struct TestDns {
     addr: SocketAddr,
     queries: Arc<AtomicUsize>,
+    muted: Arc<AtomicBool>,
     log: Arc<parking_lot::Mutex<Vec<(String, RecordType)>>>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -197,10 +206,12 @@ impl TestDns {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop, stop_rx) = oneshot::channel();
         let queries = Arc::new(AtomicUsize::new(0));
+        let muted = Arc::new(AtomicBool::new(false));
         let log = Arc::new(parking_lot::Mutex::new(Vec::new()));
         let shared = Served {
             zone: Arc::new(zone),
             queries: queries.clone(),
+            muted: muted.clone(),
             log: log.clone(),
         };
         let thread = std::thread::spawn(move || {
@@ -214,6 +225,7 @@ impl TestDns {
         TestDns {
             addr,
             queries,
+            muted,
             log,
             stop: Some(stop),
             thread: Some(thread),
@@ -223,6 +235,12 @@ impl TestDns {
     /// Where it listens (UDP and TCP).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Mutes the server (`true`: it reads and counts queries, over UDP and TCP, and answers
+    /// none, as a resolver in an outage) or brings it back (`false`), on the same address.
+    pub fn set_muted(&self, muted: bool) {
+        self.muted.store(muted, Ordering::SeqCst);
     }
 
     /// Queries received so far (answered or not).
@@ -257,6 +275,7 @@ impl Drop for TestDns {
 struct Served {
     zone: Arc<Zone>,
     queries: Arc<AtomicUsize>,
+    muted: Arc<AtomicBool>,
     log: Arc<parking_lot::Mutex<Vec<(String, RecordType)>>>,
 }
 
@@ -298,7 +317,13 @@ async fn serve_udp(udp: &UdpSocket, served: &Served) {
         let Ok((n, peer)) = udp.recv_from(&mut buf).await else {
             continue;
         };
-        if let Some(reply) = served.reply(&buf[..n], UDP_PAYLOAD_MAX) {
+        // A zero limit truncates every reply: the resolver must come back over TCP.
+        let size_max = if served.zone.silent_over_tcp {
+            0
+        } else {
+            UDP_PAYLOAD_MAX
+        };
+        if let Some(reply) = served.reply(&buf[..n], size_max) {
             let _ = udp.send_to(&reply, peer).await;
         }
     }
@@ -317,7 +342,8 @@ async fn serve_tcp(tcp: &TcpListener, served: &Served) {
                 if stream.read_exact(&mut msg).await.is_err() {
                     return;
                 }
-                let Some(reply) = served.reply(&msg, TCP_MESSAGE_MAX) else {
+                let reply = served.reply(&msg, TCP_MESSAGE_MAX);
+                let Some(reply) = reply.filter(|_| !served.zone.silent_over_tcp) else {
                     continue;
                 };
                 let Ok(n) = u16::try_from(reply.len()) else {
@@ -341,6 +367,9 @@ impl Served {
         let name = key(&query.name.to_ascii());
         self.queries.fetch_add(1, Ordering::SeqCst);
         self.log.lock().push((name.clone(), query.query_type));
+        if self.muted.load(Ordering::SeqCst) {
+            return None;
+        }
         let (code, records) = self.zone.answer(&name, query.query_type)?;
         let mut reply = Message::response(request.metadata.id, request.metadata.op_code);
         reply.metadata.message_type = MessageType::Response;
@@ -374,15 +403,23 @@ impl Served {
             .as_ref()
             .map_or(512, |e| usize::from(e.max_payload()).max(512))
             .min(size_max);
+        if size_max == 0 {
+            return truncated(reply);
+        }
         let bytes = reply.to_vec().ok()?;
         if bytes.len() <= size_max {
             return Some(bytes);
         }
-        reply.answers.clear();
-        reply.authorities.clear();
-        reply.metadata.truncation = true;
-        reply.to_vec().ok()
+        truncated(reply)
     }
+}
+
+/// `reply` without its records and with TC=1: the client must ask again over TCP.
+fn truncated(mut reply: Message) -> Option<Vec<u8>> {
+    reply.answers.clear();
+    reply.authorities.clear();
+    reply.metadata.truncation = true;
+    reply.to_vec().ok()
 }
 
 fn key(name: &str) -> String {
