@@ -9,10 +9,17 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tempmx_dns::DnsConfig;
 use tempmx_ingress::IngressConfig;
-use tempmx_store::{Persistence, StoreConfig};
+use tempmx_store::{Persistence, StoreConfig, StoreError};
 
 /// Environment variable that overrides `admin.token`.
 pub const ADMIN_TOKEN_ENV: &str = "TEMPMX_ADMIN_TOKEN";
+
+/// Room kept in a store record for the header lines we prepend (Received:,
+/// Authentication-Results:) on top of the largest message SMTP accepts.
+const TRACE_HEADERS_BYTES_MAX: usize = 8 * 1024;
+
+/// Segments each shard should get at least when the core count is chosen automatically.
+const AUTO_SEGMENTS_PER_SHARD_MIN: u64 = 4;
 
 /// The whole configuration file.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -244,7 +251,25 @@ impl Config {
         }
     }
 
-    /// Checks relations between values, reporting every problem at once.
+    /// Ingress cores (one store shard each): `ingress.cores`, or with 0 one per CPU, capped
+    /// so every store shard still gets a few segments of the memory budget (a big machine
+    /// with the laptop default budget). The flag says whether that cap applied.
+    pub fn cores(&self) -> (usize, bool) {
+        if self.ingress.cores > 0 {
+            return (self.ingress.cores, false);
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let store = &self.store;
+        let fit =
+            store.memory_bytes_max / (AUTO_SEGMENTS_PER_SHARD_MIN * store.segment_bytes).max(1);
+        let cores = cpus.min(usize::try_from(fit).unwrap_or(usize::MAX)).max(1);
+        (cores, cores < cpus)
+    }
+
+    /// Checks every value and relation that `serve` would refuse short of binding its
+    /// listeners (store sizing, record room, TLS files, listener clashes, each section's
+    /// own rules), reporting every problem at once. `check-config` and `App::start` both
+    /// run it, so a configuration it passes only fails to start on a busy port.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut errors = Vec::new();
         if self.pool.domains.is_empty() {
@@ -293,7 +318,16 @@ impl Config {
         if let Err(e) = self.api.validate() {
             errors.extend(e);
         }
+        if let Err(e) = self.ingress.greylist.validate() {
+            errors.push(format!("ingress.greylist: {e}"));
+        }
+        if let Err(e) = self.dns.validate() {
+            errors.push(format!("dns: {e}"));
+        }
         self.validate_pool(&mut errors);
+        self.validate_store(&mut errors);
+        self.validate_tls(&mut errors);
+        self.validate_listeners(&mut errors);
         if errors.is_empty() {
             Ok(())
         } else {
@@ -303,6 +337,63 @@ impl Config {
 }
 
 impl Config {
+    /// The checks `Store::open` makes, then whether the largest message fits a record.
+    fn validate_store(&self, errors: &mut Vec<String>) {
+        let shards = self.cores().0;
+        let geometry = self
+            .store
+            .validate(shards)
+            .and_then(|()| tempmx_store::sizing::plan(&self.store, shards));
+        let geometry = match geometry {
+            Ok(g) => g,
+            Err(StoreError::Config(list)) => return errors.extend(list),
+            Err(e) => return errors.push(format!("store: {e}")),
+        };
+        let record_max = geometry.record_bytes_max();
+        let message_max = self.ingress.limits.message_bytes_max;
+        if message_max.saturating_add(TRACE_HEADERS_BYTES_MAX) > record_max {
+            errors.push(format!(
+                "ingress.limits.message_bytes_max ({message_max}) plus {TRACE_HEADERS_BYTES_MAX} \
+                 bytes of trace headers exceeds the largest store record ({record_max} with \
+                 store.segment_bytes = {}); raise store.segment_bytes or lower the message limit",
+                self.store.segment_bytes
+            ));
+        }
+    }
+
+    /// Loads the configured certificate and key as the ingress will (a generated
+    /// self-signed certificate needs no check).
+    fn validate_tls(&self, errors: &mut Vec<String>) {
+        let tls = &self.ingress.tls;
+        if tls.disabled || (tls.cert_path.is_none() && tls.key_path.is_none()) {
+            return;
+        }
+        if let Err(e) = tempmx_ingress::tls::server_config(tls, &self.ingress.hostname) {
+            errors.push(format!("ingress.tls: {e}"));
+        }
+    }
+
+    /// Two TCP listeners on one port would make the second bind fail (DNS listens on TCP
+    /// too); port 0 asks for any free port and never clashes.
+    fn validate_listeners(&self, errors: &mut Vec<String>) {
+        let listeners = [
+            ("ingress.listen", self.ingress.listen),
+            ("http.listen", self.http.listen),
+            ("admin.listen", self.admin.listen),
+            ("dns.listen", self.dns.listen),
+        ];
+        for (i, (name, addr)) in listeners.iter().enumerate() {
+            for (other, other_addr) in &listeners[i + 1..] {
+                if clash(*addr, *other_addr) {
+                    errors.push(format!(
+                        "{name} ({addr}) and {other} ({other_addr}) use the same port; \
+                         each listener needs its own address"
+                    ));
+                }
+            }
+        }
+    }
+
     fn validate_pool(&self, errors: &mut Vec<String>) {
         for (section, result) in [
             ("pool.policy", self.pool.policy.validate()),
@@ -323,6 +414,15 @@ impl Config {
             ));
         }
     }
+}
+
+/// Whether binding `b` would fail because `a` holds the port (a wildcard address holds it
+/// on every address of its family, and `[::]` on IPv4 too).
+fn clash(a: SocketAddr, b: SocketAddr) -> bool {
+    if a.port() == 0 || a.port() != b.port() {
+        return false;
+    }
+    a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified()
 }
 
 #[cfg(test)]
