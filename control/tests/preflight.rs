@@ -1,5 +1,6 @@
 //! Start-up refusals through the real binary: `tempmx check-config` refuses every
-//! configuration `tempmx serve` refuses, with the same message.
+//! configuration `tempmx serve` refuses (with the same message), and a store whose commit
+//! thread cannot start fails the start instead of answering every message 451.
 // A failed unwrap is how a test reports a broken precondition.
 #![allow(clippy::unwrap_used)]
 
@@ -94,4 +95,32 @@ fn check_config_refuses_what_serve_refuses() {
         assert_eq!(problems(&check_err), problems(&serve_err), "{what}");
         assert!(!problems(&check_err).is_empty(), "{what}: {check_err}");
     }
+}
+
+// Goal: when the store's group-commit thread cannot be created, `serve` fails at start
+// with an error naming it (before this, it started and answered every message 451).
+// Method: run `tempmx serve` on a data directory (disk store, batch commits) with
+// RUST_MIN_STACK set beyond the address space, so the first thread it spawns (the commit
+// thread; nothing spawns one earlier) cannot get a stack; expect a non-zero exit and the
+// message. The same config without the variable starts and stops cleanly.
+#[test]
+fn commit_thread_spawn_failure_fails_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let path = dir.path().join("disk.toml");
+    std::fs::write(&path, config_with(Some(&data), &[])).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tempmx"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("RUST_MIN_STACK", (1u64 << 50).to_string())
+        .env_remove("TEMPMX_ADMIN_TOKEN")
+        .output()
+        .expect("tempmx serve runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "serve must fail: {stderr}");
+    assert!(
+        stderr.contains("cannot start the commit thread of shard 0"),
+        "{stderr}"
+    );
+    stop_when_serving(start(&path));
 }

@@ -204,7 +204,7 @@ impl Store {
         });
         let writers = (0..shards)
             .map(|i| ShardWriter::new(Arc::clone(&inner), i))
-            .collect();
+            .collect::<Result<_, _>>()?;
         tracing::info!(%report, segments = geometry.segments, segment_bytes = geometry.segment_bytes,
             entries = geometry.entries, "store opened");
         Ok((Arc::new(Store { inner }), writers, report))
