@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -15,7 +15,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::problem::{JsonBody, Problem, QueryParams};
+use super::problem::{JsonBody, PathParams, Problem, QueryParams};
 use crate::blocklist::Observation;
 use crate::pool::{
     AddOutcome, AuditEvent, ControlPlane, CycleReport, DomainInfo, DomainState, Listing,
@@ -100,9 +100,9 @@ struct ApiDoc;
 /// The admin routes (all under `/admin/v1`) with auth and body limit applied; the app
 /// merges this into the admin listener's router.
 pub fn router(plane: Arc<ControlPlane>, auth: AdminAuth) -> Router {
-    let (api, doc) = api_router().split_for_parts();
+    let (api, _) = api_router().split_for_parts();
     // Serialized once: the document never changes while the process runs.
-    let doc = Arc::new(doc.to_json().unwrap_or_default());
+    let doc = Arc::new(openapi().to_json().unwrap_or_default());
     let auth = Arc::new(auth);
     api.route(
         "/admin/v1/openapi.json",
@@ -117,7 +117,9 @@ pub fn router(plane: Arc<ControlPlane>, auth: AdminAuth) -> Router {
 
 /// The OpenAPI document of the admin API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().split_for_parts().1
+    let mut doc = api_router().split_for_parts().1;
+    super::problem::document_media_type(&mut doc);
+    doc
 }
 
 fn api_router() -> OpenApiRouter<AdminState> {
@@ -150,6 +152,7 @@ async fn openapi_json(doc: Arc<String>) -> Response {
 
 /// Domain list filter.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     /// Only domains in this state.
@@ -225,13 +228,14 @@ async fn add_domains(
     responses((status = 200, body = DomainInfo), (status = 404, body = Problem), (status = 401, body = Problem)))]
 async fn get_domain(
     State(s): State<AdminState>,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
 ) -> Result<Json<DomainInfo>, Problem> {
     Ok(Json(s.plane.domain(&name)?))
 }
 
 /// Deletion reason.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct DeleteQuery {
     /// Why (audit log).
@@ -243,7 +247,7 @@ struct DeleteQuery {
     responses((status = 204, description = "deleted"), (status = 404, body = Problem), (status = 409, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
 async fn delete_domain(
     State(s): State<AdminState>,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
     QueryParams(q): QueryParams<DeleteQuery>,
 ) -> Result<StatusCode, Problem> {
     s.plane
@@ -266,7 +270,7 @@ struct StateChange {
     responses((status = 200, body = DomainInfo), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
 async fn set_state(
     State(s): State<AdminState>,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
     JsonBody(req): JsonBody<StateChange>,
 ) -> Result<Json<DomainInfo>, Problem> {
     Ok(Json(s.plane.set_state(&name, req.state, &req.reason)?))
@@ -296,7 +300,7 @@ struct DomainStats {
     responses((status = 200, body = DomainStats), (status = 404, body = Problem), (status = 401, body = Problem)))]
 async fn domain_stats(
     State(s): State<AdminState>,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
 ) -> Result<Json<DomainStats>, Problem> {
     let info = s.plane.domain(&name)?;
     let now = s.plane.now();
@@ -321,7 +325,8 @@ async fn get_policy(State(s): State<AdminState>) -> Json<RotationPolicy> {
 
 /// Replace the rotation policy (validated; applied at once).
 #[utoipa::path(put, path = "/admin/v1/policy", request_body = RotationPolicy,
-    responses((status = 200, body = RotationPolicy), (status = 422, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 200, body = RotationPolicy), (status = 400, body = Problem), (status = 415, body = Problem),
+        (status = 422, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
 async fn put_policy(
     State(s): State<AdminState>,
     JsonBody(p): JsonBody<RotationPolicy>,
@@ -415,6 +420,7 @@ async fn check_domain(
 
 /// Audit paging.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AuditQuery {
     /// Return events with an id greater than this (0: from the oldest kept).

@@ -13,6 +13,7 @@ use axum::routing::get;
 use tokio::sync::watch;
 use tracing::warn;
 
+use self::problem::Problem;
 use crate::app::Shared;
 
 pub mod admin;
@@ -62,7 +63,18 @@ pub fn admin_router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(scrape)
-        .merge(admin::router(shared.plane.clone(), auth));
+        .merge(admin::router(shared.plane.clone(), auth))
+        .fallback(|| async {
+            Problem::new(StatusCode::NOT_FOUND, "no-route", "No such route", "no such route")
+        })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                "method not allowed",
+            )
+        });
     with_request_metrics(router, shared, "admin")
 }
 
@@ -118,6 +130,12 @@ async fn metrics(State(state): State<MetricsState>, headers: HeaderMap) -> impl 
             body,
         )
             .into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("metrics: {e}\n")).into_response(),
+        Err(e) => Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics-unavailable",
+            "Metrics could not be rendered",
+            e.to_string(),
+        )
+        .into_response(),
     }
 }

@@ -3,12 +3,13 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use rand::seq::IndexedRandom;
 use tracing::info;
 
 use super::PublicState;
+use crate::api::problem::{PathParams, QueryParams};
 use super::access::{open, token};
 use super::address::{random_local_part, validate_local_part};
 use super::error::{ApiError, ApiResult, Problem};
@@ -109,11 +110,12 @@ pub async fn create_mailbox(
 #[utoipa::path(delete, path = "/api/v1/mailboxes/{address}", tag = "mailboxes",
     params(("address" = String, Path, description = "The mailbox address"), TokenQuery),
     security(("bearer" = [])),
-    responses((status = 204, description = "Deleted"), (status = 404, body = Problem), (status = 429, body = Problem)))]
+    responses((status = 204, description = "Deleted"), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 429, body = Problem)))]
 pub async fn delete_mailbox(
     State(state): State<PublicState>,
-    Path(address): Path<String>,
-    Query(q): Query<TokenQuery>,
+    PathParams(address): PathParams<String>,
+    QueryParams(q): QueryParams<TokenQuery>,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
     let opened = open(&state, &address, token(&headers, q.token.as_deref()))?;
