@@ -304,6 +304,7 @@ fn plane_config(config: &Config) -> PlaneConfig {
         blocklists: config.blocklists.clone(),
         data_dir: config.data_dir.clone(),
         mailboxes_max: config.api.mailboxes_max,
+        drain_secs_min: config.drain_secs_min(),
     }
 }
 

@@ -396,7 +396,10 @@ impl Config {
 
     fn validate_pool(&self, errors: &mut Vec<String>) {
         for (section, result) in [
-            ("pool.policy", self.pool.policy.validate()),
+            (
+                "pool.policy",
+                self.pool.policy.validate(self.drain_secs_min()),
+            ),
             ("pool.limits", self.pool.limits.validate()),
             ("blocklists", self.blocklists.validate()),
         ] {
@@ -404,15 +407,12 @@ impl Config {
                 errors.extend(e.into_iter().map(|e| format!("{section}: {e}")));
             }
         }
-        // Draining must outlast every mailbox, or mail for live addresses would bounce.
-        let ttl_longest = self.store.ttl_secs.max(self.api.ttl_secs_max);
-        if self.pool.policy.drain_secs < ttl_longest {
-            errors.push(format!(
-                "pool.policy.drain_secs ({}) must be at least the longest mailbox TTL \
-                 (store.ttl_secs, api.ttl_secs_max: {ttl_longest})",
-                self.pool.policy.drain_secs
-            ));
-        }
+    }
+
+    /// The shortest drain a rotation policy may set, here and in the admin API: draining
+    /// must outlast every mailbox, or mail for live addresses would bounce.
+    pub fn drain_secs_min(&self) -> u64 {
+        self.store.ttl_secs.max(self.api.ttl_secs_max)
     }
 }
 

@@ -19,7 +19,7 @@ use super::problem::{JsonBody, PathParams, Problem, QueryParams};
 use crate::blocklist::Observation;
 use crate::pool::{
     AddOutcome, AuditEvent, ControlPlane, CycleReport, DomainInfo, DomainState, Listing,
-    RotationPolicy, normalise_domain,
+    PolicyPatch, RotationPolicy, normalise_domain,
 };
 
 /// Largest admin request body (a bulk import of `import_batch_max` names fits easily).
@@ -323,15 +323,17 @@ async fn get_policy(State(s): State<AdminState>) -> Json<RotationPolicy> {
     Json(s.plane.policy())
 }
 
-/// Replace the rotation policy (validated; applied at once).
-#[utoipa::path(put, path = "/admin/v1/policy", request_body = RotationPolicy,
-    responses((status = 200, body = RotationPolicy), (status = 400, body = Problem), (status = 415, body = Problem),
-        (status = 422, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
+/// Change the rotation policy: only the fields sent change (`null` unsets an optional
+/// limit); the result is validated by the config file's rules and applied at once.
+#[utoipa::path(put, path = "/admin/v1/policy", request_body = PolicyPatch,
+    responses((status = 200, body = RotationPolicy, description = "the whole policy now in force"),
+        (status = 400, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem),
+        (status = 401, body = Problem), (status = 403, body = Problem)))]
 async fn put_policy(
     State(s): State<AdminState>,
-    JsonBody(p): JsonBody<RotationPolicy>,
+    JsonBody(patch): JsonBody<PolicyPatch>,
 ) -> Result<Json<RotationPolicy>, Problem> {
-    Ok(Json(s.plane.set_policy(p, "admin api")?))
+    Ok(Json(s.plane.set_policy(&patch, "admin api")?))
 }
 
 /// A domain with a confirmed listing.
