@@ -86,7 +86,10 @@ fn documents_are_valid_and_declare_query_parameters() {
     let auth = format!("Bearer {ADMIN_TOKEN}");
     let docs = [
         ("public", format!("http://{}/api/v1/openapi.json", app.http)),
-        ("admin", format!("http://{}/admin/v1/openapi.json", app.admin)),
+        (
+            "admin",
+            format!("http://{}/admin/v1/openapi.json", app.admin),
+        ),
     ];
     let mut query_names = Vec::new();
     for (name, url) in &docs {
@@ -108,7 +111,10 @@ fn documents_are_valid_and_declare_query_parameters() {
         for (path, method, param, place, required) in parameters(&doc) {
             match place.as_str() {
                 "path" => {
-                    assert!(path.contains(&format!("{{{param}}}")), "{method} {path}: {param}");
+                    assert!(
+                        path.contains(&format!("{{{param}}}")),
+                        "{method} {path}: {param}"
+                    );
                     assert!(required, "{method} {path}: path parameter {param}");
                 }
                 "query" => {
@@ -219,29 +225,56 @@ fn extractor_rejections_are_problems() {
     let public = |p: &str| format!("http://{}{p}", app.http);
     let admin_url = |p: &str| format!("http://{}{p}", app.admin);
     let cases = [
-        (public("/api/v1/mailboxes/%FF/messages"), bearer.clone(), 400),
+        (
+            public("/api/v1/mailboxes/%FF/messages"),
+            bearer.clone(),
+            400,
+        ),
         (
             public(&format!("/api/v1/mailboxes/{address}/messages?limit=many")),
             bearer.clone(),
             400,
         ),
         (
-            public(&format!("/api/v1/mailboxes/{address}/messages/1?remote_images=perhaps")),
+            public(&format!(
+                "/api/v1/mailboxes/{address}/messages/1?remote_images=perhaps"
+            )),
             bearer.clone(),
             400,
         ),
-        (public(&format!("/api/v1/mailboxes/{address}/ws")), bearer.clone(), 400),
-        (admin_url("/admin/v1/domains?state=bogus"), admin.clone(), 400),
+        (
+            public(&format!("/api/v1/mailboxes/{address}/ws")),
+            bearer.clone(),
+            400,
+        ),
+        (
+            admin_url("/admin/v1/domains?state=bogus"),
+            admin.clone(),
+            400,
+        ),
         (admin_url("/admin/v1/domains/%FF"), admin.clone(), 400),
         (admin_url("/admin/v1/nothing-here"), admin.clone(), 404),
     ];
     for (url, auth, want) in cases {
         let (status, ct, body) = get(&url, &[("Authorization", &auth)]);
-        assert_eq!((status, ct.as_str()), (want, "application/problem+json"), "{url}: {body}");
+        assert_eq!(
+            (status, ct.as_str()),
+            (want, "application/problem+json"),
+            "{url}: {body}"
+        );
         let v: Value = serde_json::from_str(&body).unwrap();
-        assert!(v["type"].as_str().unwrap().starts_with("urn:tempmx:problem:"), "{url}: {body}");
+        assert!(
+            v["type"]
+                .as_str()
+                .unwrap()
+                .starts_with("urn:tempmx:problem:"),
+            "{url}: {body}"
+        );
         assert_eq!(v["status"], want, "{url}");
-        assert!(v["title"].is_string() && v["detail"].is_string(), "{url}: {body}");
+        assert!(
+            v["title"].is_string() && v["detail"].is_string(),
+            "{url}: {body}"
+        );
     }
     // A method the admin route does not have, and a body that is not JSON.
     let agent: ureq::Agent = ureq::Agent::config_builder()

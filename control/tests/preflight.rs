@@ -62,7 +62,10 @@ fn check_config_refuses_what_serve_refuses() {
         (
             "missing TLS files",
             vec![
-                ("ingress.tls.cert_path", "/nonexistent/tempmx-cert.pem".into()),
+                (
+                    "ingress.tls.cert_path",
+                    "/nonexistent/tempmx-cert.pem".into(),
+                ),
                 ("ingress.tls.key_path", "/nonexistent/tempmx-key.pem".into()),
             ],
             "ingress.tls:",

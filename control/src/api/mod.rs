@@ -65,7 +65,12 @@ pub fn admin_router(shared: Arc<Shared>) -> Router {
         .with_state(scrape)
         .merge(admin::router(shared.plane.clone(), auth))
         .fallback(|| async {
-            Problem::new(StatusCode::NOT_FOUND, "no-route", "No such route", "no such route")
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "no-route",
+                "No such route",
+                "no such route",
+            )
         })
         .method_not_allowed_fallback(|| async {
             Problem::new(

@@ -176,9 +176,9 @@ pub fn document_media_type(openapi: &mut utoipa::openapi::OpenApi) {
                 let RefOr::T(response) = response else {
                     continue;
                 };
-                let is_problem = response.content.get("application/json").is_some_and(|c| {
-                    matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location == problem_ref)
-                });
+                let is_problem = response.content.get("application/json").is_some_and(
+                    |c| matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location == problem_ref),
+                );
                 if let Some(content) = is_problem
                     .then(|| response.content.shift_remove("application/json"))
                     .flatten()

@@ -41,12 +41,8 @@ const SIGNAL_HANDLER_SETTLE: std::time::Duration = std::time::Duration::from_mil
 /// Stops a binary that has just started: one request and a short settle first, so its
 /// SIGTERM handler is in place before the SIGTERM.
 pub fn stop_when_serving(app: crate::binary_support::Running) {
-    let (status, _) = crate::binary_support::http(
-        "GET",
-        &format!("http://{}/healthz", app.admin),
-        None,
-        None,
-    );
+    let (status, _) =
+        crate::binary_support::http("GET", &format!("http://{}/healthz", app.admin), None, None);
     assert_eq!(status, 200);
     std::thread::sleep(SIGNAL_HANDLER_SETTLE);
     app.stop();

@@ -2,18 +2,18 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use rand::seq::IndexedRandom;
 use tracing::info;
 
 use super::PublicState;
-use crate::api::problem::{PathParams, QueryParams};
 use super::access::{open, token};
 use super::address::{random_local_part, validate_local_part};
 use super::error::{ApiError, ApiResult, Problem};
 use super::types::{CreateMailbox, DomainList, MailboxCreated, TokenQuery, rfc3339};
+use crate::api::problem::{PathParams, QueryParams};
 use crate::mailboxes::{RegistryError, now_ms};
 
 /// Random local parts tried before giving up on a (practically impossible) collision.

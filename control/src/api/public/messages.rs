@@ -7,7 +7,6 @@ use axum::response::{IntoResponse, Response};
 use tempmx_store::{MessageId, MessageView};
 
 use super::PublicState;
-use crate::api::problem::{PathParams, QueryParams};
 use super::access::{Opened, open, token};
 use super::error::{ApiError, ApiResult, Problem};
 use super::render::{self, MimeLimits, attachment_info};
@@ -16,6 +15,7 @@ use super::types::{
     AddressItem, AttachmentItem, EnvelopeItem, HeaderItem, ListQuery, MessageDetail, MessageItem,
     MessagePage, TokenQuery, ViewQuery, auth_items, rfc3339,
 };
+use crate::api::problem::{PathParams, QueryParams};
 
 /// Page size when the request names none.
 const PAGE_LIMIT_DEFAULT: usize = 20;

@@ -23,12 +23,12 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::PublicState;
-use crate::api::problem::{PathParams, QueryParams};
 use super::access::{open, token};
 use super::error::{ApiError, ApiResult, Problem};
 use super::guard::ClientIp;
 use super::subscribers::{Admission, Refused, Transport};
 use super::types::{MessageItem, PushQuery};
+use crate::api::problem::{PathParams, QueryParams};
 use crate::mailboxes::now_ms;
 
 /// Ids remembered to drop duplicates between replay and live events (shards publish
