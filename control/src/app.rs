@@ -179,11 +179,18 @@ impl App {
             .add_source(move |out| crate::metrics::api_families(&subscribers, out));
         let (stop, stop_rx) = watch::channel(false);
         let public_router = api::public_router(public.clone(), shared.clone());
+        let deadlines = shared.config.http.deadlines();
         let tasks = vec![
-            runtime.spawn(api::serve(http_listener, public_router, stop_rx.clone())),
+            runtime.spawn(api::serve(
+                http_listener,
+                public_router,
+                deadlines,
+                stop_rx.clone(),
+            )),
             runtime.spawn(api::serve(
                 admin_listener,
                 api::admin_router(shared.clone()),
+                deadlines,
                 stop_rx.clone(),
             )),
             runtime.spawn(housekeeping(

@@ -47,18 +47,39 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
 }
 
+/// Bounds of `http.header_read_ms_max` and `http.body_read_ms_max`.
+const HTTP_READ_MS: std::ops::RangeInclusive<u64> = 100..=600_000;
+
 /// The `[http]` section.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// Listener of the public API and web inbox.
     pub listen: SocketAddr,
+    /// Longest time a client of either HTTP listener may take to send a request head
+    /// (from connecting, or from the previous response); then the connection is closed.
+    pub header_read_ms_max: u64,
+    /// Longest time a client may take to send a request body once the head is in; then
+    /// the answer is 408 and the connection is closed.
+    pub body_read_ms_max: u64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            header_read_ms_max: 10_000,
+            body_read_ms_max: 30_000,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The deadlines both HTTP listeners apply.
+    pub fn deadlines(&self) -> crate::api::Deadlines {
+        crate::api::Deadlines {
+            header_read: std::time::Duration::from_millis(self.header_read_ms_max),
+            body_read: std::time::Duration::from_millis(self.body_read_ms_max),
         }
     }
 }
@@ -317,6 +338,15 @@ impl Config {
         }
         if let Err(e) = self.api.validate() {
             errors.extend(e);
+        }
+        for (key, ms) in [
+            ("http.header_read_ms_max", self.http.header_read_ms_max),
+            ("http.body_read_ms_max", self.http.body_read_ms_max),
+        ] {
+            if !HTTP_READ_MS.contains(&ms) {
+                let (lo, hi) = (HTTP_READ_MS.start(), HTTP_READ_MS.end());
+                errors.push(format!("{key}: must be {lo}..={hi}"));
+            }
         }
         if let Err(e) = self.ingress.greylist.validate() {
             errors.push(format!("ingress.greylist: {e}"));
