@@ -13,6 +13,9 @@ use std::process::{Command, Output};
 use binary_support::{start, start_fails};
 use safety_support::{config_with, stop_when_serving};
 
+/// One refused configuration: what it shows, the keys it sets, a part of the message.
+type Case = (&'static str, Vec<(&'static str, toml::Value)>, &'static str);
+
 fn check_config(path: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tempmx"))
         .args(["check-config", "--config"])
@@ -43,7 +46,7 @@ fn check_config_refuses_what_serve_refuses() {
     stop_when_serving(start(&base));
 
     let shared = free_addr();
-    let cases: Vec<(&str, Vec<(&str, toml::Value)>, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "store sizing",
             vec![("store.memory_bytes_max", 1_048_576.into())],
