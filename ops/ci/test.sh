@@ -31,7 +31,9 @@ if ! "$venv/bin/schemathesis" --version >/dev/null 2>&1 \
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3 python3-venv >/dev/null
     fi
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q 'schemathesis>=3.39,<4' 'openapi-spec-validator>=0.7'
+    # hypothesis 6.130 and later break schemathesis 3.39 ("'many' object has no attribute 'more'").
+    "$venv/bin/pip" install -q 'schemathesis>=3.39,<4' 'hypothesis>=6.108,<6.130' \
+        'openapi-spec-validator>=0.7'
 fi
 export PATH="$venv/bin:$PATH"
 
