@@ -14,14 +14,10 @@ use tracing::info;
 
 use crate::api;
 use crate::api::public::{DomainSource, PublicState};
-use crate::config::{Config, RecipientMode};
+use crate::config::{Config, ConfigError, RecipientMode};
 use crate::mailboxes::Registry;
 use crate::metrics::Metrics;
 use crate::pool::{ControlError, ControlPlane, PlaneConfig, SystemClock};
-
-/// Room kept in a store record for the header lines we prepend (Received:,
-/// Authentication-Results:) on top of the largest message SMTP accepts.
-const TRACE_HEADERS_BYTES_MAX: usize = 8 * 1024;
 
 /// How often the control runtime expires messages and sweeps expired mailboxes.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
@@ -45,9 +41,9 @@ pub enum AppError {
     /// The control plane's state could not be loaded.
     #[error("control plane")]
     Control(#[from] ControlError),
-    /// Settings of different parts contradict each other.
-    #[error("invalid configuration: {0}")]
-    Config(String),
+    /// The configuration fails the checks `check-config` makes.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// A listener or the runtime could not be set up.
     #[error("{what}")]
     Io {
@@ -108,10 +104,17 @@ struct Signals {
 impl App {
     /// Starts every part on the given configuration.
     pub fn start(config: Config) -> Result<Self, AppError> {
-        let cores = resolve_cores(config.ingress.cores, &config.store);
+        config.validate()?;
+        let (cores, capped) = config.cores();
+        if capped {
+            tracing::warn!(
+                cores,
+                "store.memory_bytes_max is small for this many CPUs; \
+                running fewer ingress cores (raise the budget or set ingress.cores)"
+            );
+        }
         let (store, writers, recovery) = Store::open(&config.store, cores)?;
         info!(%recovery, shards = cores, "store ready");
-        check_record_room(&config, &store)?;
 
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(CONTROL_THREADS)
@@ -184,11 +187,18 @@ impl App {
             .add_source(move |out| crate::metrics::api_families(&subscribers, out));
         let (stop, stop_rx) = watch::channel(false);
         let public_router = api::public_router(public.clone(), shared.clone());
+        let deadlines = shared.config.http.deadlines();
         let tasks = vec![
-            runtime.spawn(api::serve(http_listener, public_router, stop_rx.clone())),
+            runtime.spawn(api::serve(
+                http_listener,
+                public_router,
+                deadlines,
+                stop_rx.clone(),
+            )),
             runtime.spawn(api::serve(
                 admin_listener,
                 api::admin_router(shared.clone()),
+                deadlines,
                 stop_rx.clone(),
             )),
             runtime.spawn(housekeeping(
@@ -321,21 +331,8 @@ fn plane_config(config: &Config) -> PlaneConfig {
         blocklists: config.blocklists.clone(),
         data_dir: config.data_dir.clone(),
         mailboxes_max: config.api.mailboxes_max,
+        drain_secs_min: config.drain_secs_min(),
     }
-}
-
-/// Refuses a message limit the store could not hold once our trace headers are added.
-fn check_record_room(config: &Config, store: &Store) -> Result<(), AppError> {
-    let record_max = store.record_bytes_max();
-    let message_max = config.ingress.limits.message_bytes_max;
-    if message_max + TRACE_HEADERS_BYTES_MAX > record_max {
-        return Err(AppError::Config(format!(
-            "ingress.limits.message_bytes_max ({message_max}) plus {TRACE_HEADERS_BYTES_MAX} bytes of \
-             trace headers exceeds the largest store record ({record_max}); raise \
-             store.segment_bytes or lower the message limit"
-        )));
-    }
-    Ok(())
 }
 
 async fn bind_http(
@@ -383,31 +380,6 @@ fn register_metrics(shared: &Arc<Shared>, ingress: &IngressHandle, dns: &DnsHand
     shared
         .metrics
         .add_source(move |out| crate::metrics::process_families(&facts, registry.len(), out));
-}
-
-/// Segments each shard should get at least when the core count is chosen automatically.
-const AUTO_SEGMENTS_PER_SHARD_MIN: u64 = 4;
-
-/// `ingress.cores = 0` means one core per CPU, capped so every store shard still gets a
-/// few segments of the memory budget (a big machine with the laptop default budget).
-fn resolve_cores(configured: usize, store: &tempmx_store::StoreConfig) -> usize {
-    if configured > 0 {
-        return configured;
-    }
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let fit = store.memory_bytes_max / (AUTO_SEGMENTS_PER_SHARD_MIN * store.segment_bytes).max(1);
-    let cores = cpus.min(usize::try_from(fit).unwrap_or(usize::MAX)).max(1);
-    if cores < cpus {
-        tracing::warn!(
-            cpus,
-            cores,
-            "store.memory_bytes_max is small for this many CPUs; \
-            running fewer ingress cores (raise the budget or set ingress.cores)"
-        );
-    }
-    cores
 }
 
 async fn wait_for_signal(

@@ -10,10 +10,17 @@ use serde::{Deserialize, Serialize};
 use tempmx_dns::DnsConfig;
 use tempmx_ingress::IngressConfig;
 pub use tempmx_ingress::policy::RecipientMode;
-use tempmx_store::{Persistence, StoreConfig};
+use tempmx_store::{Persistence, StoreConfig, StoreError};
 
 /// Environment variable that overrides `admin.token`.
 pub const ADMIN_TOKEN_ENV: &str = "TEMPMX_ADMIN_TOKEN";
+
+/// Room kept in a store record for the header lines we prepend (Received:,
+/// Authentication-Results:) on top of the largest message SMTP accepts.
+const TRACE_HEADERS_BYTES_MAX: usize = 8 * 1024;
+
+/// Segments each shard should get at least when the core count is chosen automatically.
+const AUTO_SEGMENTS_PER_SHARD_MIN: u64 = 4;
 
 /// The whole configuration file.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -41,18 +48,39 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
 }
 
+/// Bounds of `http.header_read_ms_max` and `http.body_read_ms_max`.
+const HTTP_READ_MS: std::ops::RangeInclusive<u64> = 100..=600_000;
+
 /// The `[http]` section.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// Listener of the public API and web inbox.
     pub listen: SocketAddr,
+    /// Longest time a client of either HTTP listener may take to send a request head
+    /// (from connecting, or from the previous response); then the connection is closed.
+    pub header_read_ms_max: u64,
+    /// Longest time a client may take to send a request body once the head is in; then
+    /// the answer is 408 and the connection is closed.
+    pub body_read_ms_max: u64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            header_read_ms_max: 10_000,
+            body_read_ms_max: 30_000,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The deadlines both HTTP listeners apply.
+    pub fn deadlines(&self) -> crate::api::Deadlines {
+        crate::api::Deadlines {
+            header_read: std::time::Duration::from_millis(self.header_read_ms_max),
+            body_read: std::time::Duration::from_millis(self.body_read_ms_max),
         }
     }
 }
@@ -235,7 +263,25 @@ impl Config {
         }
     }
 
-    /// Checks relations between values, reporting every problem at once.
+    /// Ingress cores (one store shard each): `ingress.cores`, or with 0 one per CPU, capped
+    /// so every store shard still gets a few segments of the memory budget (a big machine
+    /// with the laptop default budget). The flag says whether that cap applied.
+    pub fn cores(&self) -> (usize, bool) {
+        if self.ingress.cores > 0 {
+            return (self.ingress.cores, false);
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let store = &self.store;
+        let fit =
+            store.memory_bytes_max / (AUTO_SEGMENTS_PER_SHARD_MIN * store.segment_bytes).max(1);
+        let cores = cpus.min(usize::try_from(fit).unwrap_or(usize::MAX)).max(1);
+        (cores, cores < cpus)
+    }
+
+    /// Checks every value and relation that `serve` would refuse short of binding its
+    /// listeners (store sizing, record room, TLS files, listener clashes, each section's
+    /// own rules), reporting every problem at once. `check-config` and `App::start` both
+    /// run it, so a configuration it passes only fails to start on a busy port.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut errors = Vec::new();
         if self.pool.domains.is_empty() {
@@ -286,7 +332,25 @@ impl Config {
         if let Err(e) = self.api.validate() {
             errors.extend(e);
         }
+        for (key, ms) in [
+            ("http.header_read_ms_max", self.http.header_read_ms_max),
+            ("http.body_read_ms_max", self.http.body_read_ms_max),
+        ] {
+            if !HTTP_READ_MS.contains(&ms) {
+                let (lo, hi) = (HTTP_READ_MS.start(), HTTP_READ_MS.end());
+                errors.push(format!("{key}: must be {lo}..={hi}"));
+            }
+        }
+        if let Err(e) = self.ingress.greylist.validate() {
+            errors.push(format!("ingress.greylist: {e}"));
+        }
+        if let Err(e) = self.dns.validate() {
+            errors.push(format!("dns: {e}"));
+        }
         self.validate_pool(&mut errors);
+        self.validate_store(&mut errors);
+        self.validate_tls(&mut errors);
+        self.validate_listeners(&mut errors);
         if errors.is_empty() {
             Ok(())
         } else {
@@ -296,9 +360,69 @@ impl Config {
 }
 
 impl Config {
+    /// The checks `Store::open` makes, then whether the largest message fits a record.
+    fn validate_store(&self, errors: &mut Vec<String>) {
+        let shards = self.cores().0;
+        let geometry = self
+            .store
+            .validate(shards)
+            .and_then(|()| tempmx_store::sizing::plan(&self.store, shards));
+        let geometry = match geometry {
+            Ok(g) => g,
+            Err(StoreError::Config(list)) => return errors.extend(list),
+            Err(e) => return errors.push(format!("store: {e}")),
+        };
+        let record_max = geometry.record_bytes_max();
+        let message_max = self.ingress.limits.message_bytes_max;
+        if message_max.saturating_add(TRACE_HEADERS_BYTES_MAX) > record_max {
+            errors.push(format!(
+                "ingress.limits.message_bytes_max ({message_max}) plus {TRACE_HEADERS_BYTES_MAX} \
+                 bytes of trace headers exceeds the largest store record ({record_max} with \
+                 store.segment_bytes = {}); raise store.segment_bytes or lower the message limit",
+                self.store.segment_bytes
+            ));
+        }
+    }
+
+    /// Loads the configured certificate and key as the ingress will (a generated
+    /// self-signed certificate needs no check).
+    fn validate_tls(&self, errors: &mut Vec<String>) {
+        let tls = &self.ingress.tls;
+        if tls.disabled || (tls.cert_path.is_none() && tls.key_path.is_none()) {
+            return;
+        }
+        if let Err(e) = tempmx_ingress::tls::server_config(tls, &self.ingress.hostname) {
+            errors.push(format!("ingress.tls: {e}"));
+        }
+    }
+
+    /// Two TCP listeners on one port would make the second bind fail (DNS listens on TCP
+    /// too); port 0 asks for any free port and never clashes.
+    fn validate_listeners(&self, errors: &mut Vec<String>) {
+        let listeners = [
+            ("ingress.listen", self.ingress.listen),
+            ("http.listen", self.http.listen),
+            ("admin.listen", self.admin.listen),
+            ("dns.listen", self.dns.listen),
+        ];
+        for (i, (name, addr)) in listeners.iter().enumerate() {
+            for (other, other_addr) in &listeners[i + 1..] {
+                if clash(*addr, *other_addr) {
+                    errors.push(format!(
+                        "{name} ({addr}) and {other} ({other_addr}) use the same port; \
+                         each listener needs its own address"
+                    ));
+                }
+            }
+        }
+    }
+
     fn validate_pool(&self, errors: &mut Vec<String>) {
         for (section, result) in [
-            ("pool.policy", self.pool.policy.validate()),
+            (
+                "pool.policy",
+                self.pool.policy.validate(self.drain_secs_min()),
+            ),
             ("pool.limits", self.pool.limits.validate()),
             ("blocklists", self.blocklists.validate()),
         ] {
@@ -306,16 +430,22 @@ impl Config {
                 errors.extend(e.into_iter().map(|e| format!("{section}: {e}")));
             }
         }
-        // Draining must outlast every mailbox, or mail for live addresses would bounce.
-        let ttl_longest = self.store.ttl_secs.max(self.api.ttl_secs_max);
-        if self.pool.policy.drain_secs < ttl_longest {
-            errors.push(format!(
-                "pool.policy.drain_secs ({}) must be at least the longest mailbox TTL \
-                 (store.ttl_secs, api.ttl_secs_max: {ttl_longest})",
-                self.pool.policy.drain_secs
-            ));
-        }
     }
+
+    /// The shortest drain a rotation policy may set, here and in the admin API: draining
+    /// must outlast every mailbox, or mail for live addresses would bounce.
+    pub fn drain_secs_min(&self) -> u64 {
+        self.store.ttl_secs.max(self.api.ttl_secs_max)
+    }
+}
+
+/// Whether binding `b` would fail because `a` holds the port (a wildcard address holds it
+/// on every address of its family, and `[::]` on IPv4 too).
+fn clash(a: SocketAddr, b: SocketAddr) -> bool {
+    if a.port() == 0 || a.port() != b.port() {
+        return false;
+    }
+    a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified()
 }
 
 #[cfg(test)]

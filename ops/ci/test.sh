@@ -34,4 +34,23 @@ export HADOLINT="$tools/hadolint-venv/bin/hadolint"
 # axe-core at the version of the committed package-lock.json, for the accessibility scan.
 npm ci --prefix control/tests/web --no-audit --no-fund --loglevel=error
 
+# The OpenAPI contract tests run openapi-spec-validator and schemathesis (PyPI) from a
+# virtual environment kept between runs; its bin goes first on PATH for the tests.
+venv="${TEMPMX_PY_VENV:-$HOME/.cache/tempmx/py}"
+if ! "$venv/bin/schemathesis" --version >/dev/null 2>&1 \
+    || ! [ -x "$venv/bin/openapi-spec-validator" ]; then
+    command -v python3 >/dev/null || need_py=1
+    python3 -m venv --help >/dev/null 2>&1 || need_py=1
+    if [ -n "${need_py:-}" ]; then
+        if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3 python3-venv >/dev/null
+    fi
+    python3 -m venv "$venv"
+    # hypothesis 6.130 and later break schemathesis 3.39 ("'many' object has no attribute 'more'").
+    "$venv/bin/pip" install -q 'schemathesis>=3.39,<4' 'hypothesis>=6.108,<6.130' \
+        'openapi-spec-validator>=0.7'
+fi
+export PATH="$venv/bin:$PATH"
+
 cargo test --workspace --locked --no-fail-fast "$@"

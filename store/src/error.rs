@@ -48,4 +48,13 @@ pub enum StoreError {
     /// The group-commit thread is gone, so durability cannot be promised.
     #[error("commit thread stopped")]
     CommitStopped,
+    /// A shard's group-commit thread could not be started, so no message could be made
+    /// durable; the store refuses to open rather than answer every message 451.
+    #[error("cannot start the commit thread of shard {shard}: {source}")]
+    CommitSpawn {
+        /// The shard.
+        shard: usize,
+        /// Why the thread could not be created.
+        source: std::io::Error,
+    },
 }

@@ -36,6 +36,7 @@
 
 use crate::config::StoreConfig;
 use crate::error::StoreError;
+use crate::frame::HEADER_BYTES;
 use crate::index::{self, DELTA_MAX, map_bytes};
 use crate::parts::PART_OVERHEAD_BYTES;
 
@@ -58,6 +59,13 @@ impl Geometry {
     /// Arena bytes.
     pub fn arena_bytes(&self) -> usize {
         self.segments * self.segment_bytes
+    }
+
+    /// The largest raw message (trace headers + body) a record may carry: a segment less
+    /// its frame header and the room kept for envelope and summary.
+    pub fn record_bytes_max(&self) -> usize {
+        let seg = self.segment_bytes;
+        seg - HEADER_BYTES - (seg / 8).min(64 << 10)
     }
 
     /// Most bytes the index may hold (its entry ring and mailbox heads at the budget).

@@ -14,7 +14,6 @@ use crate::arena::Arena;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{CommitPolicy, Persistence, StoreConfig};
 use crate::error::StoreError;
-use crate::frame::HEADER_BYTES;
 use crate::id::shard_of;
 use crate::journal::{Entry, Journal, Tombs};
 use crate::parts::Parts;
@@ -206,7 +205,7 @@ impl Store {
         });
         let writers = (0..shards)
             .map(|i| ShardWriter::new(Arc::clone(&inner), i))
-            .collect();
+            .collect::<Result<_, _>>()?;
         tracing::info!(%report, segments = geometry.segments, segment_bytes = geometry.segment_bytes,
             entries = geometry.entries, "store opened");
         Ok((Arc::new(Store { inner }), writers, report))
@@ -215,8 +214,7 @@ impl Store {
     /// The largest raw message (trace headers + body) the store accepts; advertise
     /// below this in SMTP `SIZE`. Envelope and summary need the rest of a segment.
     pub fn record_bytes_max(&self) -> usize {
-        let seg = self.inner.geometry.segment_bytes;
-        seg - HEADER_BYTES - (seg / 8).min(64 << 10)
+        self.inner.geometry.record_bytes_max()
     }
 
     /// The per-shard layout chosen at start-up.

@@ -55,7 +55,10 @@ struct Scratch {
 }
 
 impl ShardWriter {
-    pub(crate) fn new(inner: Arc<Inner>, shard: usize) -> Self {
+    /// A writer of `shard`; in `disk` mode with `batch` commits it starts the shard's
+    /// group-commit thread, and failing to start it is an error (see
+    /// [`StoreError::CommitSpawn`]).
+    pub(crate) fn new(inner: Arc<Inner>, shard: usize) -> Result<Self, StoreError> {
         let cfg = &inner.cfg;
         let (mapping, parts_map) = {
             let sh = inner.shards[shard].read();
@@ -73,17 +76,17 @@ impl ShardWriter {
                 std::thread::Builder::new()
                     .name(format!("store-commit-{shard}"))
                     .spawn(move || commit_loop(&rx, &maps, wait, &inner2))
-                    .ok()
-                    .map(|_| tx)
+                    .map_err(|source| StoreError::CommitSpawn { shard, source })?;
+                Some(tx)
             }
             _ => None,
         };
-        Self {
+        Ok(Self {
             inner,
             shard,
             commits,
             scratch: Scratch::default(),
-        }
+        })
     }
 
     /// The shard this writer owns.

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -15,11 +15,11 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::problem::{JsonBody, Problem, QueryParams};
+use super::problem::{JsonBody, PathParams, Problem, QueryParams};
 use crate::blocklist::Observation;
 use crate::pool::{
     AddOutcome, AuditEvent, ControlError, ControlPlane, CycleReport, DomainInfo, DomainState,
-    Listing, RotationPolicy,
+    Listing, PolicyPatch, RotationPolicy,
 };
 
 /// Largest admin request body (a bulk import of `import_batch_max` names fits easily).
@@ -100,9 +100,9 @@ struct ApiDoc;
 /// The admin routes (all under `/admin/v1`) with auth and body limit applied; the app
 /// merges this into the admin listener's router.
 pub fn router(plane: Arc<ControlPlane>, auth: AdminAuth) -> Router {
-    let (api, doc) = api_router().split_for_parts();
+    let (api, _) = api_router().split_for_parts();
     // Serialized once: the document never changes while the process runs.
-    let doc = Arc::new(doc.to_json().unwrap_or_default());
+    let doc = Arc::new(openapi().to_json().unwrap_or_default());
     let auth = Arc::new(auth);
     api.route(
         "/admin/v1/openapi.json",
@@ -117,7 +117,9 @@ pub fn router(plane: Arc<ControlPlane>, auth: AdminAuth) -> Router {
 
 /// The OpenAPI document of the admin API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().split_for_parts().1
+    let mut doc = api_router().split_for_parts().1;
+    super::problem::document_media_type(&mut doc);
+    doc
 }
 
 fn api_router() -> OpenApiRouter<AdminState> {
@@ -151,6 +153,7 @@ async fn openapi_json(doc: Arc<String>) -> Response {
 
 /// Domain list filter.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     /// Only domains in this state.
@@ -226,13 +229,14 @@ async fn add_domains(
     responses((status = 200, body = DomainInfo), (status = 404, body = Problem), (status = 401, body = Problem)))]
 async fn get_domain(
     State(s): State<AdminState>,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
 ) -> Result<Json<DomainInfo>, Problem> {
     Ok(Json(s.plane.domain(&pool_domain(&name)?)?))
 }
 
 /// Deletion reason.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct DeleteQuery {
     /// Why (audit log).
@@ -244,7 +248,7 @@ struct DeleteQuery {
     responses((status = 204, description = "deleted"), (status = 404, body = Problem), (status = 409, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
 async fn delete_domain(
     State(s): State<AdminState>,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
     QueryParams(q): QueryParams<DeleteQuery>,
 ) -> Result<StatusCode, Problem> {
     s.plane.delete(
@@ -269,7 +273,7 @@ struct StateChange {
     responses((status = 200, body = DomainInfo), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
 async fn set_state(
     State(s): State<AdminState>,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
     JsonBody(req): JsonBody<StateChange>,
 ) -> Result<Json<DomainInfo>, Problem> {
     Ok(Json(s.plane.set_state(
@@ -300,7 +304,7 @@ const LIST_NAME_BYTES_MAX: usize = 253;
     responses((status = 200, body = DomainInfo), (status = 404, body = Problem), (status = 422, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
 async fn mark_listed(
     State(s): State<AdminState>,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
     JsonBody(req): JsonBody<MarkListed>,
 ) -> Result<Json<DomainInfo>, Problem> {
     let list = req.list.as_deref().unwrap_or(OPERATOR_LIST);
@@ -324,7 +328,7 @@ async fn mark_listed(
     responses((status = 200, body = DomainInfo), (status = 404, body = Problem), (status = 422, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
 async fn clear_listing(
     State(s): State<AdminState>,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
     QueryParams(q): QueryParams<DeleteQuery>,
 ) -> Result<Json<DomainInfo>, Problem> {
     let reason = q.reason.as_deref().unwrap_or("admin api");
@@ -359,7 +363,7 @@ struct DomainStats {
     responses((status = 200, body = DomainStats), (status = 404, body = Problem), (status = 401, body = Problem)))]
 async fn domain_stats(
     State(s): State<AdminState>,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
 ) -> Result<Json<DomainStats>, Problem> {
     let info = s.plane.domain(&pool_domain(&name)?)?;
     let now = s.plane.now();
@@ -382,14 +386,17 @@ async fn get_policy(State(s): State<AdminState>) -> Json<RotationPolicy> {
     Json(s.plane.policy())
 }
 
-/// Replace the rotation policy (validated; applied at once).
-#[utoipa::path(put, path = "/admin/v1/policy", request_body = RotationPolicy,
-    responses((status = 200, body = RotationPolicy), (status = 422, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
+/// Change the rotation policy: only the fields sent change (`null` unsets an optional
+/// limit); the result is validated by the config file's rules and applied at once.
+#[utoipa::path(put, path = "/admin/v1/policy", request_body = PolicyPatch,
+    responses((status = 200, body = RotationPolicy, description = "the whole policy now in force"),
+        (status = 400, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem),
+        (status = 401, body = Problem), (status = 403, body = Problem)))]
 async fn put_policy(
     State(s): State<AdminState>,
-    JsonBody(p): JsonBody<RotationPolicy>,
+    JsonBody(patch): JsonBody<PolicyPatch>,
 ) -> Result<Json<RotationPolicy>, Problem> {
-    Ok(Json(s.plane.set_policy(p, "admin api")?))
+    Ok(Json(s.plane.set_policy(&patch, "admin api")?))
 }
 
 /// A domain with a confirmed listing.
@@ -483,6 +490,7 @@ fn pool_domain(name: &str) -> Result<tempmx_store::Domain, ControlError> {
 
 /// Audit paging.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AuditQuery {
     /// Return events with an id greater than this (0: from the oldest kept).

@@ -2,40 +2,84 @@
 //! They run on the control runtime, never on the ingress cores.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::watch;
 use tracing::warn;
 
+pub use self::deadline::Deadlines;
+
+use self::problem::Problem;
 use crate::app::Shared;
 
 pub mod admin;
+pub mod deadline;
 pub mod problem;
 pub mod public;
 
+/// Pause after a failed accept (out of file descriptors), so the loop does not spin.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+
 /// Serves `router` on `listener` until `stop` turns true, then finishes open requests.
+/// A client has `deadlines.header_read` to send a request head (hyper then closes the
+/// connection) and `deadlines.body_read` for its body (then the answer is 408).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    deadlines: Deadlines,
     mut stop: watch::Receiver<bool>,
 ) {
-    let shutdown = async move {
-        let _ = stop.wait_for(|s| *s).await;
-    };
-    // Connect info gives the handlers the client address (per-IP rate limits).
-    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    if let Err(e) = axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        warn!(error = %e, "http server stopped with an error");
+    let router = router.layer(middleware::from_fn_with_state(
+        deadlines.body_read,
+        deadline::body_deadline,
+    ));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(deadlines.header_read);
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(error = %e, "http accept failed");
+                tokio::time::sleep(ACCEPT_RETRY).await;
+                continue;
+            }
+        };
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            // The client address, for per-IP rate limits (what axum's connect info gives).
+            req.extensions_mut().insert(ConnectInfo(peer));
+            tower_service::Service::call(&mut router.clone(), req)
+        });
+        let conn = http
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        let mut stop = stop.clone();
+        conns.spawn(async move {
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = stop.wait_for(|s| *s) => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        });
     }
+    while conns.join_next().await.is_some() {}
 }
 
 /// The public listener's routes: the mailbox API, live push and the web inbox.
@@ -62,7 +106,23 @@ pub fn admin_router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(scrape)
-        .merge(admin::router(shared.plane.clone(), auth));
+        .merge(admin::router(shared.plane.clone(), auth))
+        .fallback(|| async {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "no-route",
+                "No such route",
+                "no such route",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                "method not allowed",
+            )
+        });
     with_request_metrics(router, shared, "admin")
 }
 
@@ -118,6 +178,12 @@ async fn metrics(State(state): State<MetricsState>, headers: HeaderMap) -> impl 
             body,
         )
             .into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("metrics: {e}\n")).into_response(),
+        Err(e) => Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics-unavailable",
+            "Metrics could not be rendered",
+            e.to_string(),
+        )
+        .into_response(),
     }
 }

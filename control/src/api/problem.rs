@@ -1,6 +1,6 @@
 //! RFC 9457 problem details (`application/problem+json`) with stable `type` URIs.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -29,7 +29,7 @@ pub struct Problem {
     /// What went wrong this time.
     pub detail: String,
     /// Every individual problem, for validation errors.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
 }
 
@@ -158,6 +158,38 @@ impl From<ControlError> for Problem {
     }
 }
 
+/// Documents every `Problem` body under its real media type, `application/problem+json`
+/// (utoipa writes every body as `application/json`). Apply to a finished document.
+pub fn document_media_type(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    let problem_ref = "#/components/schemas/Problem";
+    for item in openapi.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in operations.into_iter().flatten() {
+            for response in op.responses.responses.values_mut() {
+                let RefOr::T(response) = response else {
+                    continue;
+                };
+                let is_problem = response.content.get("application/json").is_some_and(
+                    |c| matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location == problem_ref),
+                );
+                if let Some(content) = is_problem
+                    .then(|| response.content.shift_remove("application/json"))
+                    .flatten()
+                {
+                    response.content.insert(CONTENT_TYPE.to_owned(), content);
+                }
+            }
+        }
+    }
+}
+
 /// A JSON request body whose rejections are problems (400 malformed, 413 too large,
 /// 415 not JSON, 422 wrong fields).
 pub struct JsonBody<T>(pub T);
@@ -205,6 +237,30 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
             Err(r) => Err(query_problem(r)),
         }
     }
+}
+
+/// Path parameters whose rejection is a 400 problem (a segment that is not UTF-8 once
+/// percent-decoded, or not of the parameter's type).
+pub struct PathParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathParams<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Self(v)),
+            Err(r) => Err(path_problem(r)),
+        }
+    }
+}
+
+fn path_problem(r: PathRejection) -> Problem {
+    Problem::new(
+        r.status(),
+        "invalid-path",
+        "Invalid path parameters",
+        r.body_text(),
+    )
 }
 
 fn query_problem(r: QueryRejection) -> Problem {

@@ -45,9 +45,18 @@ impl Default for RotationPolicy {
 }
 
 impl RotationPolicy {
-    /// Checks the values; every problem is listed as `field: what`.
-    pub fn validate(&self) -> Result<(), Vec<String>> {
+    /// Checks the values; every problem is listed as `field: what`. `drain_secs_min` is
+    /// the longest mailbox TTL (`store.ttl_secs`, `api.ttl_secs_max`): draining must
+    /// outlast every mailbox, or mail for live addresses would bounce. The config file and
+    /// the admin API both check through here.
+    pub fn validate(&self, drain_secs_min: u64) -> Result<(), Vec<String>> {
         let mut errors = Vec::new();
+        if self.drain_secs < drain_secs_min {
+            errors.push(format!(
+                "drain_secs: must be at least {drain_secs_min}, the longest mailbox TTL \
+                 (store.ttl_secs, api.ttl_secs_max)"
+            ));
+        }
         if self.active_target == 0 || self.active_target > ACTIVE_TARGET_MAX {
             errors.push(format!("active_target: must be 1..={ACTIVE_TARGET_MAX}"));
         }
@@ -76,6 +85,54 @@ impl RotationPolicy {
             Err(errors)
         }
     }
+}
+
+/// A partial rotation policy (`PUT /admin/v1/policy`): a field left out keeps its value,
+/// `null` unsets an optional limit.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyPatch {
+    /// See [`RotationPolicy::active_target`].
+    pub active_target: Option<u32>,
+    /// See [`RotationPolicy::active_age_max_secs`]; `null` means never.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>)]
+    pub active_age_max_secs: Option<Option<u64>>,
+    /// See [`RotationPolicy::messages_max`]; `null` means never.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>)]
+    pub messages_max: Option<Option<u64>>,
+    /// See [`RotationPolicy::retire_on_listing`].
+    pub retire_on_listing: Option<bool>,
+    /// See [`RotationPolicy::listing_confirmations`].
+    pub listing_confirmations: Option<u32>,
+    /// See [`RotationPolicy::drain_secs`].
+    pub drain_secs: Option<u64>,
+}
+
+impl PolicyPatch {
+    /// `policy` with the fields this patch names replaced.
+    pub fn apply(&self, policy: &RotationPolicy) -> RotationPolicy {
+        RotationPolicy {
+            active_target: self.active_target.unwrap_or(policy.active_target),
+            active_age_max_secs: self
+                .active_age_max_secs
+                .unwrap_or(policy.active_age_max_secs),
+            messages_max: self.messages_max.unwrap_or(policy.messages_max),
+            retire_on_listing: self.retire_on_listing.unwrap_or(policy.retire_on_listing),
+            listing_confirmations: self
+                .listing_confirmations
+                .unwrap_or(policy.listing_confirmations),
+            drain_secs: self.drain_secs.unwrap_or(policy.drain_secs),
+        }
+    }
+}
+
+/// A field that is present, even as `null` (serde calls this only when the key exists).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 /// Limits of the control plane; each has a defined answer when reached (see the admin API).
@@ -139,7 +196,7 @@ mod tests {
     // Goal: defaults are valid and each bound is enforced at its limit.
     #[test]
     fn policy_bounds() {
-        RotationPolicy::default().validate().expect("test setup");
+        RotationPolicy::default().validate(0).expect("test setup");
         PoolLimits::default().validate().expect("test setup");
         let at_limit = RotationPolicy {
             active_target: ACTIVE_TARGET_MAX,
@@ -149,7 +206,7 @@ mod tests {
             messages_max: Some(1),
             ..RotationPolicy::default()
         };
-        at_limit.validate().expect("test setup");
+        at_limit.validate(DRAIN_SECS_MAX).expect("test setup");
         let over = RotationPolicy {
             active_target: ACTIVE_TARGET_MAX + 1,
             listing_confirmations: 0,
@@ -158,12 +215,43 @@ mod tests {
             messages_max: Some(0),
             ..RotationPolicy::default()
         };
-        assert_eq!(over.validate().expect_err("must fail").len(), 5);
+        assert_eq!(over.validate(0).expect_err("must fail").len(), 5);
+        let short = RotationPolicy {
+            drain_secs: 3599,
+            ..RotationPolicy::default()
+        };
+        assert_eq!(short.validate(3600).expect_err("must fail").len(), 1);
         let limits = PoolLimits {
             domains_max: 0,
             tick_ms: 5,
             ..PoolLimits::default()
         };
         assert_eq!(limits.validate().expect_err("must fail").len(), 2);
+    }
+
+    // Goal: a patch changes only the fields it names, and `null` unsets an optional
+    // limit while a missing key keeps it. Method: apply parsed patches to a policy.
+    #[test]
+    fn patch_changes_only_named_fields() {
+        let base = RotationPolicy {
+            active_target: 3,
+            messages_max: Some(500),
+            drain_secs: 7200,
+            ..RotationPolicy::default()
+        };
+        let patch: PolicyPatch =
+            serde_json::from_str(r#"{"listing_confirmations": 4}"#).expect("patch");
+        let got = patch.apply(&base);
+        assert_eq!(
+            got,
+            RotationPolicy {
+                listing_confirmations: 4,
+                ..base.clone()
+            }
+        );
+        let patch: PolicyPatch = serde_json::from_str(r#"{"messages_max": null}"#).expect("patch");
+        assert_eq!(patch.apply(&base).messages_max, None);
+        assert_eq!(patch.apply(&base).active_target, 3);
+        assert!(serde_json::from_str::<PolicyPatch>(r#"{"bogus": 1}"#).is_err());
     }
 }

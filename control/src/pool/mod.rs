@@ -3,7 +3,7 @@
 //!
 //! Layout: `domain` (one domain, its lifecycle), `rotation` (the pure policy planner),
 //! `plane` (the [`ControlPlane`]: operator changes, rules, persistence, publishing),
-//! `state` (the atomic state file), `audit`, `counters` (per-domain message counts fed
+//! `state` (the atomic state file), `drift` (saved state against the file at start), `audit`, `counters` (per-domain message counts fed
 //! from the store writers),
 //! `publish` (snapshots for ingress and DNS), `clock`, `config` (policy and limits).
 
@@ -12,6 +12,7 @@ mod clock;
 mod config;
 mod counters;
 mod domain;
+mod drift;
 mod plane;
 mod publish;
 pub mod rotation;
@@ -23,9 +24,10 @@ use tempmx_ingress::policy::{PoolSnapshot, RecipientMode};
 
 pub use audit::{AuditAction, AuditEvent, AuditLog};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{PoolLimits, RotationPolicy};
+pub use config::{PolicyPatch, PoolLimits, RotationPolicy};
 pub use counters::{Count, CountingSink, MessageCounters};
 pub use domain::{Domain, DomainState, Listing};
+pub use drift::Drift;
 pub use plane::{
     AddOutcome, COUNTS_SAVE_SECS, ControlError, ControlPlane, CycleReport, DomainInfo, PlaneConfig,
 };

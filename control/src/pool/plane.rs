@@ -13,9 +13,10 @@ use tracing::{info, warn};
 
 use super::audit::{AuditAction, AuditEvent};
 use super::clock::Clock;
-use super::config::{PoolLimits, RotationPolicy};
+use super::config::{PolicyPatch, PoolLimits, RotationPolicy};
 use super::counters::MessageCounters;
 use super::domain::{Domain, DomainState, Listing};
+use super::drift::Drift;
 use super::publish::{DnsPublish, Targets, dns_snapshot};
 use super::rotation::RotationReason;
 use super::state::{PoolState, StateError, StateFile};
@@ -47,6 +48,9 @@ pub struct PlaneConfig {
     pub data_dir: Option<PathBuf>,
     /// Live mailboxes the registry holds (`api.mailboxes_max`).
     pub mailboxes_max: usize,
+    /// Shortest `drain_secs` a policy may have: the longest mailbox TTL
+    /// (`Config::drain_secs_min`).
+    pub drain_secs_min: u64,
 }
 
 /// Why a control-plane operation failed; the admin API maps each variant to a problem type.
@@ -178,6 +182,8 @@ pub struct ControlPlane {
     last_cycle: Mutex<Option<CycleReport>>,
     /// Domains rotated out of the active set since start, by `RotationReason as usize`.
     rotations: [AtomicU64; RotationReason::ALL.len()],
+    /// Shortest drain a policy may set (the longest mailbox TTL).
+    drain_secs_min: u64,
 }
 
 impl ControlPlane {
@@ -185,7 +191,14 @@ impl ControlPlane {
     /// A corrupt or missing-but-expected state file is an error, never an empty pool.
     pub fn open(config: PlaneConfig, clock: Arc<dyn Clock>) -> Result<Self, ControlError> {
         let mut errors = Vec::new();
-        errors.extend(config.policy.validate().err().unwrap_or_default());
+        let drain_secs_min = config.drain_secs_min;
+        errors.extend(
+            config
+                .policy
+                .validate(drain_secs_min)
+                .err()
+                .unwrap_or_default(),
+        );
         errors.extend(config.limits.validate().err().unwrap_or_default());
         if !errors.is_empty() {
             return Err(ControlError::Config(errors));
@@ -209,6 +222,16 @@ impl ControlPlane {
                 if revalidate(&mut saved.state) {
                     first_start_or_changed = true;
                 }
+                if let Some(f) = &file {
+                    Drift::between(&config.domains, &config.policy, &saved.state).log(f.dir());
+                }
+                if let Err(problems) = saved.state.policy.validate(drain_secs_min) {
+                    warn!(
+                        ?problems,
+                        "the saved rotation policy breaks the rules of this \
+                        configuration; fix it with PUT /admin/v1/policy"
+                    );
+                }
                 saved.state
             }
             None => seed(&config.domains, config.policy, &config.limits, clock.now())?,
@@ -226,6 +249,7 @@ impl ControlPlane {
             dirty: AtomicBool::new(first_start_or_changed),
             counts_unsaved: AtomicBool::new(false),
             saved_at: AtomicU64::new(0),
+            drain_secs_min,
             last_cycle: Mutex::new(None),
             rotations: Default::default(),
         };
@@ -528,16 +552,20 @@ impl ControlPlane {
         self.state.lock().policy.clone()
     }
 
-    /// Replaces the rotation policy (validated), then applies it at once.
+    /// Changes the fields of the rotation policy that `patch` names (the others keep their
+    /// values), validates the result by the configuration's rules, then applies it at once.
     pub fn set_policy(
         &self,
-        policy: RotationPolicy,
+        patch: &PolicyPatch,
         reason: &str,
     ) -> Result<RotationPolicy, ControlError> {
         self.check_reason(reason)?;
-        policy.validate().map_err(ControlError::InvalidPolicy)?;
         self.mutate(true, |s, now, audit_max| {
-            s.policy = policy.clone();
+            let policy = patch.apply(&s.policy);
+            policy
+                .validate(self.drain_secs_min)
+                .map_err(ControlError::InvalidPolicy)?;
+            s.policy = policy;
             s.audit.push(
                 now,
                 None,
@@ -963,6 +991,7 @@ mod tests {
             blocklists: BlocklistConfig::default(),
             data_dir: None,
             mailboxes_max: 10,
+            drain_secs_min: 0,
         };
         let plane = ControlPlane::open(config, clock.clone()).unwrap();
         let spares = ["b.test", "c.test", "d.test"].map(String::from);

@@ -27,6 +27,7 @@ pub fn plane_config(domains: &[&str]) -> PlaneConfig {
         blocklists: BlocklistConfig::default(),
         data_dir: None,
         mailboxes_max: 1_000,
+        drain_secs_min: 0,
     }
 }
 

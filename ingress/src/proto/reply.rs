@@ -41,8 +41,6 @@ pub enum Reply {
     ShuttingDown,
     /// 451 when the store failed transiently.
     StoreTemporary,
-    /// 452 when the store is out of space.
-    StoreFull,
     /// 452 for a recipient over recipients_max.
     TooManyRecipients,
     /// 451 for a greylisted recipient (detail: the retry hint).
@@ -143,7 +141,6 @@ impl Reply {
             Timeout => e(421, "4.4.2", "Timeout, closing connection"),
             ShuttingDown => e(421, "4.3.2", "Service shutting down, closing connection"),
             StoreTemporary => e(451, "4.3.0", "Temporary storage failure, try again later"),
-            StoreFull => e(452, "4.3.1", "Insufficient storage, try again later"),
             TooManyRecipients => e(452, "4.5.3", "Too many recipients"),
             Greylisted => e(451, "4.7.1", "Greylisted, please try again"),
             UnknownCommand => e(500, "5.5.2", "Command unrecognized"),
@@ -302,7 +299,6 @@ mod tests {
             Timeout,
             ShuttingDown,
             StoreTemporary,
-            StoreFull,
             TooManyRecipients,
             Greylisted,
             UnknownCommand,

@@ -112,7 +112,6 @@ impl Session {
             Err(failure) => {
                 let reply = match failure {
                     DeliveryFailure::Temporary => Reply::StoreTemporary,
-                    DeliveryFailure::StorageFull => Reply::StoreFull,
                     DeliveryFailure::TooLarge => Reply::MessageTooLarge,
                 };
                 // Our side failed, so this does not count against the client's errors.

@@ -119,13 +119,12 @@ pub enum Timeout {
     SessionDuration,
 }
 
-/// Why the store did not take a message.
+/// Why the store did not take a message. There is no "out of space": the store is a ring
+/// that makes room by evicting its oldest segment, so a full store still takes mail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeliveryFailure {
     /// Transient failure (451 4.3.0).
     Temporary,
-    /// The store is out of space (452 4.3.1).
-    StorageFull,
     /// The message is larger than the store takes (552 5.3.4).
     TooLarge,
 }

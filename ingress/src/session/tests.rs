@@ -369,12 +369,11 @@ fn data_delivery() {
     assert_eq!(t.s.counters().messages_accepted, 2);
 }
 
-// Goal: the store's failures map to 451/452/552 and the session stays usable.
+// Goal: the store's failures map to 451/552 and the session stays usable.
 #[test]
 fn delivery_failures() {
     for (failure, expect) in [
         (DeliveryFailure::Temporary, "451 4.3.0"),
-        (DeliveryFailure::StorageFull, "452 4.3.1"),
         (DeliveryFailure::TooLarge, "552 5.3.4"),
     ] {
         let mut t = T::new();

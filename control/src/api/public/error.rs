@@ -1,12 +1,9 @@
-//! RFC 9457 problem details: every API error is one of these, with a stable `type`.
+//! The public API's errors: each maps to one RFC 9457 [`Problem`] with a stable `type`.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use utoipa::ToSchema;
 
-/// Prefix of every problem `type`; the suffix is the stable slug.
-pub const PROBLEM_TYPE_PREFIX: &str = "urn:tempmx:problem:";
+pub use crate::api::problem::Problem;
 
 /// Everything the public API can answer with instead of success.
 #[derive(Debug, thiserror::Error)]
@@ -47,20 +44,6 @@ pub enum ApiError {
     /// A capacity limit of the appliance is reached (registry, store subscriptions).
     #[error("{0}")]
     Unavailable(String),
-}
-
-/// The JSON body of a problem (`application/problem+json`).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Problem {
-    /// Stable identifier of the problem kind, `urn:tempmx:problem:<slug>`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Short summary of the kind.
-    pub title: String,
-    /// HTTP status code.
-    pub status: u16,
-    /// What went wrong in this case.
-    pub detail: String,
 }
 
 impl ApiError {
@@ -109,29 +92,16 @@ impl ApiError {
     /// The problem body of this error.
     pub fn problem(&self) -> Problem {
         let (status, slug, title) = self.parts();
-        Problem {
-            kind: format!("{PROBLEM_TYPE_PREFIX}{slug}"),
-            title: title.to_owned(),
-            status: status.as_u16(),
-            detail: self.to_string(),
-        }
+        Problem::new(status, slug, title, self.to_string())
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let problem = self.problem();
-        let status =
-            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::to_vec(&problem).unwrap_or_default();
-        let mut resp = (status, body).into_response();
-        let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        let mut resp = self.problem().into_response();
         if let Self::RateLimited(secs) = self {
-            h.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         resp
     }

@@ -2,8 +2,8 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use rand::seq::IndexedRandom;
 use tempmx_store::{Domain, Mailbox};
@@ -16,6 +16,7 @@ use super::error::{ApiError, ApiResult, Problem};
 use super::types::{
     CreateMailbox, DomainList, ExtendMailbox, MailboxCreated, MailboxExtended, TokenQuery, rfc3339,
 };
+use crate::api::problem::{PathParams, QueryParams};
 use crate::mailboxes::{RegistryError, now_ms};
 
 /// Random local parts tried before giving up on a (practically impossible) collision.
@@ -105,11 +106,12 @@ pub async fn create_mailbox(
 #[utoipa::path(delete, path = "/api/v1/mailboxes/{address}", tag = "mailboxes",
     params(("address" = String, Path, description = "The mailbox address"), TokenQuery),
     security(("bearer" = [])),
-    responses((status = 204, description = "Deleted"), (status = 404, body = Problem), (status = 429, body = Problem)))]
+    responses((status = 204, description = "Deleted"), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 429, body = Problem)))]
 pub async fn delete_mailbox(
     State(state): State<PublicState>,
-    Path(address): Path<String>,
-    Query(q): Query<TokenQuery>,
+    PathParams(address): PathParams<String>,
+    QueryParams(q): QueryParams<TokenQuery>,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
     let opened = open(&state, &address, token(&headers, q.token.as_deref()))?;
@@ -132,8 +134,8 @@ pub async fn delete_mailbox(
         (status = 413, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
 pub async fn extend_mailbox(
     State(state): State<PublicState>,
-    Path(address): Path<String>,
-    Query(q): Query<TokenQuery>,
+    PathParams(address): PathParams<String>,
+    QueryParams(q): QueryParams<TokenQuery>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<MailboxExtended>> {

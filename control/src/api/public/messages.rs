@@ -1,7 +1,7 @@
 //! Reading and deleting messages: listing, detail, raw, sanitised HTML, attachments.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tempmx_store::{MessageId, MessageView};
@@ -15,6 +15,7 @@ use super::types::{
     AddressItem, AttachmentItem, EnvelopeItem, HeaderItem, ListQuery, MessageDetail, MessageItem,
     MessagePage, TokenQuery, ViewQuery, auth_items, rfc3339,
 };
+use crate::api::problem::{PathParams, QueryParams};
 
 /// Page size when the request names none.
 const PAGE_LIMIT_DEFAULT: usize = 20;
@@ -27,8 +28,8 @@ const PAGE_LIMIT_DEFAULT: usize = 20;
         (status = 429, body = Problem)))]
 pub async fn list_messages(
     State(state): State<PublicState>,
-    Path(address): Path<String>,
-    Query(q): Query<ListQuery>,
+    PathParams(address): PathParams<String>,
+    QueryParams(q): QueryParams<ListQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Json<MessagePage>> {
     let opened = open(&state, &address, token(&headers, q.token.as_deref()))?;
@@ -64,11 +65,12 @@ pub async fn list_messages(
     params(("address" = String, Path, description = "The mailbox address"),
         ("id" = String, Path, description = "Message id"), ViewQuery),
     security(("bearer" = [])),
-    responses((status = 200, body = MessageDetail), (status = 404, body = Problem), (status = 429, body = Problem)))]
+    responses((status = 200, body = MessageDetail), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 429, body = Problem)))]
 pub async fn get_message(
     State(state): State<PublicState>,
-    Path((address, id)): Path<(String, String)>,
-    Query(q): Query<ViewQuery>,
+    PathParams((address, id)): PathParams<(String, String)>,
+    QueryParams(q): QueryParams<ViewQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Json<MessageDetail>> {
     let (opened, id, view) = load(&state, &address, &id, token(&headers, q.token.as_deref()))?;
@@ -91,11 +93,12 @@ pub async fn get_message(
     params(("address" = String, Path, description = "The mailbox address"),
         ("id" = String, Path, description = "Message id"), TokenQuery),
     security(("bearer" = [])),
-    responses((status = 200, content_type = "message/rfc822", body = Vec<u8>), (status = 404, body = Problem)))]
+    responses((status = 200, content_type = "message/rfc822", body = Vec<u8>), (status = 400, body = Problem),
+        (status = 404, body = Problem), (status = 429, body = Problem)))]
 pub async fn get_raw(
     State(state): State<PublicState>,
-    Path((address, id)): Path<(String, String)>,
-    Query(q): Query<TokenQuery>,
+    PathParams((address, id)): PathParams<(String, String)>,
+    QueryParams(q): QueryParams<TokenQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let (_, id, view) = load(&state, &address, &id, token(&headers, q.token.as_deref()))?;
@@ -108,11 +111,12 @@ pub async fn get_raw(
     params(("address" = String, Path, description = "The mailbox address"),
         ("id" = String, Path, description = "Message id"), ViewQuery),
     security(("bearer" = [])),
-    responses((status = 200, content_type = "text/html", body = String), (status = 404, body = Problem)))]
+    responses((status = 200, content_type = "text/html", body = String), (status = 400, body = Problem),
+        (status = 404, body = Problem), (status = 429, body = Problem)))]
 pub async fn get_html(
     State(state): State<PublicState>,
-    Path((address, id)): Path<(String, String)>,
-    Query(q): Query<ViewQuery>,
+    PathParams((address, id)): PathParams<(String, String)>,
+    QueryParams(q): QueryParams<ViewQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let (_, _, view) = load(&state, &address, &id, token(&headers, q.token.as_deref()))?;
@@ -160,11 +164,12 @@ pub async fn get_html(
         ("id" = String, Path, description = "Message id"), ("n" = usize, Path, description = "Attachment index"),
         TokenQuery),
     security(("bearer" = [])),
-    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 404, body = Problem)))]
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 400, body = Problem),
+        (status = 404, body = Problem), (status = 429, body = Problem)))]
 pub async fn get_attachment(
     State(state): State<PublicState>,
-    Path((address, id, n)): Path<(String, String, String)>,
-    Query(q): Query<TokenQuery>,
+    PathParams((address, id, n)): PathParams<(String, String, String)>,
+    QueryParams(q): QueryParams<TokenQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let n: u32 = n.parse().map_err(|_| ApiError::NotFound)?;
@@ -186,11 +191,12 @@ pub async fn get_attachment(
     params(("address" = String, Path, description = "The mailbox address"),
         ("id" = String, Path, description = "Message id"), TokenQuery),
     security(("bearer" = [])),
-    responses((status = 204, description = "Deleted"), (status = 404, body = Problem)))]
+    responses((status = 204, description = "Deleted"), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 429, body = Problem)))]
 pub async fn delete_message(
     State(state): State<PublicState>,
-    Path((address, id)): Path<(String, String)>,
-    Query(q): Query<TokenQuery>,
+    PathParams((address, id)): PathParams<(String, String)>,
+    QueryParams(q): QueryParams<TokenQuery>,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
     let opened = open(&state, &address, token(&headers, q.token.as_deref()))?;

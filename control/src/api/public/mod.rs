@@ -184,9 +184,9 @@ pub fn api_routes() -> OpenApiRouter<PublicState> {
 
 /// The OpenAPI document as JSON.
 pub fn openapi_json() -> String {
-    api_routes()
-        .into_openapi()
-        .to_pretty_json()
+    let mut doc = api_routes().into_openapi();
+    crate::api::problem::document_media_type(&mut doc);
+    doc.to_pretty_json()
         .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
 

@@ -11,8 +11,9 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -27,6 +28,7 @@ use super::error::{ApiError, ApiResult, Problem};
 use super::guard::ClientIp;
 use super::subscribers::{Admission, Refused, Transport};
 use super::types::{MessageItem, PushQuery};
+use crate::api::problem::{PathParams, QueryParams};
 use crate::mailboxes::now_ms;
 
 /// Ids remembered to drop duplicates between replay and live events (shards publish
@@ -155,12 +157,13 @@ impl Feed {
     security(("bearer" = [])),
     responses((status = 200, content_type = "text/event-stream", body = MessageItem,
         description = "`event: new_message`, `id: <message id>`, `data: <MessageItem JSON>`"),
-        (status = 404, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+        (status = 400, body = Problem), (status = 404, body = Problem), (status = 429, body = Problem),
+        (status = 503, body = Problem)))]
 pub async fn events(
     State(state): State<PublicState>,
     Extension(ip): Extension<ClientIp>,
-    Path(address): Path<String>,
-    Query(q): Query<PushQuery>,
+    PathParams(address): PathParams<String>,
+    QueryParams(q): QueryParams<PushQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let opened = open(&state, &address, token(&headers, q.token.as_deref()))?;
@@ -202,17 +205,19 @@ fn sse_stream(feed: Feed) -> impl Stream<Item = Result<SseEvent, Infallible>> {
 #[utoipa::path(get, path = "/api/v1/mailboxes/{address}/ws", tag = "push",
     params(("address" = String, Path, description = "The mailbox address"), PushQuery),
     security(("bearer" = [])),
-    responses((status = 101, description = "Switching to WebSocket"), (status = 404, body = Problem),
-        (status = 429, body = Problem)))]
+    responses((status = 101, description = "Switching to WebSocket"),
+        (status = 400, body = Problem, description = "Not a WebSocket handshake, or a bad query"),
+        (status = 404, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
 pub async fn websocket(
     State(state): State<PublicState>,
     Extension(ip): Extension<ClientIp>,
-    Path(address): Path<String>,
-    Query(q): Query<PushQuery>,
+    PathParams(address): PathParams<String>,
+    QueryParams(q): QueryParams<PushQuery>,
     headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
     let opened = open(&state, &address, token(&headers, q.token.as_deref()))?;
+    let upgrade = upgrade.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let resume = resume_id(&headers, q.last_event_id.as_deref())?;
     let feed = Feed::start(
         &state,

@@ -59,6 +59,7 @@ pub struct MailboxExtended {
 /// Token passed in the query string (for `EventSource`, iframes and download links,
 /// which cannot send headers).
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TokenQuery {
     /// The mailbox token, when not sent as `Authorization: Bearer`.
     pub token: Option<String>,
@@ -66,6 +67,7 @@ pub struct TokenQuery {
 
 /// Listing query.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only messages newer than this id.
     pub since: Option<String>,
@@ -79,6 +81,7 @@ pub struct ListQuery {
 
 /// Message view query.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ViewQuery {
     /// Load remote images in the HTML (default: `api.remote_images`).
     pub remote_images: Option<bool>,
@@ -88,6 +91,7 @@ pub struct ViewQuery {
 
 /// Live-push query.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PushQuery {
     /// Resume after this message id (like the `Last-Event-ID` header).
     pub last_event_id: Option<String>,
