@@ -8,7 +8,7 @@
 //! the epoll accept loop and shutdown), `session_loop` (one epoll connection), `conn` (the
 //! epoll connection interface and the TLS transport), `epoll`, `uring` (the io_uring
 //! backend, its own loop), `record` (the per-record deadline), `delivery` (the store
-//! hand-off), `admission`, `buffers`, `counters`.
+//! hand-off), `end` (how a session ends), `admission`, `buffers`, `counters`.
 
 mod admission;
 mod buffers;
@@ -16,6 +16,7 @@ pub(crate) mod conn;
 mod core;
 mod counters;
 mod delivery;
+mod end;
 mod epoll;
 mod listener;
 mod record;

@@ -19,25 +19,11 @@ use super::conn::{Connection, Transport};
 use super::core::Core;
 use super::counters::bump;
 use super::delivery;
+use super::end::End;
 use super::record::RecordClock;
 use crate::session::{
     DeliveryFailure, Effect, Output, PeerInfo, Session, SessionCounters, Timeout,
 };
-
-/// How a session ended.
-#[derive(Debug)]
-enum End {
-    /// The client closed, or the session closed itself (QUIT, error limit, early talker).
-    Closed,
-    /// A timer expired; the session says 421 4.4.2.
-    TimedOut(Timeout),
-    /// Shutdown reached this session; it says 421 4.3.2.
-    Shutdown,
-    /// The socket failed or a write stalled; nothing more is sent.
-    Io(io::Error),
-    /// The TLS handshake failed; the channel is unusable.
-    TlsFailed,
-}
 
 /// Serves one admitted connection to the end, then shuts the socket down.
 pub(crate) async fn serve<C: Connection>(
@@ -367,24 +353,7 @@ impl<C: Connection> Conn<C> {
     /// Sends the last reply the end calls for (bounded), closes TLS, shuts the socket down,
     /// returns the buffers and counts the outcome.
     async fn finish(mut self, end: End) {
-        let counters = self.core.counters();
-        let (counter, speak) = match &end {
-            End::Closed => (&counters.sessions_closed, true),
-            End::TimedOut(which) => {
-                self.session.timed_out(*which, &mut self.out);
-                (&counters.sessions_timed_out, true)
-            }
-            End::Shutdown => {
-                self.session.shutting_down(&mut self.out);
-                (&counters.sessions_shutdown, true)
-            }
-            End::Io(e) => {
-                tracing::debug!(core = self.core.id, error = %e, "session i/o ended");
-                (&counters.sessions_aborted, false)
-            }
-            End::TlsFailed => (&counters.sessions_aborted, false),
-        };
-        bump(counter, 1);
+        let speak = end.account(&self.core, &mut self.session, &mut self.out);
         if speak {
             let bound = self.core.timing.final_write;
             let last_words = async {

@@ -17,6 +17,7 @@ use crate::driver::admission::Permit;
 use crate::driver::core::Core;
 use crate::driver::counters::bump;
 use crate::driver::delivery;
+pub(super) use crate::driver::end::End;
 use crate::driver::record::RecordClock;
 use crate::session::{
     DeliveryFailure, Effect, Output, PeerInfo, Session, SessionCounters, Timeout,
@@ -27,21 +28,6 @@ use crate::session::{
 const INPUT_BYTES_PAUSE: usize = 64 * 1024;
 /// Plaintext read out of rustls per call.
 const TLS_PLAINTEXT_CHUNK: usize = 4096;
-
-/// How a session ended (the same cases as the epoll backend's).
-#[derive(Debug)]
-pub(super) enum End {
-    /// The client closed, or the session closed itself.
-    Closed,
-    /// A timer expired; the session says 421 4.4.2.
-    TimedOut(Timeout),
-    /// Shutdown reached this session; it says 421 4.3.2.
-    Shutdown,
-    /// The socket failed or a write stalled; nothing more is sent.
-    Io(io::Error),
-    /// The TLS handshake failed.
-    TlsFailed,
-}
 
 /// Where the connection is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,7 +63,7 @@ pub(super) struct Conn {
     /// A send operation is in flight.
     pub(super) sending: bool,
     /// The timer entry armed for this connection (sequence number and instant).
-    pub(super) timer: (u32, Option<Instant>),
+    pub(super) timer: (u64, Option<Instant>),
     session: Session,
     out: Output,
     /// Bytes ready for the socket, not yet handed to a send.
@@ -522,24 +508,7 @@ impl Conn {
             Phase::Closing(_) => return self.shut(core),
             _ => {}
         }
-        let counters = core.counters();
-        let (counter, speak) = match &end {
-            End::Closed => (&counters.sessions_closed, true),
-            End::TimedOut(which) => {
-                self.session.timed_out(*which, &mut self.out);
-                (&counters.sessions_timed_out, true)
-            }
-            End::Shutdown => {
-                self.session.shutting_down(&mut self.out);
-                (&counters.sessions_shutdown, true)
-            }
-            End::Io(e) => {
-                tracing::debug!(core = core.id, error = %e, "session i/o ended");
-                (&counters.sessions_aborted, false)
-            }
-            End::TlsFailed => (&counters.sessions_aborted, false),
-        };
-        bump(counter, 1);
+        let speak = end.account(core, &mut self.session, &mut self.out);
         // The session's own Close effect is this end.
         self.out.effect = None;
         self.phase = Phase::Closing(Instant::now() + core.timing.final_write);

@@ -420,11 +420,11 @@ impl EventLoop {
         }
         let deadline = conn.deadline(&self.core);
         if deadline != conn.timer.1 {
-            conn.timer.0 = conn.timer.0.wrapping_add(1);
-            conn.timer.1 = deadline;
-            if let Some(at) = deadline {
-                self.timers.arm(at, slot, conn.timer.0);
-            }
+            conn.timer = match deadline {
+                Some(at) => (self.timers.arm(at, slot), deadline),
+                // Any entry still in the heap is stale now.
+                None => (0, None),
+            };
         }
         Ok(())
     }

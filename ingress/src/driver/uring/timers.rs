@@ -1,6 +1,8 @@
 //! The deadlines of one core's connections: a min-heap with lazy deletion (a connection that
 //! moves its deadline pushes a new entry with a new sequence number; stale entries are
-//! skipped when they surface), checked once per loop turn.
+//! skipped when they surface), checked once per loop turn. Sequence numbers are unique per
+//! core (64 bits, never reused), so a stale entry of a closed connection can never match the
+//! connection that reuses its slot.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -9,13 +11,16 @@ use std::time::Instant;
 /// Deadlines of the connections of one core.
 #[derive(Default)]
 pub(super) struct Timers {
-    heap: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    heap: BinaryHeap<Reverse<(Instant, u32, u64)>>,
+    next_seq: u64,
 }
 
 impl Timers {
-    /// Arms `(slot, seq)` for `at`.
-    pub(super) fn arm(&mut self, at: Instant, slot: u32, seq: u32) {
-        self.heap.push(Reverse((at, slot, seq)));
+    /// Arms a deadline at `at` for `slot`; returns its sequence number.
+    pub(super) fn arm(&mut self, at: Instant, slot: u32) -> u64 {
+        self.next_seq += 1;
+        self.heap.push(Reverse((at, slot, self.next_seq)));
+        self.next_seq
     }
 
     /// The earliest armed deadline (possibly stale).
@@ -24,7 +29,7 @@ impl Timers {
     }
 
     /// Takes one entry due at `now`, if any.
-    pub(super) fn pop_due(&mut self, now: Instant) -> Option<(u32, u32)> {
+    pub(super) fn pop_due(&mut self, now: Instant) -> Option<(u32, u64)> {
         match self.heap.peek() {
             Some(Reverse((at, _, _))) if *at <= now => {
                 self.heap.pop().map(|Reverse((_, slot, seq))| (slot, seq))
