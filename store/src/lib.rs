@@ -1,6 +1,7 @@
 //! Message store of tempmx: sharded rings of zero-copy rkyv records.
 //!
 //! # Layout
+//! - [`address`]: the shared vocabulary, [`Domain`] and [`Mailbox`], and their one rule.
 //! - [`sink`]: the write interface ingress codes against ([`MessageSink`]).
 //! - [`config`]: `[store]` settings; [`sizing`]: how memory is split at start-up.
 //! - [`frame`] and [`record`]: the on-arena format (16-byte header + rkyv payload).
@@ -24,6 +25,7 @@
 //! zeroes the record when no mailbox still references it.
 #![warn(missing_docs)]
 
+pub mod address;
 mod arena;
 pub mod clock;
 pub mod config;
@@ -47,6 +49,7 @@ mod subscribe;
 mod view;
 mod writer;
 
+pub use address::{AddressError, Domain, Mailbox};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{CommitPolicy, Persistence, StoreConfig};
 pub use error::StoreError;
