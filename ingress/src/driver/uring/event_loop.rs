@@ -37,6 +37,9 @@ const CANCEL: u64 = 5;
 const GENERATION_MASK: u32 = (1 << 24) - 1;
 /// Fewest buffers in a core's buffer ring.
 const RING_BUFFERS_MIN: usize = 64;
+/// Pause before re-arming an accept that failed for want of descriptors or memory, so the
+/// loop does not spin while that lasts.
+const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(20);
 /// How long the last stage of a shutdown waits for shut sockets' operations to finish.
 const DRAIN_MAX: Duration = Duration::from_secs(1);
 
@@ -88,6 +91,8 @@ struct EventLoop {
     cqes: Vec<(u64, i32, u32)>,
     done: Vec<Done>,
     stopping: Option<Stopping>,
+    /// When to re-arm an accept that failed hard.
+    accept_retry: Option<Instant>,
 }
 
 /// Runs one core on io_uring until the ingress stops; reports on `ready` once it accepts.
@@ -121,6 +126,7 @@ pub(crate) fn run(
         cqes: Vec::new(),
         done: Vec::new(),
         stopping: None,
+        accept_retry: None,
     };
     this.arm_accept()?;
     this.arm_wake()?;
@@ -138,6 +144,14 @@ impl EventLoop {
             self.enter(wait)?;
             self.reap()?;
             self.fire_timers();
+            if let Some(at) = self.accept_retry
+                && Instant::now() >= at
+            {
+                self.accept_retry = None;
+                if self.stopping.is_none() {
+                    self.arm_accept()?;
+                }
+            }
             self.sync_touched()?;
             if self.stop_step()? {
                 tracing::debug!(core = self.core.id, "core stopped");
@@ -172,10 +186,10 @@ impl EventLoop {
         let stop = self.stopping.map(|s| match s {
             Stopping::Grace(at) | Stopping::LastWords(at) | Stopping::Drain(at) => at,
         });
-        match (self.timers.next(), stop) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.timers.next(), stop, self.accept_retry]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn reap(&mut self) -> io::Result<()> {
@@ -200,18 +214,28 @@ impl EventLoop {
     }
 
     fn accepted(&mut self, result: i32, flags: u32) -> io::Result<()> {
-        if !cqueue::more(flags) && self.stopping.is_none() {
-            self.arm_accept()?;
-        }
+        let rearm = !cqueue::more(flags) && self.stopping.is_none();
         if result < 0 {
             let e = io::Error::from_raw_os_error(-result);
             match -result {
                 libc::ECANCELED | libc::ECONNABORTED | libc::EINTR => {
-                    tracing::debug!(error = %e, "accept")
+                    tracing::debug!(error = %e, "accept");
+                    if rearm {
+                        self.arm_accept()?;
+                    }
                 }
-                _ => tracing::warn!(error = %e, "accept failed"),
+                // Out of descriptors or memory: pause so the loop does not spin while it lasts.
+                _ => {
+                    tracing::warn!(error = %e, "accept failed");
+                    if rearm {
+                        self.accept_retry = Some(Instant::now() + ACCEPT_RETRY_PAUSE);
+                    }
+                }
             }
             return Ok(());
+        }
+        if rearm {
+            self.arm_accept()?;
         }
         // SAFETY: a successful accept returns a new descriptor that nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(result) };
