@@ -9,10 +9,15 @@
 #        RUNS, TARGET_S, SESSIONS, MSG_LEN, VARIANTS: passed to smtp-anchors.sh
 #        TEMPMX_ARGS: extra `tempmx serve` arguments, e.g. "--config epoll-1core.toml"
 #        TEMPMX_NAME: the name tempmx rows get in the table (default tempmx)
+#        TEMPMX_CONFIGS: several tempmx servers in one sitting, as name=config pairs, e.g.
+#          "tempmx-uring=bench/configs/uring.toml tempmx-epoll=bench/configs/epoll.toml"
+#          (each is started, measured and stopped in turn, after the anchors; overrides
+#          TEMPMX_ARGS/TEMPMX_NAME)
 #
-# How: starts `tempmx serve` on free loopback ports, then runs
-# ../shared/anchors/smtp-anchors.sh once per generator with ANCHORS="sink postfix" and
-# tempmx as its EXTRA_SMTP server (persist and churn variants). For tempmx-bench the
+# How: per generator, runs ../shared/anchors/smtp-anchors.sh once with ANCHORS="sink
+# postfix", then once per tempmx server: starts `tempmx serve` on free loopback ports, runs
+# the anchors script with ANCHORS=none and tempmx as its EXTRA_SMTP server (persist and
+# churn variants), stops it. For tempmx-bench the
 # anchors script runs smtp-source-compat.sh in place of smtp-source, so servers,
 # calibration and CPU accounting are the same for both generators. Needs root (the
 # anchors start smtp-sink and Postfix as root, dropping privileges). Stops only the
@@ -40,30 +45,34 @@ trap 'exit 130' INT TERM
 
 [ -x "$BENCH" ] || { log "tempmx-bench not found at $BENCH (cargo build --release -p tempmx-bench, or set BENCH)"; exit 1; }
 
-start_tempmx() {
+start_tempmx() {   # $1: extra `tempmx serve` arguments
   if [ ! -x "$TEMPMX" ]; then log "no tempmx binary at $TEMPMX: tempmx left out"; return 1; fi
   local smtp http admin dns
   smtp=$(pick_port 2600 tcp) && http=$(pick_port 8090 tcp) && admin=$(pick_port $((http + 1)) tcp) &&
     dns=$(pick_port 5400 both) || { log "no free ports for tempmx"; return 1; }
   "$TEMPMX" serve --smtp "127.0.0.1:$smtp" --http "127.0.0.1:$http" --admin "127.0.0.1:$admin" \
-    --dns "127.0.0.1:$dns" ${TEMPMX_ARGS:-} >"$OUT_DIR/tempmx.log" 2>&1 &
+    --dns "127.0.0.1:$dns" $1 >>"$OUT_DIR/tempmx.log" 2>&1 &
   TEMPMX_PID=$!
   wait_tcp_port "$smtp" 20 || { log "tempmx did not listen on $smtp (see $OUT_DIR/tempmx.log)"; return 1; }
   TEMPMX_SMTP=127.0.0.1:$smtp
-  log "tempmx serve pid $TEMPMX_PID, smtp $TEMPMX_SMTP"
+  log "tempmx serve pid $TEMPMX_PID, smtp $TEMPMX_SMTP, args '$1'"
 }
 
 anchors=""
 for s in $SERVERS; do case $s in sink|postfix) anchors="$anchors $s" ;; esac; done
-extra=()
-case " $SERVERS " in *" tempmx "*)
-  start_tempmx && extra=(EXTRA_SMTP="$TEMPMX_SMTP" EXTRA_SMTP_PID="$TEMPMX_PID" EXTRA_NAME="${TEMPMX_NAME:-tempmx}") ;;
-esac
 [ -n "${anchors// /}" ] || anchors=none
-if [ "$anchors" = none ] && [ ${#extra[@]} -eq 0 ]; then log "no server to measure"; exit 1; fi
+# The tempmx servers to measure, as "name|serve arguments".
+tempmx_runs=()
+case " $SERVERS " in *" tempmx "*)
+  if [ -n "${TEMPMX_CONFIGS:-}" ]; then
+    for pair in $TEMPMX_CONFIGS; do tempmx_runs+=("${pair%%=*}|--config ${pair#*=}"); done
+  else
+    tempmx_runs+=("${TEMPMX_NAME:-tempmx}|${TEMPMX_ARGS:-}")
+  fi ;;
+esac
+if [ "$anchors" = none ] && [ ${#tempmx_runs[@]} -eq 0 ]; then log "no server to measure"; exit 1; fi
 
 for gen in $GENERATORS; do
-  log "generator $gen: anchors '$anchors' ${extra[*]:+and tempmx}"
   genv=()
   case $gen in
     smtp-source) ;;
@@ -72,8 +81,22 @@ for gen in $GENERATORS; do
     *) log "unknown generator $gen"; continue ;;
   esac
   mkdir -p "$OUT_DIR/$gen"
-  env ANCHORS="$anchors" DOMAIN="$DOMAIN" BENCH_REPORT_DIR="$OUT_DIR/$gen" "${genv[@]}" "${extra[@]}" \
-    "$ANCHORS_DIR/smtp-anchors.sh" >"$OUT_DIR/$gen.out"
+  : >"$OUT_DIR/$gen.out"
+  if [ "$anchors" != none ]; then
+    log "generator $gen: anchors '$anchors'"
+    env ANCHORS="$anchors" DOMAIN="$DOMAIN" BENCH_REPORT_DIR="$OUT_DIR/$gen" "${genv[@]}" \
+      "$ANCHORS_DIR/smtp-anchors.sh" >>"$OUT_DIR/$gen.out"
+  fi
+  for run in "${tempmx_runs[@]}"; do
+    name=${run%%|*}
+    start_tempmx "${run#*|}" || continue
+    log "generator $gen: $name"
+    env ANCHORS=none DOMAIN="$DOMAIN" BENCH_REPORT_DIR="$OUT_DIR/$gen" "${genv[@]}" \
+      EXTRA_SMTP="$TEMPMX_SMTP" EXTRA_SMTP_PID="$TEMPMX_PID" EXTRA_NAME="$name" \
+      "$ANCHORS_DIR/smtp-anchors.sh" >>"$OUT_DIR/$gen.out"
+    stop_pid "$TEMPMX_PID"
+    TEMPMX_PID=""
+  done
 done
 
 # One table from every generator's RESULT/SUMMARY lines.

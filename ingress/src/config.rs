@@ -72,7 +72,7 @@ impl Default for IngressConfig {
 pub enum Backend {
     /// io_uring when the kernel allows it, else epoll.
     Auto,
-    /// io_uring (tokio-uring); start-up fails if the ring cannot be set up.
+    /// io_uring (a completion loop per core); start-up fails if the ring cannot be set up.
     Uring,
     /// epoll (plain tokio), works everywhere.
     Epoll,

@@ -2,7 +2,7 @@
 //!
 //! Layout: a sans-io protocol core (`proto`, `session`, `policy`) that turns bytes into
 //! replies and effects without touching a socket or a clock, and thin drivers (`driver`,
-//! `tls`) that run it on one thread per core over io_uring (tokio-uring) or epoll (tokio).
+//! `tls`) that run it on one thread per core over io_uring (the io-uring crate, a completion loop per core) or epoll (tokio).
 #![warn(missing_docs)]
 
 pub mod auth;

@@ -1,8 +1,9 @@
 //! STARTTLS: the rustls server configuration and the glue that drives a sans-io
-//! `rustls::ServerConnection` over the driver's owned-buffer connections.
+//! `rustls::ServerConnection` over the epoll driver's owned-buffer connections (the io_uring
+//! driver feeds its `ServerConnection` from its completions directly, with [`summary`]).
 //!
 //! The TLS state never owns the socket: every call borrows it, so the driver keeps the
-//! connection and can shut it down on any path (a tokio-uring stream is not closed by drop).
+//! connection and can shut it down on any path.
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -217,20 +218,7 @@ impl TlsChannel {
     }
 
     fn summary(&self) -> TlsSummary {
-        let version = match self.conn.protocol_version() {
-            Some(ProtocolVersion::TLSv1_3) => "TLSv1.3",
-            Some(ProtocolVersion::TLSv1_2) => "TLSv1.2",
-            _ => "unknown",
-        };
-        let cipher = self
-            .conn
-            .negotiated_cipher_suite()
-            .and_then(|s| s.suite().as_str())
-            .unwrap_or("unknown");
-        TlsSummary {
-            version: version.to_owned(),
-            cipher: cipher.to_owned(),
-        }
+        summary(&self.conn)
     }
 
     /// Hands buffered ciphertext to rustls; false when there was none.
@@ -276,6 +264,23 @@ impl TlsChannel {
             result?;
         }
         Ok(())
+    }
+}
+
+/// The protocol version and cipher suite a finished handshake agreed on.
+pub(crate) fn summary(conn: &ServerConnection) -> TlsSummary {
+    let version = match conn.protocol_version() {
+        Some(ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        Some(ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        _ => "unknown",
+    };
+    let cipher = conn
+        .negotiated_cipher_suite()
+        .and_then(|s| s.suite().as_str())
+        .unwrap_or("unknown");
+    TlsSummary {
+        version: version.to_owned(),
+        cipher: cipher.to_owned(),
     }
 }
 

@@ -10,7 +10,7 @@ use tempmx_store::TlsSummary;
 
 use crate::tls::{TlsChannel, TlsError};
 
-/// An accepted TCP connection with owned-buffer I/O (the shape io_uring needs).
+/// An accepted TCP connection with owned-buffer I/O.
 ///
 /// Methods take `&self` so a read can stay in flight while a reply is written (greet pause).
 pub(crate) trait Connection {
@@ -28,6 +28,8 @@ pub(crate) trait Listener {
     type Conn: Connection + 'static;
     /// Waits for the next connection.
     async fn accept(&self) -> io::Result<(Self::Conn, SocketAddr)>;
+    /// A connection the kernel already queued, without waiting.
+    fn try_accept(&self) -> Option<io::Result<(Self::Conn, SocketAddr)>>;
 }
 
 /// A connection, plaintext or after STARTTLS.

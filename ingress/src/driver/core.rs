@@ -75,8 +75,10 @@ pub(crate) struct Core {
     pub(crate) counters: Arc<[CoreCounters]>,
     /// Session timers.
     pub(crate) timing: Timing,
-    /// This core's authenticator (authentication on).
+    /// This core's authenticator (authentication on, epoll backend; the io_uring backend
+    /// keeps it on its hand-off thread).
     pub(crate) auth: Option<Authenticator>,
+    auth_enabled: bool,
     next_session: Cell<u64>,
 }
 
@@ -101,20 +103,15 @@ pub(crate) struct CoreParts {
 }
 
 impl Core {
-    /// Builds the core state (allocating its buffer pool and, inside the core's runtime,
-    /// its authenticator); gives back the listener and the stop signal for the accept loop.
+    /// Builds the core state (allocating its buffer pool) around `auth` (built by
+    /// [`build_authenticator`] inside the runtime that will run its checks); gives back the
+    /// listener and the stop signal for the accept loop.
     pub(crate) fn new(
         config: &IngressConfig,
         parts: CoreParts,
-    ) -> io::Result<(Rc<Self>, BoundListener, watch::Receiver<bool>)> {
-        let auth = match config.auth.mode {
-            AuthMode::Off => None,
-            _ => Some(
-                Authenticator::new(&config.auth, &config.hostname, parts.auth_counters)
-                    .map_err(io::Error::other)?,
-            ),
-        };
-        let core = Rc::new(Self {
+        auth: Option<Authenticator>,
+    ) -> io::Result<(Self, BoundListener, watch::Receiver<bool>)> {
+        let core = Self {
             id: parts.id,
             session_ctx: parts.session_ctx,
             tls: parts.tls,
@@ -127,9 +124,15 @@ impl Core {
             counters: parts.counters,
             timing: Timing::from_config(config),
             auth,
+            auth_enabled: config.auth.mode != AuthMode::Off,
             next_session: Cell::new(0),
-        });
+        };
         Ok((core, parts.listener, parts.stop))
+    }
+
+    /// Whether sessions of this core authenticate (some thread of the core runs the checks).
+    pub(crate) fn auth_enabled(&self) -> bool {
+        self.auth_enabled
     }
 
     /// This core's counter block.
@@ -145,6 +148,20 @@ impl Core {
     }
 }
 
+/// The authenticator of one core, when authentication is on; must run inside the tokio
+/// runtime that will run the checks.
+pub(crate) fn build_authenticator(
+    config: &IngressConfig,
+    counters: Arc<AuthCounters>,
+) -> io::Result<Option<Authenticator>> {
+    match config.auth.mode {
+        AuthMode::Off => Ok(None),
+        _ => Authenticator::new(&config.auth, &config.hostname, counters)
+            .map(Some)
+            .map_err(io::Error::other),
+    }
+}
+
 /// Accepts until the stop signal, then drains: sessions get the grace period, the rest are
 /// told 421 4.3.2, and whatever is still running after that is dropped.
 pub(crate) async fn run<L: Listener>(
@@ -155,8 +172,8 @@ pub(crate) async fn run<L: Listener>(
 ) {
     let (abort_tx, abort_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    // One accept stays in flight across loop turns: on io_uring a dropped accept is not
-    // cancelled and would take the next connection with it.
+    // One accept stays in flight across loop turns (a dropped accept future may have
+    // taken a connection with it).
     let mut accept = Box::pin(listener.accept());
     loop {
         tokio::select! {
@@ -171,8 +188,14 @@ pub(crate) async fn run<L: Listener>(
             _ = stop.wait_for(|stop| *stop) => break,
         }
     }
-    BoundListener::stop(&stopper);
     drop(accept);
+    // Connections the kernel already queued for this core are told 421 4.3.2, not reset.
+    while let Some(accepted) = listener.try_accept() {
+        if let Ok((conn, _)) = accepted {
+            tasks.spawn_local(refuse(conn, shutting_down_line(), core.timing.final_write));
+        }
+    }
+    BoundListener::stop(&stopper);
     drop(listener);
     tracing::debug!(
         core = core.id,
@@ -207,16 +230,23 @@ fn admit<C: Connection + 'static>(
             };
             bump(counter, 1);
             tracing::debug!(core = core.id, %peer, ?refusal, "connection refused");
-            tasks.spawn_local(refuse(conn, core.timing.final_write));
+            let line = reply::too_many_connections().to_vec();
+            tasks.spawn_local(refuse(conn, line, core.timing.final_write));
         }
     }
 }
 
-/// Writes 421 4.7.0 (bounded) and closes.
-async fn refuse<C: Connection>(conn: C, bound: Duration) {
-    let reply = reply::too_many_connections().to_vec();
-    let _ = tokio::time::timeout(bound, conn.write_all(reply)).await;
+/// Writes a one-line refusal (bounded) and closes.
+async fn refuse<C: Connection>(conn: C, line: Vec<u8>, bound: Duration) {
+    let _ = tokio::time::timeout(bound, conn.write_all(line)).await;
     conn.shutdown();
+}
+
+/// The 421 4.3.2 line for a connection that arrives while the core stops.
+pub(crate) fn shutting_down_line() -> Vec<u8> {
+    let mut line = Vec::new();
+    reply::Reply::ShuttingDown.write(&mut line);
+    line
 }
 
 async fn accept_failed(e: io::Error) {

@@ -2,6 +2,7 @@
 
 use std::io;
 use std::net::{Shutdown, SocketAddr};
+use std::task::{Context, Poll, Waker};
 
 use socket2::SockRef;
 use tokio::net::{TcpListener, TcpStream};
@@ -78,10 +79,16 @@ impl Listener for EpollListener {
     type Conn = EpollConn;
 
     async fn accept(&self) -> io::Result<(EpollConn, SocketAddr)> {
+        // TCP_NODELAY is inherited from the listener.
         let (stream, peer) = self.0.accept().await?;
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::trace!(error = %e, "set_nodelay");
-        }
         Ok((EpollConn(stream), peer))
+    }
+
+    fn try_accept(&self) -> Option<io::Result<(EpollConn, SocketAddr)>> {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.0.poll_accept(&mut cx) {
+            Poll::Ready(accepted) => Some(accepted.map(|(s, peer)| (EpollConn(s), peer))),
+            Poll::Pending => None,
+        }
     }
 }

@@ -1,4 +1,11 @@
 //! One SO_REUSEPORT listening socket per core, all on the same address.
+//!
+//! SO_REUSEPORT alone would let a second tempmx (or a stale one) join the first one's group
+//! and take half its connections silently. So the first core's socket binds and listens
+//! *without* SO_REUSEPORT: the kernel's bind check is atomic and fails with EADDRINUSE if
+//! anything else holds the address. Only then does that socket opt in to SO_REUSEPORT, and
+//! the other cores' sockets join its group. A second instance does the same exclusive bind
+//! first and is refused, whoever of the two started their binds first.
 
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener};
@@ -26,30 +33,36 @@ impl BoundListener {
     }
 }
 
-/// Binds `count` listeners on `addr`: the first decides the port (when `addr` says 0), the
-/// rest join it through SO_REUSEPORT so the kernel spreads connections over the cores.
+/// Binds `count` listeners on `addr`: the first decides the port (when `addr` says 0) and
+/// fails if anyone else holds it; the rest join it through SO_REUSEPORT so the kernel spreads
+/// connections over the cores.
 pub(crate) fn bind_per_core(
     addr: SocketAddr,
     count: usize,
 ) -> io::Result<(Vec<BoundListener>, SocketAddr)> {
-    let first = bind_one(addr)?;
+    let first = bind_one(addr, false)?;
+    first.set_reuse_port(true)?;
+    let first = TcpListener::from(first);
     let bound = first.local_addr()?;
     let mut listeners = Vec::with_capacity(count);
     listeners.push(with_stopper(first)?);
     for _ in 1..count {
-        listeners.push(with_stopper(bind_one(bound)?)?);
+        listeners.push(with_stopper(bind_one(bound, true)?.into())?);
     }
     Ok((listeners, bound))
 }
 
-fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
+fn bind_one(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // SO_REUSEADDR only lets the bind pass over TIME_WAIT leftovers, never a listener.
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
+    socket.set_reuse_port(reuse_port)?;
+    // Accepted sockets inherit it: replies go out at once, without a setsockopt each.
+    socket.set_tcp_nodelay(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
-    Ok(socket.into())
+    Ok(socket)
 }
 
 fn with_stopper(listener: TcpListener) -> io::Result<BoundListener> {

@@ -1,20 +1,25 @@
-//! The thread-per-core SMTP driver: one OS thread per core, each with its own runtime
-//! (io_uring through tokio-uring, or epoll through tokio), its own SO_REUSEPORT listener,
+//! The thread-per-core SMTP driver: one OS thread per core, each with its own loop (an
+//! io_uring completion loop, or a tokio runtime on epoll), its own SO_REUSEPORT listener,
 //! read-buffer pool, admission slots, counters and store sink. A connection lives and dies
 //! on the core that accepted it; the sans-io [`Session`](crate::session::Session) does all
 //! the protocol work and this module only moves bytes, runs effects and keeps time.
 //!
-//! Layout: `runtime` (threads, backend choice), `listener` (binding), `core` (accept loop,
-//! shutdown), `session_loop` (one connection), `conn` (the backend interface and the TLS
-//! transport), `uring` / `epoll` (the backends), `admission`, `buffers`, `counters`.
+//! Layout: `runtime` (threads, backend choice), `listener` (binding), `core` (core state;
+//! the epoll accept loop and shutdown), `session_loop` (one epoll connection), `conn` (the
+//! epoll connection interface and the TLS transport), `epoll`, `uring` (the io_uring
+//! backend, its own loop), `record` (the per-record deadline), `delivery` (the store
+//! hand-off), `end` (how a session ends), `admission`, `buffers`, `counters`.
 
 mod admission;
 mod buffers;
 pub(crate) mod conn;
 mod core;
 mod counters;
+mod delivery;
+mod end;
 mod epoll;
 mod listener;
+mod record;
 mod runtime;
 mod session_loop;
 mod uring;
@@ -51,6 +56,12 @@ pub enum IngressError {
     /// A configuration value is out of range.
     #[error("ingress config: {0}")]
     Config(String),
+    /// Another process (a second tempmx, a stale one, another MTA) already listens there.
+    #[error("cannot listen on {addr}: another process already listens there (a second tempmx?)")]
+    AddrInUse {
+        /// The configured address.
+        addr: SocketAddr,
+    },
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -181,9 +192,11 @@ pub fn start(
     });
     let (listeners, local_addr) =
         listener::bind_per_core(config.listen, sinks.len()).map_err(|source| {
-            IngressError::Bind {
-                addr: config.listen,
-                source,
+            let addr = config.listen;
+            if source.kind() == io::ErrorKind::AddrInUse {
+                IngressError::AddrInUse { addr }
+            } else {
+                IngressError::Bind { addr, source }
             }
         })?;
     let counters = CountersReader {

@@ -1,14 +1,17 @@
-//! One OS thread per core, each with its own runtime (tokio-uring or tokio current-thread).
+//! One OS thread per core, each with its own loop (an io_uring completion loop, or a tokio
+//! current-thread runtime on epoll).
 
 use std::io;
+use std::rc::Rc;
+use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use tokio::task::LocalSet;
 
-use super::core::{Core, CoreParts, run as run_core};
+use super::core::{Core, CoreParts, build_authenticator, run as run_core};
 use super::epoll::{self, EpollListener};
-use super::uring::{self, UringListener};
+use super::uring;
 use crate::config::{Backend, IngressConfig};
 
 /// What a core thread reports once its runtime and listener are up (or failed).
@@ -48,28 +51,13 @@ pub(crate) fn spawn_core(
             let mut ready = Some(ready);
             let result = match backend {
                 Backend::Epoll => run_epoll(&config, parts, &mut ready),
-                _ => run_uring(&config, parts, &mut ready),
+                _ => uring::run(&config, parts, &mut ready),
             };
             if let (Err(e), Some(ready)) = (result, ready) {
                 // The receiver is gone only if start() already gave up; nothing left to tell.
                 let _ = ready.send((id, Err(e)));
             }
         })
-}
-
-fn run_uring(
-    config: &IngressConfig,
-    parts: CoreParts,
-    ready: &mut Option<mpsc::Sender<Ready>>,
-) -> io::Result<()> {
-    let rt = uring::runtime()?;
-    rt.block_on(async {
-        let (core, bound, stop) = Core::new(config, parts)?;
-        let listener = UringListener::new(bound.listener);
-        report_ready(ready, core.id);
-        run_core(core, listener, bound.stopper, stop).await;
-        Ok(())
-    })
 }
 
 fn run_epoll(
@@ -79,7 +67,9 @@ fn run_epoll(
 ) -> io::Result<()> {
     let rt = epoll::runtime()?;
     LocalSet::new().block_on(&rt, async {
-        let (core, bound, stop) = Core::new(config, parts)?;
+        let auth = build_authenticator(config, Arc::clone(&parts.auth_counters))?;
+        let (core, bound, stop) = Core::new(config, parts, auth)?;
+        let core = Rc::new(core);
         let listener = EpollListener::new(bound.listener)?;
         report_ready(ready, core.id);
         run_core(core, listener, bound.stopper, stop).await;
@@ -104,7 +94,8 @@ fn pin_to_cpu(core: usize) {
     }
 }
 
-fn report_ready(ready: &mut Option<mpsc::Sender<Ready>>, core: usize) {
+/// Tells start() that this core serves (once).
+pub(crate) fn report_ready(ready: &mut Option<mpsc::Sender<Ready>>, core: usize) {
     if let Some(ready) = ready.take() {
         let _ = ready.send((core, Ok(())));
     }

@@ -8,9 +8,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
-use tempmx_store::{Accepted, Commit, MessageId, NewMessage, StoreError};
+use tempmx_store::{Accepted, Commit, MessageId, StoreError};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -18,24 +18,12 @@ use super::admission::Permit;
 use super::conn::{Connection, Transport};
 use super::core::Core;
 use super::counters::bump;
+use super::delivery;
+use super::end::End;
+use super::record::RecordClock;
 use crate::session::{
     DeliveryFailure, Effect, Output, PeerInfo, Session, SessionCounters, Timeout,
 };
-
-/// How a session ended.
-#[derive(Debug)]
-enum End {
-    /// The client closed, or the session closed itself (QUIT, error limit, early talker).
-    Closed,
-    /// A timer expired; the session says 421 4.4.2.
-    TimedOut(Timeout),
-    /// Shutdown reached this session; it says 421 4.3.2.
-    Shutdown,
-    /// The socket failed or a write stalled; nothing more is sent.
-    Io(io::Error),
-    /// The TLS handshake failed; the channel is unusable.
-    TlsFailed,
-}
 
 /// Serves one admitted connection to the end, then shuts the socket down.
 pub(crate) async fn serve<C: Connection>(
@@ -59,6 +47,7 @@ pub(crate) async fn serve<C: Connection>(
         out: Output::default(),
         started,
         session_deadline: started + core.timing.session_max,
+        record: RecordClock::new(started.into_std()),
         counted: SessionCounters::default(),
         peer_ip: info.ip,
         abort,
@@ -79,6 +68,7 @@ struct Conn<C> {
     /// When the connection was admitted (for the duration histogram).
     started: Instant,
     session_deadline: Instant,
+    record: RecordClock,
     /// Session counters already added to the core's counters.
     counted: SessionCounters,
     peer_ip: IpAddr,
@@ -114,7 +104,9 @@ impl<C: Connection> Conn<C> {
         let pause = self.core.timing.greet_pause;
         if pause.is_zero() {
             self.session.greeting(&mut self.out);
-            return self.write_replies().await.map(|()| None);
+            self.write_replies().await?;
+            self.record.restart();
+            return Ok(None);
         }
         let io = self.transport.io();
         // The read stays in flight across the pause and the greeting: on io_uring a dropped
@@ -140,17 +132,20 @@ impl<C: Connection> Conn<C> {
                     Ok((Err(e), _)) => return Err(End::Io(e)),
                     Err(_) => return Err(End::Io(io::ErrorKind::TimedOut.into())),
                 }
+                self.record.restart();
                 let early = with_deadlines(
                     read,
                     self.session_deadline,
-                    self.core.timing.idle,
+                    self.record.deadline(self.core.timing.idle),
                     &mut self.abort,
                 );
                 early.await?
             }
         };
         self.buf = buf;
-        self.got(result).map(Some)
+        let n = self.got(result)?;
+        self.record.input();
+        Ok(Some(n))
     }
 
     /// Reads the next input, bounded by the idle and session timers and the abort signal.
@@ -159,12 +154,14 @@ impl<C: Connection> Conn<C> {
         let (result, buf) = with_deadlines(
             read,
             self.session_deadline,
-            self.core.timing.idle,
+            self.record.deadline(self.core.timing.idle),
             &mut self.abort,
         )
         .await?;
         self.buf = buf;
-        self.got(result)
+        let n = self.got(result)?;
+        self.record.input();
+        Ok(n)
     }
 
     fn got(&self, result: io::Result<usize>) -> Result<usize, End> {
@@ -184,10 +181,12 @@ impl<C: Connection> Conn<C> {
         let end = self.ingest_all(&buf[..len]).await;
         self.buf = buf;
         self.count_session();
-        match end {
-            Some(end) => Some(end),
-            None => self.write_replies().await.err(),
+        if let Some(end) = end {
+            return Some(end);
         }
+        let end = self.write_replies().await.err();
+        self.record.progress(self.session.records());
+        end
     }
 
     async fn ingest_all(&mut self, data: &[u8]) -> Option<End> {
@@ -251,7 +250,7 @@ impl<C: Connection> Conn<C> {
             .session
             .pending_message()
             .map_or(0, |m| m.body.len() as u64);
-        let result = match self.store() {
+        let result = match delivery::store(&self.core, &self.session, self.peer_ip) {
             Ok(Accepted {
                 id,
                 commit: Commit::Done,
@@ -262,7 +261,7 @@ impl<C: Connection> Conn<C> {
             }) => self.await_commit(id, done).await,
             Err(e) => {
                 tracing::warn!(core = self.core.id, error = %e, "store refused message");
-                Err(failure_of(&e))
+                Err(delivery::failure_of(&e))
             }
         };
         match result {
@@ -270,30 +269,6 @@ impl<C: Connection> Conn<C> {
             Err(_) => bump(&self.core.counters().messages_store_failed, 1),
         }
         self.session.delivered(result, &mut self.out);
-    }
-
-    fn store(&self) -> Result<Accepted, StoreError> {
-        let Some(pending) = self.session.pending_message() else {
-            return Err(StoreError::Io(io::Error::other(
-                "session signalled Deliver without a message",
-            )));
-        };
-        let received_at_ms = pending
-            .received_at
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let msg = NewMessage {
-            received_at_ms,
-            client_ip: self.peer_ip,
-            helo: pending.helo,
-            mail_from: pending.mail_from,
-            recipients: pending.recipients,
-            tls: pending.tls,
-            trace_headers: pending.trace_headers,
-            auth: pending.auth,
-            body: pending.body,
-        };
-        self.core.sink.borrow_mut().accept(&msg)
     }
 
     /// Waits for a group commit, bounded by the idle timeout (the client waits just as long).
@@ -306,7 +281,7 @@ impl<C: Connection> Conn<C> {
             Ok(Ok(Ok(()))) => Ok(id),
             Ok(Ok(Err(e))) => {
                 tracing::warn!(core = self.core.id, error = %e, "store commit failed");
-                Err(failure_of(&e))
+                Err(delivery::failure_of(&e))
             }
             Ok(Err(_)) | Err(_) => {
                 tracing::warn!(core = self.core.id, "store commit did not complete");
@@ -378,24 +353,7 @@ impl<C: Connection> Conn<C> {
     /// Sends the last reply the end calls for (bounded), closes TLS, shuts the socket down,
     /// returns the buffers and counts the outcome.
     async fn finish(mut self, end: End) {
-        let counters = self.core.counters();
-        let (counter, speak) = match &end {
-            End::Closed => (&counters.sessions_closed, true),
-            End::TimedOut(which) => {
-                self.session.timed_out(*which, &mut self.out);
-                (&counters.sessions_timed_out, true)
-            }
-            End::Shutdown => {
-                self.session.shutting_down(&mut self.out);
-                (&counters.sessions_shutdown, true)
-            }
-            End::Io(e) => {
-                tracing::debug!(core = self.core.id, error = %e, "session i/o ended");
-                (&counters.sessions_aborted, false)
-            }
-            End::TlsFailed => (&counters.sessions_aborted, false),
-        };
-        bump(counter, 1);
+        let speak = end.account(&self.core, &mut self.session, &mut self.out);
         if speak {
             let bound = self.core.timing.final_write;
             let last_words = async {
@@ -423,20 +381,20 @@ impl<C: Connection> Conn<C> {
     }
 }
 
-/// Awaits an owned-buffer read unless the idle or session timer or the abort signal fires
+/// Awaits an owned-buffer read unless the record or session timer or the abort signal fires
 /// first (the read is then dropped with its buffer; the caller closes the connection).
 async fn with_deadlines<F>(
     read: F,
     session_deadline: Instant,
-    idle: std::time::Duration,
+    (record_deadline, record): (std::time::Instant, Timeout),
     abort: &mut watch::Receiver<bool>,
 ) -> Result<(io::Result<usize>, Vec<u8>), End>
 where
     F: Future<Output = (io::Result<usize>, Vec<u8>)>,
 {
-    let idle_deadline = Instant::now() + idle;
-    let (deadline, which) = if idle_deadline <= session_deadline {
-        (idle_deadline, Timeout::Idle)
+    let record_deadline = Instant::from_std(record_deadline);
+    let (deadline, which) = if record_deadline <= session_deadline {
+        (record_deadline, record)
     } else {
         (session_deadline, Timeout::SessionDuration)
     };
@@ -444,13 +402,5 @@ where
         done = read => Ok(done),
         () = tokio::time::sleep_until(deadline) => Err(End::TimedOut(which)),
         _ = abort.wait_for(|a| *a) => Err(End::Shutdown),
-    }
-}
-
-/// How a store error is answered.
-fn failure_of(e: &StoreError) -> DeliveryFailure {
-    match e {
-        StoreError::TooLarge { .. } => DeliveryFailure::TooLarge,
-        _ => DeliveryFailure::Temporary,
     }
 }

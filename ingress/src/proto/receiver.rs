@@ -4,10 +4,12 @@
 //! is complete, an event. Input over a limit is read and dropped (never buffered); the verdict
 //! is given when the unit ends.
 //!
-//! Line endings (SMTP smuggling defence, SEC Consult 2023): only CRLF ends a command line or a
-//! text line. A bare LF or bare CR never ends anything: in a command line it makes the whole
-//! line (up to the next CRLF) a 500; in DATA it marks the message as refused, and the message
-//! still ends only at the exact sequence CRLF "." CRLF. So nothing after a fake terminator
+//! Line endings (SMTP smuggling defence, SEC Consult 2023): only CRLF ends a valid command
+//! line or a text line. In a command line every LF ends the line, so a person typing into
+//! `nc` (which sends a bare LF) is answered at once; a line ended by a bare LF, or holding a
+//! bare CR, is refused with 500 as a whole and never parsed. In DATA a bare CR or LF ends
+//! nothing: it marks the message as refused, and the message still ends only at the exact
+//! sequence CRLF "." CRLF. So nothing after a fake terminator
 //! (`\n.\n`, `\r.\r`, `\n.\r\n`, `\r\n.\n`, ...) is ever taken as a command or a new message:
 //! it is message content of a message that is refused with 550 5.6.0 after the real terminator.
 
@@ -16,20 +18,19 @@
 pub enum LineEvent {
     /// A complete line; read it with [`LineReceiver::line`].
     Line,
-    /// The line held a bare CR or LF.
+    /// The line held a bare CR or ended at a bare LF.
     BareLineEnding,
     /// The line was over the limit and was dropped.
     TooLong,
 }
 
-/// Collects one command line up to CRLF, at most `limit` bytes including CRLF.
+/// Collects one command line up to its LF, at most `limit` bytes including CRLF.
 #[derive(Debug)]
 pub struct LineReceiver {
     buf: Vec<u8>,
     limit: usize,
     /// Bytes of the current line seen so far, including dropped ones.
     seen: usize,
-    bare_lf: bool,
     /// Last byte seen; a CR may sit in a previous chunk or in the dropped part of a long line.
     last: u8,
 }
@@ -41,26 +42,23 @@ impl LineReceiver {
             buf: Vec::with_capacity(limit),
             limit,
             seen: 0,
-            bare_lf: false,
             last: 0,
         }
     }
 
-    /// Consumes bytes up to and including the end of the current line.
+    /// Consumes bytes up to and including the LF that ends the current line.
     pub fn feed(&mut self, input: &[u8]) -> (usize, Option<LineEvent>) {
-        let mut pos = 0;
-        while let Some(off) = memchr::memchr(b'\n', &input[pos..]) {
-            let lf = pos + off;
-            let before_lf = if lf > pos { input[lf - 1] } else { self.last };
-            self.push(&input[pos..=lf]);
-            pos = lf + 1;
-            if before_lf == b'\r' {
-                return (pos, Some(self.finish()));
+        match memchr::memchr(b'\n', input) {
+            Some(lf) => {
+                let before_lf = if lf > 0 { input[lf - 1] } else { self.last };
+                self.push(&input[..=lf]);
+                (lf + 1, Some(self.finish(before_lf == b'\r')))
             }
-            self.bare_lf = true;
+            None => {
+                self.push(input);
+                (input.len(), None)
+            }
         }
-        self.push(&input[pos..]);
-        (input.len(), None)
     }
 
     /// The completed line without CRLF (valid after [`LineEvent::Line`] until the next feed).
@@ -85,16 +83,15 @@ impl LineReceiver {
         }
     }
 
-    fn finish(&mut self) -> LineEvent {
+    fn finish(&mut self, crlf: bool) -> LineEvent {
         let event = if self.seen > self.limit {
             LineEvent::TooLong
-        } else if self.bare_lf || self.line().contains(&b'\r') {
+        } else if !crlf || self.line().contains(&b'\r') {
             LineEvent::BareLineEnding
         } else {
             LineEvent::Line
         };
         self.seen = 0;
-        self.bare_lf = false;
         self.last = 0;
         event
     }
@@ -210,6 +207,8 @@ pub struct DataReceiver {
     line_len: usize,
     line_max: usize,
     fault: Option<DataFault>,
+    /// Text lines completed (CRLF-ended), for the driver's per-record deadline.
+    lines: u64,
 }
 
 impl DataReceiver {
@@ -220,6 +219,7 @@ impl DataReceiver {
             line_len: 0,
             line_max,
             fault: None,
+            lines: 0,
         }
     }
 
@@ -250,6 +250,11 @@ impl DataReceiver {
     /// The fault seen in the message, if any.
     pub fn fault(&self) -> Option<DataFault> {
         self.fault
+    }
+
+    /// Text lines completed so far (a bare LF ends none).
+    pub fn lines(&self) -> u64 {
+        self.lines
     }
 
     /// One byte of the state machine; returns true at the end of the terminator.
@@ -315,6 +320,7 @@ impl DataReceiver {
     }
 
     fn end_line(&mut self) {
+        self.lines += 1;
         self.line_len = 0;
         self.state = DotState::LineStart;
     }
@@ -341,6 +347,11 @@ impl ChunkReceiver {
         }
         self.remaining -= take as u64;
         (take, self.remaining == 0)
+    }
+
+    /// Bytes still to come in this chunk.
+    pub fn remaining(&self) -> u64 {
+        self.remaining
     }
 }
 
@@ -425,9 +436,10 @@ mod tests {
     #[test]
     fn line_receiver_table() {
         type Case = (&'static [u8], usize, Option<LineEvent>, &'static [u8]);
-        let cases: [Case; 7] = [
+        let cases: [Case; 8] = [
             (b"NOOP\r\nQUIT\r\n", 6, Some(LineEvent::Line), b"NOOP"),
-            (b"NOOP\nQUIT\r\n", 11, Some(LineEvent::BareLineEnding), b""),
+            (b"NOOP\nQUIT\r\n", 5, Some(LineEvent::BareLineEnding), b""),
+            (b"\n", 1, Some(LineEvent::BareLineEnding), b""),
             (b"NO\rOP\r\n", 7, Some(LineEvent::BareLineEnding), b""),
             (b"\r\r\n", 3, Some(LineEvent::BareLineEnding), b""),
             (b"1234567890\r\n", 12, Some(LineEvent::Line), b"1234567890"),

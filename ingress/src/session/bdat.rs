@@ -44,7 +44,11 @@ impl Session {
         } else {
             None
         };
+        // A chunk has no lines: every stretch of a text line's worth of bytes is a record.
+        let stretch = self.ctx.limits.text_line_bytes_max.max(1) as u64;
+        let before = rx.remaining();
         let (n, done) = rx.feed(input, body);
+        self.records += before / stretch - rx.remaining() / stretch + u64::from(done);
         if done {
             self.chunk_done(now, out);
         }

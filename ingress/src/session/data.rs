@@ -38,7 +38,9 @@ impl Session {
         let State::Data(rx) = &mut self.state else {
             return 0;
         };
+        let lines = rx.lines();
         let (n, done) = rx.feed(input, &mut self.txn.body);
+        self.records += rx.lines() - lines;
         if done {
             // Order of verdicts: smuggling first (security), then size, then line length.
             let fault = match (rx.fault(), self.txn.body.is_over()) {

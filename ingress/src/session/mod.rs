@@ -14,7 +14,8 @@
 //!   MAIL after the last allowed one is answered 421 4.7.0 and the session closes.
 //! - `<postmaster>` without a domain is refused 550 5.1.1: a temp-mail MX has no local
 //!   postmaster; `postmaster@<pool domain>` goes through the normal recipient policy.
-//! - Bare CR/LF (SMTP smuggling): a command line with one is answered 500 5.5.2; a message
+//! - Bare CR/LF (SMTP smuggling): a command line with one is answered 500 5.5.2 (a bare LF
+//!   ends the line, so the reply comes at once and the line never runs); a message
 //!   with one is drained to the real CRLF.CRLF and refused 550 5.6.0 (see `proto::receiver`).
 //!   BDAT chunks are not checked: they have no terminator to fake (see `bdat`).
 //! - Bytes after STARTTLS are dropped by the session too (defence in depth for CVE-2011-0411)
@@ -117,6 +118,9 @@ pub enum Timeout {
     Idle,
     /// The session ran for `session_duration_max_ms`.
     SessionDuration,
+    /// A command line, message text line or BDAT stretch of `text_line_bytes_max` bytes was
+    /// not completed within `idle_timeout_ms` (a slow drip that only resets the idle timer).
+    Record,
 }
 
 /// Why the store did not take a message. There is no "out of space": the store is a ring
@@ -190,6 +194,8 @@ pub struct Session {
     /// Our trace header for the pending message (reused buffer).
     trace: Vec<u8>,
     received_at: SystemTime,
+    /// Records completed so far (see [`Session::records`]).
+    records: u64,
 }
 
 /// Where the session is in the protocol.
@@ -261,6 +267,7 @@ impl Session {
             counters: SessionCounters::default(),
             trace: Vec::new(),
             received_at: SystemTime::UNIX_EPOCH,
+            records: 0,
             ctx,
             peer,
         }
@@ -294,8 +301,19 @@ impl Session {
         &self.counters
     }
 
+    /// Records completed so far: command lines, message text lines, and BDAT chunks and
+    /// stretches of `text_line_bytes_max` chunk bytes. The driver restarts its per-record
+    /// deadline ([`Timeout::Record`]) only when this moves, so a trickle of bytes that
+    /// completes nothing cannot hold the session open.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
     fn ingest_line(&mut self, input: &[u8], now: SystemTime, out: &mut Output) -> usize {
         let (n, event) = self.lines.feed(input);
+        if event.is_some() {
+            self.records += 1;
+        }
         match event {
             None => {}
             Some(LineEvent::TooLong) => self.fail(Reply::LineTooLong, out),

@@ -424,15 +424,22 @@ fn smuggling_variants() {
     }
 }
 
-// Goal: a bare LF or CR in a command line refuses the whole line up to CRLF; the part after
-// the bare line ending never runs as a command.
+// Goal: a command line ended by a bare LF is answered 500 at once (a person typing into nc
+// sees why) and never runs; a bare CR refuses the whole line up to its end; what follows the
+// bare line ending is the next line.
 #[test]
 fn bare_line_endings_in_commands() {
     let mut t = T::new();
     t.ehlo("c");
     assert_eq!(
-        t.send(b"NOOP\nQUIT\r\n"),
+        t.send(b"MAIL FROM:<a@b.example>\n"),
         "500 5.5.2 Bare CR or LF not allowed in commands\r\n"
+    );
+    t.rcpt_to("u@pool.test", "503");
+    let r = t.send(b"MAIL FROM:<a@b.example>\nNOOP\r\n");
+    assert!(
+        r.starts_with("500 5.5.2 Bare CR or LF not allowed in commands\r\n250 2.0.0"),
+        "{r:?}"
     );
     assert_eq!(
         t.send(b"NOOP\rQUIT\r\n"),
@@ -659,7 +666,7 @@ fn starttls_pipelined_injection() {
 // Goal: timeouts and shutdown answer 421 with their enhanced codes and close.
 #[test]
 fn timeouts_and_shutdown() {
-    for which in [Timeout::Idle, Timeout::SessionDuration] {
+    for which in [Timeout::Idle, Timeout::SessionDuration, Timeout::Record] {
         let mut t = T::new();
         let mut out = Output::default();
         t.s.timed_out(which, &mut out);
@@ -808,6 +815,7 @@ fn pipelining_equals_line_by_line() {
         codes,
         [
             "250 STARTTLS",
+            "500 5.5.2",
             "500 5.5.2",
             "250 2.1.0",
             "250 2.1.5",

@@ -39,7 +39,7 @@ fn bad_tls_files_are_errors() {
     assert!(matches!(err, TlsError::NoCertificate(_)), "{err}");
 }
 
-// Goal: a port already taken by a non-reuseport socket is a bind error.
+// Goal: a port already taken by a non-reuseport socket is refused as in use.
 #[test]
 fn bind_conflict_is_an_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -50,5 +50,5 @@ fn bind_conflict_is_an_error() {
     let err = driver::start(&cfg, policy(), sinks)
         .err()
         .expect("bind error");
-    assert!(matches!(err, IngressError::Bind { .. }), "{err}");
+    assert!(matches!(err, IngressError::AddrInUse { .. }), "{err}");
 }

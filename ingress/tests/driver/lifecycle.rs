@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tempmx_ingress::Backend;
 
 use crate::on_both_backends;
-use crate::support::{NullSink, Raw, Server};
+use crate::support::{NullSink, Raw, SLOW_SINK_PAUSE, Server, SinkMode};
 
 on_both_backends!(
     idle_client_disconnected,
@@ -14,6 +14,7 @@ on_both_backends!(
     per_ip_cap,
     per_core_cap,
     graceful_shutdown_tells_open_sessions,
+    queued_during_shutdown_told_421,
     concurrent_sessions_all_delivered,
 );
 
@@ -118,6 +119,40 @@ fn graceful_shutdown_tells_open_sessions(backend: Backend) {
         std::net::TcpStream::connect(server.addr).is_err(),
         "still listening after shutdown"
     );
+}
+
+// Goal: connections the kernel queued for a core while it was busy, and that it accepts
+// only once shutdown has begun, are answered 421 4.3.2 (after a greeting at most), never
+// reset or left silent. Method: a slow sink blocks the core's thread for 800 ms on a
+// delivery; five clients connect meanwhile, shutdown is requested meanwhile, then every
+// client reads until 421 4.3.2.
+fn queued_during_shutdown_told_421(backend: Backend) {
+    let mut config = crate::support::config(backend);
+    config.cores = 1;
+    config.shutdown_grace_ms = 200;
+    let mut server = Server::start_with(config, SinkMode::Slow);
+    let mut busy = server.connect();
+    busy.cmd("EHLO client.test", "250");
+    busy.cmd("MAIL FROM:<s@example.test>", "250");
+    busy.cmd("RCPT TO:<u@tempmx.test>", "250");
+    busy.cmd("DATA", "354");
+    busy.send(b"Subject: slow\r\n\r\nbody\r\n.\r\n");
+    // The core is now inside the sink: these wait in the accept queue.
+    std::thread::sleep(SLOW_SINK_PAUSE / 8);
+    let mut queued: Vec<Raw> = (0..5).map(|_| Raw::connect(server.addr)).collect();
+    let handle = server.handle.take().expect("handle");
+    let stopper = std::thread::spawn(move || handle.shutdown());
+    for client in &mut queued {
+        let first = client.reply();
+        let last = if first.starts_with("220") {
+            client.reply()
+        } else {
+            first
+        };
+        assert!(last.starts_with("421 4.3.2"), "queued client got {last:?}");
+        client.expect_eof();
+    }
+    stopper.join().expect("shutdown thread");
 }
 
 // Goal: 200 sessions open at the same time (two cores) each deliver a message and get 250.

@@ -10,5 +10,8 @@ mod authentication;
 mod clients;
 mod config_errors;
 mod hostile_input;
+mod instances;
 mod lifecycle;
+mod many_connections;
+mod slow_drip;
 mod swaks;

@@ -47,7 +47,13 @@ pub enum SinkMode {
     Pending,
     /// Refused with an I/O error.
     Fail,
+    /// Stored at once, after blocking the core's thread for [`SLOW_SINK_PAUSE`] (so
+    /// connections pile up in the kernel's accept queue meanwhile).
+    Slow,
 }
+
+/// How long a [`SinkMode::Slow`] sink blocks its core.
+pub const SLOW_SINK_PAUSE: Duration = Duration::from_millis(800);
 
 /// Messages of all cores' sinks, with a condition variable to wait on.
 #[derive(Default)]
@@ -84,6 +90,9 @@ impl MessageSink for TestSink {
     fn accept(&mut self, msg: &NewMessage<'_>) -> Result<Accepted, StoreError> {
         if self.mode == SinkMode::Fail {
             return Err(StoreError::Io(io::Error::other("test sink refuses")));
+        }
+        if self.mode == SinkMode::Slow {
+            std::thread::sleep(SLOW_SINK_PAUSE);
         }
         let mut messages = self.shelf.messages.lock().expect("shelf lock");
         if messages.len() >= SINK_MESSAGES_MAX {

@@ -1,0 +1,26 @@
+//! The io_uring backend on the `io-uring` crate: one ring per core, completion-driven, with
+//! no futures and no epoll underneath. Per loop turn the core submits everything it queued
+//! (sends of all sessions, re-armed receives) and waits for completions or its next deadline
+//! in one `io_uring_enter`.
+//!
+//! - `ring`: setup with SINGLE_ISSUER/DEFER_TASKRUN (or COOP_TASKRUN, or plain) and probing;
+//! - `bufring`: the provided-buffer ring the multishot receives take their buffers from;
+//! - `timers`: the deadlines of the core's connections;
+//! - `conn`: one connection, sans-io (session, TLS, pending input and output, its phase);
+//! - `checks`: the hand-off thread for authentication checks, group-commit waits and stop;
+//! - `event_loop`: accept, receive, send, wake-ups, timers and shutdown.
+//!
+//! Sockets are plain descriptors, not registered files: each accepted connection needs a
+//! real descriptor for getpeername(2) anyway, and a timed-out connection is ended by
+//! shutdown(2), which also ends its multishot receive (no dropped operation keeps a socket
+//! open).
+
+mod bufring;
+mod checks;
+mod conn;
+mod event_loop;
+mod ring;
+mod timers;
+
+pub(crate) use event_loop::run;
+pub(crate) use ring::probe;
