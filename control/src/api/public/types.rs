@@ -5,6 +5,7 @@ use tempmx_store::{AuthResult, MessageSummary};
 use utoipa::{IntoParams, ToSchema};
 
 use super::render::decode_summary;
+use crate::verify::Verification;
 
 /// `GET /api/v1/domains`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -107,6 +108,9 @@ pub struct MessageItem {
     pub has_attachments: bool,
     /// Authentication summary.
     pub auth: Vec<AuthItem>,
+    /// One-time codes and verification links found in it, best first.
+    #[serde(default)]
+    pub verifications: Vec<Verification>,
 }
 
 impl From<&MessageSummary> for MessageItem {
@@ -121,6 +125,7 @@ impl From<&MessageSummary> for MessageItem {
             size: s.size,
             has_attachments: s.has_attachments,
             auth: auth_items(&s.auth),
+            verifications: Vec::new(),
         }
     }
 }
@@ -211,6 +216,9 @@ pub struct MessageDetail {
     pub attachments: Vec<AttachmentItem>,
     /// Authentication results.
     pub auth: Vec<AuthItem>,
+    /// One-time codes and verification links found in it, best first.
+    #[serde(default)]
+    pub verifications: Vec<Verification>,
     /// Envelope.
     pub envelope: EnvelopeItem,
     /// Raw size in bytes.
