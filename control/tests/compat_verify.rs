@@ -54,10 +54,9 @@ fn corpus_precision_and_recall() {
 }
 
 fn run_set(set: &str, dir: &Path) {
-    let expected: BTreeMap<String, serde_json::Value> = serde_json::from_slice(
-        &std::fs::read(dir.join("expected.json")).expect("expected.json"),
-    )
-    .expect("expected.json parses");
+    let expected: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(dir.join("expected.json")).expect("expected.json"))
+            .expect("expected.json parses");
     assert!(expected.len() >= 200, "corpus has {} mails", expected.len());
     let (mut codes, mut links, mut all) = (Tally::default(), Tally::default(), Tally::default());
     let mut misses = Vec::new();

@@ -12,10 +12,16 @@ command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 # promtool checks the live /metrics output and the alert rules.
 command -v promtool >/dev/null || need_apt+=(prometheus)
+# The compatible APIs' tests drive published client libraries (npm) against the binary.
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
 if ((${#need_apt[@]})); then
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+
+# Pinned by each package-lock.json; node_modules stays beside it (gitignored).
+npm ci --no-audit --no-fund --prefix control/tests/compat/mailtm >/dev/null
 
 cargo test --workspace --locked --no-fail-fast "$@"

@@ -16,6 +16,7 @@ use tracing::warn;
 use crate::app::Shared;
 
 pub mod admin;
+pub mod compat;
 pub mod problem;
 pub mod public;
 

@@ -161,7 +161,8 @@ fn is_digits(s: &str) -> bool {
 
 /// Upper-case letters and digits, both present.
 fn is_alnum_code(s: &str) -> bool {
-    s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
         && s.bytes().any(|b| b.is_ascii_digit())
         && s.bytes().any(|b| b.is_ascii_uppercase())
 }
@@ -191,7 +192,9 @@ fn candidates(text: &str) -> Vec<Candidate> {
             let groups: Vec<&str> = toks[i..=j].iter().map(|&(a, b)| &text[a..b]).collect();
             let total: usize = groups.iter().map(|g| g.len()).sum();
             let even = groups.iter().all(|g| g.len() == 1)
-                || groups.iter().all(|g| g.len() == groups[0].len() && g.len() <= 4);
+                || groups
+                    .iter()
+                    .all(|g| g.len() == groups[0].len() && g.len() <= 4);
             if (4..=8).contains(&total) && (groups.len() == 1 || even) {
                 out.push(Candidate {
                     start: s,
@@ -268,9 +271,11 @@ fn clean_edges(text: &str, low: &str, c: &Candidate) -> bool {
         let tail = &low[c.end..tail_end];
         let money = |s: &str| {
             s.chars().any(|ch| CURRENCY.contains(&ch))
-                || ["usd", "eur", "gbp", "rub", "jpy", "cny", "brl", "inr", "chf"]
-                    .iter()
-                    .any(|m| s.contains(m))
+                || [
+                    "usd", "eur", "gbp", "rub", "jpy", "cny", "brl", "inr", "chf",
+                ]
+                .iter()
+                .any(|m| s.contains(m))
         };
         if money(head) || money(tail) {
             return false;
@@ -335,9 +340,7 @@ fn score(
             .is_empty()
     };
     let alone = trim(&text[line_start..c.start]) && trim(&text[c.end..line_end]);
-    let after_colon = text[..c.start]
-        .trim_end()
-        .ends_with([':', '：', '：']);
+    let after_colon = text[..c.start].trim_end().ends_with([':', '：', '：']);
     if c.shape == Shape::Letters && !(alone || after_colon) {
         return 0.0;
     }
@@ -354,8 +357,11 @@ fn score(
     }
     let line = &low[line_start..line_end];
     // Footers and postal addresses: `© 2026 Shop, 1 Market Street, CA 94043`.
-    if line.contains('©') || text[..c.start].trim_end().ends_with(|ch: char| ch.is_ascii_uppercase())
-        && state_before(&text[line_start..c.start])
+    if line.contains('©')
+        || text[..c.start]
+            .trim_end()
+            .ends_with(|ch: char| ch.is_ascii_uppercase())
+            && state_before(&text[line_start..c.start])
     {
         return 0.0;
     }
@@ -444,7 +450,11 @@ mod tests {
         ];
         for (text, want) in table {
             let got = codes(text);
-            assert_eq!(got.first().map(|g| g.0.as_str()), *want, "{text:?}: {got:?}");
+            assert_eq!(
+                got.first().map(|g| g.0.as_str()),
+                *want,
+                "{text:?}: {got:?}"
+            );
         }
     }
 }

@@ -41,7 +41,11 @@ fn score(l: &LinkRef) -> Option<f32> {
         .collect();
     let in_url = |list: &[&str]| url_words.iter().any(|w| list.iter().any(|d| w.contains(d)));
     let in_label = |list: &[&str]| list.iter().any(|w| label.contains(w));
-    if in_label(LINK_DECOYS) || url_words.iter().any(|w| LINK_DECOYS.iter().any(|d| w.starts_with(d))) {
+    if in_label(LINK_DECOYS)
+        || url_words
+            .iter()
+            .any(|w| LINK_DECOYS.iter().any(|d| w.starts_with(d)))
+    {
         return Some(0.0);
     }
     let mut s: f32 = 0.1;
@@ -68,15 +72,14 @@ fn score(l: &LinkRef) -> Option<f32> {
 /// characters, with letters and digits.
 fn has_token(url: &str) -> bool {
     let rest = url.splitn(4, '/').nth(3).unwrap_or("");
-    rest.split(['/', '?', '&', '=', '#', ';'])
-        .any(|part| {
-            part.len() >= TOKEN_CHARS_MIN
-                && part
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.~%+".contains(&b))
-                && part.bytes().any(|b| b.is_ascii_digit())
-                && part.bytes().any(|b| b.is_ascii_alphabetic())
-        })
+    rest.split(['/', '?', '&', '=', '#', ';']).any(|part| {
+        part.len() >= TOKEN_CHARS_MIN
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.~%+".contains(&b))
+            && part.bytes().any(|b| b.is_ascii_digit())
+            && part.bytes().any(|b| b.is_ascii_alphabetic())
+    })
 }
 
 #[cfg(test)]
@@ -96,12 +99,37 @@ mod tests {
     #[test]
     fn link_table() {
         let min = super::super::SCORE_MIN;
-        assert!(link("https://github.com/users/confirm/9f8e7d6c5b4a39281706", "Verify email address") >= min);
-        assert!(link("https://app.test/auth/magic?token=eyJhbGciOiJIUzI1NiJ9abc123", "Sign in") >= min);
-        assert!(link("https://click.esp.test/ls/click?upn=aB3dE5fG7hJ9kL1mN3pQ5", "Confirm my account") >= min);
+        assert!(
+            link(
+                "https://github.com/users/confirm/9f8e7d6c5b4a39281706",
+                "Verify email address"
+            ) >= min
+        );
+        assert!(
+            link(
+                "https://app.test/auth/magic?token=eyJhbGciOiJIUzI1NiJ9abc123",
+                "Sign in"
+            ) >= min
+        );
+        assert!(
+            link(
+                "https://click.esp.test/ls/click?upn=aB3dE5fG7hJ9kL1mN3pQ5",
+                "Confirm my account"
+            ) >= min
+        );
         assert!(link("https://shop.test/login", "Log in") < min);
-        assert!(link("https://esp.test/unsubscribe?u=aB3dE5fG7hJ9kL1mN3pQ5", "Unsubscribe") < min);
-        assert!(link("https://shop.test/p/aB3dE5fG7hJ9kL1mN3pQ5", "See the new collection") < min);
+        assert!(
+            link(
+                "https://esp.test/unsubscribe?u=aB3dE5fG7hJ9kL1mN3pQ5",
+                "Unsubscribe"
+            ) < min
+        );
+        assert!(
+            link(
+                "https://shop.test/p/aB3dE5fG7hJ9kL1mN3pQ5",
+                "See the new collection"
+            ) < min
+        );
         assert!(link("mailto:x@y.test", "Verify") < min);
     }
 }

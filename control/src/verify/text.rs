@@ -74,7 +74,10 @@ impl Document {
         }
         self.links.push(LinkRef {
             url: url[..end].trim().to_owned(),
-            label: clean(label).split_whitespace().collect::<Vec<_>>().join(" "),
+            label: clean(label)
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
         });
     }
 }
@@ -83,8 +86,19 @@ impl Document {
 /// spaces into spaces.
 fn clean(s: &str) -> String {
     s.chars()
-        .filter(|c| !matches!(c, '\u{200b}' | '\u{200c}' | '\u{200d}' | '\u{2060}' | '\u{feff}' | '\u{ad}' | '\r'))
-        .map(|c| if matches!(c, '\u{a0}' | '\u{202f}' | '\u{2007}') { ' ' } else { c })
+        .filter(|c| {
+            !matches!(
+                c,
+                '\u{200b}' | '\u{200c}' | '\u{200d}' | '\u{2060}' | '\u{feff}' | '\u{ad}' | '\r'
+            )
+        })
+        .map(|c| {
+            if matches!(c, '\u{a0}' | '\u{202f}' | '\u{2007}') {
+                ' '
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -254,8 +268,7 @@ fn tag_end(s: &str) -> Option<usize> {
 fn find_ci(hay: &str, needle: &str) -> Option<usize> {
     let h = hay.as_bytes();
     let n = needle.as_bytes();
-    h.windows(n.len())
-        .position(|w| w.eq_ignore_ascii_case(n))
+    h.windows(n.len()).position(|w| w.eq_ignore_ascii_case(n))
 }
 
 /// The value of attribute `name` in a tag's source.
@@ -318,7 +331,10 @@ fn entity(name: &str) -> Option<Option<char>> {
             Some(hex) => u32::from_str_radix(hex, 16).ok()?,
             None => num.parse().ok()?,
         };
-        return Some(char::from_u32(n).filter(|c| !matches!(c, '\u{200b}'..='\u{200d}' | '\u{ad}' | '\u{feff}')));
+        return Some(
+            char::from_u32(n)
+                .filter(|c| !matches!(c, '\u{200b}'..='\u{200d}' | '\u{ad}' | '\u{feff}')),
+        );
     }
     Some(Some(match name {
         "amp" => '&',
@@ -376,6 +392,10 @@ mod tests {
         d.push_text("Hi,\r\nConfirm your address:\r\nhttps://a.test/c/XYZ.\r\n");
         assert_eq!(d.links.len(), 1);
         assert_eq!(d.links[0].url, "https://a.test/c/XYZ");
-        assert!(d.links[0].label.contains("Confirm your address"), "{:?}", d.links[0]);
+        assert!(
+            d.links[0].label.contains("Confirm your address"),
+            "{:?}",
+            d.links[0]
+        );
     }
 }

@@ -48,10 +48,13 @@ fn check(state: &PublicState, req: &Request, ip: IpAddr) -> Result<(), ApiError>
         return Err(ApiError::HeadersTooLarge(state.config.headers_bytes_max));
     }
     let path = req.uri().path();
-    if !path.starts_with("/api/") || path == "/api/v1/openapi.json" {
+    let compat = path.starts_with(crate::api::compat::PREFIX);
+    if !(path.starts_with("/api/") || compat) || path == "/api/v1/openapi.json" {
         return Ok(());
     }
-    let limiter = if req.method() == Method::POST && path == "/api/v1/mailboxes" {
+    let creates = (req.method() == Method::POST && path == "/api/v1/mailboxes")
+        || crate::api::compat::creates(req.method(), path);
+    let limiter = if creates {
         &state.limits.create
     } else {
         &state.limits.read

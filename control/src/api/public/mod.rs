@@ -202,6 +202,7 @@ pub fn router(state: PublicState) -> Router {
     let (api, _) = api_routes().split_for_parts();
     let doc = Bytes::from(openapi_json());
     let mut router = api
+        .merge(crate::api::compat::routes(state.config.mailboxes_max))
         .route(
             OPENAPI_PATH,
             get(move || {

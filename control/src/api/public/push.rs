@@ -53,7 +53,7 @@ pub struct Feed {
 
 impl Feed {
     /// Subscribes, then queues what arrived after `resume_after`.
-    pub(super) fn start(
+    pub fn start(
         state: &PublicState,
         mailbox: String,
         ip: ClientIp,
@@ -185,10 +185,7 @@ pub async fn events(
     Ok(resp)
 }
 
-fn sse_stream(
-    state: PublicState,
-    feed: Feed,
-) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+fn sse_stream(state: PublicState, feed: Feed) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     futures_util::stream::unfold((state, feed), |(state, mut feed)| async move {
         let s = feed.next().await?;
         let item = item(&state, &s);

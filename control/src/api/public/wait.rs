@@ -57,7 +57,9 @@ impl Filter {
                 .as_ref()
                 .is_none_or(|n| hay.to_lowercase().contains(n.as_str()))
         };
-        self.after.is_none_or(|a| id > a) && has(&item.from, &self.from) && has(&item.subject, &self.subject)
+        self.after.is_none_or(|a| id > a)
+            && has(&item.from, &self.from)
+            && has(&item.subject, &self.subject)
     }
 }
 
