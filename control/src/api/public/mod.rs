@@ -46,6 +46,7 @@ use self::ratelimit::Limiter;
 use self::subscribers::Subscribers;
 use crate::mailboxes::Registry;
 use crate::verify::VerifyCache;
+use tempmx_store::Domain;
 
 /// Messages whose extracted verifications are kept (about 100 bytes each).
 pub const VERIFY_CACHE_ENTRIES_MAX: usize = 65_536;
@@ -55,22 +56,22 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 
 /// The domain pool as the public API sees it (the pool itself is owned elsewhere).
 pub trait DomainSource: Send + Sync + 'static {
-    /// Domains offered for new addresses now (`active`), normalised.
-    fn active(&self) -> Vec<String>;
+    /// Domains offered for new addresses now (`active`).
+    fn active(&self) -> Vec<Domain>;
     /// Whether mail for `domain` is still accepted (pending, active or draining).
-    fn receives(&self, domain: &str) -> bool;
+    fn receives(&self, domain: &Domain) -> bool;
 }
 
 /// A fixed domain list (single-domain setups, tests).
-pub struct StaticDomains(pub Vec<String>);
+pub struct StaticDomains(pub Vec<Domain>);
 
 impl DomainSource for StaticDomains {
-    fn active(&self) -> Vec<String> {
+    fn active(&self) -> Vec<Domain> {
         self.0.clone()
     }
 
-    fn receives(&self, domain: &str) -> bool {
-        self.0.iter().any(|d| d == domain)
+    fn receives(&self, domain: &Domain) -> bool {
+        self.0.contains(domain)
     }
 }
 

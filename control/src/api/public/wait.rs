@@ -9,7 +9,7 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use tempmx_store::{MessageId, MessageSummary};
+use tempmx_store::{Mailbox, MessageId, MessageSummary};
 use utoipa::IntoParams;
 
 use super::PublicState;
@@ -126,7 +126,7 @@ pub async fn wait(
 
 /// The stored message that answers at once: the oldest match above `after`, or the
 /// newest match when there is no `after`.
-fn stored_match(state: &PublicState, mailbox: &str, filter: &Filter) -> Option<MessageItem> {
+fn stored_match(state: &PublicState, mailbox: &Mailbox, filter: &Filter) -> Option<MessageItem> {
     // Newest first; a mailbox holds at most `store_mailbox_max` messages.
     let stored: Vec<MessageSummary> = state.store.list(mailbox, None, state.store_mailbox_max);
     let pick = |s: &&MessageSummary| filter.matches(&MessageItem::from(*s), s.id);

@@ -56,15 +56,8 @@ pub async fn subscribe(
     }
     let expires = state
         .registry
-        .expires_at(a.address.as_str(), crate::mailboxes::now_ms());
-    let feed = match Feed::start(
-        &state,
-        a.address.as_str().to_owned(),
-        ip,
-        Transport::Sse,
-        None,
-        expires,
-    ) {
+        .expires_at(&a.address, crate::mailboxes::now_ms());
+    let feed = match Feed::start(&state, a.address.clone(), ip, Transport::Sse, None, expires) {
         Ok(feed) => feed,
         Err(e) => return e.into_response(),
     };

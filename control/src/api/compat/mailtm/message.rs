@@ -40,7 +40,7 @@ pub fn message_json(
     id: MessageId,
     detail: bool,
 ) -> Option<Value> {
-    if !state.store.contains(a.address.as_str(), id) {
+    if !state.store.contains(&a.address, id) {
         return None;
     }
     let view = state.store.get(id)?;
@@ -134,9 +134,7 @@ pub async fn list(
     let run = || -> Result<Value, MtError> {
         let a = authed(&state, &mt, &headers)?;
         let page = page_of(&q)?;
-        let all = state
-            .store
-            .list(a.address.as_str(), None, state.store_mailbox_max);
+        let all = state.store.list(&a.address, None, state.store_mailbox_max);
         let total = all.len();
         let last = total.div_ceil(PAGE_SIZE).max(1);
         let members: Vec<Value> = all
@@ -161,7 +159,7 @@ fn one(
 ) -> Result<(Account, MessageId), MtError> {
     let a = authed(state, mt, headers)?;
     let id = parse_id(id)?;
-    if !state.store.contains(a.address.as_str(), id) {
+    if !state.store.contains(&a.address, id) {
         return Err(MtError::NotFound);
     }
     Ok((a, id))
@@ -241,7 +239,7 @@ pub async fn delete(
         Err(e) => return e.reply(f),
     };
     let mut ev = message_json(Format::JsonLd, &state, &a, &mt, id, false);
-    if !state.store.delete_message(a.address.as_str(), id) {
+    if !state.store.delete_message(&a.address, id) {
         return MtError::NotFound.reply(f);
     }
     mt.accounts.set_seen(&a.id, id, false, 0);

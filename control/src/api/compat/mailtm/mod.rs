@@ -111,7 +111,7 @@ async fn domains(State(state): State<PublicState>, headers: HeaderMap) -> Respon
         .domains
         .active()
         .iter()
-        .map(|d| domain_json(f, d))
+        .map(|d| domain_json(f, d.as_str()))
         .collect();
     let n = list.len();
     f.reply(
@@ -127,8 +127,13 @@ async fn domain(
     headers: HeaderMap,
 ) -> Response {
     let f = Format::of(&headers);
-    match state.domains.active().iter().find(|d| domain_id(d) == id) {
-        Some(d) => f.reply(StatusCode::OK, &domain_json(f, d)),
+    match state
+        .domains
+        .active()
+        .iter()
+        .find(|d| domain_id(d.as_str()) == id)
+    {
+        Some(d) => f.reply(StatusCode::OK, &domain_json(f, d.as_str())),
         None => MtError::NotFound.reply(f),
     }
 }
@@ -136,13 +141,13 @@ async fn domain(
 fn account_json(f: Format, state: &PublicState, a: &Account) -> Value {
     let used: u64 = state
         .store
-        .list(a.address.as_str(), None, state.store_mailbox_max)
+        .list(&a.address, None, state.store_mailbox_max)
         .iter()
         .map(|s| s.size)
         .sum();
     let mut m = Map::new();
     m.insert("id".into(), json!(a.id));
-    m.insert("address".into(), json!(a.address.as_str()));
+    m.insert("address".into(), json!(&a.address));
     m.insert("quota".into(), json!(QUOTA_BYTES));
     m.insert("used".into(), json!(used));
     m.insert("isDisabled".into(), json!(false));
@@ -191,7 +196,12 @@ async fn try_create(state: &PublicState, mt: &MailTm, body: Bytes) -> Result<Acc
     let (address, password) = credentials(&body)?;
     let invalid = || MtError::Invalid("address", "This value is not a valid email address.".into());
     let mailbox = Mailbox::parse(address.trim()).map_err(|_| invalid())?;
-    if !state.domains.active().iter().any(|d| d == mailbox.domain()) {
+    if !state
+        .domains
+        .active()
+        .iter()
+        .any(|d| d.as_str() == mailbox.domain())
+    {
         return Err(MtError::Invalid(
             "address",
             "This value is not valid.".into(),
@@ -212,10 +222,7 @@ async fn try_create(state: &PublicState, mt: &MailTm, body: Bytes) -> Result<Acc
         .map_err(|e| MtError::Unavailable(e.to_string()))?;
     let now = now_ms();
     let ttl = state.config.ttl_secs_max;
-    match state
-        .registry
-        .register(mailbox.as_str(), now, now + ttl * 1000)
-    {
+    match state.registry.register(&mailbox, now, now + ttl * 1000) {
         Ok(_) => {}
         Err(RegistryError::Taken) => {
             return Err(MtError::Invalid(
@@ -226,12 +233,12 @@ async fn try_create(state: &PublicState, mt: &MailTm, body: Bytes) -> Result<Acc
         Err(e) => return Err(MtError::Unavailable(e.to_string())),
     }
     // Mail left by an earlier owner of this address must not reach the new one.
-    state.store.delete_mailbox(mailbox.as_str());
-    if let Err(e) = state.store.set_mailbox_ttl(mailbox.as_str(), Some(ttl)) {
+    state.store.delete_mailbox(&mailbox);
+    if let Err(e) = state.store.set_mailbox_ttl(&mailbox, Some(ttl)) {
         tracing::warn!(error = %e, "mailbox ttl not applied; store default ttl holds");
     }
     mt.accounts.insert(mailbox.clone(), hash, now).map_err(|e| {
-        state.registry.remove(mailbox.as_str());
+        state.registry.remove(&mailbox);
         MtError::Unavailable(e.to_string())
     })
 }
@@ -251,7 +258,7 @@ async fn token(
     let account = Mailbox::parse(address.trim())
         .ok()
         .and_then(|m| mt.accounts.by_address(&m))
-        .filter(|a| state.registry.is_live(a.address.as_str(), now_ms()));
+        .filter(|a| state.registry.is_live(&a.address, now_ms()));
     // Unknown addresses cost a hash too, so timing does not tell them apart.
     let phc = account.as_ref().map(|a| a.password_hash.clone());
     let ok = tokio::task::spawn_blocking(move || match phc {
@@ -290,7 +297,7 @@ fn authed(state: &PublicState, mt: &MailTm, headers: &HeaderMap) -> Result<Accou
 
 fn bearer(state: &PublicState, mt: &MailTm, token: &str) -> Result<Account, MtError> {
     let a = mt.accounts.by_token(token).ok_or(MtError::BadToken)?;
-    if !state.registry.is_live(a.address.as_str(), now_ms()) {
+    if !state.registry.is_live(&a.address, now_ms()) {
         mt.accounts.remove(&a.id);
         return Err(MtError::BadToken);
     }
@@ -336,9 +343,9 @@ async fn delete_account(
     match authed(&state, &mt, &headers) {
         Ok(a) if a.id == id => {
             mt.accounts.remove(&a.id);
-            state.store.delete_mailbox(a.address.as_str());
-            state.registry.remove(a.address.as_str());
-            if let Err(e) = state.store.set_mailbox_ttl(a.address.as_str(), None) {
+            state.store.delete_mailbox(&a.address);
+            state.registry.remove(&a.address);
+            if let Err(e) = state.store.set_mailbox_ttl(&a.address, None) {
                 tracing::warn!(error = %e, "mailbox ttl override not cleared");
             }
             StatusCode::NO_CONTENT.into_response()
