@@ -1115,6 +1115,7 @@ async fn openapi_matches_routes() {
         "GET /api/v1/mailboxes/{address}/messages/{id}/raw",
         "GET /api/v1/mailboxes/{address}/ws",
         "POST /api/v1/mailboxes",
+        "POST /api/v1/mailboxes/{address}/extend",
     ];
     assert_eq!(listed, want);
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());

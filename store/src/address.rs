@@ -119,8 +119,9 @@ fn label_is_host(label: &str) -> bool {
 }
 
 /// A pool mailbox `local@domain`, normalised by the rule in the module docs; valid by
-/// construction.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// construction. Equality, order and hash are those of the text (`at` follows from it),
+/// as `Borrow<str>` requires.
+#[derive(Clone, Debug)]
 pub struct Mailbox {
     /// The whole address, `local@domain`.
     text: Box<str>,
@@ -247,6 +248,32 @@ fn unquote_dot_atom(raw: &str) -> Result<&str, AddressError> {
 /// RFC 5322 §3.2.3 `atext` (ASCII part).
 fn is_atext(c: char) -> bool {
     c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c)
+}
+
+impl PartialEq for Mailbox {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for Mailbox {}
+
+impl PartialOrd for Mailbox {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Mailbox {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.text.cmp(&other.text)
+    }
+}
+
+impl std::hash::Hash for Mailbox {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.text.hash(state);
+    }
 }
 
 impl fmt::Display for Domain {
@@ -477,6 +504,20 @@ mod tests {
         assert!(matches!(fold_stored("a@b.test"), Cow::Borrowed("a@b.test")));
         assert_eq!(fold_stored("ЮЛИЯ@tempmx.test"), "юлия@tempmx.test");
         assert_eq!(fold_stored("NOT AN ADDRESS"), "NOT AN ADDRESS");
+    }
+
+    // Goal: maps keyed by these types can be searched by `&str`, as `Borrow<str>`
+    // promises. Method: insert typed keys into a HashMap, look them up by text.
+    #[test]
+    fn maps_find_typed_keys_by_text() {
+        let mut map = std::collections::HashMap::new();
+        map.insert(Mailbox::parse("A@Pool.Test").expect("valid"), 1);
+        map.insert(Mailbox::parse("b@pool.test").expect("valid"), 2);
+        assert_eq!(map.get("a@pool.test"), Some(&1));
+        assert_eq!(map.get("b@pool.test"), Some(&2));
+        let mut domains = std::collections::HashMap::new();
+        domains.insert(Domain::parse("Pool.Test").expect("valid"), 3);
+        assert_eq!(domains.get("pool.test"), Some(&3));
     }
 
     // Goal: the serde forms validate, so a config or JSON field cannot hold an IP as a

@@ -247,6 +247,57 @@ impl Registry {
             .filter(|&t| t > now_ms)
     }
 
+    /// Moves a live mailbox's expiry to `expires_at_ms` (never earlier than it is); returns
+    /// the expiry now in force, or `None` when the mailbox is not live. The token stays.
+    pub fn extend(
+        &self,
+        address: &Mailbox,
+        now_ms: u64,
+        expires_at_ms: u64,
+    ) -> Result<Option<u64>, RegistryError> {
+        let renew = |e: &Entry| {
+            let expires_at_ms = expires_at_ms.max(e.expires_at_ms);
+            Entry {
+                expires_at_ms,
+                ttl_secs: expires_at_ms.saturating_sub(now_ms).div_ceil(1000),
+                ..e.clone()
+            }
+        };
+        let Some(log) = &self.log else {
+            let mut entries = self.entries.write();
+            let Some(entry) = entries
+                .map
+                .get_mut(address)
+                .filter(|e| e.expires_at_ms > now_ms)
+            else {
+                return Ok(None);
+            };
+            *entry = renew(entry);
+            return Ok(Some(entry.expires_at_ms));
+        };
+        // As in `register`: the log lock orders the change against every other logged one,
+        // and `entries`, which the ingress cores read, is not held while the line is written.
+        let mut log = log.lock();
+        let renewed = self
+            .entries
+            .read()
+            .map
+            .get(address)
+            .filter(|e| e.expires_at_ms > now_ms)
+            .map(renew);
+        let Some(renewed) = renewed else {
+            return Ok(None);
+        };
+        // Replay lets a later `add` of the same address replace the earlier one.
+        log.append(&add_record(address, &renewed))
+            .map_err(|e| RegistryError::Unsaved(e.to_string()))?;
+        let at = renewed.expires_at_ms;
+        // `insert`, not an update: a sweep in between must not leave memory behind the log.
+        self.entries.write().insert(address, renewed);
+        self.compact_if_due(&mut log);
+        Ok(Some(at))
+    }
+
     /// Whether `address` is registered and live.
     pub fn is_live(&self, address: &Mailbox, now_ms: u64) -> bool {
         self.expires_at(address, now_ms).is_some()
@@ -596,6 +647,46 @@ mod tests {
         assert!(back.verify(&m("mixed.case@x.test"), &a.token, now));
         assert!(back.verify(&m("MIXED.CASE@x.test"), &a.token, now));
         assert_eq!(back.len(), 1, "the IP line is skipped");
+    }
+
+    // Goal: extending moves a live mailbox's expiry forward only, keeps its token, refuses
+    // an expired or unknown one, and survives a reopen. Method: extend, shorten, reopen.
+    #[test]
+    fn extend_moves_expiry_forward_and_is_saved() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let now = now_ms();
+        let r = Registry::open(10, dir.path()).expect("open");
+        let a = r.register(&m("a@x.test"), now, now + 60_000).expect("a");
+        r.register(&m("old@x.test"), 0, 1).expect("old");
+        assert_eq!(
+            r.extend(&m("a@x.test"), now, now + 90_000),
+            Ok(Some(now + 90_000))
+        );
+        assert_eq!(
+            r.extend(&m("a@x.test"), now, now + 10_000),
+            Ok(Some(now + 90_000)),
+            "never shortened"
+        );
+        assert_eq!(r.extend(&m("old@x.test"), now, now + 90_000), Ok(None));
+        assert_eq!(r.extend(&m("none@x.test"), now, now + 90_000), Ok(None));
+        assert!(r.verify(&m("a@x.test"), &a.token, now + 80_000));
+        drop(r);
+        let back = Registry::open(10, dir.path()).expect("reopen");
+        assert_eq!(back.expires_at(&m("a@x.test"), now), Some(now + 90_000));
+        assert!(back.verify(&m("a@x.test"), &a.token, now + 80_000));
+        let ttl = back.entries.read().map.get("a@x.test").map(|e| e.ttl_secs);
+        assert_eq!(ttl, Some(90));
+
+        let memory = Registry::new(10);
+        memory.register(&m("m@x.test"), now, now + 1000).expect("m");
+        assert_eq!(
+            memory.extend(&m("m@x.test"), now, now + 5000),
+            Ok(Some(now + 5000))
+        );
+        assert_eq!(
+            memory.extend(&m("m@x.test"), now + 6000, now + 9000),
+            Ok(None)
+        );
     }
 
     // Goal: a creation that cannot be written is refused and leaves nothing registered.

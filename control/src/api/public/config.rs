@@ -32,9 +32,9 @@ pub struct PublicConfig {
     pub body_bytes_max: usize,
     /// Total request header bytes (default 16 384); more get 431.
     pub headers_bytes_max: usize,
-    /// Mailbox creations per client IP per minute (default 20).
+    /// Mailbox creations and extensions per client IP per minute (default 20).
     pub create_per_minute: u32,
-    /// Burst of mailbox creations allowed at once (default 5).
+    /// Burst of mailbox creations and extensions allowed at once (default 5).
     pub create_burst: u32,
     /// Reads (every other API request) per client IP per second (default 20).
     pub reads_per_second: u32,

@@ -52,7 +52,8 @@ fn check(state: &PublicState, req: &Request, ip: IpAddr) -> Result<(), ApiError>
     if !(path.starts_with("/api/") || compat) || path == "/api/v1/openapi.json" {
         return Ok(());
     }
-    let creates = (req.method() == Method::POST && path == "/api/v1/mailboxes")
+    let holds_slot = path == "/api/v1/mailboxes" || path.ends_with("/extend");
+    let creates = (req.method() == Method::POST && holds_slot)
         || crate::api::compat::creates(req.method(), path);
     let limiter = if creates {
         &state.limits.create

@@ -13,7 +13,9 @@ use super::PublicState;
 use super::access::{open, token};
 use super::address::{random_local_part, validate_local_part};
 use super::error::{ApiError, ApiResult, Problem};
-use super::types::{CreateMailbox, DomainList, MailboxCreated, TokenQuery, rfc3339};
+use super::types::{
+    CreateMailbox, DomainList, ExtendMailbox, MailboxCreated, MailboxExtended, TokenQuery, rfc3339,
+};
 use crate::mailboxes::{RegistryError, now_ms};
 
 /// Random local parts tried before giving up on a (practically impossible) collision.
@@ -42,24 +44,9 @@ pub async fn create_mailbox(
     State(state): State<PublicState>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<MailboxCreated>)> {
-    let body = body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge(state.config.body_bytes_max),
-        _ => ApiError::BadRequest(e.body_text()),
-    })?;
-    let req: CreateMailbox = if body.iter().all(u8::is_ascii_whitespace) {
-        CreateMailbox::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?
-    };
+    let req: CreateMailbox = json_body(&state, body)?;
     let domain = pick_domain(&state, req.domain.as_deref())?;
-    let ttl = req.ttl_seconds.unwrap_or(state.config.ttl_secs_default);
-    if ttl == 0 || ttl > state.config.ttl_secs_max {
-        return Err(ApiError::BadRequest(format!(
-            "ttl_seconds must be 1 to {}",
-            state.config.ttl_secs_max
-        )));
-    }
+    let ttl = ttl_seconds(&state, req.ttl_seconds)?;
     let chosen = req
         .local_part
         .as_deref()
@@ -133,6 +120,78 @@ pub async fn delete_mailbox(
     }
     info!(messages = n, "mailbox deleted");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Extends a mailbox's life: `ttl_seconds` are added to its expiry, within
+/// `api.ttl_secs_max` from now. Rate-limited with creations (it keeps a registry slot).
+/// Mail already received keeps the expiry it was stored with.
+#[utoipa::path(post, path = "/api/v1/mailboxes/{address}/extend", tag = "mailboxes",
+    params(("address" = String, Path, description = "The mailbox address"), TokenQuery),
+    request_body(content = ExtendMailbox), security(("bearer" = [])),
+    responses((status = 200, body = MailboxExtended), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 413, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
+pub async fn extend_mailbox(
+    State(state): State<PublicState>,
+    Path(address): Path<String>,
+    Query(q): Query<TokenQuery>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<MailboxExtended>> {
+    let opened = open(&state, &address, token(&headers, q.token.as_deref()))?;
+    let req: ExtendMailbox = json_body(&state, body)?;
+    let ttl = ttl_seconds(&state, req.ttl_seconds)?;
+    // Public mode opens unregistered addresses too; only registered ones have a life.
+    let current = opened.expires_at_ms.ok_or(ApiError::NotFound)?;
+    let now = now_ms();
+    let wanted = current
+        .saturating_add(ttl * 1000)
+        .min(now + state.config.ttl_secs_max * 1000);
+    let expires_at_ms = match state.registry.extend(&opened.address, now, wanted) {
+        Ok(Some(t)) => t,
+        Ok(None) => return Err(ApiError::NotFound),
+        Err(e) => {
+            tracing::error!(error = %e, "mailbox extension refused");
+            return Err(ApiError::Unavailable("mailbox could not be saved".into()));
+        }
+    };
+    // Mail arriving from now on lives as long as the mailbox.
+    let left = expires_at_ms.saturating_sub(now).div_ceil(1000);
+    if let Err(e) = state.store.set_mailbox_ttl(&opened.address, Some(left)) {
+        tracing::warn!(error = %e, "mailbox ttl not extended; new mail keeps the old ttl");
+    }
+    info!(ttl, "mailbox extended");
+    Ok(Json(MailboxExtended {
+        address: opened.address.to_string(),
+        expires_at: rfc3339(expires_at_ms),
+    }))
+}
+
+/// A JSON request body of type `T`; an empty or blank body is `T::default()`.
+fn json_body<T: Default + serde::de::DeserializeOwned>(
+    state: &PublicState,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<T> {
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge(state.config.body_bytes_max),
+        _ => ApiError::BadRequest(e.body_text()),
+    })?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+/// A requested lifetime, `api.ttl_secs_default` if absent; 1 to `api.ttl_secs_max`.
+fn ttl_seconds(state: &PublicState, wanted: Option<u64>) -> ApiResult<u64> {
+    let ttl = wanted.unwrap_or(state.config.ttl_secs_default);
+    if ttl == 0 || ttl > state.config.ttl_secs_max {
+        return Err(ApiError::BadRequest(format!(
+            "ttl_seconds must be 1 to {}",
+            state.config.ttl_secs_max
+        )));
+    }
+    Ok(ttl)
 }
 
 fn pick_domain(state: &PublicState, wanted: Option<&str>) -> ApiResult<Domain> {

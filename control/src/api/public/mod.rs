@@ -77,7 +77,8 @@ impl DomainSource for StaticDomains {
 
 /// The two request classes with separate per-IP limits.
 pub struct Limits {
-    /// `POST /api/v1/mailboxes`.
+    /// `POST /api/v1/mailboxes` and `POST /api/v1/mailboxes/{address}/extend`: the
+    /// requests that take or keep a registry slot.
     pub create: Limiter,
     /// Every other `/api/v1` request.
     pub read: Limiter,
@@ -179,6 +180,7 @@ pub fn api_routes() -> OpenApiRouter<PublicState> {
         .routes(routes!(mailboxes::list_domains))
         .routes(routes!(mailboxes::create_mailbox))
         .routes(routes!(mailboxes::delete_mailbox))
+        .routes(routes!(mailboxes::extend_mailbox))
         .routes(routes!(messages::list_messages))
         .routes(routes!(wait::wait))
         .routes(routes!(messages::get_message, messages::delete_message))

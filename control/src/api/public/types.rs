@@ -39,6 +39,24 @@ pub struct MailboxCreated {
     pub max_messages: usize,
 }
 
+/// `POST /api/v1/mailboxes/{address}/extend` body; may be empty.
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendMailbox {
+    /// Seconds added to the current expiry (default `api.ttl_secs_default`); the new
+    /// expiry is never more than `api.ttl_secs_max` from now.
+    pub ttl_seconds: Option<u64>,
+}
+
+/// An extended mailbox.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MailboxExtended {
+    /// The address.
+    pub address: String,
+    /// When the mailbox expires now (RFC 3339, UTC).
+    pub expires_at: String,
+}
+
 /// Token passed in the query string (for `EventSource`, iframes and download links,
 /// which cannot send headers).
 #[derive(Debug, Default, Deserialize, IntoParams)]
