@@ -41,11 +41,10 @@ impl VerifyCache {
         if let Some(v) = self.inner.lock().map.get(&id) {
             return v.clone();
         }
-        let Some(view) = store.get(id) else {
-            return Arc::from(Vec::new());
-        };
-        let found: Arc<[Verification]> = self.of_raw(id, &view.raw);
-        found
+        match store.get(id) {
+            Some(view) => self.of_raw(id, &view.raw),
+            None => Arc::from(Vec::new()),
+        }
     }
 
     /// The verifications of a message whose raw bytes the caller holds already.

@@ -98,6 +98,14 @@ impl Format {
     }
 }
 
+/// A 200 with `v`, or the error, in the request's format.
+pub fn answer(f: Format, r: Result<Value, MtError>) -> Response {
+    match r {
+        Ok(v) => f.reply(StatusCode::OK, &v),
+        Err(e) => e.reply(f),
+    }
+}
+
 /// An error as mail.tm answers it.
 #[derive(Debug)]
 pub enum MtError {

@@ -27,6 +27,7 @@ use crate::api::public::guard::ClientIp;
 use crate::api::public::push::Feed;
 use crate::api::public::subscribers::Transport;
 
+/// The subscription's query: Mercure's `topic` and optional `authorization` token.
 #[derive(Deserialize)]
 pub struct MercureQuery {
     topic: Option<String>,

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use tempmx_store::MessageId;
 
 use super::accounts::Account;
-use super::json::{Format, MtError, PAGE_SIZE};
+use super::json::{Format, MtError, PAGE_SIZE, answer};
 use super::{MailTm, PageQuery, authed, page_of, parse_id};
 use crate::api::public::PublicState;
 use crate::api::public::render::{self, MimeLimits};
@@ -145,10 +145,7 @@ pub async fn list(
             .collect();
         Ok(f.collection("Message", "/messages", members, total, Some((page, last))))
     };
-    match run() {
-        Ok(v) => f.reply(StatusCode::OK, &v),
-        Err(e) => e.reply(f),
-    }
+    answer(f, run())
 }
 
 fn one(
@@ -175,10 +172,7 @@ pub async fn get(
     let f = Format::of(&headers);
     let found = one(&state, &mt, &headers, &id)
         .and_then(|(a, id)| message_json(f, &state, &a, &mt, id, true).ok_or(MtError::NotFound));
-    match found {
-        Ok(v) => f.reply(StatusCode::OK, &v),
-        Err(e) => e.reply(f),
-    }
+    answer(f, found)
 }
 
 /// `PATCH /messages/{id}` with `application/merge-patch+json` `{"seen": bool}`.
@@ -220,10 +214,7 @@ pub async fn patch(
         }
         message_json(f, &state, &a, &mt, id, true).ok_or(MtError::NotFound)
     };
-    match run() {
-        Ok(v) => f.reply(StatusCode::OK, &v),
-        Err(e) => e.reply(f),
-    }
+    answer(f, run())
 }
 
 /// `DELETE /messages/{id}`.
@@ -273,10 +264,7 @@ pub async fn source(
         m.insert("data".into(), json!(String::from_utf8_lossy(&view.raw)));
         Ok(f.resource("Source", &format!("/sources/{sid}"), m))
     };
-    match run() {
-        Ok(v) => f.reply(StatusCode::OK, &v),
-        Err(e) => e.reply(f),
-    }
+    answer(f, run())
 }
 
 fn file(body: Vec<u8>, content_type: &str) -> Response {
