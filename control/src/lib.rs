@@ -13,6 +13,7 @@ pub mod logging;
 pub mod mailboxes;
 pub mod metrics;
 pub mod pool;
+pub mod verify;
 
 pub use app::{App, AppError};
 pub use config::{Config, ConfigError, Overrides};

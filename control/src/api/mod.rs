@@ -21,6 +21,7 @@ use self::problem::Problem;
 use crate::app::Shared;
 
 pub mod admin;
+pub mod compat;
 pub mod deadline;
 pub mod problem;
 pub mod public;

@@ -48,11 +48,14 @@ fn check(state: &PublicState, req: &Request, ip: IpAddr) -> Result<(), ApiError>
         return Err(ApiError::HeadersTooLarge(state.config.headers_bytes_max));
     }
     let path = req.uri().path();
-    if !path.starts_with("/api/") || path == "/api/v1/openapi.json" {
+    let compat = path.starts_with(crate::api::compat::PREFIX);
+    if !(path.starts_with("/api/") || compat) || path == "/api/v1/openapi.json" {
         return Ok(());
     }
     let holds_slot = path == "/api/v1/mailboxes" || path.ends_with("/extend");
-    let limiter = if req.method() == Method::POST && holds_slot {
+    let creates = (req.method() == Method::POST && holds_slot)
+        || crate::api::compat::creates(req.method(), path);
+    let limiter = if creates {
         &state.limits.create
     } else {
         &state.limits.read

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tempmx_store::{MessageId, MessageView};
+use tempmx_store::{MessageId, MessageSummary, MessageView};
 
 use super::PublicState;
 use super::access::{Opened, open, token};
@@ -55,7 +55,7 @@ pub async fn list_messages(
         None
     };
     Ok(Json(MessagePage {
-        messages: items.iter().map(MessageItem::from).collect(),
+        messages: items.iter().map(|s| item(&state, s)).collect(),
         next_before,
     }))
 }
@@ -78,6 +78,7 @@ pub async fn get_message(
     let limits = MimeLimits::from(state.config.as_ref());
     let base = format!("/api/v1/mailboxes/{}/messages/{id}", opened.address);
     let mut detail = skeleton(&view, id);
+    detail.verifications = state.verify.of_raw(id, &view.raw).to_vec();
     match render::parse(&view.raw, limits) {
         Ok(msg) => {
             let inline = render::inline_images(&msg);
@@ -208,6 +209,13 @@ pub async fn delete_message(
     }
 }
 
+/// The listing item of a message, with its verifications (extracted on first read).
+pub fn item(state: &PublicState, s: &MessageSummary) -> MessageItem {
+    let mut item = MessageItem::from(s);
+    item.verifications = state.verify.get(&state.store, s.id).to_vec();
+    item
+}
+
 /// Opens the mailbox and fetches a message it holds; everything else is the same 404.
 fn load(
     state: &PublicState,
@@ -245,6 +253,7 @@ fn skeleton(view: &MessageView, id: MessageId) -> MessageDetail {
         remote_images_blocked: 0,
         attachments: Vec::new(),
         auth: auth_items(&s.auth),
+        verifications: Vec::new(),
         envelope: EnvelopeItem {
             mail_from: view.mail_from.clone(),
             rcpt_to: view.mailboxes.clone(),

@@ -20,6 +20,7 @@ pub mod render;
 pub mod sanitize;
 pub mod subscribers;
 pub mod types;
+pub mod wait;
 pub mod web;
 
 use std::sync::Arc;
@@ -44,7 +45,11 @@ use self::error::ApiError;
 use self::ratelimit::Limiter;
 use self::subscribers::Subscribers;
 use crate::mailboxes::Registry;
+use crate::verify::VerifyCache;
 use tempmx_store::Domain;
+
+/// Messages whose extracted verifications are kept (about 100 bytes each).
+pub const VERIFY_CACHE_ENTRIES_MAX: usize = 65_536;
 
 /// Path of the generated OpenAPI document.
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
@@ -96,6 +101,8 @@ pub struct PublicState {
     pub subscribers: Arc<Subscribers>,
     /// Messages a mailbox keeps at least (the store's `mailbox_records_max`).
     pub store_mailbox_max: usize,
+    /// Verification codes and links by message id, extracted on first read.
+    pub verify: Arc<VerifyCache>,
     /// Turns true when the server shuts down, so live-push connections end at once
     /// (a graceful shutdown would otherwise wait for them).
     pub closing: Arc<watch::Sender<bool>>,
@@ -134,6 +141,7 @@ impl PublicState {
             limits: Arc::new(limits),
             subscribers: Arc::new(subscribers),
             store_mailbox_max: mailbox_records_max,
+            verify: Arc::new(VerifyCache::new(VERIFY_CACHE_ENTRIES_MAX)),
             closing: Arc::new(watch::channel(false).0),
         }
     }
@@ -174,6 +182,7 @@ pub fn api_routes() -> OpenApiRouter<PublicState> {
         .routes(routes!(mailboxes::delete_mailbox))
         .routes(routes!(mailboxes::extend_mailbox))
         .routes(routes!(messages::list_messages))
+        .routes(routes!(wait::wait))
         .routes(routes!(messages::get_message, messages::delete_message))
         .routes(routes!(messages::get_raw))
         .routes(routes!(messages::get_html))
@@ -196,6 +205,7 @@ pub fn router(state: PublicState) -> Router {
     let (api, _) = api_routes().split_for_parts();
     let doc = Bytes::from(openapi_json());
     let mut router = api
+        .merge(crate::api::compat::routes(state.config.mailboxes_max))
         .route(
             OPENAPI_PATH,
             get(move || {

@@ -26,6 +26,7 @@ use super::PublicState;
 use super::access::{open, token};
 use super::error::{ApiError, ApiResult, Problem};
 use super::guard::ClientIp;
+use super::messages::item;
 use super::subscribers::{Admission, Refused, Transport};
 use super::types::{MessageItem, PushQuery};
 use crate::api::problem::{PathParams, QueryParams};
@@ -54,7 +55,7 @@ pub struct Feed {
 
 impl Feed {
     /// Subscribes, then queues what arrived after `resume_after`.
-    fn start(
+    pub fn start(
         state: &PublicState,
         mailbox: Mailbox,
         ip: ClientIp,
@@ -177,7 +178,7 @@ pub async fn events(
         opened.expires_at_ms,
     )?;
     let keepalive = KeepAlive::new().interval(Duration::from_secs(state.config.keepalive_secs));
-    let mut resp = Sse::new(sse_stream(feed))
+    let mut resp = Sse::new(sse_stream(state.clone(), feed))
         .keep_alive(keepalive)
         .into_response();
     resp.headers_mut().insert(
@@ -187,16 +188,16 @@ pub async fn events(
     Ok(resp)
 }
 
-fn sse_stream(feed: Feed) -> impl Stream<Item = Result<SseEvent, Infallible>> {
-    futures_util::stream::unfold(feed, |mut feed| async move {
+fn sse_stream(state: PublicState, feed: Feed) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    futures_util::stream::unfold((state, feed), |(state, mut feed)| async move {
         let s = feed.next().await?;
-        let item = MessageItem::from(&s);
+        let item = item(&state, &s);
         let ev = SseEvent::default()
             .event(NEW_MESSAGE)
             .id(item.id.clone())
             .json_data(&item)
             .unwrap_or_default();
-        Some((Ok(ev), feed))
+        Some((Ok(ev), (state, feed)))
     })
 }
 
@@ -231,17 +232,22 @@ pub async fn websocket(
     // Clients only listen; anything bigger than a control frame is not expected.
     Ok(upgrade
         .max_message_size(4096)
-        .on_upgrade(move |socket| run_socket(socket, feed, keepalive)))
+        .on_upgrade(move |socket| run_socket(socket, state, feed, keepalive)))
 }
 
-async fn run_socket(mut socket: WebSocket, mut feed: Feed, keepalive: Duration) {
+async fn run_socket(
+    mut socket: WebSocket,
+    state: PublicState,
+    mut feed: Feed,
+    keepalive: Duration,
+) {
     let mut ping = tokio::time::interval(keepalive);
     ping.tick().await;
     loop {
         tokio::select! {
             next = feed.next() => {
                 let Some(s) = next else { break };
-                let item = MessageItem::from(&s);
+                let item = item(&state, &s);
                 let frame = serde_json::json!({ "event": NEW_MESSAGE, "id": item.id, "message": item });
                 if socket.send(WsMessage::Text(frame.to_string().into())).await.is_err() {
                     return;

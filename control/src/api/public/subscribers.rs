@@ -32,17 +32,20 @@ pub enum Transport {
     Sse,
     /// WebSocket.
     WebSocket,
+    /// A held `messages/wait` request.
+    Wait,
 }
 
 impl Transport {
     /// Every transport, in `as usize` order.
-    pub const ALL: [Self; 2] = [Self::Sse, Self::WebSocket];
+    pub const ALL: [Self; 3] = [Self::Sse, Self::WebSocket, Self::Wait];
 
     /// Metric label value.
     pub fn label(self) -> &'static str {
         match self {
             Self::Sse => "sse",
             Self::WebSocket => "websocket",
+            Self::Wait => "wait",
         }
     }
 }
@@ -146,12 +149,18 @@ mod tests {
         );
         let _c = s.admit("b@p.test", ip, Sse).expect("3");
         assert_eq!(s.admit("c@p.test", ip, Sse).err(), Some(Refused::Ip(3)));
-        assert_eq!(s.connected(), [(Sse, 2), (WebSocket, 1)]);
+        assert_eq!(
+            s.connected(),
+            [(Sse, 2), (WebSocket, 1), (Transport::Wait, 0)]
+        );
         drop(a);
         let _d = s
             .admit("a@p.test", "127.0.0.2".parse().expect("ip"), WebSocket)
             .expect("freed");
         assert!(s.counts.lock().mailbox.len() <= 2);
-        assert_eq!(s.connected(), [(Sse, 1), (WebSocket, 2)]);
+        assert_eq!(
+            s.connected(),
+            [(Sse, 1), (WebSocket, 2), (Transport::Wait, 0)]
+        );
     }
 }

@@ -5,6 +5,7 @@ use tempmx_store::{AuthResult, MessageSummary};
 use utoipa::{IntoParams, ToSchema};
 
 use super::render::decode_summary;
+use crate::verify::Verification;
 
 /// `GET /api/v1/domains`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -129,6 +130,9 @@ pub struct MessageItem {
     pub has_attachments: bool,
     /// Authentication summary.
     pub auth: Vec<AuthItem>,
+    /// One-time codes and verification links found in it, best first.
+    #[serde(default)]
+    pub verifications: Vec<Verification>,
 }
 
 impl From<&MessageSummary> for MessageItem {
@@ -143,6 +147,7 @@ impl From<&MessageSummary> for MessageItem {
             size: s.size,
             has_attachments: s.has_attachments,
             auth: auth_items(&s.auth),
+            verifications: Vec::new(),
         }
     }
 }
@@ -233,6 +238,9 @@ pub struct MessageDetail {
     pub attachments: Vec<AttachmentItem>,
     /// Authentication results.
     pub auth: Vec<AuthItem>,
+    /// One-time codes and verification links found in it, best first.
+    #[serde(default)]
+    pub verifications: Vec<Verification>,
     /// Envelope.
     pub envelope: EnvelopeItem,
     /// Raw size in bytes.

@@ -1,0 +1,328 @@
+//! mail.tm's Message and Source resources over the store: list (30 a page), read, mark
+//! seen, delete, the raw source and attachment downloads.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+use tempmx_store::MessageId;
+
+use super::accounts::Account;
+use super::json::{Format, MtError, PAGE_SIZE, answer};
+use super::{MailTm, PageQuery, authed, page_of, parse_id};
+use crate::api::public::PublicState;
+use crate::api::public::render::{self, MimeLimits};
+use crate::api::public::sanitize::sanitize;
+use crate::api::public::types::rfc3339;
+
+/// Characters of a message's `intro`.
+const INTRO_CHARS_MAX: usize = 120;
+/// Bytes of a PATCH body.
+const PATCH_BYTES_MAX: usize = 1024;
+
+fn address_json(name: &Option<String>, address: &Option<String>) -> Value {
+    json!({
+        "address": address.clone().unwrap_or_default(),
+        "name": name.clone().unwrap_or_default(),
+    })
+}
+
+/// The Message resource of `id` in `a`'s mailbox; `detail` adds the body fields of
+/// `GET /messages/{id}`. `None` when the mailbox does not hold it.
+pub fn message_json(
+    f: Format,
+    state: &PublicState,
+    a: &Account,
+    mt: &MailTm,
+    id: MessageId,
+    detail: bool,
+) -> Option<Value> {
+    if !state.store.contains(&a.address, id) {
+        return None;
+    }
+    let view = state.store.get(id)?;
+    let s = &view.summary;
+    let limits = MimeLimits::from(state.config.as_ref());
+    let parsed = render::parse(&view.raw, limits).ok();
+    let r = parsed.as_ref().map(render::render).unwrap_or_default();
+    let text = r.text.clone().unwrap_or_default();
+    let intro: String = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(INTRO_CHARS_MAX)
+        .collect();
+    let (from_name, from_addr) = r.from.first().cloned().unwrap_or_default();
+    let mut m = Map::new();
+    let sid = id.to_string();
+    m.insert("id".into(), json!(sid));
+    m.insert("accountId".into(), json!(format!("/accounts/{}", a.id)));
+    m.insert("msgid".into(), json!(s.message_id));
+    m.insert("from".into(), address_json(&from_name, &from_addr));
+    let to: Vec<Value> = r.to.iter().map(|(n, ad)| address_json(n, ad)).collect();
+    m.insert("to".into(), json!(to));
+    m.insert(
+        "subject".into(),
+        json!(r.subject.clone().unwrap_or_default()),
+    );
+    m.insert("intro".into(), json!(intro));
+    m.insert("seen".into(), json!(mt.accounts.is_seen(&a.id, id)));
+    m.insert("isDeleted".into(), json!(false));
+    m.insert("hasAttachments".into(), json!(s.has_attachments));
+    m.insert("size".into(), json!(s.size));
+    m.insert(
+        "downloadUrl".into(),
+        json!(format!("/messages/{sid}/download")),
+    );
+    m.insert("sourceUrl".into(), json!(format!("/sources/{sid}")));
+    m.insert("createdAt".into(), json!(rfc3339(s.received_at_ms)));
+    m.insert("updatedAt".into(), json!(rfc3339(s.received_at_ms)));
+    if detail {
+        let cc: Vec<String> = r.cc.iter().filter_map(|(_, ad)| ad.clone()).collect();
+        m.insert("cc".into(), json!(cc));
+        m.insert("bcc".into(), json!([]));
+        m.insert("flagged".into(), json!(false));
+        let found = state.verify.of_raw(id, &view.raw);
+        let values: Vec<&str> = found.iter().map(|v| v.value.as_str()).collect();
+        m.insert("verifications".into(), json!(values));
+        m.insert("retention".into(), json!(true));
+        m.insert("retentionDate".into(), json!(rfc3339(s.expires_at_ms)));
+        m.insert("text".into(), json!(text));
+        let html: Vec<String> = match (&r.html, &parsed) {
+            (Some(h), Some(msg)) => {
+                let inline = render::inline_images(msg);
+                vec![sanitize(h, state.config.remote_images, &inline).html]
+            }
+            _ => Vec::new(),
+        };
+        m.insert("html".into(), json!(html));
+        let atts: Vec<Value> = r
+            .attachments
+            .iter()
+            .enumerate()
+            .map(|(i, at)| {
+                let att_id = format!("ATTACH{:06}", i + 1);
+                json!({
+                    "id": att_id,
+                    "filename": at.filename.clone().unwrap_or_default(),
+                    "contentType": at.content_type,
+                    "disposition": "attachment",
+                    "transferEncoding": "base64",
+                    "related": false,
+                    "size": at.size.div_ceil(1024),
+                    "downloadUrl": format!("/messages/{sid}/attachment/{att_id}"),
+                })
+            })
+            .collect();
+        m.insert("attachments".into(), json!(atts));
+    }
+    Some(f.resource("Message", &format!("/messages/{sid}"), m))
+}
+
+/// `GET /messages?page=N`: newest first, 30 a page.
+pub async fn list(
+    State(state): State<PublicState>,
+    Extension(mt): Extension<Arc<MailTm>>,
+    Query(q): Query<PageQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let f = Format::of(&headers);
+    let run = || -> Result<Value, MtError> {
+        let a = authed(&state, &mt, &headers)?;
+        let page = page_of(&q)?;
+        let all = state.store.list(&a.address, None, state.store_mailbox_max);
+        let total = all.len();
+        let last = total.div_ceil(PAGE_SIZE).max(1);
+        let members: Vec<Value> = all
+            .iter()
+            .skip((page - 1).saturating_mul(PAGE_SIZE))
+            .take(PAGE_SIZE)
+            .filter_map(|s| message_json(f, &state, &a, &mt, s.id, false))
+            .collect();
+        Ok(f.collection("Message", "/messages", members, total, Some((page, last))))
+    };
+    answer(f, run())
+}
+
+fn one(
+    state: &PublicState,
+    mt: &MailTm,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<(Account, MessageId), MtError> {
+    let a = authed(state, mt, headers)?;
+    let id = parse_id(id)?;
+    if !state.store.contains(&a.address, id) {
+        return Err(MtError::NotFound);
+    }
+    Ok((a, id))
+}
+
+/// `GET /messages/{id}`.
+pub async fn get(
+    State(state): State<PublicState>,
+    Extension(mt): Extension<Arc<MailTm>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let f = Format::of(&headers);
+    let found = one(&state, &mt, &headers, &id)
+        .and_then(|(a, id)| message_json(f, &state, &a, &mt, id, true).ok_or(MtError::NotFound));
+    answer(f, found)
+}
+
+/// `PATCH /messages/{id}` with `application/merge-patch+json` `{"seen": bool}`.
+pub async fn patch(
+    State(state): State<PublicState>,
+    Extension(mt): Extension<Arc<MailTm>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let f = Format::of(&headers);
+    let run = || -> Result<Value, MtError> {
+        let (a, id) = one(&state, &mt, &headers, &id)?;
+        let ct = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !ct.starts_with("application/merge-patch+json") {
+            return Err(MtError::UnsupportedMedia(format!(
+                "The content-type \"{ct}\" is not supported. Supported MIME types are \"application/merge-patch+json\"."
+            )));
+        }
+        if body.len() > PATCH_BYTES_MAX {
+            return Err(MtError::BadRequest(format!(
+                "body over {PATCH_BYTES_MAX} bytes"
+            )));
+        }
+        let patch: Value = serde_json::from_slice(&body)
+            .map_err(|e| MtError::BadRequest(format!("Syntax error: {e}")))?;
+        if let Some(seen) = patch.get("seen") {
+            let seen = seen.as_bool().ok_or(MtError::BadRequest(
+                "The type of the \"seen\" attribute must be \"bool\".".into(),
+            ))?;
+            mt.accounts
+                .set_seen(&a.id, id, seen, state.store_mailbox_max);
+            if let Some(ev) = message_json(Format::JsonLd, &state, &a, &mt, id, false) {
+                let _ = mt.events.send((a.id.clone(), ev));
+            }
+        }
+        message_json(f, &state, &a, &mt, id, true).ok_or(MtError::NotFound)
+    };
+    answer(f, run())
+}
+
+/// `DELETE /messages/{id}`.
+pub async fn delete(
+    State(state): State<PublicState>,
+    Extension(mt): Extension<Arc<MailTm>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let f = Format::of(&headers);
+    let (a, id) = match one(&state, &mt, &headers, &id) {
+        Ok(x) => x,
+        Err(e) => return e.reply(f),
+    };
+    let mut ev = message_json(Format::JsonLd, &state, &a, &mt, id, false);
+    if !state.store.delete_message(&a.address, id) {
+        return MtError::NotFound.reply(f);
+    }
+    mt.accounts.set_seen(&a.id, id, false, 0);
+    if let Some(Value::Object(m)) = ev.as_mut() {
+        m.insert("isDeleted".into(), json!(true));
+    }
+    if let Some(ev) = ev {
+        let _ = mt.events.send((a.id, ev));
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `GET /sources/{id}`: the raw message inside a Source resource.
+pub async fn source(
+    State(state): State<PublicState>,
+    Extension(mt): Extension<Arc<MailTm>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let f = Format::of(&headers);
+    let run = || -> Result<Value, MtError> {
+        let (_, id) = one(&state, &mt, &headers, &id)?;
+        let view = state.store.get(id).ok_or(MtError::NotFound)?;
+        let sid = id.to_string();
+        let mut m = Map::new();
+        m.insert("id".into(), json!(sid));
+        m.insert(
+            "downloadUrl".into(),
+            json!(format!("/messages/{sid}/download")),
+        );
+        m.insert("data".into(), json!(String::from_utf8_lossy(&view.raw)));
+        Ok(f.resource("Source", &format!("/sources/{sid}"), m))
+    };
+    answer(f, run())
+}
+
+fn file(body: Vec<u8>, content_type: &str) -> Response {
+    let mut resp = (StatusCode::OK, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(content_type)
+            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; sandbox"),
+    );
+    resp
+}
+
+/// `GET /messages/{id}/download`: the `.eml`.
+pub async fn download(
+    State(state): State<PublicState>,
+    Extension(mt): Extension<Arc<MailTm>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let f = Format::of(&headers);
+    match one(&state, &mt, &headers, &id)
+        .and_then(|(_, id)| state.store.get(id).ok_or(MtError::NotFound))
+    {
+        Ok(view) => file(view.raw, "message/rfc822"),
+        Err(e) => e.reply(f),
+    }
+}
+
+/// `GET /messages/{id}/attachment/{ATTACH000001}`.
+pub async fn attachment(
+    State(state): State<PublicState>,
+    Extension(mt): Extension<Arc<MailTm>>,
+    Path((id, att)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let f = Format::of(&headers);
+    let run = || -> Result<Response, MtError> {
+        let (_, id) = one(&state, &mt, &headers, &id)?;
+        let n: u32 = att
+            .strip_prefix("ATTACH")
+            .and_then(|n| n.parse().ok())
+            .filter(|&n| n >= 1)
+            .ok_or(MtError::NotFound)?;
+        let view = state.store.get(id).ok_or(MtError::NotFound)?;
+        let msg = render::parse(&view.raw, MimeLimits::from(state.config.as_ref()))
+            .map_err(|_| MtError::NotFound)?;
+        let part = msg.attachment(n - 1).ok_or(MtError::NotFound)?;
+        let info = render::attachment_info(part);
+        Ok(file(part.contents().to_vec(), &info.content_type))
+    };
+    run().unwrap_or_else(|e| e.reply(f))
+}

@@ -1,0 +1,391 @@
+//! mail.tm / mail.gw compatible API under `/compat/mailtm`: the same paths, field names,
+//! JSON-LD/Hydra negotiation, status codes and Mercure live push, so a published client
+//! works with only its base URL changed. Accounts are tempmx mailboxes (registered in the
+//! one registry, mail in the one store); see `accounts` for what is kept.
+
+mod accounts;
+mod json;
+mod mercure;
+mod message;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use tempmx_store::{Mailbox, MessageId};
+use tokio::sync::broadcast;
+
+use self::accounts::{
+    Account, Accounts, PASSWORD_BYTES_MAX, PASSWORD_CHARS_MIN, hash_password, password_matches,
+};
+use self::json::{Format, MtError};
+use crate::api::public::PublicState;
+use crate::api::public::address::validate_local_part;
+use crate::api::public::types::rfc3339;
+use crate::mailboxes::{RegistryError, now_ms};
+
+/// Where the API is served.
+pub const PREFIX: &str = "/compat/mailtm";
+/// Account quota reported (bytes), mail.tm's figure.
+const QUOTA_BYTES: u64 = 40_000_000;
+/// Seen/delete events buffered for Mercure subscribers before a slow one misses some.
+const EVENTS_MAX: usize = 1024;
+
+/// State of the mail.tm API.
+pub struct MailTm {
+    accounts: Accounts,
+    /// Seen and delete events: (account id, message JSON-LD).
+    events: broadcast::Sender<(String, Value)>,
+}
+
+impl MailTm {
+    /// Accounts bounded like the registry (`api.mailboxes_max`).
+    pub fn new(accounts_max: usize) -> Self {
+        Self {
+            accounts: Accounts::new(accounts_max),
+            events: broadcast::channel(EVENTS_MAX).0,
+        }
+    }
+}
+
+/// The routes, relative to [`PREFIX`].
+pub fn routes(accounts_max: usize) -> Router<PublicState> {
+    let mt = Arc::new(MailTm::new(accounts_max));
+    Router::new()
+        .route("/domains", get(domains))
+        .route("/domains/{id}", get(domain))
+        .route("/accounts", axum::routing::post(create_account))
+        .route("/accounts/{id}", get(get_account).delete(delete_account))
+        .route("/token", axum::routing::post(token))
+        .route("/me", get(me))
+        .route("/messages", get(message::list))
+        .route(
+            "/messages/{id}",
+            get(message::get)
+                .patch(message::patch)
+                .delete(message::delete),
+        )
+        .route("/messages/{id}/download", get(message::download))
+        .route("/messages/{id}/attachment/{att}", get(message::attachment))
+        .route("/sources/{id}", get(message::source))
+        .route("/.well-known/mercure", get(mercure::subscribe))
+        .layer(Extension(mt))
+}
+
+/// mail.tm-style id of a domain: the first 12 bytes of its SHA-256, in hex.
+fn domain_id(domain: &str) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, domain.as_bytes());
+    d.as_ref()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn domain_json(f: Format, domain: &str) -> Value {
+    let id = domain_id(domain);
+    let mut m = Map::new();
+    m.insert("id".into(), json!(id));
+    m.insert("domain".into(), json!(domain));
+    m.insert("isActive".into(), json!(true));
+    m.insert("isPrivate".into(), json!(false));
+    m.insert("createdAt".into(), json!(rfc3339(0)));
+    m.insert("updatedAt".into(), json!(rfc3339(0)));
+    f.resource("Domain", &format!("/domains/{id}"), m)
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    page: Option<String>,
+}
+
+/// `GET /domains`.
+async fn domains(State(state): State<PublicState>, headers: HeaderMap) -> Response {
+    let f = Format::of(&headers);
+    let list: Vec<Value> = state
+        .domains
+        .active()
+        .iter()
+        .map(|d| domain_json(f, d.as_str()))
+        .collect();
+    let n = list.len();
+    f.reply(
+        StatusCode::OK,
+        &f.collection("Domain", "/domains", list, n, Some((1, 1))),
+    )
+}
+
+/// `GET /domains/{id}`.
+async fn domain(
+    State(state): State<PublicState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let f = Format::of(&headers);
+    match state
+        .domains
+        .active()
+        .iter()
+        .find(|d| domain_id(d.as_str()) == id)
+    {
+        Some(d) => f.reply(StatusCode::OK, &domain_json(f, d.as_str())),
+        None => MtError::NotFound.reply(f),
+    }
+}
+
+fn account_json(f: Format, state: &PublicState, a: &Account) -> Value {
+    let used: u64 = state
+        .store
+        .list(&a.address, None, state.store_mailbox_max)
+        .iter()
+        .map(|s| s.size)
+        .sum();
+    let mut m = Map::new();
+    m.insert("id".into(), json!(a.id));
+    m.insert("address".into(), json!(&a.address));
+    m.insert("quota".into(), json!(QUOTA_BYTES));
+    m.insert("used".into(), json!(used));
+    m.insert("isDisabled".into(), json!(false));
+    m.insert("isDeleted".into(), json!(false));
+    m.insert("createdAt".into(), json!(rfc3339(a.created_at_ms)));
+    m.insert("updatedAt".into(), json!(rfc3339(a.created_at_ms)));
+    f.resource("Account", &format!("/accounts/{}", a.id), m)
+}
+
+#[derive(Deserialize)]
+struct Credentials {
+    address: Option<String>,
+    password: Option<String>,
+}
+
+fn credentials(body: &Bytes) -> Result<(String, String), MtError> {
+    let c: Credentials = serde_json::from_slice(body)
+        .map_err(|e| MtError::BadRequest(format!("Syntax error: {e}")))?;
+    let address = c.address.ok_or(MtError::Invalid(
+        "address",
+        "This value should not be blank.".into(),
+    ))?;
+    let password = c.password.ok_or(MtError::Invalid(
+        "password",
+        "This value should not be blank.".into(),
+    ))?;
+    Ok((address, password))
+}
+
+/// `POST /accounts`: registers the address in the mailbox registry and keeps an argon2
+/// hash of the password.
+async fn create_account(
+    State(state): State<PublicState>,
+    Extension(mt): Extension<Arc<MailTm>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let f = Format::of(&headers);
+    match try_create(&state, &mt, body).await {
+        Ok(a) => f.reply(StatusCode::CREATED, &account_json(f, &state, &a)),
+        Err(e) => e.reply(f),
+    }
+}
+
+async fn try_create(state: &PublicState, mt: &MailTm, body: Bytes) -> Result<Account, MtError> {
+    let (address, password) = credentials(&body)?;
+    let invalid = || MtError::Invalid("address", "This value is not a valid email address.".into());
+    let mailbox = Mailbox::parse(address.trim()).map_err(|_| invalid())?;
+    if !state
+        .domains
+        .active()
+        .iter()
+        .any(|d| d.as_str() == mailbox.domain())
+    {
+        return Err(MtError::Invalid(
+            "address",
+            "This value is not valid.".into(),
+        ));
+    }
+    validate_local_part(mailbox.local()).map_err(|e| MtError::Invalid("address", e.to_string()))?;
+    if password.chars().count() < PASSWORD_CHARS_MIN || password.len() > PASSWORD_BYTES_MAX {
+        return Err(MtError::Invalid(
+            "password",
+            format!(
+                "This value should be {PASSWORD_CHARS_MIN} to {PASSWORD_BYTES_MAX} characters long."
+            ),
+        ));
+    }
+    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| MtError::Unavailable(e.to_string()))?
+        .map_err(|e| MtError::Unavailable(e.to_string()))?;
+    let now = now_ms();
+    let ttl = state.config.ttl_secs_max;
+    match state.registry.register(&mailbox, now, now + ttl * 1000) {
+        Ok(_) => {}
+        Err(RegistryError::Taken) => {
+            return Err(MtError::Invalid(
+                "address",
+                "This value is already used.".into(),
+            ));
+        }
+        Err(e) => return Err(MtError::Unavailable(e.to_string())),
+    }
+    // Mail left by an earlier owner of this address must not reach the new one.
+    state.store.delete_mailbox(&mailbox);
+    if let Err(e) = state.store.set_mailbox_ttl(&mailbox, Some(ttl)) {
+        tracing::warn!(error = %e, "mailbox ttl not applied; store default ttl holds");
+    }
+    mt.accounts.insert(mailbox.clone(), hash, now).map_err(|e| {
+        state.registry.remove(&mailbox);
+        MtError::Unavailable(e.to_string())
+    })
+}
+
+/// `POST /token`: checks the password, answers `{id, token}`.
+async fn token(
+    State(state): State<PublicState>,
+    Extension(mt): Extension<Arc<MailTm>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let f = Format::of(&headers);
+    let (address, password) = match credentials(&body) {
+        Ok(c) => c,
+        Err(e) => return e.reply(f),
+    };
+    let account = Mailbox::parse(address.trim())
+        .ok()
+        .and_then(|m| mt.accounts.by_address(&m))
+        .filter(|a| state.registry.is_live(&a.address, now_ms()));
+    // Unknown addresses cost a hash too, so timing does not tell them apart.
+    let phc = account.as_ref().map(|a| a.password_hash.clone());
+    let ok = tokio::task::spawn_blocking(move || match phc {
+        Some(h) => password_matches(&password, &h),
+        None => {
+            let _ = hash_password(&password);
+            false
+        }
+    })
+    .await
+    .unwrap_or(false);
+    match account.filter(|_| ok) {
+        Some(a) => {
+            let token = mt.accounts.issue_token(&a.id);
+            let body = json!({ "@id": format!("/accounts/{}", a.id), "id": a.id, "token": token });
+            f.reply(StatusCode::OK, &body)
+        }
+        None => MtError::BadCredentials.reply(f),
+    }
+}
+
+/// The account the bearer token opens (and whose mailbox is still live).
+fn authed(state: &PublicState, mt: &MailTm, headers: &HeaderMap) -> Result<Account, MtError> {
+    let raw = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(MtError::NoToken)?;
+    bearer(state, mt, raw)
+}
+
+fn bearer(state: &PublicState, mt: &MailTm, token: &str) -> Result<Account, MtError> {
+    let a = mt.accounts.by_token(token).ok_or(MtError::BadToken)?;
+    if !state.registry.is_live(&a.address, now_ms()) {
+        mt.accounts.remove(&a.id);
+        return Err(MtError::BadToken);
+    }
+    Ok(a)
+}
+
+/// `GET /me`.
+async fn me(
+    State(state): State<PublicState>,
+    Extension(mt): Extension<Arc<MailTm>>,
+    headers: HeaderMap,
+) -> Response {
+    let f = Format::of(&headers);
+    match authed(&state, &mt, &headers) {
+        Ok(a) => f.reply(StatusCode::OK, &account_json(f, &state, &a)),
+        Err(e) => e.reply(f),
+    }
+}
+
+/// `GET /accounts/{id}`: only the token's own account.
+async fn get_account(
+    State(state): State<PublicState>,
+    Extension(mt): Extension<Arc<MailTm>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let f = Format::of(&headers);
+    match authed(&state, &mt, &headers) {
+        Ok(a) if a.id == id => f.reply(StatusCode::OK, &account_json(f, &state, &a)),
+        Ok(_) => MtError::NotFound.reply(f),
+        Err(e) => e.reply(f),
+    }
+}
+
+/// `DELETE /accounts/{id}`: the mailbox, its mail and the account go.
+async fn delete_account(
+    State(state): State<PublicState>,
+    Extension(mt): Extension<Arc<MailTm>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let f = Format::of(&headers);
+    match authed(&state, &mt, &headers) {
+        Ok(a) if a.id == id => {
+            mt.accounts.remove(&a.id);
+            state.store.delete_mailbox(&a.address);
+            state.registry.remove(&a.address);
+            if let Err(e) = state.store.set_mailbox_ttl(&a.address, None) {
+                tracing::warn!(error = %e, "mailbox ttl override not cleared");
+            }
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(_) => MtError::NotFound.reply(f),
+        Err(e) => e.reply(f),
+    }
+}
+
+/// A page number from the query (`1` when absent); mail.tm answers 400 for a bad one.
+fn page_of(q: &PageQuery) -> Result<usize, MtError> {
+    match q.page.as_deref() {
+        None | Some("") => Ok(1),
+        Some(p) => p
+            .parse::<usize>()
+            .ok()
+            .filter(|&p| p >= 1)
+            .ok_or_else(|| MtError::BadRequest("Page should not be less than 1".into())),
+    }
+}
+
+fn parse_id(id: &str) -> Result<MessageId, MtError> {
+    id.parse::<MessageId>().map_err(|_| MtError::NotFound)
+}
+
+/// Whether a request creates an account (for the per-IP creation limit).
+pub fn creates(path: &str) -> bool {
+    path.strip_prefix(PREFIX) == Some("/accounts")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Goal: domain ids are stable, 24 hex digits, distinct per domain.
+    #[test]
+    fn domain_ids() {
+        let a = domain_id("pool.test");
+        assert_eq!(a.len(), 24);
+        assert_eq!(a, domain_id("pool.test"));
+        assert_ne!(a, domain_id("other.test"));
+    }
+}
