@@ -12,6 +12,9 @@ command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 # promtool checks the live /metrics output and the alert rules.
 command -v promtool >/dev/null || need_apt+=(prometheus)
+# Fleet mode's tests start a real 6-node Redis Cluster (redis-server 7.0, redis-cli --cluster).
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v redis-cli >/dev/null || need_apt+=(redis-tools)
 if ((${#need_apt[@]})); then
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -qq

@@ -48,4 +48,7 @@ pub enum StoreError {
     /// The group-commit thread is gone, so durability cannot be promised.
     #[error("commit thread stopped")]
     CommitStopped,
+    /// Fleet mode: the Redis Cluster did not take the write (answered 451 4.3.0).
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
