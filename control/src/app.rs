@@ -45,6 +45,9 @@ pub enum AppError {
     /// The control plane's state could not be loaded.
     #[error("control plane")]
     Control(#[from] ControlError),
+    /// Fleet mode is on and the Redis Cluster cannot be reached.
+    #[error("fleet")]
+    Fleet(#[from] tempmx_store::cluster::ClusterError),
     /// Settings of different parts contradict each other.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -95,11 +98,18 @@ pub struct App {
     addrs: Addrs,
     shared: Arc<Shared>,
     public: PublicState,
+    /// The fleet's cluster connection, when fleet mode is on.
+    fleet: Option<Arc<tempmx_store::cluster::Cluster>>,
 }
 
 impl App {
     /// Starts every part on the given configuration.
     pub fn start(config: Config) -> Result<Self, AppError> {
+        // Fleet mode fails fast: an unreachable cluster stops start-up before any listener.
+        let fleet = match &config.fleet {
+            Some(f) => Some(Arc::new(crate::fleet::connect(f, &config.store)?)),
+            None => None,
+        };
         let cores = resolve_cores(config.ingress.cores, &config.store);
         let (store, writers, recovery) = Store::open(&config.store, cores)?;
         info!(%recovery, shards = cores, "store ready");
@@ -202,12 +212,18 @@ impl App {
             addrs,
             shared,
             public,
+            fleet,
         })
     }
 
     /// The actual listener addresses.
     pub fn addrs(&self) -> Addrs {
         self.addrs
+    }
+
+    /// The fleet's cluster connection, when fleet mode is on.
+    pub fn fleet(&self) -> Option<&Arc<tempmx_store::cluster::Cluster>> {
+        self.fleet.as_ref()
     }
 
     /// State shared with the HTTP handlers.

@@ -50,6 +50,7 @@ pub mod testkit;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::cluster::ClusterClientBuilder;
@@ -157,11 +158,44 @@ impl ClusterOptions {
     }
 }
 
+/// Counters of the write path across all cores (what one batch costs in round trips).
+#[derive(Debug, Default)]
+pub struct WriteStats {
+    batches: AtomicU64,
+    messages: AtomicU64,
+    pipelines: AtomicU64,
+}
+
+impl WriteStats {
+    fn record(&self, messages: usize, pipelines: usize) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.messages.fetch_add(messages as u64, Ordering::Relaxed);
+        self.pipelines
+            .fetch_add(pipelines as u64, Ordering::Relaxed);
+    }
+
+    /// Batches written so far.
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
+    }
+
+    /// Messages those batches held.
+    pub fn messages(&self) -> u64 {
+        self.messages.load(Ordering::Relaxed)
+    }
+
+    /// Pipelines (one per slot of a batch) sent; each is one round trip to one primary.
+    pub fn pipelines(&self) -> u64 {
+        self.pipelines.load(Ordering::Relaxed)
+    }
+}
+
 /// A connection to the fleet's cluster: its own small runtime drives the connection and
 /// the per-core writer tasks, so callers on any thread or runtime can use it.
 pub struct Cluster {
     conn: ClusterConnection,
     opts: Arc<ClusterOptions>,
+    stats: Arc<WriteStats>,
     /// `Some` until drop; shut down in the background so dropping never blocks a runtime.
     rt: Option<Runtime>,
 }
@@ -210,6 +244,7 @@ impl Cluster {
         Ok(Self {
             conn,
             opts: Arc::new(opts),
+            stats: Arc::default(),
             rt: Some(rt),
         })
     }
@@ -219,6 +254,11 @@ impl Cluster {
         &self.opts
     }
 
+    /// The write path's counters.
+    pub fn write_stats(&self) -> &WriteStats {
+        &self.stats
+    }
+
     /// A write sink for ingress core `core`, with its own writer task.
     pub fn sink(&self, core: usize) -> Result<ClusterSink, ClusterError> {
         let rt = self.rt.as_ref().ok_or(ClusterError::Stopped)?;
@@ -226,6 +266,7 @@ impl Cluster {
             rt.handle(),
             self.conn.clone(),
             Arc::clone(&self.opts),
+            Arc::clone(&self.stats),
             core,
         ))
     }

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::codec::Encoder;
 use super::keys::MailboxKeys;
-use super::{Ack, ClusterError, ClusterOptions};
+use super::{Ack, ClusterError, ClusterOptions, WriteStats};
 use crate::address::Mailbox;
 use crate::clock::{Clock, SystemClock};
 use crate::error::StoreError;
@@ -47,10 +47,11 @@ impl ClusterSink {
         rt: &Handle,
         conn: ClusterConnection,
         opts: Arc<ClusterOptions>,
+        stats: Arc<WriteStats>,
         core: usize,
     ) -> Self {
         let (tx, rx) = mpsc::channel(opts.queue_max.max(1));
-        rt.spawn(write_loop(rx, conn, Arc::clone(&opts)));
+        rt.spawn(write_loop(rx, conn, Arc::clone(&opts), stats));
         let ids = IdGen::new(id_shard(&opts.node, core), 0);
         Self {
             tx,
@@ -122,10 +123,11 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Job>,
     conn: ClusterConnection,
     opts: Arc<ClusterOptions>,
+    stats: Arc<WriteStats>,
 ) {
     let mut batch = Vec::with_capacity(BATCH_MAX);
     while rx.recv_many(&mut batch, BATCH_MAX).await > 0 {
-        let results = write_batch(&conn, &batch, &opts).await;
+        let results = write_batch(&conn, &batch, &opts, &stats).await;
         for (job, res) in batch.drain(..).zip(results) {
             if let Err(e) = &res {
                 tracing::warn!(id = %job.id, error = %e, "cluster write failed");
@@ -142,6 +144,7 @@ async fn write_batch(
     conn: &ClusterConnection,
     batch: &[Job],
     opts: &ClusterOptions,
+    stats: &WriteStats,
 ) -> Vec<Result<(), ClusterError>> {
     let mut groups: HashMap<Slot, Pipeline> = HashMap::new();
     let ttl_ms = opts.ttl_secs * 1000;
@@ -165,6 +168,7 @@ async fn write_batch(
         }
     }
     let timeout = opts.timeout;
+    stats.record(batch.len(), groups.len());
     let writes = groups.into_iter().map(|(slot, pipe)| {
         let mut c = conn.clone();
         async move {
