@@ -8,13 +8,13 @@ use std::net::{IpAddr, Ipv4Addr};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tempmx::pool::MessageCounters;
 use tempmx_store::{
-    Accepted, Commit, MessageId, MessageSink, NewMessage, Store, StoreConfig, StoreError,
+    Accepted, Commit, Mailbox, MessageId, MessageSink, NewMessage, Store, StoreConfig, StoreError,
 };
 
 /// Domains the recipients are spread over (a small pool).
 const DOMAINS: usize = 4;
 
-fn msg<'a>(rcpt: &'a [String], body: &'a [u8]) -> NewMessage<'a> {
+fn msg<'a>(rcpt: &'a [Mailbox], body: &'a [u8]) -> NewMessage<'a> {
     NewMessage {
         received_at_ms: 1,
         client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -28,9 +28,12 @@ fn msg<'a>(rcpt: &'a [String], body: &'a [u8]) -> NewMessage<'a> {
     }
 }
 
-fn recipients() -> Vec<Vec<String>> {
+fn recipients() -> Vec<Vec<Mailbox>> {
     (0..10_000)
-        .map(|i| vec![format!("user{i}@d{}.pool.test", i % DOMAINS)])
+        .map(|i| {
+            let address = format!("user{i}@d{}.pool.test", i % DOMAINS);
+            vec![Mailbox::parse(&address).expect("valid")]
+        })
         .collect()
 }
 
@@ -52,7 +55,7 @@ impl MessageSink for Discard {
     }
 }
 
-fn run(sink: &mut dyn MessageSink, rcpts: &[Vec<String>], body: &[u8], iters: u64) {
+fn run(sink: &mut dyn MessageSink, rcpts: &[Vec<Mailbox>], body: &[u8], iters: u64) {
     for i in 0..iters as usize {
         black_box(sink.accept(&msg(&rcpts[i % rcpts.len()], body)).ok());
     }

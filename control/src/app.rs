@@ -8,13 +8,13 @@ use std::time::Duration;
 use tempmx_dns::DnsHandle;
 use tempmx_ingress::driver::IngressHandle;
 use tempmx_ingress::policy::{DomainStatus, MailboxRegistry, Policy};
-use tempmx_store::{MessageSink, Store};
+use tempmx_store::{Domain, MessageSink, Store};
 use tokio::sync::watch;
 use tracing::info;
 
 use crate::api;
 use crate::api::public::{DomainSource, PublicState};
-use crate::config::{Config, RecipientPolicy};
+use crate::config::{Config, RecipientMode};
 use crate::mailboxes::Registry;
 use crate::metrics::Metrics;
 use crate::pool::{ControlError, ControlPlane, PlaneConfig, SystemClock};
@@ -133,8 +133,8 @@ impl App {
         let registry = plane.mailboxes().clone();
         registry.restore_ttls(&store);
         let lookup = match config.pool.recipients {
-            RecipientPolicy::CatchAll => None,
-            RecipientPolicy::Registered => Some(registry.clone() as Arc<dyn MailboxRegistry>),
+            RecipientMode::CatchAll => None,
+            RecipientMode::RegisteredOnly => Some(registry.clone() as Arc<dyn MailboxRegistry>),
         };
         let policy = Arc::new(Policy::new(plane.ingress_snapshot(), lookup));
         let sinks: Vec<Box<dyn MessageSink + Send>> = writers
@@ -269,18 +269,18 @@ impl App {
 struct PolicyDomains(Arc<Policy>);
 
 impl DomainSource for PolicyDomains {
-    fn active(&self) -> Vec<String> {
+    fn active(&self) -> Vec<Domain> {
         let snapshot = self.0.snapshot();
-        let mut active: Vec<String> = snapshot
+        let mut active: Vec<Domain> = snapshot
             .domains()
             .filter(|(_, s)| *s == DomainStatus::Active)
-            .map(|(d, _)| d.to_owned())
+            .map(|(d, _)| d.clone())
             .collect();
         active.sort();
         active
     }
 
-    fn receives(&self, domain: &str) -> bool {
+    fn receives(&self, domain: &Domain) -> bool {
         self.0
             .snapshot()
             .status(domain)

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tempmx_dns::DnsConfig;
 use tempmx_ingress::IngressConfig;
+pub use tempmx_ingress::policy::RecipientMode;
 use tempmx_store::{Persistence, StoreConfig};
 
 /// Environment variable that overrides `admin.token`.
@@ -90,7 +91,7 @@ pub struct PoolConfig {
     /// Domains that start `active`.
     pub domains: Vec<String>,
     /// `catch-all` (any local part) or `registered` (only created mailboxes).
-    pub recipients: RecipientPolicy,
+    pub recipients: RecipientMode,
     /// Rotation policy on the first start (the saved one wins afterwards).
     pub policy: crate::pool::RotationPolicy,
     /// Limits of the control plane.
@@ -101,21 +102,11 @@ impl Default for PoolConfig {
     fn default() -> Self {
         Self {
             domains: vec!["tempmx.test".to_owned()],
-            recipients: RecipientPolicy::CatchAll,
+            recipients: RecipientMode::CatchAll,
             policy: crate::pool::RotationPolicy::default(),
             limits: crate::pool::PoolLimits::default(),
         }
     }
-}
-
-/// Which local parts of a pool domain accept mail.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum RecipientPolicy {
-    /// Any local part.
-    CatchAll,
-    /// Only mailboxes created through the API.
-    Registered,
 }
 
 /// The `[log]` section.
@@ -261,8 +252,10 @@ impl Config {
             errors.extend(f.problems());
         }
         for d in &self.pool.domains {
-            if crate::pool::normalise_domain(d).is_none() {
-                errors.push(format!("pool.domains: `{d}` is not a valid domain name"));
+            if let Err(e) = tempmx_store::Domain::parse(d) {
+                errors.push(format!(
+                    "pool.domains: `{d}` is not a valid domain name: {e}"
+                ));
             }
         }
         let admin_ip = self.admin.listen.ip();

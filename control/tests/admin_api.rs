@@ -125,7 +125,10 @@ async fn domain_routes() {
         )
         .await;
     assert_eq!((r.status, r.problem()), (422, "invalid-domain"));
-    assert_eq!(r.json["errors"], json!(["bad name"]));
+    assert_eq!(
+        r.json["errors"],
+        json!(["`bad name`: a domain label is 1 to 63 letters, digits or inner hyphens"])
+    );
     let r = h
         .call(
             "POST",
@@ -228,10 +231,18 @@ async fn domain_routes() {
     let now = tempmx::mailboxes::now_ms();
     h.plane
         .mailboxes()
-        .register("user@c.test", now, now + 60_000)
+        .register(
+            &tempmx_store::Mailbox::parse("user@c.test").expect("test address"),
+            now,
+            now + 60_000,
+        )
         .expect("mailbox on c.test");
     h.plane
-        .set_state("c.test", DomainState::Retired, "test")
+        .set_state(
+            &tempmx_store::Domain::parse("c.test").expect("test domain"),
+            DomainState::Retired,
+            "test",
+        )
         .expect("retire");
     let r = h.call("DELETE", "/admin/v1/domains/c.test", t, None).await;
     assert_eq!((r.status, r.problem()), (409, "domain-not-empty"));

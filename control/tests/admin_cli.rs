@@ -57,11 +57,15 @@ async fn domains_subcommand() {
     assert!(ok, "{err}");
     assert_eq!(out, "a.test\tretired\n");
     assert_eq!(
-        h.policy.snapshot().status("a.test"),
+        h.policy
+            .snapshot()
+            .status(&tempmx_store::Domain::parse("a.test").expect("test domain")),
         Some(DomainStatus::Retired)
     );
     assert_eq!(
-        h.policy.snapshot().status("b.test"),
+        h.policy
+            .snapshot()
+            .status(&tempmx_store::Domain::parse("b.test").expect("test domain")),
         Some(DomainStatus::Active),
         "promoted"
     );

@@ -128,7 +128,9 @@ async fn listing_rotates_domain_out() {
     );
     assert_eq!(r.json["listing"], serde_json::Value::Null);
     assert_eq!(
-        h.policy.snapshot().status("a.pool.test"),
+        h.policy
+            .snapshot()
+            .status(&tempmx_store::Domain::parse("a.pool.test").expect("test domain")),
         Some(DomainStatus::Active)
     );
 
@@ -143,17 +145,26 @@ async fn listing_rotates_domain_out() {
     );
     assert_eq!(a.json["blocklists"][0]["consecutive"], 2);
     let snap = h.policy.snapshot();
-    assert_eq!(snap.status("a.pool.test"), Some(DomainStatus::Draining));
     assert_eq!(
-        snap.status("b.pool.test"),
+        snap.status(&tempmx_store::Domain::parse("a.pool.test").expect("test domain")),
+        Some(DomainStatus::Draining)
+    );
+    assert_eq!(
+        snap.status(&tempmx_store::Domain::parse("b.pool.test").expect("test domain")),
         Some(DomainStatus::Active),
         "oldest pending promoted"
     );
-    assert_eq!(snap.status("c.pool.test"), Some(DomainStatus::Pending));
+    assert_eq!(
+        snap.status(&tempmx_store::Domain::parse("c.pool.test").expect("test domain")),
+        Some(DomainStatus::Pending)
+    );
 
     // A 127.255.255.x answer is an error, never a listing.
     for _ in 0..3 {
-        h.plane.check_now("err.pool.test").await.expect("check");
+        h.plane
+            .check_now(&tempmx_store::Domain::parse("err.pool.test").expect("test domain"))
+            .await
+            .expect("check");
     }
     let e = h
         .call("GET", "/admin/v1/domains/err.pool.test", None, None)
@@ -171,7 +182,9 @@ async fn listing_rotates_domain_out() {
     h.clock.advance(h.plane.policy().drain_secs);
     h.plane.tick();
     assert_eq!(
-        h.policy.snapshot().status("a.pool.test"),
+        h.policy
+            .snapshot()
+            .status(&tempmx_store::Domain::parse("a.pool.test").expect("test domain")),
         Some(DomainStatus::Retired)
     );
     let last_zone = h
@@ -180,16 +193,14 @@ async fn listing_rotates_domain_out() {
         .last()
         .cloned()
         .expect("dns snapshot published");
-    assert!(
-        last_zone
-            .domains
-            .contains(&("a.pool.test".to_owned(), ZoneState::Retired))
-    );
-    assert!(
-        last_zone
-            .domains
-            .contains(&("b.pool.test".to_owned(), ZoneState::Serving))
-    );
+    assert!(last_zone.domains.contains(&(
+        tempmx_store::Domain::parse("a.pool.test").expect("test domain"),
+        ZoneState::Retired
+    )));
+    assert!(last_zone.domains.contains(&(
+        tempmx_store::Domain::parse("b.pool.test").expect("test domain"),
+        ZoneState::Serving
+    )));
 
     let audit = h
         .call("GET", "/admin/v1/audit?limit=1000", None, None)
@@ -243,7 +254,11 @@ async fn run_loop_checks_and_stops() {
     let task = tokio::spawn(h.plane.clone().run(stopped));
     let mut rotated = false;
     for _ in 0..100 {
-        if h.policy.snapshot().status("b.pool.test") == Some(DomainStatus::Active) {
+        if h.policy
+            .snapshot()
+            .status(&tempmx_store::Domain::parse("b.pool.test").expect("test domain"))
+            == Some(DomainStatus::Active)
+        {
             rotated = true;
             break;
         }
@@ -255,7 +270,7 @@ async fn run_loop_checks_and_stops() {
     );
     assert_eq!(
         h.plane
-            .domain("a.pool.test")
+            .domain(&tempmx_store::Domain::parse("a.pool.test").expect("test domain"))
             .expect("a")
             .domain
             .listing
@@ -310,23 +325,41 @@ async fn message_and_age_limits_rotate() {
     let now = tempmx::mailboxes::now_ms();
     h.plane
         .mailboxes()
-        .register("x@a.pool.test", now, now + 60_000)
+        .register(
+            &tempmx_store::Mailbox::parse("x@a.pool.test").expect("test address"),
+            now,
+            now + 60_000,
+        )
         .expect("mailbox");
 
-    h.plane.record_messages("a.pool.test", 2, admin_support::T0);
+    h.plane.record_messages(
+        &tempmx_store::Domain::parse("a.pool.test").expect("test domain"),
+        2,
+        admin_support::T0,
+    );
     h.plane.tick();
     assert_eq!(
-        h.policy.snapshot().status("a.pool.test"),
+        h.policy
+            .snapshot()
+            .status(&tempmx_store::Domain::parse("a.pool.test").expect("test domain")),
         Some(DomainStatus::Active)
     );
-    h.plane.record_messages("a.pool.test", 1, admin_support::T0);
+    h.plane.record_messages(
+        &tempmx_store::Domain::parse("a.pool.test").expect("test domain"),
+        1,
+        admin_support::T0,
+    );
     h.plane.tick();
     assert_eq!(
-        h.policy.snapshot().status("a.pool.test"),
+        h.policy
+            .snapshot()
+            .status(&tempmx_store::Domain::parse("a.pool.test").expect("test domain")),
         Some(DomainStatus::Draining)
     );
     assert_eq!(
-        h.policy.snapshot().status("b.pool.test"),
+        h.policy
+            .snapshot()
+            .status(&tempmx_store::Domain::parse("b.pool.test").expect("test domain")),
         Some(DomainStatus::Active)
     );
     let stats = h
@@ -340,24 +373,32 @@ async fn message_and_age_limits_rotate() {
     h.clock.advance(3599);
     h.plane.tick();
     assert_eq!(
-        h.policy.snapshot().status("b.pool.test"),
+        h.policy
+            .snapshot()
+            .status(&tempmx_store::Domain::parse("b.pool.test").expect("test domain")),
         Some(DomainStatus::Active)
     );
     h.clock.advance(1);
     h.plane.tick();
     assert_eq!(
-        h.policy.snapshot().status("b.pool.test"),
+        h.policy
+            .snapshot()
+            .status(&tempmx_store::Domain::parse("b.pool.test").expect("test domain")),
         Some(DomainStatus::Draining),
         "age limit"
     );
     assert_eq!(
-        h.policy.snapshot().status("c.pool.test"),
+        h.policy
+            .snapshot()
+            .status(&tempmx_store::Domain::parse("c.pool.test").expect("test domain")),
         Some(DomainStatus::Active)
     );
 
     let reopened =
         ControlPlane::open(config, Arc::new(ManualClock::new(admin_support::T0))).expect("reopen");
-    let a = reopened.domain("a.pool.test").expect("a");
+    let a = reopened
+        .domain(&tempmx_store::Domain::parse("a.pool.test").expect("test domain"))
+        .expect("a");
     assert_eq!(
         (a.domain.messages, a.mailboxes),
         (3, 1),
@@ -380,19 +421,31 @@ async fn counts_are_saved_lazily() {
             Arc::new(ManualClock::new(admin_support::T0)),
         )
         .expect("reopen")
-        .domain("a.pool.test")
+        .domain(&tempmx_store::Domain::parse("a.pool.test").expect("test domain"))
         .expect("a")
         .domain
         .messages
     };
-    plane.record_messages("a.pool.test", 5, admin_support::T0);
+    plane.record_messages(
+        &tempmx_store::Domain::parse("a.pool.test").expect("test domain"),
+        5,
+        admin_support::T0,
+    );
     plane.tick();
-    let live = plane.domain("a.pool.test").expect("a").domain.messages;
+    let live = plane
+        .domain(&tempmx_store::Domain::parse("a.pool.test").expect("test domain"))
+        .expect("a")
+        .domain
+        .messages;
     assert_eq!((live, saved()), (5, 0), "counted now, saved later");
     clock.advance(COUNTS_SAVE_SECS);
     plane.tick();
     assert_eq!(saved(), 5);
-    plane.record_messages("a.pool.test", 1, admin_support::T0 + COUNTS_SAVE_SECS);
+    plane.record_messages(
+        &tempmx_store::Domain::parse("a.pool.test").expect("test domain"),
+        1,
+        admin_support::T0 + COUNTS_SAVE_SECS,
+    );
     plane.tick();
     assert_eq!(saved(), 5);
     let (stop, stopped) = tokio::sync::watch::channel(false);

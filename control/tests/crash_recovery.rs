@@ -174,7 +174,11 @@ fn acknowledged_messages_survive_sigkill() {
     let (store, _writers, report) = tempmx_store::Store::open(&config.store, 2).unwrap();
     let mut missing = Vec::new();
     for rcpt in &acked {
-        let list = store.list(rcpt, None, 10);
+        let list = store.list(
+            &tempmx_store::Mailbox::parse(rcpt).expect("address"),
+            None,
+            10,
+        );
         let local = rcpt.split('@').next().unwrap();
         let i: usize = local.rsplit('m').next().unwrap().parse().unwrap();
         let found = list.iter().any(|s| {

@@ -185,7 +185,11 @@ fn live_metrics_are_valid_and_ops_files_match_them() {
         .add_domains(&["spare.test".to_owned()], DomainState::Pending, "spare")
         .unwrap();
     plane
-        .set_state("tempmx.test", DomainState::Draining, "metrics test")
+        .set_state(
+            &tempmx_store::Domain::parse("tempmx.test").expect("test domain"),
+            DomainState::Draining,
+            "metrics test",
+        )
         .unwrap();
 
     // The SMTP session is counted when the server has closed it, just after the client's

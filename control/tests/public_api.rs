@@ -206,7 +206,8 @@ async fn tokens_isolate_mailboxes() {
         .await;
     assert_eq!(r.expect("send").status(), 404);
     assert!(
-        api.store.contains(&b, id_b),
+        api.store
+            .contains(&tempmx_store::Mailbox::parse(&b).expect("address"), id_b),
         "b's message survives a's delete attempt"
     );
     let r = api
@@ -545,7 +546,15 @@ async fn deletes() {
         api.get(&format!("{mpath}/messages"), &t).await.status(),
         404
     );
-    assert!(api.store.list(&a, None, 10).is_empty());
+    assert!(
+        api.store
+            .list(
+                &tempmx_store::Mailbox::parse(&a).expect("address"),
+                None,
+                10
+            )
+            .is_empty()
+    );
 
     api.deliver(&a, &text_mail("left over", "x"));
     let (again, t2) = api.create(json!({"local_part": "del"})).await;

@@ -95,7 +95,10 @@ impl Appliance {
         // No DNS may leave the machine.
         cfg.auth.mode = tempmx_ingress::auth::AuthMode::Off;
         let snapshot = PoolSnapshot::new(
-            [(DOMAIN.to_owned(), DomainStatus::Active)],
+            [(
+                tempmx_store::Domain::parse(DOMAIN).expect("test domain"),
+                DomainStatus::Active,
+            )],
             RecipientMode::CatchAll,
         );
         let policy = Arc::new(Policy::new(snapshot, None));
@@ -104,7 +107,9 @@ impl Appliance {
             .map(|w| Box::new(w) as Box<dyn MessageSink + Send>)
             .collect();
         let ingress = tempmx_ingress::driver::start(&cfg, policy, sinks).expect("ingress");
-        let domains: Arc<dyn DomainSource> = Arc::new(StaticDomains(vec![DOMAIN.to_owned()]));
+        let domains: Arc<dyn DomainSource> = Arc::new(StaticDomains(vec![
+            tempmx_store::Domain::parse(DOMAIN).expect("test domain"),
+        ]));
         let state = PublicState::new(
             store,
             domains,

@@ -32,7 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ]),
         ..DnsConfig::default()
     };
-    let domains = match arg(1, "-").as_str() {
+    let domains: Vec<String> = match arg(1, "-").as_str() {
         "-" => (1..=1000).map(|i| format!("tm{i:04}.test")).collect(),
         dir => std::fs::read_to_string(format!("{dir}/zones.list"))?
             .lines()
@@ -41,6 +41,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(str::to_owned)
             .collect::<Vec<_>>(),
     };
+    let domains = domains
+        .iter()
+        .map(|d| tempmx_store::Domain::parse(d).map_err(|e| format!("`{d}`: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
     let zones = domains.len();
     let handle = start(&config, ZoneSnapshot::serving(domains))?;
     println!(

@@ -317,7 +317,10 @@ mod tests {
         config.tls_rpt = Some(crate::config::TlsRpt {
             rua: "mailto:r@x.test".into(),
         });
-        let snap = ZoneSnapshot::serving(["pool.test", "tempmx.test", "deep.sub.pool.test"]);
+        let snap = ZoneSnapshot::serving(
+            ["pool.test", "tempmx.test", "deep.sub.pool.test"]
+                .map(|d| tempmx_store::Domain::parse(d).expect("test domain")),
+        );
         let zones = build_zones(&snap, &config, &ZoneSet::default(), 1).zones;
         AnswerTable::build(zones).expect("build")
     }

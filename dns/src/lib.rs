@@ -79,7 +79,10 @@ pub mod fuzzing {
         let table = TABLE
             .get_or_init(|| {
                 let config = crate::DnsConfig::default();
-                let snap = crate::ZoneSnapshot::serving(["tempmx.test", "pool.test"]);
+                let snap = crate::ZoneSnapshot::serving(
+                    ["tempmx.test", "pool.test"]
+                        .map(|d| tempmx_store::Domain::parse(d).expect("test domain")),
+                );
                 let zones =
                     crate::records::build_zones(&snap, &config, &Default::default(), 1).zones;
                 crate::answers::AnswerTable::build(zones).ok()

@@ -11,6 +11,7 @@ use std::net::IpAddr;
 
 use hickory_proto::rr::rdata::{A, AAAA, MX, NS, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
+use tempmx_store::Domain;
 use tracing::warn;
 
 use crate::config::{DnsConfig, expand_name};
@@ -145,7 +146,7 @@ pub fn build_zones(
     ZoneBuild { zones, rejected }
 }
 
-/// Parses and dedupes the snapshot's domain names, keeping at most `max`.
+/// The snapshot's domains as zone origins, deduplicated, keeping at most `max`.
 fn parse_origins(
     snapshot: &ZoneSnapshot,
     max: usize,
@@ -153,7 +154,7 @@ fn parse_origins(
     let mut origins = BTreeMap::new();
     let mut rejected = Vec::new();
     for (domain, state) in &snapshot.domains {
-        let reason = match parse_domain(domain) {
+        let reason = match origin(domain) {
             Err(e) => e,
             Ok(n) if origins.contains_key(&n) => "duplicate domain".to_owned(),
             Ok(_) if origins.len() >= max => format!("more than zones_max = {max} domains"),
@@ -162,23 +163,17 @@ fn parse_origins(
                 continue;
             }
         };
-        warn!(domain = %domain.escape_debug(), %reason, "pool domain not served");
-        rejected.push((domain.clone(), reason));
+        warn!(%domain, %reason, "pool domain not served");
+        rejected.push((domain.to_string(), reason));
     }
     (origins, rejected)
 }
 
-/// A pool domain as a lowercase FQDN; root and non-ASCII names are refused.
-fn parse_domain(domain: &str) -> Result<Name, String> {
-    if !domain.is_ascii() {
-        return Err("not ASCII (publish IDNs as A-labels)".into());
-    }
-    let mut name = Name::from_ascii(domain).map_err(|e| e.to_string())?;
+/// A pool domain as an FQDN (the domain is already ASCII and lower case).
+fn origin(domain: &Domain) -> Result<Name, String> {
+    let mut name = Name::from_ascii(domain.as_str()).map_err(|e| e.to_string())?;
     name.set_fqdn(true);
-    if name.is_root() {
-        return Err("root zone".into());
-    }
-    Ok(name.to_lowercase())
+    Ok(name)
 }
 
 /// Absolute host names from the config, assigned to the zone enclosing them.
@@ -375,9 +370,18 @@ mod tests {
             .insert("mx2.@".into(), vec![IpAddr::V6(Ipv6Addr::LOCALHOST)]);
         let snap = ZoneSnapshot {
             domains: vec![
-                ("Pool.TEST".into(), ZoneState::Serving),
-                ("old.test.".into(), ZoneState::Retired),
-                ("tempmx.test".into(), ZoneState::Serving),
+                (
+                    tempmx_store::Domain::parse("Pool.TEST").expect("test domain"),
+                    ZoneState::Serving,
+                ),
+                (
+                    tempmx_store::Domain::parse("old.test").expect("test domain"),
+                    ZoneState::Retired,
+                ),
+                (
+                    tempmx_store::Domain::parse("tempmx.test").expect("test domain"),
+                    ZoneState::Serving,
+                ),
             ],
         };
         let zones = build(&snap, &config);
@@ -429,8 +433,14 @@ mod tests {
         let mut config = DnsConfig::default();
         let snap = ZoneSnapshot {
             domains: vec![
-                ("a.test".into(), ZoneState::Serving),
-                ("r.test".into(), ZoneState::Retired),
+                (
+                    tempmx_store::Domain::parse("a.test").expect("test domain"),
+                    ZoneState::Serving,
+                ),
+                (
+                    tempmx_store::Domain::parse("r.test").expect("test domain"),
+                    ZoneState::Retired,
+                ),
             ],
         };
         let zones = build(&snap, &config);
@@ -464,25 +474,32 @@ mod tests {
         assert!(rrset(r, "_mta-sts.r.test.", RecordType::TXT).is_empty());
     }
 
-    // Goal: bad, duplicate and over-limit domains are rejected with a reason.
+    // Goal: duplicate and over-limit domains are rejected with a reason; a name that is
+    // no pool domain (an IP address, a bad label) cannot even reach the DNS, because the
+    // snapshot holds `Domain`s. Method: build from a snapshot; parse the bad names.
     #[test]
     fn rejected_domains() {
         let mut config = DnsConfig::default();
         config.zones_max = 2;
-        let snap = ZoneSnapshot::serving([
-            "a.test",
-            "A.test.",
-            "bad..name",
-            "",
-            "é.test",
-            "b.test",
-            "c.test",
-        ]);
+        let snap = ZoneSnapshot::serving(
+            ["a.test", "A.test", "b.test", "c.test"]
+                .map(|d| tempmx_store::Domain::parse(d).expect("test domain")),
+        );
         let built = build_zones(&snap, &config, &ZoneSet::default(), 1);
         let served: Vec<String> = built.zones.zones.keys().map(|n| n.to_ascii()).collect();
         assert_eq!(served, ["a.test.", "b.test."]);
         let reasons: Vec<&str> = built.rejected.iter().map(|(d, _)| d.as_str()).collect();
-        assert_eq!(reasons, ["A.test.", "bad..name", "", "é.test", "c.test"]);
+        assert_eq!(reasons, ["a.test", "c.test"]);
+        for bad in [
+            "127.0.0.1",
+            "[127.0.0.1]",
+            "localhost",
+            "bad..name",
+            "",
+            "a.test.",
+        ] {
+            assert!(tempmx_store::Domain::parse(bad).is_err(), "{bad}");
+        }
     }
 
     // Goal: serials follow the documented policy (unchanged zones keep theirs,
@@ -491,7 +508,9 @@ mod tests {
     fn serial_policy() {
         let config = DnsConfig::default();
         let first = build_zones(
-            &ZoneSnapshot::serving(["a.test", "b.test"]),
+            &ZoneSnapshot::serving(
+                ["a.test", "b.test"].map(|d| tempmx_store::Domain::parse(d).expect("test domain")),
+            ),
             &config,
             &ZoneSet::default(),
             500,
@@ -500,8 +519,14 @@ mod tests {
         assert_eq!(first.serial_max(), 500);
         let snap = ZoneSnapshot {
             domains: vec![
-                ("a.test".into(), ZoneState::Serving),
-                ("b.test".into(), ZoneState::Retired),
+                (
+                    tempmx_store::Domain::parse("a.test").expect("test domain"),
+                    ZoneState::Serving,
+                ),
+                (
+                    tempmx_store::Domain::parse("b.test").expect("test domain"),
+                    ZoneState::Retired,
+                ),
             ],
         };
         // Clock went backwards: the counter still grows.
@@ -522,7 +547,12 @@ mod tests {
         config.tls_rpt = Some(TlsRpt {
             rua: format!("mailto:{}@x.test", "a".repeat(600)),
         });
-        let zones = build(&ZoneSnapshot::serving(["a.test"]), &config);
+        let zones = build(
+            &ZoneSnapshot::serving(
+                ["a.test"].map(|d| tempmx_store::Domain::parse(d).expect("test domain")),
+            ),
+            &config,
+        );
         let set = &zones.zones[&name("a.test.")].content.rrsets
             [&(name("_smtp._tls.a.test."), RecordType::TXT)];
         let RData::TXT(txt) = &set[0].data else {

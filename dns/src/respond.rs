@@ -248,7 +248,9 @@ mod tests {
 
     fn table(config: &DnsConfig) -> AnswerTable {
         let zones = build_zones(
-            &ZoneSnapshot::serving(["pool.test"]),
+            &ZoneSnapshot::serving(
+                ["pool.test"].map(|d| tempmx_store::Domain::parse(d).expect("test domain")),
+            ),
             config,
             &ZoneSet::default(),
             1,

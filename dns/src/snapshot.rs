@@ -1,5 +1,7 @@
 //! The pool snapshot the control plane publishes to the DNS server.
 
+use tempmx_store::Domain;
+
 /// What a pool domain publishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ZoneState {
@@ -12,21 +14,17 @@ pub enum ZoneState {
 /// An immutable list of pool domains and their states.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ZoneSnapshot {
-    /// Domain names (case-insensitive, trailing dot optional) and states.
-    pub domains: Vec<(String, ZoneState)>,
+    /// Pool domains (valid by their type, so never an IP address) and states.
+    pub domains: Vec<(Domain, ZoneState)>,
 }
 
 impl ZoneSnapshot {
     /// A snapshot in which every given domain is serving.
-    pub fn serving<I, S>(domains: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
+    pub fn serving(domains: impl IntoIterator<Item = Domain>) -> Self {
         Self {
             domains: domains
                 .into_iter()
-                .map(|d| (d.into(), ZoneState::Serving))
+                .map(|d| (d, ZoneState::Serving))
                 .collect(),
         }
     }

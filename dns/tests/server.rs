@@ -25,9 +25,18 @@ fn config() -> DnsConfig {
 fn snapshot() -> ZoneSnapshot {
     ZoneSnapshot {
         domains: vec![
-            ("pool.test".into(), ZoneState::Serving),
-            ("tempmx.test".into(), ZoneState::Serving),
-            ("old.test".into(), ZoneState::Retired),
+            (
+                tempmx_store::Domain::parse("pool.test").expect("test domain"),
+                ZoneState::Serving,
+            ),
+            (
+                tempmx_store::Domain::parse("tempmx.test").expect("test domain"),
+                ZoneState::Serving,
+            ),
+            (
+                tempmx_store::Domain::parse("old.test").expect("test domain"),
+                ZoneState::Retired,
+            ),
         ],
     }
 }
@@ -226,7 +235,10 @@ fn publish_is_visible_to_next_query() {
     );
     let mut snap = snapshot();
     snap.domains[0].1 = ZoneState::Retired;
-    snap.domains.push(("new.test".into(), ZoneState::Serving));
+    snap.domains.push((
+        tempmx_store::Domain::parse("new.test").expect("test domain"),
+        ZoneState::Serving,
+    ));
     srv.publish(snap);
     assert_eq!(rdata(&udp(a, "pool.test.", RecordType::MX)), ["0 ."]);
     assert_eq!(

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use tempmx_ingress::greylist::{GreyRequest, GreyVerdict, Greylist, GreylistConfig, PassReason};
+use tempmx_store::Mailbox;
 
 /// Triplets in the warm table (all passed, so checks answer Known).
 const TRIPLETS: usize = 16_384;
@@ -18,7 +19,7 @@ const TRIPLETS: usize = 16_384;
 struct Triplet {
     client: IpAddr,
     sender: String,
-    recipient: String,
+    recipient: Mailbox,
 }
 
 fn triplets() -> Vec<Triplet> {
@@ -26,7 +27,7 @@ fn triplets() -> Vec<Triplet> {
         .map(|i| Triplet {
             client: IpAddr::from([127, (i >> 8) as u8 & 0x3f, i as u8, 1]),
             sender: format!("bounce+{i}@sender{}.test", i % 97),
-            recipient: format!("user{i}@pool.test"),
+            recipient: Mailbox::parse(&format!("user{i}@pool.test")).expect("valid"),
         })
         .collect()
 }
@@ -111,7 +112,9 @@ fn bench_new_triplet(c: &mut Criterion) {
     };
     let g = Greylist::new(&cfg).expect("bench config is valid");
     let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    let recipients: Vec<String> = (0..65_536).map(|i| format!("r{i}@pool.test")).collect();
+    let recipients: Vec<Mailbox> = (0..65_536)
+        .map(|i| Mailbox::parse(&format!("r{i}@pool.test")).expect("valid"))
+        .collect();
     let mut i = 0usize;
     c.bench_function("greylist_check_new_evicting/1thread/64stripes", |b| {
         b.iter(|| {

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use tempmx_store::{MessageSink, NewMessage, ShardWriter, Store, StoreConfig};
+use tempmx_store::{Mailbox, MessageSink, NewMessage, ShardWriter, Store, StoreConfig};
 
-fn msg<'a>(rcpt: &'a [String], body: &'a [u8]) -> NewMessage<'a> {
+fn msg<'a>(rcpt: &'a [Mailbox], body: &'a [u8]) -> NewMessage<'a> {
     NewMessage {
         received_at_ms: 0,
         client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -29,7 +29,7 @@ fn body_4k() -> Vec<u8> {
     b
 }
 
-fn append_many(w: &mut ShardWriter, n: u64, body: &[u8], rcpts: &[Vec<String>]) {
+fn append_many(w: &mut ShardWriter, n: u64, body: &[u8], rcpts: &[Vec<Mailbox>]) {
     for i in 0..n as usize {
         let r = &rcpts[i % rcpts.len()];
         black_box(w.accept(&msg(r, body)).ok());
@@ -38,8 +38,8 @@ fn append_many(w: &mut ShardWriter, n: u64, body: &[u8], rcpts: &[Vec<String>]) 
 
 fn bench_append(c: &mut Criterion) {
     let body = body_4k();
-    let rcpts: Vec<Vec<String>> = (0..10_000)
-        .map(|i| vec![format!("user{i}@pool.test")])
+    let rcpts: Vec<Vec<Mailbox>> = (0..10_000)
+        .map(|i| vec![Mailbox::parse(&format!("user{i}@pool.test")).expect("valid")])
         .collect();
     let mut g = c.benchmark_group("append_4k");
     g.throughput(Throughput::Bytes(4096));
@@ -86,10 +86,10 @@ fn bench_lookup(c: &mut Criterion) {
         let (store, mut w, _) = Store::open(&cfg, 1).expect("open");
         let messages = mailboxes.max(100_000);
         for i in 0..messages {
-            let r = vec![format!("u{}@pool.test", i % mailboxes)];
+            let r = vec![Mailbox::parse(&format!("u{}@pool.test", i % mailboxes)).expect("valid")];
             w[0].accept(&msg(&r, &body)).expect("fits");
         }
-        let probe = format!("u{}@pool.test", mailboxes / 2);
+        let probe = Mailbox::parse(&format!("u{}@pool.test", mailboxes / 2)).expect("valid");
         g.bench_function(BenchmarkId::new("list10", mailboxes), |b| {
             b.iter(|| black_box(store.list(black_box(&probe), None, 10)))
         });

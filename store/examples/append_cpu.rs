@@ -9,7 +9,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use tempmx_store::{MessageSink, NewMessage, Store, StoreConfig};
+use tempmx_store::{Mailbox, MessageSink, NewMessage, Store, StoreConfig};
 
 #[path = "support/thread_cpu.rs"]
 mod support;
@@ -28,8 +28,8 @@ fn main() {
     let (store, mut w, _) = Store::open(&cfg, 1).expect("open");
     let mut body = b"From: a@sender.test\r\nSubject: verify\r\nDate: now\r\n\r\n".to_vec();
     body.resize(4096 - 60, b'x');
-    let rcpts: Vec<Vec<String>> = (0..10_000)
-        .map(|i| vec![format!("user{i}@pool.test")])
+    let rcpts: Vec<Vec<Mailbox>> = (0..10_000)
+        .map(|i| vec![Mailbox::parse(&format!("user{i}@pool.test")).expect("valid")])
         .collect();
     let mut append = |i: usize| {
         let msg = NewMessage {

@@ -16,7 +16,9 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use tempmx_store::{CommitPolicy, MessageSink, NewMessage, Persistence, Store, StoreConfig};
+use tempmx_store::{
+    CommitPolicy, Mailbox, MessageSink, NewMessage, Persistence, Store, StoreConfig,
+};
 
 /// Tiny deterministic generator (xorshift) so the corpus is the same on every run.
 struct Rng(u64);
@@ -124,17 +126,24 @@ fn main() {
         } else {
             1
         };
-        let rcpts: Vec<String> = (0..rcpt_count)
-            .map(|_| format!("u{}@pool.test", rng.next() % 200_000))
+        let rcpts: Vec<Mailbox> = (0..rcpt_count)
+            .map(|_| {
+                Mailbox::parse(&format!("u{}@pool.test", rng.next() % 200_000)).expect("valid")
+            })
             .collect();
         let body = match kind {
-            0..=4 => verification(i % 5, &rcpts[0], rng.next() % 1_000_000, &logos[i % 5]),
+            0..=4 => verification(
+                i % 5,
+                rcpts[0].as_str(),
+                rng.next() % 1_000_000,
+                &logos[i % 5],
+            ),
             5..=7 => newsletter(
-                &rcpts[0],
+                rcpts[0].as_str(),
                 &news_html,
                 rng.next().is_multiple_of(2).then(|| rng.next()),
             ),
-            _ => spam(i % 4, &rcpts[0], &atts[i % 4]),
+            _ => spam(i % 4, rcpts[0].as_str(), &atts[i % 4]),
         };
         let msg = NewMessage {
             received_at_ms: 0,

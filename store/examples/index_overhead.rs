@@ -8,7 +8,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use tempmx_store::{MessageSink, NewMessage, Store, StoreConfig};
+use tempmx_store::{Mailbox, MessageSink, NewMessage, Store, StoreConfig};
 
 fn main() {
     for size in [1024usize, 2048, 4096, 16384, 65536] {
@@ -23,7 +23,7 @@ fn main() {
         let g = store.geometry();
         let cap = g.arena_bytes() / size;
         for i in 0..cap * 2 {
-            let r = vec![format!("user{i}@pool.test")];
+            let r = vec![Mailbox::parse(&format!("user{i}@pool.test")).expect("valid")];
             let msg = NewMessage {
                 received_at_ms: 0,
                 client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),

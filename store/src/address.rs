@@ -17,7 +17,7 @@
 //! Two spellings that fold to the same text are one mailbox everywhere: at RCPT, in the
 //! registry, in the store index, in API paths, in greylisting and in the fleet's keys.
 
-use std::borrow::Borrow;
+use std::borrow::{Borrow, Cow};
 use std::fmt;
 use std::str::FromStr;
 
@@ -57,8 +57,9 @@ pub enum AddressError {
     /// The local part is empty or longer than the limit.
     #[error("a local part is 1 to {LOCAL_PART_BYTES_MAX} octets")]
     LocalLength,
-    /// The local part has a control character, or an unbalanced quote.
-    #[error("the local part has a control character or a stray quote")]
+    /// The local part has a control character, a space outside quotes, or an unbalanced
+    /// quote.
+    #[error("the local part has a control character, a space outside quotes or a stray quote")]
     LocalSyntax,
     /// The whole address is longer than the limit.
     #[error("an address is at most {ADDRESS_BYTES_MAX} octets")]
@@ -172,6 +173,31 @@ impl Mailbox {
     }
 }
 
+/// The folded form of a recipient as a record or the journal holds it. Text written
+/// before the rule folded local parts may be another spelling of a mailbox; it maps to
+/// that mailbox. Text that is already folded (the common case, checked without
+/// allocating) or is no valid mailbox is returned as it is.
+pub fn fold_stored(stored: &str) -> Cow<'_, str> {
+    let plain = stored
+        .bytes()
+        .all(|b| b.is_ascii() && !b.is_ascii_uppercase() && b != b'"');
+    if plain {
+        return Cow::Borrowed(stored);
+    }
+    match Mailbox::parse(stored) {
+        Ok(m) if m.as_str() != stored => Cow::Owned(m.text.into_string()),
+        _ => Cow::Borrowed(stored),
+    }
+}
+
+impl Mailbox {
+    /// Whether `stored`, a recipient as a record holds it, names this mailbox (see
+    /// [`fold_stored`]).
+    pub fn matches_stored(&self, stored: &str) -> bool {
+        stored == self.as_str() || fold_stored(stored) == self.as_str()
+    }
+}
+
 /// Folds a local part by the module rule: quotes around a plain dot-atom dropped, NFC,
 /// lower case; refuses control characters and lengths out of range.
 fn fold_local_part(raw: &str) -> Result<String, AddressError> {
@@ -179,7 +205,8 @@ fn fold_local_part(raw: &str) -> Result<String, AddressError> {
     if unquoted.is_empty() {
         return Err(AddressError::LocalLength);
     }
-    if unquoted.chars().any(char::is_control) {
+    let quoted = unquoted.starts_with('"');
+    if unquoted.chars().any(char::is_control) || (!quoted && unquoted.contains(' ')) {
         return Err(AddressError::LocalSyntax);
     }
     let folded = if unquoted.is_ascii() {
@@ -410,6 +437,10 @@ mod tests {
             Mailbox::parse("a\"b@tempmx.test"),
             Err(AddressError::LocalSyntax)
         );
+        assert_eq!(
+            Mailbox::parse("a b@tempmx.test"),
+            Err(AddressError::LocalSyntax)
+        );
         assert_eq!(Mailbox::parse("u@127.0.0.1"), Err(AddressError::IpLiteral));
     }
 
@@ -428,6 +459,24 @@ mod tests {
             let twice = Mailbox::parse(once.as_str()).expect(input);
             assert_eq!(once, twice, "{input}");
         }
+    }
+
+    // Goal: recipients stored before local parts were folded map to their mailbox, and
+    // folded or foreign text is left alone. Method: table through `fold_stored`.
+    #[test]
+    fn stored_text_folds() {
+        let one = Mailbox::parse("vrwmpat7xeer9w@tempmx.test").expect("valid");
+        for stored in [
+            "VRWMPAT7XEER9W@tempmx.test",
+            "\"vrwmpat7xeer9w\"@tempmx.test",
+            "vrwmpat7xeer9w@tempmx.test",
+        ] {
+            assert!(one.matches_stored(stored), "{stored}");
+        }
+        assert!(!one.matches_stored("other@tempmx.test"));
+        assert!(matches!(fold_stored("a@b.test"), Cow::Borrowed("a@b.test")));
+        assert_eq!(fold_stored("ЮЛИЯ@tempmx.test"), "юлия@tempmx.test");
+        assert_eq!(fold_stored("NOT AN ADDRESS"), "NOT AN ADDRESS");
     }
 
     // Goal: the serde forms validate, so a config or JSON field cannot hold an IP as a

@@ -41,6 +41,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::address::fold_stored;
 use crate::id::shard_of;
 use crate::sink::MessageId;
 use crate::stats::RecoveryReport;
@@ -52,6 +53,8 @@ const VERSION: u16 = 1;
 const HEADER_BYTES: usize = 16;
 /// Longest mailbox an entry carries (RFC 5321 paths are at most 256 octets).
 pub const MAILBOX_BYTES_MAX: usize = 512;
+// Every mailbox fits an entry, so a deletion is never refused for its length.
+const _: () = assert!(crate::address::ADDRESS_BYTES_MAX <= MAILBOX_BYTES_MAX);
 /// Largest entry on disk.
 pub const ENTRY_BYTES_MAX: usize = HEADER_BYTES + 10 + MAILBOX_BYTES_MAX;
 /// The file is never compacted below this size (compaction costs a rewrite and syncs).
@@ -249,7 +252,10 @@ impl Tombs {
     fn apply(&mut self, e: &Entry) {
         match e {
             Entry::DeleteMessage { id, mailbox } => {
-                let d = self.by_mailbox.entry(mailbox.clone()).or_default();
+                let d = self
+                    .by_mailbox
+                    .entry(fold_stored(mailbox).into_owned())
+                    .or_default();
                 if !d.ids.contains(id) {
                     d.ids.push(*id);
                 }
@@ -259,7 +265,10 @@ impl Tombs {
                 upto_id,
                 mailbox,
             } => {
-                let d = self.by_mailbox.entry(mailbox.clone()).or_default();
+                let d = self
+                    .by_mailbox
+                    .entry(fold_stored(mailbox).into_owned())
+                    .or_default();
                 match d.cuts.iter_mut().find(|(s, _)| s == shard) {
                     Some(c) => c.1 = c.1.max(*upto_id),
                     None => d.cuts.push((*shard, *upto_id)),
@@ -363,10 +372,10 @@ impl Journal {
             tombs.apply(e);
             match e {
                 Entry::TtlSet { mailbox, ttl_ms } => {
-                    ttls.insert(mailbox.clone(), *ttl_ms);
+                    ttls.insert(fold_stored(mailbox).into_owned(), *ttl_ms);
                 }
                 Entry::TtlClear { mailbox } => {
-                    ttls.remove(mailbox);
+                    ttls.remove(fold_stored(mailbox).as_ref());
                 }
                 Entry::DeleteMessage { .. } | Entry::DeleteMailbox { .. } => {}
             }

@@ -4,6 +4,9 @@
 //! chunks name a part that is not there is skipped like a corrupt one, and every other
 //! record holds its parts, so `Parts::finish_recovery` can then zero the unreferenced ones.
 
+use std::borrow::Cow;
+
+use crate::address::fold_stored;
 use crate::frame::{self, FrameKind, HEADER_BYTES, Header, HeaderError};
 use crate::id::IdGen;
 use crate::journal::Tombs;
@@ -67,9 +70,12 @@ pub(crate) fn recover(
             release_parts_of(sh, &f);
             continue;
         }
-        let kept: Vec<&String> = f
+        // Records written before local parts were folded are indexed under the mailbox
+        // their recipient folds to, so the mailbox's owner finds them.
+        let kept: Vec<Cow<'_, str>> = f
             .mailboxes
             .iter()
+            .map(|m| fold_stored(m))
             .filter(|m| !tombs.hides(shard, f.id, m))
             .collect();
         rep.copies_deleted += (f.mailboxes.len() - kept.len()) as u64;
@@ -81,7 +87,7 @@ pub(crate) fn recover(
         }
         make_room(sh, kept.len());
         for m in kept {
-            sh.counters.evicted_mailbox_cap += sh.index.push(f.id, hash(m), f.loc, f.parts) as u64;
+            sh.counters.evicted_mailbox_cap += sh.index.push(f.id, hash(&m), f.loc, f.parts) as u64;
         }
         rep.records_recovered += 1;
     }

@@ -10,6 +10,7 @@ use std::sync::atomic::AtomicU64;
 
 use rkyv::ser::allocator::Arena as SerArena;
 
+use crate::address::Mailbox;
 use crate::arena::Arena;
 use crate::error::StoreError;
 use crate::frame::{self, FrameKind, HEADER_BYTES, Header};
@@ -354,7 +355,7 @@ impl Shard {
     pub(crate) fn delete_message(
         &mut self,
         mbox: u64,
-        mailbox: &str,
+        mailbox: &Mailbox,
         id: u64,
         now_ms: u64,
     ) -> Option<Option<u64>> {
@@ -375,7 +376,7 @@ impl Shard {
     pub(crate) fn delete_mailbox(
         &mut self,
         mbox: u64,
-        mailbox: &str,
+        mailbox: &Mailbox,
         now_ms: u64,
     ) -> (usize, bool) {
         let mut visible = 0;
@@ -391,7 +392,7 @@ impl Shard {
                     self.index
                         .get(s)
                         .and_then(|e| self.record_at(e.loc))
-                        .is_some_and(|r| r.mailboxes.iter().any(|m| m.as_str() == mailbox))
+                        .is_some_and(|r| r.mailboxes.iter().any(|m| mailbox.matches_stored(m)))
                 })
                 .collect();
             if mine.is_empty() {
@@ -439,7 +440,7 @@ impl Shard {
     pub(crate) fn visible(
         &self,
         seq: u64,
-        mailbox: &str,
+        mailbox: &Mailbox,
         now_ms: u64,
     ) -> Option<&ArchivedMessageRecord> {
         let e = self.index.get(seq)?;
@@ -448,13 +449,13 @@ impl Shard {
         }
         let r = self.record_at(e.loc)?;
         let ok = r.expires_at_ms.to_native() > now_ms
-            && r.mailboxes.iter().any(|m| m.as_str() == mailbox);
+            && r.mailboxes.iter().any(|m| mailbox.matches_stored(m));
         ok.then_some(r)
     }
 
     /// Sequence of the visible entry of `id` in `mailbox`: one its listing shows, so not
     /// one past the cap that the lazy trim has not cut yet.
-    pub(crate) fn find(&self, mbox: u64, mailbox: &str, id: u64, now_ms: u64) -> Option<u64> {
+    pub(crate) fn find(&self, mbox: u64, mailbox: &Mailbox, id: u64, now_ms: u64) -> Option<u64> {
         self.index
             .find_id(id)
             .filter(|&s| self.index.get(s).is_some_and(|e| e.is_for(mbox)))
@@ -476,13 +477,13 @@ impl Shard {
     }
 
     /// TTL for a message to these mailboxes: the longest override, else the default.
-    pub(crate) fn ttl_ms(&self, mailboxes: &[String], default_ms: u64) -> u64 {
+    pub(crate) fn ttl_ms(&self, mailboxes: &[Mailbox], default_ms: u64) -> u64 {
         if self.ttl_overrides.is_empty() {
             return default_ms;
         }
         mailboxes
             .iter()
-            .filter_map(|m| self.ttl_overrides.get(m).copied())
+            .filter_map(|m| self.ttl_overrides.get(m.as_str()).copied())
             .max()
             .unwrap_or(default_ms)
     }

@@ -4,6 +4,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use crate::address::Mailbox;
 use crate::error::StoreError;
 use crate::record::AuthResult;
 
@@ -45,8 +46,8 @@ pub struct NewMessage<'a> {
     pub helo: &'a str,
     /// The envelope sender (reverse path); empty for the null sender `<>`.
     pub mail_from: &'a str,
-    /// Normalised recipient mailboxes (`local@domain`, domain lowercased), deduplicated.
-    pub recipients: &'a [String],
+    /// Recipient mailboxes, deduplicated.
+    pub recipients: &'a [Mailbox],
     /// TLS parameters, if the session ran over TLS.
     pub tls: Option<&'a TlsSummary>,
     /// Header lines added by us (Authentication-Results:, Received:), CRLF-terminated.

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::address::Mailbox;
 use crate::arena::Arena;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{CommitPolicy, Persistence, StoreConfig};
@@ -224,16 +225,15 @@ impl Store {
     }
 
     /// Messages of a mailbox, newest first, older than `before` if given, at most
-    /// `limit` (capped at `mailbox_records_max`). `mailbox` must be normalised as ingress
-    /// does (`local@domain`, domain lowercase).
+    /// `limit` (capped at `mailbox_records_max`).
     pub fn list(
         &self,
-        mailbox: &str,
+        mailbox: &Mailbox,
         before: Option<MessageId>,
         limit: usize,
     ) -> Vec<MessageSummary> {
         let limit = limit.min(self.inner.cfg.mailbox_records_max);
-        let h = self.inner.hash(mailbox);
+        let h = self.inner.hash(mailbox.as_str());
         let now = self.inner.clock.now_ms();
         let before = before.map_or(u64::MAX, |b| b.0);
         let mut out = Vec::new();
@@ -248,7 +248,7 @@ impl Store {
                     continue;
                 };
                 if r.id.to_native() < before {
-                    out.push(MessageSummary::from_archived(r, mailbox));
+                    out.push(MessageSummary::from_archived(r, mailbox.as_str()));
                     taken += 1;
                 }
             }
@@ -287,13 +287,13 @@ impl Store {
 
     /// Whether `mailbox` currently shows message `id` (use before serving `get` to a
     /// mailbox owner, so ids of other mailboxes are not readable).
-    pub fn contains(&self, mailbox: &str, id: MessageId) -> bool {
+    pub fn contains(&self, mailbox: &Mailbox, id: MessageId) -> bool {
         let Some(sh) = self.inner.shards.get(shard_of(id)) else {
             return false;
         };
         let now = self.inner.clock.now_ms();
         sh.read()
-            .find(self.inner.hash(mailbox), mailbox, id.0, now)
+            .find(self.inner.hash(mailbox.as_str()), mailbox, id.0, now)
             .is_some()
     }
 
@@ -303,13 +303,13 @@ impl Store {
     /// survives a restart even while other mailboxes keep the record; so does the
     /// mailbox's cap floor (see `Shard::delete_message`), so copies the per-mailbox cap had
     /// hidden stay hidden after a restart too.
-    pub fn delete_message(&self, mailbox: &str, id: MessageId) -> bool {
+    pub fn delete_message(&self, mailbox: &Mailbox, id: MessageId) -> bool {
         let shard = shard_of(id);
         let Some(sh) = self.inner.shards.get(shard) else {
             return false;
         };
         let now = self.inner.clock.now_ms();
-        let h = self.inner.hash(mailbox);
+        let h = self.inner.hash(mailbox.as_str());
         let Some(floor) = sh.write().delete_message(h, mailbox, id.0, now) else {
             return false;
         };
@@ -332,8 +332,8 @@ impl Store {
 
     /// Deletes every message of a mailbox; returns how many were visible. Journaled in
     /// `disk` mode like [`Store::delete_message`].
-    pub fn delete_mailbox(&self, mailbox: &str) -> usize {
-        let h = self.inner.hash(mailbox);
+    pub fn delete_mailbox(&self, mailbox: &Mailbox) -> usize {
+        let h = self.inner.hash(mailbox.as_str());
         let now = self.inner.clock.now_ms();
         let mut n = 0;
         for (i, sh) in self.inner.shards.iter().enumerate() {
@@ -355,14 +355,17 @@ impl Store {
     }
 
     /// Subscribes to new messages of a mailbox.
-    pub fn subscribe(&self, mailbox: &str) -> Result<Subscription, StoreError> {
+    pub fn subscribe(&self, mailbox: &Mailbox) -> Result<Subscription, StoreError> {
         let max = self.inner.cfg.subscribers_max;
         if self.inner.subscribers.fetch_add(1, Ordering::Relaxed) >= max {
             self.inner.subscribers.fetch_sub(1, Ordering::Relaxed);
             return Err(StoreError::Subscribers(max));
         }
-        let mbox = self.inner.hash(mailbox);
-        let queue = Arc::new(Queue::new(mailbox, self.inner.cfg.subscriber_queue_max));
+        let mbox = self.inner.hash(mailbox.as_str());
+        let queue = Arc::new(Queue::new(
+            mailbox.as_str(),
+            self.inner.cfg.subscriber_queue_max,
+        ));
         for sh in &self.inner.shards {
             sh.write()
                 .subs
@@ -381,7 +384,11 @@ impl Store {
     /// now on, capped at `ttl_secs_max`. A message to several mailboxes gets the longest.
     /// In `disk` mode the override is journaled (synced unless `commit = "none"`) and
     /// restored at the next open; setting the value already in force writes nothing.
-    pub fn set_mailbox_ttl(&self, mailbox: &str, ttl_secs: Option<u64>) -> Result<(), StoreError> {
+    pub fn set_mailbox_ttl(
+        &self,
+        mailbox: &Mailbox,
+        ttl_secs: Option<u64>,
+    ) -> Result<(), StoreError> {
         let max = self.inner.cfg.ttl_overrides_max;
         let ms = ttl_secs.map(|s| s.clamp(1, self.inner.cfg.ttl_secs_max) * 1000);
         // The journal lock (disk mode) orders this change with compaction, which copies
@@ -392,7 +399,7 @@ impl Store {
                 let sh = self.inner.shards.first().map(|s| s.read());
                 let current = sh
                     .as_ref()
-                    .and_then(|s| s.ttl_overrides.get(mailbox).copied());
+                    .and_then(|s| s.ttl_overrides.get(mailbox.as_str()).copied());
                 match ms {
                     Some(ms) if current == Some(ms) => None,
                     Some(ms) => {
@@ -423,19 +430,21 @@ impl Store {
         self.apply_ttl(mailbox, ms)
     }
 
-    fn apply_ttl(&self, mailbox: &str, ms: Option<u64>) -> Result<(), StoreError> {
+    fn apply_ttl(&self, mailbox: &Mailbox, ms: Option<u64>) -> Result<(), StoreError> {
         let max = self.inner.cfg.ttl_overrides_max;
         for sh in &self.inner.shards {
             let mut sh = sh.write();
             match ms {
                 Some(ms) => {
-                    if sh.ttl_overrides.len() >= max && !sh.ttl_overrides.contains_key(mailbox) {
+                    if sh.ttl_overrides.len() >= max
+                        && !sh.ttl_overrides.contains_key(mailbox.as_str())
+                    {
                         return Err(StoreError::TtlOverrides(max));
                     }
                     sh.ttl_overrides.insert(mailbox.to_string(), ms);
                 }
                 None => {
-                    sh.ttl_overrides.remove(mailbox);
+                    sh.ttl_overrides.remove(mailbox.as_str());
                 }
             }
         }
@@ -618,7 +627,7 @@ mod tests {
     use crate::sink::{MessageSink, NewMessage};
 
     fn put(w: &mut ShardWriter, rcpt: &str, body: &[u8]) -> MessageId {
-        let r = vec![rcpt.to_string()];
+        let r = vec![Mailbox::parse(rcpt).expect("test address")];
         let m = NewMessage {
             received_at_ms: 0,
             client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -658,7 +667,8 @@ mod tests {
         let (store, mut w, _) = Store::open_with_clock(&cfg, 1, Arc::new(clock)).expect("open");
         let id = put(&mut w[0], "a@p.test", b"Subject: s\r\n\r\nMARKER-DELETE-1");
         assert!(arena_has(&store, b"MARKER-DELETE-1"));
-        assert!(store.delete_message("a@p.test", id));
+        let a = Mailbox::parse("a@p.test").expect("test address");
+        assert!(store.delete_message(&a, id));
         assert!(!arena_has(&store, b"MARKER-DELETE-1"));
         assert!(!arena_has(&store, b"a@p.test"));
         let big = format!("Subject: s\r\n\r\nMARKER-PART-{}", "p".repeat(2000));

@@ -160,7 +160,7 @@ impl MessageSink for ShardWriter {
         }
         sc.mboxes.clear();
         sc.mboxes
-            .extend(msg.recipients.iter().map(|m| inner.hash(m)));
+            .extend(msg.recipients.iter().map(|m| inner.hash(m.as_str())));
         let now = inner.clock.now_ms();
         let mut sh = inner.shards[self.shard].write();
         sc.rec.id = sh.ids.next(now).0;
@@ -195,7 +195,13 @@ pub(crate) fn fill(rec: &mut MessageRecord, msg: &NewMessage<'_>, scan: &mut Sca
     rec.id = 0;
     rec.received_at_ms = msg.received_at_ms;
     rec.expires_at_ms = 0;
-    clone_into_vec(&mut rec.mailboxes, msg.recipients);
+    rec.mailboxes.truncate(msg.recipients.len());
+    let held = rec.mailboxes.len();
+    for (d, s) in rec.mailboxes.iter_mut().zip(msg.recipients) {
+        set(d, s.as_str());
+    }
+    rec.mailboxes
+        .extend(msg.recipients[held..].iter().map(|m| m.to_string()));
     set(&mut rec.mail_from, msg.mail_from);
     set(&mut rec.helo, msg.helo);
     match (msg.tls, &mut rec.tls) {

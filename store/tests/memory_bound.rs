@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tempmx_store::{ManualClock, MessageSink, NewMessage, Store, StoreConfig};
+use tempmx_store::{Mailbox, ManualClock, MessageSink, NewMessage, Store, StoreConfig};
 
 /// Counts live heap bytes and their peak.
 struct Counting;
@@ -60,7 +60,7 @@ fn flood_stays_within_budget_and_keeps_newest() {
     let mut ids = Vec::new();
     for i in 0..8000usize {
         clock.advance(1);
-        let rcpt = vec![format!("user{}@pool.test", i % 3000)];
+        let rcpt = vec![Mailbox::parse(&format!("user{}@pool.test", i % 3000)).expect("valid")];
         let size = 500 + (i * 7919) % 40_000;
         let body = format!("Subject: n{i}\r\n\r\n{}{i}", "b".repeat(size)).into_bytes();
         let msg = NewMessage {

@@ -18,8 +18,8 @@ use utoipa_axum::routes;
 use super::problem::{JsonBody, Problem, QueryParams};
 use crate::blocklist::Observation;
 use crate::pool::{
-    AddOutcome, AuditEvent, ControlPlane, CycleReport, DomainInfo, DomainState, Listing,
-    RotationPolicy, normalise_domain,
+    AddOutcome, AuditEvent, ControlError, ControlPlane, CycleReport, DomainInfo, DomainState,
+    Listing, RotationPolicy,
 };
 
 /// Largest admin request body (a bulk import of `import_batch_max` names fits easily).
@@ -227,7 +227,7 @@ async fn get_domain(
     State(s): State<AdminState>,
     Path(name): Path<String>,
 ) -> Result<Json<DomainInfo>, Problem> {
-    Ok(Json(s.plane.domain(&name)?))
+    Ok(Json(s.plane.domain(&pool_domain(&name)?)?))
 }
 
 /// Deletion reason.
@@ -246,8 +246,10 @@ async fn delete_domain(
     Path(name): Path<String>,
     QueryParams(q): QueryParams<DeleteQuery>,
 ) -> Result<StatusCode, Problem> {
-    s.plane
-        .delete(&name, q.reason.as_deref().unwrap_or("admin api"))?;
+    s.plane.delete(
+        &pool_domain(&name)?,
+        q.reason.as_deref().unwrap_or("admin api"),
+    )?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -269,7 +271,11 @@ async fn set_state(
     Path(name): Path<String>,
     JsonBody(req): JsonBody<StateChange>,
 ) -> Result<Json<DomainInfo>, Problem> {
-    Ok(Json(s.plane.set_state(&name, req.state, &req.reason)?))
+    Ok(Json(s.plane.set_state(
+        &pool_domain(&name)?,
+        req.state,
+        &req.reason,
+    )?))
 }
 
 /// Counters of one domain.
@@ -298,7 +304,7 @@ async fn domain_stats(
     State(s): State<AdminState>,
     Path(name): Path<String>,
 ) -> Result<Json<DomainStats>, Problem> {
-    let info = s.plane.domain(&name)?;
+    let info = s.plane.domain(&pool_domain(&name)?)?;
     let now = s.plane.now();
     let d = info.domain;
     Ok(Json(DomainStats {
@@ -401,16 +407,21 @@ async fn check_domain(
     State(s): State<AdminState>,
     JsonBody(req): JsonBody<CheckRequest>,
 ) -> Result<Json<CheckResults>, Problem> {
-    let results = s.plane.check_now(&req.domain).await?;
-    // check_now accepted the name, so it normalises.
-    let domain = normalise_domain(&req.domain).unwrap_or(req.domain);
+    let domain = tempmx_store::Domain::parse(&req.domain)
+        .map_err(|e| ControlError::InvalidDomains(vec![format!("`{}`: {e}", req.domain)]))?;
+    let results = s.plane.check_now(&domain).await?;
     let info = s.plane.domain(&domain).ok();
     Ok(Json(CheckResults {
-        domain,
+        domain: domain.to_string(),
         in_pool: info.is_some(),
         listing: info.and_then(|i| i.domain.listing),
         results,
     }))
+}
+
+/// The pool domain a path names; a name that is no domain is not in the pool either.
+fn pool_domain(name: &str) -> Result<tempmx_store::Domain, ControlError> {
+    tempmx_store::Domain::parse(name).map_err(|_| ControlError::UnknownDomain(name.to_owned()))
 }
 
 /// Audit paging.

@@ -69,9 +69,9 @@ impl BlocklistConfig {
             ));
         }
         for z in &self.zones {
-            if crate::pool::normalise_domain(&z.zone).is_none() {
+            if let Err(e) = tempmx_store::Domain::parse(&z.zone) {
                 errors.push(format!(
-                    "blocklists.zones: `{}` is not a valid zone name",
+                    "blocklists.zones: `{}` is not a valid zone name: {e}",
                     z.zone
                 ));
             }

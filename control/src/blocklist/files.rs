@@ -8,7 +8,6 @@ use std::time::SystemTime;
 use tracing::{info, warn};
 
 use super::verdict::Outcome;
-use crate::pool::normalise_domain;
 
 /// One list file and the domains it held when last read.
 #[derive(Debug)]
@@ -114,7 +113,8 @@ pub fn parse(text: &str) -> HashSet<String> {
     text.lines()
         .map(|l| l.split('#').next().unwrap_or("").trim())
         .filter(|l| !l.is_empty())
-        .filter_map(normalise_domain)
+        .filter_map(|l| tempmx_store::Domain::parse(l).ok())
+        .map(|d| d.to_string())
         .collect()
 }
 

@@ -19,7 +19,7 @@ use parking_lot::{Mutex, RwLock};
 use rand::RngCore;
 use subtle::ConstantTimeEq;
 use tempmx_ingress::policy::MailboxRegistry;
-use tempmx_store::Store;
+use tempmx_store::{Domain, Mailbox, Store};
 use tracing::{info, warn};
 
 use self::log::{Log, LogError, Record};
@@ -65,21 +65,18 @@ pub struct Registered {
 /// The entries and a per-domain count kept in step with them.
 #[derive(Default)]
 struct Entries {
-    map: HashMap<String, Entry>,
-    per_domain: HashMap<String, usize>,
+    map: HashMap<Mailbox, Entry>,
+    per_domain: HashMap<Domain, usize>,
 }
 
 impl Entries {
-    fn insert(&mut self, address: &str, entry: Entry) {
-        if self.map.insert(address.to_owned(), entry).is_none() {
-            *self
-                .per_domain
-                .entry(domain_of(address).to_owned())
-                .or_default() += 1;
+    fn insert(&mut self, address: &Mailbox, entry: Entry) {
+        if self.map.insert(address.clone(), entry).is_none() {
+            *self.per_domain.entry(address.to_domain()).or_default() += 1;
         }
     }
 
-    fn remove(&mut self, address: &str) -> bool {
+    fn remove(&mut self, address: &Mailbox) -> bool {
         let found = self.map.remove(address).is_some();
         if found {
             self.uncount(address);
@@ -87,8 +84,8 @@ impl Entries {
         found
     }
 
-    fn uncount(&mut self, address: &str) {
-        let d = domain_of(address);
+    fn uncount(&mut self, address: &Mailbox) {
+        let d = address.domain();
         if let Some(n) = self.per_domain.get_mut(d) {
             *n -= 1;
             if *n == 0 {
@@ -98,7 +95,7 @@ impl Entries {
     }
 
     /// Drops entries expired at `now_ms`; returns their addresses.
-    fn retain_live(&mut self, now_ms: u64) -> Vec<String> {
+    fn retain_live(&mut self, now_ms: u64) -> Vec<Mailbox> {
         let mut gone = Vec::new();
         self.map.retain(|a, e| {
             let live = e.expires_at_ms > now_ms;
@@ -112,7 +109,7 @@ impl Entries {
     }
 }
 
-/// Registered mailboxes: normalised address -> token hash and expiry.
+/// Registered mailboxes: mailbox -> token hash and expiry.
 pub struct Registry {
     entries: RwLock<Entries>,
     max: usize,
@@ -142,7 +139,7 @@ impl Registry {
         }
         entries.retain_live(now_ms());
         if entries.map.len() > max {
-            let mut by_expiry: Vec<(u64, String)> = entries
+            let mut by_expiry: Vec<(u64, Mailbox)> = entries
                 .map
                 .iter()
                 .map(|(a, e)| (e.expires_at_ms, a.clone()))
@@ -165,10 +162,10 @@ impl Registry {
         })
     }
 
-    /// Registers `address` (normalised) until `expires_at_ms`; returns its new token.
+    /// Registers `address` until `expires_at_ms`; returns its new token.
     pub fn register(
         &self,
-        address: &str,
+        address: &Mailbox,
         now_ms: u64,
         expires_at_ms: u64,
     ) -> Result<Registered, RegistryError> {
@@ -204,7 +201,7 @@ impl Registry {
     fn check_room(
         &self,
         entries: &mut Entries,
-        address: &str,
+        address: &Mailbox,
         now_ms: u64,
     ) -> Result<(), RegistryError> {
         if entries
@@ -225,7 +222,7 @@ impl Registry {
 
     /// Whether `token` opens `address` now. Unknown, expired and wrong-token cases take
     /// the same path (a hash and a constant-time compare) so timing tells them apart less.
-    pub fn verify(&self, address: &str, token: &str, now_ms: u64) -> bool {
+    pub fn verify(&self, address: &Mailbox, token: &str, now_ms: u64) -> bool {
         let given = hash(token);
         let entries = self.entries.read();
         match entries.map.get(address) {
@@ -241,7 +238,7 @@ impl Registry {
     }
 
     /// Expiry of a live mailbox (ms since epoch).
-    pub fn expires_at(&self, address: &str, now_ms: u64) -> Option<u64> {
+    pub fn expires_at(&self, address: &Mailbox, now_ms: u64) -> Option<u64> {
         self.entries
             .read()
             .map
@@ -251,12 +248,12 @@ impl Registry {
     }
 
     /// Whether `address` is registered and live.
-    pub fn is_live(&self, address: &str, now_ms: u64) -> bool {
+    pub fn is_live(&self, address: &Mailbox, now_ms: u64) -> bool {
         self.expires_at(address, now_ms).is_some()
     }
 
     /// Removes a mailbox; returns whether it was there.
-    pub fn remove(&self, address: &str) -> bool {
+    pub fn remove(&self, address: &Mailbox) -> bool {
         let Some(log) = &self.log else {
             return self.entries.write().remove(address);
         };
@@ -264,7 +261,7 @@ impl Registry {
         let found = self.entries.write().remove(address);
         if found {
             let line = Record::Remove {
-                address: address.to_owned(),
+                address: address.to_string(),
             };
             if let Err(e) = log.append(&line) {
                 // The mailbox and its mail are gone now; after a restart it would come back empty.
@@ -277,12 +274,12 @@ impl Registry {
 
     /// Drops expired entries; returns the addresses dropped (so their mail can go too).
     /// Nothing is logged: replay drops expired entries by their time.
-    pub fn sweep(&self, now_ms: u64) -> Vec<String> {
+    pub fn sweep(&self, now_ms: u64) -> Vec<Mailbox> {
         self.entries.write().retain_live(now_ms)
     }
 
     /// Entries held on `domain` (live, or expired less than a sweep ago).
-    pub fn count(&self, domain: &str) -> usize {
+    pub fn count(&self, domain: &Domain) -> usize {
         self.entries
             .read()
             .per_domain
@@ -336,7 +333,7 @@ impl Registry {
     /// there this only fills in what a memory store or a lost journal lacks (values
     /// already in force cost the store nothing).
     pub fn restore_ttls(&self, store: &Store) {
-        let ttls: Vec<(String, u64)> = self
+        let ttls: Vec<(Mailbox, u64)> = self
             .entries
             .read()
             .map
@@ -353,8 +350,8 @@ impl Registry {
 }
 
 impl MailboxRegistry for Registry {
-    fn contains(&self, address: &str) -> bool {
-        self.is_live(address, now_ms())
+    fn contains(&self, mailbox: &Mailbox) -> bool {
+        self.is_live(mailbox, now_ms())
     }
 }
 
@@ -378,16 +375,25 @@ fn hash(token: &str) -> Digest {
     out
 }
 
-fn domain_of(address: &str) -> &str {
-    address.rsplit_once('@').map_or("", |(_, d)| d)
-}
-
-fn add_record(address: &str, e: &Entry) -> Record {
+fn add_record(address: &Mailbox, e: &Entry) -> Record {
     Record::Add {
-        address: address.to_owned(),
+        address: address.to_string(),
         token_sha256: e.token_hash.iter().map(|b| format!("{b:02x}")).collect(),
         expires_at_ms: e.expires_at_ms,
         ttl_secs: e.ttl_secs,
+    }
+}
+
+/// The mailbox a log line names, folded by the current rule (lines written before local
+/// parts were folded name the same mailbox); `None`, with a warning, for one that is no
+/// mailbox at all, which is skipped rather than failing the start.
+fn saved_mailbox(address: &str) -> Option<Mailbox> {
+    match Mailbox::parse(address) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            warn!(%address, error = %e, "saved mailbox is not a valid address; skipped");
+            None
+        }
     }
 }
 
@@ -410,10 +416,14 @@ fn replay(entries: &mut Entries, record: Record, dir: &Path) -> Result<(), LogEr
                 expires_at_ms,
                 ttl_secs,
             };
-            entries.insert(&address, entry);
+            if let Some(mailbox) = saved_mailbox(&address) {
+                entries.insert(&mailbox, entry);
+            }
         }
         Record::Remove { address } => {
-            entries.remove(&address);
+            if let Some(mailbox) = saved_mailbox(&address) {
+                entries.remove(&mailbox);
+            }
         }
     }
     Ok(())
@@ -436,19 +446,27 @@ fn unhex(text: &str) -> Option<Digest> {
 mod tests {
     use super::*;
 
+    fn m(address: &str) -> Mailbox {
+        Mailbox::parse(address).expect("test address")
+    }
+
+    fn d(name: &str) -> Domain {
+        Domain::parse(name).expect("test domain")
+    }
+
     // Goal: a token opens only its own mailbox, only until expiry; the clear token is
     // never stored. Method: register two boxes and cross-check tokens.
     #[test]
     fn tokens_open_only_their_mailbox() {
         let r = Registry::new(10);
-        let a = r.register("a@p.test", 0, 1000).expect("a");
-        let b = r.register("b@p.test", 0, 1000).expect("b");
+        let a = r.register(&m("a@p.test"), 0, 1000).expect("a");
+        let b = r.register(&m("b@p.test"), 0, 1000).expect("b");
         assert_eq!(a.token.len(), 64);
-        assert!(r.verify("a@p.test", &a.token, 10));
-        assert!(!r.verify("a@p.test", &b.token, 10));
-        assert!(!r.verify("c@p.test", &a.token, 10));
-        assert!(!r.verify("a@p.test", &a.token, 1000), "expired");
-        let held = format!("{:?}", r.entries.read().map.get("a@p.test"));
+        assert!(r.verify(&m("a@p.test"), &a.token, 10));
+        assert!(!r.verify(&m("a@p.test"), &b.token, 10));
+        assert!(!r.verify(&m("c@p.test"), &a.token, 10));
+        assert!(!r.verify(&m("a@p.test"), &a.token, 1000), "expired");
+        let held = format!("{:?}", r.entries.read().map.get(&m("a@p.test")));
         assert!(!held.contains(&a.token));
     }
 
@@ -457,22 +475,22 @@ mod tests {
     #[test]
     fn limit_and_reuse() {
         let r = Registry::new(2);
-        r.register("a@p.test", 0, 100).expect("a");
-        r.register("b@p.test", 0, 500).expect("b");
+        r.register(&m("a@p.test"), 0, 100).expect("a");
+        r.register(&m("b@p.test"), 0, 500).expect("b");
         assert_eq!(
-            r.register("c@p.test", 50, 600).expect_err("must fail"),
+            r.register(&m("c@p.test"), 50, 600).expect_err("must fail"),
             RegistryError::Full(2)
         );
         assert_eq!(
-            r.register("b@p.test", 50, 600).expect_err("must fail"),
+            r.register(&m("b@p.test"), 50, 600).expect_err("must fail"),
             RegistryError::Taken
         );
-        r.register("c@p.test", 200, 600)
+        r.register(&m("c@p.test"), 200, 600)
             .expect("room after a expired");
         assert_eq!(r.len(), 2);
-        r.register("b@p.test", 500, 900)
+        r.register(&m("b@p.test"), 500, 900)
             .expect("b expired, free again");
-        assert_eq!(r.sweep(700), vec!["c@p.test".to_owned()]);
+        assert_eq!(r.sweep(700), vec![m("c@p.test")]);
     }
 
     // Goal: the ingress view (registered-only mode) sees live boxes on the system clock.
@@ -480,28 +498,28 @@ mod tests {
     fn ingress_sees_live_boxes() {
         let r = Registry::new(2);
         let t = now_ms();
-        r.register("live@p.test", t, t + 60_000).expect("live");
-        r.register("old@p.test", 0, 1).expect("old");
-        assert!(MailboxRegistry::contains(&r, "live@p.test"));
-        assert!(!MailboxRegistry::contains(&r, "old@p.test"));
-        assert!(!MailboxRegistry::contains(&r, "none@p.test"));
+        r.register(&m("live@p.test"), t, t + 60_000).expect("live");
+        r.register(&m("old@p.test"), 0, 1).expect("old");
+        assert!(MailboxRegistry::contains(&r, &m("live@p.test")));
+        assert!(!MailboxRegistry::contains(&r, &m("old@p.test")));
+        assert!(!MailboxRegistry::contains(&r, &m("none@p.test")));
     }
 
     // Goal: per-domain counts follow registration, deletion and sweeping.
     #[test]
     fn counts_per_domain() {
         let r = Registry::new(10);
-        r.register("a@x.test", 0, 100).expect("a");
-        r.register("b@x.test", 0, 200).expect("b");
-        r.register("a@y.test", 0, 200).expect("c");
-        assert_eq!((r.count("x.test"), r.count("y.test")), (2, 1));
-        assert!(r.remove("b@x.test"));
-        assert!(!r.remove("b@x.test"));
-        assert_eq!(r.sweep(150), vec!["a@x.test".to_owned()]);
-        assert_eq!((r.count("x.test"), r.count("y.test")), (0, 1));
-        r.register("a@x.test", 150, 300)
+        r.register(&m("a@x.test"), 0, 100).expect("a");
+        r.register(&m("b@x.test"), 0, 200).expect("b");
+        r.register(&m("a@y.test"), 0, 200).expect("c");
+        assert_eq!((r.count(&d("x.test")), r.count(&d("y.test"))), (2, 1));
+        assert!(r.remove(&m("b@x.test")));
+        assert!(!r.remove(&m("b@x.test")));
+        assert_eq!(r.sweep(150), vec![m("a@x.test")]);
+        assert_eq!((r.count(&d("x.test")), r.count(&d("y.test"))), (0, 1));
+        r.register(&m("a@x.test"), 150, 300)
             .expect("expired address taken again");
-        assert_eq!(r.count("x.test"), 1);
+        assert_eq!(r.count(&d("x.test")), 1);
     }
 
     // Goal: with a directory, tokens, deletions and TTLs survive a reopen; expired entries
@@ -511,27 +529,33 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let now = now_ms();
         let r = Registry::open(10, dir.path()).expect("open");
-        let a = r.register("a@x.test", now, now + 60_000).expect("a");
-        let b = r.register("b@x.test", now, now + 120_000).expect("b");
-        r.register("gone@x.test", now, now + 60_000).expect("gone");
-        r.register("old@x.test", 0, 1).expect("old");
-        assert!(r.remove("gone@x.test"));
+        let a = r.register(&m("a@x.test"), now, now + 60_000).expect("a");
+        let b = r.register(&m("b@x.test"), now, now + 120_000).expect("b");
+        r.register(&m("gone@x.test"), now, now + 60_000)
+            .expect("gone");
+        r.register(&m("old@x.test"), 0, 1).expect("old");
+        assert!(r.remove(&m("gone@x.test")));
         r.persist().expect("persist");
         drop(r);
 
         let back = Registry::open(10, dir.path()).expect("reopen");
-        assert!(back.verify("a@x.test", &a.token, now));
-        assert!(back.verify("b@x.test", &b.token, now));
-        assert!(!back.verify("a@x.test", &b.token, now));
+        assert!(back.verify(&m("a@x.test"), &a.token, now));
+        assert!(back.verify(&m("b@x.test"), &b.token, now));
+        assert!(!back.verify(&m("a@x.test"), &b.token, now));
         assert_eq!(back.len(), 2, "deleted and expired entries are not back");
-        assert_eq!(back.count("x.test"), 2);
-        let ttl = back.entries.read().map.get("b@x.test").map(|e| e.ttl_secs);
+        assert_eq!(back.count(&d("x.test")), 2);
+        let ttl = back
+            .entries
+            .read()
+            .map
+            .get(&m("b@x.test"))
+            .map(|e| e.ttl_secs);
         assert_eq!(ttl, Some(120));
         drop(back);
 
         let lowered = Registry::open(1, dir.path()).expect("lowered limit");
         assert!(
-            lowered.verify("b@x.test", &b.token, now),
+            lowered.verify(&m("b@x.test"), &b.token, now),
             "latest expiry kept"
         );
         assert_eq!(lowered.len(), 1);
@@ -549,6 +573,31 @@ mod tests {
         assert!(err.to_string().contains("corrupt"), "{err}");
     }
 
+    // Goal: a log written before local parts were folded still loads, and its upper-case
+    // address opens the folded mailbox; a line that is no mailbox (an IP as its domain)
+    // is skipped, not fatal. Method: write such lines to a log, reopen, verify the token.
+    #[test]
+    fn old_spellings_fold_at_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let now = now_ms();
+        let r = Registry::open(10, dir.path()).expect("open");
+        let a = r.register(&m("a@x.test"), now, now + 60_000).expect("a");
+        drop(r);
+        let path = dir.path().join(log::FILE);
+        let text = std::fs::read_to_string(&path).expect("read");
+        let upper = text.replace("a@x.test", "Mixed.Case@X.Test");
+        let line = text
+            .lines()
+            .find(|l| l.contains("a@x.test"))
+            .expect("add line");
+        let ip = line.replace("a@x.test", "u@127.0.0.1");
+        std::fs::write(&path, format!("{upper}{ip}\n")).expect("write");
+        let back = Registry::open(10, dir.path()).expect("reopen");
+        assert!(back.verify(&m("mixed.case@x.test"), &a.token, now));
+        assert!(back.verify(&m("MIXED.CASE@x.test"), &a.token, now));
+        assert_eq!(back.len(), 1, "the IP line is skipped");
+    }
+
     // Goal: a creation that cannot be written is refused and leaves nothing registered.
     #[test]
     fn unsaved_creation_is_refused() {
@@ -556,7 +605,7 @@ mod tests {
         let r = Registry::open(10, &dir.path().join("missing")).expect("open");
         let now = now_ms();
         assert!(matches!(
-            r.register("a@x.test", now, now + 1000),
+            r.register(&m("a@x.test"), now, now + 1000),
             Err(RegistryError::Unsaved(_))
         ));
         assert!(r.is_empty());
@@ -571,11 +620,12 @@ mod tests {
         let now = now_ms();
         for i in 0..3_000 {
             let a = format!("u{i}@x.test");
-            r.register(&a, now, now + 60_000)
+            r.register(&m(&a), now, now + 60_000)
                 .expect("room after each delete");
-            assert!(r.remove(&a));
+            assert!(r.remove(&m(&a)));
         }
-        r.register("kept@x.test", now, now + 60_000).expect("kept");
+        r.register(&m("kept@x.test"), now, now + 60_000)
+            .expect("kept");
         let bytes = std::fs::metadata(dir.path().join(log::FILE))
             .expect("log")
             .len();

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
-use tempmx_store::{Accepted, MessageSink, NewMessage, StoreError};
+use tempmx_store::{Accepted, Domain, MessageSink, NewMessage, StoreError};
 
 /// Messages counted for one domain since the last drain.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -27,7 +27,7 @@ pub struct Count {
 /// One core's counts.
 #[derive(Default)]
 struct Slot {
-    counts: Mutex<HashMap<String, Count>>,
+    counts: Mutex<HashMap<Domain, Count>>,
     /// Messages not counted because the slot already held `domains_max` domains.
     dropped: AtomicU64,
 }
@@ -36,9 +36,9 @@ impl Slot {
     fn count(&self, msg: &NewMessage<'_>, domains_max: usize) {
         let mut counts = self.counts.lock();
         for (i, rcpt) in msg.recipients.iter().enumerate() {
-            let domain = domain_of(rcpt);
+            let domain = rcpt.domain();
             // A message counts once per domain, however many of its recipients share it.
-            if msg.recipients[..i].iter().any(|r| domain_of(r) == domain) {
+            if msg.recipients[..i].iter().any(|r| r.domain() == domain) {
                 continue;
             }
             if !counts.contains_key(domain) && counts.len() >= domains_max {
@@ -48,7 +48,7 @@ impl Slot {
             // Allocates the key only the first time a domain is seen since the last drain.
             let c = match counts.get_mut(domain) {
                 Some(c) => c,
-                None => counts.entry(domain.to_owned()).or_default(),
+                None => counts.entry(rcpt.to_domain()).or_default(),
             };
             c.messages += 1;
             c.last_at_ms = c.last_at_ms.max(msg.received_at_ms);
@@ -85,8 +85,8 @@ impl MessageCounters {
 
     /// Takes the counts of every core since the last drain, merged per domain, and how
     /// many messages could not be counted.
-    pub fn drain(&self) -> (HashMap<String, Count>, u64) {
-        let mut out: HashMap<String, Count> = HashMap::new();
+    pub fn drain(&self) -> (HashMap<Domain, Count>, u64) {
+        let mut out: HashMap<Domain, Count> = HashMap::new();
         let mut dropped = 0;
         for slot in self.slots.lock().iter() {
             dropped += slot.dropped.swap(0, Ordering::Relaxed);
@@ -115,15 +115,11 @@ impl MessageSink for CountingSink {
     }
 }
 
-fn domain_of(address: &str) -> &str {
-    address.rsplit_once('@').map_or("", |(_, d)| d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::net::{IpAddr, Ipv4Addr};
-    use tempmx_store::{Commit, MessageId};
+    use tempmx_store::{Commit, Mailbox, MessageId};
 
     /// Accepts everything except messages whose sender is `refuse@…`.
     struct Accepting;
@@ -140,7 +136,7 @@ mod tests {
         }
     }
 
-    fn message<'a>(from: &'a str, rcpts: &'a [String], at: u64) -> NewMessage<'a> {
+    fn message<'a>(from: &'a str, rcpts: &'a [Mailbox], at: u64) -> NewMessage<'a> {
         NewMessage {
             received_at_ms: at,
             client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -154,8 +150,10 @@ mod tests {
         }
     }
 
-    fn rcpts(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
+    fn rcpts(list: &[&str]) -> Vec<Mailbox> {
+        list.iter()
+            .map(|s| Mailbox::parse(s).expect("test address"))
+            .collect()
     }
 
     // Goal: one count per message and domain across cores, the newest time wins, refused

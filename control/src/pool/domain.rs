@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use tempmx_ingress::policy::DomainStatus;
 use utoipa::ToSchema;
 
-/// A domain's place in its lifecycle (DESIGN.md "Domain lifecycle").
+/// A domain's place in its lifecycle (ARCHITECTURE.md "Domain lifecycle").
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Hash, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DomainState {

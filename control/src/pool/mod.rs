@@ -33,46 +33,18 @@ pub use publish::{DnsPublish, Targets, dns_snapshot};
 pub use rotation::RotationReason;
 pub use state::{Persisted, PoolState, StateError, StateFile};
 
-use crate::config::RecipientPolicy;
-
-/// Longest domain name in presentation form without the root dot (RFC 1035 §2.3.4).
-const DOMAIN_BYTES_MAX: usize = 253;
-/// Longest label (RFC 1035 §2.3.4).
-const LABEL_BYTES_MAX: usize = 63;
-
-/// Normalises a domain name to lowercase ASCII (IDNA), or `None` when it is not a valid
-/// host name of at least two labels.
-pub fn normalise_domain(name: &str) -> Option<String> {
-    let ascii = idna::domain_to_ascii(name).ok()?;
-    if ascii.is_empty() || ascii.len() > DOMAIN_BYTES_MAX || ascii.ends_with('.') {
-        return None;
-    }
-    let labels: Vec<&str> = ascii.split('.').collect();
-    if labels.len() < 2 {
-        return None;
-    }
-    let label_ok = |l: &&str| {
-        !l.is_empty()
-            && l.len() <= LABEL_BYTES_MAX
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    };
-    labels.iter().all(label_ok).then_some(ascii)
-}
-
 /// The pool of domains and their states.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pool {
-    domains: BTreeMap<String, DomainState>,
-    recipients: RecipientPolicy,
+    domains: BTreeMap<tempmx_store::Domain, DomainState>,
+    recipients: RecipientMode,
 }
 
 impl Pool {
-    /// A pool of the given domains (already normalised) and states.
+    /// A pool of the given domains and states.
     pub fn from_domains(
-        domains: impl IntoIterator<Item = (String, DomainState)>,
-        recipients: RecipientPolicy,
+        domains: impl IntoIterator<Item = (tempmx_store::Domain, DomainState)>,
+        recipients: RecipientMode,
     ) -> Self {
         Self {
             domains: domains.into_iter().collect(),
@@ -81,46 +53,17 @@ impl Pool {
     }
 
     /// Domains and their states, sorted by name.
-    pub fn domains(&self) -> impl Iterator<Item = (&str, DomainState)> {
-        self.domains.iter().map(|(n, s)| (n.as_str(), *s))
+    pub fn domains(&self) -> impl Iterator<Item = (&tempmx_store::Domain, DomainState)> {
+        self.domains.iter().map(|(n, s)| (n, *s))
     }
 
     /// The snapshot the ingress checks recipients against.
     pub fn ingress_snapshot(&self) -> PoolSnapshot {
-        let mode = match self.recipients {
-            RecipientPolicy::CatchAll => RecipientMode::CatchAll,
-            RecipientPolicy::Registered => RecipientMode::RegisteredOnly,
-        };
         PoolSnapshot::new(
             self.domains
                 .iter()
                 .map(|(n, s)| (n.clone(), s.ingress_status())),
-            mode,
+            self.recipients,
         )
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    // Goal: names are normalised exactly once, and anything that is not a host name is refused.
-    #[test]
-    fn domain_normalisation() {
-        let cases = [
-            ("Tempmx.TEST", Some("tempmx.test")),
-            ("bücher.example", Some("xn--bcher-kva.example")),
-            ("tempmx.test.", None),
-            ("localhost", None),
-            ("a..b", None),
-            ("-a.test", None),
-            ("a_b.test", None),
-            ("", None),
-        ];
-        for (input, want) in cases {
-            assert_eq!(normalise_domain(input).as_deref(), want, "{input}");
-        }
-        assert!(normalise_domain(&format!("{}.test", "a".repeat(64))).is_none());
     }
 }

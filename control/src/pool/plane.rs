@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 use tempmx_dns::ZoneSnapshot;
-use tempmx_ingress::policy::{Policy, PoolSnapshot};
+use tempmx_ingress::policy::{Policy, PoolSnapshot, RecipientMode};
 use tempmx_store::MessageSink;
 use tracing::{info, warn};
 
@@ -19,10 +19,9 @@ use super::domain::{Domain, DomainState, Listing};
 use super::publish::{DnsPublish, Targets, dns_snapshot};
 use super::rotation::RotationReason;
 use super::state::{PoolState, StateError, StateFile};
-use super::{Pool, normalise_domain, rotation};
+use super::{Pool, rotation};
 use crate::blocklist::tracker::{Change, ListStatus};
 use crate::blocklist::{BlocklistConfig, BlocklistError, Blocklists, Observation};
-use crate::config::RecipientPolicy;
 use crate::mailboxes::Registry;
 use crate::mailboxes::log::LogError;
 
@@ -37,7 +36,7 @@ pub struct PlaneConfig {
     /// Domains that start active on the very first start (no saved state).
     pub domains: Vec<String>,
     /// Catch-all or registered-only recipients.
-    pub recipients: RecipientPolicy,
+    pub recipients: RecipientMode,
     /// The rotation policy on the first start (the saved one wins later).
     pub policy: RotationPolicy,
     /// Limits.
@@ -164,7 +163,7 @@ pub struct ControlPlane {
     state: Mutex<PoolState>,
     file: Option<StateFile>,
     limits: PoolLimits,
-    recipients: RecipientPolicy,
+    recipients: RecipientMode,
     clock: Arc<dyn Clock>,
     mailboxes: Arc<Registry>,
     counters: MessageCounters,
@@ -203,10 +202,15 @@ impl ControlPlane {
             Some(f) => Registry::open(config.mailboxes_max, f.dir())?,
             None => Registry::new(config.mailboxes_max),
         });
-        let first_start = saved.is_none();
+        let mut first_start_or_changed = saved.is_none();
         let domains_max = config.limits.domains_max;
         let state = match saved {
-            Some(saved) => saved.state,
+            Some(mut saved) => {
+                if revalidate(&mut saved.state) {
+                    first_start_or_changed = true;
+                }
+                saved.state
+            }
             None => seed(&config.domains, config.policy, &config.limits, clock.now())?,
         };
         let plane = Self {
@@ -219,7 +223,7 @@ impl ControlPlane {
             counters: MessageCounters::new(domains_max),
             targets: OnceLock::new(),
             blocklists,
-            dirty: AtomicBool::new(first_start),
+            dirty: AtomicBool::new(first_start_or_changed),
             counts_unsaved: AtomicBool::new(false),
             saved_at: AtomicU64::new(0),
             last_cycle: Mutex::new(None),
@@ -319,14 +323,12 @@ impl ControlPlane {
     }
 
     /// One domain.
-    pub fn domain(&self, name: &str) -> Result<DomainInfo, ControlError> {
-        let name =
-            normalise_domain(name).ok_or_else(|| ControlError::UnknownDomain(name.to_owned()))?;
+    pub fn domain(&self, name: &tempmx_store::Domain) -> Result<DomainInfo, ControlError> {
         let state = self.state.lock();
         let d = state
             .domains
-            .get(&name)
-            .ok_or(ControlError::UnknownDomain(name.clone()))?;
+            .get(name.as_str())
+            .ok_or_else(|| ControlError::UnknownDomain(name.to_string()))?;
         Ok(self.info(&state, d))
     }
 
@@ -338,13 +340,16 @@ impl ControlPlane {
             .unwrap_or_default();
         DomainInfo {
             domain: d.clone(),
-            mailboxes: self.mailboxes.count(&d.name),
+            mailboxes: tempmx_store::Domain::parse(&d.name)
+                .map_or(0, |name| self.mailboxes.count(&name)),
             blocklists,
         }
     }
 
     /// Adds domains (bulk import) in `state` (pending or active). All-or-nothing: one
-    /// invalid name refuses the whole batch; names already in the pool are left as they are.
+    /// name that is no pool domain ([`tempmx_store::Domain`]: never an IP address, a
+    /// single label or a bad label) refuses the whole batch, each such name listed with
+    /// its reason; names already in the pool are left as they are.
     pub fn add_domains(
         &self,
         names: &[String],
@@ -365,20 +370,11 @@ impl ControlPlane {
             });
         }
         self.check_reason(reason)?;
-        let normalised: Vec<Option<String>> = names.iter().map(|n| normalise_domain(n)).collect();
-        let invalid: Vec<String> = names
-            .iter()
-            .zip(&normalised)
-            .filter(|(_, n)| n.is_none())
-            .map(|(raw, _)| raw.clone())
-            .collect();
-        if !invalid.is_empty() {
-            return Err(ControlError::InvalidDomains(invalid));
-        }
+        let normalised = parse_domains(names)?;
         let max = self.limits.domains_max;
         self.mutate(true, |s, now, audit_max| {
             let mut out = Vec::new();
-            for name in normalised.into_iter().flatten() {
+            for name in normalised.iter().map(|d| d.to_string()) {
                 if s.domains.contains_key(&name) {
                     out.push(AddOutcome { name, added: false });
                     continue;
@@ -406,13 +402,12 @@ impl ControlPlane {
     /// (e.g. promote a pending domain when an active one is retired).
     pub fn set_state(
         &self,
-        name: &str,
+        domain: &tempmx_store::Domain,
         to: DomainState,
         reason: &str,
     ) -> Result<DomainInfo, ControlError> {
         self.check_reason(reason)?;
-        let name =
-            normalise_domain(name).ok_or_else(|| ControlError::UnknownDomain(name.to_owned()))?;
+        let name = domain.to_string();
         let rotated_out = self.mutate(true, |s, now, audit_max| {
             let drain = s.policy.drain_secs;
             let d = s
@@ -446,15 +441,14 @@ impl ControlPlane {
         if rotated_out {
             self.count_rotations([RotationReason::Operator]);
         }
-        self.domain(&name)
+        self.domain(domain)
     }
 
     /// Removes a retired, empty domain (no live mailboxes, no mail within the drain period).
-    pub fn delete(&self, name: &str, reason: &str) -> Result<(), ControlError> {
+    pub fn delete(&self, domain: &tempmx_store::Domain, reason: &str) -> Result<(), ControlError> {
         self.check_reason(reason)?;
-        let name =
-            normalise_domain(name).ok_or_else(|| ControlError::UnknownDomain(name.to_owned()))?;
-        let mailboxes = self.mailboxes.count(&name);
+        let name = domain.to_string();
+        let mailboxes = self.mailboxes.count(domain);
         self.mutate(true, |s, now, audit_max| {
             let drain = s.policy.drain_secs;
             let d = s
@@ -520,9 +514,9 @@ impl ControlPlane {
     /// Counts `count` messages received for `domain`, the last at `at` (unix seconds).
     /// The tick feeds it from the counting sinks; the rules see it at once, the state file
     /// within [`COUNTS_SAVE_SECS`].
-    pub fn record_messages(&self, domain: &str, count: u64, at: u64) {
+    pub fn record_messages(&self, domain: &tempmx_store::Domain, count: u64, at: u64) {
         let mut s = self.state.lock();
-        if let Some(d) = s.domains.get_mut(domain) {
+        if let Some(d) = s.domains.get_mut(domain.as_str()) {
             d.messages = d.messages.saturating_add(count);
             d.last_message_at = Some(d.last_message_at.map_or(at, |t| t.max(at)));
             self.counts_unsaved.store(true, Ordering::Relaxed);
@@ -574,9 +568,11 @@ impl ControlPlane {
 
     /// Checks `domain` on every list now. Results for pool domains feed the tracker (and
     /// may rotate the domain); for other names they are only returned.
-    pub async fn check_now(&self, domain: &str) -> Result<Vec<Observation>, ControlError> {
-        let name = normalise_domain(domain)
-            .ok_or_else(|| ControlError::InvalidDomains(vec![domain.to_owned()]))?;
+    pub async fn check_now(
+        &self,
+        domain: &tempmx_store::Domain,
+    ) -> Result<Vec<Observation>, ControlError> {
+        let name = domain.to_string();
         let observations = self.blocklists.check(std::slice::from_ref(&name)).await;
         self.apply_observations(&observations);
         Ok(observations)
@@ -723,11 +719,57 @@ impl ControlPlane {
     }
 }
 
-fn view(state: &PoolState, recipients: RecipientPolicy) -> Pool {
+/// The pool as the data planes see it. Every saved name is a valid domain (names enter
+/// through [`parse_domains`], and `open` drops saved ones that are not), so none is lost.
+fn view(state: &PoolState, recipients: RecipientMode) -> Pool {
     Pool::from_domains(
-        state.domains.values().map(|d| (d.name.clone(), d.state)),
+        state.domains.values().filter_map(|d| {
+            tempmx_store::Domain::parse(&d.name)
+                .ok()
+                .map(|name| (name, d.state))
+        }),
         recipients,
     )
+}
+
+/// Parses every name into a pool domain, or lists each one that is not with its reason.
+fn parse_domains(names: &[String]) -> Result<Vec<tempmx_store::Domain>, ControlError> {
+    let mut out = Vec::with_capacity(names.len());
+    let mut invalid = Vec::new();
+    for raw in names {
+        match tempmx_store::Domain::parse(raw) {
+            Ok(d) => out.push(d),
+            Err(e) => invalid.push(format!("`{raw}`: {e}")),
+        }
+    }
+    if invalid.is_empty() {
+        Ok(out)
+    } else {
+        Err(ControlError::InvalidDomains(invalid))
+    }
+}
+
+/// Drops saved domains that are not pool domains by the current rule (e.g. an IP address
+/// a build before the rule accepted), and re-keys names saved in another spelling; warns
+/// for each, so the operator sees what changed. Returns whether anything changed.
+fn revalidate(state: &mut PoolState) -> bool {
+    let saved = std::mem::take(&mut state.domains);
+    let mut changed = false;
+    for (key, mut d) in saved {
+        match tempmx_store::Domain::parse(&d.name) {
+            Ok(name) => {
+                changed |= key != name.as_str() || d.name != name.as_str();
+                d.name = name.to_string();
+                state.domains.insert(d.name.clone(), d);
+            }
+            Err(e) => {
+                warn!(domain = %d.name, error = %e, "saved pool domain is not a valid domain; dropped");
+                state.checks.remove(&key);
+                changed = true;
+            }
+        }
+    }
+    changed
 }
 
 /// The first state: configured domains active, recorded as `config` in the audit log.
@@ -741,12 +783,7 @@ fn seed(
         policy,
         ..PoolState::default()
     };
-    let mut invalid = Vec::new();
-    for raw in names {
-        let Some(name) = normalise_domain(raw) else {
-            invalid.push(raw.clone());
-            continue;
-        };
+    for name in parse_domains(names)?.iter().map(|d| d.to_string()) {
         if s.domains.len() >= limits.domains_max {
             return Err(ControlError::PoolFull(limits.domains_max));
         }
@@ -766,11 +803,7 @@ fn seed(
             limits.audit_events_max,
         );
     }
-    if invalid.is_empty() {
-        Ok(s)
-    } else {
-        Err(ControlError::InvalidDomains(invalid))
-    }
+    Ok(s)
 }
 
 /// Feeds one observation to the tracker; a confirmed listing (or its end) updates the domain.
@@ -874,7 +907,7 @@ mod tests {
         let clock = Arc::new(ManualClock::new(1_000));
         let config = PlaneConfig {
             domains: vec!["a.test".into()],
-            recipients: RecipientPolicy::CatchAll,
+            recipients: RecipientMode::CatchAll,
             policy: RotationPolicy {
                 active_age_max_secs: Some(100),
                 messages_max: Some(50),
@@ -895,10 +928,18 @@ mod tests {
         // a.test is too old: it drains and b.test is promoted.
         plane.tick();
         plane
-            .set_state("b.test", DomainState::Draining, "operator")
+            .set_state(
+                &tempmx_store::Domain::parse("b.test").expect("test domain"),
+                DomainState::Draining,
+                "operator",
+            )
             .unwrap();
         // c.test was promoted for b.test; it reaches the message limit, d.test replaces it.
-        plane.record_messages("c.test", 50, clock.now());
+        plane.record_messages(
+            &tempmx_store::Domain::parse("c.test").expect("test domain"),
+            50,
+            clock.now(),
+        );
         plane.tick();
         clock.advance(10);
         // Drains end: retirements, not rotations.

@@ -40,7 +40,7 @@ pub fn dns_snapshot(pool: &Pool) -> ZoneSnapshot {
             } else {
                 ZoneState::Serving
             };
-            (name.to_owned(), zone)
+            (name.clone(), zone)
         })
         .collect();
     ZoneSnapshot { domains }

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 use tempmx::api::admin::{AdminAuth, router};
 use tempmx::blocklist::BlocklistConfig;
-use tempmx::config::RecipientPolicy;
+use tempmx::config::RecipientMode;
 use tempmx::pool::{ControlPlane, ManualClock, PlaneConfig, PoolLimits, RotationPolicy};
 use tempmx_dns::ZoneSnapshot;
 use tempmx_ingress::policy::{MailboxRegistry, Policy};
@@ -21,7 +21,7 @@ pub const T0: u64 = 1_800_000_000;
 pub fn plane_config(domains: &[&str]) -> PlaneConfig {
     PlaneConfig {
         domains: domains.iter().map(|d| d.to_string()).collect(),
-        recipients: RecipientPolicy::CatchAll,
+        recipients: RecipientMode::CatchAll,
         policy: RotationPolicy::default(),
         limits: PoolLimits::default(),
         blocklists: BlocklistConfig::default(),

@@ -48,7 +48,9 @@ impl Api {
         let (store, mut writers, _) = Store::open(&store_config(), 1).expect("store");
         let writer = writers.remove(0);
         let registry = Arc::new(Registry::new(config.mailboxes_max));
-        let domains: Arc<dyn DomainSource> = Arc::new(StaticDomains(vec![DOMAIN.to_owned()]));
+        let domains: Arc<dyn DomainSource> = Arc::new(StaticDomains(vec![
+            tempmx_store::Domain::parse(DOMAIN).expect("test domain"),
+        ]));
         let state = PublicState::new(store.clone(), domains, registry.clone(), config, 100);
         let (base, server) = serve(router(state.clone())).await;
         Self {
@@ -64,7 +66,7 @@ impl Api {
 
     /// Stores a message for `rcpt` through the real write path.
     pub fn deliver(&self, rcpt: &str, body: &str) -> MessageId {
-        let recipients = vec![rcpt.to_owned()];
+        let recipients = vec![tempmx_store::Mailbox::parse(rcpt).expect("test address")];
         let msg = NewMessage {
             received_at_ms: now_ms(),
             client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),

@@ -56,7 +56,10 @@ impl Auth {
 
 fn context(mode: AuthMode) -> Arc<SessionContext> {
     let pool = PoolSnapshot::new(
-        [("pool.test".to_owned(), DomainStatus::Active)],
+        [(
+            tempmx_store::Domain::parse("pool.test").expect("test domain"),
+            DomainStatus::Active,
+        )],
         RecipientMode::CatchAll,
     );
     let limits = SessionLimits {
@@ -163,7 +166,7 @@ fn deliver(s: &mut Session, log: &mut Transcript, out: &mut Output) {
     assert!(m.body.len() <= 512);
     log.stored.push((
         m.mail_from.to_owned(),
-        m.recipients.to_vec(),
+        m.recipients.iter().map(|r| r.to_string()).collect(),
         m.body.to_vec(),
     ));
     s.delivered(Ok(MessageId(log.stored.len() as u64)), out);

@@ -36,6 +36,7 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
+use tempmx_store::{AddressError, Domain, Mailbox};
 
 pub use config::GreylistConfig;
 pub use key::normalise_sender;
@@ -60,9 +61,14 @@ pub enum GreylistError {
         /// What the parser said.
         reason: String,
     },
-    /// An empty greylisted domain.
-    #[error("ingress.greylist.domains: an empty domain name is not allowed")]
-    EmptyDomain,
+    /// A greylisted domain that is not a domain name.
+    #[error("ingress.greylist.domains: `{name}` is not a domain name: {reason}")]
+    BadDomain {
+        /// The value as configured.
+        name: String,
+        /// Why it is not a domain.
+        reason: AddressError,
+    },
     /// No lock stripes.
     #[error("ingress.greylist.stripes must be at least 1")]
     ZeroStripes,
@@ -102,8 +108,8 @@ pub struct GreyRequest<'a> {
     pub client: IpAddr,
     /// Envelope sender as given in MAIL FROM, "" for `<>`.
     pub sender: &'a str,
-    /// Normalised recipient "local@domain".
-    pub recipient: &'a str,
+    /// The recipient mailbox.
+    pub recipient: &'a Mailbox,
     /// From the auth stage; only honoured when `bypass_authenticated`.
     pub sender_trusted: bool,
 }
@@ -165,7 +171,7 @@ impl PassReason {
 #[derive(Debug)]
 pub struct Greylist {
     enabled: bool,
-    domains: HashSet<String>,
+    domains: HashSet<Domain>,
     allow: Vec<IpNet>,
     bypass_authenticated: bool,
     auto_allow_after: u32,
@@ -211,8 +217,8 @@ impl Greylist {
         self.enabled || !self.domains.is_empty()
     }
 
-    /// Whether recipients of `domain` (the recipient's domain, already lowercase) are greylisted.
-    pub fn applies_to(&self, domain: &str) -> bool {
+    /// Whether recipients of `domain` are greylisted.
+    pub fn applies_to(&self, domain: &Domain) -> bool {
         self.enabled || self.domains.contains(domain)
     }
 
@@ -248,7 +254,7 @@ impl Greylist {
         }
         let key = self
             .keyer
-            .triplet(net, &normalise_sender(req.sender), req.recipient);
+            .triplet(net, &normalise_sender(req.sender), req.recipient.as_str());
         let Some(outcome) = self.step_triplet(key, now_ms) else {
             return self.fail_open("triplets");
         };
@@ -323,16 +329,14 @@ fn unix_ms(t: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn parse_domains(domains: &[String]) -> Result<HashSet<String>, GreylistError> {
+fn parse_domains(domains: &[String]) -> Result<HashSet<Domain>, GreylistError> {
     domains
         .iter()
         .map(|d| {
-            let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
-            if d.is_empty() {
-                Err(GreylistError::EmptyDomain)
-            } else {
-                Ok(d)
-            }
+            Domain::parse(d.trim()).map_err(|reason| GreylistError::BadDomain {
+                name: d.clone(),
+                reason,
+            })
         })
         .collect()
 }

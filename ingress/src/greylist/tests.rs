@@ -18,11 +18,20 @@ fn cfg() -> GreylistConfig {
     }
 }
 
-fn req<'a>(client: &str, sender: &'a str, recipient: &'a str) -> GreyRequest<'a> {
+/// The mailbox of a test address, leaked so requests built from literals can borrow it.
+fn mailbox(address: &str) -> &'static Mailbox {
+    Box::leak(Box::new(Mailbox::parse(address).unwrap()))
+}
+
+fn domain(name: &str) -> Domain {
+    Domain::parse(name).unwrap()
+}
+
+fn req<'a>(client: &str, sender: &'a str, recipient: &str) -> GreyRequest<'a> {
     GreyRequest {
         client: client.parse().unwrap(),
         sender,
-        recipient,
+        recipient: mailbox(recipient),
         sender_trusted: false,
     }
 }
@@ -275,17 +284,27 @@ fn client_lock_timeout_fails_open() {
 fn domains_and_activity() {
     let off = Greylist::new(&GreylistConfig::default()).unwrap();
     assert!(!off.is_active());
-    assert!(!off.applies_to("pool.test"));
+    assert!(!off.applies_to(&domain("pool.test")));
     let some = Greylist::new(&GreylistConfig {
-        domains: vec!["Pool.Test.".into()],
+        domains: vec!["Pool.Test".into()],
         ..GreylistConfig::default()
     })
     .unwrap();
     assert!(some.is_active());
-    assert!(some.applies_to("pool.test"));
-    assert!(!some.applies_to("other.test"));
+    assert!(some.applies_to(&domain("pool.test")));
+    assert!(!some.applies_to(&domain("other.test")));
     let all = Greylist::new(&cfg()).unwrap();
-    assert!(all.is_active() && all.applies_to("anything.test"));
+    assert!(all.is_active() && all.applies_to(&domain("anything.test")));
+    // A greylisted domain is a pool domain by the store's rule: no root dot, no IP.
+    for bad in ["pool.test.", "127.0.0.1"] {
+        let err = Greylist::new(&GreylistConfig {
+            domains: vec![bad.into()],
+            ..GreylistConfig::default()
+        })
+        .err()
+        .unwrap();
+        assert!(matches!(err, GreylistError::BadDomain { .. }), "{bad}");
+    }
 }
 
 #[test]
@@ -394,7 +413,7 @@ proptest! {
             let r = GreyRequest {
                 client: client.parse().unwrap(),
                 sender: senders[usize::from(sender)],
-                recipient: &rcpt,
+                recipient: mailbox(&rcpt),
                 sender_trusted: trusted,
             };
             let now = UNIX_EPOCH + Duration::from_secs(clock.unsigned_abs());

@@ -3,34 +3,42 @@
 //! We are a final destination, never a relay, so every form that asks us to forward mail
 //! elsewhere is refused as relaying: source routes, address literals, `%` and `!` routing in
 //! the local part, and `@` inside a quoted local part. The domain must match a pool domain
-//! exactly after IDNA (UTS 46) mapping to ASCII, which also lowercases; suffix tricks like
-//! `pool.test.evil.example` and trailing dots therefore never match.
+//! exactly after [`Domain::parse`] (IDNA to ASCII, lower case); suffix tricks like
+//! `pool.test.evil.example` and trailing dots therefore never match. An accepted recipient
+//! is a [`Mailbox`], folded by the store's one rule, so every spelling reaches one mailbox.
+
+use tempmx_store::{Domain, Mailbox};
 
 use super::{DomainStatus, Policy, RecipientMode};
-use crate::proto::command::{Domain, Mailbox};
+use crate::proto::command;
 
 /// Outcome of checking one recipient.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RecipientVerdict {
-    /// Accepted; carries the normalised `local@domain`.
-    Accept(String),
+    /// Accepted; carries the mailbox.
+    Accept(Mailbox),
     /// Domain not in the pool (or a routing form): relaying denied.
     RelayDenied,
     /// Domain is retired.
     DomainRetired,
-    /// Registered-only mode and the mailbox does not exist.
+    /// Registered-only mode and the mailbox does not exist, or the local part cannot name
+    /// a mailbox.
     UnknownMailbox,
 }
 
 /// Checks a recipient from a parsed forward path.
-pub fn check_recipient(policy: &Policy, mailbox: &Mailbox, source_route: bool) -> RecipientVerdict {
-    let Domain::Name(name) = &mailbox.domain else {
+pub fn check_recipient(
+    policy: &Policy,
+    path: &command::Mailbox,
+    source_route: bool,
+) -> RecipientVerdict {
+    let command::Domain::Name(name) = &path.domain else {
         return RecipientVerdict::RelayDenied;
     };
-    if source_route || mailbox.local.contains(['%', '!', '@']) {
+    if source_route || path.local.contains(['%', '!', '@']) {
         return RecipientVerdict::RelayDenied;
     }
-    let Some(domain) = normalise_domain(name) else {
+    let Ok(domain) = Domain::parse(name) else {
         return RecipientVerdict::RelayDenied;
     };
     let snapshot = policy.snapshot();
@@ -38,26 +46,19 @@ pub fn check_recipient(policy: &Policy, mailbox: &Mailbox, source_route: bool) -
         None => RecipientVerdict::RelayDenied,
         Some(DomainStatus::Retired) => RecipientVerdict::DomainRetired,
         Some(DomainStatus::Pending | DomainStatus::Active | DomainStatus::Draining) => {
-            let address = format!("{}@{}", mailbox.local, domain);
+            let Ok(mailbox) = Mailbox::new(&path.local, &domain) else {
+                return RecipientVerdict::UnknownMailbox;
+            };
             match snapshot.mode() {
-                RecipientMode::CatchAll => RecipientVerdict::Accept(address),
+                RecipientMode::CatchAll => RecipientVerdict::Accept(mailbox),
                 // Without a registry nothing is registered: fail closed.
                 RecipientMode::RegisteredOnly => match policy.registry() {
-                    Some(r) if r.contains(&address) => RecipientVerdict::Accept(address),
+                    Some(r) if r.contains(&mailbox) => RecipientVerdict::Accept(mailbox),
                     _ => RecipientVerdict::UnknownMailbox,
                 },
             }
         }
     }
-}
-
-/// IDNA to ASCII + lowercase; `None` for names IDNA refuses or that end in a dot.
-pub fn normalise_domain(name: &str) -> Option<String> {
-    let ascii = idna::domain_to_ascii(name).ok()?;
-    if ascii.is_empty() || ascii.ends_with('.') {
-        return None;
-    }
-    Some(ascii.to_ascii_lowercase())
 }
 
 #[cfg(test)]
@@ -71,19 +72,20 @@ mod tests {
     struct Registry(Vec<&'static str>);
 
     impl MailboxRegistry for Registry {
-        fn contains(&self, address: &str) -> bool {
-            self.0.contains(&address)
+        fn contains(&self, mailbox: &Mailbox) -> bool {
+            self.0.contains(&mailbox.as_str())
         }
     }
 
     fn pool(mode: RecipientMode) -> PoolSnapshot {
         let domains = [
-            ("Pool.Test".to_owned(), DomainStatus::Active),
-            ("pending.test".to_owned(), DomainStatus::Pending),
-            ("drain.test".to_owned(), DomainStatus::Draining),
-            ("old.test".to_owned(), DomainStatus::Retired),
-            ("bücher.test".to_owned(), DomainStatus::Active),
-        ];
+            ("Pool.Test", DomainStatus::Active),
+            ("pending.test", DomainStatus::Pending),
+            ("drain.test", DomainStatus::Draining),
+            ("old.test", DomainStatus::Retired),
+            ("bücher.test", DomainStatus::Active),
+        ]
+        .map(|(n, s)| (Domain::parse(n).expect("test domain"), s));
         PoolSnapshot::new(domains, mode)
     }
 
@@ -103,13 +105,23 @@ mod tests {
     fn catch_all_table() {
         use RecipientVerdict::*;
         let policy = Policy::new(pool(RecipientMode::CatchAll), None);
-        let accept = |s: &str| Accept(s.to_owned());
+        let accept = |s: &str| Accept(Mailbox::parse(s).expect("test address"));
         let cases = [
             ("RCPT TO:<u@pool.test>", false, accept("u@pool.test")),
             (
                 "RCPT TO:<User.X@POOL.TEST>",
                 false,
-                accept("User.X@pool.test"),
+                accept("user.x@pool.test"),
+            ),
+            (
+                "RCPT TO:<VRWMPAT7XEER9W@pool.test>",
+                false,
+                accept("vrwmpat7xeer9w@pool.test"),
+            ),
+            (
+                "RCPT TO:<\"Mixed.Case\"@pool.test>",
+                false,
+                accept("mixed.case@pool.test"),
             ),
             ("RCPT TO:<u@pending.test>", false, accept("u@pending.test")),
             ("RCPT TO:<u@drain.test>", false, accept("u@drain.test")),
@@ -155,15 +167,15 @@ mod tests {
         }
     }
 
-    // Goal: registered-only mode consults the registry with the normalised address, and
-    // fails closed without one.
+    // Goal: registered-only mode consults the registry with the folded mailbox, and
+    // fails closed without one. Method: RCPT lines through the parser and the policy.
     #[test]
     fn registered_only() {
         let registry: Arc<dyn MailboxRegistry> = Arc::new(Registry(vec!["known@pool.test"]));
         let policy = Policy::new(pool(RecipientMode::RegisteredOnly), Some(registry));
         assert_eq!(
-            verdict(&policy, "RCPT TO:<known@Pool.TEST>", false),
-            RecipientVerdict::Accept("known@pool.test".into())
+            verdict(&policy, "RCPT TO:<KNOWN@Pool.TEST>", false),
+            RecipientVerdict::Accept(Mailbox::parse("known@pool.test").expect("valid"))
         );
         assert_eq!(
             verdict(&policy, "RCPT TO:<other@pool.test>", false),
@@ -189,7 +201,10 @@ mod tests {
             RecipientVerdict::Accept(_)
         ));
         policy.publish(PoolSnapshot::new(
-            [("pool.test.".to_owned(), DomainStatus::Retired)],
+            [(
+                Domain::parse("pool.test").expect("valid"),
+                DomainStatus::Retired,
+            )],
             RecipientMode::CatchAll,
         ));
         assert_eq!(
@@ -197,7 +212,9 @@ mod tests {
             RecipientVerdict::DomainRetired
         );
         assert_eq!(
-            policy.snapshot().status("pool.test"),
+            policy
+                .snapshot()
+                .status(&Domain::parse("pool.test").expect("valid")),
             Some(DomainStatus::Retired)
         );
     }

@@ -3,5 +3,5 @@
 mod accept;
 mod snapshot;
 
-pub use accept::{RecipientVerdict, check_recipient, normalise_domain};
+pub use accept::{RecipientVerdict, check_recipient};
 pub use snapshot::{DomainStatus, MailboxRegistry, Policy, PoolSnapshot, RecipientMode};

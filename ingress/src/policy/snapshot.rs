@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-
-use super::accept::normalise_domain;
+use serde::{Deserialize, Serialize};
+use tempmx_store::{Domain, Mailbox};
 
 /// Lifecycle state of a pool domain as seen by the ingress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,50 +20,45 @@ pub enum DomainStatus {
     Retired,
 }
 
-/// Which local parts of a pool domain are accepted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which local parts of a pool domain are accepted (`pool.recipients` in the config:
+/// `catch-all` or `registered`).
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
 pub enum RecipientMode {
     /// Any local part.
     CatchAll,
-    /// Only addresses the [`MailboxRegistry`] knows.
+    /// Only mailboxes the [`MailboxRegistry`] knows (created through the API).
+    #[serde(rename = "registered")]
     RegisteredOnly,
 }
 
 /// An immutable view of the domain pool.
 #[derive(Debug)]
 pub struct PoolSnapshot {
-    domains: HashMap<String, DomainStatus>,
+    domains: HashMap<Domain, DomainStatus>,
     mode: RecipientMode,
 }
 
 impl PoolSnapshot {
-    /// Builds a snapshot; names are normalised (IDNA to ASCII, lowercase); invalid names are skipped.
+    /// Builds a snapshot of these domains in this mode.
     pub fn new(
-        domains: impl IntoIterator<Item = (String, DomainStatus)>,
+        domains: impl IntoIterator<Item = (Domain, DomainStatus)>,
         mode: RecipientMode,
     ) -> Self {
-        let mut map = HashMap::new();
-        for (name, status) in domains {
-            // Configured names may be written as FQDNs with the root dot.
-            let trimmed = name.strip_suffix('.').unwrap_or(&name);
-            match normalise_domain(trimmed) {
-                Some(n) => {
-                    map.insert(n, status);
-                }
-                None => tracing::warn!(domain = %name, "pool domain is not a valid name; skipped"),
-            }
+        Self {
+            domains: domains.into_iter().collect(),
+            mode,
         }
-        Self { domains: map, mode }
     }
 
-    /// Status of a domain given in normalised form (ASCII, lowercase, no trailing dot).
-    pub fn status(&self, domain: &str) -> Option<DomainStatus> {
+    /// Status of a pool domain; `None` when it is not in the pool.
+    pub fn status(&self, domain: &Domain) -> Option<DomainStatus> {
         self.domains.get(domain).copied()
     }
 
     /// Every domain of the snapshot with its status, in no particular order.
-    pub fn domains(&self) -> impl Iterator<Item = (&str, DomainStatus)> {
-        self.domains.iter().map(|(n, s)| (n.as_str(), *s))
+    pub fn domains(&self) -> impl Iterator<Item = (&Domain, DomainStatus)> {
+        self.domains.iter().map(|(n, s)| (n, *s))
     }
 
     /// The recipient mode of this snapshot.
@@ -74,8 +69,8 @@ impl PoolSnapshot {
 
 /// Lookup of registered mailboxes, used in [`RecipientMode::RegisteredOnly`].
 pub trait MailboxRegistry: Send + Sync {
-    /// Whether `address` (normalised `local@domain`) is registered.
-    fn contains(&self, address: &str) -> bool;
+    /// Whether `mailbox` is registered.
+    fn contains(&self, mailbox: &Mailbox) -> bool;
 }
 
 /// The current snapshot plus the optional registry, shared by all sessions.

@@ -5,13 +5,8 @@
 //! optional source route). Non-ASCII in an address is allowed only with SMTPUTF8.
 
 use thiserror::Error;
-
-/// Longest local part (RFC 5321 §4.5.3.1.1).
-const LOCAL_PART_BYTES_MAX: usize = 64;
-/// Longest domain (RFC 5321 §4.5.3.1.2).
-const DOMAIN_BYTES_MAX: usize = 255;
-/// Longest domain label (RFC 1035).
-const LABEL_BYTES_MAX: usize = 63;
+// The store's limits, so the wire and the mailbox rule agree on what fits.
+use tempmx_store::address::{DOMAIN_BYTES_MAX, LABEL_BYTES_MAX, LOCAL_PART_BYTES_MAX};
 
 /// A parsed command.
 #[derive(Clone, Debug, PartialEq, Eq)]

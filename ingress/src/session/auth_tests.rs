@@ -35,7 +35,10 @@ struct Harness {
 impl Harness {
     fn new(mode: AuthMode) -> Self {
         let pool = PoolSnapshot::new(
-            [("pool.test".to_owned(), DomainStatus::Active)],
+            [(
+                tempmx_store::Domain::parse("pool.test").expect("test domain"),
+                DomainStatus::Active,
+            )],
             RecipientMode::CatchAll,
         );
         let ctx = Arc::new(SessionContext {

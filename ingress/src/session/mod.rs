@@ -42,7 +42,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tempmx_store::{AuthResult, TlsSummary};
+use tempmx_store::{AuthResult, Mailbox, TlsSummary};
 
 use crate::auth::{AuthMode, SenderCheck};
 use crate::config::SessionLimits;
@@ -135,8 +135,8 @@ pub enum DeliveryFailure {
 pub struct PendingMessage<'a> {
     /// Reverse path; empty for `<>`.
     pub mail_from: &'a str,
-    /// Normalised, deduplicated recipients.
-    pub recipients: &'a [String],
+    /// Deduplicated recipient mailboxes.
+    pub recipients: &'a [Mailbox],
     /// The EHLO/HELO name.
     pub helo: &'a str,
     /// TLS parameters if on TLS.
@@ -230,7 +230,7 @@ struct Transaction {
     sender: Option<SenderCheck>,
     /// Authentication results of the message (authentication on).
     auth: Vec<AuthResult>,
-    recipients: Vec<String>,
+    recipients: Vec<Mailbox>,
     smtputf8: bool,
     /// A BDAT chunk was accepted (DATA is then a sequence error).
     bdat: bool,

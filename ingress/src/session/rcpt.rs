@@ -2,6 +2,8 @@
 
 use std::time::SystemTime;
 
+use tempmx_store::Mailbox;
+
 use super::{Output, Session};
 use crate::greylist::{GreyRequest, GreyVerdict};
 use crate::policy::{RecipientVerdict, check_recipient};
@@ -27,40 +29,39 @@ impl Session {
                 source_route,
             } => check_recipient(&self.ctx.policy, &mailbox, source_route),
         };
-        let address = match verdict {
+        let mailbox = match verdict {
             RecipientVerdict::Accept(a) => a,
             RecipientVerdict::RelayDenied => return self.fail(Reply::RelayDenied, out),
             RecipientVerdict::DomainRetired => return self.fail(Reply::DomainRetired, out),
             RecipientVerdict::UnknownMailbox => return self.fail(Reply::UnknownMailbox, out),
         };
-        if !self.txn.recipients.contains(&address) {
+        if !self.txn.recipients.contains(&mailbox) {
             if !self.budget.recipient_fits(self.txn.recipients.len()) {
                 // Not an error: RFC 5321 §4.5.3.1.10 expects the client to go on with the rest.
                 self.count(Reply::TooManyRecipients);
                 return Reply::TooManyRecipients.write(&mut out.replies);
             }
-            if let Some(retry_in_secs) = self.greylisted(&address, now) {
+            if let Some(retry_in_secs) = self.greylisted(&mailbox, now) {
                 // Not an error either: a greylisted sender is expected to come back.
                 self.count(Reply::Greylisted);
                 let hint = format!("in {retry_in_secs} seconds");
                 return Reply::Greylisted.write_detail(&mut out.replies, hint);
             }
-            self.txn.recipients.push(address);
+            self.txn.recipients.push(mailbox);
         }
         Reply::RecipientOk.write(&mut out.replies);
     }
 
     /// Seconds to wait if greylisting defers this recipient.
-    fn greylisted(&self, address: &str, now: SystemTime) -> Option<u64> {
+    fn greylisted(&self, mailbox: &Mailbox, now: SystemTime) -> Option<u64> {
         let greylist = self.ctx.greylist.as_ref()?;
-        let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
-        if !greylist.applies_to(domain) {
+        if !greylist.applies_to(&mailbox.to_domain()) {
             return None;
         }
         let request = GreyRequest {
             client: self.peer.ip,
             sender: self.txn.from.as_deref().unwrap_or_default(),
-            recipient: address,
+            recipient: mailbox,
             sender_trusted: self.txn.sender.as_ref().is_some_and(|s| s.trusted()),
         };
         match greylist.check(&request, now) {

@@ -52,8 +52,14 @@ fn limits() -> SessionLimits {
 fn context(limits: SessionLimits, tls_available: bool) -> Arc<SessionContext> {
     let pool = PoolSnapshot::new(
         [
-            ("pool.test".to_owned(), DomainStatus::Active),
-            ("old.test".to_owned(), DomainStatus::Retired),
+            (
+                tempmx_store::Domain::parse("pool.test").expect("test domain"),
+                DomainStatus::Active,
+            ),
+            (
+                tempmx_store::Domain::parse("old.test").expect("test domain"),
+                DomainStatus::Retired,
+            ),
         ],
         RecipientMode::CatchAll,
     );
@@ -190,7 +196,7 @@ fn deliver(
     };
     let stored = Stored {
         from: m.mail_from.to_owned(),
-        rcpts: m.recipients.to_vec(),
+        rcpts: m.recipients.iter().map(|r| r.to_string()).collect(),
         trace: String::from_utf8_lossy(m.trace_headers).into_owned(),
         body: m.body.to_vec(),
     };
@@ -324,7 +330,8 @@ fn recipients() {
     t.cmd("RCPT TO:<u@pool.test> NOTIFY=NEVER", "555 5.5.4");
     t.cmd("DATA", "354");
     t.send(b"x\r\n.\r\n");
-    assert_eq!(t.log.stored[0].rcpts, ["U@pool.test"]);
+    // Both spellings are one mailbox, stored folded.
+    assert_eq!(t.log.stored[0].rcpts, ["u@pool.test"]);
     assert_eq!(t.log.stored[0].from, "");
     assert_eq!(t.s.counters().rejected_relay, 5);
 }
@@ -538,7 +545,8 @@ fn recipient_limit() {
     }
     t.rcpt_to("d@pool.test", "452 4.5.3");
     t.rcpt_to("e@pool.test", "452 4.5.3");
-    t.rcpt_to("A@pool.test", "452 4.5.3");
+    // Another spelling of a recipient already taken is the same mailbox: no new slot.
+    t.rcpt_to("A@pool.test", "250 2.1.5");
     t.rcpt_to("a@pool.test", "250 2.1.5");
     t.cmd("DATA", "354");
     t.send(b"x\r\n.\r\n");

@@ -93,7 +93,7 @@ impl MessageSink for TestSink {
             client_ip: msg.client_ip,
             helo: msg.helo.to_owned(),
             mail_from: msg.mail_from.to_owned(),
-            recipients: msg.recipients.to_vec(),
+            recipients: msg.recipients.iter().map(|r| r.to_string()).collect(),
             tls: msg.tls.cloned(),
             trace_headers: msg.trace_headers.to_vec(),
             auth: msg.auth.to_vec(),
@@ -144,7 +144,10 @@ pub fn config(backend: Backend) -> IngressConfig {
 /// The recipient policy of every test server.
 pub fn policy() -> Arc<Policy> {
     let snapshot = PoolSnapshot::new(
-        [(DOMAIN.to_owned(), DomainStatus::Active)],
+        [(
+            tempmx_store::Domain::parse(DOMAIN).expect("test domain"),
+            DomainStatus::Active,
+        )],
         RecipientMode::CatchAll,
     );
     Arc::new(Policy::new(snapshot, None))

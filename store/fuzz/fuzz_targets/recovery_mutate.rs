@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use tempmx_store::{
-    CommitPolicy, MessageSink, NewMessage, Persistence, Store, StoreConfig, journal_path,
+    CommitPolicy, Mailbox, MessageSink, NewMessage, Persistence, Store, StoreConfig, journal_path,
     shard_path,
 };
 
@@ -42,8 +42,8 @@ fn image() -> &'static (Vec<u8>, Vec<u8>) {
             let (store, mut w, _) = Store::open(&config(dir.path()), 1).expect("open");
             let mut ids = Vec::new();
             for i in 0..40u32 {
-                let rcpts: Vec<String> = (0..1 + i % 3)
-                    .map(|k| format!("m{}@pool.test", (i + k) % 5))
+                let rcpts: Vec<Mailbox> = (0..1 + i % 3)
+                    .map(|k| Mailbox::parse(&format!("m{}@pool.test", (i + k) % 5)).expect("valid"))
                     .collect();
                 let body = format!(
                     "From: <s{i}@shop.test>\r\nSubject: code {i}\r\nMessage-ID: <{i}@shop.test>\r\n\r\nYour code is {i:06}.\r\n"
@@ -64,7 +64,7 @@ fn image() -> &'static (Vec<u8>, Vec<u8>) {
             for (id, rcpts) in ids.iter().step_by(7) {
                 store.delete_message(&rcpts[0], *id);
             }
-            store.delete_mailbox("m4@pool.test");
+            store.delete_mailbox(&Mailbox::parse("m4@pool.test").expect("valid"));
             let before = visible(&store);
             drop((store, w));
             let (store, _, _) = Store::open(&config(dir.path()), 1).expect("reopen");
@@ -122,7 +122,11 @@ fn visible(store: &Store) -> Vec<Vec<u64>> {
     (0..5)
         .map(|m| {
             store
-                .list(&format!("m{m}@pool.test"), None, 100)
+                .list(
+                    &Mailbox::parse(&format!("m{m}@pool.test")).expect("valid"),
+                    None,
+                    100,
+                )
                 .iter()
                 .map(|s| s.id.0)
                 .collect()

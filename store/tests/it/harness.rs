@@ -4,8 +4,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use tempmx_store::{
-    Accepted, Commit, ManualClock, MessageSink, NewMessage, RecoveryReport, ShardWriter, Store,
-    StoreConfig,
+    Accepted, Commit, Mailbox, ManualClock, MessageSink, NewMessage, RecoveryReport, ShardWriter,
+    Store, StoreConfig,
 };
 
 /// Start of the test clock (2026-01-01).
@@ -40,7 +40,7 @@ pub fn body(subject: &str, text: &str) -> Vec<u8> {
 
 /// Stores `body` for `rcpts` through `w`; returns the acceptance.
 pub fn put(w: &mut ShardWriter, rcpts: &[&str], body: &[u8]) -> Accepted {
-    let rcpts: Vec<String> = rcpts.iter().map(|s| s.to_string()).collect();
+    let rcpts: Vec<Mailbox> = rcpts.iter().map(|s| mb(s)).collect();
     let msg = NewMessage {
         received_at_ms: T0,
         client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -53,6 +53,11 @@ pub fn put(w: &mut ShardWriter, rcpts: &[&str], body: &[u8]) -> Accepted {
         body,
     };
     w.accept(&msg).expect("accept")
+}
+
+/// The mailbox of a test address (valid by the test's construction).
+pub fn mb(address: &str) -> Mailbox {
+    Mailbox::parse(address).expect("test address")
 }
 
 /// Like `put` but waits for a pending commit.

@@ -2,7 +2,7 @@
 
 use tempmx_store::{MessageId, StoreConfig};
 
-use crate::harness::{body, open, put, small};
+use crate::harness::{body, mb, open, put, small};
 
 #[test]
 fn ring_wraps_and_evicts_oldest_first() {
@@ -46,7 +46,7 @@ fn mailbox_cap_keeps_newest() {
         ids.push(put(&mut w[0], &["hot@pool.test"], &body("s", "x")).id);
     }
     let listed: Vec<MessageId> = store
-        .list("hot@pool.test", None, 100)
+        .list(&mb("hot@pool.test"), None, 100)
         .iter()
         .map(|s| s.id)
         .collect();
@@ -54,7 +54,7 @@ fn mailbox_cap_keeps_newest() {
         listed,
         ids.iter().rev().take(5).copied().collect::<Vec<_>>()
     );
-    assert!(!store.contains("hot@pool.test", ids[0]));
+    assert!(!store.contains(&mb("hot@pool.test"), ids[0]));
     assert!(store.stats().totals.evicted_mailbox_cap >= 10);
 }
 
@@ -68,7 +68,7 @@ fn ttl_expiry_with_controlled_clock_and_override() {
     };
     let (store, mut w, clock, _) = open(&cfg, 1);
     store
-        .set_mailbox_ttl("long@pool.test", Some(600))
+        .set_mailbox_ttl(&mb("long@pool.test"), Some(600))
         .expect("override");
     let short = put(&mut w[0], &["a@pool.test"], &body("s", "x")).id;
     let long = put(&mut w[0], &["long@pool.test"], &body("l", "x")).id;
@@ -76,7 +76,7 @@ fn ttl_expiry_with_controlled_clock_and_override() {
     assert!(store.get(short).is_some());
     clock.advance(1);
     assert!(store.get(short).is_none());
-    assert!(store.list("a@pool.test", None, 10).is_empty());
+    assert!(store.list(&mb("a@pool.test"), None, 10).is_empty());
     assert!(store.get(long).is_some());
     store.expire();
     assert_eq!(
@@ -91,7 +91,7 @@ fn ttl_expiry_with_controlled_clock_and_override() {
     assert_eq!(st.shards[0].index_entries, 0);
     assert_eq!(st.shards[0].bytes_used, 0);
     store
-        .set_mailbox_ttl("long@pool.test", None)
+        .set_mailbox_ttl(&mb("long@pool.test"), None)
         .expect("clear");
 }
 
@@ -106,15 +106,15 @@ fn deletion_is_immediate_and_respects_other_recipients() {
     )
     .id;
     let own = put(&mut w[1], &["x@pool.test"], &body("own", "x")).id;
-    assert!(store.delete_message("x@pool.test", shared));
-    assert!(!store.delete_message("x@pool.test", shared));
-    assert!(!store.contains("x@pool.test", shared));
-    assert!(store.contains("y@pool.test", shared));
+    assert!(store.delete_message(&mb("x@pool.test"), shared));
+    assert!(!store.delete_message(&mb("x@pool.test"), shared));
+    assert!(!store.contains(&mb("x@pool.test"), shared));
+    assert!(store.contains(&mb("y@pool.test"), shared));
     assert!(store.get(shared).is_some());
-    assert_eq!(store.delete_mailbox("x@pool.test"), 1);
+    assert_eq!(store.delete_mailbox(&mb("x@pool.test")), 1);
     assert!(store.get(own).is_none());
-    assert!(store.list("x@pool.test", None, 10).is_empty());
-    assert_eq!(store.delete_mailbox("y@pool.test"), 1);
+    assert!(store.list(&mb("x@pool.test"), None, 10).is_empty());
+    assert_eq!(store.delete_mailbox(&mb("y@pool.test")), 1);
     assert!(store.get(shared).is_none());
     assert_eq!(store.stats().totals.deleted, 3);
 }
@@ -149,7 +149,7 @@ fn index_budget_is_held_to_and_reclaims_when_hit() {
     let s = &store.stats().shards[0];
     assert!(s.counters.evicted_index_full > 0, "{:?}", s.counters);
     assert_eq!(s.counters.evicted_capacity, 0, "the arena never filled");
-    assert_eq!(store.list("user2999@pool.test", None, 10).len(), 1);
+    assert_eq!(store.list(&mb("user2999@pool.test"), None, 10).len(), 1);
 }
 
 #[test]
@@ -171,20 +171,20 @@ fn deleting_never_brings_back_a_copy_the_cap_hid() {
         .collect();
     let listed = |store: &tempmx_store::Store| -> Vec<MessageId> {
         store
-            .list("hot@pool.test", None, 100)
+            .list(&mb("hot@pool.test"), None, 100)
             .iter()
             .map(|s| s.id)
             .collect()
     };
     assert_eq!(listed(&store), vec![ids[4], ids[3], ids[2]]);
     // Past the cap, though not trimmed yet: not shown, so neither readable nor deletable.
-    assert!(!store.contains("hot@pool.test", ids[1]));
-    assert!(!store.delete_message("hot@pool.test", ids[0]));
-    assert!(store.delete_message("hot@pool.test", ids[4]));
+    assert!(!store.contains(&mb("hot@pool.test"), ids[1]));
+    assert!(!store.delete_message(&mb("hot@pool.test"), ids[0]));
+    assert!(store.delete_message(&mb("hot@pool.test"), ids[4]));
     assert_eq!(listed(&store), vec![ids[3], ids[2]]);
-    assert!(store.delete_message("hot@pool.test", ids[2]));
+    assert!(store.delete_message(&mb("hot@pool.test"), ids[2]));
     assert_eq!(listed(&store), vec![ids[3]]);
-    assert!(!store.contains("hot@pool.test", ids[1]));
+    assert!(!store.contains(&mb("hot@pool.test"), ids[1]));
     let new = put(&mut w[0], &["hot@pool.test"], &body("new", "x")).id;
     assert_eq!(listed(&store), vec![new, ids[3]]);
 }

@@ -3,7 +3,7 @@
 use proptest::prelude::*;
 use tempmx_store::{CommitPolicy, Persistence, StoreConfig, shard_path};
 
-use crate::harness::{body, open, put_durable, small};
+use crate::harness::{body, mb, open, put_durable, small};
 
 fn arb_record() -> impl Strategy<Value = tempmx_store::MessageRecord> {
     use tempmx_store::record::{Chunk, HeaderSummary};
@@ -78,7 +78,7 @@ proptest! {
         std::fs::write(&path, &file).expect("write");
         let (store, _, _, rep) = open(&cfg, 1);
         prop_assert!(rep.records_recovered <= 10);
-        prop_assert_eq!(store.list("p@pool.test", None, 100).len() as u64, rep.records_recovered);
+        prop_assert_eq!(store.list(&mb("p@pool.test"), None, 100).len() as u64, rep.records_recovered);
         let (_s2, _, _, rep2) = open(&cfg, 1);
         prop_assert_eq!(rep2.records_recovered, rep.records_recovered);
         prop_assert_eq!(rep2.records_skipped, 0);

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tempmx_store::{Event, MessageSink, NewMessage, StoreConfig, StoreError, TlsSummary};
 
-use crate::harness::{T0, body, open, put, small};
+use crate::harness::{T0, body, mb, open, put, small};
 
 #[test]
 fn stored_message_reads_back_exactly() {
@@ -17,7 +17,7 @@ fn stored_message_reads_back_exactly() {
         version: "TLSv1.3".into(),
         cipher: "TLS13_AES_128_GCM_SHA256".into(),
     };
-    let rcpts = vec!["a@pool.test".to_string(), "b@pool.test".to_string()];
+    let rcpts = vec![mb("a@pool.test"), mb("b@pool.test")];
     let msg = NewMessage {
         received_at_ms: T0 + 5,
         client_ip: IpAddr::V6(Ipv6Addr::LOCALHOST),
@@ -39,10 +39,10 @@ fn stored_message_reads_back_exactly() {
     assert_eq!(v.summary.size, v.raw.len() as u64);
     assert_eq!(v.client_ip, "::1");
     assert_eq!(v.tls, Some(tls));
-    assert_eq!(v.mailboxes, rcpts);
-    assert!(store.contains("a@pool.test", id) && store.contains("b@pool.test", id));
-    assert!(!store.contains("c@pool.test", id));
-    assert_eq!(store.list("b@pool.test", None, 10)[0].id, id);
+    assert_eq!(v.mailboxes, ["a@pool.test", "b@pool.test"]);
+    assert!(store.contains(&mb("a@pool.test"), id) && store.contains(&mb("b@pool.test"), id));
+    assert!(!store.contains(&mb("c@pool.test"), id));
+    assert_eq!(store.list(&mb("b@pool.test"), None, 10)[0].id, id);
     assert_eq!(id.to_string().len(), 16);
 }
 
@@ -62,13 +62,13 @@ fn list_merges_shards_newest_first_with_cursor() {
             .id,
         );
     }
-    let page1 = store.list("u@pool.test", None, 4);
+    let page1 = store.list(&mb("u@pool.test"), None, 4);
     let want: Vec<_> = ids.iter().rev().take(4).copied().collect();
     assert_eq!(page1.iter().map(|s| s.id).collect::<Vec<_>>(), want);
-    let page2 = store.list("u@pool.test", Some(page1[3].id), 100);
+    let page2 = store.list(&mb("u@pool.test"), Some(page1[3].id), 100);
     assert_eq!(page2.len(), 6);
     assert!(page2.iter().all(|s| s.id < page1[3].id));
-    assert!(store.list("nobody@pool.test", None, 10).is_empty());
+    assert!(store.list(&mb("nobody@pool.test"), None, 10).is_empty());
 }
 
 #[test]
@@ -80,7 +80,7 @@ fn limits_reject_with_typed_errors() {
     };
     let (store, mut w, _, _) = open(&cfg, 1);
     let big = vec![b'x'; 70 << 10];
-    let mk = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mk = |r: &[&str]| r.iter().map(|s| mb(s)).collect::<Vec<_>>();
     for (rcpts, b, want) in [
         (mk(&[]), &b"x"[..], "recipients"),
         (mk(&["a@p.t", "b@p.t", "c@p.t"]), &b"x"[..], "recipients"),
@@ -162,10 +162,10 @@ fn dedup_shares_large_parts_and_counts_references() {
     assert_eq!(st.shards[0].parts, 1);
     assert_eq!(st.totals.dedup_bytes_saved, 4 * html.len() as u64);
     for (to, id) in &ids[..4] {
-        assert!(store.delete_message(to, *id));
+        assert!(store.delete_message(&mb(to), *id));
     }
     assert_eq!(store.part_refs(key), 1);
-    assert!(store.delete_message(&ids[4].0, ids[4].1));
+    assert!(store.delete_message(&mb(&ids[4].0), ids[4].1));
     assert_eq!(store.part_refs(key), 0);
     assert_eq!(store.stats().shards[0].part_bytes, 0);
 }
@@ -183,7 +183,7 @@ fn subscriber_is_woken_and_told_when_it_lags() {
         .enable_all()
         .build()
         .expect("rt");
-    let sub = store.subscribe("live@pool.test").expect("subscribe");
+    let sub = store.subscribe(&mb("live@pool.test")).expect("subscribe");
     let waiter = rt.spawn(async move {
         let e = tokio::time::timeout(Duration::from_secs(10), sub.recv()).await;
         (e, sub)
@@ -217,9 +217,9 @@ fn subscriber_is_woken_and_told_when_it_lags() {
         ..small()
     };
     let (s1, _, _, _) = open(&cfg1, 1);
-    let _keep = s1.subscribe("a@p.t").expect("first");
+    let _keep = s1.subscribe(&mb("a@p.t")).expect("first");
     assert!(matches!(
-        s1.subscribe("b@p.t"),
+        s1.subscribe(&mb("b@p.t")),
         Err(StoreError::Subscribers(1))
     ));
 }
@@ -237,7 +237,7 @@ fn concurrent_reader_sees_consistent_messages_while_writer_appends() {
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut seen = 0u64;
         while !stop2.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
-            for s in reader_store.list("c@pool.test", None, 100) {
+            for s in reader_store.list(&mb("c@pool.test"), None, 100) {
                 if let Some(v) = reader_store.get(s.id) {
                     let text = format!("payload {}", s.subject);
                     assert!(v.raw.windows(text.len()).any(|x| x == text.as_bytes()));

@@ -4,7 +4,9 @@
 use axum::http::{HeaderMap, header};
 
 use super::PublicState;
-use super::address::{domain_of, normalise_address};
+use tempmx_store::Mailbox;
+
+use super::address::path_mailbox;
 use super::config::AccessMode;
 use super::error::{ApiError, ApiResult};
 use crate::mailboxes::now_ms;
@@ -15,8 +17,8 @@ const TOKEN_BYTES_MAX: usize = 128;
 /// A mailbox the caller has shown it may open.
 #[derive(Clone, Debug)]
 pub struct Opened {
-    /// Normalised address.
-    pub address: String,
+    /// The mailbox.
+    pub address: Mailbox,
     /// When the mailbox expires, if it is registered (ms since epoch).
     pub expires_at_ms: Option<u64>,
 }
@@ -39,7 +41,7 @@ pub fn token<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a s
 
 /// Checks that the caller may open `raw_address`.
 pub fn open(state: &PublicState, raw_address: &str, token: Option<&str>) -> ApiResult<Opened> {
-    let address = normalise_address(raw_address)?;
+    let address = path_mailbox(raw_address)?;
     let now = now_ms();
     match state.config.access {
         AccessMode::Token => {
@@ -54,7 +56,7 @@ pub fn open(state: &PublicState, raw_address: &str, token: Option<&str>) -> ApiR
             })
         }
         AccessMode::Public => {
-            if !state.domains.receives(domain_of(&address)) {
+            if !state.domains.receives(&address.to_domain()) {
                 return Err(ApiError::NotFound);
             }
             let expires_at_ms = state.registry.expires_at(&address, now);

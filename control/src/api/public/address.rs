@@ -1,8 +1,9 @@
-//! Mailbox addresses: random local parts, validation of requested ones, normalisation
-//! of addresses taken from request paths.
+//! Mailbox addresses: random local parts, validation of requested ones, and the mailbox
+//! a request path names (folded by the store's one rule, [`Mailbox`]).
 
 use rand::Rng;
-use tempmx_ingress::policy::normalise_domain;
+use tempmx_store::Mailbox;
+use tempmx_store::address::{ADDRESS_BYTES_MAX, LOCAL_PART_BYTES_MAX};
 
 use super::error::ApiError;
 
@@ -11,10 +12,9 @@ use super::error::ApiError;
 const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
 /// Symbols in a random local part: 14 x 4.95 = 69 bits of entropy (at least 64 required).
 const RANDOM_LEN: usize = 14;
-/// RFC 5321 4.5.3.1.1: a local part is at most 64 octets.
-pub const LOCAL_PART_BYTES_MAX: usize = 64;
-/// RFC 5321 4.5.3.1.3 path limit minus the angle brackets.
-pub const ADDRESS_BYTES_MAX: usize = 254;
+/// Longest path address looked at: a mailbox is at most `ADDRESS_BYTES_MAX` once folded,
+/// and no spelling of one (decomposed Unicode, quotes) is four times longer.
+pub const PATH_ADDRESS_BYTES_MAX: usize = 4 * ADDRESS_BYTES_MAX;
 
 /// Local parts nobody may claim: role accounts (RFC 2142) and names that look official.
 const RESERVED: &[&str] = &[
@@ -79,27 +79,13 @@ pub fn validate_local_part(raw: &str) -> Result<String, ApiError> {
     Ok(local)
 }
 
-/// Normalises an address from a request path the way ingress stores mailboxes
-/// (`local@domain`, domain IDNA-mapped and lowercased). Anything malformed is a 404, the
-/// same answer an unknown mailbox gets.
-pub fn normalise_address(raw: &str) -> Result<String, ApiError> {
-    if raw.len() > ADDRESS_BYTES_MAX {
+/// The mailbox a request path names, in any spelling of it. Anything that is no mailbox
+/// is a 404, the same answer an unknown mailbox gets.
+pub fn path_mailbox(raw: &str) -> Result<Mailbox, ApiError> {
+    if raw.len() > PATH_ADDRESS_BYTES_MAX {
         return Err(ApiError::NotFound);
     }
-    let (local, domain) = raw.rsplit_once('@').ok_or(ApiError::NotFound)?;
-    if local.is_empty()
-        || local.len() > LOCAL_PART_BYTES_MAX
-        || local.bytes().any(|b| b <= b' ' || b == 0x7f)
-    {
-        return Err(ApiError::NotFound);
-    }
-    let domain = normalise_domain(domain).ok_or(ApiError::NotFound)?;
-    Ok(format!("{local}@{domain}"))
-}
-
-/// The domain of a normalised address.
-pub fn domain_of(address: &str) -> &str {
-    address.rsplit_once('@').map_or("", |(_, d)| d)
+    Mailbox::parse(raw).map_err(|_| ApiError::NotFound)
 }
 
 #[cfg(test)]
@@ -151,25 +137,37 @@ mod tests {
         assert_eq!(validate_local_part("Mixed").expect("ok"), "mixed");
     }
 
-    // Goal: path addresses normalise like ingress; malformed ones are 404, not 400.
+    // Goal: path addresses fold like ingress does, so every spelling is one mailbox;
+    // malformed ones (an IP as domain included) are 404, not 400, also past the length
+    // limit. Method: a table through `path_mailbox`.
     #[test]
-    fn path_addresses_normalise() {
-        assert_eq!(
-            normalise_address("Bob@Pool.TEST").expect("ok"),
-            "Bob@pool.test"
-        );
+    fn path_addresses_fold() {
+        for spelling in ["Bob@Pool.TEST", "BOB@pool.test", "\"bob\"@pool.test"] {
+            assert_eq!(
+                path_mailbox(spelling).expect("ok").as_str(),
+                "bob@pool.test",
+                "{spelling}"
+            );
+        }
+        let long_domain = format!("{}.test", "a".repeat(63));
+        let at_limit = format!("{}@{long_domain}", "A".repeat(64));
+        assert!(at_limit.len() < PATH_ADDRESS_BYTES_MAX);
+        assert!(path_mailbox(&at_limit).is_ok());
+        let over = format!("{}@pool.test", "a".repeat(PATH_ADDRESS_BYTES_MAX));
         for bad in [
             "nodomain",
             "@pool.test",
             "a@",
             "a b@pool.test",
+            "u@127.0.0.1",
+            "u@[127.0.0.1]",
             &format!("{}@p.test", "a".repeat(65)),
+            &over,
         ] {
             assert!(
-                matches!(normalise_address(bad), Err(ApiError::NotFound)),
+                matches!(path_mailbox(bad), Err(ApiError::NotFound)),
                 "{bad}"
             );
         }
-        assert_eq!(domain_of("a@b.test"), "b.test");
     }
 }

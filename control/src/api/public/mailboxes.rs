@@ -6,6 +6,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use rand::seq::IndexedRandom;
+use tempmx_store::{Domain, Mailbox};
 use tracing::info;
 
 use super::PublicState;
@@ -23,7 +24,12 @@ const RANDOM_TRIES_MAX: usize = 4;
     responses((status = 200, body = DomainList), (status = 429, body = Problem)))]
 pub async fn list_domains(State(state): State<PublicState>) -> Json<DomainList> {
     Json(DomainList {
-        domains: state.domains.active(),
+        domains: state
+            .domains
+            .active()
+            .iter()
+            .map(Domain::to_string)
+            .collect(),
     })
 }
 
@@ -66,7 +72,8 @@ pub async fn create_mailbox(
     };
     for _ in 0..tries {
         let local = chosen.clone().unwrap_or_else(random_local_part);
-        let address = format!("{local}@{domain}");
+        let address =
+            Mailbox::new(&local, &domain).map_err(|e| ApiError::InvalidAddress(e.to_string()))?;
         let now = now_ms();
         match state.registry.register(&address, now, now + ttl * 1000) {
             Ok(reg) => {
@@ -80,7 +87,7 @@ pub async fn create_mailbox(
                 return Ok((
                     StatusCode::CREATED,
                     Json(MailboxCreated {
-                        address,
+                        address: address.to_string(),
                         token: reg.token,
                         expires_at: rfc3339(reg.expires_at_ms),
                         max_messages,
@@ -88,7 +95,9 @@ pub async fn create_mailbox(
                 ));
             }
             Err(RegistryError::Taken) if chosen.is_none() => continue,
-            Err(RegistryError::Taken) => return Err(ApiError::AddressTaken(address)),
+            Err(RegistryError::Taken) => {
+                return Err(ApiError::AddressTaken(address.to_string()));
+            }
             Err(RegistryError::Full(n)) => {
                 return Err(ApiError::Unavailable(format!(
                     "mailbox limit reached ({n})"
@@ -126,15 +135,13 @@ pub async fn delete_mailbox(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn pick_domain(state: &PublicState, wanted: Option<&str>) -> ApiResult<String> {
+fn pick_domain(state: &PublicState, wanted: Option<&str>) -> ApiResult<Domain> {
     let active = state.domains.active();
     match wanted {
         Some(w) => {
-            let w = w.trim_end_matches('.').to_ascii_lowercase();
-            active
-                .into_iter()
-                .find(|d| *d == w)
-                .ok_or(ApiError::UnknownDomain(w))
+            let unknown = || ApiError::UnknownDomain(w.to_owned());
+            let w = Domain::parse(w).map_err(|_| unknown())?;
+            active.into_iter().find(|d| *d == w).ok_or_else(unknown)
         }
         None => active
             .choose(&mut rand::rng())

@@ -44,28 +44,29 @@ use self::error::ApiError;
 use self::ratelimit::Limiter;
 use self::subscribers::Subscribers;
 use crate::mailboxes::Registry;
+use tempmx_store::Domain;
 
 /// Path of the generated OpenAPI document.
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 
 /// The domain pool as the public API sees it (the pool itself is owned elsewhere).
 pub trait DomainSource: Send + Sync + 'static {
-    /// Domains offered for new addresses now (`active`), normalised.
-    fn active(&self) -> Vec<String>;
+    /// Domains offered for new addresses now (`active`).
+    fn active(&self) -> Vec<Domain>;
     /// Whether mail for `domain` is still accepted (pending, active or draining).
-    fn receives(&self, domain: &str) -> bool;
+    fn receives(&self, domain: &Domain) -> bool;
 }
 
 /// A fixed domain list (single-domain setups, tests).
-pub struct StaticDomains(pub Vec<String>);
+pub struct StaticDomains(pub Vec<Domain>);
 
 impl DomainSource for StaticDomains {
-    fn active(&self) -> Vec<String> {
+    fn active(&self) -> Vec<Domain> {
         self.0.clone()
     }
 
-    fn receives(&self, domain: &str) -> bool {
-        self.0.iter().any(|d| d == domain)
+    fn receives(&self, domain: &Domain) -> bool {
+        self.0.contains(domain)
     }
 }
 

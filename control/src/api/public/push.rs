@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
-use tempmx_store::{Event, MessageId, MessageSummary, Store, Subscription};
+use tempmx_store::{Event, Mailbox, MessageId, MessageSummary, Store, Subscription};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -39,7 +39,7 @@ pub const NEW_MESSAGE: &str = "new_message";
 pub struct Feed {
     store: Arc<Store>,
     sub: Subscription,
-    mailbox: String,
+    mailbox: Mailbox,
     pending: VecDeque<MessageSummary>,
     sent: VecDeque<MessageId>,
     /// Messages at or below this id were there before the feed (or before the resume
@@ -54,7 +54,7 @@ impl Feed {
     /// Subscribes, then queues what arrived after `resume_after`.
     fn start(
         state: &PublicState,
-        mailbox: String,
+        mailbox: Mailbox,
         ip: ClientIp,
         transport: Transport,
         resume_after: Option<MessageId>,
@@ -66,7 +66,7 @@ impl Feed {
         }
         let admission = state
             .subscribers
-            .admit(&mailbox, ip.0, transport)
+            .admit(mailbox.as_str(), ip.0, transport)
             .map_err(|r| {
                 ApiError::TooManySubscribers(match r {
                     Refused::Mailbox(n) => format!("at most {n} live subscribers per mailbox"),
