@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use tempmx_store::cluster::testkit::TestCluster;
 use tempmx_store::cluster::{Ack, Cluster, ClusterOptions};
-use tempmx_store::{Commit, MessageSink, NewMessage};
+use tempmx_store::{Commit, Mailbox, MessageSink, NewMessage};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -28,9 +28,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     body.extend_from_slice(b"\r\n");
     let trace = b"Received: from bench.test by mx.fleet.test; Sun, 6 Dec 2026 00:00:00 +0000\r\n";
     let raw = body.len() + trace.len();
-    let rcpts: Vec<Vec<String>> = (0..1000)
-        .map(|i| vec![format!("user{i}@fleet.test")])
-        .collect();
+    let rcpts: Vec<Vec<Mailbox>> = (0..1000)
+        .map(|i| Mailbox::parse(&format!("user{i}@fleet.test")).map(|m| vec![m]))
+        .collect::<Result<_, _>>()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cores)
         .enable_all()

@@ -26,7 +26,11 @@ fn body(i: usize) -> Vec<u8> {
 }
 
 /// Hands one message to the sink and waits for the cluster's verdict.
-async fn send(sink: &mut ClusterSink, to: &[String], body: &[u8]) -> Result<MessageId, StoreError> {
+async fn send(
+    sink: &mut ClusterSink,
+    to: &[Mailbox],
+    body: &[u8],
+) -> Result<MessageId, StoreError> {
     let msg = NewMessage {
         received_at_ms: 1,
         client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -91,9 +95,9 @@ async fn messages_and_registry_round_trip_through_the_cluster() {
     );
 
     // Messages: alice has a cap of 3 from her registration; bob has the default (50).
-    let to_a = vec![a.as_str().to_owned()];
-    let to_b = vec!["bob@fleet.test".to_owned()];
-    let to_both = vec![a.as_str().to_owned(), "bob@fleet.test".to_owned()];
+    let to_a = vec![a.clone()];
+    let to_b = vec![mailbox("bob@fleet.test")];
+    let to_both = vec![a.clone(), mailbox("bob@fleet.test")];
     let mut ids_a = Vec::new();
     let mut ids_b = Vec::new();
     for i in 0..5 {
@@ -132,7 +136,7 @@ async fn messages_and_registry_round_trip_through_the_cluster() {
     assert_eq!(view.summary.mailbox, "bob@fleet.test");
     assert!(view.summary.expires_at_ms > now_ms());
     let shared = cluster.get(&a, both).await.expect("get").expect("present");
-    assert_eq!(shared.mailboxes, to_both);
+    assert_eq!(shared.mailboxes, [a.as_str(), "bob@fleet.test"]);
     // An id is only readable through a mailbox it was delivered to.
     assert_eq!(cluster.get(&b, ids_a[4]).await.expect("get"), None);
 
@@ -176,7 +180,7 @@ async fn ttl_override_expires_messages_at_once_and_corruption_is_caught() {
         cap: None,
     };
     assert!(cluster.create_mailbox(&short, &reg).await.expect("create"));
-    let to = vec![short.as_str().to_owned()];
+    let to = vec![short.clone()];
     let id = send(&mut sink, &to, &body(1)).await.expect("stored");
     let listed = cluster.list(&short, 10).await.expect("list");
     assert_eq!(listed.len(), 1);
@@ -195,7 +199,7 @@ async fn ttl_override_expires_messages_at_once_and_corruption_is_caught() {
     assert_eq!(cluster.get(&short, id).await.expect("get"), None);
 
     let long = mailbox("long@fleet.test");
-    let to = vec![long.as_str().to_owned()];
+    let to = vec![long.clone()];
     let id = send(&mut sink, &to, &body(2)).await.expect("stored");
     let key = tempmx_store::cluster::MailboxKeys::of(&long).record(id);
     let node = tc.primary_of(&key).expect("a primary owns the key");
@@ -220,7 +224,7 @@ async fn replicated_writes_survive_a_primary_kill_and_refusals_are_errors() {
     let cluster = Cluster::connect(options(&tc, Ack::Replicas(1))).expect("connects");
     let mut sink = cluster.sink(2).expect("sink");
     let m = mailbox("durable@fleet.test");
-    let to = vec![m.as_str().to_owned()];
+    let to = vec![m.clone()];
     let mut acked = Vec::new();
     for i in 0..20 {
         acked.push(
@@ -258,7 +262,7 @@ async fn replicated_writes_survive_a_primary_kill_and_refusals_are_errors() {
                 .is_some_and(|p| p != primary && tc.pid(p).is_some())
         })
         .expect("a mailbox on a live primary");
-    send(&mut sink, &[elsewhere], &body(7))
+    send(&mut sink, &[mailbox(&elsewhere)], &body(7))
         .await
         .expect("other slots still replicate");
     for id in &acked {

@@ -54,9 +54,7 @@ impl Encoder {
         self.payload.resize(src.encoded_bound(), 0);
         let len = src
             .encode_into(&mut self.payload, &mut self.ser)
-            .map_err(|e| ClusterError::Corrupt {
-                key: format!("encoding record {id}: {e}"),
-            })?;
+            .map_err(|e| ClusterError::Encode(format!("record {id}: {e}")))?;
         let payload = &self.payload[..len];
         let header = frame::encode(&Header {
             len: len as u32,

@@ -30,6 +30,9 @@ pub enum ClusterError {
         /// The key that held it.
         key: String,
     },
+    /// A record could not be encoded (a bug, not an input problem).
+    #[error("record encoding failed: {0}")]
+    Encode(String),
     /// Fewer replicas than `ack = "replicas:N"` asks for confirmed the write in time.
     #[error("write reached {got} of {wanted} replicas in time")]
     NotReplicated {

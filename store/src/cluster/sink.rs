@@ -15,7 +15,6 @@ use tokio::sync::{mpsc, oneshot};
 use super::codec::Encoder;
 use super::keys::MailboxKeys;
 use super::{Ack, ClusterError, ClusterOptions, WriteStats};
-use crate::address::Mailbox;
 use crate::clock::{Clock, SystemClock};
 use crate::error::StoreError;
 use crate::id::{IdGen, SHARDS_MAX};
@@ -81,12 +80,7 @@ impl MessageSink for ClusterSink {
                 limit: self.opts.record_mailboxes_max,
             });
         }
-        let keys = msg
-            .recipients
-            .iter()
-            .map(|r| Mailbox::parse(r).map(|m| MailboxKeys::of(&m)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(ClusterError::from)?;
+        let keys: Vec<MailboxKeys> = msg.recipients.iter().map(MailboxKeys::of).collect();
         let now_ms = SystemClock.now_ms();
         let id = self.ids.next(now_ms);
         let expires = now_ms + self.opts.ttl_secs * 1000;
