@@ -91,6 +91,10 @@ fn serve_starts_on_a_real_cluster_and_rejects_bad_fleet_settings() {
         .iter()
         .any(|l| l.contains("connected to the Redis Cluster"));
     assert!(connected, "fleet mode connected before serving");
+    // The appliance answers its admin API in fleet mode (and has its signal handler set up
+    // by the time it does, so the SIGTERM below is a graceful stop).
+    let (status, _) = running.admin("GET", "/admin/v1/blocklists", None);
+    assert_eq!(status, 200);
     running.stop();
 
     for (bad, key) in [
