@@ -44,6 +44,9 @@ pub enum AppError {
     /// The configuration fails the checks `check-config` makes.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// Fleet mode is on and the Redis Cluster cannot be reached.
+    #[error("fleet")]
+    Fleet(#[from] tempmx_store::cluster::ClusterError),
     /// A listener or the runtime could not be set up.
     #[error("{what}")]
     Io {
@@ -91,6 +94,8 @@ pub struct App {
     addrs: Addrs,
     shared: Arc<Shared>,
     public: PublicState,
+    /// The fleet's cluster connection, when fleet mode is on.
+    fleet: Option<Arc<tempmx_store::cluster::Cluster>>,
     signals: Signals,
 }
 
@@ -113,6 +118,11 @@ impl App {
                 running fewer ingress cores (raise the budget or set ingress.cores)"
             );
         }
+        // Fleet mode fails fast: an unreachable cluster stops start-up before any listener.
+        let fleet = match &config.fleet {
+            Some(f) => Some(Arc::new(crate::fleet::connect(f, &config.store)?)),
+            None => None,
+        };
         let (store, writers, recovery) = Store::open(&config.store, cores)?;
         info!(%recovery, shards = cores, "store ready");
 
@@ -231,12 +241,18 @@ impl App {
             shared,
             public,
             signals,
+            fleet,
         })
     }
 
     /// The actual listener addresses.
     pub fn addrs(&self) -> Addrs {
         self.addrs
+    }
+
+    /// The fleet's cluster connection, when fleet mode is on.
+    pub fn fleet(&self) -> Option<&Arc<tempmx_store::cluster::Cluster>> {
+        self.fleet.as_ref()
     }
 
     /// State shared with the HTTP handlers.

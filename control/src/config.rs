@@ -46,6 +46,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Directory for persistent state; unset means memory only.
     pub data_dir: Option<PathBuf>,
+    /// Fleet mode (a shared Redis Cluster); unset means a single embedded node.
+    pub fleet: Option<crate::fleet::FleetConfig>,
 }
 
 /// Bounds of `http.header_read_ms_max` and `http.body_read_ms_max`.
@@ -179,6 +181,8 @@ pub struct Overrides {
     pub domains: Vec<String>,
     /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
+    /// `--fleet` (repeatable): Redis Cluster seed URLs; turns fleet mode on.
+    pub fleet: Vec<String>,
 }
 
 /// Why a configuration could not be loaded.
@@ -250,6 +254,9 @@ impl Config {
         if let Some(d) = o.data_dir {
             self.data_dir = Some(d);
         }
+        if !o.fleet.is_empty() {
+            self.fleet.get_or_insert_with(Default::default).redis = o.fleet;
+        }
         if let Some(dir) = &self.data_dir {
             self.store.persistence = Persistence::Disk;
             if self.store.dir.is_none() {
@@ -286,6 +293,9 @@ impl Config {
         let mut errors = Vec::new();
         if self.pool.domains.is_empty() {
             errors.push("pool.domains: at least one domain is needed".to_owned());
+        }
+        if let Some(f) = &self.fleet {
+            errors.extend(f.problems());
         }
         for d in &self.pool.domains {
             if let Err(e) = tempmx_store::Domain::parse(d) {

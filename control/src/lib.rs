@@ -9,6 +9,7 @@ pub mod api;
 pub mod app;
 pub mod blocklist;
 pub mod config;
+pub mod fleet;
 pub mod logging;
 pub mod mailboxes;
 pub mod metrics;

@@ -20,6 +20,9 @@ command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 python3 -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 # The compatible APIs' tests drive published client libraries (npm) against the binary.
 command -v node >/dev/null || need_apt+=(nodejs)
+# Fleet mode's tests start a real 6-node Redis Cluster (redis-server 7.0, redis-cli --cluster).
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v redis-cli >/dev/null || need_apt+=(redis-tools)
 if ((${#need_apt[@]})); then
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -qq

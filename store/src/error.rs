@@ -57,4 +57,7 @@ pub enum StoreError {
         /// Why the thread could not be created.
         source: std::io::Error,
     },
+    /// Fleet mode: the Redis Cluster did not take the write (answered 451 4.3.0).
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }

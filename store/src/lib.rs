@@ -9,6 +9,7 @@
 //!   and its table of deduplicated MIME parts.
 //! - [`mime`]: the cheap ingest-time scan (header summary, part boundaries).
 //! - [`Store`] (read API, deletion, subscriptions, stats) and [`ShardWriter`] (one per core).
+//! - [`cluster`]: fleet mode's backend, mailboxes and messages in a Redis Cluster.
 //! - `recovery`: rebuilding shards from disk; `journal`: deletions and TTL overrides that
 //!   must survive a restart but are not records.
 //!
@@ -28,6 +29,7 @@
 pub mod address;
 mod arena;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod crc;
 pub mod error;

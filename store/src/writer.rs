@@ -194,7 +194,7 @@ impl MessageSink for ShardWriter {
 /// Fills the record except id, expiry, raw chunks (planned separately, under the shard
 /// lock) and the client IP (cached by the caller), reusing its buffers; the summary
 /// strings are swapped out of `scan`.
-fn fill(rec: &mut MessageRecord, msg: &NewMessage<'_>, scan: &mut Scan) {
+pub(crate) fn fill(rec: &mut MessageRecord, msg: &NewMessage<'_>, scan: &mut Scan) {
     rec.id = 0;
     rec.received_at_ms = msg.received_at_ms;
     rec.expires_at_ms = 0;

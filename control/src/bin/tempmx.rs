@@ -59,6 +59,9 @@ struct ConfigArgs {
     /// Persist the store and control state under this directory.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Fleet mode: a Redis Cluster seed node, e.g. redis://127.0.0.1:7000 (repeatable).
+    #[arg(long = "fleet", value_name = "URL")]
+    fleet: Vec<String>,
 }
 
 impl ConfigArgs {
@@ -74,6 +77,7 @@ impl ConfigArgs {
             dns: self.dns,
             domains: self.domains.clone(),
             data_dir: self.data_dir.clone(),
+            fleet: self.fleet.clone(),
         });
         config.validate()?;
         Ok(config)

@@ -1,0 +1,119 @@
+//! Fleet mode: several appliances share mailboxes and mail through a Redis Cluster
+//! (issue 15). This module owns the `[fleet]` section and connects at start-up; the
+//! cluster backend itself is `tempmx_store::cluster`.
+//!
+//! Without `[fleet]` (and without `--fleet`) nothing here runs and no Redis is needed.
+
+use serde::{Deserialize, Serialize};
+use tempmx_store::StoreConfig;
+use tempmx_store::cluster::{Ack, Cluster, ClusterError, ClusterOptions};
+
+/// Longest seed list `[fleet] redis` may hold.
+pub const SEEDS_MAX: usize = 64;
+/// Longest `[fleet] node` name in bytes.
+pub const NODE_BYTES_MAX: usize = 64;
+
+/// The `[fleet]` section.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FleetConfig {
+    /// Seed nodes of the Redis Cluster, e.g. `["redis://10.0.0.5:7000"]`.
+    pub redis: Vec<String>,
+    /// This appliance's name in the fleet; the host name when unset.
+    pub node: Option<String>,
+    /// When a write counts as stored: `"primary"` or `"replicas:N"` (`WAIT N` first).
+    pub ack: Ack,
+}
+
+impl FleetConfig {
+    /// Problems with the section, as `fleet.key: reason` lines.
+    pub fn problems(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if self.redis.is_empty() {
+            errors.push("fleet.redis: at least one seed node is needed".to_owned());
+        }
+        if self.redis.len() > SEEDS_MAX {
+            errors.push(format!("fleet.redis: at most {SEEDS_MAX} seed nodes"));
+        }
+        for url in &self.redis {
+            if !url.starts_with("redis://") {
+                errors.push(format!("fleet.redis: `{url}` is not a redis:// URL"));
+            }
+        }
+        if let Some(node) = &self.node {
+            let ok = !node.is_empty()
+                && node.len() <= NODE_BYTES_MAX
+                && node.bytes().all(|b| b.is_ascii_graphic());
+            if !ok {
+                errors.push(format!(
+                    "fleet.node: 1 to {NODE_BYTES_MAX} printable ASCII characters, not {node:?}"
+                ));
+            }
+        }
+        errors
+    }
+
+    /// The node name in force: the configured one or the host name.
+    pub fn node_name(&self) -> String {
+        self.node.clone().unwrap_or_else(host_name)
+    }
+}
+
+/// Connects to the cluster with the store's TTL and caps; a clear error naming the seed
+/// nodes when it cannot be reached.
+pub fn connect(fleet: &FleetConfig, store: &StoreConfig) -> Result<Cluster, ClusterError> {
+    let mut opts = ClusterOptions::new(fleet.redis.clone(), fleet.node_name());
+    opts.ack = fleet.ack;
+    opts.ttl_secs = store.ttl_secs;
+    opts.mailbox_records_max = store.mailbox_records_max;
+    opts.record_mailboxes_max = store.record_mailboxes_max;
+    Cluster::connect(opts)
+}
+
+/// The kernel's host name, or `tempmx` if it cannot be read.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "tempmx".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_section_parses_and_checks_its_values() {
+        // Goal: `[fleet]` takes seeds, a node name and both ack forms; bad values are
+        // reported with their key. Method: TOML texts through serde, then `problems`.
+        let ok: FleetConfig = toml::from_str(
+            "redis = [\"redis://127.0.0.1:7000\"]\nnode = \"mx-a\"\nack = \"replicas:1\"",
+        )
+        .expect("parses");
+        assert_eq!(ok.ack, Ack::Replicas(1));
+        assert_eq!(ok.node_name(), "mx-a");
+        assert!(ok.problems().is_empty());
+        let primary: FleetConfig = toml::from_str("redis = [\"redis://h:1\"]").expect("parses");
+        assert_eq!(primary.ack, Ack::Primary);
+        assert!(!primary.node_name().is_empty());
+        for bad in [
+            "ack = \"replicas:0\"",
+            "ack = \"all\"",
+            "ack = \"replicas:x\"",
+        ] {
+            let e = toml::from_str::<FleetConfig>(bad).expect_err(bad);
+            assert!(e.to_string().contains("ack must be"), "{bad}: {e}");
+        }
+        let empty = FleetConfig::default();
+        assert!(empty.problems()[0].starts_with("fleet.redis"));
+        let wrong = FleetConfig {
+            redis: vec!["http://x".into()],
+            node: Some("a b".into()),
+            ack: Ack::Primary,
+        };
+        let p = wrong.problems();
+        assert!(p.iter().any(|e| e.contains("not a redis:// URL")), "{p:?}");
+        assert!(p.iter().any(|e| e.starts_with("fleet.node")), "{p:?}");
+    }
+}

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Local fleet demo: a 6-node Redis Cluster on loopback (3 primaries + 3 replicas, Debian's
+# redis-server) and two tempmx appliances sharing it. Ctrl-C stops everything it started
+# (by PID) and removes its temporary directory.
+#
+#   ops/fleet/demo.sh            # builds tempmx (release) if needed, then runs
+#   TEMPMX=/path/to/tempmx ops/fleet/demo.sh
+#
+# Appliance A: SMTP 127.0.0.1:2525, API http://127.0.0.1:8080, admin :8081, DNS :5353
+# Appliance B: SMTP 127.0.0.1:2526, API http://127.0.0.1:8090, admin :8091, DNS :5354
+# Redis: 127.0.0.1:17000-17005 (cluster bus 27000-27005).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+for tool in redis-server redis-cli; do
+    command -v "$tool" >/dev/null || { echo "demo: $tool missing (apt-get install redis-server redis-tools)" >&2; exit 1; }
+done
+if [ -z "${TEMPMX:-}" ]; then
+    cargo build --release -p tempmx --bin tempmx
+    TEMPMX="${CARGO_TARGET_DIR:-target}/release/tempmx"
+fi
+
+BASE=${FLEET_DEMO_PORT:-17000}
+DIR=$(mktemp -d -t tempmx-fleet-demo.XXXXXX)
+PIDS=()
+stop() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$DIR"
+}
+trap stop EXIT INT TERM
+
+nodes=()
+for i in 0 1 2 3 4 5; do
+    port=$((BASE + i))
+    mkdir -p "$DIR/redis-$port"
+    redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
+        --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
+        --appendonly no --save '' --dir "$DIR/redis-$port" --logfile redis.log &
+    PIDS+=($!)
+    nodes+=("127.0.0.1:$port")
+done
+for i in 0 1 2 3 4 5; do
+    until redis-cli -p $((BASE + i)) ping >/dev/null 2>&1; do sleep 0.1; done
+done
+redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >"$DIR/create.log"
+for i in 0 1 2 3 4 5; do
+    until redis-cli -p $((BASE + i)) cluster info | grep -q cluster_state:ok; do sleep 0.2; done
+done
+echo "demo: Redis Cluster up on 127.0.0.1:$BASE-$((BASE + 5))"
+
+seed="redis://127.0.0.1:$BASE"
+"$TEMPMX" serve --fleet "$seed" --smtp 127.0.0.1:2525 --http 127.0.0.1:8080 \
+    --admin 127.0.0.1:8081 --dns 127.0.0.1:5353 &
+PIDS+=($!)
+"$TEMPMX" serve --fleet "$seed" --smtp 127.0.0.1:2526 --http 127.0.0.1:8090 \
+    --admin 127.0.0.1:8091 --dns 127.0.0.1:5354 &
+PIDS+=($!)
+echo "demo: appliances A (SMTP :2525, API :8080) and B (SMTP :2526, API :8090) share the cluster"
+echo "demo: try: swaks --server 127.0.0.1:2526 --to someone@tempmx.test; then list it through A's API"
+wait -n

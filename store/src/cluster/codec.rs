@@ -1,0 +1,143 @@
+//! Records as cluster values: the same frame as on a shard's arena (16-byte header with
+//! CRC32C, then the archived [`MessageRecord`]), and the same checks on the way back in as
+//! recovery applies to a frame read from disk.
+
+use std::fmt::Write as _;
+
+use rkyv::ser::allocator::Arena;
+use rkyv::util::AlignedVec;
+
+use super::ClusterError;
+use crate::frame::{self, FrameKind, HEADER_BYTES, Header};
+use crate::mime::{self, Scan};
+use crate::record::{self, ArchivedChunk, ChunkPlan, MessageRecord, RecordSource};
+use crate::sink::{MessageId, NewMessage, TlsSummary};
+use crate::view::{MessageSummary, MessageView};
+
+/// Per-core encoder state kept between messages, so a warm write path reuses its buffers.
+#[derive(Default)]
+pub(crate) struct Encoder {
+    rec: MessageRecord,
+    scan: Scan,
+    payload: AlignedVec<16>,
+    ser: Arena,
+}
+
+impl Encoder {
+    /// Encodes `msg` as record `id` expiring at `expires_at_ms` into one frame (header +
+    /// payload, unpadded). The whole message is one inline chunk: parts are not shared
+    /// across records in the cluster (each mailbox's copy lives in its own slot).
+    pub(crate) fn frame(
+        &mut self,
+        msg: &NewMessage<'_>,
+        id: MessageId,
+        expires_at_ms: u64,
+    ) -> Result<Vec<u8>, ClusterError> {
+        mime::scan_into(msg.body, 0, &mut self.scan);
+        crate::writer::fill(&mut self.rec, msg, &mut self.scan);
+        self.rec.id = id.0;
+        self.rec.expires_at_ms = expires_at_ms;
+        self.rec.client_ip.clear();
+        // Writing to a String cannot fail.
+        let _ = write!(self.rec.client_ip, "{}", msg.client_ip);
+        let plan = [ChunkPlan::Inline {
+            trace: true,
+            body: 0..msg.body.len(),
+        }];
+        let src = RecordSource {
+            rec: &self.rec,
+            trace: msg.trace_headers,
+            body: msg.body,
+            plan: &plan,
+        };
+        self.payload.clear();
+        self.payload.resize(src.encoded_bound(), 0);
+        let len = src
+            .encode_into(&mut self.payload, &mut self.ser)
+            .map_err(|e| ClusterError::Encode(format!("record {id}: {e}")))?;
+        let payload = &self.payload[..len];
+        let header = frame::encode(&Header {
+            len: len as u32,
+            crc: frame::checksum(payload),
+            kind: FrameKind::Record,
+        });
+        let mut out = Vec::with_capacity(HEADER_BYTES + len);
+        out.extend_from_slice(&header);
+        out.extend_from_slice(payload);
+        Ok(out)
+    }
+}
+
+/// A frame read back from the cluster, checked: header, length, CRC and archive.
+pub(crate) struct Checked {
+    payload: AlignedVec<16>,
+}
+
+impl Checked {
+    /// Checks the value `bytes` read from `key`; anything that fails is [`ClusterError::Corrupt`].
+    pub(crate) fn new(bytes: &[u8], key: &str) -> Result<Self, ClusterError> {
+        let corrupt = || ClusterError::Corrupt {
+            key: key.to_owned(),
+        };
+        let (head, body) = bytes.split_at_checked(HEADER_BYTES).ok_or_else(corrupt)?;
+        let head: &[u8; HEADER_BYTES] = head.try_into().map_err(|_| corrupt())?;
+        let h = frame::decode(head, frame::pad16(body.len())).map_err(|_| corrupt())?;
+        if h.kind != FrameKind::Record || h.len as usize != body.len() {
+            return Err(corrupt());
+        }
+        // rkyv reads in place and needs the payload 16-aligned, which a reply buffer is not.
+        let mut payload = AlignedVec::<16>::with_capacity(body.len());
+        payload.extend_from_slice(body);
+        let valid = record::validate(&payload, h.crc)
+            .is_some_and(|a| a.raw.iter().all(|c| matches!(c, ArchivedChunk::Inline(_))));
+        if !valid {
+            return Err(corrupt());
+        }
+        Ok(Self { payload })
+    }
+
+    fn archived(&self) -> &record::ArchivedMessageRecord {
+        // SAFETY: `new` validated these exact bytes (CRC and rkyv's checker) and they are
+        // not changed after.
+        unsafe { record::access_trusted(&self.payload) }
+    }
+
+    /// The message id.
+    pub(crate) fn id(&self) -> MessageId {
+        MessageId(self.archived().id.to_native())
+    }
+
+    /// The listing fields, as shown for `mailbox`, with the expiry the cluster applies.
+    pub(crate) fn summary(&self, mailbox: &str, expires_at_ms: u64) -> MessageSummary {
+        let mut s = MessageSummary::from_archived(self.archived(), mailbox);
+        s.expires_at_ms = expires_at_ms;
+        s
+    }
+
+    /// The whole message, as shown for `mailbox`, with the expiry the cluster applies.
+    pub(crate) fn view(&self, mailbox: &str, expires_at_ms: u64) -> MessageView {
+        let r = self.archived();
+        let raw = r
+            .raw
+            .iter()
+            .filter_map(|c| match c {
+                ArchivedChunk::Inline(b) => Some(b.as_slice()),
+                ArchivedChunk::Shared { .. } => None,
+            })
+            .flatten()
+            .copied()
+            .collect();
+        MessageView {
+            summary: self.summary(mailbox, expires_at_ms),
+            mailboxes: r.mailboxes.iter().map(|m| m.to_string()).collect(),
+            mail_from: r.mail_from.to_string(),
+            client_ip: r.client_ip.to_string(),
+            helo: r.helo.to_string(),
+            tls: r.tls.as_ref().map(|t| TlsSummary {
+                version: t.version.to_string(),
+                cipher: t.cipher.to_string(),
+            }),
+            raw,
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! Errors of fleet mode's cluster backend.
+
+use crate::address::AddressError;
+
+/// What can go wrong talking to the Redis Cluster. Every variant of the write path is
+/// answered 451 4.3.0 by the ingress: nothing is acknowledged that the cluster did not take.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// A recipient or key mailbox is not a valid [`Mailbox`](crate::Mailbox).
+    #[error("not a mailbox: {0}")]
+    Address(#[from] AddressError),
+    /// The per-core write queue is full (the cluster is slower than the ingress).
+    #[error("cluster write queue is full ({0} messages)")]
+    Busy(usize),
+    /// A command failed or the cluster has no primary for a slot.
+    #[error("redis cluster command failed: {0}")]
+    Command(#[from] redis::RedisError),
+    /// No seed node could be reached, or the cluster did not answer at start.
+    #[error("cannot reach the Redis Cluster at {seeds}: {source}")]
+    Connect {
+        /// The seed nodes tried, comma separated.
+        seeds: String,
+        /// Why the last attempt failed.
+        source: redis::RedisError,
+    },
+    /// A stored value failed its frame, CRC or archive validation.
+    #[error("corrupt value at {key}")]
+    Corrupt {
+        /// The key that held it.
+        key: String,
+    },
+    /// A record could not be encoded (a bug, not an input problem).
+    #[error("record encoding failed: {0}")]
+    Encode(String),
+    /// Fewer replicas than `ack = "replicas:N"` asks for confirmed the write in time.
+    #[error("write reached {got} of {wanted} replicas in time")]
+    NotReplicated {
+        /// Replicas asked for.
+        wanted: u32,
+        /// Replicas that confirmed.
+        got: i64,
+    },
+    /// The runtime that talks to the cluster has stopped.
+    #[error("cluster client stopped")]
+    Stopped,
+    /// The cluster did not answer within the write or read deadline.
+    #[error("redis cluster did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+}

@@ -1,0 +1,299 @@
+//! Fleet mode's backend: mailboxes and messages in a Redis Cluster (Redis 7.0 commands
+//! only), shared by every appliance of a fleet.
+//!
+//! # Key layout
+//! Every key of mailbox `M` (the normalised `local@domain` of [`Mailbox`]) starts with
+//! `tmx:{M}`, so the whole address is the hash tag and all of them are in one slot: one
+//! primary answers for the mailbox and a mailbox's writes are one atomic call.
+//!
+//! | key | type | holds | expiry |
+//! |---|---|---|---|
+//! | `tmx:{M}:reg` | hash | `th` token hash (32 bytes), `exp` ms, `ttl` s (0 = default), `cap` (0 = default) | the mailbox's expiry |
+//! | `tmx:{M}:idx` | list | `<id 16 hex>:<expiry ms>`, newest first, at most the cap | the newest record's expiry |
+//! | `tmx:{M}:m:<id 16 hex>` | string | one frame: 16-byte header (magic, length, CRC32C, format version) + archived record, as on a shard's arena | the record's expiry |
+//! | `tmx:{M}:ch` | shard channel | the id of each new record (SPUBLISH) | none |
+//!
+//! The steps that must be atomic per mailbox are Redis functions (`tempmx.lua`, loaded with
+//! `FUNCTION LOAD` at start, replicated with the data): `tempmx_put` stores a record under
+//! the mailbox's TTL (`SET NX PXAT`), pushes its index entry, trims the index to the cap
+//! and deletes the records that fell off; `tempmx_create` registers a mailbox only if absent;
+//! `tempmx_drop` and `tempmx_remove` delete a mailbox or one message. Expiry is Redis's own
+//! key expiry (no sweeper); readers also skip index entries whose expiry has passed, so an
+//! expired message disappears at once. A message to N mailboxes is stored N times, once
+//! per mailbox's slot (the record lists every recipient, as a shard record does).
+//!
+//! # Write path and failure semantics
+//! Each ingress core owns a [`ClusterSink`]: `accept` encodes the record, queues it and
+//! returns [`Commit::Pending`](crate::Commit). The core's writer task takes every queued
+//! message at once (a batch), groups their mailbox writes by slot and sends one pipeline
+//! per slot, all at once over the cluster connection's one multiplexed connection per
+//! node; with `ack = replicas:N` it then sends `WAIT N` once per slot of the batch (the
+//! first one per node waits, the rest find the offset reached). A message's commit
+//! resolves `Ok` only when every one of its mailbox writes (and WAITs) succeeded; any
+//! error, a missing primary, a full queue or a deadline is a [`ClusterError`], which the
+//! ingress answers 451 4.3.0. Nothing is written locally instead. A write whose reply was
+//! lost may still be in the cluster: the sender retries and the mailbox shows it twice,
+//! never zero times.
+//!
+//! Ids are the store's time-ordered ids; the 8 shard bits come from the node name and
+//! the core, so two nodes rarely mint the same id in one millisecond, and when they do for
+//! the same mailbox `SET NX` refuses the second (451, the sender retries).
+
+mod codec;
+mod error;
+mod keys;
+mod read;
+mod registry;
+mod sink;
+pub mod testkit;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use serde::{Deserialize, Serialize};
+use tokio::runtime::Runtime;
+
+pub use self::error::ClusterError;
+pub use self::keys::{MailboxKeys, PREFIX};
+pub use self::registry::Registration;
+pub use self::sink::ClusterSink;
+#[cfg(doc)]
+use crate::address::Mailbox;
+
+/// The Redis library of fleet mode's functions.
+const FUNCTIONS: &str = include_str!("tempmx.lua");
+
+/// When a write counts as stored in the fleet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Ack {
+    /// The slot's primary applied it.
+    #[default]
+    Primary,
+    /// The primary applied it and `WAIT N` saw N replicas confirm it.
+    Replicas(u32),
+}
+
+impl FromStr for Ack {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "primary" {
+            return Ok(Self::Primary);
+        }
+        match s.strip_prefix("replicas:").map(str::parse::<u32>) {
+            Some(Ok(n)) if n >= 1 => Ok(Self::Replicas(n)),
+            _ => Err(format!(
+                "ack must be \"primary\" or \"replicas:N\" with N >= 1, not {s:?}"
+            )),
+        }
+    }
+}
+
+impl TryFrom<String> for Ack {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<Ack> for String {
+    fn from(a: Ack) -> String {
+        a.to_string()
+    }
+}
+
+impl fmt::Display for Ack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Primary => f.write_str("primary"),
+            Self::Replicas(n) => write!(f, "replicas:{n}"),
+        }
+    }
+}
+
+/// How to reach the cluster and how the write path behaves.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// Seed node URLs, e.g. `redis://127.0.0.1:7000`.
+    pub seeds: Vec<String>,
+    /// This appliance's name (feeds the id's shard bits).
+    pub node: String,
+    /// When a write counts as stored.
+    pub ack: Ack,
+    /// Message TTL of mailboxes without an override.
+    pub ttl_secs: u64,
+    /// Index cap of mailboxes without an override.
+    pub mailbox_records_max: usize,
+    /// Recipients one message may have.
+    pub record_mailboxes_max: usize,
+    /// Largest frame (header + archived record) the write path sends.
+    pub record_bytes_max: usize,
+    /// Messages one core may have queued or in flight.
+    pub queue_max: usize,
+    /// Deadline of one batch's writes (and of its WAIT), and of one read.
+    pub timeout: Duration,
+}
+
+impl ClusterOptions {
+    /// Defaults for `seeds`: the store's TTL and caps, `ack = primary`, 2 s deadlines.
+    pub fn new(seeds: Vec<String>, node: String) -> Self {
+        Self {
+            seeds,
+            node,
+            ack: Ack::Primary,
+            ttl_secs: 3600,
+            mailbox_records_max: 1000,
+            record_mailboxes_max: 100,
+            record_bytes_max: 40 << 20,
+            queue_max: 4096,
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Counters of the write path across all cores (what one batch costs in round trips).
+#[derive(Debug, Default)]
+pub struct WriteStats {
+    batches: AtomicU64,
+    messages: AtomicU64,
+    pipelines: AtomicU64,
+}
+
+impl WriteStats {
+    fn record(&self, messages: usize, pipelines: usize) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.messages.fetch_add(messages as u64, Ordering::Relaxed);
+        self.pipelines
+            .fetch_add(pipelines as u64, Ordering::Relaxed);
+    }
+
+    /// Batches written so far.
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
+    }
+
+    /// Messages those batches held.
+    pub fn messages(&self) -> u64 {
+        self.messages.load(Ordering::Relaxed)
+    }
+
+    /// Pipelines (one per slot of a batch) sent; each is one round trip to one primary.
+    pub fn pipelines(&self) -> u64 {
+        self.pipelines.load(Ordering::Relaxed)
+    }
+}
+
+/// A connection to the fleet's cluster: its own small runtime drives the connection and
+/// the per-core writer tasks, so callers on any thread or runtime can use it.
+pub struct Cluster {
+    conn: ClusterConnection,
+    opts: Arc<ClusterOptions>,
+    stats: Arc<WriteStats>,
+    /// `Some` until drop; shut down in the background so dropping never blocks a runtime.
+    rt: Option<Runtime>,
+}
+
+impl Cluster {
+    /// Connects to the seeds, checks the cluster answers, and loads the functions on every
+    /// primary. An unreachable cluster is [`ClusterError::Connect`] naming the seeds.
+    pub fn connect(opts: ClusterOptions) -> Result<Self, ClusterError> {
+        let seeds = opts.seeds.join(", ");
+        let connect_err = |source| ClusterError::Connect {
+            seeds: seeds.clone(),
+            source,
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("fleet-redis")
+            .enable_all()
+            .build()
+            .map_err(|e| connect_err(e.into()))?;
+        let client = ClusterClientBuilder::new(opts.seeds.clone())
+            .connection_timeout(opts.timeout)
+            .response_timeout(opts.timeout)
+            .retries(2)
+            .build()
+            .map_err(connect_err)?;
+        let timeout = opts.timeout;
+        // A plain thread, so `connect` may be called from inside another runtime.
+        let conn = std::thread::scope(|s| {
+            s.spawn(|| {
+                rt.block_on(async {
+                    let mut conn = client.get_async_connection().await?;
+                    redis::cmd("FUNCTION")
+                        .arg("LOAD")
+                        .arg("REPLACE")
+                        .arg(FUNCTIONS)
+                        .query_async::<()>(&mut conn)
+                        .await?;
+                    Ok::<_, redis::RedisError>(conn)
+                })
+            })
+            .join()
+        })
+        .map_err(|_| ClusterError::Stopped)?
+        .map_err(connect_err)?;
+        tracing::info!(seeds = %seeds, ?timeout, "connected to the Redis Cluster");
+        Ok(Self {
+            conn,
+            opts: Arc::new(opts),
+            stats: Arc::default(),
+            rt: Some(rt),
+        })
+    }
+
+    /// The options it was connected with.
+    pub fn options(&self) -> &ClusterOptions {
+        &self.opts
+    }
+
+    /// The write path's counters.
+    pub fn write_stats(&self) -> &WriteStats {
+        &self.stats
+    }
+
+    /// A write sink for ingress core `core`, with its own writer task.
+    pub fn sink(&self, core: usize) -> Result<ClusterSink, ClusterError> {
+        let rt = self.rt.as_ref().ok_or(ClusterError::Stopped)?;
+        Ok(ClusterSink::start(
+            rt.handle(),
+            self.conn.clone(),
+            Arc::clone(&self.opts),
+            Arc::clone(&self.stats),
+            core,
+        ))
+    }
+
+    /// Runs `f` with a connection on the cluster's runtime, bounded by the read deadline.
+    async fn run<T, F>(&self, f: impl FnOnce(ClusterConnection) -> F) -> Result<T, ClusterError>
+    where
+        F: Future<Output = Result<T, ClusterError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let rt = self.rt.as_ref().ok_or(ClusterError::Stopped)?;
+        let timeout = self.opts.timeout;
+        let task = f(self.conn.clone());
+        rt.spawn(async move {
+            tokio::time::timeout(timeout, task)
+                .await
+                .map_err(|_| ClusterError::Timeout(timeout))?
+        })
+        .await
+        .map_err(|_| ClusterError::Stopped)?
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}

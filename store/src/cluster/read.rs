@@ -1,0 +1,146 @@
+//! The read side: list, get and delete messages of one mailbox.
+
+use super::codec::Checked;
+use super::keys::MailboxKeys;
+use super::{Cluster, ClusterError};
+use crate::address::Mailbox;
+use crate::clock::{Clock, SystemClock};
+use crate::sink::MessageId;
+use crate::view::{MessageSummary, MessageView};
+
+/// An index entry: the record's id and its expiry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Entry {
+    id: MessageId,
+    expires_at_ms: u64,
+}
+
+impl Entry {
+    /// Parses `<id 16 hex>:<expiry ms>`; anything else is skipped by readers.
+    fn parse(text: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(text).ok()?;
+        let (id, exp) = text.split_once(':')?;
+        Some(Self {
+            id: id.parse().ok()?,
+            expires_at_ms: exp.parse().ok()?,
+        })
+    }
+}
+
+impl Cluster {
+    /// Up to `limit` messages of `mailbox`, newest first; expired ones are left out at once.
+    pub async fn list(
+        &self,
+        mailbox: &Mailbox,
+        limit: usize,
+    ) -> Result<Vec<MessageSummary>, ClusterError> {
+        let keys = MailboxKeys::of(mailbox);
+        let name = mailbox.as_str().to_owned();
+        let last = limit.min(self.opts.mailbox_records_max) as isize - 1;
+        if last < 0 {
+            return Ok(Vec::new());
+        }
+        self.run(move |mut c| async move {
+            let raw: Vec<Vec<u8>> = redis::cmd("LRANGE")
+                .arg(keys.index())
+                .arg(0)
+                .arg(last)
+                .query_async(&mut c)
+                .await?;
+            let now = SystemClock.now_ms();
+            let live: Vec<Entry> = raw
+                .iter()
+                .filter_map(|e| Entry::parse(e))
+                .filter(|e| e.expires_at_ms > now)
+                .collect();
+            if live.is_empty() {
+                return Ok(Vec::new());
+            }
+            let names: Vec<String> = live.iter().map(|e| keys.record(e.id)).collect();
+            let values: Vec<Option<Vec<u8>>> =
+                redis::cmd("MGET").arg(&names).query_async(&mut c).await?;
+            let mut out = Vec::with_capacity(live.len());
+            for ((entry, key), value) in live.iter().zip(&names).zip(values) {
+                // Gone between the two commands (expired, deleted, trimmed): not listed.
+                let Some(bytes) = value else { continue };
+                let rec = Checked::new(&bytes, key)?;
+                if rec.id() != entry.id {
+                    return Err(ClusterError::Corrupt { key: key.clone() });
+                }
+                out.push(rec.summary(&name, entry.expires_at_ms));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Message `id` of `mailbox`, unless it expired or is not in that mailbox.
+    pub async fn get(
+        &self,
+        mailbox: &Mailbox,
+        id: MessageId,
+    ) -> Result<Option<MessageView>, ClusterError> {
+        let key = MailboxKeys::of(mailbox).record(id);
+        let name = mailbox.as_str().to_owned();
+        self.run(move |mut c| async move {
+            let (value, expires): (Option<Vec<u8>>, i64) = redis::pipe()
+                .cmd("GET")
+                .arg(&key)
+                .cmd("PEXPIRETIME")
+                .arg(&key)
+                .query_async(&mut c)
+                .await?;
+            let Some(bytes) = value else { return Ok(None) };
+            // A key without an expiry is not one this module wrote.
+            let expires_at_ms =
+                u64::try_from(expires).map_err(|_| ClusterError::Corrupt { key: key.clone() })?;
+            if expires_at_ms <= SystemClock.now_ms() {
+                return Ok(None);
+            }
+            let rec = Checked::new(&bytes, &key)?;
+            if rec.id() != id {
+                return Err(ClusterError::Corrupt { key });
+            }
+            Ok(Some(rec.view(&name, expires_at_ms)))
+        })
+        .await
+    }
+
+    /// Deletes message `id` from `mailbox`; whether it was there.
+    pub async fn delete_message(
+        &self,
+        mailbox: &Mailbox,
+        id: MessageId,
+    ) -> Result<bool, ClusterError> {
+        let keys = MailboxKeys::of(mailbox);
+        self.run(move |mut c| async move {
+            let n: i64 = redis::cmd("FCALL")
+                .arg("tempmx_remove")
+                .arg(2)
+                .arg(keys.index())
+                .arg(keys.record(id))
+                .arg(id.to_string())
+                .query_async(&mut c)
+                .await?;
+            Ok(n == 1)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_entries_parse_or_are_skipped() {
+        // Goal: the reader takes `<id>:<expiry>` entries and skips anything else rather
+        // than failing the listing. Method: a table of entries.
+        let ok = Entry::parse(b"0000019aeb3c0001:1765000000000").expect("valid entry");
+        assert_eq!(ok.id, MessageId(0x0000_019a_eb3c_0001));
+        assert_eq!(ok.expires_at_ms, 1_765_000_000_000);
+        for bad in [&b""[..], b"abc", b"zz:1", b"1:", b":1", b"1:x", b"\xff:1"] {
+            assert_eq!(Entry::parse(bad), None, "{bad:?}");
+        }
+    }
+}

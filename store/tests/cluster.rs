@@ -1,0 +1,307 @@
+//! Fleet mode's cluster backend against a real 6-node Redis Cluster (Debian redis-server,
+//! started and stopped by each test through `cluster::testkit`).
+
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::time::{Duration, Instant};
+
+use tempmx_store::cluster::testkit::TestCluster;
+use tempmx_store::cluster::{
+    Ack, Cluster, ClusterError, ClusterOptions, ClusterSink, Registration,
+};
+use tempmx_store::{Commit, Mailbox, MessageId, MessageSink, NewMessage, StoreError};
+
+fn mailbox(s: &str) -> Mailbox {
+    Mailbox::parse(s).expect("valid mailbox")
+}
+
+fn options(cluster: &TestCluster, ack: Ack) -> ClusterOptions {
+    let mut o = ClusterOptions::new(cluster.seeds(), "test-node".to_owned());
+    o.ack = ack;
+    o.mailbox_records_max = 50;
+    o
+}
+
+fn body(i: usize) -> Vec<u8> {
+    format!("From: s@y.test\r\nSubject: message {i}\r\n\r\nbody {i}\r\n").into_bytes()
+}
+
+/// Hands one message to the sink and waits for the cluster's verdict.
+async fn send(
+    sink: &mut ClusterSink,
+    to: &[Mailbox],
+    body: &[u8],
+) -> Result<MessageId, StoreError> {
+    let msg = NewMessage {
+        received_at_ms: 1,
+        client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        helo: "client.test",
+        mail_from: "s@y.test",
+        recipients: to,
+        tls: None,
+        trace_headers: b"Received: from client.test\r\n",
+        auth: &[],
+        body,
+    };
+    let accepted = sink.accept(&msg)?;
+    match accepted.commit {
+        Commit::Done => Ok(accepted.id),
+        Commit::Pending(rx) => match tokio::time::timeout(Duration::from_secs(10), rx).await {
+            Ok(Ok(Ok(()))) => Ok(accepted.id),
+            Ok(Ok(Err(e))) => Err(e),
+            _ => panic!("commit never resolved"),
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_and_registry_round_trip_through_the_cluster() {
+    // Goal: the write path stores records every reader gets back byte for byte, newest
+    // first, capped per mailbox, with expiry honoured at once; the registry creates once
+    // (set-if-absent), looks up and deletes; deletions unlink. Method: a real cluster, one
+    // sink, messages to several mailboxes (one to two of them at once), then the read API.
+    let tc = TestCluster::start().expect("cluster starts");
+    let cluster = Cluster::connect(options(&tc, Ack::Primary)).expect("connects");
+    let mut sink = cluster.sink(0).expect("sink");
+
+    // Registry: one creation wins, the second is refused, lookups see the first.
+    let a = mailbox("Alice@Fleet.Test");
+    let reg = Registration {
+        token_hash: [7; 32],
+        expires_at_ms: now_ms() + 600_000,
+        ttl_secs: None,
+        cap: Some(3),
+    };
+    assert!(cluster.create_mailbox(&a, &reg).await.expect("create"));
+    let other = Registration {
+        token_hash: [9; 32],
+        ..reg.clone()
+    };
+    assert!(
+        !cluster
+            .create_mailbox(&a, &other)
+            .await
+            .expect("create again")
+    );
+    assert_eq!(
+        cluster.mailbox(&a).await.expect("lookup"),
+        Some(reg.clone())
+    );
+    assert_eq!(
+        cluster
+            .mailbox(&mailbox("nobody@fleet.test"))
+            .await
+            .expect("lookup"),
+        None
+    );
+
+    // Messages: alice has a cap of 3 from her registration; bob has the default (50).
+    let to_a = vec![a.clone()];
+    let to_b = vec![mailbox("bob@fleet.test")];
+    let to_both = vec![a.clone(), mailbox("bob@fleet.test")];
+    let mut ids_a = Vec::new();
+    let mut ids_b = Vec::new();
+    for i in 0..5 {
+        ids_a.push(send(&mut sink, &to_a, &body(i)).await.expect("stored"));
+        ids_b.push(
+            send(&mut sink, &to_b, &body(100 + i))
+                .await
+                .expect("stored"),
+        );
+    }
+    let both = send(&mut sink, &to_both, &body(999)).await.expect("stored");
+    ids_a.push(both);
+    ids_b.push(both);
+
+    let list_a = cluster.list(&a, 100).await.expect("list");
+    let got: Vec<MessageId> = list_a.iter().map(|s| s.id).collect();
+    let want: Vec<MessageId> = ids_a.iter().rev().take(3).copied().collect();
+    assert_eq!(got, want, "alice: newest first, capped at 3");
+    let b = mailbox("bob@fleet.test");
+    let list_b = cluster.list(&b, 100).await.expect("list");
+    assert_eq!(list_b.len(), 6);
+    assert_eq!(list_b[0].subject, "message 999");
+    assert_eq!(list_b[5].subject, "message 100");
+    assert_eq!(cluster.list(&b, 2).await.expect("list").len(), 2);
+
+    // A trimmed record is gone for good; a kept one reads back byte for byte.
+    assert_eq!(cluster.get(&a, ids_a[0]).await.expect("get"), None);
+    let view = cluster
+        .get(&b, ids_b[2])
+        .await
+        .expect("get")
+        .expect("present");
+    let mut raw = b"Received: from client.test\r\n".to_vec();
+    raw.extend_from_slice(&body(102));
+    assert_eq!(view.raw, raw);
+    assert_eq!(view.summary.mailbox, "bob@fleet.test");
+    assert!(view.summary.expires_at_ms > now_ms());
+    let shared = cluster.get(&a, both).await.expect("get").expect("present");
+    assert_eq!(shared.mailboxes, [a.as_str(), "bob@fleet.test"]);
+    // An id is only readable through a mailbox it was delivered to.
+    assert_eq!(cluster.get(&b, ids_a[4]).await.expect("get"), None);
+
+    // Deleting one message unlinks it from the listing at once.
+    assert!(cluster.delete_message(&b, ids_b[0]).await.expect("delete"));
+    assert!(
+        !cluster
+            .delete_message(&b, ids_b[0])
+            .await
+            .expect("delete again")
+    );
+    assert_eq!(cluster.list(&b, 100).await.expect("list").len(), 5);
+
+    // Deleting the mailbox drops its registration and its messages.
+    assert_eq!(cluster.delete_mailbox(&a).await.expect("drop"), 3);
+    assert_eq!(cluster.mailbox(&a).await.expect("lookup"), None);
+    assert!(cluster.list(&a, 100).await.expect("list").is_empty());
+    assert_eq!(cluster.get(&a, both).await.expect("get"), None);
+    assert!(
+        cluster
+            .create_mailbox(&a, &other)
+            .await
+            .expect("create after drop")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_override_expires_messages_at_once_and_corruption_is_caught() {
+    // Goal: a mailbox's TTL override sets its messages' expiry and readers stop showing
+    // them the moment it passes; a value that is not a valid frame is reported as corrupt,
+    // never served. Method: a 1 s TTL registration, reads before and just after expiry;
+    // then one record overwritten with other bytes through redis-cli.
+    let tc = TestCluster::start().expect("cluster starts");
+    let cluster = Cluster::connect(options(&tc, Ack::Primary)).expect("connects");
+    let mut sink = cluster.sink(1).expect("sink");
+    let short = mailbox("short@fleet.test");
+    let reg = Registration {
+        token_hash: [1; 32],
+        expires_at_ms: now_ms() + 600_000,
+        ttl_secs: Some(1),
+        cap: None,
+    };
+    assert!(cluster.create_mailbox(&short, &reg).await.expect("create"));
+    let to = vec![short.clone()];
+    let id = send(&mut sink, &to, &body(1)).await.expect("stored");
+    let listed = cluster.list(&short, 10).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    let expires = listed[0].expires_at_ms;
+    assert!(expires <= now_ms() + 1_000, "the 1 s override applies");
+    let view = cluster
+        .get(&short, id)
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(view.summary.expires_at_ms, expires);
+    while now_ms() <= expires {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(cluster.list(&short, 10).await.expect("list").is_empty());
+    assert_eq!(cluster.get(&short, id).await.expect("get"), None);
+
+    let long = mailbox("long@fleet.test");
+    let to = vec![long.clone()];
+    let id = send(&mut sink, &to, &body(2)).await.expect("stored");
+    let key = tempmx_store::cluster::MailboxKeys::of(&long).record(id);
+    let node = tc.primary_of(&key).expect("a primary owns the key");
+    let out = tc
+        .cli(node, &["set", &key, "TMXR not a frame", "KEEPTTL"])
+        .expect("redis-cli runs");
+    assert_eq!(out.trim(), "OK");
+    let err = cluster.get(&long, id).await.expect_err("corrupt value");
+    assert!(matches!(err, ClusterError::Corrupt { .. }), "{err}");
+    let err = cluster.list(&long, 10).await.expect_err("corrupt value");
+    assert!(matches!(err, ClusterError::Corrupt { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_writes_survive_a_primary_kill_and_refusals_are_errors() {
+    // Goal: with `ack = replicas:1` every acknowledged message survives its primary being
+    // SIGKILLed, writes that cannot be replicated are errors (the ingress's 451), never Ok,
+    // and writing resumes on the other slots. Method: store messages to one mailbox, kill
+    // the primary of its slot, keep writing (bounded) until the cluster has failed over,
+    // then read every acknowledged message back.
+    let mut tc = TestCluster::start().expect("cluster starts");
+    let cluster = Cluster::connect(options(&tc, Ack::Replicas(1))).expect("connects");
+    let mut sink = cluster.sink(2).expect("sink");
+    let m = mailbox("durable@fleet.test");
+    let to = vec![m.clone()];
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        acked.push(
+            send(&mut sink, &to, &body(i))
+                .await
+                .expect("stored and replicated"),
+        );
+    }
+    let key = tempmx_store::cluster::MailboxKeys::of(&m).index();
+    let primary = tc.primary_of(&key).expect("a primary owns the mailbox");
+    tc.kill(primary).expect("SIGKILL the primary");
+
+    let (mut refused, mut after) = (0, 0);
+    let end = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < end && after < 5 {
+        match send(&mut sink, &to, &body(500)).await {
+            Ok(id) => {
+                acked.push(id);
+                after += 1;
+            }
+            Err(StoreError::Cluster(_)) => refused += 1,
+            Err(e) => panic!("unexpected error kind: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused > 0, "writes during the failover were refused");
+    // The promoted replica has no replica of its own, so `replicas:1` keeps refusing this
+    // slot; a mailbox on another primary still takes replicated writes.
+    assert!(tc.wait_ok(Duration::from_secs(20)), "cluster recovered");
+    let elsewhere = (0..200)
+        .map(|i| format!("other{i}@fleet.test"))
+        .find(|a| {
+            let k = tempmx_store::cluster::MailboxKeys::of(&mailbox(a)).index();
+            tc.primary_of(&k)
+                .is_some_and(|p| p != primary && tc.pid(p).is_some())
+        })
+        .expect("a mailbox on a live primary");
+    send(&mut sink, &[mailbox(&elsewhere)], &body(7))
+        .await
+        .expect("other slots still replicate");
+    for id in &acked {
+        let got = cluster.get(&m, *id).await.expect("read after failover");
+        assert!(
+            got.is_some(),
+            "acknowledged message {id} readable after failover"
+        );
+    }
+}
+
+#[test]
+fn an_unreachable_cluster_is_a_connect_error_naming_the_seeds() {
+    // Goal: start-up against seeds nobody listens on fails with an error that names them.
+    // Method: two loopback ports bound and released just before, so nothing listens.
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("free port")
+        })
+        .collect();
+    let seeds: Vec<String> = ports
+        .iter()
+        .map(|p| format!("redis://127.0.0.1:{p}"))
+        .collect();
+    let mut o = ClusterOptions::new(seeds.clone(), "n".to_owned());
+    o.timeout = Duration::from_millis(500);
+    let err = Cluster::connect(o).err().expect("no cluster there");
+    let text = err.to_string();
+    assert!(matches!(err, ClusterError::Connect { .. }), "{text}");
+    for s in &seeds {
+        assert!(text.contains(s.as_str()), "{text} names {s}");
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
