@@ -25,12 +25,11 @@ impl Drift {
     /// Compares the configured names (normalised here; invalid ones were refused at
     /// validation) and policy with the saved state.
     pub fn between(domains: &[String], policy: &RotationPolicy, saved: &PoolState) -> Self {
-        let configured: BTreeSet<String> =
-            domains
-                .iter()
-                .filter_map(|d| tempmx_store::Domain::parse(d).ok())
-                .map(|d| d.to_string())
-                .collect();
+        let configured: BTreeSet<String> = domains
+            .iter()
+            .filter_map(|d| tempmx_store::Domain::parse(d).ok())
+            .map(|d| d.to_string())
+            .collect();
         let saved_names: BTreeSet<String> = saved.domains.keys().cloned().collect();
         Self {
             domains_only_in_config: configured.difference(&saved_names).cloned().collect(),
