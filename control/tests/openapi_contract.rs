@@ -131,12 +131,15 @@ fn documents_are_valid_and_declare_query_parameters() {
     let expected = [
         "after",
         "before",
+        "from",
         "last_event_id",
         "limit",
         "reason",
         "remote_images",
         "since",
         "state",
+        "subject",
+        "timeout",
         "token",
     ];
     assert_eq!(query_names, expected);

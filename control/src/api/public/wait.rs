@@ -30,6 +30,7 @@ pub const FILTER_BYTES_MAX: usize = 256;
 
 /// `messages/wait` query.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WaitQuery {
     /// Seconds to wait, 0 to 120 (default 30).
     pub timeout: Option<u64>,
