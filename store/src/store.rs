@@ -677,7 +677,12 @@ mod tests {
     use crate::sink::{MessageSink, NewMessage};
 
     fn put(w: &mut ShardWriter, rcpt: &str, body: &[u8]) -> MessageId {
-        let r = vec![Mailbox::parse(rcpt).expect("test address")];
+        put_to(w, Mailbox::parse(rcpt).expect("test address"), body)
+    }
+
+    /// Stores `body` for one recipient taken as it is (it may be an unfolded legacy one).
+    fn put_to(w: &mut ShardWriter, rcpt: Mailbox, body: &[u8]) -> MessageId {
+        let r = [rcpt];
         let m = NewMessage {
             received_at_ms: 0,
             client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -827,19 +832,7 @@ mod tests {
         let folded = Mailbox::parse("legacy.user@pool.test").expect("valid");
         let id = {
             let (_, mut w, _) = Store::open(&cfg, 1).expect("open");
-            let r = [legacy];
-            let m = NewMessage {
-                received_at_ms: 0,
-                client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-                helo: "h",
-                mail_from: "s@x.test",
-                recipients: &r,
-                tls: None,
-                trace_headers: b"",
-                auth: &[],
-                body: b"Subject: old\r\n\r\nx\r\n",
-            };
-            w[0].accept(&m).expect("accept").id
+            put_to(&mut w[0], legacy, b"Subject: old\r\n\r\nx\r\n")
         };
         let (store, _, _) = Store::open(&cfg, 1).expect("reopen");
         let listed: Vec<MessageId> = store.list(&folded, None, 10).iter().map(|s| s.id).collect();
