@@ -23,7 +23,7 @@ use crate::sink::{MessageId, TlsSummary};
 use crate::sizing::{self, Geometry};
 use crate::stats::{Counters, RecoveryReport, StoreStats};
 use crate::subscribe::{Queue, Subscription};
-use crate::view::{MessageSummary, MessageView};
+use crate::view::{MessageRef, MessageSummary, MessageView};
 use crate::writer::ShardWriter;
 
 /// State shared by the store handle, its writers and subscriptions.
@@ -128,7 +128,7 @@ fn compact(
 /// the per-core [`ShardWriter`]s returned by [`Store::open`].
 ///
 /// Who calls what: ingress cores call `MessageSink::accept` on their own writer; the HTTP
-/// API calls `list`, `get`, `contains`, `delete_*` and `subscribe`; the control plane calls
+/// API calls `list`, `get_for` or `read_for`, `contains`, `delete_*` and `subscribe`; the control plane calls
 /// `expire` on a timer (about once a second) so idle shards free expired segments, and
 /// `set_mailbox_ttl`; `/metrics` calls `stats`. Expired messages are never served even
 /// before `expire` runs.
@@ -243,12 +243,12 @@ impl Store {
                 if taken >= limit {
                     break;
                 }
-                let Some(r) = sh.visible(seq, mailbox, now) else {
+                let Some((r, version)) = sh.visible_versioned(seq, mailbox, now) else {
                     continue;
                 };
                 let id = r.id.to_native();
                 if id < before && id >= floor {
-                    out.push(MessageSummary::from_archived(r, mailbox.as_str()));
+                    out.push(MessageSummary::from_frame(r, version, mailbox.as_str()));
                     taken += 1;
                 }
             }
@@ -266,13 +266,13 @@ impl Store {
             .index
             .find_id(id.0)
             .find(|&s| sh.index.get(s).is_some_and(|e| e.linked()))?;
-        let r = sh.record_at(sh.index.get(seq)?.loc)?;
+        let (r, version) = sh.versioned_at(sh.index.get(seq)?.loc)?;
         if r.expires_at_ms.to_native() <= now {
             return None;
         }
         let first = r.mailboxes.first().map_or("", |m| m.as_str());
         Some(MessageView {
-            summary: MessageSummary::from_archived(r, first),
+            summary: MessageSummary::from_frame(r, version, first),
             mailboxes: r.mailboxes.iter().map(|m| m.to_string()).collect(),
             mail_from: r.mail_from.to_string(),
             client_ip: r.client_ip.to_string(),
@@ -285,8 +285,38 @@ impl Store {
         })
     }
 
-    /// Whether `mailbox` currently shows message `id` (use before serving `get` to a
-    /// mailbox owner, so ids of other mailboxes are not readable).
+    /// Message `id` as `mailbox` shows it, copied out; `None` when the mailbox does not
+    /// show it (another mailbox's, expired, deleted or past the cap). See [`Store::read_for`].
+    pub fn get_for(&self, mailbox: &Mailbox, id: MessageId) -> Option<MessageView> {
+        self.read_for(mailbox, id, |m| m.to_view())
+    }
+
+    /// Runs `f` on message `id` as `mailbox` shows it, in place under its shard's read
+    /// lock, taken once; `None` when the mailbox does not show it. The raw bytes are
+    /// borrowed from the arena unless the record shares parts. `f` holds up that shard's
+    /// writer while it runs: keep it to reading and rendering, bounded work.
+    pub fn read_for<R>(
+        &self,
+        mailbox: &Mailbox,
+        id: MessageId,
+        f: impl FnOnce(&MessageRef<'_>) -> R,
+    ) -> Option<R> {
+        let lock = self.inner.shards.get(shard_of(id))?;
+        let now = self.inner.clock.now_ms();
+        let h = self.inner.hash(mailbox.as_str());
+        // The whole-mailbox cap reads every shard, so it comes before this shard's lock.
+        if id.0 < self.cap_floor(mailbox, h, now) {
+            return None;
+        }
+        let sh = lock.read();
+        let seq = sh.find(h, mailbox, id.0, now)?;
+        let (r, version) = sh.visible_versioned(seq, mailbox, now)?;
+        let m = MessageRef::new(r, version, mailbox.as_str(), sh.raw_ref(r)?);
+        Some(f(&m))
+    }
+
+    /// Whether `mailbox` currently shows message `id` (for requests that act on a
+    /// message without reading it; readers use [`Store::get_for`]).
     pub fn contains(&self, mailbox: &Mailbox, id: MessageId) -> bool {
         let Some(sh) = self.inner.shards.get(shard_of(id)) else {
             return false;
@@ -674,6 +704,7 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
+    use crate::frame;
     use crate::sink::{MessageSink, NewMessage};
 
     fn put(w: &mut ShardWriter, rcpt: &str, body: &[u8]) -> MessageId {
@@ -842,5 +873,128 @@ mod tests {
         drop(store);
         let (store, _, _) = Store::open(&cfg, 1).expect("reopen again");
         assert!(store.list(&folded, None, 10).is_empty());
+    }
+
+    // Goal: `get_for` serves a message only to a mailbox that shows it. Method: one store,
+    // two mailboxes; read a message for its own mailbox, for the other one, for an unknown
+    // id, then after the manual clock passes its expiry.
+    #[test]
+    fn get_for_serves_only_the_mailbox_that_shows_the_message() {
+        let clock = ManualClock::new(1_000_000);
+        let (store, mut w, _) =
+            Store::open_with_clock(&StoreConfig::default(), 1, Arc::new(clock.clone()))
+                .expect("open");
+        let id = put(&mut w[0], "a@p.test", b"Subject: s\r\n\r\nbody-a\r\n");
+        let a = Mailbox::parse("a@p.test").expect("valid");
+        let b = Mailbox::parse("b@p.test").expect("valid");
+        let view = store.get_for(&a, id).expect("own mailbox reads it");
+        assert_eq!(view.raw, b"Subject: s\r\n\r\nbody-a\r\n");
+        assert_eq!(view.summary.mailbox, "a@p.test");
+        assert!(store.get_for(&b, id).is_none(), "another mailbox");
+        assert!(
+            store.get_for(&a, MessageId(id.0 + 1)).is_none(),
+            "unknown id"
+        );
+        let borrowed = store.read_for(&a, id, |m| matches!(m.raw(), [b'S', ..]));
+        assert_eq!(borrowed, Some(true));
+        clock.advance(view.summary.expires_at_ms - 1_000_000);
+        assert!(store.get_for(&a, id).is_none(), "expired");
+    }
+
+    // Goal: the listing shows From and Subject decoded at ingest, and a message without
+    // From lists with an empty one. Method: store an encoded-word message and one without
+    // From, list the mailbox, and read the stored record's fields directly.
+    #[test]
+    fn listing_shows_the_summary_decoded_at_ingest() {
+        let (store, mut w, _) = Store::open(&StoreConfig::default(), 1).expect("open");
+        let enc = put(
+            &mut w[0],
+            "a@p.test",
+            b"From: =?utf-8?q?J=C3=BCrgen?= <j@x.test>\r\nSubject: =?utf-8?b?aMOkbGxv?=\r\n\r\nx\r\n",
+        );
+        let bare = put(&mut w[0], "a@p.test", b"Subject: no sender\r\n\r\nx\r\n");
+        let a = Mailbox::parse("a@p.test").expect("valid");
+        let listed = store.list(&a, None, 10);
+        let by = |id| listed.iter().find(|s| s.id == id).expect("listed");
+        assert_eq!(by(enc).from, "Jürgen <j@x.test>");
+        assert_eq!(by(enc).subject, "hällo");
+        assert_eq!(by(bare).from, "");
+        assert_eq!(by(bare).subject, "no sender");
+        let sh = store.inner.shards[0].read();
+        let loc = sh
+            .index
+            .get(sh.index.find_id(enc.0).next().expect("entry"))
+            .expect("e")
+            .loc;
+        let (r, version) = sh.versioned_at(loc).expect("record");
+        assert_eq!(
+            (r.headers.subject.as_str(), version),
+            ("hällo", frame::FORMAT_VERSION)
+        );
+    }
+
+    // Goal: records of format version 2 (summary stored undecoded) still load and list
+    // decoded. Method: a disk store with one record, rewritten on disk as a version 2
+    // frame holding the raw encoded words, then reopened, listed and read.
+    #[test]
+    fn version_2_records_load_and_list_decoded() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = StoreConfig {
+            persistence: Persistence::Disk,
+            dir: Some(dir.path().to_path_buf()),
+            commit: CommitPolicy::Always,
+            memory_bytes_max: 4 * (64 << 10) + (128 << 10),
+            segment_bytes: 64 << 10,
+            index_entries_per_mib: 8192,
+            dedup_bytes_max: 0,
+            ..StoreConfig::default()
+        };
+        let id = {
+            let (_, mut w, _) = Store::open(&cfg, 1).expect("open");
+            put(
+                &mut w[0],
+                "a@p.test",
+                b"Subject: =?utf-8?b?aMOkbGxv?=\r\n\r\nx\r\n",
+            )
+        };
+        let path = shard_path(dir.path(), 0);
+        let mut file = std::fs::read(&path).expect("shard file");
+        let at = (0..file.len())
+            .step_by(16)
+            .find(|&o| file[o..o + 4] == frame::MAGIC)
+            .expect("a frame");
+        let h = frame::decode(file[at..at + 16].try_into().expect("16"), 1 << 16).expect("h");
+        let mut payload = rkyv::util::AlignedVec::<16>::new();
+        payload.extend_from_slice(&file[at + 16..at + 16 + h.len as usize]);
+        let mut rec =
+            crate::record::to_owned(crate::record::access_checked(&payload).expect("valid"))
+                .expect("owned");
+        rec.headers.from = "=?utf-8?q?J=C3=BCrgen?= <j@x.test>".into();
+        rec.headers.subject = "=?utf-8?b?aMOkbGxv?=".into();
+        let mut out = rkyv::util::AlignedVec::<16>::new();
+        out.resize(crate::record::encoded_bound(&rec), 0);
+        let n = crate::record::encode_into(&rec, &mut out).expect("encode");
+        let header = frame::encode(&frame::Header {
+            len: n as u32,
+            crc: frame::checksum(&out[..n]),
+            kind: frame::FrameKind::Record,
+            version: 2,
+        });
+        let end = at + frame::frame_bytes(n.max(h.len as usize));
+        file[at..end].fill(0);
+        file[at..at + 16].copy_from_slice(&header);
+        file[at + 16..at + 16 + n].copy_from_slice(&out[..n]);
+        std::fs::write(&path, &file).expect("rewrite");
+        let (store, _, report) = Store::open(&cfg, 1).expect("reopen");
+        assert_eq!(report.records_skipped, 0, "{report}");
+        let a = Mailbox::parse("a@p.test").expect("valid");
+        let listed = store.list(&a, None, 10);
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].id, id);
+        assert_eq!(listed[0].from, "Jürgen <j@x.test>");
+        assert_eq!(listed[0].subject, "hällo");
+        let view = store.get_for(&a, id).expect("readable");
+        assert_eq!(view.summary.subject, "hällo");
+        assert_eq!(view.raw, b"Subject: =?utf-8?b?aMOkbGxv?=\r\n\r\nx\r\n");
     }
 }
