@@ -9,7 +9,9 @@
 //!   and its table of deduplicated MIME parts.
 //! - [`mime`]: the cheap ingest-time scan (header summary, part boundaries);
 //!   [`summary`]: its `From:` and `Subject:` decoded once, for listings.
-//! - [`Store`] (read API, deletion, subscriptions, stats) and [`ShardWriter`] (one per core).
+//! - `shared`: the state every layer shares; above it [`ShardWriter`] (one per core),
+//!   [`Subscription`] and the [`Store`] handle (`store/`: opening, reading, changes and
+//!   their journal), see ARCHITECTURE.md.
 //! - [`cluster`]: fleet mode's backend, mailboxes and messages in a Redis Cluster.
 //! - `recovery`: rebuilding shards from disk; `journal`: deletions and TTL overrides that
 //!   must survive a restart but are not records.
@@ -41,9 +43,11 @@ mod journal;
 pub mod metrics;
 pub mod mime;
 mod parts;
+mod queue;
 pub mod record;
 mod recovery;
 mod shard;
+mod shared;
 pub mod sink;
 pub mod sizing;
 pub mod stats;

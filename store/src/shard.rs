@@ -18,10 +18,10 @@ use crate::frame::{self, FrameKind, HEADER_BYTES, Header};
 use crate::id::IdGen;
 use crate::index::Index;
 use crate::parts::Parts;
+use crate::queue::Queue;
 use crate::record::{self, ArchivedChunk, ArchivedMessageRecord, MessageRecord, RecordSource};
 use crate::sizing::Geometry;
 use crate::stats::{Counters, Reclaim, ShardStats};
-use crate::subscribe::Queue;
 use crate::view::MessageSummary;
 
 /// Bytes a heap arena zeroes ahead of its writer at a time: a quarter of the 1 MiB L2 of

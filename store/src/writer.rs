@@ -17,8 +17,8 @@ use crate::mime::{self, Scan};
 use crate::parts::Interned;
 use crate::record::{self, ChunkPlan, MessageRecord, RecordSource, TlsRecord};
 use crate::shard::Shard;
+use crate::shared::Inner;
 use crate::sink::{Accepted, Commit, MessageId, MessageSink, NewMessage};
-use crate::store::Inner;
 use crate::summary;
 
 /// Commits queued for one group sync at most.
