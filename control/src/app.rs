@@ -18,7 +18,7 @@ use crate::blocklist::{BlocklistCycle, BlocklistError};
 use crate::config::{Config, ConfigError, RecipientMode};
 use crate::mailboxes::Registry;
 use crate::mailboxes::log::LogError;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, control};
 use crate::pool::{ControlError, ControlPlane, MessageCounters, PlaneConfig, SystemClock};
 
 /// How often the control runtime expires messages and sweeps expired mailboxes.
@@ -220,7 +220,7 @@ impl App {
         let subscribers = public.subscribers.clone();
         shared
             .metrics
-            .add_source(move |out| crate::metrics::api_families(&subscribers, out));
+            .add_table(control::API, move || subscribers.connected());
         let (stop, stop_rx) = watch::channel(false);
         let public_router = api::public_router(public.clone(), shared.clone());
         let deadlines = shared.config.http.deadlines();
@@ -403,33 +403,32 @@ async fn bind_http(
     Ok((http, admin))
 }
 
-/// Lets `/metrics` read every part's counters at scrape time.
+/// Lets `/metrics` read every part's table at scrape time.
 fn register_metrics(shared: &Arc<Shared>, ingress: &IngressHandle, dns: &DnsHandle) {
+    use tempmx_ingress::metrics as ingress_metrics;
+    let m = &shared.metrics;
     let reader = ingress.counters_reader();
-    shared.metrics.add_source(move |out| {
-        crate::metrics::ingress_families(&reader.read(), out);
-        crate::metrics::auth_families(&reader.auth(), out);
+    m.add_table(ingress_metrics::SMTP, move || reader.read());
+    let reader = ingress.counters_reader();
+    m.add_table(ingress_metrics::AUTH, move || reader.auth());
+    let reader = ingress.counters_reader();
+    // Greylisting families exist only while greylisting is on.
+    m.add_source(move |out| {
         if let Some(greylist) = reader.greylist() {
-            crate::metrics::greylist_families(&greylist, out);
+            crate::metrics::export(ingress_metrics::GREYLIST, &greylist, out);
         }
     });
     let reader = dns.counters_reader();
-    shared
-        .metrics
-        .add_source(move |out| crate::metrics::dns_families(&reader.read(), out));
+    m.add_table(tempmx_dns::metrics::TABLE, move || reader.read());
     let store = shared.store.clone();
-    shared
-        .metrics
-        .add_source(move |out| crate::metrics::store_families(&store.stats(), out));
+    m.add_table(tempmx_store::metrics::TABLE, move || store.stats());
     let plane = shared.plane.clone();
-    shared
-        .metrics
-        .add_source(move |out| crate::metrics::pool_families(&plane, out));
-    let facts = crate::metrics::ProcessFacts::new(ingress.backend(), &shared.config.ingress.tls);
+    m.add_table(control::POOL, move || control::PoolView::of(&plane));
+    let facts = control::ProcessFacts::new(ingress.backend(), &shared.config.ingress.tls);
     let registry = shared.mailboxes.clone();
-    shared
-        .metrics
-        .add_source(move |out| crate::metrics::process_families(&facts, registry.len(), out));
+    m.add_table(control::PROCESS, move || {
+        control::ProcessState::now(&facts, registry.len())
+    });
 }
 
 async fn wait_for_signal(
