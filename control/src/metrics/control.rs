@@ -110,10 +110,10 @@ pub const TLS_CERTIFICATE_EXPIRY: MetricDesc = desc(
 pub const HTTP: &[MetricDesc] = &[HTTP_REQUESTS, HTTP_REQUEST_DURATION];
 
 /// Live-push subscribers, read from `Subscribers::connected`.
-pub const API: &[Metric<[(Transport, usize); Transport::ALL.len()]>] = &[Metric {
-    desc: API_SUBSCRIBERS,
-    read: |connected| Values::by("transport", connected.map(|(t, n)| (t.label(), n as u64))),
-}];
+pub const API: &[Metric<[(Transport, usize); Transport::ALL.len()]>] =
+    &[Metric::new(API_SUBSCRIBERS, |connected| {
+        Values::by("transport", connected.map(|(t, n)| (t.label(), n as u64)))
+    })];
 
 /// What the pool families read, taken from the plane once per scrape.
 pub struct PoolView {
@@ -147,40 +147,29 @@ fn state_label(s: DomainState) -> &'static str {
 
 /// The pool: domains by state, blocklist status per domain and list, rotations by reason.
 pub const POOL: &[Metric<PoolView>] = &[
-    Metric {
-        desc: POOL_DOMAINS,
-        read: |p| Values::by("state", p.states.map(|(s, n)| (state_label(s), n as u64))),
-    },
-    Metric {
-        desc: BLOCKLIST_LISTED,
-        read: |p| {
-            let samples = p.domains.iter().flat_map(|d| {
-                d.blocklists.iter().map(|st| Sample {
-                    labels: vec![("domain", d.domain.name.clone()), ("list", st.list.clone())],
-                    value: f64::from(u8::from(st.confirmed)),
-                })
-            });
-            Values::Samples(samples.collect())
-        },
-    },
-    Metric {
-        desc: POOL_ACTIVE_LISTED_DOMAINS,
-        read: |p| {
-            let listed = p
-                .domains
-                .iter()
-                .filter(|d| d.domain.state == DomainState::Active && d.domain.listing.is_some());
-            Values::one(listed.count() as u64)
-        },
-    },
-    Metric {
-        desc: POOL_ACTIVE_TARGET,
-        read: |p| Values::one(u64::from(p.active_target)),
-    },
-    Metric {
-        desc: POOL_ROTATIONS,
-        read: |p| Values::by("reason", p.rotations.map(|(r, n)| (r.label(), n))),
-    },
+    Metric::new(POOL_DOMAINS, |p| {
+        Values::by("state", p.states.map(|(s, n)| (state_label(s), n as u64)))
+    }),
+    Metric::new(BLOCKLIST_LISTED, |p| {
+        let samples = p.domains.iter().flat_map(|d| {
+            d.blocklists.iter().map(|st| Sample {
+                labels: vec![("domain", d.domain.name.clone()), ("list", st.list.clone())],
+                value: f64::from(u8::from(st.confirmed)),
+            })
+        });
+        Values::Samples(samples.collect())
+    }),
+    Metric::new(POOL_ACTIVE_LISTED_DOMAINS, |p| {
+        let listed = p
+            .domains
+            .iter()
+            .filter(|d| d.domain.state == DomainState::Active && d.domain.listing.is_some());
+        Values::one(listed.count() as u64)
+    }),
+    Metric::one(POOL_ACTIVE_TARGET, |p| u64::from(p.active_target)),
+    Metric::new(POOL_ROTATIONS, |p| {
+        Values::by("reason", p.rotations.map(|(r, n)| (r.label(), n)))
+    }),
 ];
 
 /// Facts fixed at start that the process families report with every scrape.
@@ -247,46 +236,30 @@ impl ProcessState {
 /// The process: build info, CPU, memory, descriptors, start time, live mailboxes and the
 /// certificate's expiry (the optional ones left out where the platform has no value).
 pub const PROCESS: &[Metric<ProcessState>] = &[
-    Metric {
-        desc: BUILD_INFO,
-        read: |p| {
-            Values::Samples(vec![Sample {
-                labels: vec![
-                    ("version", env!("CARGO_PKG_VERSION").to_owned()),
-                    ("backend", p.facts.backend.to_owned()),
-                ],
-                value: 1.0,
-            }])
-        },
-    },
-    Metric {
-        desc: PROCESS_CPU,
-        read: |p| Values::maybe(p.sample.cpu_secs),
-    },
-    Metric {
-        desc: PROCESS_RESIDENT,
-        read: |p| Values::maybe(p.sample.resident_bytes.map(|b| b as f64)),
-    },
-    Metric {
-        desc: PROCESS_OPEN_FDS,
-        read: |p| Values::maybe(p.sample.open_fds.map(|n| n as f64)),
-    },
-    Metric {
-        desc: PROCESS_FDS_MAX,
-        read: |p| Values::maybe(p.sample.fds_max.map(|n| n as f64)),
-    },
-    Metric {
-        desc: PROCESS_START_TIME,
-        read: |p| Values::maybe(p.sample.start_secs),
-    },
-    Metric {
-        desc: TLS_CERTIFICATE_EXPIRY,
-        read: |p| Values::maybe(p.facts.certificate_expiry_secs),
-    },
-    Metric {
-        desc: MAILBOXES_LIVE,
-        read: |p| Values::one(p.mailboxes_live as u64),
-    },
+    Metric::new(BUILD_INFO, |p| {
+        Values::Samples(vec![Sample {
+            labels: vec![
+                ("version", env!("CARGO_PKG_VERSION").to_owned()),
+                ("backend", p.facts.backend.to_owned()),
+            ],
+            value: 1.0,
+        }])
+    }),
+    Metric::new(PROCESS_CPU, |p| Values::maybe(p.sample.cpu_secs)),
+    Metric::new(PROCESS_RESIDENT, |p| {
+        Values::maybe(p.sample.resident_bytes.map(|b| b as f64))
+    }),
+    Metric::new(PROCESS_OPEN_FDS, |p| {
+        Values::maybe(p.sample.open_fds.map(|n| n as f64))
+    }),
+    Metric::new(PROCESS_FDS_MAX, |p| {
+        Values::maybe(p.sample.fds_max.map(|n| n as f64))
+    }),
+    Metric::new(PROCESS_START_TIME, |p| Values::maybe(p.sample.start_secs)),
+    Metric::new(TLS_CERTIFICATE_EXPIRY, |p| {
+        Values::maybe(p.facts.certificate_expiry_secs)
+    }),
+    Metric::one(MAILBOXES_LIVE, |p| p.mailboxes_live as u64),
 ];
 
 /// Every metric of the control plane.
