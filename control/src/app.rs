@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::RwLock;
 use tempmx_dns::DnsHandle;
 use tempmx_ingress::driver::IngressHandle;
 use tempmx_ingress::policy::{DomainStatus, MailboxRegistry, Policy};
@@ -16,8 +17,9 @@ use crate::api;
 use crate::api::public::{DomainSource, PublicState};
 use crate::config::{Config, ConfigError, RecipientMode};
 use crate::mailboxes::Registry;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ProcessFacts};
 use crate::pool::{ControlError, ControlPlane, PlaneConfig, SystemClock};
+use crate::reload::{ReloadCounts, Reloadable};
 
 /// How often the control runtime expires messages and sweeps expired mailboxes.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
@@ -97,6 +99,7 @@ pub struct App {
     /// The fleet's cluster connection, when fleet mode is on.
     fleet: Option<Arc<tempmx_store::cluster::Cluster>>,
     signals: Signals,
+    reloadable: Reloadable,
 }
 
 /// The signals `run_until_signal` waits for, installed before the appliance says it serves,
@@ -172,7 +175,18 @@ impl App {
             metrics: Metrics::new(),
             config,
         });
-        register_metrics(&shared, &ingress, &dns);
+        let facts = register_metrics(&shared, &ingress, &dns);
+        let counts = Arc::new(ReloadCounts::default());
+        let reloads = counts.clone();
+        shared
+            .metrics
+            .add_source(move |out| crate::metrics::reload_families(&reloads, out));
+        let reloadable = Reloadable {
+            tls: ingress.tls(),
+            plane: shared.plane.clone(),
+            facts,
+            counts,
+        };
         let (http_listener, admin_listener) = runtime.block_on(bind_http(&shared.config))?;
         let local = |l: &tokio::net::TcpListener, what| {
             l.local_addr()
@@ -242,6 +256,7 @@ impl App {
             public,
             signals,
             fleet,
+            reloadable,
         })
     }
 
@@ -253,6 +268,11 @@ impl App {
     /// The fleet's cluster connection, when fleet mode is on.
     pub fn fleet(&self) -> Option<&Arc<tempmx_store::cluster::Cluster>> {
         self.fleet.as_ref()
+    }
+
+    /// The parts a reload changes (hand it to the SIGHUP handler).
+    pub fn reloadable(&self) -> Reloadable {
+        self.reloadable.clone()
     }
 
     /// State shared with the HTTP handlers.
@@ -369,8 +389,13 @@ async fn bind_http(
     Ok((http, admin))
 }
 
-/// Lets `/metrics` read every part's counters at scrape time.
-fn register_metrics(shared: &Arc<Shared>, ingress: &IngressHandle, dns: &DnsHandle) {
+/// Lets `/metrics` read every part's counters at scrape time; returns the process facts a
+/// reload updates.
+fn register_metrics(
+    shared: &Arc<Shared>,
+    ingress: &IngressHandle,
+    dns: &DnsHandle,
+) -> Arc<RwLock<ProcessFacts>> {
     let reader = ingress.counters_reader();
     shared.metrics.add_source(move |out| {
         crate::metrics::ingress_families(&reader.read(), out);
@@ -391,11 +416,15 @@ fn register_metrics(shared: &Arc<Shared>, ingress: &IngressHandle, dns: &DnsHand
     shared
         .metrics
         .add_source(move |out| crate::metrics::pool_families(&plane, out));
-    let facts = crate::metrics::ProcessFacts::new(ingress.backend(), &shared.config.ingress.tls);
-    let registry = shared.plane.mailboxes().clone();
-    shared
-        .metrics
-        .add_source(move |out| crate::metrics::process_families(&facts, registry.len(), out));
+    let facts = Arc::new(RwLock::new(ProcessFacts::new(
+        ingress.backend(),
+        &shared.config.ingress.tls,
+    )));
+    let (read, registry) = (facts.clone(), shared.plane.mailboxes().clone());
+    shared.metrics.add_source(move |out| {
+        crate::metrics::process_families(&read.read(), registry.len(), out);
+    });
+    facts
 }
 
 async fn wait_for_signal(

@@ -203,9 +203,18 @@ pub const MAILBOXES_LIVE: Desc = desc(
 /// Certificate expiry.
 pub const TLS_CERTIFICATE_EXPIRY: Desc = desc(
     "tempmx_smtp_tls_certificate_expiry_timestamp_seconds",
-    "Unix time the configured STARTTLS certificate (ingress.tls.cert_path, read at start) \
-     expires; absent with the generated self-signed certificate.",
+    "Unix time the configured STARTTLS certificate (ingress.tls.cert_path, read at start \
+     and at each reload that loads it) expires; absent with the generated self-signed \
+     certificate.",
     Kind::Gauge,
+);
+/// Configuration reloads.
+pub const CONFIG_RELOADS: Desc = desc(
+    "tempmx_config_reloads_total",
+    "Configuration reloads (SIGHUP) by result: ok (every reloadable change applied) or \
+     failed (the file did not load, or a part such as the certificate was refused and the \
+     old one stays).",
+    Kind::Counter,
 );
 
 /// The control plane's own metrics.
@@ -226,6 +235,7 @@ pub const CONTROL: &[Desc] = &[
     PROCESS_START_TIME,
     MAILBOXES_LIVE,
     TLS_CERTIFICATE_EXPIRY,
+    CONFIG_RELOADS,
 ];
 
 /// Every metric the appliance declares, from every crate.
@@ -293,6 +303,19 @@ pub fn family<'a>(
 /// Shorthand for a family with one unlabelled sample.
 pub fn single(desc: Desc, value: u64) -> MetricFamily {
     family(desc, [(&[][..], value as f64)])
+}
+
+/// The reload counter family; both results always have a sample.
+pub fn reload_families(counts: &crate::reload::ReloadCounts, out: &mut Vec<MetricFamily>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (ok, failed) = (counts.ok.load(Relaxed), counts.failed.load(Relaxed));
+    out.push(family(
+        CONFIG_RELOADS,
+        [
+            (&[("result", "ok")][..], ok as f64),
+            (&[("result", "failed")][..], failed as f64),
+        ],
+    ));
 }
 
 /// Families of the SMTP ingress counters.
@@ -622,7 +645,8 @@ pub fn api_families(
     ));
 }
 
-/// Facts fixed at start that the process families report with every scrape.
+/// Facts the process families report with every scrape (fixed at start; a reload that
+/// loads a certificate updates its expiry).
 #[derive(Clone, Debug)]
 pub struct ProcessFacts {
     /// The SMTP I/O backend in use (`uring` or `epoll`).

@@ -3,7 +3,7 @@
 //!
 //! Layout: `domain` (one domain, its lifecycle), `rotation` (the pure policy planner),
 //! `plane` (the [`ControlPlane`]: operator changes, rules, persistence, publishing),
-//! `state` (the atomic state file), `drift` (saved state against the file at start), `audit`, `counters` (per-domain message counts fed
+//! `state` (the atomic state file), `drift` (saved state against the file at start), `edit` (a reload's edit of the file), `audit`, `counters` (per-domain message counts fed
 //! from the store writers),
 //! `publish` (snapshots for ingress and DNS), `clock`, `config` (policy and limits).
 
@@ -13,6 +13,7 @@ mod config;
 mod counters;
 mod domain;
 mod drift;
+mod edit;
 mod plane;
 mod publish;
 pub mod rotation;
@@ -28,6 +29,7 @@ pub use config::{PolicyPatch, PoolLimits, RotationPolicy};
 pub use counters::{Count, CountingSink, MessageCounters};
 pub use domain::{Domain, DomainState, Listing};
 pub use drift::Drift;
+pub use edit::PoolEdit;
 pub use plane::{
     AddOutcome, COUNTS_SAVE_SECS, ControlError, ControlPlane, CycleReport, DomainInfo, PlaneConfig,
 };

@@ -17,6 +17,7 @@ use super::config::{PolicyPatch, PoolLimits, RotationPolicy};
 use super::counters::MessageCounters;
 use super::domain::{Domain, DomainState, Listing};
 use super::drift::Drift;
+use super::edit::{Addition, PoolEdit};
 use super::publish::{DnsPublish, Targets, dns_snapshot};
 use super::rotation::RotationReason;
 use super::state::{PoolState, StateError, StateFile};
@@ -115,12 +116,12 @@ pub enum ControlError {
 pub enum Actor {
     /// The admin API.
     Admin,
-    /// The configuration at first start.
+    /// The configuration file: at first start, or a reload's edit of it.
     Config,
 }
 
 impl Actor {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Self::Admin => "admin",
             Self::Config => "config",
@@ -394,29 +395,51 @@ impl ControlPlane {
             });
         }
         self.check_reason(reason)?;
-        let normalised = parse_domains(names)?;
+        let normalised: Vec<String> = parse_domains(names)?
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
         let max = self.limits.domains_max;
         self.mutate(true, |s, now, audit_max| {
-            let mut out = Vec::new();
-            for name in normalised.iter().map(|d| d.to_string()) {
-                if s.domains.contains_key(&name) {
-                    out.push(AddOutcome { name, added: false });
-                    continue;
-                }
-                if s.domains.len() >= max {
-                    return Err(ControlError::PoolFull(max));
-                }
-                s.domains
-                    .insert(name.clone(), Domain::new(name.clone(), state, now));
+            let add = Addition {
+                state,
+                actor: Actor::Admin,
+                reason,
+                max,
+            };
+            add.insert(s, &normalised, now, audit_max)
+        })
+    }
+
+    /// Applies a reload's edit of `[pool]` (see [`PoolEdit`]) all or nothing: the added
+    /// names join as active (as configured domains do on a first start), the changed
+    /// policy fields are validated like [`Self::set_policy`]; both are audited as `config`.
+    pub fn apply_edit(&self, edit: &PoolEdit) -> Result<Vec<AddOutcome>, ControlError> {
+        let max = self.limits.domains_max;
+        self.mutate(true, |s, now, audit_max| {
+            let add = Addition {
+                state: DomainState::Active,
+                actor: Actor::Config,
+                reason: "added to pool.domains (reload)",
+                max,
+            };
+            let out = add.insert(s, &edit.added, now, audit_max)?;
+            if edit.policy != PolicyPatch::default() {
+                let policy = edit.policy.apply(&s.policy);
+                policy
+                    .validate(self.drain_secs_min)
+                    .map_err(ControlError::InvalidPolicy)?;
+                s.policy = policy;
+                let reason = "pool.policy changed (reload)";
+                let actor = Actor::Config.name();
                 s.audit.push(
                     now,
-                    Some(&name),
-                    AuditAction::Added { state },
-                    Actor::Admin.name(),
+                    None,
+                    AuditAction::PolicyChanged,
+                    actor,
                     reason,
                     audit_max,
                 );
-                out.push(AddOutcome { name, added: true });
             }
             Ok(out)
         })
@@ -698,12 +721,17 @@ impl ControlPlane {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(self.limits.tick_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut next_check = tokio::time::Instant::now() + self.jitter();
-        let checking = !self.blocklists.is_empty();
         loop {
+            let checking = !self.blocklists.is_empty();
             let check = tokio::select! {
                 r = shutdown.wait_for(|s| *s) => { let _ = r; break; }
                 _ = tick.tick() => false,
                 _ = tokio::time::sleep_until(next_check), if checking => true,
+                // Reloaded lists: the next cycle uses them, within one jitter.
+                () = self.blocklists.replaced() => {
+                    next_check = tokio::time::Instant::now() + self.jitter();
+                    continue;
+                }
             };
             if !check {
                 self.tick();
