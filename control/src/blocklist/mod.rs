@@ -123,7 +123,7 @@ impl Blocklists {
     /// Checks every domain on every list; at most `concurrency_max` DNS queries in flight.
     pub async fn check(&self, domains: &[String]) -> Vec<Observation> {
         let lists = self.lists.load_full();
-        let mut out = check_files(&lists, domains).await;
+        let mut out = lists.check_files(domains).await;
         let Some(dnsbl) = &lists.dnsbl else {
             return out;
         };
@@ -159,33 +159,36 @@ impl Blocklists {
     }
 }
 
-async fn check_files(lists: &Lists, domains: &[String]) -> Vec<Observation> {
-    if lists.config.files.is_empty() {
-        return Vec::new();
-    }
-    let (files, domains, bytes_max) = (
-        lists.files.clone(),
-        domains.to_vec(),
-        lists.config.file_bytes_max,
-    );
-    // Reading a big list file is blocking I/O: keep it off the async workers.
-    let job = tokio::task::spawn_blocking(move || {
-        let mut files = files.lock();
-        let mut out = Vec::new();
-        for f in files.iter_mut() {
-            f.refresh(bytes_max);
-            for d in &domains {
-                out.push(Observation {
-                    domain: d.clone(),
-                    list: f.name().to_owned(),
-                    outcome: f.check(d),
-                });
-            }
+impl Lists {
+    /// Checks every domain on every list file.
+    async fn check_files(&self, domains: &[String]) -> Vec<Observation> {
+        if self.config.files.is_empty() {
+            return Vec::new();
         }
-        out
-    });
-    job.await.unwrap_or_else(|e| {
-        warn!(error = %e, "list file check failed");
-        Vec::new()
-    })
+        let (files, domains, bytes_max) = (
+            self.files.clone(),
+            domains.to_vec(),
+            self.config.file_bytes_max,
+        );
+        // Reading a big list file is blocking I/O: keep it off the async workers.
+        let job = tokio::task::spawn_blocking(move || {
+            let mut files = files.lock();
+            let mut out = Vec::new();
+            for f in files.iter_mut() {
+                f.refresh(bytes_max);
+                for d in &domains {
+                    out.push(Observation {
+                        domain: d.clone(),
+                        list: f.name().to_owned(),
+                        outcome: f.check(d),
+                    });
+                }
+            }
+            out
+        });
+        job.await.unwrap_or_else(|e| {
+            warn!(error = %e, "list file check failed");
+            Vec::new()
+        })
+    }
 }

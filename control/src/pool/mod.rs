@@ -3,7 +3,8 @@
 //!
 //! Layout: `domain` (one domain, its lifecycle), `rotation` (the pure policy planner),
 //! `plane` (the [`ControlPlane`]: operator changes, rules, persistence, publishing),
-//! `state` (the atomic state file), `drift` (saved state against the file at start), `edit` (a reload's edit of the file), `audit`, `counters` (per-domain message counts fed
+//! `state` (the atomic state file), `drift` (saved state against the file at start),
+//! `edit` (a reload's edit of the file), `audit`, `counters` (per-domain message counts fed
 //! from the store writers),
 //! `publish` (snapshots for ingress and DNS), `clock`, `config` (policy and limits).
 
