@@ -13,8 +13,9 @@ use parking_lot::RwLock;
 use tempmx_ingress::tls::ServerTls;
 use tracing::{error, info, warn};
 
+use crate::blocklist::BlocklistCycle;
 use crate::config::Config;
-use crate::metrics::ProcessFacts;
+use crate::metrics::control::ProcessFacts;
 use crate::pool::{ControlPlane, PoolEdit};
 
 /// What one reload did, by dotted setting name.
@@ -35,11 +36,22 @@ pub struct ReloadCounts {
     pub failed: AtomicU64,
 }
 
+impl ReloadCounts {
+    /// The counts labelled by result, for the metrics table.
+    pub fn by_result(&self) -> [(&'static str, u64); 2] {
+        [
+            ("ok", self.ok.load(Ordering::Relaxed)),
+            ("failed", self.failed.load(Ordering::Relaxed)),
+        ]
+    }
+}
+
 /// The parts of a running appliance a reload can change. Cheap to clone.
 #[derive(Clone)]
 pub struct Reloadable {
     pub(crate) tls: Option<ServerTls>,
     pub(crate) plane: Arc<ControlPlane>,
+    pub(crate) blocklists: Arc<BlocklistCycle>,
     pub(crate) facts: Arc<RwLock<ProcessFacts>>,
     pub(crate) counts: Arc<ReloadCounts>,
 }
@@ -80,7 +92,7 @@ impl Reloadable {
                 let expiry = new
                     .cert_path
                     .as_deref()
-                    .and_then(crate::metrics::certificate_expiry_secs);
+                    .and_then(crate::metrics::control::certificate_expiry_secs);
                 self.facts.write().certificate_expiry_secs = expiry;
                 info!(cert = ?new.cert_path, expiry_unix_secs = ?expiry,
                       "reload: STARTTLS certificate loaded; new sessions use it");
@@ -100,9 +112,13 @@ impl Reloadable {
         if running.blocklists == next.blocklists {
             return;
         }
-        match self.plane.blocklists().replace(next.blocklists.clone()) {
+        match self
+            .blocklists
+            .blocklists()
+            .replace(next.blocklists.clone())
+        {
             Ok(()) => {
-                let lists = self.plane.blocklists().list_names();
+                let lists = self.blocklists.blocklists().list_names();
                 info!(lists = ?lists, interval_secs = next.blocklists.interval_secs,
                       "reload: blocklist settings applied from the next cycle");
                 running.blocklists = next.blocklists.clone();

@@ -211,7 +211,11 @@ fn sighup_applies_the_pool_edit() {
         "pool.domains, pool.policy",
         "{report}"
     );
-    assert_eq!(field(&report, "restart"), "", "failed is not restart: {report}");
+    assert_eq!(
+        field(&report, "restart"),
+        "",
+        "failed is not restart: {report}"
+    );
     let error = logged(&app, "pool edit not applied", 1);
     assert!(field(&error, "error").contains("pool is full"), "{error}");
     let (_, policy) = app.admin("GET", "/admin/v1/policy", None);

@@ -3,10 +3,13 @@
 //!
 //! Layout: `domain` (one domain, its lifecycle), `rotation` (the pure policy planner),
 //! `plane` (the [`ControlPlane`]: operator changes, rules, persistence, publishing),
-//! `state` (the atomic state file), `drift` (saved state against the file at start),
-//! `edit` (a reload's edit of the file), `audit`, `counters` (per-domain message counts fed
-//! from the store writers),
-//! `publish` (snapshots for ingress and DNS), `clock`, `config` (policy and limits).
+//! `listing` (blocklist answers into the state), `state` (the atomic state file), `drift`
+//! (saved state against the file at start), `edit` (a reload's edit of the file), `audit`,
+//! `counters` (per-domain message counts taken at the store writers the app wraps, drained
+//! by the plane's tick), `publish`
+//! (snapshots for ingress and DNS), `clock`, `config` (policy and limits). The blocklist
+//! cycle lives in [`crate::blocklist`], the mailbox registry in [`crate::mailboxes`]; the
+//! app wires both to the plane.
 
 mod audit;
 mod clock;
@@ -15,6 +18,7 @@ mod counters;
 mod domain;
 mod drift;
 mod edit;
+mod listing;
 mod plane;
 mod publish;
 pub mod rotation;
@@ -32,7 +36,7 @@ pub use domain::{Domain, DomainState, Listing};
 pub use drift::Drift;
 pub use edit::PoolEdit;
 pub use plane::{
-    AddOutcome, COUNTS_SAVE_SECS, ControlError, ControlPlane, CycleReport, DomainInfo, PlaneConfig,
+    AddOutcome, COUNTS_SAVE_SECS, ControlError, ControlPlane, DomainInfo, PlaneConfig,
 };
 pub use publish::{DnsPublish, Targets, dns_snapshot};
 pub use rotation::RotationReason;
