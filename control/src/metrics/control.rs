@@ -101,10 +101,25 @@ pub const MAILBOXES_LIVE: MetricDesc = desc(
 /// Certificate expiry.
 pub const TLS_CERTIFICATE_EXPIRY: MetricDesc = desc(
     "tempmx_smtp_tls_certificate_expiry_timestamp_seconds",
-    "Unix time the configured STARTTLS certificate (ingress.tls.cert_path, read at start) \
-     expires; absent with the generated self-signed certificate.",
+    "Unix time the configured STARTTLS certificate (ingress.tls.cert_path, read at start \
+     and at each reload that loads it) expires; absent with the generated self-signed \
+     certificate.",
     Gauge,
 );
+/// Configuration reloads.
+pub const CONFIG_RELOADS: MetricDesc = desc(
+    "tempmx_config_reloads_total",
+    "Configuration reloads (SIGHUP) by result: ok (every reloadable change applied) or \
+     failed (the file did not load, or a part such as the certificate was refused and the \
+     old one stays).",
+    Counter,
+);
+
+/// Reloads by result, read from `ReloadCounts::by_result`.
+pub const RELOADS: &[Metric<[(&'static str, u64); 2]>] = &[Metric {
+    desc: CONFIG_RELOADS,
+    read: |counts| Values::by("result", *counts),
+}];
 
 /// The families the HTTP middleware records in the registry (not read from a table).
 pub const HTTP: &[MetricDesc] = &[HTTP_REQUESTS, HTTP_REQUEST_DURATION];
@@ -172,7 +187,8 @@ pub const POOL: &[Metric<PoolView>] = &[
     }),
 ];
 
-/// Facts fixed at start that the process families report with every scrape.
+/// Facts the process families report with every scrape (fixed at start; a reload that
+/// loads a certificate updates its expiry).
 #[derive(Clone, Debug)]
 pub struct ProcessFacts {
     /// The SMTP I/O backend in use (`uring` or `epoll`).
@@ -269,4 +285,5 @@ pub fn declared() -> impl Iterator<Item = MetricDesc> {
         .chain(descs(API))
         .chain(descs(POOL))
         .chain(descs(PROCESS))
+        .chain(descs(RELOADS))
 }
