@@ -1,26 +1,21 @@
 //! The store hand-off both backends share: a finished message goes to the core's sink.
 
-use std::io;
 use std::net::IpAddr;
 use std::time::UNIX_EPOCH;
 
-use tempmx_store::{Accepted, NewMessage, StoreError};
+use tempmx_store::{Accepted, MessageId, NewMessage, StoreError};
 
 use super::core::Core;
-use crate::session::{DeliveryFailure, Session};
+use super::counters::bump;
+use crate::session::{DeliveryFailure, PendingMessage};
 
-/// Appends the session's pending message to the core's store shard (a memory append; a
-/// group commit, if any, is awaited by the caller).
+/// Appends `pending` to the core's store shard (a memory append; a group commit, if any, is
+/// awaited by the caller).
 pub(super) fn store(
     core: &Core,
-    session: &Session,
+    pending: &PendingMessage<'_>,
     client_ip: IpAddr,
 ) -> Result<Accepted, StoreError> {
-    let Some(pending) = session.pending_message() else {
-        return Err(StoreError::Io(io::Error::other(
-            "session signalled Deliver without a message",
-        )));
-    };
     let received_at_ms = pending
         .received_at
         .duration_since(UNIX_EPOCH)
@@ -44,5 +39,13 @@ pub(super) fn failure_of(e: &StoreError) -> DeliveryFailure {
     match e {
         StoreError::TooLarge { .. } => DeliveryFailure::TooLarge,
         _ => DeliveryFailure::Temporary,
+    }
+}
+
+/// Counts the store's verdict on a message of `bytes` bytes.
+pub(super) fn count(core: &Core, bytes: u64, result: &Result<MessageId, DeliveryFailure>) {
+    match result {
+        Ok(_) => core.counters().message_stored(bytes),
+        Err(_) => bump(&core.counters().messages_store_failed, 1),
     }
 }
