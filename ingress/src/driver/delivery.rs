@@ -3,15 +3,74 @@
 use std::net::IpAddr;
 use std::time::UNIX_EPOCH;
 
-use tempmx_store::{Accepted, MessageId, NewMessage, StoreError};
+use tempmx_store::{Accepted, Commit, MessageId, NewMessage, StoreError};
+use tokio::sync::oneshot;
 
 use super::core::Core;
 use super::counters::bump;
 use crate::session::{DeliveryFailure, PendingMessage};
 
-/// Appends `pending` to the core's store shard (a memory append; a group commit, if any, is
-/// awaited by the caller).
-pub(super) fn store(
+/// A message handed to the store: its verdict, or a group commit to wait for.
+pub(super) enum Handed {
+    /// Stored (and counted), or refused.
+    Now(Result<MessageId, DeliveryFailure>),
+    /// Appended as `id`; [`committed`] tells the verdict once `done` fires.
+    Pending {
+        /// The id the store gave it.
+        id: MessageId,
+        /// Its size, counted once the commit is done.
+        bytes: u64,
+        /// The store's commit signal.
+        done: oneshot::Receiver<Result<(), StoreError>>,
+    },
+}
+
+/// Hands `pending` to the core's store shard (a memory append) and counts a verdict known now.
+pub(super) fn hand_off(core: &Core, pending: &PendingMessage<'_>, client_ip: IpAddr) -> Handed {
+    let bytes = pending.body.len() as u64;
+    let result = match store(core, pending, client_ip) {
+        Ok(Accepted {
+            id,
+            commit: Commit::Done,
+        }) => Ok(id),
+        Ok(Accepted {
+            id,
+            commit: Commit::Pending(done),
+        }) => return Handed::Pending { id, bytes, done },
+        Err(e) => {
+            tracing::warn!(core = core.id, error = %e, "store refused message");
+            Err(failure_of(&e))
+        }
+    };
+    count(core, bytes, &result);
+    Handed::Now(result)
+}
+
+/// The verdict on message `id` once its group commit ended (`None`: it never completed, or
+/// not in time); counted.
+pub(super) fn committed(
+    core: &Core,
+    id: MessageId,
+    bytes: u64,
+    outcome: Option<Result<(), StoreError>>,
+) -> Result<MessageId, DeliveryFailure> {
+    let result = match outcome {
+        Some(Ok(())) => Ok(id),
+        Some(Err(e)) => {
+            tracing::warn!(core = core.id, error = %e, "store commit failed");
+            Err(failure_of(&e))
+        }
+        None => {
+            tracing::warn!(core = core.id, "store commit did not complete");
+            Err(DeliveryFailure::Temporary)
+        }
+    };
+    count(core, bytes, &result);
+    result
+}
+
+/// Appends `pending` to the core's store shard.
+fn store(
     core: &Core,
     pending: &PendingMessage<'_>,
     client_ip: IpAddr,
@@ -35,7 +94,7 @@ pub(super) fn store(
 }
 
 /// How a store error is answered.
-pub(super) fn failure_of(e: &StoreError) -> DeliveryFailure {
+fn failure_of(e: &StoreError) -> DeliveryFailure {
     match e {
         StoreError::TooLarge { .. } => DeliveryFailure::TooLarge,
         _ => DeliveryFailure::Temporary,
@@ -43,7 +102,7 @@ pub(super) fn failure_of(e: &StoreError) -> DeliveryFailure {
 }
 
 /// Counts the store's verdict on a message of `bytes` bytes.
-pub(super) fn count(core: &Core, bytes: u64, result: &Result<MessageId, DeliveryFailure>) {
+fn count(core: &Core, bytes: u64, result: &Result<MessageId, DeliveryFailure>) {
     match result {
         Ok(_) => core.counters().message_stored(bytes),
         Err(_) => bump(&core.counters().messages_store_failed, 1),

@@ -11,7 +11,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tempmx_store::{Accepted, Commit, MessageId, StoreError};
+use tempmx_store::{MessageId, StoreError};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
@@ -19,7 +19,7 @@ use super::admission::Permit;
 use super::conn::{Connection, Transport};
 use super::core::Core;
 use super::counters::bump;
-use super::delivery;
+use super::delivery::{self, Handed};
 use super::end::End;
 use crate::auth::{MessageCheck, SenderCheck};
 use crate::connection::{Answer, Io, Pump, queue_replies};
@@ -96,56 +96,42 @@ macro_rules! io {
     };
 }
 
+impl EpollIo<'_> {
+    /// Leaves a check for the task to run; `Now(None)` when this core has no authenticator.
+    fn later<T>(&mut self, check: Next) -> Answer<Option<T>> {
+        if self.core.auth.is_none() {
+            tracing::error!(core = self.core.id, "check without an authenticator");
+            return Answer::Now(None);
+        }
+        *self.next = check;
+        Answer::Later
+    }
+}
+
 impl Io for EpollIo<'_> {
     fn send(&mut self, replies: &mut Vec<u8>) {
         queue_replies(self.queued, replies);
     }
 
     fn check_sender(&mut self, _: SenderInput<'_>) -> Answer<Option<SenderCheck>> {
-        if self.core.auth.is_none() {
-            tracing::error!(core = self.core.id, "sender check without an authenticator");
-            return Answer::Now(None);
-        }
-        *self.next = Next::Sender;
-        Answer::Later
+        self.later(Next::Sender)
     }
 
     fn check_message(&mut self, _: &SenderCheck, _: &[u8]) -> Answer<Option<MessageCheck>> {
-        if self.core.auth.is_none() {
-            tracing::error!(
-                core = self.core.id,
-                "message check without an authenticator"
-            );
-            return Answer::Now(None);
-        }
-        *self.next = Next::Message;
-        Answer::Later
+        self.later(Next::Message)
     }
 
     fn deliver(
         &mut self,
         message: &PendingMessage<'_>,
     ) -> Answer<Result<MessageId, DeliveryFailure>> {
-        let bytes = message.body.len() as u64;
-        let result = match delivery::store(self.core, message, self.peer_ip) {
-            Ok(Accepted {
-                id,
-                commit: Commit::Done,
-            }) => Ok(id),
-            Ok(Accepted {
-                id,
-                commit: Commit::Pending(done),
-            }) => {
+        match delivery::hand_off(self.core, message, self.peer_ip) {
+            Handed::Now(result) => Answer::Now(result),
+            Handed::Pending { id, bytes, done } => {
                 *self.next = Next::Commit { id, bytes, done };
-                return Answer::Later;
+                Answer::Later
             }
-            Err(e) => {
-                tracing::warn!(core = self.core.id, error = %e, "store refused message");
-                Err(delivery::failure_of(&e))
-            }
-        };
-        delivery::count(self.core, bytes, &result);
-        Answer::Now(result)
+        }
     }
 
     fn start_tls(&mut self) {
@@ -322,18 +308,8 @@ impl<C: Connection> Conn<C> {
         bytes: u64,
         done: oneshot::Receiver<Result<(), StoreError>>,
     ) -> Result<(), End> {
-        let result = match bounded(done, self.pump.deadline(), &mut self.abort).await? {
-            Ok(Ok(())) => Ok(id),
-            Ok(Err(e)) => {
-                tracing::warn!(core = self.core.id, error = %e, "store commit failed");
-                Err(delivery::failure_of(&e))
-            }
-            Err(_) => {
-                tracing::warn!(core = self.core.id, "store commit did not complete");
-                Err(DeliveryFailure::Temporary)
-            }
-        };
-        delivery::count(&self.core, bytes, &result);
+        let outcome = bounded(done, self.pump.deadline(), &mut self.abort).await?;
+        let result = delivery::committed(&self.core, id, bytes, outcome.ok());
         self.pump.delivered(&mut io!(self), result);
         Ok(())
     }

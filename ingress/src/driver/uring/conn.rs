@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use rustls::ServerConnection;
-use tempmx_store::{Accepted, Commit, MessageId};
+use tempmx_store::MessageId;
 
 use super::checks::{Checks, Done, Job, Token};
 use crate::auth::{MessageCheck, SenderCheck};
@@ -18,7 +18,7 @@ use crate::connection::{Answer, Io, Pump, queue_replies};
 use crate::driver::admission::Permit;
 use crate::driver::core::Core;
 use crate::driver::counters::bump;
-use crate::driver::delivery;
+use crate::driver::delivery::{self, Handed};
 pub(super) use crate::driver::end::End;
 use crate::session::{DeliveryFailure, PeerInfo, PendingMessage, SenderInput, Session};
 
@@ -103,6 +103,23 @@ macro_rules! io {
     };
 }
 
+impl UringIo<'_> {
+    /// Posts a check to the hand-off thread; `Now(None)` when this core does not authenticate.
+    fn submit_check<T>(&self, job: impl FnOnce(Token) -> Job) -> Answer<Option<T>> {
+        let Env {
+            core,
+            checks,
+            token,
+        } = self.env;
+        if !core.auth_enabled() {
+            tracing::error!(core = core.id, "check without an authenticator");
+            return Answer::Now(None);
+        }
+        checks.submit(job(token));
+        Answer::Later
+    }
+}
+
 impl Io for UringIo<'_> {
     fn send(&mut self, replies: &mut Vec<u8>) {
         match self.link.tls.as_deref_mut() {
@@ -118,22 +135,12 @@ impl Io for UringIo<'_> {
     }
 
     fn check_sender(&mut self, input: SenderInput<'_>) -> Answer<Option<SenderCheck>> {
-        let Env {
-            core,
-            checks,
-            token,
-        } = self.env;
-        if !core.auth_enabled() {
-            tracing::error!(core = core.id, "sender check without an authenticator");
-            return Answer::Now(None);
-        }
-        checks.submit(Job::Sender {
+        self.submit_check(|token| Job::Sender {
             token,
             ip: input.ip,
             helo: input.helo.to_owned(),
             mail_from: input.mail_from.to_owned(),
-        });
-        Answer::Later
+        })
     }
 
     fn check_message(
@@ -141,21 +148,11 @@ impl Io for UringIo<'_> {
         sender: &SenderCheck,
         message: &[u8],
     ) -> Answer<Option<MessageCheck>> {
-        let Env {
-            core,
-            checks,
-            token,
-        } = self.env;
-        if !core.auth_enabled() {
-            tracing::error!(core = core.id, "message check without an authenticator");
-            return Answer::Now(None);
-        }
-        checks.submit(Job::Message {
+        self.submit_check(|token| Job::Message {
             token,
             sender: sender.clone(),
             body: message.to_vec(),
-        });
-        Answer::Later
+        })
     }
 
     fn deliver(
@@ -167,30 +164,17 @@ impl Io for UringIo<'_> {
             checks,
             token,
         } = self.env;
-        let bytes = message.body.len() as u64;
-        let result = match delivery::store(core, message, self.link.peer_ip) {
-            Ok(Accepted {
-                id,
-                commit: Commit::Done,
-            }) => Ok(id),
-            Ok(Accepted {
-                id,
-                commit: Commit::Pending(done),
-            }) => {
+        match delivery::hand_off(core, message, self.link.peer_ip) {
+            Handed::Now(result) => Answer::Now(result),
+            Handed::Pending { id, bytes, done } => {
                 self.link.commit = Some((id, bytes));
                 // The connection's own deadline (the idle timeout) ends the wait first; this
                 // bound only frees the hand-off thread's task.
                 let bound = core.timing.idle + core.timing.final_write;
                 checks.submit(Job::Commit { token, done, bound });
-                return Answer::Later;
+                Answer::Later
             }
-            Err(e) => {
-                tracing::warn!(core = core.id, error = %e, "store refused message");
-                Err(delivery::failure_of(&e))
-            }
-        };
-        delivery::count(core, bytes, &result);
-        Answer::Now(result)
+        }
     }
 
     fn start_tls(&mut self) {
@@ -367,18 +351,7 @@ impl Conn {
                 let Some((id, bytes)) = io.link.commit.take() else {
                     return;
                 };
-                let result = match outcome {
-                    Some(Ok(())) => Ok(id),
-                    Some(Err(e)) => {
-                        tracing::warn!(core = env.core.id, error = %e, "store commit failed");
-                        Err(delivery::failure_of(&e))
-                    }
-                    None => {
-                        tracing::warn!(core = env.core.id, "store commit did not complete");
-                        Err(DeliveryFailure::Temporary)
-                    }
-                };
-                delivery::count(env.core, bytes, &result);
+                let result = delivery::committed(env.core, id, bytes, outcome);
                 self.pump.delivered(&mut io, result);
             }
             Done::Stop => {}
