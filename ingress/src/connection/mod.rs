@@ -24,6 +24,8 @@
 //!   acknowledged, so the client sends it again.
 
 mod record;
+#[cfg(test)]
+mod tests;
 
 use std::mem;
 use std::time::{Duration, Instant, SystemTime};
