@@ -8,7 +8,7 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
-use tempmx_store::MessageId;
+use tempmx_store::{MessageId, MessageSummary, summary};
 
 use super::accounts::Account;
 use super::json::{Format, MtError, PAGE_SIZE, answer};
@@ -30,8 +30,8 @@ fn address_json(name: &Option<String>, address: &Option<String>) -> Value {
     })
 }
 
-/// The Message resource of `id` in `a`'s mailbox; `detail` adds the body fields of
-/// `GET /messages/{id}`. `None` when the mailbox does not hold it.
+/// The Message resource of `id` in `a`'s mailbox, read and rendered in place; `detail`
+/// adds the body fields of `GET /messages/{id}`. `None` when the mailbox does not hold it.
 pub fn message_json(
     f: Format,
     state: &PublicState,
@@ -40,14 +40,17 @@ pub fn message_json(
     id: MessageId,
     detail: bool,
 ) -> Option<Value> {
-    if !state.store.contains(&a.address, id) {
-        return None;
-    }
-    let view = state.store.get(id)?;
-    let s = &view.summary;
     let limits = MimeLimits::from(state.config.as_ref());
-    let parsed = render::parse(&view.raw, limits).ok();
-    let r = parsed.as_ref().map(render::render).unwrap_or_default();
+    let (s, r, inline, found) = state.store.read_for(&a.address, id, |m| {
+        let parsed = render::parse(m.raw(), limits).ok();
+        let r = parsed.as_ref().map(render::render).unwrap_or_default();
+        let inline = parsed
+            .as_ref()
+            .filter(|_| detail)
+            .map(render::inline_images);
+        let found = detail.then(|| state.verify.of_raw(id, m.raw()));
+        (m.summary().clone(), r, inline, found)
+    })?;
     let text = r.text.clone().unwrap_or_default();
     let intro: String = text
         .split_whitespace()
@@ -57,49 +60,32 @@ pub fn message_json(
         .take(INTRO_CHARS_MAX)
         .collect();
     let (from_name, from_addr) = r.from.first().cloned().unwrap_or_default();
-    let mut m = Map::new();
-    let sid = id.to_string();
-    m.insert("id".into(), json!(sid));
-    m.insert("accountId".into(), json!(format!("/accounts/{}", a.id)));
-    m.insert("msgid".into(), json!(s.message_id));
-    m.insert("from".into(), address_json(&from_name, &from_addr));
     let to: Vec<Value> = r.to.iter().map(|(n, ad)| address_json(n, ad)).collect();
-    m.insert("to".into(), json!(to));
-    m.insert(
-        "subject".into(),
-        json!(r.subject.clone().unwrap_or_default()),
-    );
-    m.insert("intro".into(), json!(intro));
-    m.insert("seen".into(), json!(mt.accounts.is_seen(&a.id, id)));
-    m.insert("isDeleted".into(), json!(false));
-    m.insert("hasAttachments".into(), json!(s.has_attachments));
-    m.insert("size".into(), json!(s.size));
-    m.insert(
-        "downloadUrl".into(),
-        json!(format!("/messages/{sid}/download")),
-    );
-    m.insert("sourceUrl".into(), json!(format!("/sources/{sid}")));
-    m.insert("createdAt".into(), json!(rfc3339(s.received_at_ms)));
-    m.insert("updatedAt".into(), json!(rfc3339(s.received_at_ms)));
+    let subject = r.subject.clone().unwrap_or_default();
+    let from = address_json(&from_name, &from_addr);
+    let mut m = head(a, mt, &s, from, to, &subject, &intro);
     if detail {
         let cc: Vec<String> = r.cc.iter().filter_map(|(_, ad)| ad.clone()).collect();
         m.insert("cc".into(), json!(cc));
         m.insert("bcc".into(), json!([]));
         m.insert("flagged".into(), json!(false));
-        let found = state.verify.of_raw(id, &view.raw);
-        let values: Vec<&str> = found.iter().map(|v| v.value.as_str()).collect();
+        let values: Vec<&str> = found
+            .iter()
+            .flat_map(|v| v.iter())
+            .map(|v| v.value.as_str())
+            .collect();
         m.insert("verifications".into(), json!(values));
         m.insert("retention".into(), json!(true));
         m.insert("retentionDate".into(), json!(rfc3339(s.expires_at_ms)));
         m.insert("text".into(), json!(text));
-        let html: Vec<String> = match (&r.html, &parsed) {
-            (Some(h), Some(msg)) => {
-                let inline = render::inline_images(msg);
-                vec![sanitize(h, state.config.remote_images, &inline).html]
-            }
-            _ => Vec::new(),
-        };
+        let inline = inline.unwrap_or_default();
+        let html: Vec<String> = r
+            .html
+            .iter()
+            .map(|h| sanitize(h, state.config.remote_images, &inline).html)
+            .collect();
         m.insert("html".into(), json!(html));
+        let sid = id.to_string();
         let atts: Vec<Value> = r
             .attachments
             .iter()
@@ -120,7 +106,50 @@ pub fn message_json(
             .collect();
         m.insert("attachments".into(), json!(atts));
     }
-    Some(f.resource("Message", &format!("/messages/{sid}"), m))
+    Some(f.resource("Message", &format!("/messages/{id}"), m))
+}
+
+/// The Message resource a listing shows, from the summary taken at ingest (no parse):
+/// `to` is the account's address and `intro` is empty (`GET /messages/{id}` has both).
+fn listed_json(f: Format, a: &Account, mt: &MailTm, s: &MessageSummary) -> Value {
+    let (name, address) = summary::split_from(&s.from);
+    let from = address_json(&name.map(str::to_owned), &address.map(str::to_owned));
+    let to = vec![json!({"address": a.address.as_str(), "name": ""})];
+    let m = head(a, mt, s, from, to, &s.subject, "");
+    f.resource("Message", &format!("/messages/{}", s.id), m)
+}
+
+/// The fields of a Message resource that listing and reading share.
+fn head(
+    a: &Account,
+    mt: &MailTm,
+    s: &MessageSummary,
+    from: Value,
+    to: Vec<Value>,
+    subject: &str,
+    intro: &str,
+) -> Map<String, Value> {
+    let mut m = Map::new();
+    let sid = s.id.to_string();
+    m.insert("id".into(), json!(sid));
+    m.insert("accountId".into(), json!(format!("/accounts/{}", a.id)));
+    m.insert("msgid".into(), json!(s.message_id));
+    m.insert("from".into(), from);
+    m.insert("to".into(), json!(to));
+    m.insert("subject".into(), json!(subject));
+    m.insert("intro".into(), json!(intro));
+    m.insert("seen".into(), json!(mt.accounts.is_seen(&a.id, s.id)));
+    m.insert("isDeleted".into(), json!(false));
+    m.insert("hasAttachments".into(), json!(s.has_attachments));
+    m.insert("size".into(), json!(s.size));
+    m.insert(
+        "downloadUrl".into(),
+        json!(format!("/messages/{sid}/download")),
+    );
+    m.insert("sourceUrl".into(), json!(format!("/sources/{sid}")));
+    m.insert("createdAt".into(), json!(rfc3339(s.received_at_ms)));
+    m.insert("updatedAt".into(), json!(rfc3339(s.received_at_ms)));
+    m
 }
 
 /// `GET /messages?page=N`: newest first, 30 a page.
@@ -141,25 +170,37 @@ pub async fn list(
             .iter()
             .skip((page - 1).saturating_mul(PAGE_SIZE))
             .take(PAGE_SIZE)
-            .filter_map(|s| message_json(f, &state, &a, &mt, s.id, false))
+            .map(|s| listed_json(f, &a, &mt, s))
             .collect();
         Ok(f.collection("Message", "/messages", members, total, Some((page, last))))
     };
     answer(f, run())
 }
 
+/// The caller's account and a message id its mailbox shows (for requests that act on the
+/// message without reading it).
 fn one(
     state: &PublicState,
     mt: &MailTm,
     headers: &HeaderMap,
     id: &str,
 ) -> Result<(Account, MessageId), MtError> {
-    let a = authed(state, mt, headers)?;
-    let id = parse_id(id)?;
+    let (a, id) = to_read(state, mt, headers, id)?;
     if !state.store.contains(&a.address, id) {
         return Err(MtError::NotFound);
     }
     Ok((a, id))
+}
+
+/// The caller's account and a message id to read (the read itself checks the mailbox
+/// shows it, under one lock).
+fn to_read(
+    state: &PublicState,
+    mt: &MailTm,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<(Account, MessageId), MtError> {
+    Ok((authed(state, mt, headers)?, parse_id(id)?))
 }
 
 /// `GET /messages/{id}`.
@@ -170,7 +211,7 @@ pub async fn get(
     headers: HeaderMap,
 ) -> Response {
     let f = Format::of(&headers);
-    let found = one(&state, &mt, &headers, &id)
+    let found = to_read(&state, &mt, &headers, &id)
         .and_then(|(a, id)| message_json(f, &state, &a, &mt, id, true).ok_or(MtError::NotFound));
     answer(f, found)
 }
@@ -252,8 +293,13 @@ pub async fn source(
 ) -> Response {
     let f = Format::of(&headers);
     let run = || -> Result<Value, MtError> {
-        let (_, id) = one(&state, &mt, &headers, &id)?;
-        let view = state.store.get(id).ok_or(MtError::NotFound)?;
+        let (a, id) = to_read(&state, &mt, &headers, &id)?;
+        let data = state
+            .store
+            .read_for(&a.address, id, |m| {
+                String::from_utf8_lossy(m.raw()).into_owned()
+            })
+            .ok_or(MtError::NotFound)?;
         let sid = id.to_string();
         let mut m = Map::new();
         m.insert("id".into(), json!(sid));
@@ -261,7 +307,7 @@ pub async fn source(
             "downloadUrl".into(),
             json!(format!("/messages/{sid}/download")),
         );
-        m.insert("data".into(), json!(String::from_utf8_lossy(&view.raw)));
+        m.insert("data".into(), json!(data));
         Ok(f.resource("Source", &format!("/sources/{sid}"), m))
     };
     answer(f, run())
@@ -294,8 +340,8 @@ pub async fn download(
     headers: HeaderMap,
 ) -> Response {
     let f = Format::of(&headers);
-    match one(&state, &mt, &headers, &id)
-        .and_then(|(_, id)| state.store.get(id).ok_or(MtError::NotFound))
+    match to_read(&state, &mt, &headers, &id)
+        .and_then(|(a, id)| state.store.get_for(&a.address, id).ok_or(MtError::NotFound))
     {
         Ok(view) => file(view.raw, "message/rfc822"),
         Err(e) => e.reply(f),
@@ -311,18 +357,24 @@ pub async fn attachment(
 ) -> Response {
     let f = Format::of(&headers);
     let run = || -> Result<Response, MtError> {
-        let (_, id) = one(&state, &mt, &headers, &id)?;
+        let (a, id) = to_read(&state, &mt, &headers, &id)?;
         let n: u32 = att
             .strip_prefix("ATTACH")
             .and_then(|n| n.parse().ok())
             .filter(|&n| n >= 1)
             .ok_or(MtError::NotFound)?;
-        let view = state.store.get(id).ok_or(MtError::NotFound)?;
-        let msg = render::parse(&view.raw, MimeLimits::from(state.config.as_ref()))
-            .map_err(|_| MtError::NotFound)?;
-        let part = msg.attachment(n - 1).ok_or(MtError::NotFound)?;
-        let info = render::attachment_info(part);
-        Ok(file(part.contents().to_vec(), &info.content_type))
+        let limits = MimeLimits::from(state.config.as_ref());
+        let (body, content_type) = state
+            .store
+            .read_for(&a.address, id, |m| {
+                let msg = render::parse(m.raw(), limits).ok()?;
+                let part = msg.attachment(n - 1)?;
+                let info = render::attachment_info(part);
+                Some((part.contents().to_vec(), info.content_type))
+            })
+            .flatten()
+            .ok_or(MtError::NotFound)?;
+        Ok(file(body, &content_type))
     };
     run().unwrap_or_else(|e| e.reply(f))
 }
