@@ -5,31 +5,19 @@
 //! checked with a plain HTTP client.
 
 mod binary_support;
+mod compat_support;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
-use binary_support::{Running, config_text, start};
+use binary_support::Running;
+use compat_support::{call, run_client, server};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{Message, SmtpTransport, Transport};
-use serde_json::{Value, json};
-
-/// Longest the client script may take.
-const CLIENT_MAX: Duration = Duration::from_secs(60);
+use serde_json::json;
 
 fn client_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat/mailtm")
-}
-
-fn server(extra: &str) -> (tempfile::TempDir, Running) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("tempmx.toml");
-    std::fs::write(&path, config_text(None, 600, extra)).expect("config");
-    let srv = start(&path);
-    (dir, srv)
 }
 
 fn send_code_mail(srv: &Running, rcpt: &str) {
@@ -67,38 +55,9 @@ fn mailjs_client_end_to_end() {
         "run `npm ci --prefix control/tests/compat/mailtm` (ops/ci/test.sh does)"
     );
     let (_dir, srv) = server("");
-    let mut child = Command::new("node")
-        .arg("drive.mjs")
-        .current_dir(client_dir())
-        .env("TEMPMX_BASE", format!("http://{}", srv.http))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("node runs");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
+    let r = run_client(&srv, &client_dir(), "node", &["drive.mjs"], |address| {
+        send_code_mail(&srv, address);
     });
-    let mut result = None;
-    let deadline = std::time::Instant::now() + CLIENT_MAX;
-    while result.is_none() {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let Ok(line) = rx.recv_timeout(left) else {
-            let _ = child.kill();
-            panic!("client script gave no result within {CLIENT_MAX:?}");
-        };
-        if let Some(address) = line.strip_prefix("READY ") {
-            send_code_mail(&srv, address);
-        } else if let Some(r) = line.strip_prefix("RESULT ") {
-            result = Some(serde_json::from_str::<Value>(r).expect("result json"));
-        }
-    }
-    let status = child.wait().expect("node exits");
-    let r = result.expect("result");
-    assert!(status.success(), "{r}");
     let address = r["address"].as_str().expect("address");
     assert_eq!(r["domains"]["status"], 200, "{r}");
     assert_eq!(r["domains"]["list"][0]["domain"], "tempmx.test", "{r}");
@@ -158,41 +117,6 @@ fn mailjs_client_end_to_end() {
     assert_eq!(r["deleteMe"]["statusCode"], 204, "{r}");
     assert_eq!(r["oldToken"]["statusCode"], 401, "{r}");
     srv.stop();
-}
-
-/// One exchange with explicit headers; answers status, content type and JSON body.
-fn call(
-    method: &str,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: Option<&str>,
-) -> (u16, String, Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
-    let mut req = ureq::http::Request::builder().method(method).uri(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let req = req
-        .body(body.unwrap_or_default().to_owned())
-        .expect("request");
-    let mut resp = agent.run(req).expect("http exchange");
-    let status = resp.status().as_u16();
-    let ct = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    let text = resp.body_mut().read_to_string().expect("body");
-    (
-        status,
-        ct,
-        serde_json::from_str(&text).unwrap_or(Value::Null),
-    )
 }
 
 #[test]

@@ -1,21 +1,18 @@
 //! mail.tm's Message and Source resources over the store: list (30 a page), read, mark
 //! seen, delete, the raw source and attachment downloads.
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
-use axum::extract::{Extension, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use tempmx_store::MessageId;
 
 use super::accounts::Account;
 use super::json::{Format, MtError, PAGE_SIZE, answer};
-use super::{MailTm, PageQuery, authed, page_of, parse_id};
+use super::{Authed, MailTm, PageQuery, page_of, parse_id};
+use crate::api::compat::mail;
 use crate::api::public::PublicState;
-use crate::api::public::render::{self, MimeLimits};
-use crate::api::public::sanitize::sanitize;
 use crate::api::public::types::rfc3339;
 
 /// Characters of a message's `intro`.
@@ -40,36 +37,23 @@ pub fn message_json(
     id: MessageId,
     detail: bool,
 ) -> Option<Value> {
-    if !state.store.contains(&a.address, id) {
-        return None;
-    }
-    let view = state.store.get(id)?;
-    let s = &view.summary;
-    let limits = MimeLimits::from(state.config.as_ref());
-    let parsed = render::parse(&view.raw, limits).ok();
-    let r = parsed.as_ref().map(render::render).unwrap_or_default();
-    let text = r.text.clone().unwrap_or_default();
-    let intro: String = text
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .chars()
-        .take(INTRO_CHARS_MAX)
-        .collect();
-    let (from_name, from_addr) = r.from.first().cloned().unwrap_or_default();
+    let shown = mail::show(state, &a.address, id)?;
+    let s = &shown.summary;
+    let r = &shown.rendered;
+    let (from_name, from_addr) = shown.sender();
     let mut m = Map::new();
     let sid = id.to_string();
     m.insert("id".into(), json!(sid));
     m.insert("accountId".into(), json!(format!("/accounts/{}", a.id)));
     m.insert("msgid".into(), json!(s.message_id));
-    m.insert("from".into(), address_json(&from_name, &from_addr));
+    m.insert(
+        "from".into(),
+        json!({ "address": from_addr, "name": from_name }),
+    );
     let to: Vec<Value> = r.to.iter().map(|(n, ad)| address_json(n, ad)).collect();
     m.insert("to".into(), json!(to));
-    m.insert(
-        "subject".into(),
-        json!(r.subject.clone().unwrap_or_default()),
-    );
-    m.insert("intro".into(), json!(intro));
+    m.insert("subject".into(), json!(shown.subject()));
+    m.insert("intro".into(), json!(shown.intro(INTRO_CHARS_MAX)));
     m.insert("seen".into(), json!(mt.accounts.is_seen(&a.id, id)));
     m.insert("isDeleted".into(), json!(false));
     m.insert("hasAttachments".into(), json!(s.has_attachments));
@@ -86,19 +70,13 @@ pub fn message_json(
         m.insert("cc".into(), json!(cc));
         m.insert("bcc".into(), json!([]));
         m.insert("flagged".into(), json!(false));
-        let found = state.verify.of_raw(id, &view.raw);
+        let found = state.verify.of_raw(id, &shown.raw);
         let values: Vec<&str> = found.iter().map(|v| v.value.as_str()).collect();
         m.insert("verifications".into(), json!(values));
         m.insert("retention".into(), json!(true));
         m.insert("retentionDate".into(), json!(rfc3339(s.expires_at_ms)));
-        m.insert("text".into(), json!(text));
-        let html: Vec<String> = match (&r.html, &parsed) {
-            (Some(h), Some(msg)) => {
-                let inline = render::inline_images(msg);
-                vec![sanitize(h, state.config.remote_images, &inline).html]
-            }
-            _ => Vec::new(),
-        };
+        m.insert("text".into(), json!(shown.text()));
+        let html: Vec<&String> = shown.html.iter().collect();
         m.insert("html".into(), json!(html));
         let atts: Vec<Value> = r
             .attachments
@@ -126,13 +104,10 @@ pub fn message_json(
 /// `GET /messages?page=N`: newest first, 30 a page.
 pub async fn list(
     State(state): State<PublicState>,
-    Extension(mt): Extension<Arc<MailTm>>,
+    Authed { f, account: a, mt }: Authed,
     Query(q): Query<PageQuery>,
-    headers: HeaderMap,
 ) -> Response {
-    let f = Format::of(&headers);
     let run = || -> Result<Value, MtError> {
-        let a = authed(&state, &mt, &headers)?;
         let page = page_of(&q)?;
         let all = state.store.list(&a.address, None, state.store_mailbox_max);
         let total = all.len();
@@ -148,44 +123,36 @@ pub async fn list(
     answer(f, run())
 }
 
-fn one(
-    state: &PublicState,
-    mt: &MailTm,
-    headers: &HeaderMap,
-    id: &str,
-) -> Result<(Account, MessageId), MtError> {
-    let a = authed(state, mt, headers)?;
+/// The message `id` names, if the account's mailbox holds it.
+fn one(state: &PublicState, a: &Account, id: &str) -> Result<MessageId, MtError> {
     let id = parse_id(id)?;
     if !state.store.contains(&a.address, id) {
         return Err(MtError::NotFound);
     }
-    Ok((a, id))
+    Ok(id)
 }
 
 /// `GET /messages/{id}`.
 pub async fn get(
     State(state): State<PublicState>,
-    Extension(mt): Extension<Arc<MailTm>>,
+    Authed { f, account: a, mt }: Authed,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Response {
-    let f = Format::of(&headers);
-    let found = one(&state, &mt, &headers, &id)
-        .and_then(|(a, id)| message_json(f, &state, &a, &mt, id, true).ok_or(MtError::NotFound));
+    let found = one(&state, &a, &id)
+        .and_then(|id| message_json(f, &state, &a, &mt, id, true).ok_or(MtError::NotFound));
     answer(f, found)
 }
 
 /// `PATCH /messages/{id}` with `application/merge-patch+json` `{"seen": bool}`.
 pub async fn patch(
     State(state): State<PublicState>,
-    Extension(mt): Extension<Arc<MailTm>>,
+    Authed { f, account: a, mt }: Authed,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let f = Format::of(&headers);
     let run = || -> Result<Value, MtError> {
-        let (a, id) = one(&state, &mt, &headers, &id)?;
+        let id = one(&state, &a, &id)?;
         let ct = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -220,12 +187,10 @@ pub async fn patch(
 /// `DELETE /messages/{id}`.
 pub async fn delete(
     State(state): State<PublicState>,
-    Extension(mt): Extension<Arc<MailTm>>,
+    Authed { f, account: a, mt }: Authed,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Response {
-    let f = Format::of(&headers);
-    let (a, id) = match one(&state, &mt, &headers, &id) {
+    let id = match one(&state, &a, &id) {
         Ok(x) => x,
         Err(e) => return e.reply(f),
     };
@@ -246,13 +211,11 @@ pub async fn delete(
 /// `GET /sources/{id}`: the raw message inside a Source resource.
 pub async fn source(
     State(state): State<PublicState>,
-    Extension(mt): Extension<Arc<MailTm>>,
+    Authed { f, account: a, .. }: Authed,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Response {
-    let f = Format::of(&headers);
     let run = || -> Result<Value, MtError> {
-        let (_, id) = one(&state, &mt, &headers, &id)?;
+        let id = one(&state, &a, &id)?;
         let view = state.store.get(id).ok_or(MtError::NotFound)?;
         let sid = id.to_string();
         let mut m = Map::new();
@@ -267,37 +230,14 @@ pub async fn source(
     answer(f, run())
 }
 
-fn file(body: Vec<u8>, content_type: &str) -> Response {
-    let mut resp = (StatusCode::OK, body).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_str(content_type)
-            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
-    );
-    h.insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_static("attachment"),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; sandbox"),
-    );
-    resp
-}
-
 /// `GET /messages/{id}/download`: the `.eml`.
 pub async fn download(
     State(state): State<PublicState>,
-    Extension(mt): Extension<Arc<MailTm>>,
+    Authed { f, account: a, .. }: Authed,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Response {
-    let f = Format::of(&headers);
-    match one(&state, &mt, &headers, &id)
-        .and_then(|(_, id)| state.store.get(id).ok_or(MtError::NotFound))
-    {
-        Ok(view) => file(view.raw, "message/rfc822"),
+    match one(&state, &a, &id).and_then(|id| state.store.get(id).ok_or(MtError::NotFound)) {
+        Ok(view) => mail::file(view.raw, "message/rfc822"),
         Err(e) => e.reply(f),
     }
 }
@@ -305,24 +245,19 @@ pub async fn download(
 /// `GET /messages/{id}/attachment/{ATTACH000001}`.
 pub async fn attachment(
     State(state): State<PublicState>,
-    Extension(mt): Extension<Arc<MailTm>>,
+    Authed { f, account: a, .. }: Authed,
     Path((id, att)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Response {
-    let f = Format::of(&headers);
     let run = || -> Result<Response, MtError> {
-        let (_, id) = one(&state, &mt, &headers, &id)?;
-        let n: u32 = att
+        let id = one(&state, &a, &id)?;
+        let n: usize = att
             .strip_prefix("ATTACH")
             .and_then(|n| n.parse().ok())
             .filter(|&n| n >= 1)
             .ok_or(MtError::NotFound)?;
-        let view = state.store.get(id).ok_or(MtError::NotFound)?;
-        let msg = render::parse(&view.raw, MimeLimits::from(state.config.as_ref()))
-            .map_err(|_| MtError::NotFound)?;
-        let part = msg.attachment(n - 1).ok_or(MtError::NotFound)?;
-        let info = render::attachment_info(part);
-        Ok(file(part.contents().to_vec(), &info.content_type))
+        let (bytes, info) =
+            mail::attachment(&state, &a.address, id, n - 1).ok_or(MtError::NotFound)?;
+        Ok(mail::file(bytes, &info.content_type))
     };
     run().unwrap_or_else(|e| e.reply(f))
 }
