@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::api;
+use crate::api::compat::mailtm::MailTm;
 use crate::api::public::{DomainSource, PublicState};
 use crate::config::{Config, ConfigError, RecipientMode};
 use crate::mailboxes::Registry;
@@ -47,6 +48,9 @@ pub enum AppError {
     /// Fleet mode is on and the Redis Cluster cannot be reached.
     #[error("fleet")]
     Fleet(#[from] tempmx_store::cluster::ClusterError),
+    /// The mail.tm compatible API's saved accounts could not be read.
+    #[error("mail.tm accounts")]
+    MailTm(#[from] crate::mailboxes::log::LogError),
     /// A listener or the runtime could not be set up.
     #[error("{what}")]
     Io {
@@ -191,6 +195,14 @@ impl App {
             shared.config.api.clone(),
             shared.config.store.mailbox_records_max,
         );
+        // mail.tm accounts live beside the registry they belong to.
+        let public = match &shared.config.data_dir {
+            Some(d) => public.with_mailtm(MailTm::open(
+                shared.config.api.mailboxes_max,
+                &d.join("control"),
+            )?),
+            None => public,
+        };
         let subscribers = public.subscribers.clone();
         shared
             .metrics

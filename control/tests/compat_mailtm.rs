@@ -259,3 +259,73 @@ fn hydra_negotiation_and_error_codes() {
     assert!(statuses.contains(&429), "no 429 in 400 fast requests");
     srv.stop();
 }
+
+#[test]
+fn accounts_survive_a_restart() {
+    // Goal: with a data directory, a mail.tm account, its password and its token outlive
+    // a restart of the binary, and a deleted account stays deleted across the next one.
+    // Method: the real binary on a data directory; create an account and a token over
+    // HTTP; stop it; start it again on the same directory; use the old token and the
+    // password; delete the account; restart once more and find both refused.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let path = dir.path().join("tempmx.toml");
+    std::fs::write(&path, binary_support::config_text(Some(&data), 600, "")).expect("config");
+    let json_headers = [
+        ("accept", "application/json"),
+        ("content-type", "application/json"),
+    ];
+    let creds = json!({"address": "kept@tempmx.test", "password": "password1"}).to_string();
+    let srv = binary_support::start(&path);
+    let base = format!("http://{}/compat/mailtm", srv.http);
+    let (status, _, acc) = call(
+        "POST",
+        &format!("{base}/accounts"),
+        &json_headers,
+        Some(&creds),
+    );
+    assert_eq!(status, 201, "{acc}");
+    let (_, _, tok) = call(
+        "POST",
+        &format!("{base}/token"),
+        &json_headers,
+        Some(&creds),
+    );
+    let bearer = format!("Bearer {}", tok["token"].as_str().expect("token"));
+    srv.stop();
+
+    let srv = binary_support::start(&path);
+    let base = format!("http://{}/compat/mailtm", srv.http);
+    let auth = [
+        ("accept", "application/json"),
+        ("authorization", bearer.as_str()),
+    ];
+    let (status, _, me) = call("GET", &format!("{base}/me"), &auth, None);
+    assert_eq!((status, &me["id"]), (200, &acc["id"]), "{me}");
+    assert_eq!(me["address"], "kept@tempmx.test", "{me}");
+    let (status, _, again) = call(
+        "POST",
+        &format!("{base}/token"),
+        &json_headers,
+        Some(&creds),
+    );
+    assert_eq!(status, 200, "password still checks: {again}");
+    let id = acc["id"].as_str().expect("id");
+    let (status, _, _) = call("DELETE", &format!("{base}/accounts/{id}"), &auth, None);
+    assert_eq!(status, 204);
+    srv.stop();
+
+    let srv = binary_support::start(&path);
+    let base = format!("http://{}/compat/mailtm", srv.http);
+    let (status, _, _) = call("GET", &format!("{base}/me"), &auth, None);
+    assert_eq!(status, 401);
+    let (status, _, _) = call(
+        "POST",
+        &format!("{base}/token"),
+        &json_headers,
+        Some(&creds),
+    );
+    assert_eq!(status, 401);
+    assert!(data.join("control/mailtm-accounts.log").exists());
+    srv.stop();
+}

@@ -21,13 +21,17 @@ use crate::api::public::PublicState;
 /// Prefix of every compatible API (the public guard rate-limits it like `/api/`).
 pub const PREFIX: &str = "/compat/";
 
-/// Every compatible API's routes, to merge into the public router; `mailboxes_max` bounds
-/// mail.tm accounts and Guerrilla Mail sessions like the registry.
-pub fn routes(mailboxes_max: usize) -> Router<PublicState> {
+/// Every compatible API's routes, to merge into the public router; `api.mailboxes_max`
+/// bounds Guerrilla Mail sessions like the registry (and mail.tm's accounts, built with
+/// the state).
+pub fn routes(state: &PublicState) -> Router<PublicState> {
     Router::new()
-        .nest(mailtm::PREFIX, mailtm::routes(mailboxes_max))
+        .nest(mailtm::PREFIX, mailtm::routes(state.mailtm.clone()))
         .nest(onesecmail::PREFIX, onesecmail::routes())
-        .nest(guerrilla::PREFIX, guerrilla::routes(mailboxes_max))
+        .nest(
+            guerrilla::PREFIX,
+            guerrilla::routes(state.config.mailboxes_max),
+        )
         .nest(tempmail_lol::PREFIX, tempmail_lol::routes())
 }
 

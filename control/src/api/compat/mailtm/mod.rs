@@ -30,6 +30,7 @@ use crate::api::compat::claim::{claim, release};
 use crate::api::public::PublicState;
 use crate::api::public::address::validate_local_part;
 use crate::api::public::types::rfc3339;
+use crate::mailboxes::log::LogError;
 use crate::mailboxes::{RegistryError, now_ms};
 
 /// Where the API is served.
@@ -47,18 +48,26 @@ pub struct MailTm {
 }
 
 impl MailTm {
-    /// Accounts bounded like the registry (`api.mailboxes_max`).
+    /// Memory-only accounts, bounded like the registry (`api.mailboxes_max`).
     pub fn new(accounts_max: usize) -> Self {
+        Self::with(Accounts::new(accounts_max))
+    }
+
+    /// Accounts kept in the control state directory `dir` (see `accounts`).
+    pub fn open(accounts_max: usize, dir: &std::path::Path) -> Result<Self, LogError> {
+        Ok(Self::with(Accounts::open(accounts_max, dir)?))
+    }
+
+    fn with(accounts: Accounts) -> Self {
         Self {
-            accounts: Accounts::new(accounts_max),
+            accounts,
             events: broadcast::channel(EVENTS_MAX).0,
         }
     }
 }
 
-/// The routes, relative to [`PREFIX`].
-pub fn routes(accounts_max: usize) -> Router<PublicState> {
-    let mt = Arc::new(MailTm::new(accounts_max));
+/// The routes, relative to [`PREFIX`], serving `mt`.
+pub fn routes(mt: Arc<MailTm>) -> Router<PublicState> {
     Router::new()
         .route("/domains", get(domains))
         .route("/domains/{id}", get(domain))
@@ -269,7 +278,10 @@ async fn token(
     .unwrap_or(false);
     match account.filter(|_| ok) {
         Some(a) => {
-            let token = mt.accounts.issue_token(&a.id);
+            let token = match mt.accounts.issue_token(&a.id) {
+                Ok(t) => t,
+                Err(e) => return MtError::Unavailable(e.to_string()).reply(f),
+            };
             let body = json!({ "@id": format!("/accounts/{}", a.id), "id": a.id, "token": token });
             f.reply(StatusCode::OK, &body)
         }
