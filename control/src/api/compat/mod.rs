@@ -26,7 +26,7 @@ pub const PREFIX: &str = "/compat/";
 /// the state).
 pub fn routes(state: &PublicState) -> Router<PublicState> {
     Router::new()
-        .nest(mailtm::PREFIX, mailtm::routes(state.mailtm.clone()))
+        .nest(mailtm::PREFIX, mailtm::routes())
         .nest(onesecmail::PREFIX, onesecmail::routes())
         .nest(
             guerrilla::PREFIX,

@@ -47,9 +47,17 @@ pub fn routes() -> Router<PublicState> {
         .route("/api/v1", get(call))
 }
 
-/// A 1secmail answer that is not JSON: 1secmail's plain-text errors.
-fn text(status: StatusCode, body: &str) -> Response {
-    (status, body.to_owned()).into_response()
+/// A 1secmail error: a status and a plain-text body, as 1secmail answers them.
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.0, self.1).into_response()
+    }
+}
+
+fn text(status: StatusCode, body: &str) -> Refusal {
+    Refusal(status, body.to_owned())
 }
 
 /// `GET /api/v1/?action=…`: dispatches on `action`.
@@ -70,16 +78,17 @@ async fn call(State(state): State<PublicState>, Query(p): Query<Params>) -> Resp
         }
         Some("getMessages") => match mailbox(&state, &p) {
             Ok(m) => axum::Json(messages(&state, &m)).into_response(),
-            Err(e) => e,
+            Err(e) => e.into_response(),
         },
         Some("readMessage") => match mailbox(&state, &p).and_then(|m| message(&state, &m, &p)) {
             Ok((_, shown)) => axum::Json(read_json(&shown)).into_response(),
-            Err(e) => e,
+            Err(e) => e.into_response(),
         },
         Some("download") => match mailbox(&state, &p).and_then(|m| download(&state, &m, &p)) {
-            Ok(r) | Err(r) => r,
+            Ok(r) => r,
+            Err(e) => e.into_response(),
         },
-        _ => text(StatusCode::BAD_REQUEST, "Wrong action"),
+        _ => text(StatusCode::BAD_REQUEST, "Wrong action").into_response(),
     }
 }
 
@@ -94,7 +103,8 @@ fn random_mailboxes(state: &PublicState, count: Option<&str>) -> Response {
                 return text(
                     StatusCode::BAD_REQUEST,
                     &format!("count must be 1 to {RANDOM_MAILBOXES_MAX}"),
-                );
+                )
+                .into_response();
             }
         },
     };
@@ -105,14 +115,14 @@ fn random_mailboxes(state: &PublicState, count: Option<&str>) -> Response {
         .map(|d| format!("{}@{d}", random_local_part()))
         .collect();
     if list.is_empty() {
-        return text(StatusCode::SERVICE_UNAVAILABLE, "No domain is offered");
+        return text(StatusCode::SERVICE_UNAVAILABLE, "No domain is offered").into_response();
     }
     axum::Json(list).into_response()
 }
 
 /// The mailbox of `login` and `domain`: a receiving pool domain and a local part anyone
 /// may claim (reserved role names are never readable).
-fn mailbox(state: &PublicState, p: &Params) -> Result<Mailbox, Response> {
+fn mailbox(state: &PublicState, p: &Params) -> Result<Mailbox, Refusal> {
     let (Some(login), Some(domain)) = (p.login.as_deref(), p.domain.as_deref()) else {
         return Err(text(
             StatusCode::BAD_REQUEST,
@@ -148,7 +158,7 @@ fn messages(state: &PublicState, m: &Mailbox) -> Vec<Value> {
 }
 
 /// The message `id` names in mailbox `m`.
-fn message(state: &PublicState, m: &Mailbox, p: &Params) -> Result<(MessageId, Shown), Response> {
+fn message(state: &PublicState, m: &Mailbox, p: &Params) -> Result<(MessageId, Shown), Refusal> {
     let not_found = || text(StatusCode::NOT_FOUND, "Message not found");
     let id =
         p.id.as_deref()
@@ -192,7 +202,7 @@ fn read_json(shown: &Shown) -> Value {
 }
 
 /// `download&file=NAME`: the first attachment of that name.
-fn download(state: &PublicState, m: &Mailbox, p: &Params) -> Result<Response, Response> {
+fn download(state: &PublicState, m: &Mailbox, p: &Params) -> Result<Response, Refusal> {
     let (id, shown) = message(state, m, p)?;
     let not_found = || text(StatusCode::NOT_FOUND, "File not found");
     let name = p

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Extension, FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -66,8 +66,8 @@ impl MailTm {
     }
 }
 
-/// The routes, relative to [`PREFIX`], serving `mt`.
-pub fn routes(mt: Arc<MailTm>) -> Router<PublicState> {
+/// The routes, relative to [`PREFIX`]; they serve the state's [`MailTm`].
+pub fn routes() -> Router<PublicState> {
     Router::new()
         .route("/domains", get(domains))
         .route("/domains/{id}", get(domain))
@@ -86,7 +86,6 @@ pub fn routes(mt: Arc<MailTm>) -> Router<PublicState> {
         .route("/messages/{id}/attachment/{att}", get(message::attachment))
         .route("/sources/{id}", get(message::source))
         .route("/.well-known/mercure", get(mercure::subscribe))
-        .layer(Extension(mt))
 }
 
 /// mail.tm-style id of a domain: the first 12 bytes of its SHA-256, in hex.
@@ -192,12 +191,11 @@ fn credentials(body: &Bytes) -> Result<(String, String), MtError> {
 /// hash of the password.
 async fn create_account(
     State(state): State<PublicState>,
-    Extension(mt): Extension<Arc<MailTm>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let f = Format::of(&headers);
-    match try_create(&state, &mt, body).await {
+    match try_create(&state, &state.mailtm, body).await {
         Ok(a) => f.reply(StatusCode::CREATED, &account_json(f, &state, &a)),
         Err(e) => e.reply(f),
     }
@@ -250,13 +248,9 @@ async fn try_create(state: &PublicState, mt: &MailTm, body: Bytes) -> Result<Acc
 }
 
 /// `POST /token`: checks the password, answers `{id, token}`.
-async fn token(
-    State(state): State<PublicState>,
-    Extension(mt): Extension<Arc<MailTm>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn token(State(state): State<PublicState>, headers: HeaderMap, body: Bytes) -> Response {
     let f = Format::of(&headers);
+    let mt = &state.mailtm;
     let (address, password) = match credentials(&body) {
         Ok(c) => c,
         Err(e) => return e.reply(f),
@@ -332,11 +326,7 @@ impl FromRequestParts<PublicState> for Authed {
         state: &PublicState,
     ) -> Result<Self, Self::Rejection> {
         let f = Format::of(&parts.headers);
-        let mt = parts
-            .extensions
-            .get::<Arc<MailTm>>()
-            .cloned()
-            .ok_or_else(|| MtError::Unavailable("mail.tm state missing".into()).reply(f))?;
+        let mt = state.mailtm.clone();
         let account = authed(state, &mt, &parts.headers).map_err(|e| e.reply(f))?;
         Ok(Self { f, account, mt })
     }
