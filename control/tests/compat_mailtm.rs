@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use binary_support::Running;
-use compat_support::{call, run_client, server};
+use compat_support::{call, deliver, run_client, server};
+use lettre::Message;
 use lettre::message::{Mailbox, MultiPart};
-use lettre::{Message, SmtpTransport, Transport};
 use serde_json::json;
 
 fn client_dir() -> PathBuf {
@@ -33,12 +33,7 @@ fn send_code_mail(srv: &Running, rcpt: &str) {
                 .to_owned(),
         ))
         .expect("message");
-    SmtpTransport::builder_dangerous(srv.smtp.ip().to_string())
-        .port(srv.smtp.port())
-        .timeout(Some(Duration::from_secs(10)))
-        .build()
-        .send(&msg)
-        .expect("smtp delivery");
+    deliver(srv, &msg);
 }
 
 #[test]

@@ -111,11 +111,16 @@ pub fn send_mail(
         }
     }
     .expect("message");
+    deliver(srv, &msg);
+}
+
+/// Delivers `msg` to the server over its own SMTP connection; panics if it is refused.
+pub fn deliver(srv: &Running, msg: &Message) {
     SmtpTransport::builder_dangerous(srv.smtp.ip().to_string())
         .port(srv.smtp.port())
         .timeout(Some(Duration::from_secs(10)))
         .build()
-        .send(&msg)
+        .send(msg)
         .expect("smtp delivery");
 }
 

@@ -2,13 +2,12 @@
 //! the HTML body sanitised as `/api/v1` serves it, attachments, and file downloads.
 //! Each API only maps these onto its own field names.
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use tempmx_store::{Mailbox, MessageId, MessageSummary};
 
-use crate::api::public::PublicState;
 use crate::api::public::render::{self, AttachmentInfo, MimeLimits, Rendered};
 use crate::api::public::sanitize::sanitize;
+use crate::api::public::{PublicState, messages};
 
 /// One message of a mailbox, rendered for reading.
 pub struct Shown {
@@ -93,24 +92,10 @@ pub fn attachment(
     Some((part.contents().to_vec(), render::attachment_info(part)))
 }
 
-/// A download answer: the bytes as an attachment that no browser runs.
+/// A download answer: the bytes as an attachment that no browser runs (the headers
+/// `/api/v1` downloads carry).
 pub fn file(body: Vec<u8>, content_type: &str) -> Response {
-    let mut resp = (StatusCode::OK, body).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_str(content_type)
-            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
-    );
-    h.insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_static("attachment"),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; sandbox"),
-    );
-    resp
+    messages::download(body, content_type, "attachment")
 }
 
 /// `YYYY-MM-DD HH:MM:SS` in UTC, the date format of 1secmail and Guerrilla Mail.
