@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use tempmx_store::{MessageId, Store};
+use tempmx_store::{Mailbox, MessageId, Store};
 
 use super::{Verification, extract};
 
@@ -35,16 +35,15 @@ impl VerifyCache {
         }
     }
 
-    /// The verifications of message `id`, extracted now if not cached; empty when the
-    /// store no longer has it.
-    pub fn get(&self, store: &Store, id: MessageId) -> Arc<[Verification]> {
+    /// The verifications of message `id` in `mailbox`, extracted now (from the record in
+    /// place) if not cached; empty when the mailbox no longer shows it.
+    pub fn get(&self, store: &Store, mailbox: &Mailbox, id: MessageId) -> Arc<[Verification]> {
         if let Some(v) = self.inner.lock().map.get(&id) {
             return v.clone();
         }
-        match store.get(id) {
-            Some(view) => self.of_raw(id, &view.raw),
-            None => Arc::from(Vec::new()),
-        }
+        store
+            .read_for(mailbox, id, |m| self.of_raw(id, m.raw()))
+            .unwrap_or_else(|| Arc::from(Vec::new()))
     }
 
     /// The verifications of a message whose raw bytes the caller holds already.

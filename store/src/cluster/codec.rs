@@ -60,6 +60,7 @@ impl Encoder {
             len: len as u32,
             crc: frame::checksum(payload),
             kind: FrameKind::Record,
+            version: frame::FORMAT_VERSION,
         });
         let mut out = Vec::with_capacity(HEADER_BYTES + len);
         out.extend_from_slice(&header);
@@ -71,6 +72,7 @@ impl Encoder {
 /// A frame read back from the cluster, checked: header, length, CRC and archive.
 pub(crate) struct Checked {
     payload: AlignedVec<16>,
+    version: u16,
 }
 
 impl Checked {
@@ -93,7 +95,10 @@ impl Checked {
         if !valid {
             return Err(corrupt());
         }
-        Ok(Self { payload })
+        Ok(Self {
+            payload,
+            version: h.version,
+        })
     }
 
     fn archived(&self) -> &record::ArchivedMessageRecord {
@@ -109,7 +114,7 @@ impl Checked {
 
     /// The listing fields, as shown for `mailbox`, with the expiry the cluster applies.
     pub(crate) fn summary(&self, mailbox: &str, expires_at_ms: u64) -> MessageSummary {
-        let mut s = MessageSummary::from_archived(self.archived(), mailbox);
+        let mut s = MessageSummary::from_frame(self.archived(), self.version, mailbox);
         s.expires_at_ms = expires_at_ms;
         s
     }

@@ -54,10 +54,7 @@ impl Shown {
 
 /// Message `id` of `mailbox`, or `None` when the mailbox does not hold it.
 pub fn show(state: &PublicState, mailbox: &Mailbox, id: MessageId) -> Option<Shown> {
-    if !state.store.contains(mailbox, id) {
-        return None;
-    }
-    let view = state.store.get(id)?;
+    let view = state.store.get_for(mailbox, id)?;
     let parsed = render::parse(&view.raw, MimeLimits::from(state.config.as_ref())).ok();
     let rendered = parsed.as_ref().map(render::render).unwrap_or_default();
     let html = match (&rendered.html, &parsed) {
@@ -83,13 +80,15 @@ pub fn attachment(
     id: MessageId,
     index: usize,
 ) -> Option<(Vec<u8>, AttachmentInfo)> {
-    if !state.store.contains(mailbox, id) {
-        return None;
-    }
-    let view = state.store.get(id)?;
-    let msg = render::parse(&view.raw, MimeLimits::from(state.config.as_ref())).ok()?;
-    let part = msg.attachment(u32::try_from(index).ok()?)?;
-    Some((part.contents().to_vec(), render::attachment_info(part)))
+    let limits = MimeLimits::from(state.config.as_ref());
+    state
+        .store
+        .read_for(mailbox, id, |m| {
+            let msg = render::parse(m.raw(), limits).ok()?;
+            let part = msg.attachment(u32::try_from(index).ok()?)?;
+            Some((part.contents().to_vec(), render::attachment_info(part)))
+        })
+        .flatten()
 }
 
 /// A download answer: the bytes as an attachment that no browser runs (the headers

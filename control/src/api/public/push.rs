@@ -191,7 +191,7 @@ pub async fn events(
 fn sse_stream(state: PublicState, feed: Feed) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     futures_util::stream::unfold((state, feed), |(state, mut feed)| async move {
         let s = feed.next().await?;
-        let item = item(&state, &s);
+        let item = item(&state, &feed.mailbox, &s);
         let ev = SseEvent::default()
             .event(NEW_MESSAGE)
             .id(item.id.clone())
@@ -247,7 +247,7 @@ async fn run_socket(
         tokio::select! {
             next = feed.next() => {
                 let Some(s) = next else { break };
-                let item = item(&state, &s);
+                let item = item(&state, &feed.mailbox, &s);
                 let frame = serde_json::json!({ "event": NEW_MESSAGE, "id": item.id, "message": item });
                 if socket.send(WsMessage::Text(frame.to_string().into())).await.is_err() {
                     return;

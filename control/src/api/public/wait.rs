@@ -112,7 +112,7 @@ pub async fn wait(
     }
     let next = async {
         while let Some(s) = feed.next().await {
-            let it = item(&state, &s);
+            let it = item(&state, &opened.address, &s);
             if filter.matches(&it, s.id) {
                 return Some(it);
             }
@@ -135,7 +135,7 @@ fn stored_match(state: &PublicState, mailbox: &Mailbox, filter: &Filter) -> Opti
         Some(_) => stored.iter().rev().find(pick),
         None => stored.iter().find(pick),
     }?;
-    Some(item(state, found))
+    Some(item(state, mailbox, found))
 }
 
 fn filter_text(name: &str, v: Option<String>) -> ApiResult<Option<String>> {

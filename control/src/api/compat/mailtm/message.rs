@@ -6,13 +6,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
-use tempmx_store::MessageId;
+use tempmx_store::{MessageId, MessageSummary, summary};
 
 use super::accounts::Account;
 use super::json::{Format, MtError, PAGE_SIZE, answer};
 use super::{Authed, MailTm, PageQuery, page_of, parse_id};
 use crate::api::compat::mail;
 use crate::api::public::PublicState;
+use crate::api::public::render::{self, MimeLimits};
+use crate::api::public::sanitize::sanitize;
 use crate::api::public::types::rfc3339;
 
 /// Characters of a message's `intro`.
@@ -27,8 +29,8 @@ fn address_json(name: &Option<String>, address: &Option<String>) -> Value {
     })
 }
 
-/// The Message resource of `id` in `a`'s mailbox; `detail` adds the body fields of
-/// `GET /messages/{id}`. `None` when the mailbox does not hold it.
+/// The Message resource of `id` in `a`'s mailbox, read and rendered in place; `detail`
+/// adds the body fields of `GET /messages/{id}`. `None` when the mailbox does not hold it.
 pub fn message_json(
     f: Format,
     state: &PublicState,
@@ -37,47 +39,52 @@ pub fn message_json(
     id: MessageId,
     detail: bool,
 ) -> Option<Value> {
-    let shown = mail::show(state, &a.address, id)?;
-    let s = &shown.summary;
-    let r = &shown.rendered;
-    let (from_name, from_addr) = shown.sender();
-    let mut m = Map::new();
-    let sid = id.to_string();
-    m.insert("id".into(), json!(sid));
-    m.insert("accountId".into(), json!(format!("/accounts/{}", a.id)));
-    m.insert("msgid".into(), json!(s.message_id));
-    m.insert(
-        "from".into(),
-        json!({ "address": from_addr, "name": from_name }),
-    );
+    let limits = MimeLimits::from(state.config.as_ref());
+    let (s, r, inline, found) = state.store.read_for(&a.address, id, |m| {
+        let parsed = render::parse(m.raw(), limits).ok();
+        let r = parsed.as_ref().map(render::render).unwrap_or_default();
+        let inline = parsed
+            .as_ref()
+            .filter(|_| detail)
+            .map(render::inline_images);
+        let found = detail.then(|| state.verify.of_raw(id, m.raw()));
+        (m.summary().clone(), r, inline, found)
+    })?;
+    let text = r.text.clone().unwrap_or_default();
+    let intro: String = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(INTRO_CHARS_MAX)
+        .collect();
+    let (from_name, from_addr) = r.from.first().cloned().unwrap_or_default();
     let to: Vec<Value> = r.to.iter().map(|(n, ad)| address_json(n, ad)).collect();
-    m.insert("to".into(), json!(to));
-    m.insert("subject".into(), json!(shown.subject()));
-    m.insert("intro".into(), json!(shown.intro(INTRO_CHARS_MAX)));
-    m.insert("seen".into(), json!(mt.accounts.is_seen(&a.id, id)));
-    m.insert("isDeleted".into(), json!(false));
-    m.insert("hasAttachments".into(), json!(s.has_attachments));
-    m.insert("size".into(), json!(s.size));
-    m.insert(
-        "downloadUrl".into(),
-        json!(format!("/messages/{sid}/download")),
-    );
-    m.insert("sourceUrl".into(), json!(format!("/sources/{sid}")));
-    m.insert("createdAt".into(), json!(rfc3339(s.received_at_ms)));
-    m.insert("updatedAt".into(), json!(rfc3339(s.received_at_ms)));
+    let subject = r.subject.clone().unwrap_or_default();
+    let from = address_json(&from_name, &from_addr);
+    let mut m = head(a, mt, &s, from, to, &subject, &intro);
     if detail {
         let cc: Vec<String> = r.cc.iter().filter_map(|(_, ad)| ad.clone()).collect();
         m.insert("cc".into(), json!(cc));
         m.insert("bcc".into(), json!([]));
         m.insert("flagged".into(), json!(false));
-        let found = state.verify.of_raw(id, &shown.raw);
-        let values: Vec<&str> = found.iter().map(|v| v.value.as_str()).collect();
+        let values: Vec<&str> = found
+            .iter()
+            .flat_map(|v| v.iter())
+            .map(|v| v.value.as_str())
+            .collect();
         m.insert("verifications".into(), json!(values));
         m.insert("retention".into(), json!(true));
         m.insert("retentionDate".into(), json!(rfc3339(s.expires_at_ms)));
-        m.insert("text".into(), json!(shown.text()));
-        let html: Vec<&String> = shown.html.iter().collect();
+        m.insert("text".into(), json!(text));
+        let inline = inline.unwrap_or_default();
+        let html: Vec<String> = r
+            .html
+            .iter()
+            .map(|h| sanitize(h, state.config.remote_images, &inline).html)
+            .collect();
         m.insert("html".into(), json!(html));
+        let sid = id.to_string();
         let atts: Vec<Value> = r
             .attachments
             .iter()
@@ -98,7 +105,50 @@ pub fn message_json(
             .collect();
         m.insert("attachments".into(), json!(atts));
     }
-    Some(f.resource("Message", &format!("/messages/{sid}"), m))
+    Some(f.resource("Message", &format!("/messages/{id}"), m))
+}
+
+/// The Message resource a listing shows, from the summary taken at ingest (no parse):
+/// `to` is the account's address and `intro` is empty (`GET /messages/{id}` has both).
+fn listed_json(f: Format, a: &Account, mt: &MailTm, s: &MessageSummary) -> Value {
+    let (name, address) = summary::split_from(&s.from);
+    let from = address_json(&name.map(str::to_owned), &address.map(str::to_owned));
+    let to = vec![json!({"address": a.address.as_str(), "name": ""})];
+    let m = head(a, mt, s, from, to, &s.subject, "");
+    f.resource("Message", &format!("/messages/{}", s.id), m)
+}
+
+/// The fields of a Message resource that listing and reading share.
+fn head(
+    a: &Account,
+    mt: &MailTm,
+    s: &MessageSummary,
+    from: Value,
+    to: Vec<Value>,
+    subject: &str,
+    intro: &str,
+) -> Map<String, Value> {
+    let mut m = Map::new();
+    let sid = s.id.to_string();
+    m.insert("id".into(), json!(sid));
+    m.insert("accountId".into(), json!(format!("/accounts/{}", a.id)));
+    m.insert("msgid".into(), json!(s.message_id));
+    m.insert("from".into(), from);
+    m.insert("to".into(), json!(to));
+    m.insert("subject".into(), json!(subject));
+    m.insert("intro".into(), json!(intro));
+    m.insert("seen".into(), json!(mt.accounts.is_seen(&a.id, s.id)));
+    m.insert("isDeleted".into(), json!(false));
+    m.insert("hasAttachments".into(), json!(s.has_attachments));
+    m.insert("size".into(), json!(s.size));
+    m.insert(
+        "downloadUrl".into(),
+        json!(format!("/messages/{sid}/download")),
+    );
+    m.insert("sourceUrl".into(), json!(format!("/sources/{sid}")));
+    m.insert("createdAt".into(), json!(rfc3339(s.received_at_ms)));
+    m.insert("updatedAt".into(), json!(rfc3339(s.received_at_ms)));
+    m
 }
 
 /// `GET /messages?page=N`: newest first, 30 a page.
@@ -116,14 +166,15 @@ pub async fn list(
             .iter()
             .skip((page - 1).saturating_mul(PAGE_SIZE))
             .take(PAGE_SIZE)
-            .filter_map(|s| message_json(f, &state, &a, &mt, s.id, false))
+            .map(|s| listed_json(f, &a, &mt, s))
             .collect();
         Ok(f.collection("Message", "/messages", members, total, Some((page, last))))
     };
     answer(f, run())
 }
 
-/// The message `id` names, if the account's mailbox holds it.
+/// The message `id` names, if the account's mailbox shows it (for requests that act on
+/// the message without reading it).
 fn one(state: &PublicState, a: &Account, id: &str) -> Result<MessageId, MtError> {
     let id = parse_id(id)?;
     if !state.store.contains(&a.address, id) {
@@ -132,13 +183,13 @@ fn one(state: &PublicState, a: &Account, id: &str) -> Result<MessageId, MtError>
     Ok(id)
 }
 
-/// `GET /messages/{id}`.
+/// `GET /messages/{id}` (the read checks the mailbox shows it, under one lock).
 pub async fn get(
     State(state): State<PublicState>,
     Authed { f, account: a, mt }: Authed,
     Path(id): Path<String>,
 ) -> Response {
-    let found = one(&state, &a, &id)
+    let found = parse_id(&id)
         .and_then(|id| message_json(f, &state, &a, &mt, id, true).ok_or(MtError::NotFound));
     answer(f, found)
 }
@@ -215,8 +266,13 @@ pub async fn source(
     Path(id): Path<String>,
 ) -> Response {
     let run = || -> Result<Value, MtError> {
-        let id = one(&state, &a, &id)?;
-        let view = state.store.get(id).ok_or(MtError::NotFound)?;
+        let id = parse_id(&id)?;
+        let data = state
+            .store
+            .read_for(&a.address, id, |m| {
+                String::from_utf8_lossy(m.raw()).into_owned()
+            })
+            .ok_or(MtError::NotFound)?;
         let sid = id.to_string();
         let mut m = Map::new();
         m.insert("id".into(), json!(sid));
@@ -224,7 +280,7 @@ pub async fn source(
             "downloadUrl".into(),
             json!(format!("/messages/{sid}/download")),
         );
-        m.insert("data".into(), json!(String::from_utf8_lossy(&view.raw)));
+        m.insert("data".into(), json!(data));
         Ok(f.resource("Source", &format!("/sources/{sid}"), m))
     };
     answer(f, run())
@@ -236,7 +292,8 @@ pub async fn download(
     Authed { f, account: a, .. }: Authed,
     Path(id): Path<String>,
 ) -> Response {
-    match one(&state, &a, &id).and_then(|id| state.store.get(id).ok_or(MtError::NotFound)) {
+    match parse_id(&id).and_then(|id| state.store.get_for(&a.address, id).ok_or(MtError::NotFound))
+    {
         Ok(view) => mail::file(view.raw, "message/rfc822"),
         Err(e) => e.reply(f),
     }
@@ -249,7 +306,7 @@ pub async fn attachment(
     Path((id, att)): Path<(String, String)>,
 ) -> Response {
     let run = || -> Result<Response, MtError> {
-        let id = one(&state, &a, &id)?;
+        let id = parse_id(&id)?;
         let n: usize = att
             .strip_prefix("ATTACH")
             .and_then(|n| n.parse().ok())
