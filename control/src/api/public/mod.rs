@@ -44,6 +44,7 @@ pub use self::config::{AccessMode, PublicConfig};
 use self::error::ApiError;
 use self::ratelimit::Limiter;
 use self::subscribers::Subscribers;
+use crate::api::compat::mailtm::MailTm;
 use crate::mailboxes::Registry;
 use crate::verify::VerifyCache;
 use tempmx_store::Domain;
@@ -106,6 +107,9 @@ pub struct PublicState {
     /// Turns true when the server shuts down, so live-push connections end at once
     /// (a graceful shutdown would otherwise wait for them).
     pub closing: Arc<watch::Sender<bool>>,
+    /// The mail.tm compatible API's accounts and events (memory only unless replaced
+    /// with [`PublicState::with_mailtm`]).
+    pub mailtm: Arc<MailTm>,
 }
 
 impl PublicState {
@@ -133,6 +137,7 @@ impl PublicState {
             config.subscribers_per_mailbox_max,
             config.subscribers_per_ip_max,
         );
+        let config_mailboxes_max = config.mailboxes_max;
         Self {
             store,
             domains,
@@ -143,7 +148,14 @@ impl PublicState {
             store_mailbox_max: mailbox_records_max,
             verify: Arc::new(VerifyCache::new(VERIFY_CACHE_ENTRIES_MAX)),
             closing: Arc::new(watch::channel(false).0),
+            mailtm: Arc::new(MailTm::new(config_mailboxes_max)),
         }
+    }
+
+    /// The state with mail.tm accounts kept as `mt` keeps them (e.g. in the data directory).
+    pub fn with_mailtm(mut self, mt: MailTm) -> Self {
+        self.mailtm = Arc::new(mt);
+        self
     }
 
     /// Ends every live-push connection now and refuses new ones; call before the
@@ -205,7 +217,7 @@ pub fn router(state: PublicState) -> Router {
     let (api, _) = api_routes().split_for_parts();
     let doc = Bytes::from(openapi_json());
     let mut router = api
-        .merge(crate::api::compat::routes(state.config.mailboxes_max))
+        .merge(crate::api::compat::routes(&state))
         .route(
             OPENAPI_PATH,
             get(move || {
