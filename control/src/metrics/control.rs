@@ -116,10 +116,9 @@ pub const CONFIG_RELOADS: MetricDesc = desc(
 );
 
 /// Reloads by result, read from `ReloadCounts::by_result`.
-pub const RELOADS: &[Metric<[(&'static str, u64); 2]>] = &[Metric {
-    desc: CONFIG_RELOADS,
-    read: |counts| Values::by("result", *counts),
-}];
+pub const RELOADS: &[Metric<[(&'static str, u64); 2]>] = &[Metric::new(CONFIG_RELOADS, |counts| {
+    Values::by("result", *counts)
+})];
 
 /// The families the HTTP middleware records in the registry (not read from a table).
 pub const HTTP: &[MetricDesc] = &[HTTP_REQUESTS, HTTP_REQUEST_DURATION];
