@@ -69,6 +69,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// The configuration in force.
     pub config: Config,
+    /// The fleet's cluster connection, when fleet mode is on.
+    pub fleet: Option<Arc<tempmx_store::cluster::Cluster>>,
 }
 
 /// Actual listener addresses (a configured port 0 resolves here).
@@ -148,10 +150,17 @@ impl App {
             RecipientMode::RegisteredOnly => Some(registry.clone() as Arc<dyn MailboxRegistry>),
         };
         let policy = Arc::new(Policy::new(plane.ingress_snapshot(), lookup));
-        let sinks: Vec<Box<dyn MessageSink + Send>> = writers
-            .into_iter()
-            .map(|w| plane.counting_sink(Box::new(w)))
-            .collect();
+        // Fleet mode: every core hands its mail to the cluster, and the 250 waits for the
+        // cluster's acknowledgement; the local store's writers are not used.
+        let sinks: Vec<Box<dyn MessageSink + Send>> = match &fleet {
+            Some(cluster) => (0..cores)
+                .map(|core| Ok(plane.counting_sink(Box::new(cluster.sink(core)?))))
+                .collect::<Result<_, tempmx_store::cluster::ClusterError>>()?,
+            None => writers
+                .into_iter()
+                .map(|w| plane.counting_sink(Box::new(w)))
+                .collect(),
+        };
         let ingress = tempmx_ingress::driver::start(&config.ingress, policy.clone(), sinks)?;
         let dns = Arc::new(tempmx_dns::start(&config.dns, plane.dns_snapshot())?);
         // The plane holds only a weak reference, so shutdown can take the handle back.
@@ -171,6 +180,7 @@ impl App {
             policy,
             metrics: Metrics::new(),
             config,
+            fleet: fleet.clone(),
         });
         register_metrics(&shared, &ingress, &dns);
         let (http_listener, admin_listener) = runtime.block_on(bind_http(&shared.config))?;
@@ -184,13 +194,16 @@ impl App {
             admin: local(&admin_listener, "admin listener")?,
             dns: dns.local_addr(),
         };
-        let public = PublicState::new(
+        let mut public = PublicState::new(
             shared.store.clone(),
             Arc::new(PolicyDomains(shared.policy.clone())),
             registry.clone(),
             shared.config.api.clone(),
             shared.config.store.mailbox_records_max,
         );
+        if let Some(cluster) = &fleet {
+            public = public.with_fleet(cluster.clone());
+        }
         let subscribers = public.subscribers.clone();
         shared
             .metrics
@@ -198,7 +211,7 @@ impl App {
         let (stop, stop_rx) = watch::channel(false);
         let public_router = api::public_router(public.clone(), shared.clone());
         let deadlines = shared.config.http.deadlines();
-        let tasks = vec![
+        let mut tasks = vec![
             runtime.spawn(api::serve(
                 http_listener,
                 public_router,
@@ -216,8 +229,12 @@ impl App {
                 registry,
                 stop_rx.clone(),
             )),
-            runtime.spawn(shared.plane.clone().run(stop_rx)),
+            runtime.spawn(shared.plane.clone().run(stop_rx.clone())),
         ];
+        if let (Some(cluster), Some(f)) = (&fleet, &shared.config.fleet) {
+            let ttl = Duration::from_secs(f.node_ttl_secs);
+            tasks.push(runtime.spawn(crate::fleet::heartbeat(cluster.clone(), ttl, stop_rx)));
+        }
         let signal = |kind| {
             tokio::signal::unix::signal(kind).map_err(|source| AppError::Io {
                 what: "signal handler",

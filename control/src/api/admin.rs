@@ -21,6 +21,7 @@ use crate::pool::{
     AddOutcome, AuditEvent, ControlError, ControlPlane, CycleReport, DomainInfo, DomainState,
     Listing, PolicyPatch, RotationPolicy,
 };
+use tempmx_store::cluster::Cluster;
 
 /// Largest admin request body (a bulk import of `import_batch_max` names fits easily).
 const BODY_BYTES_MAX: usize = 1 << 20;
@@ -88,6 +89,8 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 #[derive(Clone)]
 struct AdminState {
     plane: Arc<ControlPlane>,
+    /// The fleet's cluster connection, when fleet mode is on.
+    fleet: Option<Arc<Cluster>>,
 }
 
 #[derive(OpenApi)]
@@ -99,7 +102,7 @@ struct ApiDoc;
 
 /// The admin routes (all under `/admin/v1`) with auth and body limit applied; the app
 /// merges this into the admin listener's router.
-pub fn router(plane: Arc<ControlPlane>, auth: AdminAuth) -> Router {
+pub fn router(plane: Arc<ControlPlane>, auth: AdminAuth, fleet: Option<Arc<Cluster>>) -> Router {
     let (api, _) = api_router().split_for_parts();
     // Serialized once: the document never changes while the process runs.
     let doc = Arc::new(openapi().to_json().unwrap_or_default());
@@ -108,7 +111,7 @@ pub fn router(plane: Arc<ControlPlane>, auth: AdminAuth) -> Router {
         "/admin/v1/openapi.json",
         get(move || openapi_json(doc.clone())),
     )
-    .with_state(AdminState { plane })
+    .with_state(AdminState { plane, fleet })
     .layer(middleware::from_fn(move |req: Request, next: Next| {
         authorize(auth.clone(), req, next)
     }))
@@ -133,6 +136,68 @@ fn api_router() -> OpenApiRouter<AdminState> {
         .routes(routes!(blocklist_status))
         .routes(routes!(check_domain))
         .routes(routes!(audit_events))
+        .routes(routes!(fleet_status))
+}
+
+/// The fleet as this node sees it.
+#[derive(Debug, Serialize, ToSchema)]
+struct FleetStatus {
+    /// This node's `[fleet] node` name.
+    node: String,
+    /// Every node heard from in the last day, by name.
+    nodes: Vec<FleetNode>,
+}
+
+/// One node of the fleet.
+#[derive(Debug, Serialize, ToSchema)]
+struct FleetNode {
+    /// Its `[fleet] node` name.
+    name: String,
+    /// The tempmx version it runs.
+    version: String,
+    /// `up` while its heartbeat key lives, `gone` once it lapsed.
+    state: String,
+    /// Its last heartbeat (RFC 3339).
+    last_seen: String,
+    /// Its last heartbeat (ms since epoch).
+    last_seen_ms: u64,
+}
+
+/// Fleet membership: every node's version, last heartbeat and whether it is up.
+#[utoipa::path(get, path = "/admin/v1/fleet", responses((status = 200, body = FleetStatus),
+    (status = 401, body = Problem), (status = 404, body = Problem, description = "Fleet mode is off"),
+    (status = 503, body = Problem, description = "The cluster did not answer")))]
+async fn fleet_status(State(s): State<AdminState>) -> Result<Json<FleetStatus>, Problem> {
+    let Some(cluster) = s.fleet else {
+        return Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "fleet-off",
+            "Fleet mode is off",
+            "this appliance runs without [fleet]",
+        ));
+    };
+    let members = cluster.members().await.map_err(|e| {
+        tracing::warn!(error = %e, "fleet membership read failed");
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cluster-unavailable",
+            "Cluster unavailable",
+            e.to_string(),
+        )
+    })?;
+    Ok(Json(FleetStatus {
+        node: cluster.options().node.clone(),
+        nodes: members
+            .into_iter()
+            .map(|m| FleetNode {
+                name: m.node,
+                version: m.version,
+                state: if m.up { "up" } else { "gone" }.to_owned(),
+                last_seen: crate::api::public::types::rfc3339(m.last_seen_ms),
+                last_seen_ms: m.last_seen_ms,
+            })
+            .collect(),
+    }))
 }
 
 async fn authorize(auth: Arc<AdminAuth>, req: Request, next: Next) -> Response {

@@ -107,7 +107,11 @@ pub fn admin_router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(scrape)
-        .merge(admin::router(shared.plane.clone(), auth))
+        .merge(admin::router(
+            shared.plane.clone(),
+            auth,
+            shared.fleet.clone(),
+        ))
         .fallback(|| async {
             Problem::new(
                 StatusCode::NOT_FOUND,

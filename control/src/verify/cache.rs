@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use tempmx_store::{MessageId, Store};
+use tempmx_store::{MailRead, Mailbox, MessageId};
 
 use super::{Verification, extract};
 
@@ -35,15 +35,20 @@ impl VerifyCache {
         }
     }
 
-    /// The verifications of message `id`, extracted now if not cached; empty when the
-    /// store no longer has it.
-    pub fn get(&self, store: &Store, id: MessageId) -> Arc<[Verification]> {
+    /// The verifications of message `id` of `mailbox`, extracted now if not cached; empty
+    /// when the store no longer has it or cannot be read now (then nothing is cached).
+    pub async fn get(
+        &self,
+        mail: &dyn MailRead,
+        mailbox: &Mailbox,
+        id: MessageId,
+    ) -> Arc<[Verification]> {
         if let Some(v) = self.inner.lock().map.get(&id) {
             return v.clone();
         }
-        match store.get(id) {
-            Some(view) => self.of_raw(id, &view.raw),
-            None => Arc::from(Vec::new()),
+        match mail.get_for(mailbox, id).await {
+            Ok(Some(view)) => self.of_raw(id, &view.raw),
+            Ok(None) | Err(_) => Arc::from(Vec::new()),
         }
     }
 

@@ -1,10 +1,14 @@
 //! The read side: list, get and delete messages of one mailbox.
 
+use async_trait::async_trait;
+
 use super::codec::Checked;
 use super::keys::MailboxKeys;
 use super::{Cluster, ClusterError};
 use crate::address::Mailbox;
 use crate::clock::{Clock, SystemClock};
+use crate::error::StoreError;
+use crate::read::MailRead;
 use crate::sink::MessageId;
 use crate::view::{MessageSummary, MessageView};
 
@@ -28,30 +32,36 @@ impl Entry {
 }
 
 impl Cluster {
-    /// Up to `limit` messages of `mailbox`, newest first; expired ones are left out at once.
+    /// Up to `limit` messages of `mailbox`, newest first, older than `before` if given;
+    /// expired ones are left out at once.
     pub async fn list(
         &self,
         mailbox: &Mailbox,
+        before: Option<MessageId>,
         limit: usize,
     ) -> Result<Vec<MessageSummary>, ClusterError> {
         let keys = MailboxKeys::of(mailbox);
         let name = mailbox.as_str().to_owned();
-        let last = limit.min(self.opts.mailbox_records_max) as isize - 1;
-        if last < 0 {
+        let limit = limit.min(self.opts.mailbox_records_max);
+        if limit == 0 {
             return Ok(Vec::new());
         }
+        // The index is capped at the mailbox cap, so reading all of it is bounded; a
+        // mailbox's cap override may exceed the default, hence no LRANGE bound here.
+        let before = before.map_or(u64::MAX, |b| b.0);
         self.run(move |mut c| async move {
             let raw: Vec<Vec<u8>> = redis::cmd("LRANGE")
                 .arg(keys.index())
                 .arg(0)
-                .arg(last)
+                .arg(-1)
                 .query_async(&mut c)
                 .await?;
             let now = SystemClock.now_ms();
             let live: Vec<Entry> = raw
                 .iter()
                 .filter_map(|e| Entry::parse(e))
-                .filter(|e| e.expires_at_ms > now)
+                .filter(|e| e.expires_at_ms > now && e.id.0 < before)
+                .take(limit)
                 .collect();
             if live.is_empty() {
                 return Ok(Vec::new());
@@ -125,6 +135,34 @@ impl Cluster {
             Ok(n == 1)
         })
         .await
+    }
+}
+
+#[async_trait]
+impl MailRead for Cluster {
+    async fn list(
+        &self,
+        mailbox: &Mailbox,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<MessageSummary>, StoreError> {
+        Ok(Cluster::list(self, mailbox, before, limit).await?)
+    }
+
+    async fn get_for(
+        &self,
+        mailbox: &Mailbox,
+        id: MessageId,
+    ) -> Result<Option<MessageView>, StoreError> {
+        Ok(self.get(mailbox, id).await?)
+    }
+
+    async fn delete_message(&self, mailbox: &Mailbox, id: MessageId) -> Result<bool, StoreError> {
+        Ok(Cluster::delete_message(self, mailbox, id).await?)
+    }
+
+    async fn delete_mailbox(&self, mailbox: &Mailbox) -> Result<usize, StoreError> {
+        Ok(Cluster::delete_mailbox(self, mailbox).await?)
     }
 }
 

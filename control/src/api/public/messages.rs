@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tempmx_store::{MessageId, MessageSummary, MessageView};
+use tempmx_store::{Mailbox, MessageId, MessageSummary, MessageView};
 
 use super::PublicState;
 use super::access::{Opened, open, token};
@@ -32,7 +32,7 @@ pub async fn list_messages(
     QueryParams(q): QueryParams<ListQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Json<MessagePage>> {
-    let opened = open(&state, &address, token(&headers, q.token.as_deref()))?;
+    let opened = open(&state, &address, token(&headers, q.token.as_deref())).await?;
     let limit = q.limit.unwrap_or(PAGE_LIMIT_DEFAULT);
     if limit == 0 || limit > state.config.page_limit_max {
         return Err(ApiError::BadRequest(format!(
@@ -43,7 +43,7 @@ pub async fn list_messages(
     let before = q.before.as_deref().map(parse_id).transpose()?;
     let since = q.since.as_deref().map(parse_id).transpose()?;
     // One more than the page tells whether an older page exists.
-    let mut items = state.store.list(&opened.address, before, limit + 1);
+    let mut items = state.mail.list(&opened.address, before, limit + 1).await?;
     if let Some(since) = since {
         items.retain(|s| s.id > since);
     }
@@ -54,8 +54,12 @@ pub async fn list_messages(
     } else {
         None
     };
+    let mut messages = Vec::with_capacity(items.len());
+    for s in &items {
+        messages.push(item(&state, &opened.address, s).await);
+    }
     Ok(Json(MessagePage {
-        messages: items.iter().map(|s| item(&state, s)).collect(),
+        messages,
         next_before,
     }))
 }
@@ -73,7 +77,8 @@ pub async fn get_message(
     QueryParams(q): QueryParams<ViewQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Json<MessageDetail>> {
-    let (opened, id, view) = load(&state, &address, &id, token(&headers, q.token.as_deref()))?;
+    let (opened, id, view) =
+        load(&state, &address, &id, token(&headers, q.token.as_deref())).await?;
     let remote = q.remote_images.unwrap_or(state.config.remote_images);
     let limits = MimeLimits::from(state.config.as_ref());
     let base = format!("/api/v1/mailboxes/{}/messages/{id}", opened.address);
@@ -102,7 +107,7 @@ pub async fn get_raw(
     QueryParams(q): QueryParams<TokenQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let (_, id, view) = load(&state, &address, &id, token(&headers, q.token.as_deref()))?;
+    let (_, id, view) = load(&state, &address, &id, token(&headers, q.token.as_deref())).await?;
     let disposition = format!("attachment; filename=\"{id}.eml\"");
     Ok(download(view.raw, "message/rfc822", &disposition))
 }
@@ -120,7 +125,7 @@ pub async fn get_html(
     QueryParams(q): QueryParams<ViewQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let (_, _, view) = load(&state, &address, &id, token(&headers, q.token.as_deref()))?;
+    let (_, _, view) = load(&state, &address, &id, token(&headers, q.token.as_deref())).await?;
     let remote = q.remote_images.unwrap_or(state.config.remote_images);
     let msg = render::parse(&view.raw, MimeLimits::from(state.config.as_ref()))
         .map_err(|_| ApiError::NotFound)?;
@@ -174,7 +179,7 @@ pub async fn get_attachment(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let n: u32 = n.parse().map_err(|_| ApiError::NotFound)?;
-    let (_, _, view) = load(&state, &address, &id, token(&headers, q.token.as_deref()))?;
+    let (_, _, view) = load(&state, &address, &id, token(&headers, q.token.as_deref())).await?;
     let msg = render::parse(&view.raw, MimeLimits::from(state.config.as_ref()))
         .map_err(|_| ApiError::NotFound)?;
     let part = msg.attachment(n).ok_or(ApiError::NotFound)?;
@@ -200,35 +205,41 @@ pub async fn delete_message(
     QueryParams(q): QueryParams<TokenQuery>,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
-    let opened = open(&state, &address, token(&headers, q.token.as_deref()))?;
+    let opened = open(&state, &address, token(&headers, q.token.as_deref())).await?;
     let id = id.parse::<MessageId>().map_err(|_| ApiError::NotFound)?;
-    if state.store.delete_message(&opened.address, id) {
+    if state.mail.delete_message(&opened.address, id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound)
     }
 }
 
-/// The listing item of a message, with its verifications (extracted on first read).
-pub fn item(state: &PublicState, s: &MessageSummary) -> MessageItem {
+/// The listing item of a message of `mailbox`, with its verifications (extracted on
+/// first read).
+pub async fn item(state: &PublicState, mailbox: &Mailbox, s: &MessageSummary) -> MessageItem {
     let mut item = MessageItem::from(s);
-    item.verifications = state.verify.get(&state.store, s.id).to_vec();
+    item.verifications = state
+        .verify
+        .get(state.mail.as_ref(), mailbox, s.id)
+        .await
+        .to_vec();
     item
 }
 
 /// Opens the mailbox and fetches a message it holds; everything else is the same 404.
-fn load(
+async fn load(
     state: &PublicState,
     address: &str,
     id: &str,
     token: Option<&str>,
 ) -> ApiResult<(Opened, MessageId, MessageView)> {
-    let opened = open(state, address, token)?;
+    let opened = open(state, address, token).await?;
     let id = id.parse::<MessageId>().map_err(|_| ApiError::NotFound)?;
-    if !state.store.contains(&opened.address, id) {
-        return Err(ApiError::NotFound);
-    }
-    let view = state.store.get(id).ok_or(ApiError::NotFound)?;
+    let view = state
+        .mail
+        .get_for(&opened.address, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     Ok((opened, id, view))
 }
 

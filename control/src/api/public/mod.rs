@@ -32,7 +32,8 @@ use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use tempmx_store::Store;
+use tempmx_store::cluster::Cluster;
+use tempmx_store::{MailRead, Store};
 use tokio::sync::watch;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa::OpenApi;
@@ -44,6 +45,7 @@ pub use self::config::{AccessMode, PublicConfig};
 use self::error::ApiError;
 use self::ratelimit::Limiter;
 use self::subscribers::Subscribers;
+use crate::fleet::registry::FleetRegistry;
 use crate::mailboxes::Registry;
 use crate::verify::VerifyCache;
 use tempmx_store::Domain;
@@ -87,8 +89,12 @@ pub struct Limits {
 /// Everything the handlers share.
 #[derive(Clone)]
 pub struct PublicState {
-    /// The message store (read side).
+    /// The embedded message store (live push, TTL overrides; all reads in single-node mode).
     pub store: Arc<Store>,
+    /// Where messages are read and deleted: the embedded store, or the fleet's cluster.
+    pub mail: Arc<dyn MailRead>,
+    /// The fleet's mailbox registry, when fleet mode is on (else `registry` answers).
+    pub fleet: Option<FleetRegistry>,
     /// The pool's current domains.
     pub domains: Arc<dyn DomainSource>,
     /// Registered mailboxes and their token hashes.
@@ -134,6 +140,8 @@ impl PublicState {
             config.subscribers_per_ip_max,
         );
         Self {
+            mail: store.clone(),
+            fleet: None,
             store,
             domains,
             registry,
@@ -144,6 +152,13 @@ impl PublicState {
             verify: Arc::new(VerifyCache::new(VERIFY_CACHE_ENTRIES_MAX)),
             closing: Arc::new(watch::channel(false).0),
         }
+    }
+
+    /// Fleet mode: messages and mailboxes are read from and registered in `cluster`.
+    pub fn with_fleet(mut self, cluster: Arc<Cluster>) -> Self {
+        self.mail = cluster.clone();
+        self.fleet = Some(FleetRegistry(cluster));
+        self
     }
 
     /// Ends every live-push connection now and refuses new ones; call before the

@@ -58,7 +58,8 @@ pub async fn subscribe(
     let expires = state
         .registry
         .expires_at(&a.address, crate::mailboxes::now_ms());
-    let feed = match Feed::start(&state, a.address.clone(), ip, Transport::Sse, None, expires) {
+    let feed = match Feed::start(&state, a.address.clone(), ip, Transport::Sse, None, expires).await
+    {
         Ok(feed) => feed,
         Err(e) => return e.into_response(),
     };
@@ -92,7 +93,7 @@ impl Hub {
             tokio::select! {
                 s = self.feed.next() => {
                     let s = s?;
-                    if let Some(v) = message_json(Format::JsonLd, &self.state, &self.account, &self.mt, s.id, false) {
+                    if let Ok(v) = message_json(Format::JsonLd, &self.state, &self.account, &self.mt, s.id, false).await {
                         return Some(v);
                     }
                 }

@@ -8,7 +8,7 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
-use tempmx_store::MessageId;
+use tempmx_store::{MessageId, MessageView};
 
 use super::accounts::Account;
 use super::json::{Format, MtError, PAGE_SIZE, answer};
@@ -30,20 +30,36 @@ fn address_json(name: &Option<String>, address: &Option<String>) -> Value {
     })
 }
 
+/// Message `id` of `a`'s mailbox, read through the backend in force (the embedded store,
+/// or the fleet's cluster); 404 when the mailbox does not hold it.
+pub async fn fetch(
+    state: &PublicState,
+    a: &Account,
+    id: MessageId,
+) -> Result<MessageView, MtError> {
+    match state.mail.get_for(&a.address, id).await {
+        Ok(Some(view)) => Ok(view),
+        Ok(None) => Err(MtError::NotFound),
+        Err(e) => {
+            tracing::warn!(error = %e, "message store read failed");
+            Err(MtError::Unavailable(
+                "messages cannot be read right now".into(),
+            ))
+        }
+    }
+}
+
 /// The Message resource of `id` in `a`'s mailbox; `detail` adds the body fields of
-/// `GET /messages/{id}`. `None` when the mailbox does not hold it.
-pub fn message_json(
+/// `GET /messages/{id}`. 404 when the mailbox does not hold it.
+pub async fn message_json(
     f: Format,
     state: &PublicState,
     a: &Account,
     mt: &MailTm,
     id: MessageId,
     detail: bool,
-) -> Option<Value> {
-    if !state.store.contains(&a.address, id) {
-        return None;
-    }
-    let view = state.store.get(id)?;
+) -> Result<Value, MtError> {
+    let view = fetch(state, a, id).await?;
     let s = &view.summary;
     let limits = MimeLimits::from(state.config.as_ref());
     let parsed = render::parse(&view.raw, limits).ok();
@@ -120,7 +136,7 @@ pub fn message_json(
             .collect();
         m.insert("attachments".into(), json!(atts));
     }
-    Some(f.resource("Message", &format!("/messages/{sid}"), m))
+    Ok(f.resource("Message", &format!("/messages/{sid}"), m))
 }
 
 /// `GET /messages?page=N`: newest first, 30 a page.
@@ -131,35 +147,48 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Response {
     let f = Format::of(&headers);
-    let run = || -> Result<Value, MtError> {
+    let run = async {
         let a = authed(&state, &mt, &headers)?;
         let page = page_of(&q)?;
-        let all = state.store.list(&a.address, None, state.store_mailbox_max);
+        let all = state
+            .mail
+            .list(&a.address, None, state.store_mailbox_max)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "message store read failed");
+                MtError::Unavailable("messages cannot be read right now".into())
+            })?;
         let total = all.len();
         let last = total.div_ceil(PAGE_SIZE).max(1);
-        let members: Vec<Value> = all
+        let mut members = Vec::with_capacity(PAGE_SIZE);
+        for s in all
             .iter()
             .skip((page - 1).saturating_mul(PAGE_SIZE))
             .take(PAGE_SIZE)
-            .filter_map(|s| message_json(f, &state, &a, &mt, s.id, false))
-            .collect();
-        Ok(f.collection("Message", "/messages", members, total, Some((page, last))))
+        {
+            match message_json(f, &state, &a, &mt, s.id, false).await {
+                Ok(v) => members.push(v),
+                // Deleted or expired since the listing: not listed.
+                Err(MtError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok::<_, MtError>(f.collection("Message", "/messages", members, total, Some((page, last))))
     };
-    answer(f, run())
+    answer(f, run.await)
 }
 
-fn one(
+/// The account and the message `id` of its mailbox.
+async fn one(
     state: &PublicState,
     mt: &MailTm,
     headers: &HeaderMap,
     id: &str,
-) -> Result<(Account, MessageId), MtError> {
+) -> Result<(Account, MessageId, MessageView), MtError> {
     let a = authed(state, mt, headers)?;
     let id = parse_id(id)?;
-    if !state.store.contains(&a.address, id) {
-        return Err(MtError::NotFound);
-    }
-    Ok((a, id))
+    let view = fetch(state, &a, id).await?;
+    Ok((a, id, view))
 }
 
 /// `GET /messages/{id}`.
@@ -170,9 +199,11 @@ pub async fn get(
     headers: HeaderMap,
 ) -> Response {
     let f = Format::of(&headers);
-    let found = one(&state, &mt, &headers, &id)
-        .and_then(|(a, id)| message_json(f, &state, &a, &mt, id, true).ok_or(MtError::NotFound));
-    answer(f, found)
+    let found = async {
+        let (a, id, _) = one(&state, &mt, &headers, &id).await?;
+        message_json(f, &state, &a, &mt, id, true).await
+    };
+    answer(f, found.await)
 }
 
 /// `PATCH /messages/{id}` with `application/merge-patch+json` `{"seen": bool}`.
@@ -184,8 +215,8 @@ pub async fn patch(
     body: Bytes,
 ) -> Response {
     let f = Format::of(&headers);
-    let run = || -> Result<Value, MtError> {
-        let (a, id) = one(&state, &mt, &headers, &id)?;
+    let run = async {
+        let (a, id, _) = one(&state, &mt, &headers, &id).await?;
         let ct = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -208,13 +239,13 @@ pub async fn patch(
             ))?;
             mt.accounts
                 .set_seen(&a.id, id, seen, state.store_mailbox_max);
-            if let Some(ev) = message_json(Format::JsonLd, &state, &a, &mt, id, false) {
+            if let Ok(ev) = message_json(Format::JsonLd, &state, &a, &mt, id, false).await {
                 let _ = mt.events.send((a.id.clone(), ev));
             }
         }
-        message_json(f, &state, &a, &mt, id, true).ok_or(MtError::NotFound)
+        message_json(f, &state, &a, &mt, id, true).await
     };
-    answer(f, run())
+    answer(f, run.await)
 }
 
 /// `DELETE /messages/{id}`.
@@ -225,13 +256,20 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Response {
     let f = Format::of(&headers);
-    let (a, id) = match one(&state, &mt, &headers, &id) {
+    let (a, id, _) = match one(&state, &mt, &headers, &id).await {
         Ok(x) => x,
         Err(e) => return e.reply(f),
     };
-    let mut ev = message_json(Format::JsonLd, &state, &a, &mt, id, false);
-    if !state.store.delete_message(&a.address, id) {
-        return MtError::NotFound.reply(f);
+    let mut ev = message_json(Format::JsonLd, &state, &a, &mt, id, false)
+        .await
+        .ok();
+    match state.mail.delete_message(&a.address, id).await {
+        Ok(true) => {}
+        Ok(false) => return MtError::NotFound.reply(f),
+        Err(e) => {
+            tracing::warn!(error = %e, "message store delete failed");
+            return MtError::Unavailable("messages cannot be deleted right now".into()).reply(f);
+        }
     }
     mt.accounts.set_seen(&a.id, id, false, 0);
     if let Some(Value::Object(m)) = ev.as_mut() {
@@ -251,9 +289,8 @@ pub async fn source(
     headers: HeaderMap,
 ) -> Response {
     let f = Format::of(&headers);
-    let run = || -> Result<Value, MtError> {
-        let (_, id) = one(&state, &mt, &headers, &id)?;
-        let view = state.store.get(id).ok_or(MtError::NotFound)?;
+    let run = async {
+        let (_, id, view) = one(&state, &mt, &headers, &id).await?;
         let sid = id.to_string();
         let mut m = Map::new();
         m.insert("id".into(), json!(sid));
@@ -262,9 +299,9 @@ pub async fn source(
             json!(format!("/messages/{sid}/download")),
         );
         m.insert("data".into(), json!(String::from_utf8_lossy(&view.raw)));
-        Ok(f.resource("Source", &format!("/sources/{sid}"), m))
+        Ok::<_, MtError>(f.resource("Source", &format!("/sources/{sid}"), m))
     };
-    answer(f, run())
+    answer(f, run.await)
 }
 
 fn file(body: Vec<u8>, content_type: &str) -> Response {
@@ -294,10 +331,8 @@ pub async fn download(
     headers: HeaderMap,
 ) -> Response {
     let f = Format::of(&headers);
-    match one(&state, &mt, &headers, &id)
-        .and_then(|(_, id)| state.store.get(id).ok_or(MtError::NotFound))
-    {
-        Ok(view) => file(view.raw, "message/rfc822"),
+    match one(&state, &mt, &headers, &id).await {
+        Ok((_, _, view)) => file(view.raw, "message/rfc822"),
         Err(e) => e.reply(f),
     }
 }
@@ -310,19 +345,18 @@ pub async fn attachment(
     headers: HeaderMap,
 ) -> Response {
     let f = Format::of(&headers);
-    let run = || -> Result<Response, MtError> {
-        let (_, id) = one(&state, &mt, &headers, &id)?;
+    let run = async {
+        let (_, _, view) = one(&state, &mt, &headers, &id).await?;
         let n: u32 = att
             .strip_prefix("ATTACH")
             .and_then(|n| n.parse().ok())
             .filter(|&n| n >= 1)
             .ok_or(MtError::NotFound)?;
-        let view = state.store.get(id).ok_or(MtError::NotFound)?;
         let msg = render::parse(&view.raw, MimeLimits::from(state.config.as_ref()))
             .map_err(|_| MtError::NotFound)?;
         let part = msg.attachment(n - 1).ok_or(MtError::NotFound)?;
         let info = render::attachment_info(part);
-        Ok(file(part.contents().to_vec(), &info.content_type))
+        Ok::<_, MtError>(file(part.contents().to_vec(), &info.content_type))
     };
-    run().unwrap_or_else(|e| e.reply(f))
+    run.await.unwrap_or_else(|e| e.reply(f))
 }

@@ -138,10 +138,13 @@ async fn domain(
     }
 }
 
-fn account_json(f: Format, state: &PublicState, a: &Account) -> Value {
+async fn account_json(f: Format, state: &PublicState, a: &Account) -> Value {
+    // A read failure shows as nothing used; the account itself is still answered.
     let used: u64 = state
-        .store
+        .mail
         .list(&a.address, None, state.store_mailbox_max)
+        .await
+        .unwrap_or_default()
         .iter()
         .map(|s| s.size)
         .sum();
@@ -187,7 +190,7 @@ async fn create_account(
 ) -> Response {
     let f = Format::of(&headers);
     match try_create(&state, &mt, body).await {
-        Ok(a) => f.reply(StatusCode::CREATED, &account_json(f, &state, &a)),
+        Ok(a) => f.reply(StatusCode::CREATED, &account_json(f, &state, &a).await),
         Err(e) => e.reply(f),
     }
 }
@@ -312,7 +315,7 @@ async fn me(
 ) -> Response {
     let f = Format::of(&headers);
     match authed(&state, &mt, &headers) {
-        Ok(a) => f.reply(StatusCode::OK, &account_json(f, &state, &a)),
+        Ok(a) => f.reply(StatusCode::OK, &account_json(f, &state, &a).await),
         Err(e) => e.reply(f),
     }
 }
@@ -326,7 +329,7 @@ async fn get_account(
 ) -> Response {
     let f = Format::of(&headers);
     match authed(&state, &mt, &headers) {
-        Ok(a) if a.id == id => f.reply(StatusCode::OK, &account_json(f, &state, &a)),
+        Ok(a) if a.id == id => f.reply(StatusCode::OK, &account_json(f, &state, &a).await),
         Ok(_) => MtError::NotFound.reply(f),
         Err(e) => e.reply(f),
     }
@@ -343,7 +346,9 @@ async fn delete_account(
     match authed(&state, &mt, &headers) {
         Ok(a) if a.id == id => {
             mt.accounts.remove(&a.id);
-            state.store.delete_mailbox(&a.address);
+            if let Err(e) = state.mail.delete_mailbox(&a.address).await {
+                tracing::warn!(error = %e, "account's mail not deleted");
+            }
             state.registry.remove(&a.address);
             if let Err(e) = state.store.set_mailbox_ttl(&a.address, None) {
                 tracing::warn!(error = %e, "mailbox ttl override not cleared");
