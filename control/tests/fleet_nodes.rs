@@ -187,7 +187,7 @@ fn pushed(lines: &mut BufReader<TcpStream>, subject: &str, within: Duration) -> 
         }
         if let Some(data) = line.trim_end().strip_prefix("data:") {
             let v: Value = serde_json::from_str(data.trim()).expect("event json");
-            if v["subject"] == Value::from(subject) {
+            if v["subject"] == subject {
                 return true;
             }
         }
@@ -222,7 +222,7 @@ fn member_state(node: &Running, name: &str) -> Option<String> {
     v["nodes"]
         .as_array()?
         .iter()
-        .find(|n| n["name"] == Value::from(name))
+        .find(|n| n["name"] == name)
         .and_then(|n| n["state"].as_str().map(str::to_owned))
 }
 

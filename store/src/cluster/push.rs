@@ -21,9 +21,12 @@ use super::keys::MailboxKeys;
 use super::{Cluster, ClusterError};
 use crate::address::Mailbox;
 
-/// Channels this node listens on, with a wake counter and the number of subscribers each.
+/// One channel this node listens on: its wake counter and how many subscribers share it.
+type Listening = (watch::Sender<u64>, usize);
+
+/// Channels this node listens on, by channel name.
 #[derive(Default)]
-pub(crate) struct Channels(Mutex<HashMap<Vec<u8>, (watch::Sender<u64>, usize)>>);
+pub(crate) struct Channels(Mutex<HashMap<Vec<u8>, Listening>>);
 
 impl Channels {
     /// Handles one push from the pub/sub connection (called on the connection's task, so
