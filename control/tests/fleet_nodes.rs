@@ -75,15 +75,7 @@ fn mail_mailboxes_and_deletions_are_shared_between_nodes() {
     let a = node(dir.path(), &tc, "mx-a", "");
     let b = node(dir.path(), &tc, "mx-b", "ack = \"replicas:1\"\n");
 
-    let (status, created) = a.public(
-        "POST",
-        "/api/v1/mailboxes",
-        None,
-        Some(r#"{"local_part":"alice"}"#),
-    );
-    assert_eq!(status, 201, "{created}");
-    let address = created["address"].as_str().expect("address").to_owned();
-    let token = created["token"].as_str().expect("token").to_owned();
+    let (address, token) = create(&a, "alice");
     assert_eq!(address, "alice@tempmx.test");
 
     // Known on B: its token opens the (empty) mailbox there, and B will not hand it out.
@@ -239,15 +231,7 @@ fn live_push_and_membership_span_the_fleet() {
     let dir = tempfile::tempdir().expect("temp dir");
     let a = node(dir.path(), &tc, "mx-a", "node_ttl_secs = 2\n");
     let b = node(dir.path(), &tc, "mx-b", "node_ttl_secs = 2\n");
-    let (status, created) = b.public(
-        "POST",
-        "/api/v1/mailboxes",
-        None,
-        Some(r#"{"local_part":"bob"}"#),
-    );
-    assert_eq!(status, 201, "{created}");
-    let address = created["address"].as_str().expect("address").to_owned();
-    let token = created["token"].as_str().expect("token").to_owned();
+    let (address, token) = create(&b, "bob");
 
     let mut sse = TcpStream::connect(b.http).expect("http connects");
     sse.set_read_timeout(Some(Duration::from_secs(5)))
