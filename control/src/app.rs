@@ -233,7 +233,16 @@ impl App {
         ];
         if let (Some(cluster), Some(f)) = (&fleet, &shared.config.fleet) {
             let ttl = Duration::from_secs(f.node_ttl_secs);
-            tasks.push(runtime.spawn(crate::fleet::heartbeat(cluster.clone(), ttl, stop_rx)));
+            tasks.push(runtime.spawn(crate::fleet::heartbeat(
+                cluster.clone(),
+                ttl,
+                stop_rx.clone(),
+            )));
+            tasks.push(runtime.spawn(crate::fleet::pool::sync(
+                cluster.clone(),
+                shared.plane.clone(),
+                stop_rx,
+            )));
         }
         let signal = |kind| {
             tokio::signal::unix::signal(kind).map_err(|source| AppError::Io {

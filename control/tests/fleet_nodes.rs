@@ -496,3 +496,57 @@ fn a_primary_killed_mid_flood_with_replicas_ack_loses_no_acknowledged_message() 
     }
     a.stop();
 }
+
+/// The state node `node`'s admin API gives domain `name`, if it knows it.
+fn domain_state(node: &Running, name: &str) -> Option<String> {
+    let (status, v) = node.admin("GET", &format!("/admin/v1/domains/{name}"), None);
+    (status == 200)
+        .then(|| v["state"].as_str().map(str::to_owned))
+        .flatten()
+}
+
+#[test]
+fn a_domain_changed_on_one_node_holds_on_the_other() {
+    // Goal: domain states set through one node's admin API hold on every node within 2 s:
+    // a domain added active on A is active on B and B's SMTP takes mail for it; retired on
+    // A, B's SMTP refuses it with 550 and B's DNS serves its null MX. Method: a real
+    // cluster, two real binaries, the admin API over ureq, lettre against B, dig against
+    // B's DNS listener; every wait bounded.
+    let tc = TestCluster::start().expect("cluster starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let a = node(dir.path(), &tc, "mx-a", "");
+    let b = node(dir.path(), &tc, "mx-b", "");
+    let (status, added) = a.admin(
+        "POST",
+        "/admin/v1/domains",
+        Some(r#"{"domains":["shared.test"],"state":"active","reason":"fleet test"}"#),
+    );
+    assert_eq!(status, 201, "{added}");
+    let state = wait_for(Duration::from_secs(2), "domain active on B", || {
+        domain_state(&b, "shared.test").filter(|s| s == "active")
+    });
+    assert_eq!(state, "active");
+    b.send_with_subject("someone@shared.test", "before retirement")
+        .expect("B takes mail for the shared domain");
+
+    let (status, changed) = a.admin(
+        "PUT",
+        "/admin/v1/domains/shared.test/state",
+        Some(r#"{"state":"retired","reason":"fleet test"}"#),
+    );
+    assert_eq!(status, 200, "{changed}");
+    let refused = wait_for(
+        Duration::from_secs(2),
+        "B refuses the retired domain",
+        || match b.send_with_subject("someone@shared.test", "after retirement") {
+            Err(e) if e.is_permanent() => Some(e.status().map(|c| c.to_string())),
+            _ => None,
+        },
+    );
+    assert_eq!(refused.as_deref(), Some("550"));
+    assert_eq!(domain_state(&b, "shared.test").as_deref(), Some("retired"));
+    let mx = b.dig("shared.test", "MX");
+    assert_eq!(mx, "0 .", "B serves the null MX");
+    a.stop();
+    b.stop();
+}

@@ -281,6 +281,11 @@ async fn add_domains(
         state,
         req.reason.as_deref().unwrap_or("admin api"),
     )?;
+    for r in &results {
+        if let Ok(d) = tempmx_store::Domain::parse(&r.name) {
+            share(&s, &d).await;
+        }
+    }
     let status = if results.iter().any(|r| r.added) {
         StatusCode::CREATED
     } else {
@@ -341,11 +346,21 @@ async fn set_state(
     PathParams(name): PathParams<String>,
     JsonBody(req): JsonBody<StateChange>,
 ) -> Result<Json<DomainInfo>, Problem> {
-    Ok(Json(s.plane.set_state(
-        &pool_domain(&name)?,
-        req.state,
-        &req.reason,
-    )?))
+    let domain = pool_domain(&name)?;
+    let info = s.plane.set_state(&domain, req.state, &req.reason)?;
+    share(&s, &domain).await;
+    Ok(Json(info))
+}
+
+/// Fleet mode: writes `domain`'s state to the fleet's pool, so every node applies it. The
+/// change already holds here; a cluster that does not take it is logged (the operator
+/// repeats the change, or makes it on the other nodes).
+async fn share(s: &AdminState, domain: &tempmx_store::Domain) {
+    if let Some(cluster) = &s.fleet
+        && let Err(e) = crate::fleet::pool::publish(cluster, &s.plane, domain).await
+    {
+        tracing::error!(domain = %domain, error = %e, "domain change not shared with the fleet");
+    }
 }
 
 /// An operator's listing.

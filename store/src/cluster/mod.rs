@@ -14,6 +14,8 @@
 //! | `tmx:{M}:ch` | shard channel | the id of each new record (SPUBLISH) | none |
 //! | `tmx:{fleet}:nodes` | hash | node name -> `<version> <last heartbeat ms>` | none (a day's silence drops the entry) |
 //! | `tmx:{fleet}:up:<node>` | string | the same value | the node's heartbeat TTL |
+//! | `tmx:{fleet}:pool` | hash | domain -> lifecycle state set by an operator | none |
+//! | `tmx:{fleet}:pool:v` | string | version, bumped with every pool change | none |
 //!
 //! The steps that must be atomic per mailbox are Redis functions (`tempmx.lua`, loaded with
 //! `FUNCTION LOAD` at start, replicated with the data): `tempmx_put` stores a record under
@@ -56,6 +58,7 @@ mod codec;
 mod error;
 mod keys;
 mod members;
+mod pool;
 mod push;
 mod read;
 mod registry;
