@@ -4,7 +4,7 @@
 #
 # Usage: bench/run-smtp-table.sh [TEMPMX_BINARY]      (default: target/release/tempmx)
 #   env: BENCH=path/to/tempmx-bench (default: target/release/tempmx-bench)
-#        SERVERS="tempmx sink postfix"   GENERATORS="smtp-source tempmx-bench"
+#        SERVERS="tempmx sink postfix null"   GENERATORS="smtp-source tempmx-bench"
 #        (add tempmx-bench-pipelined to let tempmx-bench pipeline; smtp-source cannot)
 #        RUNS, TARGET_S, SESSIONS, MSG_LEN, VARIANTS: passed to smtp-anchors.sh
 #        TEMPMX_ARGS: extra `tempmx serve` arguments, e.g. "--config epoll-1core.toml"
@@ -13,6 +13,10 @@
 #          "tempmx-uring=bench/configs/uring.toml tempmx-epoll=bench/configs/epoll.toml"
 #          (each is started, measured and stopped in turn, after the anchors; overrides
 #          TEMPMX_ARGS/TEMPMX_NAME)
+#        NULL_SERVER: the null io_uring responder measured as "null" when SERVERS has it
+#          (default target/release/examples/null_smtp_uring; build it with
+#          cargo build --release -p tempmx-bench --example null_smtp_uring): the floor of
+#          loopback TCP plus the thinnest io_uring loop, under any SMTP server here
 #
 # How: per generator, runs ../shared/anchors/smtp-anchors.sh once with ANCHORS="sink
 # postfix", then once per tempmx server: starts `tempmx serve` on free loopback ports, runs
@@ -30,6 +34,7 @@ ANCHORS_DIR=${ANCHORS_DIR:-$REPO/../shared/anchors}
 
 TEMPMX=${1:-$REPO/target/release/tempmx}
 BENCH=${BENCH:-$REPO/target/release/tempmx-bench}
+NULL_SERVER=${NULL_SERVER:-$REPO/target/release/examples/null_smtp_uring}
 SERVERS=${SERVERS:-"tempmx sink postfix"}
 GENERATORS=${GENERATORS:-"smtp-source tempmx-bench"}
 DOMAIN=tempmx.test                      # tempmx accepts it by default; sink/postfix take any
@@ -58,6 +63,16 @@ start_tempmx() {   # $1: extra `tempmx serve` arguments
   log "tempmx serve pid $TEMPMX_PID, smtp $TEMPMX_SMTP, args '$1'"
 }
 
+start_null() {
+  [ -x "$NULL_SERVER" ] || { log "no null server at $NULL_SERVER: null left out"; return 1; }
+  local smtp
+  smtp=$(pick_port 2650 tcp) || { log "no free port for the null server"; return 1; }
+  "$NULL_SERVER" "127.0.0.1:$smtp" >>"$OUT_DIR/null.log" 2>&1 &
+  TEMPMX_PID=$!
+  wait_tcp_port "$smtp" 20 || { log "null server did not listen on $smtp"; return 1; }
+  TEMPMX_SMTP=127.0.0.1:$smtp
+}
+
 anchors=""
 for s in $SERVERS; do case $s in sink|postfix) anchors="$anchors $s" ;; esac; done
 [ -n "${anchors// /}" ] || anchors=none
@@ -70,6 +85,7 @@ case " $SERVERS " in *" tempmx "*)
     tempmx_runs+=("${TEMPMX_NAME:-tempmx}|${TEMPMX_ARGS:-}")
   fi ;;
 esac
+case " $SERVERS " in *" null "*) tempmx_runs+=("null|") ;; esac
 if [ "$anchors" = none ] && [ ${#tempmx_runs[@]} -eq 0 ]; then log "no server to measure"; exit 1; fi
 
 for gen in $GENERATORS; do
@@ -89,7 +105,7 @@ for gen in $GENERATORS; do
   fi
   for run in "${tempmx_runs[@]}"; do
     name=${run%%|*}
-    start_tempmx "${run#*|}" || continue
+    if [ "$name" = null ]; then start_null || continue; else start_tempmx "${run#*|}" || continue; fi
     log "generator $gen: $name"
     env ANCHORS=none DOMAIN="$DOMAIN" BENCH_REPORT_DIR="$OUT_DIR/$gen" "${genv[@]}" \
       EXTRA_SMTP="$TEMPMX_SMTP" EXTRA_SMTP_PID="$TEMPMX_PID" EXTRA_NAME="$name" \

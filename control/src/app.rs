@@ -14,10 +14,12 @@ use tracing::info;
 
 use crate::api;
 use crate::api::public::{DomainSource, PublicState};
+use crate::blocklist::{BlocklistCycle, BlocklistError};
 use crate::config::{Config, ConfigError, RecipientMode};
 use crate::mailboxes::Registry;
-use crate::metrics::Metrics;
-use crate::pool::{ControlError, ControlPlane, PlaneConfig, SystemClock};
+use crate::mailboxes::log::LogError;
+use crate::metrics::{Metrics, control};
+use crate::pool::{ControlError, ControlPlane, MessageCounters, PlaneConfig, SystemClock};
 
 /// How often the control runtime expires messages and sweeps expired mailboxes.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
@@ -41,6 +43,12 @@ pub enum AppError {
     /// The control plane's state could not be loaded.
     #[error("control plane")]
     Control(#[from] ControlError),
+    /// The blocklist checker could not be built.
+    #[error("blocklists")]
+    Blocklist(#[from] BlocklistError),
+    /// The saved mailbox registry could not be read.
+    #[error("mailbox registry")]
+    Mailboxes(#[from] LogError),
     /// The configuration fails the checks `check-config` makes.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -61,8 +69,13 @@ pub enum AppError {
 pub struct Shared {
     /// The message store (readers).
     pub store: Arc<Store>,
-    /// The control plane: domain pool, rotation, blocklists.
+    /// The control plane: domain pool and rotation.
     pub plane: Arc<ControlPlane>,
+    /// The periodic blocklist checks feeding the plane.
+    pub blocklists: Arc<BlocklistCycle>,
+    /// The mailbox registry: the public API's mailboxes and tokens, the ingress's
+    /// registered-only lookup, the per-domain mailbox counts the plane shows.
+    pub mailboxes: Arc<Registry>,
     /// The recipient policy the ingress reads.
     pub policy: Arc<Policy>,
     /// Metrics registry and collectors.
@@ -137,28 +150,39 @@ impl App {
                 what: "control runtime",
                 source,
             })?;
-        // The blocklist resolver is created inside the plane and needs a runtime context.
+        // The blocklist resolver is created with the cycle and needs a runtime context.
         let _entered = runtime.enter();
+        let registry = Arc::new(Registry::open_in(
+            config.api.mailboxes_max,
+            config.data_dir.as_deref(),
+        )?);
         let plane = Arc::new(ControlPlane::open(
             plane_config(&config),
             Arc::new(SystemClock),
+            registry.clone(),
         )?);
-        let registry = plane.mailboxes().clone();
+        let blocklists = Arc::new(BlocklistCycle::new(
+            config.blocklists.clone(),
+            plane.clone(),
+        )?);
         registry.restore_ttls(&store);
         let lookup = match config.pool.recipients {
             RecipientMode::CatchAll => None,
             RecipientMode::RegisteredOnly => Some(registry.clone() as Arc<dyn MailboxRegistry>),
         };
         let policy = Arc::new(Policy::new(plane.ingress_snapshot(), lookup));
-        // Fleet mode: every core hands its mail to the cluster, and the 250 waits for the
-        // cluster's acknowledgement; the local store's writers are not used.
+        // Each core's writer counts what the store accepts per domain; the plane's tick
+        // drains the counts into the rotation rules. Fleet mode: every core hands its mail
+        // to the cluster, and the 250 waits for the cluster's acknowledgement; the local
+        // store's writers are not used.
+        let counters = Arc::new(MessageCounters::new(config.pool.limits.domains_max));
         let sinks: Vec<Box<dyn MessageSink + Send>> = match &fleet {
             Some(cluster) => (0..cores)
-                .map(|core| Ok(plane.counting_sink(Box::new(cluster.sink(core)?))))
+                .map(|core| Ok(counters.wrap(Box::new(cluster.sink(core)?))))
                 .collect::<Result<_, tempmx_store::cluster::ClusterError>>()?,
             None => writers
                 .into_iter()
-                .map(|w| plane.counting_sink(Box::new(w)))
+                .map(|w| counters.wrap(Box::new(w)))
                 .collect(),
         };
         let ingress = tempmx_ingress::driver::start(&config.ingress, policy.clone(), sinks)?;
@@ -177,6 +201,8 @@ impl App {
         let shared = Arc::new(Shared {
             store,
             plane,
+            blocklists,
+            mailboxes: registry.clone(),
             policy,
             metrics: Metrics::new(),
             config,
@@ -207,7 +233,7 @@ impl App {
         let subscribers = public.subscribers.clone();
         shared
             .metrics
-            .add_source(move |out| crate::metrics::api_families(&subscribers, out));
+            .add_table(control::API, move || subscribers.connected());
         let (stop, stop_rx) = watch::channel(false);
         let public_router = api::public_router(public.clone(), shared.clone());
         let deadlines = shared.config.http.deadlines();
@@ -229,7 +255,8 @@ impl App {
                 registry,
                 stop_rx.clone(),
             )),
-            runtime.spawn(shared.plane.clone().run(stop_rx.clone())),
+            runtime.spawn(shared.blocklists.clone().run(stop_rx.clone())),
+            runtime.spawn(shared.plane.clone().run(counters, stop_rx.clone())),
         ];
         if let (Some(cluster), Some(f)) = (&fleet, &shared.config.fleet) {
             let ttl = Duration::from_secs(f.node_ttl_secs);
@@ -344,16 +371,25 @@ impl DomainSource for PolicyDomains {
     }
 }
 
-/// Expires messages and forgets expired mailboxes (their mail and TTL override) once a second.
+/// Once a second: expires messages, syncs the mailbox registry's log and forgets expired
+/// mailboxes (their mail and TTL override); syncs the registry once more at shutdown.
 async fn housekeeping(store: Arc<Store>, registry: Arc<Registry>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.wait_for(|s| *s) => {
+                if let Err(e) = registry.persist() {
+                    tracing::warn!(error = %e, "mailbox registry not synced at shutdown");
+                }
+                return;
+            }
         }
         store.expire();
+        if let Err(e) = registry.persist() {
+            tracing::warn!(error = %e, "mailbox registry not synced; retrying in a second");
+        }
         for address in registry.sweep(crate::mailboxes::now_ms()) {
             store.delete_mailbox(&address);
             // Its TTL override goes too, or expired boxes would fill `ttl_overrides_max`.
@@ -370,9 +406,7 @@ fn plane_config(config: &Config) -> PlaneConfig {
         recipients: config.pool.recipients,
         policy: config.pool.policy.clone(),
         limits: config.pool.limits.clone(),
-        blocklists: config.blocklists.clone(),
         data_dir: config.data_dir.clone(),
-        mailboxes_max: config.api.mailboxes_max,
         drain_secs_min: config.drain_secs_min(),
     }
 }
@@ -395,33 +429,32 @@ async fn bind_http(
     Ok((http, admin))
 }
 
-/// Lets `/metrics` read every part's counters at scrape time.
+/// Lets `/metrics` read every part's table at scrape time.
 fn register_metrics(shared: &Arc<Shared>, ingress: &IngressHandle, dns: &DnsHandle) {
+    use tempmx_ingress::metrics as ingress_metrics;
+    let m = &shared.metrics;
     let reader = ingress.counters_reader();
-    shared.metrics.add_source(move |out| {
-        crate::metrics::ingress_families(&reader.read(), out);
-        crate::metrics::auth_families(&reader.auth(), out);
+    m.add_table(ingress_metrics::SMTP, move || reader.read());
+    let reader = ingress.counters_reader();
+    m.add_table(ingress_metrics::AUTH, move || reader.auth());
+    let reader = ingress.counters_reader();
+    // Greylisting families exist only while greylisting is on.
+    m.add_source(move |out| {
         if let Some(greylist) = reader.greylist() {
-            crate::metrics::greylist_families(&greylist, out);
+            crate::metrics::export(ingress_metrics::GREYLIST, &greylist, out);
         }
     });
     let reader = dns.counters_reader();
-    shared
-        .metrics
-        .add_source(move |out| crate::metrics::dns_families(&reader.read(), out));
+    m.add_table(tempmx_dns::metrics::TABLE, move || reader.read());
     let store = shared.store.clone();
-    shared
-        .metrics
-        .add_source(move |out| crate::metrics::store_families(&store.stats(), out));
+    m.add_table(tempmx_store::metrics::TABLE, move || store.stats());
     let plane = shared.plane.clone();
-    shared
-        .metrics
-        .add_source(move |out| crate::metrics::pool_families(&plane, out));
-    let facts = crate::metrics::ProcessFacts::new(ingress.backend(), &shared.config.ingress.tls);
-    let registry = shared.plane.mailboxes().clone();
-    shared
-        .metrics
-        .add_source(move |out| crate::metrics::process_families(&facts, registry.len(), out));
+    m.add_table(control::POOL, move || control::PoolView::of(&plane));
+    let facts = control::ProcessFacts::new(ingress.backend(), &shared.config.ingress.tls);
+    let registry = shared.mailboxes.clone();
+    m.add_table(control::PROCESS, move || {
+        control::ProcessState::now(&facts, registry.len())
+    });
 }
 
 async fn wait_for_signal(

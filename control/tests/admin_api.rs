@@ -229,8 +229,7 @@ async fn domain_routes() {
     let r = h.call("DELETE", "/admin/v1/domains/c.test", t, None).await;
     assert_eq!((r.status, r.problem()), (409, "domain-not-retired"));
     let now = tempmx::mailboxes::now_ms();
-    h.plane
-        .mailboxes()
+    h.mailboxes
         .register(
             &tempmx_store::Mailbox::parse("user@c.test").expect("test address"),
             now,

@@ -9,7 +9,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use admin_support::{Harness, plane_config};
+use admin_support::{Harness, open_plane, plane_config};
 use hickory_proto::rr::rdata::{A, SOA};
 use hickory_proto::rr::{LowerName, Name, RData, Record};
 use hickory_server::Server;
@@ -18,7 +18,10 @@ use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
 use serde_json::json;
 use tempmx::api::admin::AdminAuth;
 use tempmx::blocklist::{BlocklistConfig, DnsblZone};
-use tempmx::pool::{COUNTS_SAVE_SECS, ControlPlane, DomainState, ManualClock, PlaneConfig};
+use tempmx::mailboxes::Registry;
+use tempmx::pool::{
+    COUNTS_SAVE_SECS, ControlPlane, DomainState, ManualClock, MessageCounters, PlaneConfig,
+};
 use tempmx_dns::ZoneState;
 use tempmx_ingress::policy::DomainStatus;
 
@@ -58,9 +61,16 @@ async fn dnsbl(records: &[(&str, [u8; 4])]) -> (SocketAddr, Server<Catalog>) {
     (addr, server)
 }
 
-fn config_with_dnsbl(ns: SocketAddr, data_dir: &std::path::Path) -> PlaneConfig {
+/// A pool of `a.pool.test` saved in `data_dir`.
+fn config_in(data_dir: &std::path::Path) -> PlaneConfig {
     let mut c = plane_config(&["a.pool.test"]);
-    c.blocklists = BlocklistConfig {
+    c.data_dir = Some(data_dir.to_owned());
+    c
+}
+
+/// Checking the `dbl.test` zone served at `ns`.
+fn dnsbl_config(ns: SocketAddr) -> BlocklistConfig {
+    BlocklistConfig {
         zones: vec![DnsblZone {
             zone: "dbl.test".into(),
             codes: Default::default(),
@@ -70,9 +80,7 @@ fn config_with_dnsbl(ns: SocketAddr, data_dir: &std::path::Path) -> PlaneConfig 
         jitter_secs: 0,
         timeout_ms: 2_000,
         ..BlocklistConfig::default()
-    };
-    c.data_dir = Some(data_dir.to_owned());
-    c
+    }
 }
 
 // Goal: listing → confirmation after 2 checks → drain + promotion → retirement after the
@@ -86,8 +94,9 @@ async fn listing_rotates_domain_out() {
     ])
     .await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let h = Harness::start(
-        config_with_dnsbl(ns, dir.path()),
+    let h = Harness::start_checking(
+        config_in(dir.path()),
+        dnsbl_config(ns),
         AdminAuth {
             loopback: true,
             ..AdminAuth::default()
@@ -135,7 +144,7 @@ async fn listing_rotates_domain_out() {
     );
 
     // The periodic cycle gives the second listed answer: confirmed, rotated out, b promoted.
-    h.plane.check_cycle().await;
+    h.blocklists.check_cycle().await;
     let a = h
         .call("GET", "/admin/v1/domains/a.pool.test", None, None)
         .await;
@@ -161,10 +170,9 @@ async fn listing_rotates_domain_out() {
 
     // A 127.255.255.x answer is an error, never a listing.
     for _ in 0..3 {
-        h.plane
+        h.blocklists
             .check_now(&tempmx_store::Domain::parse("err.pool.test").expect("test domain"))
-            .await
-            .expect("check");
+            .await;
     }
     let e = h
         .call("GET", "/admin/v1/domains/err.pool.test", None, None)
@@ -229,11 +237,10 @@ async fn listing_rotates_domain_out() {
 
     // Restart from the same data directory: the same pool, not the configured one.
     let before = h.plane.pool();
-    let reopened = ControlPlane::open(
-        config_with_dnsbl(ns, dir.path()),
+    let reopened = open_plane(
+        config_in(dir.path()),
         Arc::new(ManualClock::new(admin_support::T0)),
-    )
-    .expect("reopen");
+    );
     assert_eq!(reopened.pool(), before);
     server.shutdown_gracefully().await.expect("dns shutdown");
 }
@@ -244,14 +251,16 @@ async fn listing_rotates_domain_out() {
 async fn run_loop_checks_and_stops() {
     let (ns, mut server) = dnsbl(&[("a.pool.test", [127, 0, 1, 4])]).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = config_with_dnsbl(ns, dir.path());
+    let mut config = config_in(dir.path());
     config.policy.listing_confirmations = 1;
-    let h = Harness::start(config, AdminAuth::default()).await;
+    let h = Harness::start_checking(config, dnsbl_config(ns), AdminAuth::default()).await;
     h.plane
         .add_domains(&["b.pool.test".into()], DomainState::Pending, "spare")
         .expect("add");
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(h.plane.clone().run(stopped));
+    let counters = Arc::new(MessageCounters::new(1));
+    let ticks = tokio::spawn(h.plane.clone().run(counters, stopped.clone()));
+    let task = tokio::spawn(h.blocklists.clone().run(stopped));
     let mut rotated = false;
     for _ in 0..100 {
         if h.policy
@@ -278,10 +287,12 @@ async fn run_loop_checks_and_stops() {
         Some("phish domain".to_owned())
     );
     stop.send(true).expect("stop");
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("stops in time")
-        .expect("joins");
+    for task in [ticks, task] {
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("stops in time")
+            .expect("joins");
+    }
     server.shutdown_gracefully().await.expect("dns shutdown");
 }
 
@@ -292,16 +303,17 @@ fn bad_state_file_is_an_error() {
     let mut config = plane_config(&["a.pool.test"]);
     config.data_dir = Some(dir.path().to_owned());
     let clock = || Arc::new(ManualClock::new(admin_support::T0));
-    drop(ControlPlane::open(config.clone(), clock()).expect("first start"));
+    let registry = || Arc::new(Registry::new(admin_support::MAILBOXES_MAX));
+    drop(open_plane(config.clone(), clock()));
     let state = dir.path().join("control").join("state.json");
     std::fs::write(&state, b"{\"format\":1,").expect("corrupt");
-    let err = ControlPlane::open(config.clone(), clock())
+    let err = ControlPlane::open(config.clone(), clock(), registry())
         .err()
         .expect("corrupt file refused");
     assert!(err.to_string().contains("corrupt"), "{err}");
     std::fs::remove_file(&state).expect("remove");
     std::fs::write(dir.path().join("control").join("other"), b"x").expect("other file");
-    let err = ControlPlane::open(config, clock())
+    let err = ControlPlane::open(config, clock(), registry())
         .err()
         .expect("missing file refused");
     assert!(err.to_string().contains("no state.json"), "{err}");
@@ -323,8 +335,7 @@ async fn message_and_age_limits_rotate() {
         .add_domains(&spares, DomainState::Pending, "spares")
         .expect("add");
     let now = tempmx::mailboxes::now_ms();
-    h.plane
-        .mailboxes()
+    h.mailboxes
         .register(
             &tempmx_store::Mailbox::parse("x@a.pool.test").expect("test address"),
             now,
@@ -394,8 +405,9 @@ async fn message_and_age_limits_rotate() {
         Some(DomainStatus::Active)
     );
 
-    let reopened =
-        ControlPlane::open(config, Arc::new(ManualClock::new(admin_support::T0))).expect("reopen");
+    // The app syncs the registry once a second; the reopened plane reads what it synced.
+    h.mailboxes.persist().expect("registry synced");
+    let reopened = open_plane(config, Arc::new(ManualClock::new(admin_support::T0)));
     let a = reopened
         .domain(&tempmx_store::Domain::parse("a.pool.test").expect("test domain"))
         .expect("a");
@@ -414,13 +426,12 @@ async fn counts_are_saved_lazily() {
     let mut config = plane_config(&["a.pool.test"]);
     config.data_dir = Some(dir.path().to_owned());
     let clock = Arc::new(ManualClock::new(admin_support::T0));
-    let plane = Arc::new(ControlPlane::open(config.clone(), clock.clone()).expect("open"));
+    let plane = Arc::new(open_plane(config.clone(), clock.clone()));
     let saved = || {
-        ControlPlane::open(
+        open_plane(
             config.clone(),
             Arc::new(ManualClock::new(admin_support::T0)),
         )
-        .expect("reopen")
         .domain(&tempmx_store::Domain::parse("a.pool.test").expect("test domain"))
         .expect("a")
         .domain
@@ -449,7 +460,11 @@ async fn counts_are_saved_lazily() {
     plane.tick();
     assert_eq!(saved(), 5);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(plane.clone().run(stopped));
+    let task = tokio::spawn(
+        plane
+            .clone()
+            .run(Arc::new(MessageCounters::new(1)), stopped),
+    );
     stop.send(true).expect("stop");
     tokio::time::timeout(Duration::from_secs(5), task)
         .await

@@ -308,11 +308,20 @@ const MULTIPART: &str = "From: =?utf-8?q?J=C3=BCrgen?= <j@sender.test>\r\nTo: x@
 #[tokio::test]
 async fn message_detail_raw_html_and_attachments() {
     // Goal: the detail view, raw download, sanitised HTML document and attachment
-    // download carry the right content and the required headers.
+    // download carry the right content and the required headers, and the listing shows
+    // the From decoded at ingest.
     let api = Api::start(cfg()).await;
     let (a, t) = api.create(json!({})).await;
     let id = api.deliver(&a, MULTIPART);
     let base = format!("/api/v1/mailboxes/{a}/messages/{id}");
+    let page: Value = api
+        .get(&format!("/api/v1/mailboxes/{a}/messages"), &t)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(page["messages"][0]["from"], "Jürgen <j@sender.test>");
+    assert_eq!(page["messages"][0]["subject"], "Invoice");
 
     let v: Value = api.get(&base, &t).await.json().await.expect("json");
     assert_eq!(v["subject"], "Invoice");

@@ -1,32 +1,11 @@
-//! The DNS server's metrics, declared once: name, help and type of every family it records.
-//! The server counts per worker (see `counters`); the exporter in the `tempmx` crate
-//! builds Prometheus families from these descriptors and [`DnsCounters`](crate::DnsCounters).
+//! The DNS server's metrics, declared once as a table: name, help, type and how to read
+//! each family from [`DnsCounters`] (summed per worker, see `counters`). The exporter in
+//! the `tempmx` crate walks the table.
 
-use self::MetricKind::{Counter, Gauge};
+use tempmx_store::metrics::MetricKind::{Counter, Gauge};
+pub use tempmx_store::metrics::{Metric, MetricDesc, MetricKind, Values, desc};
 
-/// How a metric behaves, for the exporter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MetricKind {
-    /// Monotonic since start (`_total`).
-    Counter,
-    /// Current value.
-    Gauge,
-}
-
-/// One metric family as this crate declares it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MetricDesc {
-    /// Prometheus name, `tempmx_<area>_<what>_<unit>`.
-    pub name: &'static str,
-    /// Help text.
-    pub help: &'static str,
-    /// Counter or gauge.
-    pub kind: MetricKind,
-}
-
-const fn desc(name: &'static str, help: &'static str, kind: MetricKind) -> MetricDesc {
-    MetricDesc { name, help, kind }
-}
+use crate::DnsCounters;
 
 /// Queries by type.
 pub const QUERIES: MetricDesc = desc(
@@ -61,5 +40,30 @@ pub const AXFR_REFUSED: MetricDesc = desc(
 /// Zones served.
 pub const ZONES: MetricDesc = desc("tempmx_dns_zones", "Zones served.", Gauge);
 
-/// Every metric of the DNS server.
-pub const ALL: &[MetricDesc] = &[QUERIES, RESPONSES, MALFORMED, DROPPED, AXFR_REFUSED, ZONES];
+/// Every metric of the DNS server, read from [`DnsCounters`].
+pub const TABLE: &[Metric<DnsCounters>] = &[
+    Metric {
+        desc: QUERIES,
+        read: |c| Values::by("type", c.queries_by_type.iter().copied()),
+    },
+    Metric {
+        desc: RESPONSES,
+        read: |c| Values::by("rcode", c.responses_by_rcode.iter().copied()),
+    },
+    Metric {
+        desc: MALFORMED,
+        read: |c| Values::one(c.malformed),
+    },
+    Metric {
+        desc: DROPPED,
+        read: |c| Values::one(c.dropped),
+    },
+    Metric {
+        desc: AXFR_REFUSED,
+        read: |c| Values::one(c.axfr_refused),
+    },
+    Metric {
+        desc: ZONES,
+        read: |c| Values::one(c.zones),
+    },
+];

@@ -1,11 +1,14 @@
-//! The ingress's metrics, declared once: name, help and type of every family it records.
-//! The ingress only counts (per-core blocks, see `driver::counters`); the exporter in the
-//! `tempmx` crate builds Prometheus families from these descriptors and the snapshots.
+//! The ingress's metrics, declared once as tables: name, help, type and how to read each
+//! family from the snapshots the ingress's counters give (per-core blocks, see
+//! `driver::counters`, the authenticators' counters and the greylisting table). The
+//! exporter in the `tempmx` crate walks the tables.
 
-use tempmx_store::metrics::desc;
-pub use tempmx_store::metrics::{MetricDesc, MetricKind};
+use tempmx_store::metrics::MetricKind::{Counter, Gauge, Histogram};
+pub use tempmx_store::metrics::{Metric, MetricDesc, MetricKind, Sample, Values, desc};
 
-use self::MetricKind::{Counter, Gauge, Histogram};
+use crate::auth::{AuthCountersSnapshot, AuthMethod, AuthValue};
+use crate::driver::IngressCountersSnapshot;
+use crate::greylist::{GreylistStats, PassReason};
 
 /// SMTP connections by outcome.
 pub const SMTP_CONNECTIONS: MetricDesc = desc(
@@ -140,36 +143,190 @@ pub const GREYLIST_DELAY: MetricDesc = desc(
     Histogram,
 );
 
-/// Every metric of the ingress (the greylisting ones only while greylisting is on).
-pub const ALL: &[MetricDesc] = &[
-    SMTP_CONNECTIONS,
-    SMTP_SESSIONS,
-    SMTP_MESSAGES_ACCEPTED,
-    SMTP_REJECTIONS,
-    SMTP_RECEIVED_BYTES,
-    SMTP_SENT_BYTES,
-    SMTP_TLS_HANDSHAKES,
-    SMTP_SESSION_DURATION,
-    SMTP_MESSAGE_SIZE,
-    AUTH_FAIL_OPEN,
-    AUTH_RESULTS,
-    AUTH_TIMEOUTS,
-    GREYLIST_CHECKS,
-    GREYLIST_ENTRIES,
-    GREYLIST_EVICTED,
-    GREYLIST_CLIENTS,
-    GREYLIST_CLIENTS_EVICTED,
-    GREYLIST_DELAY,
+/// The SMTP families, read from the summed per-core counters.
+pub const SMTP: &[Metric<IngressCountersSnapshot>] = &[
+    Metric {
+        desc: SMTP_CONNECTIONS,
+        read: |c| {
+            Values::by(
+                "outcome",
+                [
+                    ("accepted", c.connections_accepted),
+                    ("refused_core", c.connections_refused_core),
+                    ("refused_ip", c.connections_refused_ip),
+                ],
+            )
+        },
+    },
+    Metric {
+        desc: SMTP_SESSIONS,
+        read: |c| {
+            Values::by(
+                "outcome",
+                [
+                    ("closed", c.sessions_closed),
+                    ("timed_out", c.sessions_timed_out),
+                    ("aborted", c.sessions_aborted),
+                    ("shutdown", c.sessions_shutdown),
+                ],
+            )
+        },
+    },
+    Metric {
+        desc: SMTP_MESSAGES_ACCEPTED,
+        read: |c| Values::one(c.messages_accepted),
+    },
+    Metric {
+        desc: SMTP_REJECTIONS,
+        read: |c| {
+            Values::by(
+                "reason",
+                [
+                    ("relay", c.rejected_relay),
+                    ("size", c.rejected_size),
+                    ("syntax", c.rejected_syntax),
+                    ("smuggling", c.rejected_smuggling),
+                    ("rate", c.rejected_rate),
+                    ("store", c.messages_store_failed),
+                    ("spf", c.rejected_spf),
+                    ("dmarc", c.rejected_dmarc),
+                    ("greylisted", c.greylisted),
+                ],
+            )
+        },
+    },
+    Metric {
+        desc: AUTH_FAIL_OPEN,
+        read: |c| Values::one(c.auth_fail_open),
+    },
+    Metric {
+        desc: SMTP_RECEIVED_BYTES,
+        read: |c| Values::one(c.bytes_in),
+    },
+    Metric {
+        desc: SMTP_SENT_BYTES,
+        read: |c| Values::one(c.bytes_out),
+    },
+    Metric {
+        desc: SMTP_TLS_HANDSHAKES,
+        read: |c| {
+            Values::by(
+                "result",
+                [
+                    ("ok", c.tls_handshakes_ok),
+                    ("failed", c.tls_handshakes_failed),
+                ],
+            )
+        },
+    },
+    Metric {
+        desc: SMTP_SESSION_DURATION,
+        read: |c| {
+            let d = &c.session_duration;
+            Values::histogram(&SESSION_DURATION_BOUNDS_US, 1e-6, &d.counts, d.sum)
+        },
+    },
+    Metric {
+        desc: SMTP_MESSAGE_SIZE,
+        read: |c| {
+            let m = &c.message_size;
+            Values::histogram(&MESSAGE_SIZE_BOUNDS_BYTES, 1.0, &m.counts, m.sum)
+        },
+    },
 ];
 
-/// The resolver-health families of the authentication checks, read from
-/// `AuthCountersSnapshot`. TODO(#13): join [`ALL`] together with their export in the
-/// `tempmx` crate's `auth_families` (which every family in `ALL` must have).
-pub const AUTH_RESOLVER: &[MetricDesc] = &[
-    AUTH_RESOLVER_TRANSITIONS,
-    AUTH_RESOLVER_PROBES,
-    AUTH_RESOLVER_DOWN_TEMPERRORS,
-    AUTH_RESOLVERS_DOWN,
+/// The authentication families: results per method, deadlines, and the resolver's health.
+pub const AUTH: &[Metric<AuthCountersSnapshot>] = &[
+    Metric {
+        desc: AUTH_RESULTS,
+        read: |a| {
+            let mut samples = Vec::with_capacity(AuthMethod::ALL.len() * AuthValue::ALL.len());
+            for (m, method) in AuthMethod::ALL.iter().enumerate() {
+                for (v, value) in AuthValue::ALL.iter().enumerate() {
+                    samples.push(Sample {
+                        labels: vec![
+                            ("method", method.label().to_owned()),
+                            ("result", value.label().to_owned()),
+                        ],
+                        value: a.results[m][v] as f64,
+                    });
+                }
+            }
+            Values::Samples(samples)
+        },
+    },
+    Metric {
+        desc: AUTH_TIMEOUTS,
+        read: |a| Values::one(a.timeouts),
+    },
+    Metric {
+        desc: AUTH_RESOLVER_TRANSITIONS,
+        read: |a| Values::by("state", [("down", a.resolver_down), ("up", a.resolver_up)]),
+    },
+    Metric {
+        desc: AUTH_RESOLVER_PROBES,
+        read: |a| {
+            Values::by(
+                "result",
+                [
+                    ("answered", a.probes_answered),
+                    ("unanswered", a.probes_unanswered),
+                ],
+            )
+        },
+    },
+    Metric {
+        desc: AUTH_RESOLVER_DOWN_TEMPERRORS,
+        read: |a| Values::one(a.down_temperrors),
+    },
+    Metric {
+        desc: AUTH_RESOLVERS_DOWN,
+        read: |a| Values::one(a.resolvers_down),
+    },
+];
+
+/// The greylisting families (exported only while greylisting is on).
+pub const GREYLIST: &[Metric<GreylistStats>] = &[
+    Metric {
+        desc: GREYLIST_CHECKS,
+        read: |g| {
+            let passed = PassReason::ALL
+                .iter()
+                .zip(g.passed)
+                .map(|(reason, n)| (reason.label(), n));
+            Values::by(
+                "verdict",
+                [("deferred", g.deferred)].into_iter().chain(passed),
+            )
+        },
+    },
+    Metric {
+        desc: GREYLIST_ENTRIES,
+        read: |g| Values::one(g.entries),
+    },
+    Metric {
+        desc: GREYLIST_EVICTED,
+        read: |g| Values::one(g.evicted),
+    },
+    Metric {
+        desc: GREYLIST_CLIENTS,
+        read: |g| Values::one(g.clients),
+    },
+    Metric {
+        desc: GREYLIST_CLIENTS_EVICTED,
+        read: |g| Values::one(g.clients_evicted),
+    },
+    Metric {
+        desc: GREYLIST_DELAY,
+        read: |g| {
+            let d = &g.delay;
+            Values::Histogram {
+                bounds: d.bounds_secs.to_vec(),
+                counts: d.counts.clone(),
+                sum: d.sum_secs,
+            }
+        },
+    },
 ];
 
 /// Buckets of [`SMTP_SESSION_DURATION`], upper bounds in microseconds; the last bucket

@@ -18,8 +18,12 @@
 pub const HEADER_BYTES: usize = 16;
 /// Magic at the start of every header.
 pub const MAGIC: [u8; 4] = *b"TMXR";
-/// Record format version: bump on any schema or rkyv format change.
-pub const FORMAT_VERSION: u16 = 2;
+/// Record format version written: bump on any schema or rkyv format change.
+/// 3: the header summary's `from` and `subject` are decoded at ingest (see `summary`).
+pub const FORMAT_VERSION: u16 = 3;
+/// Oldest record format version read. 2 has the schema of 3 with `from` and `subject`
+/// as received; readers decode them (so records from before stay readable in place).
+pub const FORMAT_VERSION_MIN: u16 = 2;
 
 /// What a frame holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +43,8 @@ pub struct Header {
     pub crc: u32,
     /// Record or tombstone.
     pub kind: FrameKind,
+    /// Format version, [`FORMAT_VERSION_MIN`] to [`FORMAT_VERSION`].
+    pub version: u16,
 }
 
 /// Why a header could not be decoded.
@@ -66,7 +72,7 @@ pub fn encode(h: &Header) -> [u8; HEADER_BYTES] {
     b[0..4].copy_from_slice(&MAGIC);
     b[4..8].copy_from_slice(&h.len.to_le_bytes());
     b[8..12].copy_from_slice(&h.crc.to_le_bytes());
-    b[12..14].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    b[12..14].copy_from_slice(&h.version.to_le_bytes());
     b[14] = h.kind as u8;
     b
 }
@@ -84,13 +90,18 @@ pub fn decode(b: &[u8; HEADER_BYTES], room: usize) -> Result<Header, HeaderError
         _ => return Err(HeaderError::Corrupt),
     };
     let len = word(4);
-    if b[0..4] != MAGIC || version != FORMAT_VERSION || b[15] != 0 || pad16(len as usize) > room {
+    if b[0..4] != MAGIC
+        || !(FORMAT_VERSION_MIN..=FORMAT_VERSION).contains(&version)
+        || b[15] != 0
+        || pad16(len as usize) > room
+    {
         return Err(HeaderError::Corrupt);
     }
     Ok(Header {
         len,
         crc: word(8),
         kind,
+        version,
     })
 }
 
@@ -110,6 +121,7 @@ pub fn tombstone(frame: &mut [u8], len: u32, id: u64) {
         len,
         crc,
         kind: FrameKind::Deleted,
+        version: FORMAT_VERSION,
     };
     frame[..HEADER_BYTES].copy_from_slice(&encode(&h));
 }
@@ -140,6 +152,7 @@ mod tests {
             len: 40,
             crc: 1,
             kind: FrameKind::Record,
+            version: FORMAT_VERSION,
         }));
         tombstone(&mut f, 40, 0x1234_5678_9abc);
         let h = decode(f[..HEADER_BYTES].try_into().expect("16"), 48).expect("header");
@@ -163,11 +176,21 @@ mod tests {
             len: 100,
             crc: 0xdead_beef,
             kind: FrameKind::Record,
+            version: FORMAT_VERSION,
         };
         let b = encode(&h);
         assert_eq!(decode(&b, 112), Ok(h));
         assert_eq!(decode(&b, 111), Err(HeaderError::Corrupt));
         assert_eq!(decode(&[0; 16], 1000), Err(HeaderError::End));
+        let old = Header {
+            version: FORMAT_VERSION_MIN,
+            ..h
+        };
+        assert_eq!(decode(&encode(&old), 112), Ok(old));
+        for v in [FORMAT_VERSION_MIN - 1, FORMAT_VERSION + 1] {
+            let too = encode(&Header { version: v, ..h });
+            assert_eq!(decode(&too, 112), Err(HeaderError::Corrupt), "version {v}");
+        }
         for i in [0usize, 12, 14, 15] {
             let mut bad = b;
             bad[i] ^= 0x40;

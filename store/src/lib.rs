@@ -7,8 +7,11 @@
 //! - [`frame`] and [`record`]: the on-arena format (16-byte header + rkyv payload).
 //! - `arena`, `shard`, `index`, `parts`: one shard's ring of segments, its mailbox index
 //!   and its table of deduplicated MIME parts.
-//! - [`mime`]: the cheap ingest-time scan (header summary, part boundaries).
-//! - [`Store`] (read API, deletion, subscriptions, stats) and [`ShardWriter`] (one per core).
+//! - [`mime`]: the cheap ingest-time scan (header summary, part boundaries);
+//!   [`summary`]: its `From:` and `Subject:` decoded once, for listings.
+//! - `shared`: the state every layer shares; above it [`ShardWriter`] (one per core),
+//!   [`Subscription`] and the [`Store`] handle (`store/`: opening, reading, changes and
+//!   their journal), see ARCHITECTURE.md.
 //! - [`cluster`]: fleet mode's backend, mailboxes and messages in a Redis Cluster.
 //! - `recovery`: rebuilding shards from disk; `journal`: deletions and TTL overrides that
 //!   must survive a restart but are not records.
@@ -40,15 +43,18 @@ mod journal;
 pub mod metrics;
 pub mod mime;
 mod parts;
+mod queue;
 mod read;
 pub mod record;
 mod recovery;
 mod shard;
+mod shared;
 pub mod sink;
 pub mod sizing;
 pub mod stats;
 mod store;
 mod subscribe;
+pub mod summary;
 mod view;
 mod writer;
 
@@ -58,11 +64,11 @@ pub use config::{CommitPolicy, Persistence, StoreConfig};
 pub use error::StoreError;
 pub use journal::journal_path;
 pub use parts::Parts;
-pub use read::MailRead;
+pub use read::{MailRead, Reader};
 pub use record::{AuthResult, MessageRecord};
 pub use sink::{Accepted, Commit, MessageId, MessageSink, NewMessage, TlsSummary};
 pub use stats::{Counters, RecoveryReport, ShardStats, StoreStats};
 pub use store::{Store, parts_path, shard_path};
 pub use subscribe::{Event, Subscription};
-pub use view::{MessageSummary, MessageView};
+pub use view::{MessageRef, MessageSummary, MessageView};
 pub use writer::ShardWriter;

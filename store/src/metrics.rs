@@ -1,6 +1,9 @@
-//! The store's metrics, declared once: name, help and type of every family it records.
-//! The store counts per shard (see `stats`); the exporter in the `tempmx` crate builds
-//! Prometheus families from these descriptors and [`StoreStats`](crate::StoreStats).
+//! The store's metrics, declared once as a table: name, help, type and how to read each
+//! family from [`StoreStats`]. Also the vocabulary every crate's table uses
+//! ([`MetricDesc`], [`Metric`], [`Values`]); it lives here, the crate the others depend
+//! on, so there is one of each. The exporter in the `tempmx` crate only walks the tables.
+
+use crate::stats::{ShardStats, StoreStats};
 
 use self::MetricKind::{Counter, Gauge};
 
@@ -15,9 +18,7 @@ pub enum MetricKind {
     Histogram,
 }
 
-/// One metric family as a crate declares it. Defined here, the crate the ingress and the
-/// exporter both depend on, so every crate but `dns` (which depends on none of ours)
-/// declares its metrics with this one type.
+/// One metric family as a crate declares it: name, help and type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MetricDesc {
     /// Prometheus name, `tempmx_<area>_<what>_<unit>`.
@@ -31,6 +32,106 @@ pub struct MetricDesc {
 /// A descriptor, in `const` context.
 pub const fn desc(name: &'static str, help: &'static str, kind: MetricKind) -> MetricDesc {
     MetricDesc { name, help, kind }
+}
+
+/// One row of a crate's metric table: a family and how to read its values from the
+/// snapshot `S` that crate's counters give at scrape time.
+pub struct Metric<S> {
+    /// The family.
+    pub desc: MetricDesc,
+    /// Its values in `S`.
+    pub read: fn(&S) -> Values,
+}
+
+/// Every family of `table`, in order.
+pub fn descs<S>(table: &[Metric<S>]) -> impl Iterator<Item = MetricDesc> + '_ {
+    table.iter().map(|m| m.desc)
+}
+
+/// One counter or gauge value with its labels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// Label names and values.
+    pub labels: Vec<(&'static str, String)>,
+    /// The value.
+    pub value: f64,
+}
+
+/// The values of one family at one scrape.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Values {
+    /// Counter or gauge samples (none: the family is left out of the scrape).
+    Samples(Vec<Sample>),
+    /// One unlabelled histogram.
+    Histogram {
+        /// Finite upper bounds, ascending, in the exported unit (+Inf is implied).
+        bounds: Vec<f64>,
+        /// Observations per bucket (not cumulative); one more than `bounds`, the last +Inf.
+        counts: Vec<u64>,
+        /// Sum of the observations, in the exported unit.
+        sum: f64,
+    },
+}
+
+impl Values {
+    /// One unlabelled sample.
+    pub fn one(value: u64) -> Self {
+        Self::Samples(vec![Sample {
+            labels: Vec::new(),
+            value: value as f64,
+        }])
+    }
+
+    /// One unlabelled sample when there is a value, else none.
+    pub fn maybe(value: Option<f64>) -> Self {
+        Self::Samples(
+            value
+                .map(|value| Sample {
+                    labels: Vec::new(),
+                    value,
+                })
+                .into_iter()
+                .collect(),
+        )
+    }
+
+    /// One sample per `(label value, value)`, all under the label `label`.
+    pub fn by<V: Into<String>>(
+        label: &'static str,
+        values: impl IntoIterator<Item = (V, u64)>,
+    ) -> Self {
+        Self::Samples(
+            values
+                .into_iter()
+                .map(|(v, value)| Sample {
+                    labels: vec![(label, v.into())],
+                    value: value as f64,
+                })
+                .collect(),
+        )
+    }
+
+    /// A histogram from bucket bounds in a source unit: the finite bounds (all but the
+    /// last, `u64::MAX`, which is +Inf) and the sum are multiplied by `scale`.
+    pub fn histogram(bounds: &[u64], scale: f64, counts: &[u64], sum: u64) -> Self {
+        let finite = bounds.len().saturating_sub(1);
+        Self::Histogram {
+            bounds: bounds[..finite].iter().map(|&b| b as f64 * scale).collect(),
+            counts: counts.to_vec(),
+            sum: sum as f64 * scale,
+        }
+    }
+}
+
+/// One sample per shard, labelled by its index.
+fn per_shard(s: &StoreStats, f: fn(&ShardStats) -> u64) -> Values {
+    Values::by(
+        "shard",
+        s.shards
+            .iter()
+            .enumerate()
+            .map(|(i, sh)| (i.to_string(), f(sh))),
+    )
 }
 
 /// Bytes in used segments.
@@ -132,23 +233,93 @@ pub const RECOVERY_JOURNAL_SKIPPED: MetricDesc = desc(
     Gauge,
 );
 
-/// Every metric of the store.
-pub const ALL: &[MetricDesc] = &[
-    USED_BYTES,
-    CAPACITY_BYTES,
-    RECORDS,
-    MAILBOXES,
-    INDEX_BYTES,
-    DEDUP_PARTS,
-    APPENDED,
-    EXPIRED,
-    EVICTIONS,
-    DELETED,
-    DEDUP_SAVED_BYTES,
-    SUBSCRIBERS,
-    SUBSCRIBER_EVENTS_LOST,
-    SYNCS,
-    JOURNAL_ERRORS,
-    RECOVERY_SKIPPED_RECORDS,
-    RECOVERY_JOURNAL_SKIPPED,
+/// Every metric of the store, read from [`StoreStats`].
+pub const TABLE: &[Metric<StoreStats>] = &[
+    Metric {
+        desc: USED_BYTES,
+        read: |s| per_shard(s, |sh| sh.bytes_used),
+    },
+    Metric {
+        desc: CAPACITY_BYTES,
+        read: |s| per_shard(s, |sh| sh.bytes_capacity),
+    },
+    Metric {
+        desc: RECORDS,
+        read: |s| per_shard(s, |sh| sh.index_entries),
+    },
+    Metric {
+        desc: MAILBOXES,
+        read: |s| per_shard(s, |sh| sh.mailboxes),
+    },
+    Metric {
+        desc: INDEX_BYTES,
+        read: |s| per_shard(s, |sh| sh.index_bytes),
+    },
+    Metric {
+        desc: DEDUP_PARTS,
+        read: |s| per_shard(s, |sh| sh.parts),
+    },
+    Metric {
+        desc: APPENDED,
+        read: |s| Values::one(s.totals.appended),
+    },
+    Metric {
+        desc: EXPIRED,
+        read: |s| Values::one(s.totals.expired),
+    },
+    Metric {
+        desc: EVICTIONS,
+        read: |s| {
+            let t = &s.totals;
+            Values::by(
+                "reason",
+                [
+                    ("capacity", t.evicted_capacity),
+                    ("index_full", t.evicted_index_full),
+                    ("mailbox_cap", t.evicted_mailbox_cap),
+                ],
+            )
+        },
+    },
+    Metric {
+        desc: DELETED,
+        read: |s| Values::one(s.totals.deleted),
+    },
+    Metric {
+        desc: DEDUP_SAVED_BYTES,
+        read: |s| {
+            let t = &s.totals;
+            Values::by(
+                "kind",
+                [
+                    ("parts", t.dedup_bytes_saved),
+                    ("recipients", t.multi_rcpt_bytes_saved),
+                ],
+            )
+        },
+    },
+    Metric {
+        desc: SUBSCRIBERS,
+        read: |s| Values::one(s.subscribers),
+    },
+    Metric {
+        desc: SUBSCRIBER_EVENTS_LOST,
+        read: |s| Values::one(s.subscriber_events_lost),
+    },
+    Metric {
+        desc: SYNCS,
+        read: |s| Values::one(s.syncs),
+    },
+    Metric {
+        desc: JOURNAL_ERRORS,
+        read: |s| Values::one(s.journal_errors),
+    },
+    Metric {
+        desc: RECOVERY_SKIPPED_RECORDS,
+        read: |s| Values::one(s.recovery.records_skipped),
+    },
+    Metric {
+        desc: RECOVERY_JOURNAL_SKIPPED,
+        read: |s| Values::one(s.recovery.journal_skipped),
+    },
 ];

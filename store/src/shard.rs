@@ -4,6 +4,7 @@
 //! that no other writer ever takes, so the write lock is uncontended except while a
 //! reader (rare next to writes) looks at this shard.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -17,10 +18,10 @@ use crate::frame::{self, FrameKind, HEADER_BYTES, Header};
 use crate::id::IdGen;
 use crate::index::Index;
 use crate::parts::Parts;
+use crate::queue::Queue;
 use crate::record::{self, ArchivedChunk, ArchivedMessageRecord, MessageRecord, RecordSource};
 use crate::sizing::Geometry;
 use crate::stats::{Counters, Reclaim, ShardStats};
-use crate::subscribe::Queue;
 use crate::view::MessageSummary;
 
 /// Bytes a heap arena zeroes ahead of its writer at a time: a quarter of the 1 MiB L2 of
@@ -126,6 +127,7 @@ impl Shard {
             len: n as u32,
             crc: frame::checksum(&out[..n]),
             kind: FrameKind::Record,
+            version: frame::FORMAT_VERSION,
         };
         self.arena.bytes_mut()[start..start + HEADER_BYTES].copy_from_slice(&frame::encode(&h));
         let len = frame::frame_bytes(n);
@@ -304,6 +306,12 @@ impl Shard {
 
     /// The live record at `loc`, if its frame is a record.
     pub(crate) fn record_at(&self, loc: u32) -> Option<&ArchivedMessageRecord> {
+        self.versioned_at(loc).map(|(r, _)| r)
+    }
+
+    /// The live record at `loc` with its frame's format version (which tells how its
+    /// summary is stored; see `frame::FORMAT_VERSION`).
+    pub(crate) fn versioned_at(&self, loc: u32) -> Option<(&ArchivedMessageRecord, u16)> {
         let off = loc as usize * 16;
         let seg_end = (off / self.seg_bytes + 1) * self.seg_bytes;
         let bytes = self.arena.bytes();
@@ -315,7 +323,7 @@ impl Shard {
         let payload = &bytes[off + HEADER_BYTES..off + HEADER_BYTES + h.len as usize];
         // SAFETY: frames in the arena were written by `append` in this process or passed
         // CRC and rkyv validation in recovery, and are only changed under the write lock.
-        Some(unsafe { record::access_trusted(payload) })
+        Some((unsafe { record::access_trusted(payload) }, h.version))
     }
 
     /// Unlinks entry `seq`; zeroes the record when no mailbox references it any more.
@@ -470,14 +478,24 @@ impl Shard {
         mailbox: &Mailbox,
         now_ms: u64,
     ) -> Option<&ArchivedMessageRecord> {
+        self.visible_versioned(seq, mailbox, now_ms).map(|(r, _)| r)
+    }
+
+    /// [`Shard::visible`] with the record's format version.
+    pub(crate) fn visible_versioned(
+        &self,
+        seq: u64,
+        mailbox: &Mailbox,
+        now_ms: u64,
+    ) -> Option<(&ArchivedMessageRecord, u16)> {
         let e = self.index.get(seq)?;
         if !e.linked() {
             return None;
         }
-        let r = self.record_at(e.loc)?;
+        let (r, version) = self.versioned_at(e.loc)?;
         let ok = r.expires_at_ms.to_native() > now_ms
             && r.mailboxes.iter().any(|m| mailbox.matches_stored(m));
-        ok.then_some(r)
+        ok.then_some((r, version))
     }
 
     /// Sequence of the visible entry of `id` in `mailbox`: one its listing shows, so not
@@ -487,6 +505,15 @@ impl Shard {
             .find_id(id)
             .filter(|&s| self.index.get(s).is_some_and(|e| e.is_for(mbox)))
             .find(|&s| self.visible(s, mailbox, now_ms).is_some() && self.index.shows(mbox, s))
+    }
+
+    /// The raw bytes of a record: borrowed from the arena when they are one inline chunk
+    /// (a record without shared parts), else reassembled.
+    pub(crate) fn raw_ref<'a>(&'a self, r: &'a ArchivedMessageRecord) -> Option<Cow<'a, [u8]>> {
+        match r.raw.as_slice() {
+            [ArchivedChunk::Inline(b)] => Some(Cow::Borrowed(b.as_slice())),
+            _ => self.raw_of(r).map(Cow::Owned),
+        }
     }
 
     /// Reassembles the raw bytes of a record.

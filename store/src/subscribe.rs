@@ -1,74 +1,40 @@
 //! Live push: a reader subscribes to a mailbox and is woken with each new summary.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
-use parking_lot::Mutex;
-use tokio::sync::Notify;
+use crate::address::Mailbox;
+use crate::error::StoreError;
+pub use crate::queue::Event;
+use crate::queue::Queue;
+use crate::shared::Inner;
+use crate::store::Store;
 
-use crate::store::Inner;
-use crate::view::MessageSummary;
-
-/// What a subscriber receives.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Event {
-    /// A message landed in the mailbox.
-    New(MessageSummary),
-    /// Events were dropped because the subscriber was slow: re-list the mailbox.
-    Lagged {
-        /// Events lost since the last delivery.
-        lost: u64,
-    },
-}
-
-/// The bounded queue shared between the writers and one subscriber.
-pub(crate) struct Queue {
-    pub(crate) mailbox: String,
-    max: usize,
-    state: Mutex<QueueState>,
-    notify: Notify,
-}
-
-#[derive(Default)]
-struct QueueState {
-    events: VecDeque<MessageSummary>,
-    lost: u64,
-}
-
-impl Queue {
-    pub(crate) fn new(mailbox: &str, max: usize) -> Self {
-        Self {
-            mailbox: mailbox.to_string(),
-            max,
-            state: Mutex::default(),
-            notify: Notify::new(),
+impl Store {
+    /// Subscribes to new messages of a mailbox.
+    pub fn subscribe(&self, mailbox: &Mailbox) -> Result<Subscription, StoreError> {
+        let max = self.inner.cfg.subscribers_max;
+        if self.inner.subscribers.fetch_add(1, Ordering::Relaxed) >= max {
+            self.inner.subscribers.fetch_sub(1, Ordering::Relaxed);
+            return Err(StoreError::Subscribers(max));
         }
-    }
-
-    /// Enqueues a summary, or counts it lost if the queue is full; returns whether lost.
-    pub(crate) fn push(&self, s: MessageSummary, lost_total: &AtomicU64) {
-        let mut st = self.state.lock();
-        if st.events.len() >= self.max {
-            st.lost += 1;
-            lost_total.fetch_add(1, Ordering::Relaxed);
-        } else {
-            st.events.push_back(s);
+        let mbox = self.inner.hash(mailbox.as_str());
+        let queue = Arc::new(Queue::new(
+            mailbox.as_str(),
+            self.inner.cfg.subscriber_queue_max,
+        ));
+        for sh in &self.inner.shards {
+            sh.write()
+                .subs
+                .entry(mbox)
+                .or_default()
+                .push(Arc::clone(&queue));
         }
-        drop(st);
-        self.notify.notify_one();
-    }
-
-    fn pop(&self) -> Option<Event> {
-        let mut st = self.state.lock();
-        if st.lost > 0 {
-            // The reader must re-list anyway, so queued events are stale too.
-            st.events.clear();
-            return Some(Event::Lagged {
-                lost: std::mem::take(&mut st.lost),
-            });
-        }
-        st.events.pop_front().map(Event::New)
+        Ok(Subscription {
+            inner: Arc::clone(&self.inner),
+            queue,
+            mbox,
+        })
     }
 }
 
@@ -105,6 +71,15 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.inner.unsubscribe(self.mbox, &self.queue);
+        for sh in &self.inner.shards {
+            let mut sh = sh.write();
+            if let Some(v) = sh.subs.get_mut(&self.mbox) {
+                v.retain(|x| !Arc::ptr_eq(x, &self.queue));
+                if v.is_empty() {
+                    sh.subs.remove(&self.mbox);
+                }
+            }
+        }
+        self.inner.subscribers.fetch_sub(1, Ordering::Relaxed);
     }
 }

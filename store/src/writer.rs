@@ -17,8 +17,9 @@ use crate::mime::{self, Scan};
 use crate::parts::Interned;
 use crate::record::{self, ChunkPlan, MessageRecord, RecordSource, TlsRecord};
 use crate::shard::Shard;
+use crate::shared::Inner;
 use crate::sink::{Accepted, Commit, MessageId, MessageSink, NewMessage};
-use crate::store::Inner;
+use crate::summary;
 
 /// Commits queued for one group sync at most.
 const BATCH_COMMITS_MAX: usize = 4096;
@@ -225,6 +226,7 @@ pub(crate) fn fill(rec: &mut MessageRecord, msg: &NewMessage<'_>, scan: &mut Sca
     std::mem::swap(&mut h.subject, &mut scan.subject);
     std::mem::swap(&mut h.date, &mut scan.date);
     std::mem::swap(&mut h.message_id, &mut scan.message_id);
+    summary::decode_in_place(&mut h.from, &mut h.subject);
     h.size = (msg.trace_headers.len() + msg.body.len()) as u64;
     h.has_attachments = scan.has_attachments;
 }

@@ -16,10 +16,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::problem::{JsonBody, PathParams, Problem, QueryParams};
-use crate::blocklist::Observation;
+use crate::blocklist::{BlocklistCycle, CycleReport, Observation};
 use crate::pool::{
-    AddOutcome, AuditEvent, ControlError, ControlPlane, CycleReport, DomainInfo, DomainState,
-    Listing, PolicyPatch, RotationPolicy,
+    AddOutcome, AuditEvent, ControlError, ControlPlane, DomainInfo, DomainState, Listing,
+    PolicyPatch, RotationPolicy,
 };
 use tempmx_store::cluster::Cluster;
 
@@ -89,6 +89,7 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 #[derive(Clone)]
 struct AdminState {
     plane: Arc<ControlPlane>,
+    blocklists: Arc<BlocklistCycle>,
     /// The fleet's cluster connection, when fleet mode is on.
     fleet: Option<Arc<Cluster>>,
 }
@@ -102,7 +103,12 @@ struct ApiDoc;
 
 /// The admin routes (all under `/admin/v1`) with auth and body limit applied; the app
 /// merges this into the admin listener's router.
-pub fn router(plane: Arc<ControlPlane>, auth: AdminAuth, fleet: Option<Arc<Cluster>>) -> Router {
+pub fn router(
+    plane: Arc<ControlPlane>,
+    blocklists: Arc<BlocklistCycle>,
+    auth: AdminAuth,
+    fleet: Option<Arc<Cluster>>,
+) -> Router {
     let (api, _) = api_router().split_for_parts();
     // Serialized once: the document never changes while the process runs.
     let doc = Arc::new(openapi().to_json().unwrap_or_default());
@@ -111,7 +117,11 @@ pub fn router(plane: Arc<ControlPlane>, auth: AdminAuth, fleet: Option<Arc<Clust
         "/admin/v1/openapi.json",
         get(move || openapi_json(doc.clone())),
     )
-    .with_state(AdminState { plane, fleet })
+    .with_state(AdminState {
+        plane,
+        blocklists,
+        fleet,
+    })
     .layer(middleware::from_fn(move |req: Request, next: Next| {
         authorize(auth.clone(), req, next)
     }))
@@ -503,7 +513,7 @@ struct BlocklistStatus {
 /// Blocklist status: lists, schedule, last cycle and listed domains.
 #[utoipa::path(get, path = "/admin/v1/blocklists", responses((status = 200, body = BlocklistStatus), (status = 401, body = Problem)))]
 async fn blocklist_status(State(s): State<AdminState>) -> Json<BlocklistStatus> {
-    let bl = s.plane.blocklists();
+    let bl = s.blocklists.blocklists();
     let listed = s
         .plane
         .domains()
@@ -520,7 +530,7 @@ async fn blocklist_status(State(s): State<AdminState>) -> Json<BlocklistStatus> 
         lists: bl.list_names(),
         interval_secs: bl.config().interval_secs,
         jitter_secs: bl.config().jitter_secs,
-        last_cycle: s.plane.last_cycle(),
+        last_cycle: s.blocklists.last_cycle(),
         listed,
     })
 }
@@ -553,7 +563,7 @@ async fn check_domain(
 ) -> Result<Json<CheckResults>, Problem> {
     let domain = tempmx_store::Domain::parse(&req.domain)
         .map_err(|e| ControlError::InvalidDomains(vec![format!("`{}`: {e}", req.domain)]))?;
-    let results = s.plane.check_now(&domain).await?;
+    let results = s.blocklists.check_now(&domain).await;
     let info = s.plane.domain(&domain).ok();
     Ok(Json(CheckResults {
         domain: domain.to_string(),

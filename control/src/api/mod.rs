@@ -109,6 +109,7 @@ pub fn admin_router(shared: Arc<Shared>) -> Router {
         .with_state(scrape)
         .merge(admin::router(
             shared.plane.clone(),
+            shared.blocklists.clone(),
             auth,
             shared.fleet.clone(),
         ))

@@ -1,7 +1,9 @@
 //! Blocklist tracking: DNS blocklist zones and offline list files, checked periodically
-//! with bounded concurrency; results feed the rotation policy through [`tracker`].
+//! with bounded concurrency ([`BlocklistCycle`]); results feed the rotation policy
+//! through [`tracker`].
 
 mod config;
+mod cycle;
 mod dnsbl;
 mod files;
 pub mod tracker;
@@ -17,6 +19,7 @@ use tracing::warn;
 use utoipa::ToSchema;
 
 pub use config::{BlocklistConfig, DnsblZone};
+pub use cycle::{BlocklistCycle, CycleReport};
 pub use dnsbl::Dnsbl;
 pub use files::{ListFile, parse as parse_list};
 pub use verdict::{Outcome, classify};

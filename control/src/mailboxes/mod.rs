@@ -162,6 +162,15 @@ impl Registry {
         })
     }
 
+    /// The registry of a `--data-dir` (saved beside the pool state, see
+    /// [`crate::pool::StateFile::dir_in`]), or a memory-only one without.
+    pub fn open_in(max: usize, data_dir: Option<&Path>) -> Result<Self, LogError> {
+        match data_dir {
+            Some(d) => Self::open(max, &crate::pool::StateFile::dir_in(d)),
+            None => Ok(Self::new(max)),
+        }
+    }
+
     /// Registers `address` until `expires_at_ms`; returns its new token.
     pub fn register(
         &self,

@@ -3,9 +3,12 @@
 //!
 //! Layout: `domain` (one domain, its lifecycle), `rotation` (the pure policy planner),
 //! `plane` (the [`ControlPlane`]: operator changes, rules, persistence, publishing),
-//! `state` (the atomic state file), `drift` (saved state against the file at start), `audit`, `counters` (per-domain message counts fed
-//! from the store writers),
-//! `publish` (snapshots for ingress and DNS), `clock`, `config` (policy and limits).
+//! `listing` (blocklist answers into the state), `state` (the atomic state file), `drift`
+//! (saved state against the file at start), `audit`, `counters` (per-domain message counts
+//! taken at the store writers the app wraps, drained by the plane's tick), `publish`
+//! (snapshots for ingress and DNS), `clock`, `config` (policy and limits). The blocklist
+//! cycle lives in [`crate::blocklist`], the mailbox registry in [`crate::mailboxes`]; the
+//! app wires both to the plane.
 
 mod audit;
 mod clock;
@@ -13,6 +16,7 @@ mod config;
 mod counters;
 mod domain;
 mod drift;
+mod listing;
 mod plane;
 mod publish;
 pub mod rotation;
@@ -29,7 +33,7 @@ pub use counters::{Count, CountingSink, MessageCounters};
 pub use domain::{Domain, DomainState, Listing};
 pub use drift::Drift;
 pub use plane::{
-    AddOutcome, COUNTS_SAVE_SECS, ControlError, ControlPlane, CycleReport, DomainInfo, PlaneConfig,
+    AddOutcome, COUNTS_SAVE_SECS, ControlError, ControlPlane, DomainInfo, PlaneConfig,
 };
 pub use publish::{DnsPublish, Targets, dns_snapshot};
 pub use rotation::RotationReason;

@@ -8,7 +8,6 @@ use std::sync::{Arc, OnceLock};
 use parking_lot::Mutex;
 use tempmx_dns::ZoneSnapshot;
 use tempmx_ingress::policy::{Policy, PoolSnapshot, RecipientMode};
-use tempmx_store::MessageSink;
 use tracing::{info, warn};
 
 use super::audit::{AuditAction, AuditEvent};
@@ -17,14 +16,14 @@ use super::config::{PolicyPatch, PoolLimits, RotationPolicy};
 use super::counters::MessageCounters;
 use super::domain::{Domain, DomainState, Listing};
 use super::drift::Drift;
+use super::listing;
 use super::publish::{DnsPublish, Targets, dns_snapshot};
 use super::rotation::RotationReason;
 use super::state::{PoolState, StateError, StateFile};
 use super::{Pool, rotation};
-use crate::blocklist::tracker::{Change, ListStatus};
-use crate::blocklist::{BlocklistConfig, BlocklistError, Blocklists, Observation};
+use crate::blocklist::Observation;
+use crate::blocklist::tracker::ListStatus;
 use crate::mailboxes::Registry;
-use crate::mailboxes::log::LogError;
 
 /// Message counts change with every delivery, and saving the whole state for them on every
 /// tick would rewrite the state file each second under traffic; counts alone are saved at
@@ -42,12 +41,8 @@ pub struct PlaneConfig {
     pub policy: RotationPolicy,
     /// Limits.
     pub limits: PoolLimits,
-    /// Blocklist checking.
-    pub blocklists: BlocklistConfig,
     /// `<data_dir>/control/` holds the state; `None` keeps it in memory only.
     pub data_dir: Option<PathBuf>,
-    /// Live mailboxes the registry holds (`api.mailboxes_max`).
-    pub mailboxes_max: usize,
     /// Shortest `drain_secs` a policy may have: the longest mailbox TTL
     /// (`Config::drain_secs_min`).
     pub drain_secs_min: u64,
@@ -65,9 +60,6 @@ pub enum ControlError {
         /// The limit.
         max: usize,
     },
-    /// The blocklist checker could not be built.
-    #[error(transparent)]
-    Blocklist(#[from] BlocklistError),
     /// Invalid configuration values.
     #[error("invalid pool configuration: {}", .0.join("; "))]
     Config(Vec<String>),
@@ -93,9 +85,6 @@ pub enum ControlError {
         /// The state asked for.
         to: DomainState,
     },
-    /// The saved mailbox registry could not be read.
-    #[error(transparent)]
-    Mailboxes(#[from] LogError),
     /// The pool holds `domains_max` domains.
     #[error("the pool is full ({0} domains)")]
     PoolFull(usize),
@@ -149,19 +138,6 @@ pub struct AddOutcome {
     pub added: bool,
 }
 
-/// Summary of the last blocklist cycle.
-#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct CycleReport {
-    /// Unix seconds when it finished.
-    pub at: u64,
-    /// Domains checked.
-    pub domains: usize,
-    /// Listed answers.
-    pub listed: usize,
-    /// Error answers.
-    pub errors: usize,
-}
-
 /// The control plane. Share it as `Arc<ControlPlane>`.
 pub struct ControlPlane {
     state: Mutex<PoolState>,
@@ -169,17 +145,15 @@ pub struct ControlPlane {
     limits: PoolLimits,
     recipients: RecipientMode,
     clock: Arc<dyn Clock>,
+    /// Read for the per-domain mailbox counts; the app owns and persists it.
     mailboxes: Arc<Registry>,
-    counters: MessageCounters,
     targets: OnceLock<Targets>,
-    blocklists: Blocklists,
     /// Changes not yet on disk (a failed automatic save, counts that are due).
     dirty: AtomicBool,
     /// Message counts taken in since the last save.
     counts_unsaved: AtomicBool,
     /// Clock time (unix seconds) of the last successful save.
     saved_at: AtomicU64,
-    last_cycle: Mutex<Option<CycleReport>>,
     /// Domains rotated out of the active set since start, by `RotationReason as usize`.
     rotations: [AtomicU64; RotationReason::ALL.len()],
     /// Shortest drain a policy may set (the longest mailbox TTL).
@@ -189,7 +163,12 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Loads the saved state (or seeds it from the configuration on a first start).
     /// A corrupt or missing-but-expected state file is an error, never an empty pool.
-    pub fn open(config: PlaneConfig, clock: Arc<dyn Clock>) -> Result<Self, ControlError> {
+    /// `mailboxes` is the registry whose per-domain counts the pool shows and checks.
+    pub fn open(
+        config: PlaneConfig,
+        clock: Arc<dyn Clock>,
+        mailboxes: Arc<Registry>,
+    ) -> Result<Self, ControlError> {
         let mut errors = Vec::new();
         let drain_secs_min = config.drain_secs_min;
         errors.extend(
@@ -203,7 +182,6 @@ impl ControlPlane {
         if !errors.is_empty() {
             return Err(ControlError::Config(errors));
         }
-        let blocklists = Blocklists::new(config.blocklists)?;
         let (file, saved) = match &config.data_dir {
             Some(dir) => {
                 let (f, s) = StateFile::open(dir)?;
@@ -211,12 +189,7 @@ impl ControlPlane {
             }
             None => (None, None),
         };
-        let mailboxes = Arc::new(match &file {
-            Some(f) => Registry::open(config.mailboxes_max, f.dir())?,
-            None => Registry::new(config.mailboxes_max),
-        });
         let mut first_start_or_changed = saved.is_none();
-        let domains_max = config.limits.domains_max;
         let state = match saved {
             Some(mut saved) => {
                 if revalidate(&mut saved.state) {
@@ -243,14 +216,11 @@ impl ControlPlane {
             recipients: config.recipients,
             clock,
             mailboxes,
-            counters: MessageCounters::new(domains_max),
             targets: OnceLock::new(),
-            blocklists,
             dirty: AtomicBool::new(first_start_or_changed),
             counts_unsaved: AtomicBool::new(false),
             saved_at: AtomicU64::new(0),
             drain_secs_min,
-            last_cycle: Mutex::new(None),
             rotations: Default::default(),
         };
         plane.tick();
@@ -263,18 +233,6 @@ impl ControlPlane {
         if self.targets.set(Targets { policy, dns }).is_ok() {
             self.publish(&state);
         }
-    }
-
-    /// The mailbox registry: the public API's mailboxes and tokens, the ingress's
-    /// registered-only lookup, and the per-domain mailbox counts shown here.
-    pub fn mailboxes(&self) -> &Arc<Registry> {
-        &self.mailboxes
-    }
-
-    /// Wraps one ingress core's store writer so that the messages it stores are counted
-    /// per domain (see [`super::counters`]); the counts reach the pool at the next tick.
-    pub fn counting_sink(&self, inner: Box<dyn MessageSink + Send>) -> Box<dyn MessageSink + Send> {
-        self.counters.wrap(inner)
     }
 
     /// The current pool (names and states).
@@ -290,16 +248,6 @@ impl ControlPlane {
     /// The snapshot for `tempmx_dns::start`.
     pub fn dns_snapshot(&self) -> ZoneSnapshot {
         dns_snapshot(&self.pool())
-    }
-
-    /// The blocklist checker.
-    pub fn blocklists(&self) -> &Blocklists {
-        &self.blocklists
-    }
-
-    /// The last blocklist cycle, if one ran.
-    pub fn last_cycle(&self) -> Option<CycleReport> {
-        self.last_cycle.lock().clone()
     }
 
     /// The control plane's current time (unix seconds).
@@ -596,22 +544,23 @@ impl ControlPlane {
         }
     }
 
-    /// Takes in the message counts, applies the time-based rules (drains ending, age and
-    /// message limits, promotion), saves pending changes and syncs the mailbox registry.
+    /// Applies the time-based rules (drains ending, age and message limits, promotion) and
+    /// saves pending changes.
     pub fn tick(&self) {
         self.tick_saving(false);
+    }
+
+    /// Saves every pending change, message counts included (at shutdown).
+    pub fn flush(&self) {
+        self.tick_saving(true);
     }
 
     /// The tick; `flush` saves message counts even when they are not due yet.
     fn tick_saving(&self, flush: bool) {
         let now = self.clock.now();
-        self.take_counts();
         let due = now >= self.saved_at.load(Ordering::Relaxed) + COUNTS_SAVE_SECS;
         if self.counts_unsaved.load(Ordering::Relaxed) && (flush || due) {
             self.dirty.store(true, Ordering::Relaxed);
-        }
-        if let Err(e) = self.mailboxes.persist() {
-            warn!(error = %e, "mailbox registry not synced; retrying at the next tick");
         }
         {
             // Fast path: most ticks change nothing, and mutate() clones the whole state.
@@ -626,8 +575,9 @@ impl ControlPlane {
         }
     }
 
-    fn take_counts(&self) {
-        let (counts, dropped) = self.counters.drain();
+    /// Takes in the message counts the counting sinks gathered since the last call.
+    pub fn take_counts(&self, counters: &MessageCounters) {
+        let (counts, dropped) = counters.drain();
         if dropped > 0 {
             warn!(
                 dropped,
@@ -639,52 +589,23 @@ impl ControlPlane {
         }
     }
 
-    /// Checks `domain` on every list now. Results for pool domains feed the tracker (and
-    /// may rotate the domain); for other names they are only returned.
-    pub async fn check_now(
-        &self,
-        domain: &tempmx_store::Domain,
-    ) -> Result<Vec<Observation>, ControlError> {
-        let name = domain.to_string();
-        let observations = self.blocklists.check(std::slice::from_ref(&name)).await;
-        self.apply_observations(&observations);
-        Ok(observations)
+    /// Names of the domains that are not retired: what the blocklist cycle checks.
+    pub fn unretired(&self) -> Vec<String> {
+        let s = self.state.lock();
+        s.domains
+            .values()
+            .filter(|d| d.state != DomainState::Retired)
+            .map(|d| d.name.clone())
+            .collect()
     }
 
-    /// One blocklist cycle over every domain that is not retired.
-    pub async fn check_cycle(&self) {
-        let names: Vec<String> = {
-            let s = self.state.lock();
-            s.domains
-                .values()
-                .filter(|d| d.state != DomainState::Retired)
-                .map(|d| d.name.clone())
-                .collect()
-        };
-        let observations = self.blocklists.check(&names).await;
-        let count = |f: fn(&crate::blocklist::Outcome) -> bool| {
-            observations.iter().filter(|o| f(&o.outcome)).count()
-        };
-        let report = CycleReport {
-            at: self.clock.now(),
-            domains: names.len(),
-            listed: count(|o| matches!(o, crate::blocklist::Outcome::Listed { .. })),
-            errors: count(|o| matches!(o, crate::blocklist::Outcome::Error { .. })),
-        };
-        info!(
-            domains = report.domains,
-            listed = report.listed,
-            errors = report.errors,
-            "blocklist cycle done"
-        );
-        self.apply_observations(&observations);
-        *self.last_cycle.lock() = Some(report);
-    }
-
-    fn apply_observations(&self, observations: &[Observation]) {
+    /// Feeds blocklist answers to the tracker (see [`super::listing`]); a confirmed listing
+    /// (or its end) updates the domain and the rules react at once. Answers for names
+    /// outside the pool are ignored.
+    pub fn observe(&self, observations: &[Observation]) {
         let result = self.mutate(false, |s, now, audit_max| {
             for o in observations {
-                record(s, o, now, audit_max);
+                listing::record(s, o, now, audit_max);
             }
             Ok(())
         });
@@ -693,37 +614,26 @@ impl ControlPlane {
         }
     }
 
-    /// Runs the rotation tick and the blocklist cycles until `shutdown` turns true.
-    pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    /// Runs the rotation tick, taking in the message counts `counters` gathered before each,
+    /// until `shutdown` turns true; then saves everything (counts included).
+    pub async fn run(
+        self: Arc<Self>,
+        counters: Arc<MessageCounters>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(self.limits.tick_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut next_check = tokio::time::Instant::now() + self.jitter();
-        let checking = !self.blocklists.is_empty();
         loop {
-            let check = tokio::select! {
-                r = shutdown.wait_for(|s| *s) => { let _ = r; break; }
-                _ = tick.tick() => false,
-                _ = tokio::time::sleep_until(next_check), if checking => true,
-            };
-            if !check {
-                self.tick();
-                continue;
-            }
             tokio::select! {
                 r = shutdown.wait_for(|s| *s) => { let _ = r; break; }
-                () = self.check_cycle() => {}
+                _ = tick.tick() => {}
             }
-            let interval = std::time::Duration::from_secs(self.blocklists.config().interval_secs);
-            next_check = tokio::time::Instant::now() + interval + self.jitter();
+            self.take_counts(&counters);
+            self.tick();
         }
-        self.tick_saving(true);
+        self.take_counts(&counters);
+        self.flush();
         info!("control plane stopped");
-    }
-
-    fn jitter(&self) -> std::time::Duration {
-        use rand::Rng;
-        let max = self.blocklists.config().jitter_secs.saturating_mul(1000);
-        std::time::Duration::from_millis(rand::rng().random_range(0..=max))
     }
 
     fn check_reason(&self, reason: &str) -> Result<(), ControlError> {
@@ -879,68 +789,6 @@ fn seed(
     Ok(s)
 }
 
-/// Feeds one observation to the tracker; a confirmed listing (or its end) updates the domain.
-fn record(s: &mut PoolState, o: &Observation, now: u64, audit_max: usize) {
-    let Some(domain) = s.domains.get_mut(&o.domain) else {
-        return;
-    };
-    let per_list = s.checks.entry(o.domain.clone()).or_default();
-    let status = per_list
-        .entry(o.list.clone())
-        .or_insert_with(|| ListStatus::new(&o.list, now));
-    match status.observe(o.outcome.clone(), now, s.policy.listing_confirmations) {
-        Change::None => {}
-        Change::Confirmed { reason, since } => {
-            if domain.listing.is_none() {
-                let why = format!(
-                    "{} consecutive listed answers: {reason}",
-                    s.policy.listing_confirmations
-                );
-                domain.listing = Some(Listing {
-                    list: o.list.clone(),
-                    reason,
-                    since,
-                });
-                let action = AuditAction::Listed {
-                    list: o.list.clone(),
-                };
-                s.audit.push(
-                    now,
-                    Some(&o.domain),
-                    action,
-                    "rule:listing",
-                    &why,
-                    audit_max,
-                );
-            }
-        }
-        Change::Cleared => {
-            if domain.listing.as_ref().is_some_and(|l| l.list == o.list) {
-                // Another list may still hold a confirmed listing; keep the flag then.
-                domain.listing = per_list.values().find(|st| st.confirmed).map(|st| Listing {
-                    list: st.list.clone(),
-                    reason: match &st.last {
-                        crate::blocklist::Outcome::Listed { reason } => reason.clone(),
-                        _ => "listed".to_owned(),
-                    },
-                    since: st.first_seen,
-                });
-                let action = AuditAction::Unlisted {
-                    list: o.list.clone(),
-                };
-                s.audit.push(
-                    now,
-                    Some(&o.domain),
-                    action,
-                    "rule:listing",
-                    "consecutive clean answers",
-                    audit_max,
-                );
-            }
-        }
-    }
-}
-
 /// Applies the rotation plan to `s`, recording each transition; returns why each domain
 /// that left the active set left it.
 fn apply_rules(s: &mut PoolState, now: u64, audit_max: usize) -> Vec<RotationReason> {
@@ -988,12 +836,10 @@ mod tests {
                 ..RotationPolicy::default()
             },
             limits: PoolLimits::default(),
-            blocklists: BlocklistConfig::default(),
             data_dir: None,
-            mailboxes_max: 10,
             drain_secs_min: 0,
         };
-        let plane = ControlPlane::open(config, clock.clone()).unwrap();
+        let plane = ControlPlane::open(config, clock.clone(), Arc::new(Registry::new(10))).unwrap();
         let spares = ["b.test", "c.test", "d.test"].map(String::from);
         plane
             .add_domains(&spares, DomainState::Pending, "spares")

@@ -78,7 +78,7 @@ impl StateFile {
     /// Opens `<data_dir>/control/`. No directory (or an empty one) is a first start
     /// (`None`); a directory with other files but no state file, or an unreadable file, is an error.
     pub fn open(data_dir: &Path) -> Result<(Self, Option<Persisted>), StateError> {
-        let dir = data_dir.join("control");
+        let dir = Self::dir_in(data_dir);
         let io = |path: &Path| {
             let path = path.to_owned();
             move |source| StateError::Io { path, source }
@@ -112,6 +112,11 @@ impl StateFile {
             )));
         }
         Ok((Self { dir }, Some(saved)))
+    }
+
+    /// The directory under `data_dir` that holds the state (and the mailbox registry's log).
+    pub fn dir_in(data_dir: &Path) -> PathBuf {
+        data_dir.join("control")
     }
 
     /// The directory holding the state (and the mailbox registry's log).

@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use tempmx_store::{MailRead, Mailbox, MessageId};
+use tempmx_store::{Mailbox, MessageId, Reader};
 
 use super::{Verification, extract};
 
@@ -35,19 +35,23 @@ impl VerifyCache {
         }
     }
 
-    /// The verifications of message `id` of `mailbox`, extracted now if not cached; empty
-    /// when the store no longer has it or cannot be read now (then nothing is cached).
+    /// The verifications of message `id` in `mailbox`, extracted now (from the record in
+    /// place) if not cached; empty when the mailbox no longer shows it or cannot be read
+    /// now (then nothing is cached).
     pub async fn get(
         &self,
-        mail: &dyn MailRead,
+        reader: &Reader,
         mailbox: &Mailbox,
         id: MessageId,
     ) -> Arc<[Verification]> {
         if let Some(v) = self.inner.lock().map.get(&id) {
             return v.clone();
         }
-        match mail.get_for(mailbox, id).await {
-            Ok(Some(view)) => self.of_raw(id, &view.raw),
+        match reader
+            .read_for(mailbox, id, |m| self.of_raw(id, m.raw()))
+            .await
+        {
+            Ok(Some(v)) => v,
             Ok(None) | Err(_) => Arc::from(Vec::new()),
         }
     }

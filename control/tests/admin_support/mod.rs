@@ -8,8 +8,9 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde_json::Value;
 use tempmx::api::admin::{AdminAuth, router};
-use tempmx::blocklist::BlocklistConfig;
+use tempmx::blocklist::{BlocklistConfig, BlocklistCycle};
 use tempmx::config::RecipientMode;
+use tempmx::mailboxes::Registry;
 use tempmx::pool::{ControlPlane, ManualClock, PlaneConfig, PoolLimits, RotationPolicy};
 use tempmx_dns::ZoneSnapshot;
 use tempmx_ingress::policy::{MailboxRegistry, Policy};
@@ -24,16 +25,25 @@ pub fn plane_config(domains: &[&str]) -> PlaneConfig {
         recipients: RecipientMode::CatchAll,
         policy: RotationPolicy::default(),
         limits: PoolLimits::default(),
-        blocklists: BlocklistConfig::default(),
         data_dir: None,
-        mailboxes_max: 1_000,
         drain_secs_min: 0,
     }
+}
+
+/// Live mailboxes the harness's registry holds.
+pub const MAILBOXES_MAX: usize = 1_000;
+
+/// Opens the plane as the app does: the mailbox registry of its data directory first.
+pub fn open_plane(config: PlaneConfig, clock: Arc<ManualClock>) -> ControlPlane {
+    let registry = Registry::open_in(MAILBOXES_MAX, config.data_dir.as_deref()).expect("registry");
+    ControlPlane::open(config, clock, Arc::new(registry)).expect("plane opens")
 }
 
 /// A running plane with its data-plane targets and the admin API.
 pub struct Harness {
     pub plane: Arc<ControlPlane>,
+    pub blocklists: Arc<BlocklistCycle>,
+    pub mailboxes: Arc<Registry>,
     pub clock: Arc<ManualClock>,
     pub policy: Arc<Policy>,
     pub zones: Arc<Mutex<Vec<ZoneSnapshot>>>,
@@ -43,11 +53,27 @@ pub struct Harness {
 impl Harness {
     /// Opens the plane, attaches an ingress policy and a DNS snapshot recorder, serves the admin API.
     pub async fn start(config: PlaneConfig, auth: AdminAuth) -> Self {
+        Self::start_checking(config, BlocklistConfig::default(), auth).await
+    }
+
+    /// [`Harness::start`] with blocklists to check.
+    pub async fn start_checking(
+        config: PlaneConfig,
+        blocklists: BlocklistConfig,
+        auth: AdminAuth,
+    ) -> Self {
         let clock = Arc::new(ManualClock::new(T0));
-        let plane = Arc::new(ControlPlane::open(config, clock.clone()).expect("plane opens"));
+        let mailboxes = Arc::new(
+            Registry::open_in(MAILBOXES_MAX, config.data_dir.as_deref()).expect("registry"),
+        );
+        let plane = Arc::new(
+            ControlPlane::open(config, clock.clone(), mailboxes.clone()).expect("plane opens"),
+        );
+        let blocklists =
+            Arc::new(BlocklistCycle::new(blocklists, plane.clone()).expect("blocklists"));
         let policy = Arc::new(Policy::new(
             plane.ingress_snapshot(),
-            Some(plane.mailboxes().clone() as Arc<dyn MailboxRegistry>),
+            Some(mailboxes.clone() as Arc<dyn MailboxRegistry>),
         ));
         let zones = Arc::new(Mutex::new(Vec::new()));
         let sink = zones.clone();
@@ -56,10 +82,12 @@ impl Harness {
             .await
             .expect("bind");
         let addr: SocketAddr = listener.local_addr().expect("addr");
-        let app = router(plane.clone(), auth, None);
+        let app = router(plane.clone(), blocklists.clone(), auth, None);
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self {
             plane,
+            blocklists,
+            mailboxes,
             clock,
             policy,
             zones,

@@ -22,8 +22,18 @@ const START_STOP_MAX: Duration = Duration::from_secs(30);
 
 /// Config text shared by every test: loopback listeners on port 0, a small store, JSON
 /// logs, the admin token, mail and mailboxes living at most `ttl_secs` (the drain period
-/// must cover it); `extra` is appended (sections the test needs).
+/// must cover it), mail authentication off; `extra` is appended (sections the test needs).
 pub fn config_text(data_dir: Option<&Path>, ttl_secs: u64, extra: &str) -> String {
+    config_text_auth(
+        data_dir,
+        ttl_secs,
+        "[ingress.auth]\nmode = \"off\"\n",
+        extra,
+    )
+}
+
+/// [`config_text`] with the `[ingress.auth]` section `auth` instead of authentication off.
+pub fn config_text_auth(data_dir: Option<&Path>, ttl_secs: u64, auth: &str, extra: &str) -> String {
     let dir = data_dir.map_or(String::new(), |d| {
         format!("data_dir = {:?}\n", d.display().to_string())
     });
@@ -31,7 +41,7 @@ pub fn config_text(data_dir: Option<&Path>, ttl_secs: u64, extra: &str) -> Strin
         "{dir}\
          [ingress]\nlisten = \"127.0.0.1:0\"\ncores = 1\n\
          [ingress.limits]\nmessage_bytes_max = 524288\n\
-         [ingress.auth]\nmode = \"off\"\n\
+         {auth}\
          [http]\nlisten = \"127.0.0.1:0\"\n\
          [admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{ADMIN_TOKEN}\"\n\
          [dns]\nlisten = \"127.0.0.1:0\"\n\
@@ -159,6 +169,15 @@ impl Running {
             Some(ADMIN_TOKEN),
             body,
         )
+    }
+
+    /// The `/metrics` text, scraped with the admin token.
+    pub fn metrics(&self) -> String {
+        let mut resp = ureq::get(format!("http://{}/metrics", self.admin))
+            .header("Authorization", format!("Bearer {ADMIN_TOKEN}"))
+            .call()
+            .expect("metrics scrape");
+        resp.body_mut().read_to_string().expect("metrics text")
     }
 
     /// A request to the public API.

@@ -2,6 +2,7 @@
 //! CRC32C, then the archived [`MessageRecord`]), and the same checks on the way back in as
 //! recovery applies to a frame read from disk.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use rkyv::ser::allocator::Arena;
@@ -12,7 +13,7 @@ use crate::frame::{self, FrameKind, HEADER_BYTES, Header};
 use crate::mime::{self, Scan};
 use crate::record::{self, ArchivedChunk, ChunkPlan, MessageRecord, RecordSource};
 use crate::sink::{MessageId, NewMessage, TlsSummary};
-use crate::view::{MessageSummary, MessageView};
+use crate::view::{MessageRef, MessageSummary, MessageView};
 
 /// Per-core encoder state kept between messages, so a warm write path reuses its buffers.
 #[derive(Default)]
@@ -60,6 +61,7 @@ impl Encoder {
             len: len as u32,
             crc: frame::checksum(payload),
             kind: FrameKind::Record,
+            version: frame::FORMAT_VERSION,
         });
         let mut out = Vec::with_capacity(HEADER_BYTES + len);
         out.extend_from_slice(&header);
@@ -71,6 +73,7 @@ impl Encoder {
 /// A frame read back from the cluster, checked: header, length, CRC and archive.
 pub(crate) struct Checked {
     payload: AlignedVec<16>,
+    version: u16,
 }
 
 impl Checked {
@@ -93,7 +96,10 @@ impl Checked {
         if !valid {
             return Err(corrupt());
         }
-        Ok(Self { payload })
+        Ok(Self {
+            payload,
+            version: h.version,
+        })
     }
 
     fn archived(&self) -> &record::ArchivedMessageRecord {
@@ -109,9 +115,42 @@ impl Checked {
 
     /// The listing fields, as shown for `mailbox`, with the expiry the cluster applies.
     pub(crate) fn summary(&self, mailbox: &str, expires_at_ms: u64) -> MessageSummary {
-        let mut s = MessageSummary::from_archived(self.archived(), mailbox);
+        let mut s = MessageSummary::from_frame(self.archived(), self.version, mailbox);
         s.expires_at_ms = expires_at_ms;
         s
+    }
+
+    /// Runs `f` on the message as shown for `mailbox`, with the expiry the cluster
+    /// applies; the raw bytes are borrowed from the value (one inline chunk, as the
+    /// encoder writes it) or joined when a value has several.
+    pub(crate) fn with_ref<R>(
+        &self,
+        mailbox: &str,
+        expires_at_ms: u64,
+        f: impl FnOnce(&MessageRef<'_>) -> R,
+    ) -> R {
+        let r = self.archived();
+        let mut chunks = r.raw.iter().filter_map(|c| match c {
+            ArchivedChunk::Inline(b) => Some(b.as_slice()),
+            ArchivedChunk::Shared { .. } => None,
+        });
+        let raw = match (chunks.next(), chunks.next()) {
+            (Some(one), None) => Cow::Borrowed(one),
+            _ => Cow::Owned(
+                r.raw
+                    .iter()
+                    .filter_map(|c| match c {
+                        ArchivedChunk::Inline(b) => Some(b.as_slice()),
+                        ArchivedChunk::Shared { .. } => None,
+                    })
+                    .flatten()
+                    .copied()
+                    .collect(),
+            ),
+        };
+        let mut m = MessageRef::new(r, self.version, mailbox, raw);
+        m.set_expires_at_ms(expires_at_ms);
+        f(&m)
     }
 
     /// The whole message, as shown for `mailbox`, with the expiry the cluster applies.

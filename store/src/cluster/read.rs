@@ -10,7 +10,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::StoreError;
 use crate::read::MailRead;
 use crate::sink::MessageId;
-use crate::view::{MessageSummary, MessageView};
+use crate::view::{MessageRef, MessageSummary, MessageView};
 
 /// An index entry: the record's id and its expiry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,8 +90,36 @@ impl Cluster {
         mailbox: &Mailbox,
         id: MessageId,
     ) -> Result<Option<MessageView>, ClusterError> {
+        let name = mailbox.as_str();
+        Ok(self
+            .fetch(mailbox, id)
+            .await?
+            .map(|(rec, expires_at_ms)| rec.view(name, expires_at_ms)))
+    }
+
+    /// Runs `f` on message `id` as `mailbox` shows it (the cluster's counterpart of
+    /// `Store::read_for`: the value is fetched and checked once, then read in place);
+    /// `None` when it expired or is not in that mailbox.
+    pub async fn read_for<R>(
+        &self,
+        mailbox: &Mailbox,
+        id: MessageId,
+        f: impl FnOnce(&MessageRef<'_>) -> R,
+    ) -> Result<Option<R>, ClusterError> {
+        let name = mailbox.as_str();
+        Ok(self
+            .fetch(mailbox, id)
+            .await?
+            .map(|(rec, expires_at_ms)| rec.with_ref(name, expires_at_ms, f)))
+    }
+
+    /// The checked value of record `id` of `mailbox` with its expiry, if it is live.
+    async fn fetch(
+        &self,
+        mailbox: &Mailbox,
+        id: MessageId,
+    ) -> Result<Option<(Checked, u64)>, ClusterError> {
         let key = MailboxKeys::of(mailbox).record(id);
-        let name = mailbox.as_str().to_owned();
         self.run(move |mut c| async move {
             let (value, expires): (Option<Vec<u8>>, i64) = redis::pipe()
                 .cmd("GET")
@@ -111,7 +139,7 @@ impl Cluster {
             if rec.id() != id {
                 return Err(ClusterError::Corrupt { key });
             }
-            Ok(Some(rec.view(&name, expires_at_ms)))
+            Ok(Some((rec, expires_at_ms)))
         })
         .await
     }

@@ -4,10 +4,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tempmx_store::{Mailbox, MessageId, MessageSummary, MessageView};
+use tempmx_store::{MailRead, Mailbox, MessageId, MessageRef, MessageSummary};
 
 use super::PublicState;
-use super::access::{Opened, open, token};
+use super::access::{open, token};
 use super::error::{ApiError, ApiResult, Problem};
 use super::render::{self, MimeLimits, attachment_info};
 use super::sanitize::sanitize;
@@ -77,17 +77,27 @@ pub async fn get_message(
     QueryParams(q): QueryParams<ViewQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Json<MessageDetail>> {
-    let (opened, id, view) =
-        load(&state, &address, &id, token(&headers, q.token.as_deref())).await?;
+    let opened = open(&state, &address, token(&headers, q.token.as_deref())).await?;
+    let id = id.parse::<MessageId>().map_err(|_| ApiError::NotFound)?;
     let remote = q.remote_images.unwrap_or(state.config.remote_images);
     let limits = MimeLimits::from(state.config.as_ref());
-    let base = format!("/api/v1/mailboxes/{}/messages/{id}", opened.address);
-    let mut detail = skeleton(&view, id);
-    detail.verifications = state.verify.of_raw(id, &view.raw).to_vec();
-    match render::parse(&view.raw, limits) {
-        Ok(msg) => {
-            let inline = render::inline_images(&msg);
-            fill(&mut detail, &render::render(&msg), remote, &inline, &base)
+    // Parsed and rendered in place (bounded by the MIME limits); sanitised after the
+    // shard's lock is released.
+    let (mut detail, rendered) = state
+        .mail
+        .read_for(&opened.address, id, |m| {
+            let mut detail = skeleton(m, id);
+            detail.verifications = state.verify.of_raw(id, m.raw()).to_vec();
+            let rendered = render::parse(m.raw(), limits)
+                .map(|msg| (render::render(&msg), render::inline_images(&msg)));
+            (detail, rendered)
+        })
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    match rendered {
+        Ok((r, inline)) => {
+            let base = format!("/api/v1/mailboxes/{}/messages/{id}", opened.address);
+            fill(&mut detail, &r, remote, &inline, &base)
         }
         Err(e) => detail.render_error = Some(e.to_string()),
     }
@@ -107,9 +117,16 @@ pub async fn get_raw(
     QueryParams(q): QueryParams<TokenQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let (_, id, view) = load(&state, &address, &id, token(&headers, q.token.as_deref())).await?;
+    let (id, raw) = read(
+        &state,
+        &address,
+        &id,
+        token(&headers, q.token.as_deref()),
+        |m| Some((m.summary().id, m.raw().to_vec())),
+    )
+    .await?;
     let disposition = format!("attachment; filename=\"{id}.eml\"");
-    Ok(download(view.raw, "message/rfc822", &disposition))
+    Ok(download(raw, "message/rfc822", &disposition))
 }
 
 /// The sanitised HTML body as a document for a sandboxed iframe, under a strict CSP.
@@ -125,12 +142,19 @@ pub async fn get_html(
     QueryParams(q): QueryParams<ViewQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let (_, _, view) = load(&state, &address, &id, token(&headers, q.token.as_deref())).await?;
     let remote = q.remote_images.unwrap_or(state.config.remote_images);
-    let msg = render::parse(&view.raw, MimeLimits::from(state.config.as_ref()))
-        .map_err(|_| ApiError::NotFound)?;
-    let html = render::render(&msg).html.ok_or(ApiError::NotFound)?;
-    let inline = render::inline_images(&msg);
+    let limits = MimeLimits::from(state.config.as_ref());
+    let (html, inline) = read(
+        &state,
+        &address,
+        &id,
+        token(&headers, q.token.as_deref()),
+        |m| {
+            let msg = render::parse(m.raw(), limits).ok()?;
+            Some((render::render(&msg).html?, render::inline_images(&msg)))
+        },
+    )
+    .await?;
     let clean = sanitize(&html, remote, &inline).html;
     let doc = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"></head><body>{clean}</body></html>"
@@ -179,17 +203,21 @@ pub async fn get_attachment(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let n: u32 = n.parse().map_err(|_| ApiError::NotFound)?;
-    let (_, _, view) = load(&state, &address, &id, token(&headers, q.token.as_deref())).await?;
-    let msg = render::parse(&view.raw, MimeLimits::from(state.config.as_ref()))
-        .map_err(|_| ApiError::NotFound)?;
-    let part = msg.attachment(n).ok_or(ApiError::NotFound)?;
-    let info = attachment_info(part);
+    let limits = MimeLimits::from(state.config.as_ref());
+    let (contents, info) = read(
+        &state,
+        &address,
+        &id,
+        token(&headers, q.token.as_deref()),
+        |m| {
+            let msg = render::parse(m.raw(), limits).ok()?;
+            let part = msg.attachment(n)?;
+            Some((part.contents().to_vec(), attachment_info(part)))
+        },
+    )
+    .await?;
     let name = info.filename.unwrap_or_else(|| format!("attachment-{n}"));
-    Ok(download(
-        part.contents().to_vec(),
-        &info.content_type,
-        &disposition(&name),
-    ))
+    Ok(download(contents, &info.content_type, &disposition(&name)))
 }
 
 /// Deletes one message.
@@ -214,33 +242,31 @@ pub async fn delete_message(
     }
 }
 
-/// The listing item of a message of `mailbox`, with its verifications (extracted on
-/// first read).
+/// The listing item of a message in `mailbox`, with its verifications (extracted on first
+/// read).
 pub async fn item(state: &PublicState, mailbox: &Mailbox, s: &MessageSummary) -> MessageItem {
     let mut item = MessageItem::from(s);
-    item.verifications = state
-        .verify
-        .get(state.mail.as_ref(), mailbox, s.id)
-        .await
-        .to_vec();
+    item.verifications = state.verify.get(&state.mail, mailbox, s.id).await.to_vec();
     item
 }
 
-/// Opens the mailbox and fetches a message it holds; everything else is the same 404.
-async fn load(
+/// Opens the mailbox and runs `f` on a message it holds, in place; a message it does not
+/// hold and `f` finding nothing are the same 404.
+async fn read<R>(
     state: &PublicState,
     address: &str,
     id: &str,
     token: Option<&str>,
-) -> ApiResult<(Opened, MessageId, MessageView)> {
+    f: impl FnOnce(&MessageRef<'_>) -> Option<R>,
+) -> ApiResult<R> {
     let opened = open(state, address, token).await?;
     let id = id.parse::<MessageId>().map_err(|_| ApiError::NotFound)?;
-    let view = state
+    state
         .mail
-        .get_for(&opened.address, id)
+        .read_for(&opened.address, id, f)
         .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok((opened, id, view))
+        .flatten()
+        .ok_or(ApiError::NotFound)
 }
 
 fn parse_id(s: &str) -> ApiResult<MessageId> {
@@ -248,8 +274,8 @@ fn parse_id(s: &str) -> ApiResult<MessageId> {
         .map_err(|_| ApiError::BadRequest(format!("`{s}` is not a message id")))
 }
 
-fn skeleton(view: &MessageView, id: MessageId) -> MessageDetail {
-    let s = &view.summary;
+fn skeleton(m: &MessageRef<'_>, id: MessageId) -> MessageDetail {
+    let s = m.summary();
     MessageDetail {
         id: id.to_string(),
         subject: None,
@@ -266,11 +292,11 @@ fn skeleton(view: &MessageView, id: MessageId) -> MessageDetail {
         auth: auth_items(&s.auth),
         verifications: Vec::new(),
         envelope: EnvelopeItem {
-            mail_from: view.mail_from.clone(),
-            rcpt_to: view.mailboxes.clone(),
-            client_ip: view.client_ip.clone(),
-            helo: view.helo.clone(),
-            tls: view.tls.as_ref().map(|t| t.version.clone()),
+            mail_from: m.mail_from().to_owned(),
+            rcpt_to: m.mailboxes().map(str::to_owned).collect(),
+            client_ip: m.client_ip().to_owned(),
+            helo: m.helo().to_owned(),
+            tls: m.tls_version().map(str::to_owned),
         },
         size: s.size,
         received_at: rfc3339(s.received_at_ms),

@@ -33,7 +33,7 @@ use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tempmx_store::cluster::Cluster;
-use tempmx_store::{MailRead, Store};
+use tempmx_store::{Reader, Store};
 use tokio::sync::watch;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa::OpenApi;
@@ -92,7 +92,7 @@ pub struct PublicState {
     /// The embedded message store (live push, TTL overrides; all reads in single-node mode).
     pub store: Arc<Store>,
     /// Where messages are read and deleted: the embedded store, or the fleet's cluster.
-    pub mail: Arc<dyn MailRead>,
+    pub mail: Reader,
     /// The fleet's mailbox registry, when fleet mode is on (else `registry` answers).
     pub fleet: Option<FleetRegistry>,
     /// The pool's current domains.
@@ -140,7 +140,7 @@ impl PublicState {
             config.subscribers_per_ip_max,
         );
         Self {
-            mail: store.clone(),
+            mail: Reader::Local(store.clone()),
             fleet: None,
             store,
             domains,
@@ -156,7 +156,7 @@ impl PublicState {
 
     /// Fleet mode: messages and mailboxes are read from and registered in `cluster`.
     pub fn with_fleet(mut self, cluster: Arc<Cluster>) -> Self {
-        self.mail = cluster.clone();
+        self.mail = Reader::Fleet(cluster.clone());
         self.fleet = Some(FleetRegistry(cluster));
         self
     }

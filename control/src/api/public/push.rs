@@ -8,7 +8,6 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -18,7 +17,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
-use tempmx_store::{Event, MailRead, Mailbox, MessageId, MessageSummary, Subscription};
+use tempmx_store::{Event, MailRead, Mailbox, MessageId, MessageSummary, Reader, Subscription};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -44,7 +43,7 @@ pub const NEW_MESSAGE: &str = "new_message";
 
 /// New messages of one mailbox, replayed then live, until the deadline.
 pub struct Feed {
-    mail: Arc<dyn MailRead>,
+    mail: Reader,
     sub: Source,
     mailbox: Mailbox,
     pending: VecDeque<MessageSummary>,
@@ -101,7 +100,7 @@ impl Feed {
             .map_or(MessageId(0), |s| s.id);
         let mut feed = Self {
             floor: resume_after.unwrap_or(newest),
-            mail: Arc::clone(&state.mail),
+            mail: state.mail.clone(),
             sub,
             mailbox,
             pending: VecDeque::new(),

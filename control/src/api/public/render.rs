@@ -228,25 +228,6 @@ pub fn attachment_info(p: &MessagePart<'_>) -> AttachmentInfo {
     }
 }
 
-/// Decodes the `From:` and `Subject:` values a listing shows (stored undecoded).
-pub fn decode_summary(from: &str, subject: &str) -> (String, String) {
-    let head = format!("From: {from}\r\nSubject: {subject}\r\n\r\n");
-    let Some(m) = MessageParser::default().parse_headers(head.as_bytes()) else {
-        return (from.to_owned(), subject.to_owned());
-    };
-    let from = m
-        .from()
-        .and_then(|a| a.first())
-        .map(|a| match (a.name(), a.address()) {
-            (Some(n), Some(ad)) => format!("{n} <{ad}>"),
-            (None, Some(ad)) => ad.to_owned(),
-            (Some(n), None) => n.to_owned(),
-            (None, None) => String::new(),
-        })
-        .unwrap_or_else(|| from.to_owned());
-    (from, m.subject().unwrap_or(subject).to_owned())
-}
-
 fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_owned();
@@ -322,14 +303,6 @@ mod tests {
             parse(raw.as_bytes(), LIMITS).expect_err("must fail"),
             RenderError::TooLarge(1000)
         );
-    }
-
-    // Goal: listing fields are decoded from RFC 2047.
-    #[test]
-    fn summary_decoding() {
-        let (f, s) = decode_summary("=?utf-8?q?J=C3=BCrgen?= <j@x.test>", "=?utf-8?b?aMOkbGxv?=");
-        assert_eq!(f, "Jürgen <j@x.test>");
-        assert_eq!(s, "hällo");
     }
 
     // Goal: inline images stop at INLINE_IMAGES_BYTES_MAX decoded bytes per message: the

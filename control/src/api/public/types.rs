@@ -4,7 +4,6 @@ use serde::{Deserialize, Serialize};
 use tempmx_store::{AuthResult, MessageSummary};
 use utoipa::{IntoParams, ToSchema};
 
-use super::render::decode_summary;
 use crate::verify::Verification;
 
 /// `GET /api/v1/domains`.
@@ -137,11 +136,10 @@ pub struct MessageItem {
 
 impl From<&MessageSummary> for MessageItem {
     fn from(s: &MessageSummary) -> Self {
-        let (from, subject) = decode_summary(&s.from, &s.subject);
         Self {
             id: s.id.to_string(),
-            from,
-            subject,
+            from: s.from.clone(),
+            subject: s.subject.clone(),
             received_at: rfc3339(s.received_at_ms),
             expires_at: rfc3339(s.expires_at_ms),
             size: s.size,

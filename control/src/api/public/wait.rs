@@ -9,7 +9,7 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use tempmx_store::{Mailbox, MessageId, MessageSummary};
+use tempmx_store::{MailRead, Mailbox, MessageId, MessageSummary};
 use utoipa::IntoParams;
 
 use super::PublicState;

@@ -8,7 +8,7 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
-use tempmx_store::{MessageId, MessageView};
+use tempmx_store::{MailRead, MessageId, MessageSummary, StoreError, summary};
 
 use super::accounts::Account;
 use super::json::{Format, MtError, PAGE_SIZE, answer};
@@ -30,27 +30,9 @@ fn address_json(name: &Option<String>, address: &Option<String>) -> Value {
     })
 }
 
-/// Message `id` of `a`'s mailbox, read through the backend in force (the embedded store,
-/// or the fleet's cluster); 404 when the mailbox does not hold it.
-pub async fn fetch(
-    state: &PublicState,
-    a: &Account,
-    id: MessageId,
-) -> Result<MessageView, MtError> {
-    match state.mail.get_for(&a.address, id).await {
-        Ok(Some(view)) => Ok(view),
-        Ok(None) => Err(MtError::NotFound),
-        Err(e) => {
-            tracing::warn!(error = %e, "message store read failed");
-            Err(MtError::Unavailable(
-                "messages cannot be read right now".into(),
-            ))
-        }
-    }
-}
-
-/// The Message resource of `id` in `a`'s mailbox; `detail` adds the body fields of
-/// `GET /messages/{id}`. 404 when the mailbox does not hold it.
+/// The Message resource of `id` in `a`'s mailbox, read and rendered in place; `detail`
+/// adds the body fields of `GET /messages/{id}`. 404 when the mailbox does not hold it, 503
+/// when the backend cannot be read.
 pub async fn message_json(
     f: Format,
     state: &PublicState,
@@ -59,11 +41,18 @@ pub async fn message_json(
     id: MessageId,
     detail: bool,
 ) -> Result<Value, MtError> {
-    let view = fetch(state, a, id).await?;
-    let s = &view.summary;
     let limits = MimeLimits::from(state.config.as_ref());
-    let parsed = render::parse(&view.raw, limits).ok();
-    let r = parsed.as_ref().map(render::render).unwrap_or_default();
+    let read = state.mail.read_for(&a.address, id, |m| {
+        let parsed = render::parse(m.raw(), limits).ok();
+        let r = parsed.as_ref().map(render::render).unwrap_or_default();
+        let inline = parsed
+            .as_ref()
+            .filter(|_| detail)
+            .map(render::inline_images);
+        let found = detail.then(|| state.verify.of_raw(id, m.raw()));
+        (m.summary().clone(), r, inline, found)
+    });
+    let (s, r, inline, found) = unread(read.await)?;
     let text = r.text.clone().unwrap_or_default();
     let intro: String = text
         .split_whitespace()
@@ -73,49 +62,32 @@ pub async fn message_json(
         .take(INTRO_CHARS_MAX)
         .collect();
     let (from_name, from_addr) = r.from.first().cloned().unwrap_or_default();
-    let mut m = Map::new();
-    let sid = id.to_string();
-    m.insert("id".into(), json!(sid));
-    m.insert("accountId".into(), json!(format!("/accounts/{}", a.id)));
-    m.insert("msgid".into(), json!(s.message_id));
-    m.insert("from".into(), address_json(&from_name, &from_addr));
     let to: Vec<Value> = r.to.iter().map(|(n, ad)| address_json(n, ad)).collect();
-    m.insert("to".into(), json!(to));
-    m.insert(
-        "subject".into(),
-        json!(r.subject.clone().unwrap_or_default()),
-    );
-    m.insert("intro".into(), json!(intro));
-    m.insert("seen".into(), json!(mt.accounts.is_seen(&a.id, id)));
-    m.insert("isDeleted".into(), json!(false));
-    m.insert("hasAttachments".into(), json!(s.has_attachments));
-    m.insert("size".into(), json!(s.size));
-    m.insert(
-        "downloadUrl".into(),
-        json!(format!("/messages/{sid}/download")),
-    );
-    m.insert("sourceUrl".into(), json!(format!("/sources/{sid}")));
-    m.insert("createdAt".into(), json!(rfc3339(s.received_at_ms)));
-    m.insert("updatedAt".into(), json!(rfc3339(s.received_at_ms)));
+    let subject = r.subject.clone().unwrap_or_default();
+    let from = address_json(&from_name, &from_addr);
+    let mut m = head(a, mt, &s, from, to, &subject, &intro);
     if detail {
         let cc: Vec<String> = r.cc.iter().filter_map(|(_, ad)| ad.clone()).collect();
         m.insert("cc".into(), json!(cc));
         m.insert("bcc".into(), json!([]));
         m.insert("flagged".into(), json!(false));
-        let found = state.verify.of_raw(id, &view.raw);
-        let values: Vec<&str> = found.iter().map(|v| v.value.as_str()).collect();
+        let values: Vec<&str> = found
+            .iter()
+            .flat_map(|v| v.iter())
+            .map(|v| v.value.as_str())
+            .collect();
         m.insert("verifications".into(), json!(values));
         m.insert("retention".into(), json!(true));
         m.insert("retentionDate".into(), json!(rfc3339(s.expires_at_ms)));
         m.insert("text".into(), json!(text));
-        let html: Vec<String> = match (&r.html, &parsed) {
-            (Some(h), Some(msg)) => {
-                let inline = render::inline_images(msg);
-                vec![sanitize(h, state.config.remote_images, &inline).html]
-            }
-            _ => Vec::new(),
-        };
+        let inline = inline.unwrap_or_default();
+        let html: Vec<String> = r
+            .html
+            .iter()
+            .map(|h| sanitize(h, state.config.remote_images, &inline).html)
+            .collect();
         m.insert("html".into(), json!(html));
+        let sid = id.to_string();
         let atts: Vec<Value> = r
             .attachments
             .iter()
@@ -136,7 +108,50 @@ pub async fn message_json(
             .collect();
         m.insert("attachments".into(), json!(atts));
     }
-    Ok(f.resource("Message", &format!("/messages/{sid}"), m))
+    Ok(f.resource("Message", &format!("/messages/{id}"), m))
+}
+
+/// The Message resource a listing shows, from the summary taken at ingest (no parse):
+/// `to` is the account's address and `intro` is empty (`GET /messages/{id}` has both).
+fn listed_json(f: Format, a: &Account, mt: &MailTm, s: &MessageSummary) -> Value {
+    let (name, address) = summary::split_from(&s.from);
+    let from = address_json(&name.map(str::to_owned), &address.map(str::to_owned));
+    let to = vec![json!({"address": a.address.as_str(), "name": ""})];
+    let m = head(a, mt, s, from, to, &s.subject, "");
+    f.resource("Message", &format!("/messages/{}", s.id), m)
+}
+
+/// The fields of a Message resource that listing and reading share.
+fn head(
+    a: &Account,
+    mt: &MailTm,
+    s: &MessageSummary,
+    from: Value,
+    to: Vec<Value>,
+    subject: &str,
+    intro: &str,
+) -> Map<String, Value> {
+    let mut m = Map::new();
+    let sid = s.id.to_string();
+    m.insert("id".into(), json!(sid));
+    m.insert("accountId".into(), json!(format!("/accounts/{}", a.id)));
+    m.insert("msgid".into(), json!(s.message_id));
+    m.insert("from".into(), from);
+    m.insert("to".into(), json!(to));
+    m.insert("subject".into(), json!(subject));
+    m.insert("intro".into(), json!(intro));
+    m.insert("seen".into(), json!(mt.accounts.is_seen(&a.id, s.id)));
+    m.insert("isDeleted".into(), json!(false));
+    m.insert("hasAttachments".into(), json!(s.has_attachments));
+    m.insert("size".into(), json!(s.size));
+    m.insert(
+        "downloadUrl".into(),
+        json!(format!("/messages/{sid}/download")),
+    );
+    m.insert("sourceUrl".into(), json!(format!("/sources/{sid}")));
+    m.insert("createdAt".into(), json!(rfc3339(s.received_at_ms)));
+    m.insert("updatedAt".into(), json!(rfc3339(s.received_at_ms)));
+    m
 }
 
 /// `GET /messages?page=N`: newest first, 30 a page.
@@ -154,41 +169,54 @@ pub async fn list(
             .mail
             .list(&a.address, None, state.store_mailbox_max)
             .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "message store read failed");
-                MtError::Unavailable("messages cannot be read right now".into())
-            })?;
+            .map_err(unavailable)?;
         let total = all.len();
         let last = total.div_ceil(PAGE_SIZE).max(1);
-        let mut members = Vec::with_capacity(PAGE_SIZE);
-        for s in all
+        let members: Vec<Value> = all
             .iter()
             .skip((page - 1).saturating_mul(PAGE_SIZE))
             .take(PAGE_SIZE)
-        {
-            match message_json(f, &state, &a, &mt, s.id, false).await {
-                Ok(v) => members.push(v),
-                // Deleted or expired since the listing: not listed.
-                Err(MtError::NotFound) => {}
-                Err(e) => return Err(e),
-            }
-        }
+            .map(|s| listed_json(f, &a, &mt, s))
+            .collect();
         Ok::<_, MtError>(f.collection("Message", "/messages", members, total, Some((page, last))))
     };
     answer(f, run.await)
 }
 
-/// The account and the message `id` of its mailbox.
+/// The caller's account and a message id its mailbox shows (for requests that act on the
+/// message without reading it).
 async fn one(
     state: &PublicState,
     mt: &MailTm,
     headers: &HeaderMap,
     id: &str,
-) -> Result<(Account, MessageId, MessageView), MtError> {
-    let a = authed(state, mt, headers)?;
-    let id = parse_id(id)?;
-    let view = fetch(state, &a, id).await?;
-    Ok((a, id, view))
+) -> Result<(Account, MessageId), MtError> {
+    let (a, id) = to_read(state, mt, headers, id)?;
+    unread(state.mail.read_for(&a.address, id, |_| ()).await)?;
+    Ok((a, id))
+}
+
+/// A read's answer as the compat API gives it: nothing found is 404, a backend that
+/// cannot be read (fleet mode: the cluster) is 503, logged.
+fn unread<T>(r: Result<Option<T>, StoreError>) -> Result<T, MtError> {
+    r.map_err(unavailable)?.ok_or(MtError::NotFound)
+}
+
+/// A backend read failure: logged, answered 503.
+fn unavailable(e: StoreError) -> MtError {
+    tracing::warn!(error = %e, "message store read failed");
+    MtError::Unavailable("messages cannot be read right now".into())
+}
+
+/// The caller's account and a message id to read (the read itself checks the mailbox
+/// shows it, under one lock).
+fn to_read(
+    state: &PublicState,
+    mt: &MailTm,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<(Account, MessageId), MtError> {
+    Ok((authed(state, mt, headers)?, parse_id(id)?))
 }
 
 /// `GET /messages/{id}`.
@@ -200,7 +228,7 @@ pub async fn get(
 ) -> Response {
     let f = Format::of(&headers);
     let found = async {
-        let (a, id, _) = one(&state, &mt, &headers, &id).await?;
+        let (a, id) = to_read(&state, &mt, &headers, &id)?;
         message_json(f, &state, &a, &mt, id, true).await
     };
     answer(f, found.await)
@@ -216,7 +244,7 @@ pub async fn patch(
 ) -> Response {
     let f = Format::of(&headers);
     let run = async {
-        let (a, id, _) = one(&state, &mt, &headers, &id).await?;
+        let (a, id) = one(&state, &mt, &headers, &id).await?;
         let ct = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -256,7 +284,7 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Response {
     let f = Format::of(&headers);
-    let (a, id, _) = match one(&state, &mt, &headers, &id).await {
+    let (a, id) = match one(&state, &mt, &headers, &id).await {
         Ok(x) => x,
         Err(e) => return e.reply(f),
     };
@@ -266,10 +294,7 @@ pub async fn delete(
     match state.mail.delete_message(&a.address, id).await {
         Ok(true) => {}
         Ok(false) => return MtError::NotFound.reply(f),
-        Err(e) => {
-            tracing::warn!(error = %e, "message store delete failed");
-            return MtError::Unavailable("messages cannot be deleted right now".into()).reply(f);
-        }
+        Err(e) => return unavailable(e).reply(f),
     }
     mt.accounts.set_seen(&a.id, id, false, 0);
     if let Some(Value::Object(m)) = ev.as_mut() {
@@ -290,7 +315,15 @@ pub async fn source(
 ) -> Response {
     let f = Format::of(&headers);
     let run = async {
-        let (_, id, view) = one(&state, &mt, &headers, &id).await?;
+        let (a, id) = to_read(&state, &mt, &headers, &id)?;
+        let data = unread(
+            state
+                .mail
+                .read_for(&a.address, id, |m| {
+                    String::from_utf8_lossy(m.raw()).into_owned()
+                })
+                .await,
+        )?;
         let sid = id.to_string();
         let mut m = Map::new();
         m.insert("id".into(), json!(sid));
@@ -298,7 +331,7 @@ pub async fn source(
             "downloadUrl".into(),
             json!(format!("/messages/{sid}/download")),
         );
-        m.insert("data".into(), json!(String::from_utf8_lossy(&view.raw)));
+        m.insert("data".into(), json!(data));
         Ok::<_, MtError>(f.resource("Source", &format!("/sources/{sid}"), m))
     };
     answer(f, run.await)
@@ -331,8 +364,17 @@ pub async fn download(
     headers: HeaderMap,
 ) -> Response {
     let f = Format::of(&headers);
-    match one(&state, &mt, &headers, &id).await {
-        Ok((_, _, view)) => file(view.raw, "message/rfc822"),
+    let raw = async {
+        let (a, id) = to_read(&state, &mt, &headers, &id)?;
+        unread(
+            state
+                .mail
+                .read_for(&a.address, id, |m| m.raw().to_vec())
+                .await,
+        )
+    };
+    match raw.await {
+        Ok(raw) => file(raw, "message/rfc822"),
         Err(e) => e.reply(f),
     }
 }
@@ -346,17 +388,26 @@ pub async fn attachment(
 ) -> Response {
     let f = Format::of(&headers);
     let run = async {
-        let (_, _, view) = one(&state, &mt, &headers, &id).await?;
+        let (a, id) = to_read(&state, &mt, &headers, &id)?;
         let n: u32 = att
             .strip_prefix("ATTACH")
             .and_then(|n| n.parse().ok())
             .filter(|&n| n >= 1)
             .ok_or(MtError::NotFound)?;
-        let msg = render::parse(&view.raw, MimeLimits::from(state.config.as_ref()))
-            .map_err(|_| MtError::NotFound)?;
-        let part = msg.attachment(n - 1).ok_or(MtError::NotFound)?;
-        let info = render::attachment_info(part);
-        Ok::<_, MtError>(file(part.contents().to_vec(), &info.content_type))
+        let limits = MimeLimits::from(state.config.as_ref());
+        let (body, content_type) = unread(
+            state
+                .mail
+                .read_for(&a.address, id, |m| {
+                    let msg = render::parse(m.raw(), limits).ok()?;
+                    let part = msg.attachment(n - 1)?;
+                    let info = render::attachment_info(part);
+                    Some((part.contents().to_vec(), info.content_type))
+                })
+                .await
+                .map(Option::flatten),
+        )?;
+        Ok::<_, MtError>(file(body, &content_type))
     };
     run.await.unwrap_or_else(|e| e.reply(f))
 }

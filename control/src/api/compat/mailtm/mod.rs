@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use tempmx_store::{Mailbox, MessageId};
+use tempmx_store::{MailRead, Mailbox, MessageId};
 use tokio::sync::broadcast;
 
 use self::accounts::{

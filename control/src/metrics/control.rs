@@ -1,0 +1,299 @@
+//! The control plane's own metrics, declared once: HTTP (recorded in the registry), live
+//! push, the pool, and the process, with the tables the exporter reads at scrape time.
+
+use tempmx_store::metrics::MetricKind::{Counter, Gauge, Histogram};
+use tempmx_store::metrics::{Metric, MetricDesc, Sample, Values, desc, descs};
+
+use super::process::{self, ProcessSample};
+use crate::api::public::subscribers::Transport;
+use crate::pool::{ControlPlane, DomainInfo, DomainState, RotationReason};
+
+/// HTTP requests by listener, route and status.
+pub const HTTP_REQUESTS: MetricDesc = desc(
+    "tempmx_http_requests_total",
+    "HTTP requests answered, by listener, route and status.",
+    Counter,
+);
+/// HTTP latency by listener and route.
+pub const HTTP_REQUEST_DURATION: MetricDesc = desc(
+    "tempmx_http_request_duration_seconds",
+    "HTTP request latency, by listener and route.",
+    Histogram,
+);
+/// Live-push subscribers by transport.
+pub const API_SUBSCRIBERS: MetricDesc = desc(
+    "tempmx_api_subscribers",
+    "Live-push subscribers connected now, by transport (sse, websocket, wait).",
+    Gauge,
+);
+/// Domains by lifecycle state.
+pub const POOL_DOMAINS: MetricDesc = desc(
+    "tempmx_pool_domains",
+    "Pool domains, by lifecycle state.",
+    Gauge,
+);
+/// Blocklist status per domain and list.
+pub const BLOCKLIST_LISTED: MetricDesc = desc(
+    "tempmx_blocklist_listed",
+    "1 when a confirmed listing stands for the domain on the list, else 0.",
+    Gauge,
+);
+/// Active domains that carry a listing.
+pub const POOL_ACTIVE_LISTED_DOMAINS: MetricDesc = desc(
+    "tempmx_pool_active_listed_domains",
+    "Active domains with a confirmed listing (the policy should have rotated them out).",
+    Gauge,
+);
+/// The rotation target.
+pub const POOL_ACTIVE_TARGET: MetricDesc = desc(
+    "tempmx_pool_active_target",
+    "The number of active domains the rotation policy keeps.",
+    Gauge,
+);
+/// Domains rotated out by reason.
+pub const POOL_ROTATIONS: MetricDesc = desc(
+    "tempmx_pool_rotations_total",
+    "Domains rotated out of the active set, by reason (age, listing, messages, operator).",
+    Counter,
+);
+/// Build and run-time facts.
+pub const BUILD_INFO: MetricDesc = desc(
+    "tempmx_build_info",
+    "Always 1; labels give the version and the SMTP I/O backend in use (uring, epoll).",
+    Gauge,
+);
+/// CPU time.
+pub const PROCESS_CPU: MetricDesc = desc(
+    "tempmx_process_cpu_seconds_total",
+    "User and system CPU time of the tempmx process, seconds.",
+    Counter,
+);
+/// Resident memory.
+pub const PROCESS_RESIDENT: MetricDesc = desc(
+    "tempmx_process_resident_memory_bytes",
+    "Resident memory of the tempmx process, bytes.",
+    Gauge,
+);
+/// Open descriptors.
+pub const PROCESS_OPEN_FDS: MetricDesc = desc(
+    "tempmx_process_open_fds",
+    "Open file descriptors (sockets, store segments, ...) of the tempmx process.",
+    Gauge,
+);
+/// The descriptor limit.
+pub const PROCESS_FDS_MAX: MetricDesc = desc(
+    "tempmx_process_fds_max",
+    "The soft limit on open file descriptors (RLIMIT_NOFILE).",
+    Gauge,
+);
+/// Start time.
+pub const PROCESS_START_TIME: MetricDesc = desc(
+    "tempmx_process_start_time_seconds",
+    "Unix time the tempmx process started, seconds.",
+    Gauge,
+);
+/// Registered mailboxes.
+pub const MAILBOXES_LIVE: MetricDesc = desc(
+    "tempmx_api_mailboxes_live",
+    "Mailboxes registered through the API and not yet expired (swept once a second).",
+    Gauge,
+);
+/// Certificate expiry.
+pub const TLS_CERTIFICATE_EXPIRY: MetricDesc = desc(
+    "tempmx_smtp_tls_certificate_expiry_timestamp_seconds",
+    "Unix time the configured STARTTLS certificate (ingress.tls.cert_path, read at start) \
+     expires; absent with the generated self-signed certificate.",
+    Gauge,
+);
+
+/// The families the HTTP middleware records in the registry (not read from a table).
+pub const HTTP: &[MetricDesc] = &[HTTP_REQUESTS, HTTP_REQUEST_DURATION];
+
+/// Live-push subscribers, read from `Subscribers::connected`.
+pub const API: &[Metric<[(Transport, usize); Transport::ALL.len()]>] = &[Metric {
+    desc: API_SUBSCRIBERS,
+    read: |connected| Values::by("transport", connected.map(|(t, n)| (t.label(), n as u64))),
+}];
+
+/// What the pool families read, taken from the plane once per scrape.
+pub struct PoolView {
+    states: [(DomainState, usize); 4],
+    domains: Vec<DomainInfo>,
+    active_target: u32,
+    rotations: [(RotationReason, u64); RotationReason::ALL.len()],
+}
+
+impl PoolView {
+    /// The plane's pool now.
+    pub fn of(plane: &ControlPlane) -> Self {
+        Self {
+            states: plane.state_counts(),
+            domains: plane.domains(),
+            active_target: plane.policy().active_target,
+            rotations: plane.rotations(),
+        }
+    }
+}
+
+/// The label of a lifecycle state.
+fn state_label(s: DomainState) -> &'static str {
+    match s {
+        DomainState::Pending => "pending",
+        DomainState::Active => "active",
+        DomainState::Draining => "draining",
+        DomainState::Retired => "retired",
+    }
+}
+
+/// The pool: domains by state, blocklist status per domain and list, rotations by reason.
+pub const POOL: &[Metric<PoolView>] = &[
+    Metric {
+        desc: POOL_DOMAINS,
+        read: |p| Values::by("state", p.states.map(|(s, n)| (state_label(s), n as u64))),
+    },
+    Metric {
+        desc: BLOCKLIST_LISTED,
+        read: |p| {
+            let samples = p.domains.iter().flat_map(|d| {
+                d.blocklists.iter().map(|st| Sample {
+                    labels: vec![("domain", d.domain.name.clone()), ("list", st.list.clone())],
+                    value: f64::from(u8::from(st.confirmed)),
+                })
+            });
+            Values::Samples(samples.collect())
+        },
+    },
+    Metric {
+        desc: POOL_ACTIVE_LISTED_DOMAINS,
+        read: |p| {
+            let listed = p
+                .domains
+                .iter()
+                .filter(|d| d.domain.state == DomainState::Active && d.domain.listing.is_some());
+            Values::one(listed.count() as u64)
+        },
+    },
+    Metric {
+        desc: POOL_ACTIVE_TARGET,
+        read: |p| Values::one(u64::from(p.active_target)),
+    },
+    Metric {
+        desc: POOL_ROTATIONS,
+        read: |p| Values::by("reason", p.rotations.map(|(r, n)| (r.label(), n))),
+    },
+];
+
+/// Facts fixed at start that the process families report with every scrape.
+#[derive(Clone, Debug)]
+pub struct ProcessFacts {
+    /// The SMTP I/O backend in use (`uring` or `epoll`).
+    pub backend: &'static str,
+    /// Expiry (Unix seconds) of the configured STARTTLS certificate.
+    pub certificate_expiry_secs: Option<f64>,
+}
+
+impl ProcessFacts {
+    /// The facts of an appliance whose ingress runs `backend` with the TLS settings `tls`.
+    pub fn new(
+        backend: tempmx_ingress::config::Backend,
+        tls: &tempmx_ingress::config::TlsConfig,
+    ) -> Self {
+        use tempmx_ingress::config::Backend;
+        let backend = match backend {
+            Backend::Auto => "auto",
+            Backend::Epoll => "epoll",
+            Backend::Uring => "uring",
+        };
+        let certificate_expiry_secs = match (&tls.cert_path, tls.disabled) {
+            (Some(path), false) => certificate_expiry_secs(path),
+            _ => None,
+        };
+        Self {
+            backend,
+            certificate_expiry_secs,
+        }
+    }
+}
+
+/// The `notAfter` of the first certificate in a PEM file, as Unix seconds.
+pub fn certificate_expiry_secs(path: &std::path::Path) -> Option<f64> {
+    let pem = std::fs::read(path).ok()?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).ok()?;
+    let cert = pem.parse_x509().ok()?;
+    Some(cert.validity().not_after.timestamp() as f64)
+}
+
+/// What the process families read at one scrape.
+pub struct ProcessState {
+    /// Facts fixed at start.
+    pub facts: ProcessFacts,
+    /// CPU, memory and descriptors now.
+    pub sample: ProcessSample,
+    /// Mailboxes in the registry now.
+    pub mailboxes_live: usize,
+}
+
+impl ProcessState {
+    /// The process now.
+    pub fn now(facts: &ProcessFacts, mailboxes_live: usize) -> Self {
+        Self {
+            facts: facts.clone(),
+            sample: process::sample(),
+            mailboxes_live,
+        }
+    }
+}
+
+/// The process: build info, CPU, memory, descriptors, start time, live mailboxes and the
+/// certificate's expiry (the optional ones left out where the platform has no value).
+pub const PROCESS: &[Metric<ProcessState>] = &[
+    Metric {
+        desc: BUILD_INFO,
+        read: |p| {
+            Values::Samples(vec![Sample {
+                labels: vec![
+                    ("version", env!("CARGO_PKG_VERSION").to_owned()),
+                    ("backend", p.facts.backend.to_owned()),
+                ],
+                value: 1.0,
+            }])
+        },
+    },
+    Metric {
+        desc: PROCESS_CPU,
+        read: |p| Values::maybe(p.sample.cpu_secs),
+    },
+    Metric {
+        desc: PROCESS_RESIDENT,
+        read: |p| Values::maybe(p.sample.resident_bytes.map(|b| b as f64)),
+    },
+    Metric {
+        desc: PROCESS_OPEN_FDS,
+        read: |p| Values::maybe(p.sample.open_fds.map(|n| n as f64)),
+    },
+    Metric {
+        desc: PROCESS_FDS_MAX,
+        read: |p| Values::maybe(p.sample.fds_max.map(|n| n as f64)),
+    },
+    Metric {
+        desc: PROCESS_START_TIME,
+        read: |p| Values::maybe(p.sample.start_secs),
+    },
+    Metric {
+        desc: TLS_CERTIFICATE_EXPIRY,
+        read: |p| Values::maybe(p.facts.certificate_expiry_secs),
+    },
+    Metric {
+        desc: MAILBOXES_LIVE,
+        read: |p| Values::one(p.mailboxes_live as u64),
+    },
+];
+
+/// Every metric of the control plane.
+pub fn declared() -> impl Iterator<Item = MetricDesc> {
+    HTTP.iter()
+        .copied()
+        .chain(descs(API))
+        .chain(descs(POOL))
+        .chain(descs(PROCESS))
+}
