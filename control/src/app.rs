@@ -89,6 +89,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// The configuration in force.
     pub config: Config,
+    /// The fleet's cluster connection, when fleet mode is on.
+    pub fleet: Option<Arc<tempmx_store::cluster::Cluster>>,
 }
 
 /// Actual listener addresses (a configured port 0 resolves here).
@@ -178,12 +180,19 @@ impl App {
         };
         let policy = Arc::new(Policy::new(plane.ingress_snapshot(), lookup));
         // Each core's writer counts what the store accepts per domain; the plane's tick
-        // drains the counts into the rotation rules.
+        // drains the counts into the rotation rules. Fleet mode: every core hands its mail
+        // to the cluster, and the 250 waits for the cluster's acknowledgement; the local
+        // store's writers are not used.
         let counters = Arc::new(MessageCounters::new(config.pool.limits.domains_max));
-        let sinks: Vec<Box<dyn MessageSink + Send>> = writers
-            .into_iter()
-            .map(|w| counters.wrap(Box::new(w)))
-            .collect();
+        let sinks: Vec<Box<dyn MessageSink + Send>> = match &fleet {
+            Some(cluster) => (0..cores)
+                .map(|core| Ok(counters.wrap(Box::new(cluster.sink(core)?))))
+                .collect::<Result<_, tempmx_store::cluster::ClusterError>>()?,
+            None => writers
+                .into_iter()
+                .map(|w| counters.wrap(Box::new(w)))
+                .collect(),
+        };
         let ingress = tempmx_ingress::driver::start(&config.ingress, policy.clone(), sinks)?;
         let dns = Arc::new(tempmx_dns::start(&config.dns, plane.dns_snapshot())?);
         // The plane holds only a weak reference, so shutdown can take the handle back.
@@ -205,6 +214,7 @@ impl App {
             policy,
             metrics: Metrics::new(),
             config,
+            fleet: fleet.clone(),
         });
         let facts = register_metrics(&shared, &ingress, &dns);
         let counts = Arc::new(ReloadCounts::default());
@@ -238,7 +248,7 @@ impl App {
             shared.config.store.mailbox_records_max,
         );
         // mail.tm accounts live beside the registry they belong to.
-        let public = match &shared.config.data_dir {
+        let mut public = match &shared.config.data_dir {
             Some(d) => public.with_mailtm(
                 MailTm::open(
                     shared.config.api.mailboxes_max,
@@ -248,6 +258,9 @@ impl App {
             ),
             None => public,
         };
+        if let Some(cluster) = &fleet {
+            public = public.with_fleet(cluster.clone());
+        }
         let subscribers = public.subscribers.clone();
         shared
             .metrics
@@ -255,7 +268,7 @@ impl App {
         let (stop, stop_rx) = watch::channel(false);
         let public_router = api::public_router(public.clone(), shared.clone());
         let deadlines = shared.config.http.deadlines();
-        let tasks = vec![
+        let mut tasks = vec![
             runtime.spawn(api::serve(
                 http_listener,
                 public_router,
@@ -274,8 +287,21 @@ impl App {
                 stop_rx.clone(),
             )),
             runtime.spawn(shared.blocklists.clone().run(stop_rx.clone())),
-            runtime.spawn(shared.plane.clone().run(counters, stop_rx)),
+            runtime.spawn(shared.plane.clone().run(counters, stop_rx.clone())),
         ];
+        if let (Some(cluster), Some(f)) = (&fleet, &shared.config.fleet) {
+            let ttl = Duration::from_secs(f.node_ttl_secs);
+            tasks.push(runtime.spawn(crate::fleet::heartbeat(
+                cluster.clone(),
+                ttl,
+                stop_rx.clone(),
+            )));
+            tasks.push(runtime.spawn(crate::fleet::pool::sync(
+                cluster.clone(),
+                shared.plane.clone(),
+                stop_rx,
+            )));
+        }
         let signal = |kind| {
             tokio::signal::unix::signal(kind).map_err(|source| AppError::Io {
                 what: "signal handler",

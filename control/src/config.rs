@@ -296,6 +296,15 @@ impl Config {
         }
         if let Some(f) = &self.fleet {
             errors.extend(f.problems());
+            // The ingress checks recipients against its own registry, which in fleet mode
+            // does not see mailboxes created on other nodes.
+            if self.pool.recipients == RecipientMode::RegisteredOnly {
+                errors.push(
+                    "pool.recipients: \"registered\" is not supported in fleet mode yet \
+                     (TODO(#15)); use the default catch-all"
+                        .to_owned(),
+                );
+            }
         }
         for d in &self.pool.domains {
             if let Err(e) = tempmx_store::Domain::parse(d) {

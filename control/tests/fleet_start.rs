@@ -103,6 +103,10 @@ fn serve_starts_on_a_real_cluster_and_rejects_bad_fleet_settings() {
             "ack",
         ),
         ("[fleet]\nredis = [\"http://127.0.0.1:1\"]\n", "fleet.redis"),
+        (
+            "[pool]\nrecipients = \"registered\"\n[fleet]\nredis = [\"redis://127.0.0.1:1\"]\n",
+            "pool.recipients",
+        ),
     ] {
         let p = dir.path().join("bad.toml");
         std::fs::write(&p, binary_support::config_text(None, 60, bad)).expect("config");

@@ -23,7 +23,11 @@ fi
 BASE=${FLEET_DEMO_PORT:-17000}
 DIR=$(mktemp -d -t tempmx-fleet-demo.XXXXXX)
 PIDS=()
+APPS=()
 stop() {
+    # The appliances stop (gracefully) before the cluster they write to.
+    for pid in "${APPS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${APPS[@]}"; do wait "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$DIR"
@@ -49,13 +53,20 @@ for i in 0 1 2 3 4 5; do
 done
 echo "demo: Redis Cluster up on 127.0.0.1:$BASE-$((BASE + 5))"
 
-seed="redis://127.0.0.1:$BASE"
-"$TEMPMX" serve --fleet "$seed" --smtp 127.0.0.1:2525 --http 127.0.0.1:8080 \
+# Each appliance needs its own node name (ids, membership); the host name is shared here.
+for n in a b; do
+    printf '[fleet]\nredis = ["redis://127.0.0.1:%s"]\nnode = "mx-%s"\n' "$BASE" "$n" >"$DIR/$n.toml"
+done
+"$TEMPMX" serve --config "$DIR/a.toml" --smtp 127.0.0.1:2525 --http 127.0.0.1:8080 \
     --admin 127.0.0.1:8081 --dns 127.0.0.1:5353 &
-PIDS+=($!)
-"$TEMPMX" serve --fleet "$seed" --smtp 127.0.0.1:2526 --http 127.0.0.1:8090 \
+APPS+=($!)
+"$TEMPMX" serve --config "$DIR/b.toml" --smtp 127.0.0.1:2526 --http 127.0.0.1:8090 \
     --admin 127.0.0.1:8091 --dns 127.0.0.1:5354 &
-PIDS+=($!)
+APPS+=($!)
 echo "demo: appliances A (SMTP :2525, API :8080) and B (SMTP :2526, API :8090) share the cluster"
-echo "demo: try: swaks --server 127.0.0.1:2526 --to someone@tempmx.test; then list it through A's API"
+echo "demo: try:"
+echo "  curl -s -XPOST localhost:8080/api/v1/mailboxes -d '{\"local_part\":\"demo\"}'   # on A"
+echo "  swaks --server 127.0.0.1:2526 --to demo@tempmx.test                      # mail to B"
+echo "  curl -s -H 'Authorization: Bearer TOKEN' localhost:8080/api/v1/mailboxes/demo@tempmx.test/messages"
+echo "  tempmx fleet status --admin http://127.0.0.1:8091"
 wait -n

@@ -116,6 +116,11 @@ impl<'a> MessageRef<'a> {
         }
     }
 
+    /// Sets the expiry shown (fleet mode: the one the cluster applies to the value).
+    pub(crate) fn set_expires_at_ms(&mut self, ms: u64) {
+        self.summary.expires_at_ms = ms;
+    }
+
     /// Listing fields (`mailbox` is the mailbox it was read for).
     pub fn summary(&self) -> &MessageSummary {
         &self.summary

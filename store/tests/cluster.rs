@@ -112,16 +112,24 @@ async fn messages_and_registry_round_trip_through_the_cluster() {
     ids_a.push(both);
     ids_b.push(both);
 
-    let list_a = cluster.list(&a, 100).await.expect("list");
+    let list_a = cluster.list(&a, None, 100).await.expect("list");
     let got: Vec<MessageId> = list_a.iter().map(|s| s.id).collect();
     let want: Vec<MessageId> = ids_a.iter().rev().take(3).copied().collect();
     assert_eq!(got, want, "alice: newest first, capped at 3");
     let b = mailbox("bob@fleet.test");
-    let list_b = cluster.list(&b, 100).await.expect("list");
+    let list_b = cluster.list(&b, None, 100).await.expect("list");
     assert_eq!(list_b.len(), 6);
     assert_eq!(list_b[0].subject, "message 999");
     assert_eq!(list_b[5].subject, "message 100");
-    assert_eq!(cluster.list(&b, 2).await.expect("list").len(), 2);
+    assert_eq!(cluster.list(&b, None, 2).await.expect("list").len(), 2);
+    // Paging: older than the third newest gives the three oldest, newest first.
+    let page = cluster
+        .list(&b, Some(list_b[2].id), 10)
+        .await
+        .expect("list");
+    let paged: Vec<MessageId> = page.iter().map(|s| s.id).collect();
+    let older: Vec<MessageId> = list_b[3..].iter().map(|s| s.id).collect();
+    assert_eq!(paged, older);
 
     // A trimmed record is gone for good; a kept one reads back byte for byte.
     assert_eq!(cluster.get(&a, ids_a[0]).await.expect("get"), None);
@@ -148,18 +156,45 @@ async fn messages_and_registry_round_trip_through_the_cluster() {
             .await
             .expect("delete again")
     );
-    assert_eq!(cluster.list(&b, 100).await.expect("list").len(), 5);
+    assert_eq!(cluster.list(&b, None, 100).await.expect("list").len(), 5);
 
     // Deleting the mailbox drops its registration and its messages.
     assert_eq!(cluster.delete_mailbox(&a).await.expect("drop"), 3);
     assert_eq!(cluster.mailbox(&a).await.expect("lookup"), None);
-    assert!(cluster.list(&a, 100).await.expect("list").is_empty());
+    assert!(cluster.list(&a, None, 100).await.expect("list").is_empty());
     assert_eq!(cluster.get(&a, both).await.expect("get"), None);
     assert!(
         cluster
             .create_mailbox(&a, &other)
             .await
             .expect("create after drop")
+    );
+
+    // Extending moves the expiry later, never earlier; an unknown mailbox is `None`.
+    let later = other.expires_at_ms + 60_000;
+    let got = cluster.extend_mailbox(&a, later).await.expect("extend");
+    assert_eq!(got, Some(later));
+    let got = cluster.extend_mailbox(&a, now_ms()).await.expect("extend");
+    assert_eq!(got, Some(later), "never earlier");
+    let nobody = mailbox("nobody@fleet.test");
+    assert_eq!(
+        cluster.extend_mailbox(&nobody, later).await.expect("x"),
+        None
+    );
+
+    // Mail an address got before it was registered (catch-all) is not its new owner's.
+    let carol = mailbox("carol@fleet.test");
+    send(&mut sink, std::slice::from_ref(&carol), &body(5))
+        .await
+        .expect("stored");
+    assert_eq!(cluster.list(&carol, None, 10).await.expect("list").len(), 1);
+    assert!(cluster.create_mailbox(&carol, &reg).await.expect("create"));
+    assert!(
+        cluster
+            .list(&carol, None, 10)
+            .await
+            .expect("list")
+            .is_empty()
     );
 }
 
@@ -182,7 +217,7 @@ async fn ttl_override_expires_messages_at_once_and_corruption_is_caught() {
     assert!(cluster.create_mailbox(&short, &reg).await.expect("create"));
     let to = vec![short.clone()];
     let id = send(&mut sink, &to, &body(1)).await.expect("stored");
-    let listed = cluster.list(&short, 10).await.expect("list");
+    let listed = cluster.list(&short, None, 10).await.expect("list");
     assert_eq!(listed.len(), 1);
     let expires = listed[0].expires_at_ms;
     assert!(expires <= now_ms() + 1_000, "the 1 s override applies");
@@ -195,7 +230,13 @@ async fn ttl_override_expires_messages_at_once_and_corruption_is_caught() {
     while now_ms() <= expires {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(cluster.list(&short, 10).await.expect("list").is_empty());
+    assert!(
+        cluster
+            .list(&short, None, 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
     assert_eq!(cluster.get(&short, id).await.expect("get"), None);
 
     let long = mailbox("long@fleet.test");
@@ -209,7 +250,10 @@ async fn ttl_override_expires_messages_at_once_and_corruption_is_caught() {
     assert_eq!(out.trim(), "OK");
     let err = cluster.get(&long, id).await.expect_err("corrupt value");
     assert!(matches!(err, ClusterError::Corrupt { .. }), "{err}");
-    let err = cluster.list(&long, 10).await.expect_err("corrupt value");
+    let err = cluster
+        .list(&long, None, 10)
+        .await
+        .expect_err("corrupt value");
     assert!(matches!(err, ClusterError::Corrupt { .. }), "{err}");
 }
 

@@ -21,6 +21,7 @@ use crate::pool::{
     AddOutcome, AuditEvent, ControlError, ControlPlane, DomainInfo, DomainState, Listing,
     PolicyPatch, RotationPolicy,
 };
+use tempmx_store::cluster::Cluster;
 
 /// Largest admin request body (a bulk import of `import_batch_max` names fits easily).
 const BODY_BYTES_MAX: usize = 1 << 20;
@@ -89,6 +90,8 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 struct AdminState {
     plane: Arc<ControlPlane>,
     blocklists: Arc<BlocklistCycle>,
+    /// The fleet's cluster connection, when fleet mode is on.
+    fleet: Option<Arc<Cluster>>,
 }
 
 #[derive(OpenApi)]
@@ -104,6 +107,7 @@ pub fn router(
     plane: Arc<ControlPlane>,
     blocklists: Arc<BlocklistCycle>,
     auth: AdminAuth,
+    fleet: Option<Arc<Cluster>>,
 ) -> Router {
     let (api, _) = api_router().split_for_parts();
     // Serialized once: the document never changes while the process runs.
@@ -113,7 +117,11 @@ pub fn router(
         "/admin/v1/openapi.json",
         get(move || openapi_json(doc.clone())),
     )
-    .with_state(AdminState { plane, blocklists })
+    .with_state(AdminState {
+        plane,
+        blocklists,
+        fleet,
+    })
     .layer(middleware::from_fn(move |req: Request, next: Next| {
         authorize(auth.clone(), req, next)
     }))
@@ -138,6 +146,68 @@ fn api_router() -> OpenApiRouter<AdminState> {
         .routes(routes!(blocklist_status))
         .routes(routes!(check_domain))
         .routes(routes!(audit_events))
+        .routes(routes!(fleet_status))
+}
+
+/// The fleet as this node sees it.
+#[derive(Debug, Serialize, ToSchema)]
+struct FleetStatus {
+    /// This node's `[fleet] node` name.
+    node: String,
+    /// Every node heard from in the last day, by name.
+    nodes: Vec<FleetNode>,
+}
+
+/// One node of the fleet.
+#[derive(Debug, Serialize, ToSchema)]
+struct FleetNode {
+    /// Its `[fleet] node` name.
+    name: String,
+    /// The tempmx version it runs.
+    version: String,
+    /// `up` while its heartbeat key lives, `gone` once it lapsed.
+    state: String,
+    /// Its last heartbeat (RFC 3339).
+    last_seen: String,
+    /// Its last heartbeat (ms since epoch).
+    last_seen_ms: u64,
+}
+
+/// Fleet membership: every node's version, last heartbeat and whether it is up.
+#[utoipa::path(get, path = "/admin/v1/fleet", responses((status = 200, body = FleetStatus),
+    (status = 401, body = Problem), (status = 404, body = Problem, description = "Fleet mode is off"),
+    (status = 503, body = Problem, description = "The cluster did not answer")))]
+async fn fleet_status(State(s): State<AdminState>) -> Result<Json<FleetStatus>, Problem> {
+    let Some(cluster) = s.fleet else {
+        return Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "fleet-off",
+            "Fleet mode is off",
+            "this appliance runs without [fleet]",
+        ));
+    };
+    let members = cluster.members().await.map_err(|e| {
+        tracing::warn!(error = %e, "fleet membership read failed");
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cluster-unavailable",
+            "Cluster unavailable",
+            e.to_string(),
+        )
+    })?;
+    Ok(Json(FleetStatus {
+        node: cluster.options().node.clone(),
+        nodes: members
+            .into_iter()
+            .map(|m| FleetNode {
+                name: m.node,
+                version: m.version,
+                state: if m.up { "up" } else { "gone" }.to_owned(),
+                last_seen: crate::api::public::types::rfc3339(m.last_seen_ms),
+                last_seen_ms: m.last_seen_ms,
+            })
+            .collect(),
+    }))
 }
 
 async fn authorize(auth: Arc<AdminAuth>, req: Request, next: Next) -> Response {
@@ -221,6 +291,11 @@ async fn add_domains(
         state,
         req.reason.as_deref().unwrap_or("admin api"),
     )?;
+    for r in &results {
+        if let Ok(d) = tempmx_store::Domain::parse(&r.name) {
+            share(&s, &d).await;
+        }
+    }
     let status = if results.iter().any(|r| r.added) {
         StatusCode::CREATED
     } else {
@@ -281,11 +356,21 @@ async fn set_state(
     PathParams(name): PathParams<String>,
     JsonBody(req): JsonBody<StateChange>,
 ) -> Result<Json<DomainInfo>, Problem> {
-    Ok(Json(s.plane.set_state(
-        &pool_domain(&name)?,
-        req.state,
-        &req.reason,
-    )?))
+    let domain = pool_domain(&name)?;
+    let info = s.plane.set_state(&domain, req.state, &req.reason)?;
+    share(&s, &domain).await;
+    Ok(Json(info))
+}
+
+/// Fleet mode: writes `domain`'s state to the fleet's pool, so every node applies it. The
+/// change already holds here; a cluster that does not take it is logged (the operator
+/// repeats the change, or makes it on the other nodes).
+async fn share(s: &AdminState, domain: &tempmx_store::Domain) {
+    if let Some(cluster) = &s.fleet
+        && let Err(e) = crate::fleet::pool::publish(cluster, &s.plane, domain).await
+    {
+        tracing::error!(domain = %domain, error = %e, "domain change not shared with the fleet");
+    }
 }
 
 /// An operator's listing.

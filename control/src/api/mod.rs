@@ -111,6 +111,7 @@ pub fn admin_router(shared: Arc<Shared>) -> Router {
             shared.plane.clone(),
             shared.blocklists.clone(),
             auth,
+            shared.fleet.clone(),
         ))
         .fallback(|| async {
             Problem::new(

@@ -10,6 +10,8 @@ use tempmx::{App, Config, Overrides};
 // A bin root resolves modules beside it (src/bin/), where cargo would take the file for a binary.
 #[path = "tempmx/domains.rs"]
 mod domains;
+#[path = "tempmx/fleet.rs"]
+mod fleet;
 #[path = "tempmx/health.rs"]
 mod health;
 #[path = "tempmx/reload.rs"]
@@ -31,6 +33,8 @@ enum Command {
     CheckConfig(ConfigArgs),
     /// Manage the domain pool through the admin API (token from TEMPMX_ADMIN_TOKEN).
     Domains(domains::DomainsArgs),
+    /// Look at the fleet (fleet mode) through the admin API.
+    Fleet(fleet::FleetArgs),
     /// Ask a running appliance's /healthz; exit status 0 when it answers 200 (container
     /// health checks).
     Health(health::HealthArgs),
@@ -97,6 +101,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Domains(args) => domains::run(args),
+        Command::Fleet(args) => fleet::run(args),
         Command::Health(args) => health::run(&args),
         Command::CheckConfig(args) => {
             let mut config = args.load()?;

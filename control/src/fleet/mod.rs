@@ -4,6 +4,12 @@
 //!
 //! Without `[fleet]` (and without `--fleet`) nothing here runs and no Redis is needed.
 
+pub mod pool;
+pub mod registry;
+
+use std::sync::Arc;
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use tempmx_store::StoreConfig;
 use tempmx_store::cluster::{Ack, Cluster, ClusterError, ClusterOptions};
@@ -12,9 +18,13 @@ use tempmx_store::cluster::{Ack, Cluster, ClusterError, ClusterOptions};
 pub const SEEDS_MAX: usize = 64;
 /// Longest `[fleet] node` name in bytes.
 pub const NODE_BYTES_MAX: usize = 64;
+/// Shortest and longest `[fleet] node_ttl_secs`.
+pub const NODE_TTL_SECS: std::ops::RangeInclusive<u64> = 2..=3600;
+/// The version every heartbeat announces.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The `[fleet]` section.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct FleetConfig {
     /// Seed nodes of the Redis Cluster, e.g. `["redis://10.0.0.5:7000"]`.
@@ -23,6 +33,20 @@ pub struct FleetConfig {
     pub node: Option<String>,
     /// When a write counts as stored: `"primary"` or `"replicas:N"` (`WAIT N` first).
     pub ack: Ack,
+    /// A node that has not heartbeat for this long shows as gone (it heartbeats three
+    /// times per period).
+    pub node_ttl_secs: u64,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        Self {
+            redis: Vec::new(),
+            node: None,
+            ack: Ack::Primary,
+            node_ttl_secs: 10,
+        }
+    }
 }
 
 impl FleetConfig {
@@ -39,6 +63,14 @@ impl FleetConfig {
             if !url.starts_with("redis://") {
                 errors.push(format!("fleet.redis: `{url}` is not a redis:// URL"));
             }
+        }
+        if !NODE_TTL_SECS.contains(&self.node_ttl_secs) {
+            errors.push(format!(
+                "fleet.node_ttl_secs: {} to {}, not {}",
+                NODE_TTL_SECS.start(),
+                NODE_TTL_SECS.end(),
+                self.node_ttl_secs
+            ));
         }
         if let Some(node) = &self.node {
             let ok = !node.is_empty()
@@ -68,6 +100,28 @@ pub fn connect(fleet: &FleetConfig, store: &StoreConfig) -> Result<Cluster, Clus
     opts.mailbox_records_max = store.mailbox_records_max;
     opts.record_mailboxes_max = store.record_mailboxes_max;
     Cluster::connect(opts)
+}
+
+/// Heartbeats this node into the fleet's membership every third of `ttl` until `stop`;
+/// a failed heartbeat is logged and retried at the next tick (the node shows as gone
+/// only if the cluster misses a whole `ttl`).
+pub async fn heartbeat(
+    cluster: Arc<Cluster>,
+    ttl: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(ttl / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let ttl_ms = ttl.as_millis() as u64;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if let Err(e) = cluster.heartbeat(VERSION, ttl_ms).await {
+            tracing::warn!(error = %e, "fleet heartbeat failed");
+        }
+    }
 }
 
 /// The kernel's host name, or `tempmx` if it cannot be read.
@@ -111,8 +165,21 @@ mod tests {
             redis: vec!["http://x".into()],
             node: Some("a b".into()),
             ack: Ack::Primary,
+            node_ttl_secs: 1,
         };
         let p = wrong.problems();
+        assert!(
+            p.iter().any(|e| e.starts_with("fleet.node_ttl_secs")),
+            "{p:?}"
+        );
+        // The TTL's limits are inclusive.
+        for (ttl, valid) in [(2, true), (3600, true), (3601, false)] {
+            let f = FleetConfig {
+                node_ttl_secs: ttl,
+                ..ok.clone()
+            };
+            assert_eq!(f.problems().is_empty(), valid, "node_ttl_secs = {ttl}");
+        }
         assert!(p.iter().any(|e| e.contains("not a redis:// URL")), "{p:?}");
         assert!(p.iter().any(|e| e.starts_with("fleet.node")), "{p:?}");
     }

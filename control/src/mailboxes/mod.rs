@@ -422,13 +422,15 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn new_token() -> String {
+/// A new random bearer token (hex).
+pub(crate) fn new_token() -> String {
     let mut bytes = [0u8; TOKEN_BYTES];
     rand::rng().fill_bytes(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn hash(token: &str) -> Digest {
+/// SHA-256 of a token, as registries keep it.
+pub(crate) fn hash(token: &str) -> Digest {
     let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
     let mut out = [0u8; 32];
     out.copy_from_slice(d.as_ref());

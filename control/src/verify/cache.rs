@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use tempmx_store::{Mailbox, MessageId, Store};
+use tempmx_store::{Mailbox, MessageId, Reader};
 
 use super::{Verification, extract};
 
@@ -36,14 +36,24 @@ impl VerifyCache {
     }
 
     /// The verifications of message `id` in `mailbox`, extracted now (from the record in
-    /// place) if not cached; empty when the mailbox no longer shows it.
-    pub fn get(&self, store: &Store, mailbox: &Mailbox, id: MessageId) -> Arc<[Verification]> {
+    /// place) if not cached; empty when the mailbox no longer shows it or cannot be read
+    /// now (then nothing is cached).
+    pub async fn get(
+        &self,
+        reader: &Reader,
+        mailbox: &Mailbox,
+        id: MessageId,
+    ) -> Arc<[Verification]> {
         if let Some(v) = self.inner.lock().map.get(&id) {
             return v.clone();
         }
-        store
+        match reader
             .read_for(mailbox, id, |m| self.of_raw(id, m.raw()))
-            .unwrap_or_else(|| Arc::from(Vec::new()))
+            .await
+        {
+            Ok(Some(v)) => v,
+            Ok(None) | Err(_) => Arc::from(Vec::new()),
+        }
     }
 
     /// The verifications of a message whose raw bytes the caller holds already.

@@ -82,7 +82,7 @@ impl Harness {
             .await
             .expect("bind");
         let addr: SocketAddr = listener.local_addr().expect("addr");
-        let app = router(plane.clone(), blocklists.clone(), auth);
+        let app = router(plane.clone(), blocklists.clone(), auth, None);
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self {
             plane,

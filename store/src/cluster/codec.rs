@@ -2,6 +2,7 @@
 //! CRC32C, then the archived [`MessageRecord`]), and the same checks on the way back in as
 //! recovery applies to a frame read from disk.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use rkyv::ser::allocator::Arena;
@@ -12,7 +13,7 @@ use crate::frame::{self, FrameKind, HEADER_BYTES, Header};
 use crate::mime::{self, Scan};
 use crate::record::{self, ArchivedChunk, ChunkPlan, MessageRecord, RecordSource};
 use crate::sink::{MessageId, NewMessage, TlsSummary};
-use crate::view::{MessageSummary, MessageView};
+use crate::view::{MessageRef, MessageSummary, MessageView};
 
 /// Per-core encoder state kept between messages, so a warm write path reuses its buffers.
 #[derive(Default)]
@@ -117,6 +118,39 @@ impl Checked {
         let mut s = MessageSummary::from_frame(self.archived(), self.version, mailbox);
         s.expires_at_ms = expires_at_ms;
         s
+    }
+
+    /// Runs `f` on the message as shown for `mailbox`, with the expiry the cluster
+    /// applies; the raw bytes are borrowed from the value (one inline chunk, as the
+    /// encoder writes it) or joined when a value has several.
+    pub(crate) fn with_ref<R>(
+        &self,
+        mailbox: &str,
+        expires_at_ms: u64,
+        f: impl FnOnce(&MessageRef<'_>) -> R,
+    ) -> R {
+        let r = self.archived();
+        let mut chunks = r.raw.iter().filter_map(|c| match c {
+            ArchivedChunk::Inline(b) => Some(b.as_slice()),
+            ArchivedChunk::Shared { .. } => None,
+        });
+        let raw = match (chunks.next(), chunks.next()) {
+            (Some(one), None) => Cow::Borrowed(one),
+            _ => Cow::Owned(
+                r.raw
+                    .iter()
+                    .filter_map(|c| match c {
+                        ArchivedChunk::Inline(b) => Some(b.as_slice()),
+                        ArchivedChunk::Shared { .. } => None,
+                    })
+                    .flatten()
+                    .copied()
+                    .collect(),
+            ),
+        };
+        let mut m = MessageRef::new(r, self.version, mailbox, raw);
+        m.set_expires_at_ms(expires_at_ms);
+        f(&m)
     }
 
     /// The whole message, as shown for `mailbox`, with the expiry the cluster applies.

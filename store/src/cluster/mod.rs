@@ -12,12 +12,18 @@
 //! | `tmx:{M}:idx` | list | `<id 16 hex>:<expiry ms>`, newest first, at most the cap | the newest record's expiry |
 //! | `tmx:{M}:m:<id 16 hex>` | string | one frame: 16-byte header (magic, length, CRC32C, format version) + archived record, as on a shard's arena | the record's expiry |
 //! | `tmx:{M}:ch` | shard channel | the id of each new record (SPUBLISH) | none |
+//! | `tmx:{fleet}:nodes` | hash | node name -> `<version> <last heartbeat ms>` | none (a day's silence drops the entry) |
+//! | `tmx:{fleet}:up:<node>` | string | the same value | the node's heartbeat TTL |
+//! | `tmx:{fleet}:pool` | hash | domain -> lifecycle state set by an operator | none |
+//! | `tmx:{fleet}:pool:v` | string | version, bumped with every pool change | none |
 //!
 //! The steps that must be atomic per mailbox are Redis functions (`tempmx.lua`, loaded with
 //! `FUNCTION LOAD` at start, replicated with the data): `tempmx_put` stores a record under
 //! the mailbox's TTL (`SET NX PXAT`), pushes its index entry, trims the index to the cap
-//! and deletes the records that fell off; `tempmx_create` registers a mailbox only if absent;
-//! `tempmx_drop` and `tempmx_remove` delete a mailbox or one message. Expiry is Redis's own
+//! and deletes the records that fell off; `tempmx_create` registers a mailbox only if
+//! absent (dropping mail the address got before, as the local registry does);
+//! `tempmx_extend` moves a mailbox's expiry and message TTL later; `tempmx_drop` and
+//! `tempmx_remove` delete a mailbox or one message. Expiry is Redis's own
 //! key expiry (no sweeper); readers also skip index entries whose expiry has passed, so an
 //! expired message disappears at once. A message to N mailboxes is stored N times, once
 //! per mailbox's slot (the record lists every recipient, as a shard record does).
@@ -35,6 +41,15 @@
 //! lost may still be in the cluster: the sender retries and the mailbox shows it twice,
 //! never zero times.
 //!
+//! # Reads, live push and membership
+//! The HTTP API reads through [`MailRead`](crate::MailRead), which both the embedded store
+//! and [`Cluster`] implement. Live push: the write pipeline SPUBLISHes each record's id
+//! on its mailbox's shard channel; a node with SSE, WebSocket or wait subscribers for a
+//! mailbox SSUBSCRIBEs it once on its own RESP3 connection and wakes them, and they
+//! re-list the index (pub/sub is at most once; the index is not). Membership: each node
+//! heartbeats its up key with a TTL and its entry in the nodes hash (one slot, one
+//! atomic pipeline); a node whose up key lapsed is listed as gone.
+//!
 //! Ids are the store's time-ordered ids; the 8 shard bits come from the node name and
 //! the core, so two nodes rarely mint the same id in one millisecond, and when they do for
 //! the same mailbox `SET NX` refuses the second (451, the sender retries).
@@ -42,6 +57,9 @@
 mod codec;
 mod error;
 mod keys;
+mod members;
+mod pool;
+mod push;
 mod read;
 mod registry;
 mod sink;
@@ -60,6 +78,9 @@ use tokio::runtime::Runtime;
 
 pub use self::error::ClusterError;
 pub use self::keys::{MailboxKeys, PREFIX};
+pub use self::members::Member;
+pub use self::push::FleetSubscription;
+use self::push::{Channels, PubSub};
 pub use self::registry::Registration;
 pub use self::sink::ClusterSink;
 #[cfg(doc)]
@@ -194,6 +215,7 @@ impl WriteStats {
 /// the per-core writer tasks, so callers on any thread or runtime can use it.
 pub struct Cluster {
     conn: ClusterConnection,
+    pubsub: Arc<PubSub>,
     opts: Arc<ClusterOptions>,
     stats: Arc<WriteStats>,
     /// `Some` until drop; shut down in the background so dropping never blocks a runtime.
@@ -221,9 +243,23 @@ impl Cluster {
             .retries(2)
             .build()
             .map_err(connect_err)?;
+        // Live push has a RESP3 connection of its own, whose pushes feed the channel table.
+        let channels = Arc::new(Channels::default());
+        let sink = Arc::clone(&channels);
+        let pubsub_client = ClusterClientBuilder::new(opts.seeds.clone())
+            .connection_timeout(opts.timeout)
+            .response_timeout(opts.timeout)
+            .retries(2)
+            .use_protocol(redis::ProtocolVersion::RESP3)
+            .push_sender(move |info: redis::PushInfo| {
+                sink.on_push(&info);
+                Ok::<(), std::convert::Infallible>(())
+            })
+            .build()
+            .map_err(connect_err)?;
         let timeout = opts.timeout;
         // A plain thread, so `connect` may be called from inside another runtime.
-        let conn = std::thread::scope(|s| {
+        let (conn, pubsub_conn) = std::thread::scope(|s| {
             s.spawn(|| {
                 rt.block_on(async {
                     let mut conn = client.get_async_connection().await?;
@@ -233,7 +269,8 @@ impl Cluster {
                         .arg(FUNCTIONS)
                         .query_async::<()>(&mut conn)
                         .await?;
-                    Ok::<_, redis::RedisError>(conn)
+                    let pubsub = pubsub_client.get_async_connection().await?;
+                    Ok::<_, redis::RedisError>((conn, pubsub))
                 })
             })
             .join()
@@ -243,6 +280,11 @@ impl Cluster {
         tracing::info!(seeds = %seeds, ?timeout, "connected to the Redis Cluster");
         Ok(Self {
             conn,
+            pubsub: Arc::new(PubSub {
+                conn: pubsub_conn,
+                channels,
+                changes: tokio::sync::Mutex::new(()),
+            }),
             opts: Arc::new(opts),
             stats: Arc::default(),
             rt: Some(rt),

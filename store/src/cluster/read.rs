@@ -1,12 +1,16 @@
 //! The read side: list, get and delete messages of one mailbox.
 
+use async_trait::async_trait;
+
 use super::codec::Checked;
 use super::keys::MailboxKeys;
 use super::{Cluster, ClusterError};
 use crate::address::Mailbox;
 use crate::clock::{Clock, SystemClock};
+use crate::error::StoreError;
+use crate::read::MailRead;
 use crate::sink::MessageId;
-use crate::view::{MessageSummary, MessageView};
+use crate::view::{MessageRef, MessageSummary, MessageView};
 
 /// An index entry: the record's id and its expiry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,30 +32,36 @@ impl Entry {
 }
 
 impl Cluster {
-    /// Up to `limit` messages of `mailbox`, newest first; expired ones are left out at once.
+    /// Up to `limit` messages of `mailbox`, newest first, older than `before` if given;
+    /// expired ones are left out at once.
     pub async fn list(
         &self,
         mailbox: &Mailbox,
+        before: Option<MessageId>,
         limit: usize,
     ) -> Result<Vec<MessageSummary>, ClusterError> {
         let keys = MailboxKeys::of(mailbox);
         let name = mailbox.as_str().to_owned();
-        let last = limit.min(self.opts.mailbox_records_max) as isize - 1;
-        if last < 0 {
+        let limit = limit.min(self.opts.mailbox_records_max);
+        if limit == 0 {
             return Ok(Vec::new());
         }
+        // The index is capped at the mailbox cap, so reading all of it is bounded; a
+        // mailbox's cap override may exceed the default, hence no LRANGE bound here.
+        let before = before.map_or(u64::MAX, |b| b.0);
         self.run(move |mut c| async move {
             let raw: Vec<Vec<u8>> = redis::cmd("LRANGE")
                 .arg(keys.index())
                 .arg(0)
-                .arg(last)
+                .arg(-1)
                 .query_async(&mut c)
                 .await?;
             let now = SystemClock.now_ms();
             let live: Vec<Entry> = raw
                 .iter()
                 .filter_map(|e| Entry::parse(e))
-                .filter(|e| e.expires_at_ms > now)
+                .filter(|e| e.expires_at_ms > now && e.id.0 < before)
+                .take(limit)
                 .collect();
             if live.is_empty() {
                 return Ok(Vec::new());
@@ -80,8 +90,36 @@ impl Cluster {
         mailbox: &Mailbox,
         id: MessageId,
     ) -> Result<Option<MessageView>, ClusterError> {
+        let name = mailbox.as_str();
+        Ok(self
+            .fetch(mailbox, id)
+            .await?
+            .map(|(rec, expires_at_ms)| rec.view(name, expires_at_ms)))
+    }
+
+    /// Runs `f` on message `id` as `mailbox` shows it (the cluster's counterpart of
+    /// `Store::read_for`: the value is fetched and checked once, then read in place);
+    /// `None` when it expired or is not in that mailbox.
+    pub async fn read_for<R>(
+        &self,
+        mailbox: &Mailbox,
+        id: MessageId,
+        f: impl FnOnce(&MessageRef<'_>) -> R,
+    ) -> Result<Option<R>, ClusterError> {
+        let name = mailbox.as_str();
+        Ok(self
+            .fetch(mailbox, id)
+            .await?
+            .map(|(rec, expires_at_ms)| rec.with_ref(name, expires_at_ms, f)))
+    }
+
+    /// The checked value of record `id` of `mailbox` with its expiry, if it is live.
+    async fn fetch(
+        &self,
+        mailbox: &Mailbox,
+        id: MessageId,
+    ) -> Result<Option<(Checked, u64)>, ClusterError> {
         let key = MailboxKeys::of(mailbox).record(id);
-        let name = mailbox.as_str().to_owned();
         self.run(move |mut c| async move {
             let (value, expires): (Option<Vec<u8>>, i64) = redis::pipe()
                 .cmd("GET")
@@ -101,7 +139,7 @@ impl Cluster {
             if rec.id() != id {
                 return Err(ClusterError::Corrupt { key });
             }
-            Ok(Some(rec.view(&name, expires_at_ms)))
+            Ok(Some((rec, expires_at_ms)))
         })
         .await
     }
@@ -125,6 +163,34 @@ impl Cluster {
             Ok(n == 1)
         })
         .await
+    }
+}
+
+#[async_trait]
+impl MailRead for Cluster {
+    async fn list(
+        &self,
+        mailbox: &Mailbox,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<MessageSummary>, StoreError> {
+        Ok(Cluster::list(self, mailbox, before, limit).await?)
+    }
+
+    async fn get_for(
+        &self,
+        mailbox: &Mailbox,
+        id: MessageId,
+    ) -> Result<Option<MessageView>, StoreError> {
+        Ok(self.get(mailbox, id).await?)
+    }
+
+    async fn delete_message(&self, mailbox: &Mailbox, id: MessageId) -> Result<bool, StoreError> {
+        Ok(Cluster::delete_message(self, mailbox, id).await?)
+    }
+
+    async fn delete_mailbox(&self, mailbox: &Mailbox) -> Result<usize, StoreError> {
+        Ok(Cluster::delete_mailbox(self, mailbox).await?)
     }
 }
 

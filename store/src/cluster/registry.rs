@@ -46,15 +46,39 @@ impl Cluster {
         self.run(move |mut c| async move {
             let created: i64 = redis::cmd("FCALL")
                 .arg("tempmx_create")
-                .arg(1)
+                .arg(2)
                 .arg(keys.registry())
+                .arg(keys.index())
                 .arg(&reg.token_hash[..])
                 .arg(reg.expires_at_ms)
                 .arg(reg.ttl_secs.unwrap_or(0))
                 .arg(reg.cap.unwrap_or(0))
+                .arg(keys.record_prefix())
                 .query_async(&mut c)
                 .await?;
             Ok(created == 1)
+        })
+        .await
+    }
+
+    /// Moves a live `mailbox`'s expiry to `expires_at_ms` (never earlier) and its message
+    /// TTL to the time left; the expiry in force, or `None` when it is not registered.
+    pub async fn extend_mailbox(
+        &self,
+        mailbox: &Mailbox,
+        expires_at_ms: u64,
+    ) -> Result<Option<u64>, ClusterError> {
+        let key = MailboxKeys::of(mailbox).registry();
+        self.run(move |mut c| async move {
+            let exp: u64 = redis::cmd("FCALL")
+                .arg("tempmx_extend")
+                .arg(1)
+                .arg(&key)
+                .arg(expires_at_ms)
+                .arg(SystemClock.now_ms())
+                .query_async(&mut c)
+                .await?;
+            Ok(Some(exp).filter(|&e| e > 0))
         })
         .await
     }

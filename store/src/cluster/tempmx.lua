@@ -37,15 +37,36 @@ local function put(keys, args)
   return tonumber(exp)
 end
 
--- KEYS: registry. ARGV: token hash, expiry ms, TTL override s (0 none), cap (0 none).
--- Registers the mailbox unless it exists. Returns 1 when created, 0 when taken.
+-- KEYS: registry, index. ARGV: token hash, expiry ms, TTL override s (0 none), cap (0
+-- none), record key prefix. Registers the mailbox unless it exists, dropping mail the
+-- address got before (catch-all mode stores it) so a new owner never reads an earlier
+-- one's. Returns 1 when created, 0 when taken.
 local function create(keys, args)
   if redis.call('EXISTS', keys[1]) == 1 then
     return 0
   end
+  for _, e in ipairs(redis.call('LRANGE', keys[2], 0, -1)) do
+    redis.call('DEL', args[5] .. entry_id(e))
+  end
+  redis.call('DEL', keys[2])
   redis.call('HSET', keys[1], 'th', args[1], 'exp', args[2], 'ttl', args[3], 'cap', args[4])
   redis.call('PEXPIREAT', keys[1], args[2])
   return 1
+end
+
+-- KEYS: registry. ARGV: wanted expiry ms, now ms. Moves a live mailbox's expiry to the
+-- wanted one (never earlier) and its message TTL to the time left. Returns the expiry in
+-- force, or 0 when the mailbox is not registered.
+local function extend(keys, args)
+  local old = tonumber(redis.call('HGET', keys[1], 'exp'))
+  if not old then
+    return 0
+  end
+  local exp = math.max(old, tonumber(args[1]))
+  local ttl = math.ceil((exp - tonumber(args[2])) / 1000)
+  redis.call('HSET', keys[1], 'exp', string.format('%d', exp), 'ttl', string.format('%d', ttl))
+  redis.call('PEXPIREAT', keys[1], string.format('%d', exp))
+  return exp
 end
 
 -- KEYS: registry, index. ARGV: record key prefix. Drops the mailbox with its records.
@@ -72,5 +93,6 @@ end
 
 redis.register_function('tempmx_put', put)
 redis.register_function('tempmx_create', create)
+redis.register_function('tempmx_extend', extend)
 redis.register_function('tempmx_drop', drop)
 redis.register_function('tempmx_remove', remove)

@@ -107,6 +107,16 @@ impl TestCluster {
         Ok(())
     }
 
+    /// Starts node `i` again after [`kill`](Self::kill), on its port and with its
+    /// `nodes.conf`, so it rejoins the cluster (as a replica if it was failed over).
+    pub fn restart(&mut self, i: usize) -> io::Result<()> {
+        if self.children.get(i).is_some_and(Option::is_none) {
+            let child = self.spawn_node(i)?;
+            self.children[i] = Some(child);
+        }
+        Ok(())
+    }
+
     /// Runs `redis-cli -p PORT args...` against node `i` and returns its standard output.
     pub fn cli(&self, i: usize, args: &[&str]) -> io::Result<String> {
         cli(self.ports[i], args)

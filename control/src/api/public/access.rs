@@ -39,9 +39,32 @@ pub fn token<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a s
         .filter(|t| !t.is_empty() && t.len() <= TOKEN_BYTES_MAX)
 }
 
-/// Checks that the caller may open `raw_address`.
-pub fn open(state: &PublicState, raw_address: &str, token: Option<&str>) -> ApiResult<Opened> {
+/// Checks that the caller may open `raw_address` (in fleet mode against the cluster's
+/// registry, so a token made on any node works on every node).
+pub async fn open(
+    state: &PublicState,
+    raw_address: &str,
+    token: Option<&str>,
+) -> ApiResult<Opened> {
     let address = path_mailbox(raw_address)?;
+    if let Some(fleet) = &state.fleet {
+        let expires_at_ms = match state.config.access {
+            AccessMode::Token => {
+                let t = token.ok_or(ApiError::NotFound)?;
+                Some(fleet.verify(&address, t).await?.ok_or(ApiError::NotFound)?)
+            }
+            AccessMode::Public => {
+                if !state.domains.receives(&address.to_domain()) {
+                    return Err(ApiError::NotFound);
+                }
+                fleet.expires_at(&address).await?
+            }
+        };
+        return Ok(Opened {
+            address,
+            expires_at_ms,
+        });
+    }
     let now = now_ms();
     match state.config.access {
         AccessMode::Token => {

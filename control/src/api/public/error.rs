@@ -107,6 +107,23 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<tempmx_store::StoreError> for ApiError {
+    /// A read the backend could not serve (fleet mode: the cluster did not answer in time,
+    /// or a value failed its checks): 503, and the cause in the log, not in the reply.
+    fn from(e: tempmx_store::StoreError) -> Self {
+        tracing::warn!(error = %e, "message store read failed");
+        Self::Unavailable("messages cannot be read right now".into())
+    }
+}
+
+impl From<tempmx_store::cluster::ClusterError> for ApiError {
+    /// The fleet's cluster did not answer a registry call: 503, the cause in the log.
+    fn from(e: tempmx_store::cluster::ClusterError) -> Self {
+        tracing::warn!(error = %e, "fleet registry call failed");
+        Self::Unavailable("mailboxes cannot be reached right now".into())
+    }
+}
+
 /// Result alias of handlers.
 pub type ApiResult<T> = Result<T, ApiError>;
 

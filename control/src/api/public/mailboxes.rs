@@ -63,12 +63,22 @@ pub async fn create_mailbox(
         let address =
             Mailbox::new(&local, &domain).map_err(|e| ApiError::InvalidAddress(e.to_string()))?;
         let now = now_ms();
-        match state.registry.register(&address, now, now + ttl * 1000) {
+        let registered = match &state.fleet {
+            // The cluster's create-if-absent also drops mail the address got before.
+            Some(fleet) => fleet
+                .register(&address, now + ttl * 1000, ttl)
+                .await?
+                .ok_or(RegistryError::Taken),
+            None => state.registry.register(&address, now, now + ttl * 1000),
+        };
+        match registered {
             Ok(reg) => {
-                // Mail left by an earlier owner of this address must not reach the new one.
-                state.store.delete_mailbox(&address);
-                if let Err(e) = state.store.set_mailbox_ttl(&address, Some(ttl)) {
-                    tracing::warn!(error = %e, "mailbox ttl not applied; store default ttl holds");
+                if state.fleet.is_none() {
+                    // Mail left by an earlier owner of this address must not reach the new one.
+                    state.store.delete_mailbox(&address);
+                    if let Err(e) = state.store.set_mailbox_ttl(&address, Some(ttl)) {
+                        tracing::warn!(error = %e, "mailbox ttl not applied; store default ttl holds");
+                    }
                 }
                 info!(domain = %domain, ttl, chosen = chosen.is_some(), "mailbox created");
                 let max_messages = state.store_mailbox_max;
@@ -114,12 +124,18 @@ pub async fn delete_mailbox(
     QueryParams(q): QueryParams<TokenQuery>,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
-    let opened = open(&state, &address, token(&headers, q.token.as_deref()))?;
-    let n = state.store.delete_mailbox(&opened.address);
-    state.registry.remove(&opened.address);
-    if let Err(e) = state.store.set_mailbox_ttl(&opened.address, None) {
-        tracing::warn!(error = %e, "mailbox ttl override not cleared");
-    }
+    let opened = open(&state, &address, token(&headers, q.token.as_deref())).await?;
+    let n = match &state.fleet {
+        Some(fleet) => fleet.remove(&opened.address).await?,
+        None => {
+            let n = state.store.delete_mailbox(&opened.address);
+            state.registry.remove(&opened.address);
+            if let Err(e) = state.store.set_mailbox_ttl(&opened.address, None) {
+                tracing::warn!(error = %e, "mailbox ttl override not cleared");
+            }
+            n
+        }
+    };
     info!(messages = n, "mailbox deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -139,7 +155,7 @@ pub async fn extend_mailbox(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<MailboxExtended>> {
-    let opened = open(&state, &address, token(&headers, q.token.as_deref()))?;
+    let opened = open(&state, &address, token(&headers, q.token.as_deref())).await?;
     let req: ExtendMailbox = json_body(&state, body)?;
     let ttl = ttl_seconds(&state, req.ttl_seconds)?;
     // Public mode opens unregistered addresses too; only registered ones have a life.
@@ -148,6 +164,18 @@ pub async fn extend_mailbox(
     let wanted = current
         .saturating_add(ttl * 1000)
         .min(now + state.config.ttl_secs_max * 1000);
+    if let Some(fleet) = &state.fleet {
+        // The cluster moves the message TTL with the expiry, in the same call.
+        let expires_at_ms = fleet
+            .extend(&opened.address, wanted)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        info!(ttl, "mailbox extended");
+        return Ok(Json(MailboxExtended {
+            address: opened.address.to_string(),
+            expires_at: rfc3339(expires_at_ms),
+        }));
+    }
     let expires_at_ms = match state.registry.extend(&opened.address, now, wanted) {
         Ok(Some(t)) => t,
         Ok(None) => return Err(ApiError::NotFound),

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tempmx_store::{Mailbox, MessageId, MessageRef, MessageSummary};
+use tempmx_store::{MailRead, Mailbox, MessageId, MessageRef, MessageSummary};
 
 use super::PublicState;
 use super::access::{open, token};
@@ -32,7 +32,7 @@ pub async fn list_messages(
     QueryParams(q): QueryParams<ListQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Json<MessagePage>> {
-    let opened = open(&state, &address, token(&headers, q.token.as_deref()))?;
+    let opened = open(&state, &address, token(&headers, q.token.as_deref())).await?;
     let limit = q.limit.unwrap_or(PAGE_LIMIT_DEFAULT);
     if limit == 0 || limit > state.config.page_limit_max {
         return Err(ApiError::BadRequest(format!(
@@ -43,7 +43,7 @@ pub async fn list_messages(
     let before = q.before.as_deref().map(parse_id).transpose()?;
     let since = q.since.as_deref().map(parse_id).transpose()?;
     // One more than the page tells whether an older page exists.
-    let mut items = state.store.list(&opened.address, before, limit + 1);
+    let mut items = state.mail.list(&opened.address, before, limit + 1).await?;
     if let Some(since) = since {
         items.retain(|s| s.id > since);
     }
@@ -54,11 +54,12 @@ pub async fn list_messages(
     } else {
         None
     };
+    let mut messages = Vec::with_capacity(items.len());
+    for s in &items {
+        messages.push(item(&state, &opened.address, s).await);
+    }
     Ok(Json(MessagePage {
-        messages: items
-            .iter()
-            .map(|s| item(&state, &opened.address, s))
-            .collect(),
+        messages,
         next_before,
     }))
 }
@@ -76,14 +77,14 @@ pub async fn get_message(
     QueryParams(q): QueryParams<ViewQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Json<MessageDetail>> {
-    let opened = open(&state, &address, token(&headers, q.token.as_deref()))?;
+    let opened = open(&state, &address, token(&headers, q.token.as_deref())).await?;
     let id = id.parse::<MessageId>().map_err(|_| ApiError::NotFound)?;
     let remote = q.remote_images.unwrap_or(state.config.remote_images);
     let limits = MimeLimits::from(state.config.as_ref());
     // Parsed and rendered in place (bounded by the MIME limits); sanitised after the
     // shard's lock is released.
     let (mut detail, rendered) = state
-        .store
+        .mail
         .read_for(&opened.address, id, |m| {
             let mut detail = skeleton(m, id);
             detail.verifications = state.verify.of_raw(id, m.raw()).to_vec();
@@ -91,6 +92,7 @@ pub async fn get_message(
                 .map(|msg| (render::render(&msg), render::inline_images(&msg)));
             (detail, rendered)
         })
+        .await?
         .ok_or(ApiError::NotFound)?;
     match rendered {
         Ok((r, inline)) => {
@@ -121,7 +123,8 @@ pub async fn get_raw(
         &id,
         token(&headers, q.token.as_deref()),
         |m| Some((m.summary().id, m.raw().to_vec())),
-    )?;
+    )
+    .await?;
     let disposition = format!("attachment; filename=\"{id}.eml\"");
     Ok(download(raw, "message/rfc822", &disposition))
 }
@@ -143,7 +146,8 @@ pub async fn get_html(
     let token = token(&headers, q.token.as_deref());
     let (html, inline) = read_parsed(&state, &address, &id, token, |msg| {
         Some((render::render(msg).html?, render::inline_images(msg)))
-    })?;
+    })
+    .await?;
     let clean = sanitize(&html, remote, &inline).html;
     let doc = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"></head><body>{clean}</body></html>"
@@ -196,7 +200,8 @@ pub async fn get_attachment(
     let (contents, info) = read_parsed(&state, &address, &id, token, |msg| {
         let part = msg.attachment(n)?;
         Some((part.contents().to_vec(), attachment_info(part)))
-    })?;
+    })
+    .await?;
     let name = info.filename.unwrap_or_else(|| format!("attachment-{n}"));
     Ok(download(contents, &info.content_type, &disposition(&name)))
 }
@@ -214,9 +219,9 @@ pub async fn delete_message(
     QueryParams(q): QueryParams<TokenQuery>,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
-    let opened = open(&state, &address, token(&headers, q.token.as_deref()))?;
+    let opened = open(&state, &address, token(&headers, q.token.as_deref())).await?;
     let id = id.parse::<MessageId>().map_err(|_| ApiError::NotFound)?;
-    if state.store.delete_message(&opened.address, id) {
+    if state.mail.delete_message(&opened.address, id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound)
@@ -225,33 +230,34 @@ pub async fn delete_message(
 
 /// The listing item of a message in `mailbox`, with its verifications (extracted on first
 /// read).
-pub fn item(state: &PublicState, mailbox: &Mailbox, s: &MessageSummary) -> MessageItem {
+pub async fn item(state: &PublicState, mailbox: &Mailbox, s: &MessageSummary) -> MessageItem {
     let mut item = MessageItem::from(s);
-    item.verifications = state.verify.get(&state.store, mailbox, s.id).to_vec();
+    item.verifications = state.verify.get(&state.mail, mailbox, s.id).await.to_vec();
     item
 }
 
 /// Opens the mailbox and runs `f` on a message it holds, in place; a message it does not
 /// hold and `f` finding nothing are the same 404.
-fn read<R>(
+async fn read<R>(
     state: &PublicState,
     address: &str,
     id: &str,
     token: Option<&str>,
     f: impl FnOnce(&MessageRef<'_>) -> Option<R>,
 ) -> ApiResult<R> {
-    let opened = open(state, address, token)?;
+    let opened = open(state, address, token).await?;
     let id = id.parse::<MessageId>().map_err(|_| ApiError::NotFound)?;
     state
-        .store
+        .mail
         .read_for(&opened.address, id, f)
+        .await?
         .flatten()
         .ok_or(ApiError::NotFound)
 }
 
 /// [`read`] with the message parsed within the MIME limits; one over a limit is a 404
 /// here (its raw download still works).
-fn read_parsed<R>(
+async fn read_parsed<R>(
     state: &PublicState,
     address: &str,
     id: &str,
@@ -262,6 +268,7 @@ fn read_parsed<R>(
     read(state, address, id, token, |m| {
         f(&render::parse(m.raw(), limits).ok()?)
     })
+    .await
 }
 
 fn parse_id(s: &str) -> ApiResult<MessageId> {

@@ -32,7 +32,8 @@ use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use tempmx_store::Store;
+use tempmx_store::cluster::Cluster;
+use tempmx_store::{Reader, Store};
 use tokio::sync::watch;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa::OpenApi;
@@ -45,6 +46,7 @@ use self::error::ApiError;
 use self::ratelimit::Limiter;
 use self::subscribers::Subscribers;
 use crate::api::compat::mailtm::MailTm;
+use crate::fleet::registry::FleetRegistry;
 use crate::mailboxes::Registry;
 use crate::verify::VerifyCache;
 use tempmx_store::Domain;
@@ -88,8 +90,12 @@ pub struct Limits {
 /// Everything the handlers share.
 #[derive(Clone)]
 pub struct PublicState {
-    /// The message store (read side).
+    /// The embedded message store (live push, TTL overrides; all reads in single-node mode).
     pub store: Arc<Store>,
+    /// Where messages are read and deleted: the embedded store, or the fleet's cluster.
+    pub mail: Reader,
+    /// The fleet's mailbox registry, when fleet mode is on (else `registry` answers).
+    pub fleet: Option<FleetRegistry>,
     /// The pool's current domains.
     pub domains: Arc<dyn DomainSource>,
     /// Registered mailboxes and their token hashes.
@@ -139,6 +145,8 @@ impl PublicState {
         );
         let config_mailboxes_max = config.mailboxes_max;
         Self {
+            mail: Reader::Local(store.clone()),
+            fleet: None,
             store,
             domains,
             registry,
@@ -155,6 +163,13 @@ impl PublicState {
     /// The state with mail.tm accounts kept as `mt` keeps them (e.g. in the data directory).
     pub fn with_mailtm(mut self, mt: MailTm) -> Self {
         self.mailtm = Arc::new(mt);
+        self
+    }
+
+    /// Fleet mode: messages and mailboxes are read from and registered in `cluster`.
+    pub fn with_fleet(mut self, cluster: Arc<Cluster>) -> Self {
+        self.mail = Reader::Fleet(cluster.clone());
+        self.fleet = Some(FleetRegistry(cluster));
         self
     }
 

@@ -8,7 +8,6 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -18,7 +17,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
-use tempmx_store::{Event, Mailbox, MessageId, MessageSummary, Store, Subscription};
+use tempmx_store::{Event, MailRead, Mailbox, MessageId, MessageSummary, Reader, Subscription};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -35,13 +34,17 @@ use crate::mailboxes::now_ms;
 /// Ids remembered to drop duplicates between replay and live events (shards publish
 /// slightly out of id order, so "greater than the last id" would lose messages).
 const SENT_IDS_MAX: usize = 512;
+/// Messages one re-list reads at a time.
+const REPLAY_PAGE: usize = 32;
+/// Already-sent ids in a row after which a re-list stops looking further back.
+const SENT_RUN_STOP: usize = 16;
 /// SSE event name of a new message.
 pub const NEW_MESSAGE: &str = "new_message";
 
 /// New messages of one mailbox, replayed then live, until the deadline.
 pub struct Feed {
-    store: Arc<Store>,
-    sub: Subscription,
+    mail: Reader,
+    sub: Source,
     mailbox: Mailbox,
     pending: VecDeque<MessageSummary>,
     sent: VecDeque<MessageId>,
@@ -55,7 +58,7 @@ pub struct Feed {
 
 impl Feed {
     /// Subscribes, then queues what arrived after `resume_after`.
-    pub fn start(
+    pub async fn start(
         state: &PublicState,
         mailbox: Mailbox,
         ip: ClientIp,
@@ -76,22 +79,28 @@ impl Feed {
                     Refused::Ip(n) => format!("at most {n} live subscribers per client"),
                 })
             })?;
-        let sub = state
-            .store
-            .subscribe(&mailbox)
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        let sub = match &state.fleet {
+            Some(fleet) => Source::Fleet(fleet.0.subscribe(&mailbox).await?),
+            None => Source::Local(
+                state
+                    .store
+                    .subscribe(&mailbox)
+                    .map_err(|e| ApiError::Unavailable(e.to_string()))?,
+            ),
+        };
         let mut life = Duration::from_secs(state.config.push_duration_secs_max);
         if let Some(exp) = expires_at_ms {
             life = life.min(Duration::from_millis(exp.saturating_sub(now_ms())));
         }
         let newest = state
-            .store
+            .mail
             .list(&mailbox, None, 1)
+            .await?
             .first()
             .map_or(MessageId(0), |s| s.id);
         let mut feed = Self {
             floor: resume_after.unwrap_or(newest),
-            store: Arc::clone(&state.store),
+            mail: state.mail.clone(),
             sub,
             mailbox,
             pending: VecDeque::new(),
@@ -101,21 +110,44 @@ impl Feed {
             _admission: admission,
         };
         if let Some(after) = resume_after {
-            feed.replay_after(after);
+            feed.replay_after(after).await?;
         }
         Ok(feed)
     }
 
-    /// Queues stored messages newer than `after`, oldest first.
-    fn replay_after(&mut self, after: MessageId) {
-        let mut newer: Vec<MessageSummary> = self
-            .store
-            .list(&self.mailbox, None, usize::MAX)
-            .into_iter()
-            .filter(|s| s.id > after)
-            .collect();
+    /// Queues stored messages newer than `after` that were not sent yet, oldest first. It
+    /// pages from the newest and stops at `after` or after a run of already-sent ids (ids
+    /// are published slightly out of order, so one sent id does not end the search), so a
+    /// wake costs a page, not the whole mailbox.
+    async fn replay_after(&mut self, after: MessageId) -> Result<(), tempmx_store::StoreError> {
+        let mut newer: Vec<MessageSummary> = Vec::new();
+        let mut before = None;
+        let mut sent_run = 0;
+        'pages: loop {
+            let page = self.mail.list(&self.mailbox, before, REPLAY_PAGE).await?;
+            let last_page = page.len() < REPLAY_PAGE;
+            for s in page {
+                if s.id <= after {
+                    break 'pages;
+                }
+                before = Some(s.id);
+                if self.sent.contains(&s.id) {
+                    sent_run += 1;
+                    if sent_run >= SENT_RUN_STOP {
+                        break 'pages;
+                    }
+                } else {
+                    sent_run = 0;
+                    newer.push(s);
+                }
+            }
+            if last_page {
+                break;
+            }
+        }
         newer.reverse();
         self.pending.extend(newer);
+        Ok(())
     }
 
     /// The next new message, or `None` when the connection's life is over.
@@ -127,13 +159,20 @@ impl Feed {
                 }
             }
             let ev = tokio::select! {
-                ev = self.sub.recv() => ev,
+                ev = self.sub.next() => ev,
                 () = tokio::time::sleep_until(self.deadline) => return None,
                 _ = self.closing.wait_for(|c| *c) => return None,
             };
             match ev {
-                Event::New(s) => self.pending.push_back(s),
-                Event::Lagged { .. } => self.replay_after(self.floor),
+                Some(Event::New(s)) => self.pending.push_back(s),
+                Some(Event::Lagged { .. }) => {
+                    if let Err(e) = self.replay_after(self.floor).await {
+                        // The next event or the client's resume re-lists again.
+                        tracing::warn!(error = %e, "live push re-list failed");
+                    }
+                }
+                // The cluster client stopped (shutdown): the connection ends.
+                None => return None,
             }
         }
     }
@@ -148,6 +187,24 @@ impl Feed {
         }
         self.sent.push_back(id);
         true
+    }
+}
+
+/// Where a feed hears of new messages.
+enum Source {
+    /// The embedded store's subscription: each new summary, or a lag notice.
+    Local(Subscription),
+    /// Fleet mode: a wake from the mailbox's shard channel, answered by a re-list (pub/sub
+    /// carries no summaries and may lose events, the index does not).
+    Fleet(tempmx_store::cluster::FleetSubscription),
+}
+
+impl Source {
+    async fn next(&mut self) -> Option<Event> {
+        match self {
+            Self::Local(sub) => Some(sub.recv().await),
+            Self::Fleet(sub) => sub.changed().await.then_some(Event::Lagged { lost: 0 }),
+        }
     }
 }
 
@@ -167,7 +224,7 @@ pub async fn events(
     QueryParams(q): QueryParams<PushQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let opened = open(&state, &address, token(&headers, q.token.as_deref()))?;
+    let opened = open(&state, &address, token(&headers, q.token.as_deref())).await?;
     let resume = resume_id(&headers, q.last_event_id.as_deref())?;
     let feed = Feed::start(
         &state,
@@ -176,7 +233,8 @@ pub async fn events(
         Transport::Sse,
         resume,
         opened.expires_at_ms,
-    )?;
+    )
+    .await?;
     let keepalive = KeepAlive::new().interval(Duration::from_secs(state.config.keepalive_secs));
     let mut resp = Sse::new(sse_stream(state.clone(), feed))
         .keep_alive(keepalive)
@@ -191,7 +249,7 @@ pub async fn events(
 fn sse_stream(state: PublicState, feed: Feed) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     futures_util::stream::unfold((state, feed), |(state, mut feed)| async move {
         let s = feed.next().await?;
-        let item = item(&state, &feed.mailbox, &s);
+        let item = item(&state, &feed.mailbox, &s).await;
         let ev = SseEvent::default()
             .event(NEW_MESSAGE)
             .id(item.id.clone())
@@ -217,7 +275,7 @@ pub async fn websocket(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
-    let opened = open(&state, &address, token(&headers, q.token.as_deref()))?;
+    let opened = open(&state, &address, token(&headers, q.token.as_deref())).await?;
     let upgrade = upgrade.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let resume = resume_id(&headers, q.last_event_id.as_deref())?;
     let feed = Feed::start(
@@ -227,7 +285,8 @@ pub async fn websocket(
         Transport::WebSocket,
         resume,
         opened.expires_at_ms,
-    )?;
+    )
+    .await?;
     let keepalive = Duration::from_secs(state.config.keepalive_secs);
     // Clients only listen; anything bigger than a control frame is not expected.
     Ok(upgrade
@@ -243,11 +302,12 @@ async fn run_socket(
 ) {
     let mut ping = tokio::time::interval(keepalive);
     ping.tick().await;
+    let mailbox = feed.mailbox.clone();
     loop {
         tokio::select! {
             next = feed.next() => {
                 let Some(s) = next else { break };
-                let item = item(&state, &feed.mailbox, &s);
+                let item = item(&state, &mailbox, &s).await;
                 let frame = serde_json::json!({ "event": NEW_MESSAGE, "id": item.id, "message": item });
                 if socket.send(WsMessage::Text(frame.to_string().into())).await.is_err() {
                     return;

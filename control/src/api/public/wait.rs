@@ -9,7 +9,7 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use tempmx_store::{Mailbox, MessageId, MessageSummary};
+use tempmx_store::{MailRead, Mailbox, MessageId, MessageSummary};
 use utoipa::IntoParams;
 
 use super::PublicState;
@@ -79,7 +79,7 @@ pub async fn wait(
     Query(q): Query<WaitQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let opened = open(&state, &address, token(&headers, q.token.as_deref()))?;
+    let opened = open(&state, &address, token(&headers, q.token.as_deref())).await?;
     let secs = q.timeout.unwrap_or(WAIT_SECS_DEFAULT);
     if secs > WAIT_SECS_MAX {
         return Err(ApiError::BadRequest(format!(
@@ -106,13 +106,14 @@ pub async fn wait(
         Transport::Wait,
         None,
         opened.expires_at_ms,
-    )?;
-    if let Some(found) = stored_match(&state, &opened.address, &filter) {
+    )
+    .await?;
+    if let Some(found) = stored_match(&state, &opened.address, &filter).await? {
         return Ok(Json(found).into_response());
     }
     let next = async {
         while let Some(s) = feed.next().await {
-            let it = item(&state, &opened.address, &s);
+            let it = item(&state, &opened.address, &s).await;
             if filter.matches(&it, s.id) {
                 return Some(it);
             }
@@ -127,15 +128,25 @@ pub async fn wait(
 
 /// The stored message that answers at once: the oldest match above `after`, or the
 /// newest match when there is no `after`.
-fn stored_match(state: &PublicState, mailbox: &Mailbox, filter: &Filter) -> Option<MessageItem> {
+async fn stored_match(
+    state: &PublicState,
+    mailbox: &Mailbox,
+    filter: &Filter,
+) -> ApiResult<Option<MessageItem>> {
     // Newest first; a mailbox holds at most `store_mailbox_max` messages.
-    let stored: Vec<MessageSummary> = state.store.list(mailbox, None, state.store_mailbox_max);
+    let stored: Vec<MessageSummary> = state
+        .mail
+        .list(mailbox, None, state.store_mailbox_max)
+        .await?;
     let pick = |s: &&MessageSummary| filter.matches(&MessageItem::from(*s), s.id);
     let found = match filter.after {
         Some(_) => stored.iter().rev().find(pick),
         None => stored.iter().find(pick),
-    }?;
-    Some(item(state, mailbox, found))
+    };
+    Ok(match found {
+        Some(s) => Some(item(state, mailbox, s).await),
+        None => None,
+    })
 }
 
 fn filter_text(name: &str, v: Option<String>) -> ApiResult<Option<String>> {

@@ -209,7 +209,7 @@ pub fn run(args: DomainsArgs) -> anyhow::Result<()> {
 }
 
 /// The admin URL from the flag, else the environment, else the default; checked.
-fn admin_url(flag: Option<String>) -> anyhow::Result<String> {
+pub(crate) fn admin_url(flag: Option<String>) -> anyhow::Result<String> {
     let url = flag
         .or_else(|| std::env::var(ADMIN_URL_ENV).ok().filter(|u| !u.is_empty()))
         .unwrap_or_else(|| ADMIN_URL_DEFAULT.to_owned());
@@ -231,13 +231,14 @@ pub fn check_url(url: &str) -> anyhow::Result<()> {
 }
 
 /// How results are printed.
-struct Output {
-    json: bool,
+pub(crate) struct Output {
+    /// Print JSON instead of the table.
+    pub(crate) json: bool,
 }
 
 impl Output {
     /// The JSON answer as is with `--json`, else the command's own table.
-    fn print(&self, reply: &Value, table: impl FnOnce(&Value)) {
+    pub(crate) fn print(&self, reply: &Value, table: impl FnOnce(&Value)) {
         if self.json {
             println!(
                 "{}",
@@ -250,7 +251,7 @@ impl Output {
 }
 
 /// A JSON value as table text: strings without quotes, null as `-`.
-fn text(v: &Value) -> String {
+pub(crate) fn text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => "-".to_owned(),
@@ -364,14 +365,16 @@ fn patch_policy(mut policy: Value, fields: &[String]) -> anyhow::Result<Value> {
     Ok(policy)
 }
 
-struct Client {
+/// A blocking admin API client with the token from the environment.
+pub(crate) struct Client {
     base: String,
     token: Option<String>,
     agent: ureq::Agent,
 }
 
 impl Client {
-    fn new(base: &str) -> Self {
+    /// A client of the admin API at `base`.
+    pub(crate) fn new(base: &str) -> Self {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(REQUEST_TIMEOUT))
@@ -394,7 +397,12 @@ impl Client {
     }
 
     /// Sends a request; a non-2xx answer becomes an error carrying the problem detail.
-    fn send(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    pub(crate) fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
         let mut req = ureq::http::Request::builder().method(method).uri(&url);
         if let Some(t) = &self.token {

@@ -58,7 +58,8 @@ pub async fn subscribe(
     let expires = state
         .registry
         .expires_at(&a.address, crate::mailboxes::now_ms());
-    let feed = match Feed::start(&state, a.address.clone(), ip, Transport::Sse, None, expires) {
+    let feed = match Feed::start(&state, a.address.clone(), ip, Transport::Sse, None, expires).await
+    {
         Ok(feed) => feed,
         Err(e) => return e.into_response(),
     };

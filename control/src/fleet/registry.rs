@@ -1,0 +1,73 @@
+//! The public API's mailbox registry in fleet mode: the cluster's registry (atomic
+//! create-if-absent, so two nodes never hand out one address) behind the same token rules
+//! as the local [`Registry`](crate::mailboxes::Registry): only a SHA-256 of the token is kept
+//! and compared in constant time.
+
+use std::sync::Arc;
+
+use subtle::ConstantTimeEq;
+use tempmx_store::Mailbox;
+use tempmx_store::cluster::{Cluster, ClusterError, Registration};
+
+use crate::mailboxes::{Registered, hash, new_token};
+
+/// The fleet's mailbox registry, as the handlers use it.
+#[derive(Clone)]
+pub struct FleetRegistry(pub Arc<Cluster>);
+
+impl FleetRegistry {
+    /// Registers `address` until `expires_at_ms` with message TTL `ttl_secs`; `None` when
+    /// the address is taken (on any node). Mail the address got before goes.
+    pub async fn register(
+        &self,
+        address: &Mailbox,
+        expires_at_ms: u64,
+        ttl_secs: u64,
+    ) -> Result<Option<Registered>, ClusterError> {
+        let token = new_token();
+        let reg = Registration {
+            token_hash: hash(&token),
+            expires_at_ms,
+            ttl_secs: Some(ttl_secs),
+            cap: None,
+        };
+        let created = self.0.create_mailbox(address, &reg).await?;
+        Ok(created.then_some(Registered {
+            token,
+            expires_at_ms,
+        }))
+    }
+
+    /// The expiry of `address` if `token` opens it now; `None` for unknown, expired and
+    /// wrong-token alike.
+    pub async fn verify(
+        &self,
+        address: &Mailbox,
+        token: &str,
+    ) -> Result<Option<u64>, ClusterError> {
+        let given = hash(token);
+        let reg = self.0.mailbox(address).await?;
+        let stored = reg.as_ref().map_or([0u8; 32], |r| r.token_hash);
+        let same: bool = stored[..].ct_eq(&given[..]).into();
+        Ok(reg.filter(|_| same).map(|r| r.expires_at_ms))
+    }
+
+    /// Expiry of a live registered mailbox.
+    pub async fn expires_at(&self, address: &Mailbox) -> Result<Option<u64>, ClusterError> {
+        Ok(self.0.mailbox(address).await?.map(|r| r.expires_at_ms))
+    }
+
+    /// Moves a live mailbox's expiry to `expires_at_ms` (never earlier); the expiry in force.
+    pub async fn extend(
+        &self,
+        address: &Mailbox,
+        expires_at_ms: u64,
+    ) -> Result<Option<u64>, ClusterError> {
+        self.0.extend_mailbox(address, expires_at_ms).await
+    }
+
+    /// Deletes the mailbox's registration and mail; how many messages it listed.
+    pub async fn remove(&self, address: &Mailbox) -> Result<usize, ClusterError> {
+        self.0.delete_mailbox(address).await
+    }
+}

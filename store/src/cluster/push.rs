@@ -1,0 +1,160 @@
+//! Live push across nodes. The write pipeline SPUBLISHes each new record's id on its
+//! mailbox's shard channel (`tmx:{M}:ch`, in the mailbox's slot, so the slot's primary
+//! fans it out). A node with live subscribers for a mailbox SSUBSCRIBEs that channel once,
+//! on a RESP3 connection of its own, and wakes every local subscriber of the mailbox.
+//!
+//! Pub/sub is at most once: a wake says "look again", never "here is the message". The
+//! subscriber re-lists the mailbox's index, so a message whose event was lost (failover,
+//! reconnect) is still found at the next wake or at the client's `Last-Event-ID` resume;
+//! a dropped pub/sub connection wakes every subscriber for that reason.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use redis::cluster_async::ClusterConnection;
+use redis::{PushInfo, PushKind, Value};
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+
+use super::keys::MailboxKeys;
+use super::{Cluster, ClusterError};
+use crate::address::Mailbox;
+
+/// One channel this node listens on: its wake counter and how many subscribers share it.
+type Listening = (watch::Sender<u64>, usize);
+
+/// Channels this node listens on, by channel name.
+#[derive(Default)]
+pub(crate) struct Channels(Mutex<HashMap<Vec<u8>, Listening>>);
+
+impl Channels {
+    /// Handles one push from the pub/sub connection (called on the connection's task, so
+    /// it only bumps counters and never blocks).
+    pub(crate) fn on_push(&self, info: &PushInfo) {
+        match info.kind {
+            PushKind::SMessage => {
+                if let Some(Value::BulkString(channel)) = info.data.first()
+                    && let Some((tx, _)) = self.0.lock().get(channel)
+                {
+                    tx.send_modify(|n| *n += 1);
+                }
+            }
+            // Events may have been lost while the connection was down: everyone re-lists.
+            PushKind::Disconnection => {
+                for (tx, _) in self.0.lock().values() {
+                    tx.send_modify(|n| *n += 1);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The pub/sub side of a [`Cluster`]: its own connection and the channel table.
+pub(crate) struct PubSub {
+    pub(crate) conn: ClusterConnection,
+    pub(crate) channels: Arc<Channels>,
+    /// Serialises SSUBSCRIBE/SUNSUBSCRIBE, so a channel's first subscriber returns only
+    /// once the cluster has it and a second one never returns before that.
+    pub(crate) changes: tokio::sync::Mutex<()>,
+}
+
+/// A live subscription to one mailbox's new messages on every node; dropping it
+/// unsubscribes (the last one of the mailbox sends SUNSUBSCRIBE).
+pub struct FleetSubscription {
+    rx: watch::Receiver<u64>,
+    channel: Vec<u8>,
+    pubsub: Arc<PubSub>,
+    rt: Handle,
+}
+
+impl FleetSubscription {
+    /// Waits until a message may have arrived for the mailbox (a new record announced by
+    /// any node, or a pub/sub reconnect); then re-list. `false` when the cluster client
+    /// stopped.
+    pub async fn changed(&mut self) -> bool {
+        self.rx.changed().await.is_ok()
+    }
+}
+
+impl Drop for FleetSubscription {
+    fn drop(&mut self) {
+        let pubsub = Arc::clone(&self.pubsub);
+        let channel = std::mem::take(&mut self.channel);
+        self.rt.spawn(async move {
+            let _guard = pubsub.changes.lock().await;
+            let last = {
+                let mut map = pubsub.channels.0.lock();
+                match map.get_mut(&channel) {
+                    Some((_, n)) if *n > 1 => {
+                        *n -= 1;
+                        false
+                    }
+                    Some(_) => {
+                        map.remove(&channel);
+                        true
+                    }
+                    None => false,
+                }
+            };
+            if last {
+                let mut conn = pubsub.conn.clone();
+                if let Err(e) = conn.sunsubscribe(&channel).await {
+                    tracing::warn!(error = %e, "fleet SUNSUBSCRIBE failed");
+                }
+            }
+        });
+    }
+}
+
+impl Cluster {
+    /// Subscribes to new messages of `mailbox`, wherever in the fleet they arrive.
+    pub async fn subscribe(&self, mailbox: &Mailbox) -> Result<FleetSubscription, ClusterError> {
+        let pubsub = Arc::clone(&self.pubsub);
+        let channel = MailboxKeys::of(mailbox).channel().into_bytes();
+        let rt = self
+            .rt
+            .as_ref()
+            .ok_or(ClusterError::Stopped)?
+            .handle()
+            .clone();
+        let timeout = self.opts.timeout;
+        let task = {
+            let pubsub = Arc::clone(&pubsub);
+            let channel = channel.clone();
+            async move {
+                let _guard = pubsub.changes.lock().await;
+                let existing = {
+                    let mut map = pubsub.channels.0.lock();
+                    map.get_mut(&channel).map(|(tx, n)| {
+                        *n += 1;
+                        tx.subscribe()
+                    })
+                };
+                if let Some(rx) = existing {
+                    return Ok(rx);
+                }
+                let mut conn = pubsub.conn.clone();
+                tokio::time::timeout(timeout, conn.ssubscribe(&channel))
+                    .await
+                    .map_err(|_| ClusterError::Timeout(timeout))??;
+                let (tx, rx) = watch::channel(0);
+                pubsub.channels.0.lock().insert(channel, (tx, 1));
+                Ok::<_, ClusterError>(rx)
+            }
+        };
+        let rx = rt.spawn(task).await.map_err(|_| ClusterError::Stopped)??;
+        Ok(FleetSubscription {
+            rx,
+            channel,
+            pubsub,
+            rt,
+        })
+    }
+
+    /// Mailbox channels this node listens on now.
+    pub fn subscribed_channels(&self) -> usize {
+        self.pubsub.channels.0.lock().len()
+    }
+}
