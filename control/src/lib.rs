@@ -15,6 +15,7 @@ pub mod mailboxes;
 pub mod metrics;
 pub mod pool;
 pub mod verify;
+pub mod webhooks;
 
 pub use app::{App, AppError};
 pub use config::{Config, ConfigError, Overrides};

@@ -65,8 +65,9 @@ pub async fn create_mailbox(
         let now = now_ms();
         match state.registry.register(&address, now, now + ttl * 1000) {
             Ok(reg) => {
-                // Mail left by an earlier owner of this address must not reach the new one.
+                // An earlier owner's mail and webhooks must not reach the new owner.
                 state.store.delete_mailbox(&address);
+                state.webhooks.remove_mailbox(&address);
                 if let Err(e) = state.store.set_mailbox_ttl(&address, Some(ttl)) {
                     tracing::warn!(error = %e, "mailbox ttl not applied; store default ttl holds");
                 }
@@ -117,6 +118,7 @@ pub async fn delete_mailbox(
     let opened = open(&state, &address, token(&headers, q.token.as_deref()))?;
     let n = state.store.delete_mailbox(&opened.address);
     state.registry.remove(&opened.address);
+    state.webhooks.remove_mailbox(&opened.address);
     if let Err(e) = state.store.set_mailbox_ttl(&opened.address, None) {
         tracing::warn!(error = %e, "mailbox ttl override not cleared");
     }
@@ -169,7 +171,7 @@ pub async fn extend_mailbox(
 }
 
 /// A JSON request body of type `T`; an empty or blank body is `T::default()`.
-fn json_body<T: Default + serde::de::DeserializeOwned>(
+pub(super) fn json_body<T: Default + serde::de::DeserializeOwned>(
     state: &PublicState,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<T> {
