@@ -2,6 +2,7 @@
 //! delivery, and the checked address pinned for the connection (no DNS rebinding).
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use url::{Host, Url};
 
@@ -19,7 +20,7 @@ pub enum TargetError {
     /// Neither `http` nor `https`.
     #[error("url scheme must be http or https")]
     Scheme,
-    /// The name did not resolve.
+    /// The name did not resolve (in time).
     #[error("host `{0}` does not resolve")]
     Unresolved(String),
     /// Every address is loopback, private, link-local or otherwise special.
@@ -69,17 +70,27 @@ impl Target {
         &self.host
     }
 
-    /// Resolves the host and returns the first permitted address to connect to.
-    pub async fn resolve(&self, allow: &[Cidr]) -> Result<SocketAddr, TargetError> {
+    /// Resolves the host (within `within`) and returns the first permitted address to
+    /// connect to.
+    pub async fn resolve(
+        &self,
+        allow: &[Cidr],
+        within: Duration,
+    ) -> Result<SocketAddr, TargetError> {
+        let unresolved = || TargetError::Unresolved(self.host.clone());
         let addrs: Vec<SocketAddr> = match self.literal {
             Some(ip) => vec![SocketAddr::new(ip, self.port)],
-            None => tokio::net::lookup_host((self.host.as_str(), self.port))
-                .await
-                .map_err(|_| TargetError::Unresolved(self.host.clone()))?
-                .collect(),
+            None => tokio::time::timeout(
+                within,
+                tokio::net::lookup_host((self.host.as_str(), self.port)),
+            )
+            .await
+            .map_err(|_| unresolved())?
+            .map_err(|_| unresolved())?
+            .collect(),
         };
         if addrs.is_empty() {
-            return Err(TargetError::Unresolved(self.host.clone()));
+            return Err(unresolved());
         }
         addrs
             .into_iter()

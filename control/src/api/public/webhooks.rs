@@ -48,7 +48,11 @@ pub async fn create_webhook(
     let req: CreateWebhook = json_body(&state, body)?;
     let hooks = &state.webhooks;
     let target = Target::parse(&req.url, hooks.config().url_bytes_max).map_err(invalid)?;
-    target.resolve(hooks.allow()).await.map_err(invalid)?;
+    let within = Duration::from_millis(hooks.config().attempt_timeout_ms);
+    target
+        .resolve(hooks.allow(), within)
+        .await
+        .map_err(invalid)?;
     // Subscribed before the hook exists, so no message falls between.
     let sub = state
         .store
