@@ -169,7 +169,8 @@ fn ring() -> io::Result<IoUring> {
     fast.setup_single_issuer()
         .setup_defer_taskrun()
         .setup_cqsize(8192);
-    fast.build(1024).or_else(|_| IoUring::builder().setup_cqsize(8192).build(1024))
+    fast.build(1024)
+        .or_else(|_| IoUring::builder().setup_cqsize(8192).build(1024))
 }
 
 fn serve(listener: &Socket) -> io::Result<()> {
@@ -263,10 +264,9 @@ fn serve(listener: &Socket) -> io::Result<()> {
                 }
             }
             if !conn.gone && !conn.quitting && !conn.recv_inflight {
-                let entry =
-                    opcode::Recv::new(fd, conn.inbuf.as_mut_ptr(), conn.inbuf.len() as u32)
-                        .build()
-                        .user_data(user_data(RECV, slot));
+                let entry = opcode::Recv::new(fd, conn.inbuf.as_mut_ptr(), conn.inbuf.len() as u32)
+                    .build()
+                    .user_data(user_data(RECV, slot));
                 conn.recv_inflight = true;
                 push(&mut ring, &entry)?;
             }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::RwLock;
 use tempmx_dns::DnsHandle;
 use tempmx_ingress::driver::IngressHandle;
 use tempmx_ingress::policy::{DomainStatus, MailboxRegistry, Policy};
@@ -18,8 +19,10 @@ use crate::blocklist::{BlocklistCycle, BlocklistError};
 use crate::config::{Config, ConfigError, RecipientMode};
 use crate::mailboxes::Registry;
 use crate::mailboxes::log::LogError;
+use crate::metrics::control::ProcessFacts;
 use crate::metrics::{Metrics, control};
 use crate::pool::{ControlError, ControlPlane, MessageCounters, PlaneConfig, SystemClock};
+use crate::reload::{ReloadCounts, Reloadable};
 
 /// How often the control runtime expires messages and sweeps expired mailboxes.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
@@ -110,6 +113,7 @@ pub struct App {
     /// The fleet's cluster connection, when fleet mode is on.
     fleet: Option<Arc<tempmx_store::cluster::Cluster>>,
     signals: Signals,
+    reloadable: Reloadable,
 }
 
 /// The signals `run_until_signal` waits for, installed before the appliance says it serves,
@@ -198,7 +202,19 @@ impl App {
             metrics: Metrics::new(),
             config,
         });
-        register_metrics(&shared, &ingress, &dns);
+        let facts = register_metrics(&shared, &ingress, &dns);
+        let counts = Arc::new(ReloadCounts::default());
+        let reloads = counts.clone();
+        shared
+            .metrics
+            .add_table(control::RELOADS, move || reloads.by_result());
+        let reloadable = Reloadable {
+            tls: ingress.tls(),
+            plane: shared.plane.clone(),
+            blocklists: shared.blocklists.clone(),
+            facts,
+            counts,
+        };
         let (http_listener, admin_listener) = runtime.block_on(bind_http(&shared.config))?;
         let local = |l: &tokio::net::TcpListener, what| {
             l.local_addr()
@@ -275,6 +291,7 @@ impl App {
             public,
             signals,
             fleet,
+            reloadable,
         })
     }
 
@@ -286,6 +303,11 @@ impl App {
     /// The fleet's cluster connection, when fleet mode is on.
     pub fn fleet(&self) -> Option<&Arc<tempmx_store::cluster::Cluster>> {
         self.fleet.as_ref()
+    }
+
+    /// The parts a reload changes (hand it to the SIGHUP handler).
+    pub fn reloadable(&self) -> Reloadable {
+        self.reloadable.clone()
     }
 
     /// State shared with the HTTP handlers.
@@ -409,8 +431,13 @@ async fn bind_http(
     Ok((http, admin))
 }
 
-/// Lets `/metrics` read every part's table at scrape time.
-fn register_metrics(shared: &Arc<Shared>, ingress: &IngressHandle, dns: &DnsHandle) {
+/// Lets `/metrics` read every part's table at scrape time; returns the process facts a
+/// reload updates.
+fn register_metrics(
+    shared: &Arc<Shared>,
+    ingress: &IngressHandle,
+    dns: &DnsHandle,
+) -> Arc<RwLock<ProcessFacts>> {
     use tempmx_ingress::metrics as ingress_metrics;
     let m = &shared.metrics;
     let reader = ingress.counters_reader();
@@ -430,11 +457,15 @@ fn register_metrics(shared: &Arc<Shared>, ingress: &IngressHandle, dns: &DnsHand
     m.add_table(tempmx_store::metrics::TABLE, move || store.stats());
     let plane = shared.plane.clone();
     m.add_table(control::POOL, move || control::PoolView::of(&plane));
-    let facts = control::ProcessFacts::new(ingress.backend(), &shared.config.ingress.tls);
-    let registry = shared.mailboxes.clone();
+    let facts = Arc::new(RwLock::new(ProcessFacts::new(
+        ingress.backend(),
+        &shared.config.ingress.tls,
+    )));
+    let (read, registry) = (facts.clone(), shared.mailboxes.clone());
     m.add_table(control::PROCESS, move || {
-        control::ProcessState::now(&facts, registry.len())
+        control::ProcessState::now(&read.read(), registry.len())
     });
+    facts
 }
 
 async fn wait_for_signal(

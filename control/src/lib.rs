@@ -14,6 +14,7 @@ pub mod logging;
 pub mod mailboxes;
 pub mod metrics;
 pub mod pool;
+pub mod reload;
 pub mod verify;
 pub mod webhooks;
 

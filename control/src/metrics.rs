@@ -117,7 +117,7 @@ pub fn declared() -> Vec<Desc> {
 
 /// Appends the families of `table` read from `snapshot`.
 pub fn export<S>(table: &[Metric<S>], snapshot: &S, out: &mut Vec<MetricFamily>) {
-    out.extend(table.iter().map(|m| family(m.desc, (m.read)(snapshot))));
+    out.extend(table.iter().map(|m| family(m.desc, m.read(snapshot))));
 }
 
 /// One Prometheus family from a descriptor and its values. Values that do not fit the

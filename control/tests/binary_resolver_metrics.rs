@@ -8,8 +8,8 @@ use std::net::UdpSocket;
 use std::time::Duration;
 
 use binary_support::{config_text_auth, start, wait_for};
+use lettre::Message;
 use lettre::message::Mailbox;
-use lettre::{Message, SmtpTransport, Transport};
 
 /// Longest wait for the resolver to be marked down and probed.
 const WAIT_MAX: Duration = Duration::from_secs(20);
@@ -33,11 +33,7 @@ fn send(app: &binary_support::Running, from: &str, rcpt: &str) {
         .subject("resolver metrics")
         .body("hello\r\n".to_owned())
         .expect("message");
-    SmtpTransport::builder_dangerous(app.smtp.ip().to_string())
-        .port(app.smtp.port())
-        .timeout(Some(Duration::from_secs(10)))
-        .build()
-        .send(&msg)
+    app.send_message(&msg)
         .expect("record mode takes the mail whatever DNS does");
 }
 

@@ -42,28 +42,14 @@ pub const ZONES: MetricDesc = desc("tempmx_dns_zones", "Zones served.", Gauge);
 
 /// Every metric of the DNS server, read from [`DnsCounters`].
 pub const TABLE: &[Metric<DnsCounters>] = &[
-    Metric {
-        desc: QUERIES,
-        read: |c| Values::by("type", c.queries_by_type.iter().copied()),
-    },
-    Metric {
-        desc: RESPONSES,
-        read: |c| Values::by("rcode", c.responses_by_rcode.iter().copied()),
-    },
-    Metric {
-        desc: MALFORMED,
-        read: |c| Values::one(c.malformed),
-    },
-    Metric {
-        desc: DROPPED,
-        read: |c| Values::one(c.dropped),
-    },
-    Metric {
-        desc: AXFR_REFUSED,
-        read: |c| Values::one(c.axfr_refused),
-    },
-    Metric {
-        desc: ZONES,
-        read: |c| Values::one(c.zones),
-    },
+    Metric::new(QUERIES, |c| {
+        Values::by("type", c.queries_by_type.iter().copied())
+    }),
+    Metric::new(RESPONSES, |c| {
+        Values::by("rcode", c.responses_by_rcode.iter().copied())
+    }),
+    Metric::one(MALFORMED, |c| c.malformed),
+    Metric::one(DROPPED, |c| c.dropped),
+    Metric::one(AXFR_REFUSED, |c| c.axfr_refused),
+    Metric::one(ZONES, |c| c.zones),
 ];

@@ -145,188 +145,124 @@ pub const GREYLIST_DELAY: MetricDesc = desc(
 
 /// The SMTP families, read from the summed per-core counters.
 pub const SMTP: &[Metric<IngressCountersSnapshot>] = &[
-    Metric {
-        desc: SMTP_CONNECTIONS,
-        read: |c| {
-            Values::by(
-                "outcome",
-                [
-                    ("accepted", c.connections_accepted),
-                    ("refused_core", c.connections_refused_core),
-                    ("refused_ip", c.connections_refused_ip),
-                ],
-            )
-        },
-    },
-    Metric {
-        desc: SMTP_SESSIONS,
-        read: |c| {
-            Values::by(
-                "outcome",
-                [
-                    ("closed", c.sessions_closed),
-                    ("timed_out", c.sessions_timed_out),
-                    ("aborted", c.sessions_aborted),
-                    ("shutdown", c.sessions_shutdown),
-                ],
-            )
-        },
-    },
-    Metric {
-        desc: SMTP_MESSAGES_ACCEPTED,
-        read: |c| Values::one(c.messages_accepted),
-    },
-    Metric {
-        desc: SMTP_REJECTIONS,
-        read: |c| {
-            Values::by(
-                "reason",
-                [
-                    ("relay", c.rejected_relay),
-                    ("size", c.rejected_size),
-                    ("syntax", c.rejected_syntax),
-                    ("smuggling", c.rejected_smuggling),
-                    ("rate", c.rejected_rate),
-                    ("store", c.messages_store_failed),
-                    ("spf", c.rejected_spf),
-                    ("dmarc", c.rejected_dmarc),
-                    ("greylisted", c.greylisted),
-                ],
-            )
-        },
-    },
-    Metric {
-        desc: AUTH_FAIL_OPEN,
-        read: |c| Values::one(c.auth_fail_open),
-    },
-    Metric {
-        desc: SMTP_RECEIVED_BYTES,
-        read: |c| Values::one(c.bytes_in),
-    },
-    Metric {
-        desc: SMTP_SENT_BYTES,
-        read: |c| Values::one(c.bytes_out),
-    },
-    Metric {
-        desc: SMTP_TLS_HANDSHAKES,
-        read: |c| {
-            Values::by(
-                "result",
-                [
-                    ("ok", c.tls_handshakes_ok),
-                    ("failed", c.tls_handshakes_failed),
-                ],
-            )
-        },
-    },
-    Metric {
-        desc: SMTP_SESSION_DURATION,
-        read: |c| {
-            let d = &c.session_duration;
-            Values::histogram(&SESSION_DURATION_BOUNDS_US, 1e-6, &d.counts, d.sum)
-        },
-    },
-    Metric {
-        desc: SMTP_MESSAGE_SIZE,
-        read: |c| {
-            let m = &c.message_size;
-            Values::histogram(&MESSAGE_SIZE_BOUNDS_BYTES, 1.0, &m.counts, m.sum)
-        },
-    },
+    Metric::new(SMTP_CONNECTIONS, |c| {
+        Values::by(
+            "outcome",
+            [
+                ("accepted", c.connections_accepted),
+                ("refused_core", c.connections_refused_core),
+                ("refused_ip", c.connections_refused_ip),
+            ],
+        )
+    }),
+    Metric::new(SMTP_SESSIONS, |c| {
+        Values::by(
+            "outcome",
+            [
+                ("closed", c.sessions_closed),
+                ("timed_out", c.sessions_timed_out),
+                ("aborted", c.sessions_aborted),
+                ("shutdown", c.sessions_shutdown),
+            ],
+        )
+    }),
+    Metric::one(SMTP_MESSAGES_ACCEPTED, |c| c.messages_accepted),
+    Metric::new(SMTP_REJECTIONS, |c| {
+        Values::by(
+            "reason",
+            [
+                ("relay", c.rejected_relay),
+                ("size", c.rejected_size),
+                ("syntax", c.rejected_syntax),
+                ("smuggling", c.rejected_smuggling),
+                ("rate", c.rejected_rate),
+                ("store", c.messages_store_failed),
+                ("spf", c.rejected_spf),
+                ("dmarc", c.rejected_dmarc),
+                ("greylisted", c.greylisted),
+            ],
+        )
+    }),
+    Metric::one(AUTH_FAIL_OPEN, |c| c.auth_fail_open),
+    Metric::one(SMTP_RECEIVED_BYTES, |c| c.bytes_in),
+    Metric::one(SMTP_SENT_BYTES, |c| c.bytes_out),
+    Metric::new(SMTP_TLS_HANDSHAKES, |c| {
+        Values::by(
+            "result",
+            [
+                ("ok", c.tls_handshakes_ok),
+                ("failed", c.tls_handshakes_failed),
+            ],
+        )
+    }),
+    Metric::new(SMTP_SESSION_DURATION, |c| {
+        let d = &c.session_duration;
+        Values::histogram(&SESSION_DURATION_BOUNDS_US, 1e-6, &d.counts, d.sum)
+    }),
+    Metric::new(SMTP_MESSAGE_SIZE, |c| {
+        let m = &c.message_size;
+        Values::histogram(&MESSAGE_SIZE_BOUNDS_BYTES, 1.0, &m.counts, m.sum)
+    }),
 ];
 
 /// The authentication families: results per method, deadlines, and the resolver's health.
 pub const AUTH: &[Metric<AuthCountersSnapshot>] = &[
-    Metric {
-        desc: AUTH_RESULTS,
-        read: |a| {
-            let mut samples = Vec::with_capacity(AuthMethod::ALL.len() * AuthValue::ALL.len());
-            for (m, method) in AuthMethod::ALL.iter().enumerate() {
-                for (v, value) in AuthValue::ALL.iter().enumerate() {
-                    samples.push(Sample {
-                        labels: vec![
-                            ("method", method.label().to_owned()),
-                            ("result", value.label().to_owned()),
-                        ],
-                        value: a.results[m][v] as f64,
-                    });
-                }
+    Metric::new(AUTH_RESULTS, |a| {
+        let mut samples = Vec::with_capacity(AuthMethod::ALL.len() * AuthValue::ALL.len());
+        for (m, method) in AuthMethod::ALL.iter().enumerate() {
+            for (v, value) in AuthValue::ALL.iter().enumerate() {
+                samples.push(Sample {
+                    labels: vec![
+                        ("method", method.label().to_owned()),
+                        ("result", value.label().to_owned()),
+                    ],
+                    value: a.results[m][v] as f64,
+                });
             }
-            Values::Samples(samples)
-        },
-    },
-    Metric {
-        desc: AUTH_TIMEOUTS,
-        read: |a| Values::one(a.timeouts),
-    },
-    Metric {
-        desc: AUTH_RESOLVER_TRANSITIONS,
-        read: |a| Values::by("state", [("down", a.resolver_down), ("up", a.resolver_up)]),
-    },
-    Metric {
-        desc: AUTH_RESOLVER_PROBES,
-        read: |a| {
-            Values::by(
-                "result",
-                [
-                    ("answered", a.probes_answered),
-                    ("unanswered", a.probes_unanswered),
-                ],
-            )
-        },
-    },
-    Metric {
-        desc: AUTH_RESOLVER_DOWN_TEMPERRORS,
-        read: |a| Values::one(a.down_temperrors),
-    },
-    Metric {
-        desc: AUTH_RESOLVERS_DOWN,
-        read: |a| Values::one(a.resolvers_down),
-    },
+        }
+        Values::Samples(samples)
+    }),
+    Metric::one(AUTH_TIMEOUTS, |a| a.timeouts),
+    Metric::new(AUTH_RESOLVER_TRANSITIONS, |a| {
+        Values::by("state", [("down", a.resolver_down), ("up", a.resolver_up)])
+    }),
+    Metric::new(AUTH_RESOLVER_PROBES, |a| {
+        Values::by(
+            "result",
+            [
+                ("answered", a.probes_answered),
+                ("unanswered", a.probes_unanswered),
+            ],
+        )
+    }),
+    Metric::one(AUTH_RESOLVER_DOWN_TEMPERRORS, |a| a.down_temperrors),
+    Metric::one(AUTH_RESOLVERS_DOWN, |a| a.resolvers_down),
 ];
 
 /// The greylisting families (exported only while greylisting is on).
 pub const GREYLIST: &[Metric<GreylistStats>] = &[
-    Metric {
-        desc: GREYLIST_CHECKS,
-        read: |g| {
-            let passed = PassReason::ALL
-                .iter()
-                .zip(g.passed)
-                .map(|(reason, n)| (reason.label(), n));
-            Values::by(
-                "verdict",
-                [("deferred", g.deferred)].into_iter().chain(passed),
-            )
-        },
-    },
-    Metric {
-        desc: GREYLIST_ENTRIES,
-        read: |g| Values::one(g.entries),
-    },
-    Metric {
-        desc: GREYLIST_EVICTED,
-        read: |g| Values::one(g.evicted),
-    },
-    Metric {
-        desc: GREYLIST_CLIENTS,
-        read: |g| Values::one(g.clients),
-    },
-    Metric {
-        desc: GREYLIST_CLIENTS_EVICTED,
-        read: |g| Values::one(g.clients_evicted),
-    },
-    Metric {
-        desc: GREYLIST_DELAY,
-        read: |g| {
-            let d = &g.delay;
-            Values::Histogram {
-                bounds: d.bounds_secs.to_vec(),
-                counts: d.counts.clone(),
-                sum: d.sum_secs,
-            }
-        },
-    },
+    Metric::new(GREYLIST_CHECKS, |g| {
+        let passed = PassReason::ALL
+            .iter()
+            .zip(g.passed)
+            .map(|(reason, n)| (reason.label(), n));
+        Values::by(
+            "verdict",
+            [("deferred", g.deferred)].into_iter().chain(passed),
+        )
+    }),
+    Metric::one(GREYLIST_ENTRIES, |g| g.entries),
+    Metric::one(GREYLIST_EVICTED, |g| g.evicted),
+    Metric::one(GREYLIST_CLIENTS, |g| g.clients),
+    Metric::one(GREYLIST_CLIENTS_EVICTED, |g| g.clients_evicted),
+    Metric::new(GREYLIST_DELAY, |g| {
+        let d = &g.delay;
+        Values::Histogram {
+            bounds: d.bounds_secs.to_vec(),
+            counts: d.counts.clone(),
+            sum: d.sum_secs,
+        }
+    }),
 ];
 
 /// Buckets of [`SMTP_SESSION_DURATION`], upper bounds in microseconds; the last bucket

@@ -9,6 +9,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::{ProtocolVersion, ServerConfig, ServerConnection};
@@ -44,6 +45,34 @@ pub enum TlsError {
     /// The socket failed or closed during the handshake.
     #[error("tls: i/o during handshake: {0}")]
     Io(#[from] io::Error),
+    /// A reload asked to turn STARTTLS off; EHLO's offer is fixed at start.
+    #[error("tls: STARTTLS cannot be turned off while running (restart to apply)")]
+    DisabledAtReload,
+}
+
+/// The STARTTLS configuration in force, shared by every core: each new STARTTLS takes the
+/// current one, a reload swaps it atomically, and sessions already in TLS keep theirs.
+#[derive(Clone)]
+pub struct ServerTls(Arc<ArcSwap<ServerConfig>>);
+
+impl ServerTls {
+    /// Shares `config` as the one in force.
+    pub fn new(config: Arc<ServerConfig>) -> Self {
+        Self(Arc::new(ArcSwap::new(config)))
+    }
+
+    /// The configuration a STARTTLS starting now uses.
+    pub fn current(&self) -> Arc<ServerConfig> {
+        self.0.load_full()
+    }
+
+    /// Builds the configuration from `cfg` (re-reading its PEM files) and swaps it in; on
+    /// any error the one in force stays.
+    pub fn reload(&self, cfg: &TlsConfig, hostname: &str) -> Result<(), TlsError> {
+        let config = server_config(cfg, hostname)?.ok_or(TlsError::DisabledAtReload)?;
+        self.0.store(config);
+        Ok(())
+    }
 }
 
 /// Builds the STARTTLS server configuration: `None` when TLS is disabled, the configured PEM

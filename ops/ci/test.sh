@@ -7,6 +7,8 @@ cd "$(dirname "$0")/../.."
 need_apt=()
 command -v swaks >/dev/null || need_apt+=(swaks)
 command -v dig >/dev/null || need_apt+=(dnsutils)
+# The reload test reads the served STARTTLS certificate with `openssl s_client`.
+command -v openssl >/dev/null || need_apt+=(openssl)
 # The web inbox's end-to-end test drives Debian's headless Chromium through chromedriver.
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)

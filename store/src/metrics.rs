@@ -39,8 +39,41 @@ pub const fn desc(name: &'static str, help: &'static str, kind: MetricKind) -> M
 pub struct Metric<S> {
     /// The family.
     pub desc: MetricDesc,
-    /// Its values in `S`.
-    pub read: fn(&S) -> Values,
+    read: Read<S>,
+}
+
+/// How a row reads its values.
+enum Read<S> {
+    /// One unlabelled sample.
+    One(fn(&S) -> u64),
+    /// Anything else.
+    Values(fn(&S) -> Values),
+}
+
+impl<S> Metric<S> {
+    /// A family whose values `read` builds.
+    pub const fn new(desc: MetricDesc, read: fn(&S) -> Values) -> Self {
+        Self {
+            desc,
+            read: Read::Values(read),
+        }
+    }
+
+    /// A family of one unlabelled sample.
+    pub const fn one(desc: MetricDesc, read: fn(&S) -> u64) -> Self {
+        Self {
+            desc,
+            read: Read::One(read),
+        }
+    }
+
+    /// The family's values in `snapshot`.
+    pub fn read(&self, snapshot: &S) -> Values {
+        match self.read {
+            Read::One(f) => Values::one(f(snapshot)),
+            Read::Values(f) => f(snapshot),
+        }
+    }
 }
 
 /// Every family of `table`, in order.
@@ -235,91 +268,40 @@ pub const RECOVERY_JOURNAL_SKIPPED: MetricDesc = desc(
 
 /// Every metric of the store, read from [`StoreStats`].
 pub const TABLE: &[Metric<StoreStats>] = &[
-    Metric {
-        desc: USED_BYTES,
-        read: |s| per_shard(s, |sh| sh.bytes_used),
-    },
-    Metric {
-        desc: CAPACITY_BYTES,
-        read: |s| per_shard(s, |sh| sh.bytes_capacity),
-    },
-    Metric {
-        desc: RECORDS,
-        read: |s| per_shard(s, |sh| sh.index_entries),
-    },
-    Metric {
-        desc: MAILBOXES,
-        read: |s| per_shard(s, |sh| sh.mailboxes),
-    },
-    Metric {
-        desc: INDEX_BYTES,
-        read: |s| per_shard(s, |sh| sh.index_bytes),
-    },
-    Metric {
-        desc: DEDUP_PARTS,
-        read: |s| per_shard(s, |sh| sh.parts),
-    },
-    Metric {
-        desc: APPENDED,
-        read: |s| Values::one(s.totals.appended),
-    },
-    Metric {
-        desc: EXPIRED,
-        read: |s| Values::one(s.totals.expired),
-    },
-    Metric {
-        desc: EVICTIONS,
-        read: |s| {
-            let t = &s.totals;
-            Values::by(
-                "reason",
-                [
-                    ("capacity", t.evicted_capacity),
-                    ("index_full", t.evicted_index_full),
-                    ("mailbox_cap", t.evicted_mailbox_cap),
-                ],
-            )
-        },
-    },
-    Metric {
-        desc: DELETED,
-        read: |s| Values::one(s.totals.deleted),
-    },
-    Metric {
-        desc: DEDUP_SAVED_BYTES,
-        read: |s| {
-            let t = &s.totals;
-            Values::by(
-                "kind",
-                [
-                    ("parts", t.dedup_bytes_saved),
-                    ("recipients", t.multi_rcpt_bytes_saved),
-                ],
-            )
-        },
-    },
-    Metric {
-        desc: SUBSCRIBERS,
-        read: |s| Values::one(s.subscribers),
-    },
-    Metric {
-        desc: SUBSCRIBER_EVENTS_LOST,
-        read: |s| Values::one(s.subscriber_events_lost),
-    },
-    Metric {
-        desc: SYNCS,
-        read: |s| Values::one(s.syncs),
-    },
-    Metric {
-        desc: JOURNAL_ERRORS,
-        read: |s| Values::one(s.journal_errors),
-    },
-    Metric {
-        desc: RECOVERY_SKIPPED_RECORDS,
-        read: |s| Values::one(s.recovery.records_skipped),
-    },
-    Metric {
-        desc: RECOVERY_JOURNAL_SKIPPED,
-        read: |s| Values::one(s.recovery.journal_skipped),
-    },
+    Metric::new(USED_BYTES, |s| per_shard(s, |sh| sh.bytes_used)),
+    Metric::new(CAPACITY_BYTES, |s| per_shard(s, |sh| sh.bytes_capacity)),
+    Metric::new(RECORDS, |s| per_shard(s, |sh| sh.index_entries)),
+    Metric::new(MAILBOXES, |s| per_shard(s, |sh| sh.mailboxes)),
+    Metric::new(INDEX_BYTES, |s| per_shard(s, |sh| sh.index_bytes)),
+    Metric::new(DEDUP_PARTS, |s| per_shard(s, |sh| sh.parts)),
+    Metric::one(APPENDED, |s| s.totals.appended),
+    Metric::one(EXPIRED, |s| s.totals.expired),
+    Metric::new(EVICTIONS, |s| {
+        let t = &s.totals;
+        Values::by(
+            "reason",
+            [
+                ("capacity", t.evicted_capacity),
+                ("index_full", t.evicted_index_full),
+                ("mailbox_cap", t.evicted_mailbox_cap),
+            ],
+        )
+    }),
+    Metric::one(DELETED, |s| s.totals.deleted),
+    Metric::new(DEDUP_SAVED_BYTES, |s| {
+        let t = &s.totals;
+        Values::by(
+            "kind",
+            [
+                ("parts", t.dedup_bytes_saved),
+                ("recipients", t.multi_rcpt_bytes_saved),
+            ],
+        )
+    }),
+    Metric::one(SUBSCRIBERS, |s| s.subscribers),
+    Metric::one(SUBSCRIBER_EVENTS_LOST, |s| s.subscriber_events_lost),
+    Metric::one(SYNCS, |s| s.syncs),
+    Metric::one(JOURNAL_ERRORS, |s| s.journal_errors),
+    Metric::one(RECOVERY_SKIPPED_RECORDS, |s| s.recovery.records_skipped),
+    Metric::one(RECOVERY_JOURNAL_SKIPPED, |s| s.recovery.journal_skipped),
 ];

@@ -113,8 +113,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             // SAFETY: setting a signal's disposition to SIG_IGN has no other effect.
             unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
             let log = tempmx::logging::init(&config.log);
-            let mut reloader = reload::Reloader::new(config.clone(), log);
+            let running = config.clone();
             let app = App::start(config)?;
+            let mut reloader = reload::Reloader::new(running, log, app.reloadable());
             app.run_until_signal(|| reloader.reload(args.load()))?;
             Ok(())
         }

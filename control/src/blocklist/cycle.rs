@@ -82,17 +82,20 @@ impl BlocklistCycle {
         *self.last.lock() = Some(report);
     }
 
-    /// Runs the cycles until `shutdown` turns true (returns at once when nothing is
-    /// configured to check); the first cycle starts after one jitter.
+    /// Runs the cycles until `shutdown` turns true; the first cycle starts after one
+    /// jitter. With nothing to check it waits: a reload may configure lists
+    /// ([`Blocklists::replace`]), and the next cycle then starts within one jitter.
     pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        if self.blocklists.is_empty() {
-            return;
-        }
         let mut next_check = tokio::time::Instant::now() + self.jitter();
         loop {
+            let checking = !self.blocklists.is_empty();
             tokio::select! {
                 r = shutdown.wait_for(|s| *s) => { let _ = r; break; }
-                () = tokio::time::sleep_until(next_check) => {}
+                () = tokio::time::sleep_until(next_check), if checking => {}
+                () = self.blocklists.replaced() => {
+                    next_check = tokio::time::Instant::now() + self.jitter();
+                    continue;
+                }
             }
             tokio::select! {
                 r = shutdown.wait_for(|s| *s) => { let _ = r; break; }

@@ -11,9 +11,10 @@ mod verdict;
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tracing::warn;
 use utoipa::ToSchema;
@@ -46,16 +47,23 @@ pub enum BlocklistError {
     Invalid(Vec<String>),
 }
 
-/// All configured lists.
+/// All configured lists. A reload replaces them whole ([`Blocklists::replace`]): a check
+/// under way finishes with the lists it started with, the next one uses the new.
 pub struct Blocklists {
+    lists: ArcSwap<Lists>,
+    replaced: Notify,
+}
+
+/// One generation of lists: the settings and what was built from them.
+struct Lists {
     config: BlocklistConfig,
     dnsbl: Option<Arc<Dnsbl>>,
     files: Arc<Mutex<Vec<ListFile>>>,
 }
 
-impl Blocklists {
-    /// Builds the checker; the resolver is only set up when zones are configured.
-    pub fn new(config: BlocklistConfig) -> Result<Self, BlocklistError> {
+impl Lists {
+    /// Builds the lists; the resolver is only set up when zones are configured.
+    fn new(config: BlocklistConfig) -> Result<Self, BlocklistError> {
         config.validate().map_err(BlocklistError::Invalid)?;
         let dnsbl = if config.zones.is_empty() {
             None
@@ -71,33 +79,61 @@ impl Blocklists {
             files: Arc::new(Mutex::new(files)),
         })
     }
+}
+
+impl Blocklists {
+    /// Builds the checker; the resolver is only set up when zones are configured.
+    pub fn new(config: BlocklistConfig) -> Result<Self, BlocklistError> {
+        Ok(Self {
+            lists: ArcSwap::from_pointee(Lists::new(config)?),
+            replaced: Notify::new(),
+        })
+    }
+
+    /// Replaces the lists and settings with `config` (a reload); on error the old stay.
+    pub fn replace(&self, config: BlocklistConfig) -> Result<(), BlocklistError> {
+        self.lists.store(Arc::new(Lists::new(config)?));
+        self.replaced.notify_one();
+        Ok(())
+    }
+
+    /// Resolves once the lists were replaced since the last time it resolved (the cycle
+    /// reschedules on it).
+    pub async fn replaced(&self) {
+        self.replaced.notified().await;
+    }
 
     /// The configuration in force.
-    pub fn config(&self) -> &BlocklistConfig {
-        &self.config
+    pub fn config(&self) -> BlocklistConfig {
+        self.lists.load().config.clone()
     }
 
     /// Names of every list: zones, then `file:<name>`.
     pub fn list_names(&self) -> Vec<String> {
-        let zones = self.config.zones.iter().map(|z| z.zone.clone());
+        let lists = self.lists.load();
+        let zones = lists.config.zones.iter().map(|z| z.zone.clone());
         zones
-            .chain(self.files.lock().iter().map(|f| f.name().to_owned()))
+            .chain(lists.files.lock().iter().map(|f| f.name().to_owned()))
             .collect()
     }
 
     /// Whether there is anything to check.
     pub fn is_empty(&self) -> bool {
-        self.config.zones.is_empty() && self.config.files.is_empty()
+        let lists = self.lists.load();
+        lists.config.zones.is_empty() && lists.config.files.is_empty()
     }
 
     /// Checks every domain on every list; at most `concurrency_max` DNS queries in flight.
     pub async fn check(&self, domains: &[String]) -> Vec<Observation> {
-        let mut out = self.check_files(domains).await;
-        let Some(dnsbl) = &self.dnsbl else { return out };
-        let permits = Arc::new(Semaphore::new(self.config.concurrency_max));
+        let lists = self.lists.load_full();
+        let mut out = lists.check_files(domains).await;
+        let Some(dnsbl) = &lists.dnsbl else {
+            return out;
+        };
+        let permits = Arc::new(Semaphore::new(lists.config.concurrency_max));
         let mut tasks = JoinSet::new();
         for domain in domains {
-            for zone in &self.config.zones {
+            for zone in &lists.config.zones {
                 let (dnsbl, permits, domain, zone) =
                     (dnsbl.clone(), permits.clone(), domain.clone(), zone.clone());
                 tasks.spawn(async move {
@@ -124,7 +160,10 @@ impl Blocklists {
         }
         out
     }
+}
 
+impl Lists {
+    /// Checks every domain on every list file.
     async fn check_files(&self, domains: &[String]) -> Vec<Observation> {
         if self.config.files.is_empty() {
             return Vec::new();

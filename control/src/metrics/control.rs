@@ -102,19 +102,33 @@ pub const MAILBOXES_LIVE: MetricDesc = desc(
 /// Certificate expiry.
 pub const TLS_CERTIFICATE_EXPIRY: MetricDesc = desc(
     "tempmx_smtp_tls_certificate_expiry_timestamp_seconds",
-    "Unix time the configured STARTTLS certificate (ingress.tls.cert_path, read at start) \
-     expires; absent with the generated self-signed certificate.",
+    "Unix time the configured STARTTLS certificate (ingress.tls.cert_path, read at start \
+     and at each reload that loads it) expires; absent with the generated self-signed \
+     certificate.",
     Gauge,
 );
+/// Configuration reloads.
+pub const CONFIG_RELOADS: MetricDesc = desc(
+    "tempmx_config_reloads_total",
+    "Configuration reloads (SIGHUP) by result: ok (every reloadable change applied) or \
+     failed (the file did not load, or a part such as the certificate was refused and the \
+     old one stays).",
+    Counter,
+);
+
+/// Reloads by result, read from `ReloadCounts::by_result`.
+pub const RELOADS: &[Metric<[(&'static str, u64); 2]>] = &[Metric::new(CONFIG_RELOADS, |counts| {
+    Values::by("result", *counts)
+})];
 
 /// The families the HTTP middleware records in the registry (not read from a table).
 pub const HTTP: &[MetricDesc] = &[HTTP_REQUESTS, HTTP_REQUEST_DURATION];
 
 /// Live-push subscribers, read from `Subscribers::connected`.
-pub const API: &[Metric<[(Transport, usize); Transport::ALL.len()]>] = &[Metric {
-    desc: API_SUBSCRIBERS,
-    read: |connected| Values::by("transport", connected.map(|(t, n)| (t.label(), n as u64))),
-}];
+pub const API: &[Metric<[(Transport, usize); Transport::ALL.len()]>] =
+    &[Metric::new(API_SUBSCRIBERS, |connected| {
+        Values::by("transport", connected.map(|(t, n)| (t.label(), n as u64)))
+    })];
 
 /// Webhook deliveries by result.
 pub const WEBHOOK_DELIVERIES: MetricDesc = desc(
@@ -132,14 +146,8 @@ pub const WEBHOOK_ATTEMPTS: MetricDesc = desc(
 
 /// Webhook delivery counters, read from `Stats::snapshot`.
 pub const WEBHOOKS: &[Metric<StatsSnapshot>] = &[
-    Metric {
-        desc: WEBHOOK_DELIVERIES,
-        read: |s| Values::by("result", s.results),
-    },
-    Metric {
-        desc: WEBHOOK_ATTEMPTS,
-        read: |s| Values::one(s.attempts),
-    },
+    Metric::new(WEBHOOK_DELIVERIES, |s| Values::by("result", s.results)),
+    Metric::one(WEBHOOK_ATTEMPTS, |s| s.attempts),
 ];
 
 /// What the pool families read, taken from the plane once per scrape.
@@ -174,43 +182,33 @@ fn state_label(s: DomainState) -> &'static str {
 
 /// The pool: domains by state, blocklist status per domain and list, rotations by reason.
 pub const POOL: &[Metric<PoolView>] = &[
-    Metric {
-        desc: POOL_DOMAINS,
-        read: |p| Values::by("state", p.states.map(|(s, n)| (state_label(s), n as u64))),
-    },
-    Metric {
-        desc: BLOCKLIST_LISTED,
-        read: |p| {
-            let samples = p.domains.iter().flat_map(|d| {
-                d.blocklists.iter().map(|st| Sample {
-                    labels: vec![("domain", d.domain.name.clone()), ("list", st.list.clone())],
-                    value: f64::from(u8::from(st.confirmed)),
-                })
-            });
-            Values::Samples(samples.collect())
-        },
-    },
-    Metric {
-        desc: POOL_ACTIVE_LISTED_DOMAINS,
-        read: |p| {
-            let listed = p
-                .domains
-                .iter()
-                .filter(|d| d.domain.state == DomainState::Active && d.domain.listing.is_some());
-            Values::one(listed.count() as u64)
-        },
-    },
-    Metric {
-        desc: POOL_ACTIVE_TARGET,
-        read: |p| Values::one(u64::from(p.active_target)),
-    },
-    Metric {
-        desc: POOL_ROTATIONS,
-        read: |p| Values::by("reason", p.rotations.map(|(r, n)| (r.label(), n))),
-    },
+    Metric::new(POOL_DOMAINS, |p| {
+        Values::by("state", p.states.map(|(s, n)| (state_label(s), n as u64)))
+    }),
+    Metric::new(BLOCKLIST_LISTED, |p| {
+        let samples = p.domains.iter().flat_map(|d| {
+            d.blocklists.iter().map(|st| Sample {
+                labels: vec![("domain", d.domain.name.clone()), ("list", st.list.clone())],
+                value: f64::from(u8::from(st.confirmed)),
+            })
+        });
+        Values::Samples(samples.collect())
+    }),
+    Metric::new(POOL_ACTIVE_LISTED_DOMAINS, |p| {
+        let listed = p
+            .domains
+            .iter()
+            .filter(|d| d.domain.state == DomainState::Active && d.domain.listing.is_some());
+        Values::one(listed.count() as u64)
+    }),
+    Metric::one(POOL_ACTIVE_TARGET, |p| u64::from(p.active_target)),
+    Metric::new(POOL_ROTATIONS, |p| {
+        Values::by("reason", p.rotations.map(|(r, n)| (r.label(), n)))
+    }),
 ];
 
-/// Facts fixed at start that the process families report with every scrape.
+/// Facts the process families report with every scrape (fixed at start; a reload that
+/// loads a certificate updates its expiry).
 #[derive(Clone, Debug)]
 pub struct ProcessFacts {
     /// The SMTP I/O backend in use (`uring` or `epoll`).
@@ -274,46 +272,30 @@ impl ProcessState {
 /// The process: build info, CPU, memory, descriptors, start time, live mailboxes and the
 /// certificate's expiry (the optional ones left out where the platform has no value).
 pub const PROCESS: &[Metric<ProcessState>] = &[
-    Metric {
-        desc: BUILD_INFO,
-        read: |p| {
-            Values::Samples(vec![Sample {
-                labels: vec![
-                    ("version", env!("CARGO_PKG_VERSION").to_owned()),
-                    ("backend", p.facts.backend.to_owned()),
-                ],
-                value: 1.0,
-            }])
-        },
-    },
-    Metric {
-        desc: PROCESS_CPU,
-        read: |p| Values::maybe(p.sample.cpu_secs),
-    },
-    Metric {
-        desc: PROCESS_RESIDENT,
-        read: |p| Values::maybe(p.sample.resident_bytes.map(|b| b as f64)),
-    },
-    Metric {
-        desc: PROCESS_OPEN_FDS,
-        read: |p| Values::maybe(p.sample.open_fds.map(|n| n as f64)),
-    },
-    Metric {
-        desc: PROCESS_FDS_MAX,
-        read: |p| Values::maybe(p.sample.fds_max.map(|n| n as f64)),
-    },
-    Metric {
-        desc: PROCESS_START_TIME,
-        read: |p| Values::maybe(p.sample.start_secs),
-    },
-    Metric {
-        desc: TLS_CERTIFICATE_EXPIRY,
-        read: |p| Values::maybe(p.facts.certificate_expiry_secs),
-    },
-    Metric {
-        desc: MAILBOXES_LIVE,
-        read: |p| Values::one(p.mailboxes_live as u64),
-    },
+    Metric::new(BUILD_INFO, |p| {
+        Values::Samples(vec![Sample {
+            labels: vec![
+                ("version", env!("CARGO_PKG_VERSION").to_owned()),
+                ("backend", p.facts.backend.to_owned()),
+            ],
+            value: 1.0,
+        }])
+    }),
+    Metric::new(PROCESS_CPU, |p| Values::maybe(p.sample.cpu_secs)),
+    Metric::new(PROCESS_RESIDENT, |p| {
+        Values::maybe(p.sample.resident_bytes.map(|b| b as f64))
+    }),
+    Metric::new(PROCESS_OPEN_FDS, |p| {
+        Values::maybe(p.sample.open_fds.map(|n| n as f64))
+    }),
+    Metric::new(PROCESS_FDS_MAX, |p| {
+        Values::maybe(p.sample.fds_max.map(|n| n as f64))
+    }),
+    Metric::new(PROCESS_START_TIME, |p| Values::maybe(p.sample.start_secs)),
+    Metric::new(TLS_CERTIFICATE_EXPIRY, |p| {
+        Values::maybe(p.facts.certificate_expiry_secs)
+    }),
+    Metric::one(MAILBOXES_LIVE, |p| p.mailboxes_live as u64),
 ];
 
 /// Every metric of the control plane.
@@ -324,4 +306,5 @@ pub fn declared() -> impl Iterator<Item = MetricDesc> {
         .chain(descs(WEBHOOKS))
         .chain(descs(POOL))
         .chain(descs(PROCESS))
+        .chain(descs(RELOADS))
 }

@@ -16,55 +16,43 @@ pub(super) fn record(s: &mut PoolState, o: &Observation, now: u64, audit_max: us
     let status = per_list
         .entry(o.list.clone())
         .or_insert_with(|| ListStatus::new(&o.list, now));
-    match status.observe(o.outcome.clone(), now, s.policy.listing_confirmations) {
-        Change::None => {}
-        Change::Confirmed { reason, since } => {
-            if domain.listing.is_none() {
-                let why = format!(
-                    "{} consecutive listed answers: {reason}",
-                    s.policy.listing_confirmations
-                );
-                domain.listing = Some(Listing {
-                    list: o.list.clone(),
-                    reason,
-                    since,
-                });
-                let action = AuditAction::Listed {
-                    list: o.list.clone(),
-                };
-                s.audit.push(
-                    now,
-                    Some(&o.domain),
-                    action,
-                    "rule:listing",
-                    &why,
-                    audit_max,
-                );
-            }
+    let (action, why) = match status.observe(o.outcome.clone(), now, s.policy.listing_confirmations)
+    {
+        Change::Confirmed { reason, since } if domain.listing.is_none() => {
+            let why = format!(
+                "{} consecutive listed answers: {reason}",
+                s.policy.listing_confirmations
+            );
+            domain.listing = Some(Listing {
+                list: o.list.clone(),
+                reason,
+                since,
+            });
+            let list = o.list.clone();
+            (AuditAction::Listed { list }, why)
         }
-        Change::Cleared => {
-            if domain.listing.as_ref().is_some_and(|l| l.list == o.list) {
-                // Another list may still hold a confirmed listing; keep the flag then.
-                domain.listing = per_list.values().find(|st| st.confirmed).map(|st| Listing {
-                    list: st.list.clone(),
-                    reason: match &st.last {
-                        Outcome::Listed { reason } => reason.clone(),
-                        _ => "listed".to_owned(),
-                    },
-                    since: st.first_seen,
-                });
-                let action = AuditAction::Unlisted {
-                    list: o.list.clone(),
-                };
-                s.audit.push(
-                    now,
-                    Some(&o.domain),
-                    action,
-                    "rule:listing",
-                    "consecutive clean answers",
-                    audit_max,
-                );
-            }
+        Change::Cleared if domain.listing.as_ref().is_some_and(|l| l.list == o.list) => {
+            // Another list may still hold a confirmed listing; keep the flag then.
+            domain.listing = per_list.values().find(|st| st.confirmed).map(|st| Listing {
+                list: st.list.clone(),
+                reason: match &st.last {
+                    Outcome::Listed { reason } => reason.clone(),
+                    _ => "listed".to_owned(),
+                },
+                since: st.first_seen,
+            });
+            let list = o.list.clone();
+            let why = "consecutive clean answers".to_owned();
+            (AuditAction::Unlisted { list }, why)
         }
-    }
+        _ => return,
+    };
+    s.audit.push(
+        now,
+        Some(&o.domain),
+        action,
+        "rule:listing",
+        &why,
+        audit_max,
+    );
 }

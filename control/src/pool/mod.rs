@@ -4,8 +4,9 @@
 //! Layout: `domain` (one domain, its lifecycle), `rotation` (the pure policy planner),
 //! `plane` (the [`ControlPlane`]: operator changes, rules, persistence, publishing),
 //! `listing` (blocklist answers into the state), `state` (the atomic state file), `drift`
-//! (saved state against the file at start), `audit`, `counters` (per-domain message counts
-//! taken at the store writers the app wraps, drained by the plane's tick), `publish`
+//! (saved state against the file at start), `edit` (a reload's edit of the file), `audit`,
+//! `counters` (per-domain message counts taken at the store writers the app wraps, drained
+//! by the plane's tick), `publish`
 //! (snapshots for ingress and DNS), `clock`, `config` (policy and limits). The blocklist
 //! cycle lives in [`crate::blocklist`], the mailbox registry in [`crate::mailboxes`]; the
 //! app wires both to the plane.
@@ -16,6 +17,7 @@ mod config;
 mod counters;
 mod domain;
 mod drift;
+mod edit;
 mod listing;
 mod plane;
 mod publish;
@@ -32,6 +34,7 @@ pub use config::{PolicyPatch, PoolLimits, RotationPolicy};
 pub use counters::{Count, CountingSink, MessageCounters};
 pub use domain::{Domain, DomainState, Listing};
 pub use drift::Drift;
+pub use edit::PoolEdit;
 pub use plane::{
     AddOutcome, COUNTS_SAVE_SECS, ControlError, ControlPlane, DomainInfo, PlaneConfig,
 };

@@ -16,6 +16,7 @@ use super::config::{PolicyPatch, PoolLimits, RotationPolicy};
 use super::counters::MessageCounters;
 use super::domain::{Domain, DomainState, Listing};
 use super::drift::Drift;
+use super::edit::{Addition, PoolEdit};
 use super::listing;
 use super::publish::{DnsPublish, Targets, dns_snapshot};
 use super::rotation::RotationReason;
@@ -104,12 +105,12 @@ pub enum ControlError {
 pub enum Actor {
     /// The admin API.
     Admin,
-    /// The configuration at first start.
+    /// The configuration file: at first start, or a reload's edit of it.
     Config,
 }
 
 impl Actor {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Self::Admin => "admin",
             Self::Config => "config",
@@ -342,29 +343,51 @@ impl ControlPlane {
             });
         }
         self.check_reason(reason)?;
-        let normalised = parse_domains(names)?;
+        let normalised: Vec<String> = parse_domains(names)?
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
         let max = self.limits.domains_max;
         self.mutate(true, |s, now, audit_max| {
-            let mut out = Vec::new();
-            for name in normalised.iter().map(|d| d.to_string()) {
-                if s.domains.contains_key(&name) {
-                    out.push(AddOutcome { name, added: false });
-                    continue;
-                }
-                if s.domains.len() >= max {
-                    return Err(ControlError::PoolFull(max));
-                }
-                s.domains
-                    .insert(name.clone(), Domain::new(name.clone(), state, now));
+            let add = Addition {
+                state,
+                actor: Actor::Admin,
+                reason,
+                max,
+            };
+            add.insert(s, &normalised, now, audit_max)
+        })
+    }
+
+    /// Applies a reload's edit of `[pool]` (see [`PoolEdit`]) all or nothing: the added
+    /// names join as active (as configured domains do on a first start), the changed
+    /// policy fields are validated like [`Self::set_policy`]; both are audited as `config`.
+    pub fn apply_edit(&self, edit: &PoolEdit) -> Result<Vec<AddOutcome>, ControlError> {
+        let max = self.limits.domains_max;
+        self.mutate(true, |s, now, audit_max| {
+            let add = Addition {
+                state: DomainState::Active,
+                actor: Actor::Config,
+                reason: "added to pool.domains (reload)",
+                max,
+            };
+            let out = add.insert(s, &edit.added, now, audit_max)?;
+            if edit.policy != PolicyPatch::default() {
+                let policy = edit.policy.apply(&s.policy);
+                policy
+                    .validate(self.drain_secs_min)
+                    .map_err(ControlError::InvalidPolicy)?;
+                s.policy = policy;
+                let reason = "pool.policy changed (reload)";
+                let actor = Actor::Config.name();
                 s.audit.push(
                     now,
-                    Some(&name),
-                    AuditAction::Added { state },
-                    Actor::Admin.name(),
+                    None,
+                    AuditAction::PolicyChanged,
+                    actor,
                     reason,
                     audit_max,
                 );
-                out.push(AddOutcome { name, added: true });
             }
             Ok(out)
         })

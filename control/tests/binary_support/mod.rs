@@ -208,11 +208,16 @@ impl Running {
             .subject(subject)
             .body("hello\r\n".to_owned())
             .expect("message");
+        self.send_message(&msg)
+    }
+
+    /// Sends `msg` over its own SMTP connection.
+    pub fn send_message(&self, msg: &Message) -> Result<(), lettre::transport::smtp::Error> {
         SmtpTransport::builder_dangerous(self.smtp.ip().to_string())
             .port(self.smtp.port())
             .timeout(Some(Duration::from_secs(10)))
             .build()
-            .send(&msg)
+            .send(msg)
             .map(|_| ())
     }
 

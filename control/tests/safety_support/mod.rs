@@ -34,16 +34,11 @@ pub fn tool(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("`{name}` is not on PATH: run the tests through ops/ci/test.sh"))
 }
 
-/// Time the main thread gets after the "tempmx serving" line to install its signal
-/// handler (it does so only then); a SIGTERM before it ends the process uncleanly.
-const SIGNAL_HANDLER_SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// Stops a binary that has just started: one request and a short settle first, so its
-/// SIGTERM handler is in place before the SIGTERM.
+/// Stops a binary that has just started: one request to see it serves, then SIGTERM (its
+/// signal handlers are installed before it logs "tempmx serving", so no settle time).
 pub fn stop_when_serving(app: crate::binary_support::Running) {
     let (status, _) =
         crate::binary_support::http("GET", &format!("http://{}/healthz", app.admin), None, None);
     assert_eq!(status, 200);
-    std::thread::sleep(SIGNAL_HANDLER_SETTLE);
     app.stop();
 }

@@ -6,7 +6,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::ServerConfig;
 use socket2::Socket;
 use tempmx_store::MessageSink;
 use tokio::sync::watch;
@@ -22,6 +21,7 @@ use crate::auth::{AuthCounters, AuthMode, Authenticator};
 use crate::config::IngressConfig;
 use crate::proto::reply;
 use crate::session::SessionContext;
+use crate::tls::ServerTls;
 
 /// Longest a refusal or a final reply may take to write before the socket is shut anyway.
 const FINAL_WRITE_MAX: Duration = Duration::from_secs(2);
@@ -63,8 +63,8 @@ pub(crate) struct Core {
     pub(crate) id: usize,
     /// Settings handed to every session.
     pub(crate) session_ctx: Arc<SessionContext>,
-    /// STARTTLS configuration, if TLS is on.
-    pub(crate) tls: Option<Arc<ServerConfig>>,
+    /// STARTTLS configuration, if TLS is on (read at each STARTTLS: a reload swaps it).
+    pub(crate) tls: Option<ServerTls>,
     /// This core's store shard writer.
     pub(crate) sink: RefCell<Box<dyn MessageSink + Send>>,
     /// Read buffers.
@@ -89,7 +89,7 @@ pub(crate) struct CoreParts {
     /// Settings handed to every session.
     pub(crate) session_ctx: Arc<SessionContext>,
     /// STARTTLS configuration.
-    pub(crate) tls: Option<Arc<ServerConfig>>,
+    pub(crate) tls: Option<ServerTls>,
     /// This core's store shard writer.
     pub(crate) sink: Box<dyn MessageSink + Send>,
     /// The listener of this core.

@@ -42,7 +42,7 @@ use crate::config::{Backend, IngressConfig};
 use crate::greylist::{Greylist, GreylistError, GreylistStats};
 use crate::policy::Policy;
 use crate::session::SessionContext;
-use crate::tls::{self, TlsError};
+use crate::tls::{self, ServerTls, TlsError};
 
 /// Most cores the driver runs (the session id keeps the core index in 16 bits).
 const CORES_MAX: usize = 1 << 16;
@@ -125,6 +125,7 @@ pub struct IngressHandle {
     stop: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
     counters: CountersReader,
+    tls: Option<ServerTls>,
 }
 
 impl IngressHandle {
@@ -141,6 +142,11 @@ impl IngressHandle {
     /// Totals of all cores' counters.
     pub fn counters(&self) -> IngressCountersSnapshot {
         self.counters.read()
+    }
+
+    /// The STARTTLS configuration in force, to swap on a reload; `None` when TLS is off.
+    pub fn tls(&self) -> Option<ServerTls> {
+        self.tls.clone()
     }
 
     /// A cloneable reader of the counters that outlives the handle (for `/metrics`).
@@ -179,7 +185,7 @@ pub fn start(
     validate(config, sinks.len())?;
     let backend =
         runtime::select_backend(config.backend).map_err(IngressError::UringUnavailable)?;
-    let tls = tls::server_config(&config.tls, &config.hostname)?;
+    let tls = tls::server_config(&config.tls, &config.hostname)?.map(ServerTls::new);
     let greylist = Greylist::new(&config.greylist)?;
     let greylist = greylist.is_active().then(|| Arc::new(greylist));
     let session_ctx = Arc::new(SessionContext {
@@ -213,6 +219,7 @@ pub fn start(
         stop,
         threads: Vec::new(),
         counters,
+        tls: tls.clone(),
     };
     let (ready_tx, ready_rx) = mpsc::channel();
     for (id, (listener, sink)) in listeners.into_iter().zip(sinks).enumerate() {

@@ -24,6 +24,7 @@ use super::record::RecordClock;
 use crate::session::{
     DeliveryFailure, Effect, Output, PeerInfo, Session, SessionCounters, Timeout,
 };
+use crate::tls::ServerTls;
 
 /// Serves one admitted connection to the end, then shuts the socket down.
 pub(crate) async fn serve<C: Connection>(
@@ -295,7 +296,7 @@ impl<C: Connection> Conn<C> {
         if let Err(end) = self.write_replies().await {
             return Some(end);
         }
-        let Some(config) = self.core.tls.clone() else {
+        let Some(config) = self.core.tls.as_ref().map(ServerTls::current) else {
             tracing::error!(
                 core = self.core.id,
                 "session offered STARTTLS without a TLS config"

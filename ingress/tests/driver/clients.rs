@@ -18,6 +18,7 @@ on_both_backends!(
     lettre_starttls,
     pipelined_session,
     starttls_drops_pipelined_plaintext,
+    reload_swaps_the_certificate,
     group_commit_and_store_failure
 );
 
@@ -129,6 +130,48 @@ fn starttls_drops_pipelined_plaintext(backend: Backend) {
         stored[0].tls.as_ref().map(|t| t.version.as_str()),
         Some("TLSv1.3")
     );
+}
+
+// Goal: a reload swaps the STARTTLS certificate for new sessions at once, a session
+// already in TLS keeps its own and finishes its mail, and a pair that does not load is
+// refused with the new one still served. Method: a rustls client trusting only the
+// first certificate holds a session; the files are rewritten and reloaded through the
+// handle; a client trusting only the second certificate then completes a handshake.
+fn reload_swaps_the_certificate(backend: Backend) {
+    let (server, first) = Server::start_with_pem(backend);
+    let starttls = |cert: Vec<u8>| {
+        let mut raw = server.connect();
+        raw.cmd("EHLO client.test", "250");
+        raw.cmd("STARTTLS", "220");
+        let mut tls = TlsClient::new(raw, cert);
+        tls.cmd("EHLO client.test", "250");
+        tls
+    };
+    let mut held = starttls(first);
+    let (tls_config, second) = server.renew_pem();
+    let tls = server.handle().tls().expect("STARTTLS on");
+    tls.reload(&tls_config, HOSTNAME)
+        .expect("the renewed pair loads");
+    let mut renewed = starttls(second.clone());
+    renewed.cmd("QUIT", "221");
+
+    std::fs::write(
+        tls_config.cert_path.as_ref().expect("cert path"),
+        "not a certificate",
+    )
+    .expect("break the cert file");
+    let err = tls
+        .reload(&tls_config, HOSTNAME)
+        .expect_err("a broken file is refused");
+    assert!(err.to_string().contains("cert.pem"), "{err}");
+    starttls(second).cmd("QUIT", "221");
+
+    held.cmd("MAIL FROM:<held@example.test>", "250");
+    held.cmd("RCPT TO:<x@tempmx.test>", "250");
+    held.cmd("DATA", "354");
+    held.cmd("Subject: held\r\n\r\nhi\r\n.", "250");
+    held.cmd("QUIT", "221");
+    assert_eq!(server.shelf.wait_for(1)[0].mail_from, "held@example.test");
 }
 
 // Goal: a store that acknowledges through a group commit still gives 250; a store that

@@ -2,14 +2,14 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use tempmx_ingress::auth::AuthMode;
 use tempmx_ingress::driver::{self, IngressHandle};
 use tempmx_ingress::policy::{DomainStatus, Policy, PoolSnapshot, RecipientMode};
-use tempmx_ingress::{Backend, IngressConfig};
+use tempmx_ingress::{Backend, IngressConfig, TlsConfig};
 use tempmx_store::{
     Accepted, AuthResult, Commit, MessageId, MessageSink, NewMessage, StoreError, TlsSummary,
 };
@@ -125,6 +125,22 @@ impl MessageSink for TestSink {
     }
 }
 
+/// Writes a fresh self-signed certificate for [`HOSTNAME`] and its key as `cert.pem` and
+/// `key.pem` in `dir`; returns the TLS settings naming them and the cert (DER).
+fn write_pem(dir: &Path) -> (TlsConfig, Vec<u8>) {
+    let certified = rcgen::generate_simple_self_signed(vec![HOSTNAME.to_owned()]).expect("rcgen");
+    let cert_path: PathBuf = dir.join("cert.pem");
+    let key_path: PathBuf = dir.join("key.pem");
+    std::fs::write(&cert_path, certified.cert.pem()).expect("write cert");
+    std::fs::write(&key_path, certified.signing_key.serialize_pem()).expect("write key");
+    let tls = TlsConfig {
+        cert_path: Some(cert_path),
+        key_path: Some(key_path),
+        ..TlsConfig::default()
+    };
+    (tls, certified.cert.der().to_vec())
+}
+
 /// A running ingress plus what its sinks received.
 pub struct Server {
     pub handle: Option<IngressHandle>,
@@ -196,18 +212,22 @@ impl Server {
     /// Starts a server whose certificate comes from PEM files; returns it with the cert (DER).
     pub fn start_with_pem(backend: Backend) -> (Self, Vec<u8>) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let certified =
-            rcgen::generate_simple_self_signed(vec![HOSTNAME.to_owned()]).expect("rcgen");
-        let cert_path: PathBuf = dir.path().join("cert.pem");
-        let key_path: PathBuf = dir.path().join("key.pem");
-        std::fs::write(&cert_path, certified.cert.pem()).expect("write cert");
-        std::fs::write(&key_path, certified.signing_key.serialize_pem()).expect("write key");
+        let (tls, cert) = write_pem(dir.path());
         let mut config = config(backend);
-        config.tls.cert_path = Some(cert_path);
-        config.tls.key_path = Some(key_path);
+        config.tls = tls;
         let mut server = Self::start_with(config, SinkMode::Done);
         server._tls_dir = Some(dir);
-        (server, certified.cert.der().to_vec())
+        (server, cert)
+    }
+
+    /// Writes a new self-signed pair over the files of a [`Self::start_with_pem`] server
+    /// (as a renewal does); returns their settings and the new cert (DER).
+    pub fn renew_pem(&self) -> (TlsConfig, Vec<u8>) {
+        let dir = self
+            ._tls_dir
+            .as_ref()
+            .expect("a server started with PEM files");
+        write_pem(dir.path())
     }
 
     /// The running handle.

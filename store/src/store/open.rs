@@ -232,6 +232,20 @@ mod tests {
     use crate::sink::MessageId;
     use crate::store::Store;
 
+    /// A small disk store in `dir` that syncs every commit, without dedup.
+    fn small_disk(dir: &std::path::Path) -> StoreConfig {
+        StoreConfig {
+            persistence: Persistence::Disk,
+            dir: Some(dir.to_path_buf()),
+            commit: CommitPolicy::Always,
+            memory_bytes_max: 4 * (64 << 10) + (128 << 10),
+            segment_bytes: 64 << 10,
+            index_entries_per_mib: 8192,
+            dedup_bytes_max: 0,
+            ..StoreConfig::default()
+        }
+    }
+
     // Goal: records written before local parts were folded (an upper-case recipient on
     // disk) load into the folded mailbox: listed, contained and deletable under it, and the
     // deletion survives a restart. Method: a disk store, a record whose recipient text is
@@ -239,16 +253,7 @@ mod tests {
     #[test]
     fn unfolded_records_load_into_their_mailbox() {
         let dir = tempfile::tempdir().expect("tmp");
-        let cfg = StoreConfig {
-            persistence: Persistence::Disk,
-            dir: Some(dir.path().to_path_buf()),
-            commit: CommitPolicy::Always,
-            memory_bytes_max: 4 * (64 << 10) + (128 << 10),
-            segment_bytes: 64 << 10,
-            index_entries_per_mib: 8192,
-            dedup_bytes_max: 0,
-            ..StoreConfig::default()
-        };
+        let cfg = small_disk(dir.path());
         let legacy = Mailbox::unfolded("Legacy.User@pool.test");
         let folded = Mailbox::parse("legacy.user@pool.test").expect("valid");
         let id = {
@@ -271,16 +276,7 @@ mod tests {
     #[test]
     fn version_2_records_load_and_list_decoded() {
         let dir = tempfile::tempdir().expect("tmp");
-        let cfg = StoreConfig {
-            persistence: Persistence::Disk,
-            dir: Some(dir.path().to_path_buf()),
-            commit: CommitPolicy::Always,
-            memory_bytes_max: 4 * (64 << 10) + (128 << 10),
-            segment_bytes: 64 << 10,
-            index_entries_per_mib: 8192,
-            dedup_bytes_max: 0,
-            ..StoreConfig::default()
-        };
+        let cfg = small_disk(dir.path());
         let id = {
             let (_, mut w, _) = Store::open(&cfg, 1).expect("open");
             put(

@@ -3,7 +3,7 @@
 
 use crate::address::Mailbox;
 use crate::id::shard_of;
-use crate::sink::{MessageId, TlsSummary};
+use crate::sink::MessageId;
 use crate::sizing::Geometry;
 use crate::stats::{Counters, StoreStats};
 use crate::view::{MessageRef, MessageSummary, MessageView};
@@ -102,18 +102,7 @@ impl Store {
             return None;
         }
         let first = r.mailboxes.first().map_or("", |m| m.as_str());
-        Some(MessageView {
-            summary: MessageSummary::from_frame(r, version, first),
-            mailboxes: r.mailboxes.iter().map(|m| m.to_string()).collect(),
-            mail_from: r.mail_from.to_string(),
-            client_ip: r.client_ip.to_string(),
-            helo: r.helo.to_string(),
-            tls: r.tls.as_ref().map(|t| TlsSummary {
-                version: t.version.to_string(),
-                cipher: t.cipher.to_string(),
-            }),
-            raw: sh.raw_of(r)?,
-        })
+        Some(MessageRef::new(r, version, first, sh.raw_ref(r)?).to_view())
     }
 
     /// Whether `mailbox` currently shows message `id` (for requests that act on a

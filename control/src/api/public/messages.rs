@@ -140,17 +140,10 @@ pub async fn get_html(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let remote = q.remote_images.unwrap_or(state.config.remote_images);
-    let limits = MimeLimits::from(state.config.as_ref());
-    let (html, inline) = read(
-        &state,
-        &address,
-        &id,
-        token(&headers, q.token.as_deref()),
-        |m| {
-            let msg = render::parse(m.raw(), limits).ok()?;
-            Some((render::render(&msg).html?, render::inline_images(&msg)))
-        },
-    )?;
+    let token = token(&headers, q.token.as_deref());
+    let (html, inline) = read_parsed(&state, &address, &id, token, |msg| {
+        Some((render::render(msg).html?, render::inline_images(msg)))
+    })?;
     let clean = sanitize(&html, remote, &inline).html;
     let doc = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"></head><body>{clean}</body></html>"
@@ -199,18 +192,11 @@ pub async fn get_attachment(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let n: u32 = n.parse().map_err(|_| ApiError::NotFound)?;
-    let limits = MimeLimits::from(state.config.as_ref());
-    let (contents, info) = read(
-        &state,
-        &address,
-        &id,
-        token(&headers, q.token.as_deref()),
-        |m| {
-            let msg = render::parse(m.raw(), limits).ok()?;
-            let part = msg.attachment(n)?;
-            Some((part.contents().to_vec(), attachment_info(part)))
-        },
-    )?;
+    let token = token(&headers, q.token.as_deref());
+    let (contents, info) = read_parsed(&state, &address, &id, token, |msg| {
+        let part = msg.attachment(n)?;
+        Some((part.contents().to_vec(), attachment_info(part)))
+    })?;
     let name = info.filename.unwrap_or_else(|| format!("attachment-{n}"));
     Ok(download(contents, &info.content_type, &disposition(&name)))
 }
@@ -261,6 +247,21 @@ fn read<R>(
         .read_for(&opened.address, id, f)
         .flatten()
         .ok_or(ApiError::NotFound)
+}
+
+/// [`read`] with the message parsed within the MIME limits; one over a limit is a 404
+/// here (its raw download still works).
+fn read_parsed<R>(
+    state: &PublicState,
+    address: &str,
+    id: &str,
+    token: Option<&str>,
+    f: impl FnOnce(&mail_parser::Message<'_>) -> Option<R>,
+) -> ApiResult<R> {
+    let limits = MimeLimits::from(state.config.as_ref());
+    read(state, address, id, token, |m| {
+        f(&render::parse(m.raw(), limits).ok()?)
+    })
 }
 
 fn parse_id(s: &str) -> ApiResult<MessageId> {

@@ -1,21 +1,25 @@
-//! SIGHUP: re-read the configuration and apply what can change while running (the log
-//! filter); every other changed section is logged as taking effect at the next restart.
+//! SIGHUP: re-read the configuration, apply what can change while running (the log filter
+//! here; the STARTTLS certificate, the pool edit and the blocklist settings through
+//! [`Reloadable`]) and log one report: what was applied, what failed and kept its old
+//! value, and which changed settings take effect at the next restart.
 
 use serde_json::Value;
 use tempmx::Config;
 use tempmx::logging::LogHandle;
+use tempmx::reload::Reloadable;
 use tracing::{error, info, warn};
 
 /// Remembers the configuration in force, so each reload compares against what runs.
 pub struct Reloader {
     running: Config,
     log: LogHandle,
+    live: Reloadable,
 }
 
 impl Reloader {
-    /// A reloader for an appliance started on `running`.
-    pub fn new(running: Config, log: LogHandle) -> Self {
-        Self { running, log }
+    /// A reloader for an appliance started on `running`, changing `live`.
+    pub fn new(running: Config, log: LogHandle, live: Reloadable) -> Self {
+        Self { running, log, live }
     }
 
     /// Applies a freshly loaded configuration; a file that does not load or validate is
@@ -25,9 +29,11 @@ impl Reloader {
             Ok(c) => c,
             Err(e) => {
                 error!(error = %format!("{e:#}"), "reload: configuration not loaded; nothing changed");
+                self.live.count(false);
                 return;
             }
         };
+        let mut done = self.live.apply(&mut self.running, &next);
         if next.log.filter != self.running.log.filter {
             if tempmx::logging::env_filter_set() {
                 warn!("reload: log.filter changed but RUST_LOG is set and wins; not applied");
@@ -35,20 +41,35 @@ impl Reloader {
                 match self.log.set_filter(&next.log.filter) {
                     Ok(()) => {
                         info!(filter = %next.log.filter, "reload: log.filter applied");
-                        self.running.log.filter = next.log.filter.clone();
+                        self.running.log.filter.clone_from(&next.log.filter);
+                        done.applied.push("log.filter");
                     }
-                    Err(e) => error!(error = %e, "reload: log.filter not applied"),
+                    Err(e) => {
+                        error!(error = %e, "reload: log.filter not applied");
+                        done.failed.push("log.filter");
+                    }
                 }
             }
         }
-        let restart = changed_sections(&self.running, &next);
-        if restart.is_empty() {
-            info!("reload: done");
+        let mut restart = changed_sections(&self.running, &next);
+        restart.retain(|k| !done.failed.iter().any(|f| within(k, f)));
+        self.live.count(done.failed.is_empty());
+        let (applied, failed) = (done.applied.join(", "), done.failed.join(", "));
+        let restart = restart.join(", ");
+        if failed.is_empty() && restart.is_empty() {
+            info!(%applied, "reload: done; every change applied");
         } else {
-            warn!(sections = %restart.join(", "),
-                  "reload: these settings changed and take effect at the next restart");
+            warn!(%applied, %failed, %restart,
+                  "reload: done; failed settings keep their old values (errors above), \
+                   restart settings take effect at the next restart");
         }
     }
+}
+
+/// Whether the dotted path `key` is `part` or inside it.
+fn within(key: &str, part: &str) -> bool {
+    key.strip_prefix(part)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
 }
 
 /// Dotted paths of the settings that differ, one level into each section.

@@ -402,7 +402,7 @@ impl Conn {
     fn start_tls(&mut self, core: &Core) {
         self.input.clear();
         self.stage(core);
-        let Some(config) = core.tls.clone() else {
+        let Some(config) = core.tls.as_ref().map(crate::tls::ServerTls::current) else {
             tracing::error!(
                 core = core.id,
                 "session offered STARTTLS without a TLS config"
