@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::api;
+use crate::api::compat::mailtm::MailTm;
 use crate::api::public::{DomainSource, PublicState};
 use crate::blocklist::{BlocklistCycle, BlocklistError};
 use crate::config::{Config, ConfigError, RecipientMode};
@@ -58,6 +59,9 @@ pub enum AppError {
     /// Fleet mode is on and the Redis Cluster cannot be reached.
     #[error("fleet")]
     Fleet(#[from] tempmx_store::cluster::ClusterError),
+    /// The mail.tm compatible API's saved accounts could not be read.
+    #[error("mail.tm accounts")]
+    MailTm(#[source] LogError),
     /// A listener or the runtime could not be set up.
     #[error("{what}")]
     Io {
@@ -233,6 +237,17 @@ impl App {
             shared.config.api.clone(),
             shared.config.store.mailbox_records_max,
         );
+        // mail.tm accounts live beside the registry they belong to.
+        let public = match &shared.config.data_dir {
+            Some(d) => public.with_mailtm(
+                MailTm::open(
+                    shared.config.api.mailboxes_max,
+                    &crate::pool::StateFile::dir_in(d),
+                )
+                .map_err(AppError::MailTm)?,
+            ),
+            None => public,
+        };
         let subscribers = public.subscribers.clone();
         shared
             .metrics

@@ -5,31 +5,19 @@
 //! checked with a plain HTTP client.
 
 mod binary_support;
+mod compat_support;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
-use binary_support::{Running, config_text, start};
+use binary_support::Running;
+use compat_support::{call, deliver, run_client, server};
+use lettre::Message;
 use lettre::message::{Mailbox, MultiPart};
-use lettre::{Message, SmtpTransport, Transport};
-use serde_json::{Value, json};
-
-/// Longest the client script may take.
-const CLIENT_MAX: Duration = Duration::from_secs(60);
+use serde_json::json;
 
 fn client_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat/mailtm")
-}
-
-fn server(extra: &str) -> (tempfile::TempDir, Running) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("tempmx.toml");
-    std::fs::write(&path, config_text(None, 600, extra)).expect("config");
-    let srv = start(&path);
-    (dir, srv)
 }
 
 fn send_code_mail(srv: &Running, rcpt: &str) {
@@ -45,12 +33,7 @@ fn send_code_mail(srv: &Running, rcpt: &str) {
                 .to_owned(),
         ))
         .expect("message");
-    SmtpTransport::builder_dangerous(srv.smtp.ip().to_string())
-        .port(srv.smtp.port())
-        .timeout(Some(Duration::from_secs(10)))
-        .build()
-        .send(&msg)
-        .expect("smtp delivery");
+    deliver(srv, &msg);
 }
 
 #[test]
@@ -67,38 +50,9 @@ fn mailjs_client_end_to_end() {
         "run `npm ci --prefix control/tests/compat/mailtm` (ops/ci/test.sh does)"
     );
     let (_dir, srv) = server("");
-    let mut child = Command::new("node")
-        .arg("drive.mjs")
-        .current_dir(client_dir())
-        .env("TEMPMX_BASE", format!("http://{}", srv.http))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("node runs");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
+    let r = run_client(&srv, &client_dir(), "node", &["drive.mjs"], |address| {
+        send_code_mail(&srv, address);
     });
-    let mut result = None;
-    let deadline = std::time::Instant::now() + CLIENT_MAX;
-    while result.is_none() {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let Ok(line) = rx.recv_timeout(left) else {
-            let _ = child.kill();
-            panic!("client script gave no result within {CLIENT_MAX:?}");
-        };
-        if let Some(address) = line.strip_prefix("READY ") {
-            send_code_mail(&srv, address);
-        } else if let Some(r) = line.strip_prefix("RESULT ") {
-            result = Some(serde_json::from_str::<Value>(r).expect("result json"));
-        }
-    }
-    let status = child.wait().expect("node exits");
-    let r = result.expect("result");
-    assert!(status.success(), "{r}");
     let address = r["address"].as_str().expect("address");
     assert_eq!(r["domains"]["status"], 200, "{r}");
     assert_eq!(r["domains"]["list"][0]["domain"], "tempmx.test", "{r}");
@@ -158,41 +112,6 @@ fn mailjs_client_end_to_end() {
     assert_eq!(r["deleteMe"]["statusCode"], 204, "{r}");
     assert_eq!(r["oldToken"]["statusCode"], 401, "{r}");
     srv.stop();
-}
-
-/// One exchange with explicit headers; answers status, content type and JSON body.
-fn call(
-    method: &str,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: Option<&str>,
-) -> (u16, String, Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
-    let mut req = ureq::http::Request::builder().method(method).uri(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let req = req
-        .body(body.unwrap_or_default().to_owned())
-        .expect("request");
-    let mut resp = agent.run(req).expect("http exchange");
-    let status = resp.status().as_u16();
-    let ct = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    let text = resp.body_mut().read_to_string().expect("body");
-    (
-        status,
-        ct,
-        serde_json::from_str(&text).unwrap_or(Value::Null),
-    )
 }
 
 #[test]
@@ -333,5 +252,75 @@ fn hydra_negotiation_and_error_codes() {
         .map(|_| call("GET", &format!("{base}/domains"), &js, None).0)
         .collect();
     assert!(statuses.contains(&429), "no 429 in 400 fast requests");
+    srv.stop();
+}
+
+#[test]
+fn accounts_survive_a_restart() {
+    // Goal: with a data directory, a mail.tm account, its password and its token outlive
+    // a restart of the binary, and a deleted account stays deleted across the next one.
+    // Method: the real binary on a data directory; create an account and a token over
+    // HTTP; stop it; start it again on the same directory; use the old token and the
+    // password; delete the account; restart once more and find both refused.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let path = dir.path().join("tempmx.toml");
+    std::fs::write(&path, binary_support::config_text(Some(&data), 600, "")).expect("config");
+    let json_headers = [
+        ("accept", "application/json"),
+        ("content-type", "application/json"),
+    ];
+    let creds = json!({"address": "kept@tempmx.test", "password": "password1"}).to_string();
+    let srv = binary_support::start(&path);
+    let base = format!("http://{}/compat/mailtm", srv.http);
+    let (status, _, acc) = call(
+        "POST",
+        &format!("{base}/accounts"),
+        &json_headers,
+        Some(&creds),
+    );
+    assert_eq!(status, 201, "{acc}");
+    let (_, _, tok) = call(
+        "POST",
+        &format!("{base}/token"),
+        &json_headers,
+        Some(&creds),
+    );
+    let bearer = format!("Bearer {}", tok["token"].as_str().expect("token"));
+    srv.stop();
+
+    let srv = binary_support::start(&path);
+    let base = format!("http://{}/compat/mailtm", srv.http);
+    let auth = [
+        ("accept", "application/json"),
+        ("authorization", bearer.as_str()),
+    ];
+    let (status, _, me) = call("GET", &format!("{base}/me"), &auth, None);
+    assert_eq!((status, &me["id"]), (200, &acc["id"]), "{me}");
+    assert_eq!(me["address"], "kept@tempmx.test", "{me}");
+    let (status, _, again) = call(
+        "POST",
+        &format!("{base}/token"),
+        &json_headers,
+        Some(&creds),
+    );
+    assert_eq!(status, 200, "password still checks: {again}");
+    let id = acc["id"].as_str().expect("id");
+    let (status, _, _) = call("DELETE", &format!("{base}/accounts/{id}"), &auth, None);
+    assert_eq!(status, 204);
+    srv.stop();
+
+    let srv = binary_support::start(&path);
+    let base = format!("http://{}/compat/mailtm", srv.http);
+    let (status, _, _) = call("GET", &format!("{base}/me"), &auth, None);
+    assert_eq!(status, 401);
+    let (status, _, _) = call(
+        "POST",
+        &format!("{base}/token"),
+        &json_headers,
+        Some(&creds),
+    );
+    assert_eq!(status, 401);
+    assert!(data.join("control/mailtm-accounts.log").exists());
     srv.stop();
 }

@@ -106,7 +106,8 @@ pub struct SessionLimits {
     pub errors_max: usize,
     /// Messages per connection before 421 4.7.0 and close.
     pub messages_per_connection_max: usize,
-    /// Time without input before 421 4.4.2 and close.
+    /// Time without input before 421 4.4.2 and close; also the longest a client waits for
+    /// the reply to a check or store commit (keep it above `auth.check_duration_max_ms`).
     pub idle_timeout_ms: u64,
     /// Total session time before 421 4.4.2 and close.
     pub session_duration_max_ms: u64,

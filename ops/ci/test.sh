@@ -41,7 +41,18 @@ export HADOLINT="$tools/hadolint-venv/bin/hadolint"
 # axe-core at the version of the committed package-lock.json, for the accessibility scan.
 npm ci --prefix control/tests/web --no-audit --no-fund --loglevel=error
 # Pinned by each package-lock.json; node_modules stays beside it (gitignored).
-npm ci --no-audit --no-fund --prefix control/tests/compat/mailtm >/dev/null
+for client in mailtm guerrillamail tempmail-lol; do
+    npm ci --no-audit --no-fund --prefix "control/tests/compat/$client" >/dev/null
+done
+# The 1secmail client comes from PyPI, pinned with hashes, in its own venv (its path is
+# what control/tests/compat_1secmail.rs runs).
+compat_py="${TEMPMX_COMPAT_PY_VENV:-$HOME/.cache/tempmx/compat-py}"
+if ! "$compat_py/bin/python" -c 'import tempmail' 2>/dev/null; then
+    python3 -m venv "$compat_py"
+    "$compat_py/bin/pip" install -q --require-hashes --only-binary=:all: \
+        -r control/tests/compat/1secmail/requirements.txt
+fi
+export TEMPMX_COMPAT_PY_VENV="$compat_py"
 
 # The OpenAPI contract tests run openapi-spec-validator and schemathesis (PyPI) from a
 # virtual environment kept between runs; its bin goes first on PATH for the tests.

@@ -1,6 +1,8 @@
 //! The registry's append log, `<data_dir>/control/mailboxes.log`: a header line, then one
 //! JSON line per creation or deletion; replayed at start-up and compacted (temp file,
 //! fsync, rename, fsync of the directory) when it holds far more lines than live entries.
+//! The log is generic over its line type ([`Kind`] names the file), so other control
+//! state kept the same way (the mail.tm accounts) shares it.
 //!
 //! A log rather than a snapshot: mailboxes are created at request rate and the registry
 //! holds up to `api.mailboxes_max` of them, so rewriting all of it per creation (or per
@@ -11,27 +13,40 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-/// The log's file name inside the control state directory.
+/// The registry log's file name inside the control state directory.
 pub const FILE: &str = "mailboxes.log";
-const TEMP: &str = "mailboxes.log.tmp";
 /// Version of the line layout; another value is refused at start-up.
 const FORMAT: u32 = 1;
-/// Longest line accepted: a 254-byte address, a 64-digit hash, two numbers and the keys.
+/// Longest line accepted: a 254-byte address, a 64-digit hash, two numbers and the keys
+/// (a mail.tm account line, with its ~100-byte argon2 PHC string, fits too).
 const LINE_BYTES_MAX: usize = 1024;
 /// Lines allowed beyond twice the live entries before the log is compacted.
 const COMPACT_SLACK: usize = 1024;
 
-/// First line of the file.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Header {
-    tempmx_mailboxes: u32,
+/// Which log: its file, its temp file for compaction, and its header key.
+#[derive(Clone, Copy, Debug)]
+pub struct Kind {
+    /// File name inside the control state directory.
+    pub file: &'static str,
+    /// Temp file name used while compacting.
+    pub temp: &'static str,
+    /// The header line's only key (its value is the format version).
+    pub header: &'static str,
 }
+
+/// The mailbox registry's log.
+pub const MAILBOXES: Kind = Kind {
+    file: FILE,
+    temp: "mailboxes.log.tmp",
+    header: "tempmx_mailboxes",
+};
 
 /// One line after the header.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,7 +75,7 @@ pub enum Record {
 pub enum LogError {
     /// The file is not a registry log this build can read.
     #[error(
-        "mailbox registry {path} is corrupt at line {line}: {detail} (restore it from a backup, or remove it to forget every mailbox and token)"
+        "{path} is corrupt at line {line}: {detail} (restore it from a backup, or remove it to forget what it holds: every mailbox or account, and its tokens)"
     )]
     Corrupt {
         /// The file.
@@ -88,8 +103,9 @@ pub fn lines_max(entries_max: usize) -> usize {
         .saturating_add(COMPACT_SLACK + 1)
 }
 
-/// The open log of one data directory.
-pub struct Log {
+/// The open log of one data directory, of lines of type `R`.
+pub struct Log<R> {
+    kind: Kind,
     dir: PathBuf,
     /// Opened at the first append, so a first start leaves no file behind until needed.
     file: Option<File>,
@@ -97,19 +113,22 @@ pub struct Log {
     records: usize,
     /// Lines written (or the file created) since the last fsync.
     unsynced: bool,
+    lines: PhantomData<fn() -> R>,
 }
 
-impl Log {
-    /// Reads `<dir>/mailboxes.log` (absent: empty). Bytes after the last newline are a
+impl<R: Serialize + DeserializeOwned> Log<R> {
+    /// Reads `<dir>/<kind.file>` (absent: empty). Bytes after the last newline are a
     /// write torn by a crash: cut off with a warning. Anything else unreadable, or a file
     /// larger than `lines_max` lines could fill, is [`LogError::Corrupt`].
-    pub fn open(dir: &Path, lines_max: usize) -> Result<(Self, Vec<Record>), LogError> {
-        let path = dir.join(FILE);
+    pub fn open(dir: &Path, kind: Kind, lines_max: usize) -> Result<(Self, Vec<R>), LogError> {
+        let path = dir.join(kind.file);
         let mut log = Self {
+            kind,
             dir: dir.to_owned(),
             file: None,
             records: 0,
             unsynced: false,
+            lines: PhantomData,
         };
         let corrupt = |line, detail: String| LogError::Corrupt {
             path: path.clone(),
@@ -129,7 +148,7 @@ impl Log {
             return Err(corrupt(
                 0,
                 format!(
-                    "{len} bytes, more than a registry of this api.mailboxes_max writes \
+                    "{len} bytes, more than a log of this api.mailboxes_max holds \
                      ({bytes_max}); if the limit was lowered, keep the old one until its \
                      mailboxes have expired"
                 ),
@@ -143,14 +162,15 @@ impl Log {
         if complete < bytes.len() {
             warn!(
                 bytes = bytes.len() - complete,
-                "mailbox registry log ends in a torn write; cutting it off"
+                file = kind.file,
+                "control log ends in a torn write; cutting it off"
             );
             truncate(&path, complete)?;
         }
         let mut lines = bytes[..complete].split(|&b| b == b'\n');
         let records = match lines.next() {
             Some(header) if !header.is_empty() => {
-                check_header(header).map_err(|d| corrupt(1, d))?;
+                check_header(header, kind.header).map_err(|d| corrupt(1, d))?;
                 parse_records(lines, &corrupt)?
             }
             _ => Vec::new(),
@@ -160,9 +180,9 @@ impl Log {
     }
 
     /// Appends one line (not yet fsynced).
-    pub fn append(&mut self, record: &Record) -> Result<(), LogError> {
+    pub fn append(&mut self, record: &R) -> Result<(), LogError> {
         let line = to_line(record);
-        let path = self.dir.join(FILE);
+        let path = self.dir.join(self.kind.file);
         let file = self.writer()?;
         file.write_all(&line)
             .map_err(|source| LogError::Io { path, source })?;
@@ -177,7 +197,7 @@ impl Log {
             return Ok(());
         }
         if let Some(f) = &self.file {
-            let path = self.dir.join(FILE);
+            let path = self.dir.join(self.kind.file);
             f.sync_data()
                 .map_err(|source| LogError::Io { path, source })?;
         }
@@ -192,14 +212,14 @@ impl Log {
     }
 
     /// Replaces the log with `live` atomically; a crash leaves the old or the new file.
-    pub fn compact(&mut self, live: &[Record]) -> Result<(), LogError> {
-        let temp = self.dir.join(TEMP);
-        let path = self.dir.join(FILE);
+    pub fn compact(&mut self, live: &[R]) -> Result<(), LogError> {
+        let temp = self.dir.join(self.kind.temp);
+        let path = self.dir.join(self.kind.file);
         let io = |p: &Path| {
             let p = p.to_owned();
             move |source| LogError::Io { path: p, source }
         };
-        let mut out = header_line();
+        let mut out = header_line(self.kind.header);
         live.iter().for_each(|r| out.extend(to_line(r)));
         let mut f = File::create(&temp).map_err(io(&temp))?;
         f.write_all(&out).map_err(io(&temp))?;
@@ -214,7 +234,7 @@ impl Log {
 
     fn writer(&mut self) -> Result<&mut File, LogError> {
         if self.file.is_none() {
-            let path = self.dir.join(FILE);
+            let path = self.dir.join(self.kind.file);
             let io = |source| LogError::Io {
                 path: path.clone(),
                 source,
@@ -225,34 +245,34 @@ impl Log {
                 .open(&path)
                 .map_err(io)?;
             if f.metadata().map_err(io)?.len() == 0 {
-                f.write_all(&header_line()).map_err(io)?;
+                f.write_all(&header_line(self.kind.header)).map_err(io)?;
                 self.unsynced = true;
             }
             self.file = Some(f);
         }
         // Set just above when it was empty.
         self.file.as_mut().ok_or_else(|| LogError::Io {
-            path: self.dir.join(FILE),
+            path: self.dir.join(self.kind.file),
             source: std::io::Error::other("log file not open"),
         })
     }
 }
 
-fn check_header(line: &[u8]) -> Result<(), String> {
-    let h: Header = serde_json::from_slice(line).map_err(|e| format!("bad header: {e}"))?;
-    if h.tempmx_mailboxes != FORMAT {
-        return Err(format!(
-            "format {} (this build reads {FORMAT})",
-            h.tempmx_mailboxes
-        ));
+/// Checks the header line: `{"<key>": FORMAT}` and nothing else.
+fn check_header(line: &[u8], key: &str) -> Result<(), String> {
+    let h: std::collections::BTreeMap<String, u32> =
+        serde_json::from_slice(line).map_err(|e| format!("bad header: {e}"))?;
+    match (h.len(), h.get(key)) {
+        (1, Some(&FORMAT)) => Ok(()),
+        (1, Some(other)) => Err(format!("format {other} (this build reads {FORMAT})")),
+        _ => Err(format!("bad header: expected only `{key}`")),
     }
-    Ok(())
 }
 
-fn parse_records<'a>(
+fn parse_records<'a, R: DeserializeOwned>(
     lines: impl Iterator<Item = &'a [u8]>,
     corrupt: &impl Fn(usize, String) -> LogError,
-) -> Result<Vec<Record>, LogError> {
+) -> Result<Vec<R>, LogError> {
     let mut out = Vec::new();
     for (i, line) in lines.enumerate() {
         let number = i + 2;
@@ -266,22 +286,20 @@ fn parse_records<'a>(
                 format!("longer than {LINE_BYTES_MAX} bytes"),
             ));
         }
-        let r: Record = serde_json::from_slice(line).map_err(|e| corrupt(number, e.to_string()))?;
+        let r: R = serde_json::from_slice(line).map_err(|e| corrupt(number, e.to_string()))?;
         out.push(r);
     }
     Ok(out)
 }
 
-fn header_line() -> Vec<u8> {
-    let mut v = serde_json::to_vec(&Header {
-        tempmx_mailboxes: FORMAT,
-    })
-    .unwrap_or_default();
+fn header_line(key: &str) -> Vec<u8> {
+    let mut v =
+        serde_json::to_vec(&std::collections::BTreeMap::from([(key, FORMAT)])).unwrap_or_default();
     v.push(b'\n');
     v
 }
 
-fn to_line(record: &Record) -> Vec<u8> {
+fn to_line<R: Serialize>(record: &R) -> Vec<u8> {
     // Serialising strings and integers cannot fail.
     let mut v = serde_json::to_vec(record).unwrap_or_default();
     v.push(b'\n');
@@ -324,7 +342,7 @@ mod tests {
     #[test]
     fn append_and_replay() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (mut log, none) = Log::open(dir.path(), 10).expect("open");
+        let (mut log, none) = Log::<Record>::open(dir.path(), MAILBOXES, 10).expect("open");
         assert!(none.is_empty());
         assert!(!dir.path().join(FILE).exists(), "no file until needed");
         let rs = [
@@ -335,7 +353,7 @@ mod tests {
         ];
         rs.iter().for_each(|r| log.append(r).expect("append"));
         log.sync().expect("sync");
-        let (_, back) = Log::open(dir.path(), 10).expect("reopen");
+        let (_, back) = Log::<Record>::open(dir.path(), MAILBOXES, 10).expect("reopen");
         assert_eq!(back, rs);
     }
 
@@ -345,14 +363,15 @@ mod tests {
     fn torn_tail_and_corruption() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(FILE);
-        let (mut log, _) = Log::open(dir.path(), 10).expect("open");
+        let (mut log, _) = Log::<Record>::open(dir.path(), MAILBOXES, 10).expect("open");
         log.append(&add("a@x.test", 5)).expect("append");
         drop(log);
         let good = std::fs::read(&path).expect("read");
         let mut torn = good.clone();
         torn.extend_from_slice(b"{\"add\":{\"addr");
         std::fs::write(&path, &torn).expect("write");
-        let (_, back) = Log::open(dir.path(), 10).expect("torn tail is not corruption");
+        let (_, back) =
+            Log::<Record>::open(dir.path(), MAILBOXES, 10).expect("torn tail is not corruption");
         assert_eq!(back, vec![add("a@x.test", 5)]);
         assert_eq!(std::fs::read(&path).expect("read"), good, "tail cut off");
 
@@ -366,14 +385,14 @@ mod tests {
             text.extend_from_slice(bad);
             text.push(b'\n');
             std::fs::write(&path, &text).expect("write");
-            match Log::open(dir.path(), 10) {
+            match Log::<Record>::open(dir.path(), MAILBOXES, 10) {
                 Err(LogError::Corrupt { line: l, .. }) => assert_eq!(l, line),
                 other => panic!("expected corrupt at line {line}, got {:?}", other.err()),
             }
         }
         std::fs::write(&path, vec![b'\n'; 3 * (LINE_BYTES_MAX + 1)]).expect("write");
         assert!(matches!(
-            Log::open(dir.path(), 1),
+            Log::<Record>::open(dir.path(), MAILBOXES, 1),
             Err(LogError::Corrupt { line: 0, .. })
         ));
     }
@@ -383,7 +402,7 @@ mod tests {
     #[test]
     fn compaction() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (mut log, _) = Log::open(dir.path(), 10_000).expect("open");
+        let (mut log, _) = Log::<Record>::open(dir.path(), MAILBOXES, 10_000).expect("open");
         for i in 0..=COMPACT_SLACK + 2 {
             log.append(&add(&format!("{i}@x.test"), 5)).expect("append");
         }
@@ -394,7 +413,7 @@ mod tests {
         assert!(!log.wants_compaction(1));
         log.append(&add("new@x.test", 9))
             .expect("append after compaction");
-        let (_, back) = Log::open(dir.path(), 10_000).expect("reopen");
+        let (_, back) = Log::<Record>::open(dir.path(), MAILBOXES, 10_000).expect("reopen");
         assert_eq!(back, vec![add("0@x.test", 5), add("new@x.test", 9)]);
     }
 }

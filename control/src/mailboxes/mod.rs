@@ -114,7 +114,7 @@ pub struct Registry {
     entries: RwLock<Entries>,
     max: usize,
     /// Taken before `entries` by every change that is logged, so lines keep their order.
-    log: Option<Mutex<Log>>,
+    log: Option<Mutex<Log<Record>>>,
 }
 
 impl Registry {
@@ -132,7 +132,7 @@ impl Registry {
     /// with a warning (the limit was lowered). A corrupt log is an error.
     pub fn open(max: usize, dir: &Path) -> Result<Self, LogError> {
         let lines_max = log::lines_max(max);
-        let (log, records) = Log::open(dir, lines_max)?;
+        let (log, records) = Log::open(dir, log::MAILBOXES, lines_max)?;
         let mut entries = Entries::default();
         for r in records {
             replay(&mut entries, r, dir)?;
@@ -372,7 +372,7 @@ impl Registry {
     /// Rewrites the log from the live entries once it holds far more lines than they
     /// need; checked after every line, so the file never outgrows the bound `open`
     /// enforces. A failure keeps the long log (still correct) and is retried later.
-    fn compact_if_due(&self, log: &mut Log) {
+    fn compact_if_due(&self, log: &mut Log<Record>) {
         if !log.wants_compaction(self.len()) {
             return;
         }

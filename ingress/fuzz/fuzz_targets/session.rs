@@ -1,21 +1,25 @@
-//! Fuzz target: arbitrary bytes into an SMTP session, fed whole and split at fuzzer-chosen
-//! points; both runs must give the same replies, effects and stored messages, and never panic.
-//! The input also picks the authentication mode (off, record, enforce) and the verdicts the
-//! driver answers `CheckSender` and `CheckMessage` with, so the waits for them are fuzzed
-//! too. The same oracle, with authentication off, runs under proptest in `session::tests`
-//! (stable toolchain).
+//! Fuzz target: arbitrary bytes into an SMTP session through the connection layer the drivers
+//! run (`connection::Pump`), fed whole and split at fuzzer-chosen points; both runs must give
+//! the same replies, effects and stored messages, and never panic. The input also picks the
+//! authentication mode (off, record, enforce), the verdicts the driver answers `CheckSender`
+//! and `CheckMessage` with, and whether the split run gets its answers after a wait (as on
+//! io_uring), so the waits are fuzzed too. The same oracle runs under proptest in
+//! `session::tests` and `session::auth_tests` (stable toolchain).
 #![no_main]
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use libfuzzer_sys::fuzz_target;
 use tempmx_ingress::SessionLimits;
 use tempmx_ingress::auth::{AuthMode, AuthValue, MessageCheck, SenderCheck};
+use tempmx_ingress::connection::{Answer, Io, Pump};
 use tempmx_ingress::policy::{DomainStatus, Policy, PoolSnapshot, RecipientMode};
-use tempmx_ingress::session::{Effect, Output, PeerInfo, Session, SessionContext};
-use tempmx_store::{MessageId, TlsSummary};
+use tempmx_ingress::session::{
+    DeliveryFailure, Effect, PeerInfo, PendingMessage, SenderInput, Session, SessionContext,
+};
+use tempmx_store::MessageId;
 
 /// Replies, delivered (envelope, body) pairs and effects of one run.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -82,110 +86,135 @@ fn context(mode: AuthMode) -> Arc<SessionContext> {
     })
 }
 
-/// Plays the driver: feeds `pieces` in order, runs effects; after STARTTLS the rest is
-/// discarded (pipelined plaintext), after Close nothing more is read.
-fn run(ctx: &Arc<SessionContext>, auth: Auth, pieces: &[&[u8]]) -> Transcript {
+/// A check or delivery answered after the feed returned (as the io_uring driver does).
+enum Deferred {
+    Sender(Option<SenderCheck>),
+    Message(Option<MessageCheck>),
+    Store(Result<MessageId, DeliveryFailure>),
+}
+
+/// Plays the driver's side of the connection layer: replies to the transcript, messages to
+/// memory, checks answered with the fuzzer's verdicts, at once or (`later`) after the feed.
+struct Driver {
+    auth: Auth,
+    later: bool,
+    deferred: Option<Deferred>,
+    log: Transcript,
+}
+
+impl Io for Driver {
+    fn send(&mut self, replies: &mut Vec<u8>) {
+        self.log.replies.append(replies);
+    }
+
+    fn check_sender(&mut self, input: SenderInput<'_>) -> Answer<Option<SenderCheck>> {
+        assert_ne!(
+            self.auth.mode,
+            AuthMode::Off,
+            "no sender check with auth off"
+        );
+        self.log.effects.push(Effect::CheckSender);
+        let domain = input.mail_from.rsplit_once('@').map_or("", |(_, d)| d);
+        let check = SenderCheck::fixed(self.auth.mode, domain, self.auth.spf);
+        self.answer(Some(check), Deferred::Sender)
+    }
+
+    fn check_message(&mut self, _: &SenderCheck, _: &[u8]) -> Answer<Option<MessageCheck>> {
+        self.log.effects.push(Effect::CheckMessage);
+        let a = self.auth;
+        let check = MessageCheck::fixed(a.dmarc, a.dmarc_rejects, "mx.test", Vec::new());
+        self.answer(Some(check), Deferred::Message)
+    }
+
+    fn deliver(&mut self, m: &PendingMessage<'_>) -> Answer<Result<MessageId, DeliveryFailure>> {
+        self.log.effects.push(Effect::Deliver);
+        assert!(m.body.len() <= 512);
+        self.log.stored.push((
+            m.mail_from.to_owned(),
+            m.recipients.iter().map(|r| r.to_string()).collect(),
+            m.body.to_vec(),
+        ));
+        let id = MessageId(self.log.stored.len() as u64);
+        self.answer(Ok(id), Deferred::Store)
+    }
+
+    fn start_tls(&mut self) {
+        self.log.effects.push(Effect::StartTls);
+    }
+
+    fn close(&mut self) {
+        self.log.effects.push(Effect::Close);
+    }
+}
+
+impl Driver {
+    fn answer<T>(&mut self, answer: T, later: impl FnOnce(T) -> Deferred) -> Answer<T> {
+        if !self.later {
+            return Answer::Now(answer);
+        }
+        self.deferred = Some(later(answer));
+        Answer::Later
+    }
+}
+
+/// Feeds `pieces` in order through the connection layer the drivers run; after STARTTLS the
+/// rest is plaintext the layer drops, after the close nothing more is read.
+fn run(ctx: &Arc<SessionContext>, auth: Auth, later: bool, pieces: &[&[u8]]) -> Transcript {
     let peer = PeerInfo {
         ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         port: 1,
         session_id: 1,
     };
-    let mut s = Session::new(ctx.clone(), peer);
+    let idle = Duration::from_secs(300);
+    let mut pump = Pump::new(Session::new(ctx.clone(), peer), Instant::now(), idle, idle);
     let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    let mut log = Transcript::default();
-    let mut out = Output::default();
-    s.greeting(&mut out);
-    log.replies.extend_from_slice(&out.replies);
+    let mut d = Driver {
+        auth,
+        later,
+        deferred: None,
+        log: Transcript::default(),
+    };
+    pump.greet(&mut d);
     for piece in pieces {
-        if !feed(&mut s, piece, now, auth, &mut log) {
-            break;
-        }
+        feed(&mut pump, &mut d, piece, now);
     }
-    log
+    d.log
 }
 
-/// Returns false once the session stopped reading (closed or STARTTLS).
-fn feed(
-    s: &mut Session,
-    mut rest: &[u8],
-    now: SystemTime,
-    auth: Auth,
-    log: &mut Transcript,
-) -> bool {
-    // Each round consumes input or runs effects, so this bound is never reached.
+fn feed(pump: &mut Pump, d: &mut Driver, mut rest: &[u8], now: SystemTime) {
+    // Each round consumes input or answers a hand-off that consumed input to start.
     for _ in 0..=2 * rest.len() + 2 {
-        let mut out = Output::default();
-        let n = s.ingest(rest, now, &mut out);
-        rest = &rest[n..];
-        log.replies.extend_from_slice(&out.replies);
-        let Some(first) = out.effect else {
-            assert!(rest.is_empty(), "ingest stopped without an effect");
-            return true;
-        };
-        // An effect's answer may raise the next one (a message check, then the delivery).
-        let mut effect = Some(first);
-        while let Some(e) = effect.take() {
-            log.effects.push(e);
-            let mut out = Output::default();
-            match e {
-                Effect::Deliver => deliver(s, log, &mut out),
-                Effect::CheckSender => {
-                    assert_ne!(auth.mode, AuthMode::Off, "no sender check with auth off");
-                    let input = s.pending_sender().expect("CheckSender without a sender");
-                    let mail_from = input.mail_from.to_owned();
-                    let domain = mail_from.rsplit_once('@').map_or("", |(_, d)| d);
-                    let check = SenderCheck::fixed(auth.mode, domain, auth.spf);
-                    s.sender_checked(check, &mut out);
-                }
-                Effect::CheckMessage => {
-                    assert!(s.pending_auth().is_some(), "CheckMessage without a message");
-                    let check =
-                        MessageCheck::fixed(auth.dmarc, auth.dmarc_rejects, "mx.test", Vec::new());
-                    s.message_checked(check, &mut out);
-                }
-                Effect::StartTls => {
-                    s.tls_started(TlsSummary {
-                        version: "TLSv1.3".into(),
-                        cipher: "X".into(),
-                    });
-                    return false;
-                }
-                Effect::Close => return false,
+        match d.deferred.take() {
+            Some(Deferred::Sender(check)) => pump.sender_checked(d, check),
+            Some(Deferred::Message(check)) => pump.message_checked(d, check),
+            Some(Deferred::Store(result)) => pump.delivered(d, result),
+            None if rest.is_empty() => return,
+            None => {
+                let n = pump.feed(d, rest, now);
+                assert!(n > 0 || pump.is_waiting(), "feed stopped without a wait");
+                rest = &rest[n..];
             }
-            log.replies.extend_from_slice(&out.replies);
-            effect = out.effect;
         }
     }
     panic!("driver loop did not finish");
 }
 
-fn deliver(s: &mut Session, log: &mut Transcript, out: &mut Output) {
-    let m = s
-        .pending_message()
-        .expect("Deliver without a pending message");
-    assert!(m.body.len() <= 512);
-    log.stored.push((
-        m.mail_from.to_owned(),
-        m.recipients.iter().map(|r| r.to_string()).collect(),
-        m.body.to_vec(),
-    ));
-    s.delivered(Ok(MessageId(log.stored.len() as u64)), out);
-}
-
 fuzz_target!(|data: &[u8]| {
-    // The first two bytes choose the split step, the third the authentication, the rest is
-    // the session input.
-    let (step, auth, input) = match data {
+    // The first two bytes choose the split step, the third the authentication and whether
+    // the split run's answers come later, the rest is the session input.
+    let (step, auth, later, input) = match data {
         [a, b, c, rest @ ..] => (
             usize::from(u16::from_le_bytes([*a, *b])) % 64 + 1,
             Auth::from_byte(*c),
+            *c / 96 == 1,
             rest,
         ),
         _ => return,
     };
     let ctx = context(auth.mode);
-    let whole = run(&ctx, auth, &[input]);
+    let whole = run(&ctx, auth, false, &[input]);
     let pieces: Vec<&[u8]> = input.chunks(step).collect();
-    let split = run(&ctx, auth, &pieces);
+    // The split run gets its answers after a wait when the input asks for it.
+    let split = run(&ctx, auth, later, &pieces);
     assert_eq!(whole, split);
 });

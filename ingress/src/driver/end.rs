@@ -4,14 +4,15 @@ use std::io;
 
 use super::core::Core;
 use super::counters::bump;
-use crate::session::{Output, Session, Timeout};
+use crate::connection::{Io, Pump};
+use crate::session::Timeout;
 
 /// How a session ended.
 #[derive(Debug)]
 pub(crate) enum End {
     /// The client closed, or the session closed itself (QUIT, error limit, early talker).
     Closed,
-    /// A timer expired; the session says 421 4.4.2.
+    /// A timer expired (a hand-off's too); the session says 421 4.4.2.
     TimedOut(Timeout),
     /// Shutdown reached this session; it says 421 4.3.2.
     Shutdown,
@@ -22,18 +23,19 @@ pub(crate) enum End {
 }
 
 impl End {
-    /// Counts the end on the core and has the session write its last reply, if this end has
-    /// one; returns whether the connection should still send (the last reply, close_notify).
-    pub(crate) fn account(&self, core: &Core, session: &mut Session, out: &mut Output) -> bool {
+    /// Counts the end on the core and has the session queue its last reply through `io`, if
+    /// this end has one; returns whether the connection should still send (the last reply,
+    /// close_notify).
+    pub(crate) fn account(&self, core: &Core, pump: &mut Pump, io: &mut impl Io) -> bool {
         let counters = core.counters();
         let (counter, speak) = match self {
             End::Closed => (&counters.sessions_closed, true),
             End::TimedOut(which) => {
-                session.timed_out(*which, out);
+                pump.timed_out(io, *which);
                 (&counters.sessions_timed_out, true)
             }
             End::Shutdown => {
-                session.shutting_down(out);
+                pump.shutting_down(io);
                 (&counters.sessions_shutdown, true)
             }
             End::Io(e) => {

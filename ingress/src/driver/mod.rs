@@ -2,13 +2,14 @@
 //! io_uring completion loop, or a tokio runtime on epoll), its own SO_REUSEPORT listener,
 //! read-buffer pool, admission slots, counters and store sink. A connection lives and dies
 //! on the core that accepted it; the sans-io [`Session`](crate::session::Session) does all
-//! the protocol work and this module only moves bytes, runs effects and keeps time.
+//! the protocol work, the [`connection`](crate::connection) layer turns its effects into
+//! I/O calls and keeps its deadlines, and this module only moves bytes and runs hand-offs.
 //!
 //! Layout: `runtime` (threads, backend choice), `listener` (binding), `core` (core state;
 //! the epoll accept loop and shutdown), `session_loop` (one epoll connection), `conn` (the
 //! epoll connection interface and the TLS transport), `epoll`, `uring` (the io_uring
-//! backend, its own loop), `record` (the per-record deadline), `delivery` (the store
-//! hand-off), `end` (how a session ends), `admission`, `buffers`, `counters`.
+//! backend, its own loop), `delivery` (the store hand-off), `end` (how a session ends),
+//! `admission`, `buffers`, `counters`.
 
 mod admission;
 mod buffers;
@@ -19,7 +20,6 @@ mod delivery;
 mod end;
 mod epoll;
 mod listener;
-mod record;
 mod runtime;
 mod session_loop;
 mod uring;

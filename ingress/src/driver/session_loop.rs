@@ -1,5 +1,6 @@
-//! The thin shell around one session: read (with deadlines) → `Session::ingest` → run
-//! effects → write the replies of one read in one write. Generic over the backend.
+//! The epoll shell around one connection: read (with deadlines) → the connection layer
+//! ([`Pump`]) → await the hand-offs it asked for (bounded by its deadline) → write the
+//! replies of one read in one write. Generic over the socket.
 
 use std::future::Future;
 use std::io;
@@ -10,20 +11,19 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tempmx_store::{Accepted, Commit, MessageId, StoreError};
-use tokio::sync::watch;
+use tempmx_store::{MessageId, StoreError};
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use super::admission::Permit;
 use super::conn::{Connection, Transport};
 use super::core::Core;
 use super::counters::bump;
-use super::delivery;
+use super::delivery::{self, Handed};
 use super::end::End;
-use super::record::RecordClock;
-use crate::session::{
-    DeliveryFailure, Effect, Output, PeerInfo, Session, SessionCounters, Timeout,
-};
+use crate::auth::{MessageCheck, SenderCheck};
+use crate::connection::{Answer, Io, Pump, queue_replies};
+use crate::session::{DeliveryFailure, PeerInfo, PendingMessage, SenderInput, Session, Timeout};
 use crate::tls::ServerTls;
 
 /// Serves one admitted connection to the end, then shuts the socket down.
@@ -41,15 +41,14 @@ pub(crate) async fn serve<C: Connection>(
     };
     let session = Session::new(Arc::clone(&core.session_ctx), info);
     let started = Instant::now();
+    let timing = core.timing;
     let mut conn = Conn {
         buf: core.buffers.take(),
         transport: Transport::new(io),
-        session,
-        out: Output::default(),
+        pump: Pump::new(session, started.into_std(), timing.idle, timing.session_max),
+        queued: Vec::new(),
+        next: Next::Nothing,
         started,
-        session_deadline: started + core.timing.session_max,
-        record: RecordClock::new(started.into_std()),
-        counted: SessionCounters::default(),
         peer_ip: info.ip,
         abort,
         core,
@@ -59,19 +58,103 @@ pub(crate) async fn serve<C: Connection>(
     drop(permit);
 }
 
+/// What the connection layer asked for that this shell must await or act on, after the
+/// layer's call returned.
+enum Next {
+    Nothing,
+    /// Run the sender check of the session's pending sender.
+    Sender,
+    /// Run the message check of the session's pending message.
+    Message,
+    /// Wait for the group commit of message `id` (`bytes` long).
+    Commit {
+        id: MessageId,
+        bytes: u64,
+        done: oneshot::Receiver<Result<(), StoreError>>,
+    },
+    StartTls,
+    Close,
+}
+
+/// The epoll side of the connection layer's I/O: replies are queued for the one write per
+/// read, the store is written at once, everything that waits is left in `next`.
+struct EpollIo<'a> {
+    core: &'a Core,
+    queued: &'a mut Vec<u8>,
+    next: &'a mut Next,
+    peer_ip: IpAddr,
+}
+
+/// The [`EpollIo`] of a [`Conn`] (a macro, so the borrows stay field by field).
+macro_rules! io {
+    ($conn:expr) => {
+        EpollIo {
+            core: &$conn.core,
+            queued: &mut $conn.queued,
+            next: &mut $conn.next,
+            peer_ip: $conn.peer_ip,
+        }
+    };
+}
+
+impl EpollIo<'_> {
+    /// Leaves a check for the task to run; `Now(None)` when this core has no authenticator.
+    fn later<T>(&mut self, check: Next) -> Answer<Option<T>> {
+        if self.core.auth.is_none() {
+            tracing::error!(core = self.core.id, "check without an authenticator");
+            return Answer::Now(None);
+        }
+        *self.next = check;
+        Answer::Later
+    }
+}
+
+impl Io for EpollIo<'_> {
+    fn send(&mut self, replies: &mut Vec<u8>) {
+        queue_replies(self.queued, replies);
+    }
+
+    fn check_sender(&mut self, _: SenderInput<'_>) -> Answer<Option<SenderCheck>> {
+        self.later(Next::Sender)
+    }
+
+    fn check_message(&mut self, _: &SenderCheck, _: &[u8]) -> Answer<Option<MessageCheck>> {
+        self.later(Next::Message)
+    }
+
+    fn deliver(
+        &mut self,
+        message: &PendingMessage<'_>,
+    ) -> Answer<Result<MessageId, DeliveryFailure>> {
+        match delivery::hand_off(self.core, message, self.peer_ip) {
+            Handed::Now(result) => Answer::Now(result),
+            Handed::Pending { id, bytes, done } => {
+                *self.next = Next::Commit { id, bytes, done };
+                Answer::Later
+            }
+        }
+    }
+
+    fn start_tls(&mut self) {
+        *self.next = Next::StartTls;
+    }
+
+    fn close(&mut self) {
+        *self.next = Next::Close;
+    }
+}
+
 struct Conn<C> {
     core: Rc<Core>,
     transport: Transport<C>,
-    session: Session,
-    out: Output,
+    pump: Pump,
+    /// Replies the pump queued, written once per read.
+    queued: Vec<u8>,
+    next: Next,
     /// The read buffer; empty of capacity 0 while a read holds it.
     buf: Vec<u8>,
     /// When the connection was admitted (for the duration histogram).
     started: Instant,
-    session_deadline: Instant,
-    record: RecordClock,
-    /// Session counters already added to the core's counters.
-    counted: SessionCounters,
     peer_ip: IpAddr,
     abort: watch::Receiver<bool>,
 }
@@ -104,9 +187,8 @@ impl<C: Connection> Conn<C> {
     async fn greet(&mut self) -> Result<Option<usize>, End> {
         let pause = self.core.timing.greet_pause;
         if pause.is_zero() {
-            self.session.greeting(&mut self.out);
+            self.pump.greet(&mut io!(self));
             self.write_replies().await?;
-            self.record.restart();
             return Ok(None);
         }
         let io = self.transport.io();
@@ -121,62 +203,39 @@ impl<C: Connection> Conn<C> {
         let (result, buf) = match early {
             Some(done) => done,
             None => {
-                self.session.greeting(&mut self.out);
-                let replies = mem::take(&mut self.out.replies);
+                self.pump.greet(&mut io!(self));
+                let replies = mem::take(&mut self.queued);
                 let bytes = replies.len() as u64;
                 match tokio::time::timeout(self.core.timing.idle, io.write_all(replies)).await {
                     Ok((Ok(()), mut replies)) => {
                         bump(&self.core.counters().bytes_out, bytes);
                         replies.clear();
-                        self.out.replies = replies;
+                        self.queued = replies;
                     }
                     Ok((Err(e), _)) => return Err(End::Io(e)),
                     Err(_) => return Err(End::Io(io::ErrorKind::TimedOut.into())),
                 }
-                self.record.restart();
-                let early = with_deadlines(
-                    read,
-                    self.session_deadline,
-                    self.record.deadline(self.core.timing.idle),
-                    &mut self.abort,
-                );
-                early.await?
+                bounded(read, self.pump.deadline(), &mut self.abort).await?
             }
         };
         self.buf = buf;
-        let n = self.got(result)?;
-        self.record.input();
+        let n = got(&self.core, result)?;
+        self.pump.received();
         Ok(Some(n))
     }
 
-    /// Reads the next input, bounded by the idle and session timers and the abort signal.
+    /// Reads the next input, bounded by the connection's deadline and the abort signal.
     async fn read(&mut self) -> Result<usize, End> {
         let read = self.transport.read(mem::take(&mut self.buf));
-        let (result, buf) = with_deadlines(
-            read,
-            self.session_deadline,
-            self.record.deadline(self.core.timing.idle),
-            &mut self.abort,
-        )
-        .await?;
+        let (result, buf) = bounded(read, self.pump.deadline(), &mut self.abort).await?;
         self.buf = buf;
-        let n = self.got(result)?;
-        self.record.input();
+        let n = got(&self.core, result)?;
+        self.pump.received();
         Ok(n)
     }
 
-    fn got(&self, result: io::Result<usize>) -> Result<usize, End> {
-        match result {
-            Ok(0) => Err(End::Closed),
-            Ok(n) => {
-                bump(&self.core.counters().bytes_in, n as u64);
-                Ok(n)
-            }
-            Err(e) => Err(End::Io(e)),
-        }
-    }
-
-    /// Feeds `buf[..len]` to the session, runs its effects, then writes all replies at once.
+    /// Feeds `buf[..len]` through the connection layer, runs its hand-offs, then writes all
+    /// replies at once.
     async fn process(&mut self, len: usize) -> Option<End> {
         let buf = mem::take(&mut self.buf);
         let end = self.ingest_all(&buf[..len]).await;
@@ -185,110 +244,75 @@ impl<C: Connection> Conn<C> {
         if let Some(end) = end {
             return Some(end);
         }
-        let end = self.write_replies().await.err();
-        self.record.progress(self.session.records());
-        end
+        self.write_replies().await.err()
     }
 
     async fn ingest_all(&mut self, data: &[u8]) -> Option<End> {
         let mut pos = 0;
-        // Every effect but the last consumes at least one byte, so this bound is never hit.
-        for _ in 0..=data.len() {
-            pos += self
-                .session
-                .ingest(&data[pos..], SystemTime::now(), &mut self.out);
-            // An effect's handler may ask for the next one (check → deliver): run the chain.
-            while let Some(effect) = self.out.effect.take() {
-                match effect {
-                    Effect::CheckSender => self.check_sender().await,
-                    Effect::CheckMessage => self.check_message().await,
-                    Effect::Deliver => self.deliver().await,
-                    // Bytes after STARTTLS are dropped unread (command injection, RFC 3207 §4.2).
-                    Effect::StartTls => return self.start_tls().await,
-                    Effect::Close => return Some(End::Closed),
+        // Every round consumes input or finishes a hand-off that consumed input to start, so
+        // this bound is never hit.
+        for _ in 0..=2 * data.len() + 1 {
+            let done = match mem::replace(&mut self.next, Next::Nothing) {
+                Next::Nothing if pos >= data.len() => return None,
+                Next::Nothing => {
+                    let input = &data[pos..];
+                    pos += self.pump.feed(&mut io!(self), input, SystemTime::now());
+                    Ok(())
                 }
-            }
-            if pos >= data.len() {
-                return None;
+                Next::Sender => self.check_sender().await,
+                Next::Message => self.check_message().await,
+                Next::Commit { id, bytes, done } => self.await_commit(id, bytes, done).await,
+                // Bytes after STARTTLS are dropped unread (command injection, RFC 3207 §4.2).
+                Next::StartTls => return self.start_tls().await,
+                Next::Close => return Some(End::Closed),
+            };
+            if let Err(end) = done {
+                return Some(end);
             }
         }
         None
     }
 
-    /// Runs SPF for the pending sender (bounded by the authenticator's own timeout); other
-    /// sessions of the core go on meanwhile.
-    async fn check_sender(&mut self) {
+    /// Runs SPF for the pending sender (bounded by the authenticator's own timeout and the
+    /// connection's deadline); other sessions of the core go on meanwhile.
+    async fn check_sender(&mut self) -> Result<(), End> {
         let core = Rc::clone(&self.core);
-        let (Some(auth), Some(input)) = (core.auth.as_ref(), self.session.pending_sender()) else {
-            tracing::error!(core = self.core.id, "sender check without an authenticator");
-            return self.session.auth_skipped(&mut self.out);
-        };
-        let check = auth
-            .check_sender(input.ip, input.helo, input.mail_from)
-            .await;
-        self.session.sender_checked(check, &mut self.out);
-    }
-
-    /// Runs DKIM, ARC and DMARC on the pending message.
-    async fn check_message(&mut self) {
-        let core = Rc::clone(&self.core);
-        let (Some(auth), Some((sender, message))) =
-            (core.auth.as_ref(), self.session.pending_auth())
-        else {
-            tracing::error!(
-                core = self.core.id,
-                "message check without an authenticator"
-            );
-            return self.session.auth_skipped(&mut self.out);
-        };
-        let check = auth.check_message(sender, message).await;
-        self.session.message_checked(check, &mut self.out);
-    }
-
-    /// Stores the pending message and tells the session the verdict.
-    async fn deliver(&mut self) {
-        let size = self
-            .session
-            .pending_message()
-            .map_or(0, |m| m.body.len() as u64);
-        let result = match delivery::store(&self.core, &self.session, self.peer_ip) {
-            Ok(Accepted {
-                id,
-                commit: Commit::Done,
-            }) => Ok(id),
-            Ok(Accepted {
-                id,
-                commit: Commit::Pending(done),
-            }) => self.await_commit(id, done).await,
-            Err(e) => {
-                tracing::warn!(core = self.core.id, error = %e, "store refused message");
-                Err(delivery::failure_of(&e))
+        let check = match (core.auth.as_ref(), self.pump.session().pending_sender()) {
+            (Some(auth), Some(input)) => {
+                let check = auth.check_sender(input.ip, input.helo, input.mail_from);
+                Some(bounded(check, self.pump.deadline(), &mut self.abort).await?)
             }
+            _ => None,
         };
-        match result {
-            Ok(_) => self.core.counters().message_stored(size),
-            Err(_) => bump(&self.core.counters().messages_store_failed, 1),
-        }
-        self.session.delivered(result, &mut self.out);
+        self.pump.sender_checked(&mut io!(self), check);
+        Ok(())
     }
 
-    /// Waits for a group commit, bounded by the idle timeout (the client waits just as long).
+    /// Runs DKIM, ARC and DMARC on the pending message, bounded the same way.
+    async fn check_message(&mut self) -> Result<(), End> {
+        let core = Rc::clone(&self.core);
+        let check = match (core.auth.as_ref(), self.pump.session().pending_auth()) {
+            (Some(auth), Some((sender, message))) => {
+                let check = auth.check_message(sender, message);
+                Some(bounded(check, self.pump.deadline(), &mut self.abort).await?)
+            }
+            _ => None,
+        };
+        self.pump.message_checked(&mut io!(self), check);
+        Ok(())
+    }
+
+    /// Waits for a group commit, bounded by the connection's deadline.
     async fn await_commit(
-        &self,
+        &mut self,
         id: MessageId,
-        done: tokio::sync::oneshot::Receiver<Result<(), StoreError>>,
-    ) -> Result<MessageId, DeliveryFailure> {
-        match tokio::time::timeout(self.core.timing.idle, done).await {
-            Ok(Ok(Ok(()))) => Ok(id),
-            Ok(Ok(Err(e))) => {
-                tracing::warn!(core = self.core.id, error = %e, "store commit failed");
-                Err(delivery::failure_of(&e))
-            }
-            Ok(Err(_)) | Err(_) => {
-                tracing::warn!(core = self.core.id, "store commit did not complete");
-                Err(DeliveryFailure::Temporary)
-            }
-        }
+        bytes: u64,
+        done: oneshot::Receiver<Result<(), StoreError>>,
+    ) -> Result<(), End> {
+        let outcome = bounded(done, self.pump.deadline(), &mut self.abort).await?;
+        let result = delivery::committed(&self.core, id, bytes, outcome.ok());
+        self.pump.delivered(&mut io!(self), result);
+        Ok(())
     }
 
     /// Writes the 220, drops unread plaintext, runs the handshake, restarts the session.
@@ -304,8 +328,7 @@ impl<C: Connection> Conn<C> {
             return Some(End::TlsFailed);
         };
         let raw = self.core.buffers.take();
-        let deadline = self
-            .session_deadline
+        let deadline = Instant::from_std(self.pump.session_deadline())
             .min(Instant::now() + self.core.timing.idle);
         let handshake = self.transport.start_tls(config, raw);
         let result = tokio::select! {
@@ -316,7 +339,7 @@ impl<C: Connection> Conn<C> {
             Ok(Ok(summary)) => {
                 bump(&self.core.counters().tls_handshakes_ok, 1);
                 tracing::debug!(core = self.core.id, version = %summary.version, cipher = %summary.cipher, "tls up");
-                self.session.tls_started(summary);
+                self.pump.tls_started(summary);
                 None
             }
             Ok(Err(e)) => {
@@ -332,12 +355,12 @@ impl<C: Connection> Conn<C> {
         }
     }
 
-    /// Writes the collected replies in one write, bounded by the idle timeout.
+    /// Writes the queued replies in one write, bounded by the idle timeout.
     async fn write_replies(&mut self) -> Result<(), End> {
-        if self.out.replies.is_empty() {
+        if self.queued.is_empty() {
             return Ok(());
         }
-        let replies = mem::take(&mut self.out.replies);
+        let replies = mem::take(&mut self.queued);
         let bytes = replies.len() as u64;
         let write = self.transport.write_all(replies);
         // A client that stops reading must not hold the session forever.
@@ -345,7 +368,7 @@ impl<C: Connection> Conn<C> {
             .await
             .map_err(|_| End::Io(io::ErrorKind::TimedOut.into()))?;
         replies.clear();
-        self.out.replies = replies;
+        self.queued = replies;
         result.map_err(End::Io)?;
         bump(&self.core.counters().bytes_out, bytes);
         Ok(())
@@ -354,7 +377,7 @@ impl<C: Connection> Conn<C> {
     /// Sends the last reply the end calls for (bounded), closes TLS, shuts the socket down,
     /// returns the buffers and counts the outcome.
     async fn finish(mut self, end: End) {
-        let speak = end.account(&self.core, &mut self.session, &mut self.out);
+        let speak = end.account(&self.core, &mut self.pump, &mut io!(self));
         if speak {
             let bound = self.core.timing.final_write;
             let last_words = async {
@@ -376,32 +399,40 @@ impl<C: Connection> Conn<C> {
 
     /// Adds what the session counted since the last call to the core's counters.
     fn count_session(&mut self) {
-        let now = *self.session.counters();
-        self.core.counters().add_session_delta(&self.counted, &now);
-        self.counted = now;
+        let core = &self.core;
+        self.pump
+            .count(|before, now| core.counters().add_session_delta(before, now));
     }
 }
 
-/// Awaits an owned-buffer read unless the record or session timer or the abort signal fires
-/// first (the read is then dropped with its buffer; the caller closes the connection).
-async fn with_deadlines<F>(
-    read: F,
-    session_deadline: Instant,
-    (record_deadline, record): (std::time::Instant, Timeout),
+/// The bytes a read gave (counted), or how the session ends.
+fn got(core: &Core, result: io::Result<usize>) -> Result<usize, End> {
+    match result {
+        Ok(0) => Err(End::Closed),
+        Ok(n) => {
+            bump(&core.counters().bytes_in, n as u64);
+            Ok(n)
+        }
+        Err(e) => Err(End::Io(e)),
+    }
+}
+
+/// Awaits `work` unless the connection's deadline passes or the abort signal fires first (the
+/// work is then dropped, a read with its buffer; the caller closes the connection).
+async fn bounded<F: Future>(
+    work: F,
+    deadline: Option<(std::time::Instant, Timeout)>,
     abort: &mut watch::Receiver<bool>,
-) -> Result<(io::Result<usize>, Vec<u8>), End>
-where
-    F: Future<Output = (io::Result<usize>, Vec<u8>)>,
-{
-    let record_deadline = Instant::from_std(record_deadline);
-    let (deadline, which) = if record_deadline <= session_deadline {
-        (record_deadline, record)
-    } else {
-        (session_deadline, Timeout::SessionDuration)
+) -> Result<F::Output, End> {
+    let Some((at, which)) = deadline else {
+        return tokio::select! {
+            done = work => Ok(done),
+            _ = abort.wait_for(|a| *a) => Err(End::Shutdown),
+        };
     };
     tokio::select! {
-        done = read => Ok(done),
-        () = tokio::time::sleep_until(deadline) => Err(End::TimedOut(which)),
+        done = work => Ok(done),
+        () = tokio::time::sleep_until(Instant::from_std(at)) => Err(End::TimedOut(which)),
         _ = abort.wait_for(|a| *a) => Err(End::Shutdown),
     }
 }

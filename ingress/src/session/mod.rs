@@ -121,6 +121,9 @@ pub enum Timeout {
     /// A command line, message text line or BDAT stretch of `text_line_bytes_max` bytes was
     /// not completed within `idle_timeout_ms` (a slow drip that only resets the idle timer).
     Record,
+    /// A check or store hand-off did not answer within `idle_timeout_ms` (see
+    /// [`connection`](crate::connection)).
+    Check,
 }
 
 /// Why the store did not take a message. There is no "out of space": the store is a ring

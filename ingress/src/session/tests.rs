@@ -2,12 +2,14 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use proptest::prelude::*;
 use tempmx_store::{MessageId, TlsSummary};
 
 use super::*;
+use crate::auth::MessageCheck;
+use crate::connection::{Answer, Io, Pump};
 use crate::policy::{DomainStatus, PoolSnapshot, RecipientMode};
 
 /// A message the harness "stored".
@@ -29,12 +31,57 @@ struct Transcript {
 }
 
 struct T {
-    s: Session,
+    p: Pump,
     now: SystemTime,
     log: Transcript,
     next_id: u64,
     /// The store's answer for the next deliveries (None = accept).
     fail_next: Option<DeliveryFailure>,
+}
+
+/// The harness's side of the connection layer: it writes replies to the transcript, stores
+/// in memory and answers every hand-off at once.
+struct Recorder<'a> {
+    log: &'a mut Transcript,
+    next_id: &'a mut u64,
+    fail: Option<DeliveryFailure>,
+}
+
+impl Io for Recorder<'_> {
+    fn send(&mut self, replies: &mut Vec<u8>) {
+        self.log.replies.append(replies);
+    }
+
+    fn check_sender(&mut self, _: SenderInput<'_>) -> Answer<Option<SenderCheck>> {
+        panic!("authentication is off in these sessions")
+    }
+
+    fn check_message(&mut self, _: &SenderCheck, _: &[u8]) -> Answer<Option<MessageCheck>> {
+        panic!("authentication is off in these sessions")
+    }
+
+    fn deliver(&mut self, m: &PendingMessage<'_>) -> Answer<Result<MessageId, DeliveryFailure>> {
+        if let Some(f) = self.fail {
+            return Answer::Now(Err(f));
+        }
+        self.log.stored.push(Stored {
+            from: m.mail_from.to_owned(),
+            rcpts: m.recipients.iter().map(|r| r.to_string()).collect(),
+            trace: String::from_utf8_lossy(m.trace_headers).into_owned(),
+            body: m.body.to_vec(),
+        });
+        let id = MessageId(*self.next_id);
+        *self.next_id += 1;
+        Answer::Now(Ok(id))
+    }
+
+    fn start_tls(&mut self) {
+        self.log.tls_starts += 1;
+    }
+
+    fn close(&mut self) {
+        self.log.closed = true;
+    }
 }
 
 fn limits() -> SessionLimits {
@@ -80,16 +127,23 @@ impl T {
             port: 40000,
             session_id: 0xabc,
         };
+        let session = Session::new(context(limits, tls_available), peer);
+        let idle = Duration::from_secs(300);
         let mut t = Self {
-            s: Session::new(context(limits, tls_available), peer),
+            p: Pump::new(session, Instant::now(), idle, idle),
             now: UNIX_EPOCH + Duration::from_secs(1_795_433_678),
             log: Transcript::default(),
             next_id: 1,
             fail_next: None,
         };
-        let mut out = Output::default();
-        t.s.greeting(&mut out);
-        assert_eq!(out.replies, b"220 mx.tempmx.test ESMTP tempmx\r\n");
+        let mut io = Recorder {
+            log: &mut t.log,
+            next_id: &mut t.next_id,
+            fail: None,
+        };
+        t.p.greet(&mut io);
+        assert_eq!(t.log.replies, b"220 mx.tempmx.test ESMTP tempmx\r\n");
+        t.log.replies.clear();
         t
     }
 
@@ -97,17 +151,30 @@ impl T {
         Self::with(limits(), true)
     }
 
-    /// Feeds bytes like the driver does and returns the replies they produced.
+    /// The session, for tests of its own API.
+    fn s(&mut self) -> &mut Session {
+        self.p.session_mut()
+    }
+
+    /// Feeds bytes through the connection layer, as the drivers do, and returns the replies
+    /// they produced; a STARTTLS "handshake" succeeds at once.
     fn send(&mut self, input: &[u8]) -> String {
         let start = self.log.replies.len();
-        feed(
-            &mut self.s,
-            input,
-            self.now,
-            &mut self.log,
-            &mut self.next_id,
-            self.fail_next,
-        );
+        let tls_starts = self.log.tls_starts;
+        let mut io = Recorder {
+            log: &mut self.log,
+            next_id: &mut self.next_id,
+            fail: self.fail_next,
+        };
+        let n = self.p.feed(&mut io, input, self.now);
+        // Every hand-off is answered at once, so nothing is left over.
+        assert_eq!(n, input.len());
+        if self.log.tls_starts > tls_starts {
+            self.p.tls_started(TlsSummary {
+                version: "TLSv1.3".into(),
+                cipher: "TLS13_AES_256_GCM_SHA384".into(),
+            });
+        }
         String::from_utf8_lossy(&self.log.replies[start..]).into_owned()
     }
 
@@ -139,77 +206,6 @@ impl T {
         self.rcpt_to("u@pool.test", "250 2.1.5");
         self.cmd("DATA", "354 ");
     }
-}
-
-/// The driver's loop: ingest, write, run the effect, re-feed the rest.
-fn feed(
-    s: &mut Session,
-    input: &[u8],
-    now: SystemTime,
-    log: &mut Transcript,
-    next_id: &mut u64,
-    fail: Option<DeliveryFailure>,
-) {
-    let mut rest = input;
-    // Each round consumes bytes or runs an effect, so this is bounded by the input size.
-    for _ in 0..=2 * input.len() + 2 {
-        if log.closed {
-            return;
-        }
-        let mut out = Output::default();
-        let n = s.ingest(rest, now, &mut out);
-        rest = &rest[n..];
-        log.replies.extend_from_slice(&out.replies);
-        match out.effect {
-            Some(Effect::Deliver) => deliver(s, log, next_id, fail),
-            Some(Effect::StartTls) => {
-                log.tls_starts += 1;
-                // CVE-2011-0411: plaintext pipelined after STARTTLS is discarded.
-                rest = &[];
-                let tls = TlsSummary {
-                    version: "TLSv1.3".into(),
-                    cipher: "TLS13_AES_256_GCM_SHA384".into(),
-                };
-                s.tls_started(tls);
-            }
-            Some(Effect::Close) => log.closed = true,
-            Some(Effect::CheckSender | Effect::CheckMessage) => {
-                panic!("authentication is off in these sessions")
-            }
-            None => {}
-        }
-        if rest.is_empty() && out.effect.is_none() {
-            return;
-        }
-    }
-    panic!("driver loop did not finish");
-}
-
-fn deliver(
-    s: &mut Session,
-    log: &mut Transcript,
-    next_id: &mut u64,
-    fail: Option<DeliveryFailure>,
-) {
-    let Some(m) = s.pending_message() else {
-        panic!("Deliver without a pending message")
-    };
-    let stored = Stored {
-        from: m.mail_from.to_owned(),
-        rcpts: m.recipients.iter().map(|r| r.to_string()).collect(),
-        trace: String::from_utf8_lossy(m.trace_headers).into_owned(),
-        body: m.body.to_vec(),
-    };
-    let mut out = Output::default();
-    match fail {
-        None => {
-            log.stored.push(stored);
-            s.delivered(Ok(MessageId(*next_id)), &mut out);
-            *next_id += 1;
-        }
-        Some(f) => s.delivered(Err(f), &mut out),
-    }
-    log.replies.extend_from_slice(&out.replies);
 }
 
 // Goal: EHLO advertises the extensions, STARTTLS only while TLS is available and off.
@@ -244,7 +240,7 @@ fn simple_commands() {
         t.cmd(line, expect);
     }
     t.cmd("QUIT", "221 2.0.0");
-    assert!(t.log.closed && t.s.is_closed());
+    assert!(t.log.closed && t.s().is_closed());
 }
 
 // Goal: every out-of-order command gets 503 5.5.1.
@@ -333,7 +329,7 @@ fn recipients() {
     // Both spellings are one mailbox, stored folded.
     assert_eq!(t.log.stored[0].rcpts, ["u@pool.test"]);
     assert_eq!(t.log.stored[0].from, "");
-    assert_eq!(t.s.counters().rejected_relay, 5);
+    assert_eq!(t.s().counters().rejected_relay, 5);
 }
 
 // Goal: a message end to end: 354, dot-unstuffing, Received header, 250 with the id.
@@ -366,7 +362,7 @@ fn data_delivery() {
         m.trace
     );
     assert!(m.body.is_empty());
-    assert_eq!(t.s.counters().messages_accepted, 2);
+    assert_eq!(t.s().counters().messages_accepted, 2);
 }
 
 // Goal: the store's failures map to 451/552 and the session stays usable.
@@ -420,7 +416,7 @@ fn smuggling_variants() {
             "{fake:?}"
         );
         assert_eq!(t.log.stored.len(), 1);
-        assert_eq!(t.s.counters().rejected_smuggling, 1);
+        assert_eq!(t.s().counters().rejected_smuggling, 1);
     }
 }
 
@@ -467,7 +463,7 @@ fn command_line_limit() {
         assert_eq!(t.send(&[b'y'; 1000]), "");
     }
     assert_eq!(t.send(b"\r\n"), "500 5.5.6 Line too long\r\n");
-    assert!(t.s.lines.capacity() <= 512);
+    assert!(t.s().lines.capacity() <= 512);
     t.cmd("NOOP", "250 2.0.0");
 }
 
@@ -527,10 +523,10 @@ fn message_size_limit() {
         assert_eq!(t.send(&body_at_max), "");
     }
     assert!(t.send(b".\r\n").starts_with("552 5.3.4"));
-    assert!(t.s.txn.body.capacity() <= 4096);
+    assert!(t.s().txn.body.capacity() <= 4096);
     t.start_data();
     assert!(t.send(b"small\r\n.\r\n").starts_with("250 2.0.0"));
-    assert_eq!(t.s.counters().rejected_size, 2);
+    assert_eq!(t.s().counters().rejected_size, 2);
 }
 
 // Goal: recipients_max: the next new recipient gets 452 4.5.3 (not counted as an error); a
@@ -575,9 +571,10 @@ fn error_limit() {
         t.send(b"BOGUS\r\nNOOP\r\n"),
         "421 4.7.0 Too many errors, closing connection\r\n"
     );
-    assert!(t.log.closed && t.s.is_closed());
+    assert!(t.log.closed && t.s().is_closed());
     let mut out = Output::default();
-    assert_eq!(t.s.ingest(b"NOOP\r\n", t.now, &mut out), 6);
+    let now = t.now;
+    assert_eq!(t.s().ingest(b"NOOP\r\n", now, &mut out), 6);
     assert!(out.replies.is_empty() && out.effect.is_none());
 }
 
@@ -625,14 +622,15 @@ fn starttls() {
     t.ehlo("c");
     let mut out = Output::default();
     let input = b"STARTTLS\r\nMAIL FROM:<injected@x.example>\r\n";
-    assert_eq!(t.s.ingest(input, t.now, &mut out), 10);
+    let now = t.now;
+    assert_eq!(t.s().ingest(input, now, &mut out), 10);
     assert_eq!(out.replies, b"220 2.0.0 Ready to start TLS\r\n");
     assert_eq!(out.effect, Some(Effect::StartTls));
     // Even if a driver re-fed the plaintext, the session drops it until TLS is up.
     let mut out = Output::default();
-    assert_eq!(t.s.ingest(&input[10..], t.now, &mut out), input.len() - 10);
+    assert_eq!(t.s().ingest(&input[10..], now, &mut out), input.len() - 10);
     assert!(out.replies.is_empty());
-    t.s.tls_started(TlsSummary {
+    t.s().tls_started(TlsSummary {
         version: "TLSv1.3".into(),
         cipher: "TLS13_AES_128_GCM_SHA256".into(),
     });
@@ -669,14 +667,14 @@ fn timeouts_and_shutdown() {
     for which in [Timeout::Idle, Timeout::SessionDuration, Timeout::Record] {
         let mut t = T::new();
         let mut out = Output::default();
-        t.s.timed_out(which, &mut out);
+        t.s().timed_out(which, &mut out);
         assert_eq!(out.replies, b"421 4.4.2 Timeout, closing connection\r\n");
         assert_eq!(out.effect, Some(Effect::Close));
-        assert!(t.s.is_closed());
+        assert!(t.s().is_closed());
     }
     let mut t = T::new();
     let mut out = Output::default();
-    t.s.shutting_down(&mut out);
+    t.s().shutting_down(&mut out);
     assert!(out.replies.starts_with(b"421 4.3.2 "));
     assert_eq!(out.effect, Some(Effect::Close));
 }
@@ -731,7 +729,7 @@ fn bdat_size_limit() {
         r,
         "250 2.0.0 Chunk received, octets: 4096\r\n552 5.3.4 Message size exceeds fixed maximum\r\n"
     );
-    assert!(t.s.txn.body.capacity() <= 4096);
+    assert!(t.s().txn.body.capacity() <= 4096);
     t.mail_from("s@x.example", "250");
     t.rcpt_to("u@pool.test", "250");
     input.truncate(input.len() - 14);

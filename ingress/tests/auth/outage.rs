@@ -264,13 +264,13 @@ impl MessageSink for KeepingSink {
     }
 }
 
-/// A one-core ingress on 127.0.0.1 with `auth`, and what it stored.
-fn serve(auth: AuthConfig) -> (IngressHandle, Arc<Mutex<Vec<Kept>>>) {
+/// A one-core ingress on 127.0.0.1 with `auth` on `backend`, and what it stored.
+fn serve(backend: Backend, auth: AuthConfig) -> (IngressHandle, Arc<Mutex<Vec<Kept>>>) {
     let config = IngressConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         hostname: HOSTNAME.to_owned(),
         cores: 1,
-        backend: Backend::Epoll,
+        backend,
         read_buffers_per_core: 8,
         shutdown_grace_ms: 200,
         auth,
@@ -336,13 +336,27 @@ fn smtp_zone() -> Zone {
 // `temperror`, the resolver is marked down so later messages cost it no query; once it
 // answers again the results become real. Method: `driver::start` on 127.0.0.1 (one core)
 // with a loopback DNS server muted then unmuted, lettre as the client.
-#[test]
-fn record_mode_answers_250_within_the_deadline_while_the_resolver_is_silent() {
+mod record_mode_answers_250_within_the_deadline_while_the_resolver_is_silent {
+    #[test]
+    fn uring() {
+        super::record_mode_answers_250_within_the_deadline_while_the_resolver_is_silent(
+            tempmx_ingress::Backend::Uring,
+        );
+    }
+    #[test]
+    fn epoll() {
+        super::record_mode_answers_250_within_the_deadline_while_the_resolver_is_silent(
+            tempmx_ingress::Backend::Epoll,
+        );
+    }
+}
+
+fn record_mode_answers_250_within_the_deadline_while_the_resolver_is_silent(backend: Backend) {
     let dns = TestDns::start(smtp_zone());
     dns.set_muted(true);
     let auth = outage_config(&dns, AuthMode::Record);
     let bound = Duration::from_millis(auth.check_duration_max_ms) + Duration::from_secs(2);
-    let (handle, kept) = serve(auth);
+    let (handle, kept) = serve(backend, auth);
     let reader = handle.counters_reader();
     for n in 0..10 {
         let took = send(handle.local_addr(), &format!("u{n}@back.test"));
@@ -389,12 +403,26 @@ fn record_mode_answers_250_within_the_deadline_while_the_resolver_is_silent() {
 // accepts TCP but never answers keeps its rule that a temperror never refuses: every
 // message gets 250 within the deadline bound, stored with temperror results, and the
 // resolver is marked down. Method: as above, with the TCP-silent loopback DNS server.
-#[test]
-fn enforce_mode_accepts_within_the_deadline_when_the_resolver_is_silent_over_tcp() {
+mod enforce_mode_accepts_within_the_deadline_when_the_resolver_is_silent_over_tcp {
+    #[test]
+    fn uring() {
+        super::enforce_mode_accepts_within_the_deadline_when_the_resolver_is_silent_over_tcp(
+            tempmx_ingress::Backend::Uring,
+        );
+    }
+    #[test]
+    fn epoll() {
+        super::enforce_mode_accepts_within_the_deadline_when_the_resolver_is_silent_over_tcp(
+            tempmx_ingress::Backend::Epoll,
+        );
+    }
+}
+
+fn enforce_mode_accepts_within_the_deadline_when_the_resolver_is_silent_over_tcp(backend: Backend) {
     let dns = TestDns::start(smtp_zone().silent_over_tcp());
     let auth = outage_config(&dns, AuthMode::Enforce);
     let bound = Duration::from_millis(auth.check_duration_max_ms) + Duration::from_secs(2);
-    let (handle, kept) = serve(auth);
+    let (handle, kept) = serve(backend, auth);
     for n in 0..6 {
         let took = send(handle.local_addr(), &format!("u{n}@back.test"));
         assert!(took < bound, "message {n}: {took:?}");

@@ -11,11 +11,19 @@ use rustls::pki_types::pem::PemObject;
 use tempmx_ingress::Backend;
 use tempmx_ingress::auth::AuthMode;
 
+use crate::on_both_backends;
 use crate::support::{DOMAIN, Raw, Server};
 use crate::support_dns::{Rr, TestDns, Zone};
 
 const RSA_PEM: &str = include_str!("../data/dkim-rsa2048.pem");
 const RSA_PUBLIC_B64: &str = include_str!("../data/dkim-rsa2048.pub.b64");
+
+on_both_backends!(
+    record_mode_adds_results_and_rejects_nothing,
+    enforce_mode_rejects_spf_fail_and_dmarc_reject,
+    forged_results_are_removed,
+    greylisting_defers_then_accepts_the_retry,
+);
 
 fn ip(last: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
@@ -35,8 +43,8 @@ fn zone() -> Zone {
         .with("plain.test", Rr::txt("v=spf1 ?all"))
 }
 
-fn start(dns: &TestDns, mode: AuthMode, greylist_delay: Option<u64>) -> Server {
-    Server::start(Backend::Epoll, |c| {
+fn start(backend: Backend, dns: &TestDns, mode: AuthMode, greylist_delay: Option<u64>) -> Server {
+    Server::start(backend, |c| {
         c.auth.mode = mode;
         c.auth.nameservers = vec![dns.addr()];
         c.auth.dns_timeout_ms = 1_000;
@@ -85,10 +93,9 @@ fn send(server: &Server, source: IpAddr, mail_from: &str, body: &str) -> (String
 
 // Goal: in record mode every message is accepted and carries our Authentication-Results
 // header and the structured results, with SPF pass/fail decided by the real source address.
-#[test]
-fn record_mode_adds_results_and_rejects_nothing() {
+fn record_mode_adds_results_and_rejects_nothing(backend: Backend) {
     let dns = TestDns::start(zone());
-    let server = start(&dns, AuthMode::Record, None);
+    let server = start(backend, &dns, AuthMode::Record, None);
     let (_, end) = send(&server, ip(2), "a@sender.test", &message("a@sender.test"));
     assert!(end.is_some_and(|r| r.starts_with("250")));
     let (_, end) = send(&server, ip(3), "a@sender.test", &message("a@sender.test"));
@@ -125,10 +132,9 @@ fn record_mode_adds_results_and_rejects_nothing() {
 
 // Goal: enforce refuses SPF fail at MAIL (550 5.7.23) and a DMARC p=reject failure after
 // the data (550 5.7.1), and accepts what passes.
-#[test]
-fn enforce_mode_rejects_spf_fail_and_dmarc_reject() {
+fn enforce_mode_rejects_spf_fail_and_dmarc_reject(backend: Backend) {
     let dns = TestDns::start(zone());
-    let server = start(&dns, AuthMode::Enforce, None);
+    let server = start(backend, &dns, AuthMode::Enforce, None);
     let (mail, _) = send(&server, ip(3), "a@sender.test", &message("a@sender.test"));
     assert!(mail.starts_with("550 5.7.23"), "{mail}");
     // SPF is neutral for plain.test and nothing aligns with the From: domain (p=reject).
@@ -151,10 +157,9 @@ fn enforce_mode_rejects_spf_fail_and_dmarc_reject() {
 }
 
 // Goal: a forged Authentication-Results field with our authserv-id is removed before storing.
-#[test]
-fn forged_results_are_removed() {
+fn forged_results_are_removed(backend: Backend) {
     let dns = TestDns::start(zone());
-    let server = start(&dns, AuthMode::Record, None);
+    let server = start(backend, &dns, AuthMode::Record, None);
     let forged = format!(
         "Authentication-Results: mx.tempmx.test; dkim=pass header.d=bank.test\r\n{}",
         message("a@sender.test")
@@ -169,10 +174,9 @@ fn forged_results_are_removed() {
 
 // Goal: greylisting defers an unknown sender with 451 4.7.1 and a retry hint, lets its retry
 // through after the delay, and lets a trusted sender (SPF pass + DMARC) through at once.
-#[test]
-fn greylisting_defers_then_accepts_the_retry() {
+fn greylisting_defers_then_accepts_the_retry(backend: Backend) {
     let dns = TestDns::start(zone());
-    let server = start(&dns, AuthMode::Record, Some(1));
+    let server = start(backend, &dns, AuthMode::Record, Some(1));
     let rcpt = |source: IpAddr, from: &str| {
         let mut c = Raw::connect_from(server.addr, source);
         c.cmd("EHLO client.test", "250");

@@ -9,6 +9,7 @@ mod authentication;
 
 mod clients;
 mod config_errors;
+mod hand_off_deadline;
 mod hostile_input;
 mod instances;
 mod lifecycle;

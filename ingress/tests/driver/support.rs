@@ -50,6 +50,8 @@ pub enum SinkMode {
     /// Stored at once, after blocking the core's thread for [`SLOW_SINK_PAUSE`] (so
     /// connections pile up in the kernel's accept queue meanwhile).
     Slow,
+    /// Stored, with a group commit that never completes (its signal is kept, never sent).
+    Hang,
 }
 
 /// How long a [`SinkMode::Slow`] sink blocks its core.
@@ -84,6 +86,8 @@ pub struct TestSink {
     shelf: Arc<Shelf>,
     mode: SinkMode,
     next_id: u64,
+    /// Commit signals of [`SinkMode::Hang`], kept so they never fire.
+    hung: Vec<tokio::sync::oneshot::Sender<Result<(), StoreError>>>,
 }
 
 impl MessageSink for TestSink {
@@ -117,6 +121,11 @@ impl MessageSink for TestSink {
                 std::thread::spawn(move || {
                     let _ = tx.send(Ok(()));
                 });
+                Commit::Pending(rx)
+            }
+            SinkMode::Hang => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                self.hung.push(tx);
                 Commit::Pending(rx)
             }
             _ => Commit::Done,
@@ -188,6 +197,7 @@ impl Server {
                     shelf: Arc::clone(&shelf),
                     mode,
                     next_id: 0,
+                    hung: Vec::new(),
                 }) as Box<dyn MessageSink + Send>
             })
             .collect();

@@ -54,7 +54,7 @@ fn check(state: &PublicState, req: &Request, ip: IpAddr) -> Result<(), ApiError>
     }
     let holds_slot = path == "/api/v1/mailboxes" || path.ends_with("/extend");
     let creates = (req.method() == Method::POST && holds_slot)
-        || crate::api::compat::creates(req.method(), path);
+        || crate::api::compat::creates(req.method(), path, req.uri().query());
     let limiter = if creates {
         &state.limits.create
     } else {

@@ -349,7 +349,9 @@ fn fill(
         .collect();
 }
 
-fn download(body: Vec<u8>, content_type: &str, disposition: &str) -> Response {
+/// A file answer with `disposition`: private, uncached, and sandboxed so nothing in it
+/// runs (also the compatible APIs' downloads).
+pub fn download(body: Vec<u8>, content_type: &str, disposition: &str) -> Response {
     let mut resp = (StatusCode::OK, body).into_response();
     let h = resp.headers_mut();
     let ct = HeaderValue::from_str(content_type)

@@ -45,6 +45,7 @@ pub use self::config::{AccessMode, PublicConfig};
 use self::error::ApiError;
 use self::ratelimit::Limiter;
 use self::subscribers::Subscribers;
+use crate::api::compat::mailtm::MailTm;
 use crate::mailboxes::Registry;
 use crate::verify::VerifyCache;
 use crate::webhooks::Webhooks;
@@ -110,6 +111,9 @@ pub struct PublicState {
     pub closing: Arc<watch::Sender<bool>>,
     /// Registered webhooks and the node's delivery queue.
     pub webhooks: Arc<Webhooks>,
+    /// The mail.tm compatible API's accounts and events (memory only unless replaced
+    /// with [`PublicState::with_mailtm`]).
+    pub mailtm: Arc<MailTm>,
 }
 
 impl PublicState {
@@ -138,6 +142,7 @@ impl PublicState {
             config.subscribers_per_mailbox_max,
             config.subscribers_per_ip_max,
         );
+        let config_mailboxes_max = config.mailboxes_max;
         Self {
             store,
             domains,
@@ -149,7 +154,14 @@ impl PublicState {
             verify: Arc::new(VerifyCache::new(VERIFY_CACHE_ENTRIES_MAX)),
             closing: Arc::new(watch::channel(false).0),
             webhooks,
+            mailtm: Arc::new(MailTm::new(config_mailboxes_max)),
         }
+    }
+
+    /// The state with mail.tm accounts kept as `mt` keeps them (e.g. in the data directory).
+    pub fn with_mailtm(mut self, mt: MailTm) -> Self {
+        self.mailtm = Arc::new(mt);
+        self
     }
 
     /// Ends every live-push connection now and refuses new ones; call before the
@@ -213,7 +225,7 @@ pub fn router(state: PublicState) -> Router {
     let (api, _) = api_routes().split_for_parts();
     let doc = Bytes::from(openapi_json());
     let mut router = api
-        .merge(crate::api::compat::routes(state.config.mailboxes_max))
+        .merge(crate::api::compat::routes(&state))
         .route(
             OPENAPI_PATH,
             get(move || {

@@ -1,7 +1,7 @@
-//! One connection on the ring, sans-io: the session, its TLS, the input it has not consumed,
-//! the bytes waiting for the socket, and the deadline of its current phase. The event loop
-//! feeds it completions and check results and asks it what to submit; it never touches the
-//! ring itself.
+//! One connection on the ring, sans-io: the connection layer's [`Pump`] (session, effects,
+//! deadlines), its TLS, the input it has not consumed, the bytes waiting for the socket, and
+//! the phase of the socket. The event loop feeds it completions and check results and asks
+//! it what to submit; it never touches the ring itself.
 
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
@@ -10,18 +10,17 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use rustls::ServerConnection;
-use tempmx_store::{Accepted, Commit, MessageId};
+use tempmx_store::MessageId;
 
 use super::checks::{Checks, Done, Job, Token};
+use crate::auth::{MessageCheck, SenderCheck};
+use crate::connection::{Answer, Io, Pump, queue_replies};
 use crate::driver::admission::Permit;
 use crate::driver::core::Core;
 use crate::driver::counters::bump;
-use crate::driver::delivery;
+use crate::driver::delivery::{self, Handed};
 pub(super) use crate::driver::end::End;
-use crate::driver::record::RecordClock;
-use crate::session::{
-    DeliveryFailure, Effect, Output, PeerInfo, Session, SessionCounters, Timeout,
-};
+use crate::session::{DeliveryFailure, PeerInfo, PendingMessage, SenderInput, Session};
 
 /// Unconsumed input past which the connection stops receiving until the session catches up
 /// (a client pipelining while a check runs must not grow memory without bound).
@@ -29,21 +28,162 @@ const INPUT_BYTES_PAUSE: usize = 64 * 1024;
 /// Plaintext read out of rustls per call.
 const TLS_PLAINTEXT_CHUNK: usize = 4096;
 
-/// Where the connection is.
+/// Where the socket is (the session's own state, waits included, is the pump's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     /// Waiting out the greet pause; input now makes an early talker.
     GreetPause(Instant),
-    /// Reading commands and data.
+    /// Reading commands and data, or waiting for a hand-off.
     Open,
-    /// An effect is with the hand-off thread.
-    Waiting,
     /// STARTTLS handshake running, bounded.
     Handshake(Instant),
     /// Last words going out, bounded; then the socket is shut.
     Closing(Instant),
     /// Shut down; waiting for in-flight operations before the slot is freed.
     Done,
+}
+
+/// What the pump asked for that the connection does once the pump's call returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum After {
+    StartTls,
+    Close,
+}
+
+/// What a connection's calls need from its core: the core, the hand-off thread, and the
+/// connection's token there.
+#[derive(Clone, Copy)]
+pub(super) struct Env<'a> {
+    /// The core.
+    pub(super) core: &'a Core,
+    /// The hand-off thread.
+    pub(super) checks: &'a Checks,
+    /// This connection (slot and generation).
+    pub(super) token: Token,
+}
+
+/// The part of a connection the pump's I/O calls act on.
+struct Link {
+    /// Bytes ready for the socket, not yet handed to a send.
+    wire: Vec<u8>,
+    tls: Option<Box<ServerConnection>>,
+    after: Option<After>,
+    /// The id and size of the message whose group commit is awaited.
+    commit: Option<(MessageId, u64)>,
+    peer_ip: IpAddr,
+}
+
+impl Link {
+    /// Moves TLS records rustls has queued to the wire.
+    fn stage_tls(&mut self) {
+        if let Some(tls) = self.tls.as_deref_mut() {
+            while tls.wants_write() {
+                if tls.write_tls(&mut self.wire).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The ring side of the connection layer's I/O: replies go to the wire (through rustls on
+/// TLS), checks and commit waits to the hand-off thread, the store is written at once.
+struct UringIo<'a> {
+    link: &'a mut Link,
+    env: Env<'a>,
+}
+
+/// The [`UringIo`] of a [`Conn`] (a macro, so the borrows stay field by field).
+macro_rules! io {
+    ($conn:expr, $env:expr) => {
+        UringIo {
+            link: &mut $conn.link,
+            env: $env,
+        }
+    };
+}
+
+impl UringIo<'_> {
+    /// Posts a check to the hand-off thread; `Now(None)` when this core does not authenticate.
+    fn submit_check<T>(&self, job: impl FnOnce(Token) -> Job) -> Answer<Option<T>> {
+        let Env {
+            core,
+            checks,
+            token,
+        } = self.env;
+        if !core.auth_enabled() {
+            tracing::error!(core = core.id, "check without an authenticator");
+            return Answer::Now(None);
+        }
+        checks.submit(job(token));
+        Answer::Later
+    }
+}
+
+impl Io for UringIo<'_> {
+    fn send(&mut self, replies: &mut Vec<u8>) {
+        match self.link.tls.as_deref_mut() {
+            Some(tls) => {
+                if let Err(e) = tls.writer().write_all(replies) {
+                    tracing::debug!(core = self.env.core.id, error = %e, "tls write");
+                }
+                replies.clear();
+                self.link.stage_tls();
+            }
+            None => queue_replies(&mut self.link.wire, replies),
+        }
+    }
+
+    fn check_sender(&mut self, input: SenderInput<'_>) -> Answer<Option<SenderCheck>> {
+        self.submit_check(|token| Job::Sender {
+            token,
+            ip: input.ip,
+            helo: input.helo.to_owned(),
+            mail_from: input.mail_from.to_owned(),
+        })
+    }
+
+    fn check_message(
+        &mut self,
+        sender: &SenderCheck,
+        message: &[u8],
+    ) -> Answer<Option<MessageCheck>> {
+        self.submit_check(|token| Job::Message {
+            token,
+            sender: sender.clone(),
+            body: message.to_vec(),
+        })
+    }
+
+    fn deliver(
+        &mut self,
+        message: &PendingMessage<'_>,
+    ) -> Answer<Result<MessageId, DeliveryFailure>> {
+        let Env {
+            core,
+            checks,
+            token,
+        } = self.env;
+        match delivery::hand_off(core, message, self.link.peer_ip) {
+            Handed::Now(result) => Answer::Now(result),
+            Handed::Pending { id, bytes, done } => {
+                self.link.commit = Some((id, bytes));
+                // The connection's own deadline (the idle timeout) ends the wait first; this
+                // bound only frees the hand-off thread's task.
+                let bound = core.timing.idle + core.timing.final_write;
+                checks.submit(Job::Commit { token, done, bound });
+                Answer::Later
+            }
+        }
+    }
+
+    fn start_tls(&mut self) {
+        self.link.after = Some(After::StartTls);
+    }
+
+    fn close(&mut self) {
+        self.link.after = Some(After::Close);
+    }
 }
 
 /// One connection's state.
@@ -64,36 +204,29 @@ pub(super) struct Conn {
     pub(super) sending: bool,
     /// The timer entry armed for this connection (sequence number and instant).
     pub(super) timer: (u64, Option<Instant>),
-    session: Session,
-    out: Output,
-    /// Bytes ready for the socket, not yet handed to a send.
-    wire: Vec<u8>,
+    pump: Pump,
+    link: Link,
     /// When the send in flight started (a client that stops reading is cut off).
     send_since: Instant,
     /// Plaintext input the session has not consumed.
     input: Vec<u8>,
-    tls: Option<Box<ServerConnection>>,
     phase: Phase,
-    record: RecordClock,
-    session_deadline: Instant,
     started: Instant,
-    counted: SessionCounters,
-    peer_ip: IpAddr,
-    /// The id the store gave the message whose group commit is awaited.
-    pending_id: MessageId,
     _permit: Permit,
 }
 
 impl Conn {
     /// A new connection; the greeting goes out now or after the greet pause.
     pub(super) fn new(
-        core: &Core,
+        env: Env<'_>,
         fd: OwnedFd,
         generation: u32,
         peer: PeerInfo,
         permit: Permit,
     ) -> Self {
+        let core = env.core;
         let now = Instant::now();
+        let session = Session::new(Arc::clone(&core.session_ctx), peer);
         let mut conn = Self {
             fd,
             generation,
@@ -103,53 +236,50 @@ impl Conn {
             send_pos: 0,
             sending: false,
             timer: (0, None),
-            session: Session::new(Arc::clone(&core.session_ctx), peer),
-            out: Output::default(),
-            wire: Vec::new(),
+            pump: Pump::new(session, now, core.timing.idle, core.timing.session_max),
+            link: Link {
+                wire: Vec::new(),
+                tls: None,
+                after: None,
+                commit: None,
+                peer_ip: peer.ip,
+            },
             send_since: now,
             input: Vec::new(),
-            tls: None,
             phase: Phase::Open,
-            record: RecordClock::new(now),
-            session_deadline: now + core.timing.session_max,
             started: now,
-            counted: SessionCounters::default(),
-            peer_ip: peer.ip,
-            pending_id: MessageId(0),
             _permit: permit,
         };
         if core.timing.greet_pause.is_zero() {
-            conn.greet(core);
+            conn.greet(env);
         } else {
             conn.phase = Phase::GreetPause(now + core.timing.greet_pause);
         }
         conn
     }
 
-    fn greet(&mut self, core: &Core) {
-        self.session.greeting(&mut self.out);
+    fn greet(&mut self, env: Env<'_>) {
+        self.pump.greet(&mut io!(self, env));
         self.phase = Phase::Open;
-        self.record.restart();
-        self.stage(core);
     }
 
     /// Bytes received from the socket.
-    pub(super) fn received(&mut self, core: &Core, checks: &Checks, token: Token, data: &[u8]) {
-        bump(&core.counters().bytes_in, data.len() as u64);
+    pub(super) fn received(&mut self, env: Env<'_>, data: &[u8]) {
+        bump(&env.core.counters().bytes_in, data.len() as u64);
         if matches!(self.phase, Phase::Closing(_) | Phase::Done) {
             return;
         }
-        self.record.input();
-        match self.tls.is_some() {
-            true => self.received_tls(core, data),
+        self.pump.received();
+        match self.link.tls.is_some() {
+            true => self.received_tls(env, data),
             false => self.input.extend_from_slice(data),
         }
-        self.pump(core, checks, token);
+        self.feed(env);
     }
 
     /// The peer closed its side (or the socket failed).
-    pub(super) fn eof(&mut self, core: &Core, end: End) {
-        self.end(core, end);
+    pub(super) fn eof(&mut self, env: Env<'_>, end: End) {
+        self.end(env, end);
     }
 
     /// Whether a receive should be (re)armed.
@@ -170,11 +300,11 @@ impl Conn {
 
     /// Takes the bytes to send next, if no send is in flight; the caller submits the send.
     pub(super) fn next_send(&mut self) -> bool {
-        if self.sending || self.wire.is_empty() || self.phase == Phase::Done {
+        if self.sending || self.link.wire.is_empty() || self.phase == Phase::Done {
             return false;
         }
-        std::mem::swap(&mut self.send_buf, &mut self.wire);
-        self.wire.clear();
+        std::mem::swap(&mut self.send_buf, &mut self.link.wire);
+        self.link.wire.clear();
         self.send_pos = 0;
         self.sending = true;
         self.send_since = Instant::now();
@@ -182,55 +312,52 @@ impl Conn {
     }
 
     /// A send completed with `result`; false when more of `send_buf` must be sent.
-    pub(super) fn sent(&mut self, core: &Core, result: i32) -> bool {
+    pub(super) fn sent(&mut self, env: Env<'_>, result: i32) -> bool {
         if result <= 0 {
             self.sending = false;
             let e = match result {
                 0 => io::ErrorKind::WriteZero.into(),
                 e => io::Error::from_raw_os_error(-e),
             };
-            self.abort(core, End::Io(e));
+            self.abort(env, End::Io(e));
             return true;
         }
         self.send_pos += result as usize;
         if self.send_pos < self.send_buf.len() {
             return false;
         }
-        bump(&core.counters().bytes_out, self.send_buf.len() as u64);
+        bump(&env.core.counters().bytes_out, self.send_buf.len() as u64);
         self.sending = false;
         self.send_buf.clear();
-        self.close_if_said(core);
+        self.close_if_said(env);
         true
     }
 
-    /// A hand-off result for this connection.
-    pub(super) fn checked(&mut self, core: &Core, checks: &Checks, token: Token, done: Done) {
-        if self.phase != Phase::Waiting {
+    /// A hand-off result for this connection (ignored unless the session waits for one).
+    pub(super) fn checked(&mut self, env: Env<'_>, done: Done) {
+        if self.phase != Phase::Open || !self.pump.is_waiting() {
             return;
         }
-        self.phase = Phase::Open;
+        let mut io = io!(self, env);
         match done {
-            Done::Sender(_, check) => self.session.sender_checked(check, &mut self.out),
-            Done::Message(_, check) => self.session.message_checked(check, &mut self.out),
-            Done::Skipped(_) => self.session.auth_skipped(&mut self.out),
+            Done::Sender(_, check) => self.pump.sender_checked(&mut io, Some(check)),
+            Done::Message(_, check) => self.pump.message_checked(&mut io, Some(check)),
+            // Whichever check the session waits for goes on without it.
+            Done::Skipped(_) => {
+                self.pump.sender_checked(&mut io, None);
+                self.pump.message_checked(&mut io, None);
+            }
             Done::Commit(_, outcome) => {
-                let result = match outcome {
-                    Some(Ok(())) => Ok(()),
-                    Some(Err(e)) => {
-                        tracing::warn!(core = core.id, error = %e, "store commit failed");
-                        Err(delivery::failure_of(&e))
-                    }
-                    None => {
-                        tracing::warn!(core = core.id, "store commit did not complete");
-                        Err(DeliveryFailure::Temporary)
-                    }
+                let Some((id, bytes)) = io.link.commit.take() else {
+                    return;
                 };
-                self.delivered(core, result.map(|()| self.pending_id));
+                let result = delivery::committed(env.core, id, bytes, outcome);
+                self.pump.delivered(&mut io, result);
             }
             Done::Stop => {}
         }
-        self.effects(core, checks, token);
-        self.pump(core, checks, token);
+        self.act(env);
+        self.feed(env);
     }
 
     /// The deadline of the current phase.
@@ -238,13 +365,8 @@ impl Conn {
         let stall = self.sending.then(|| self.send_since + core.timing.idle);
         let phase = match self.phase {
             Phase::GreetPause(at) | Phase::Handshake(at) | Phase::Closing(at) => Some(at),
-            Phase::Open => Some(
-                self.record
-                    .deadline(core.timing.idle)
-                    .0
-                    .min(self.session_deadline),
-            ),
-            Phase::Waiting | Phase::Done => None,
+            Phase::Open => self.pump.deadline().map(|(at, _)| at),
+            Phase::Done => None,
         };
         match (stall, phase) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -253,177 +375,98 @@ impl Conn {
     }
 
     /// The deadline passed (the caller checked it is the current one).
-    pub(super) fn timed_out(&mut self, core: &Core, checks: &Checks, token: Token, now: Instant) {
-        if self.sending && now >= self.send_since + core.timing.idle {
+    pub(super) fn timed_out(&mut self, env: Env<'_>, now: Instant) {
+        if self.sending && now >= self.send_since + env.core.timing.idle {
             // A client that stops reading gets nothing more.
-            return self.abort(core, End::Io(io::ErrorKind::TimedOut.into()));
+            return self.abort(env, End::Io(io::ErrorKind::TimedOut.into()));
         }
         match self.phase {
             Phase::GreetPause(_) => {
-                self.greet(core);
-                self.pump(core, checks, token);
+                self.greet(env);
+                self.feed(env);
             }
             Phase::Handshake(_) => {
-                bump(&core.counters().tls_handshakes_failed, 1);
-                tracing::debug!(core = core.id, "tls handshake timed out");
-                self.abort(core, End::TlsFailed);
+                bump(&env.core.counters().tls_handshakes_failed, 1);
+                tracing::debug!(core = env.core.id, "tls handshake timed out");
+                self.abort(env, End::TlsFailed);
             }
-            Phase::Closing(_) => self.abort(core, End::Closed),
+            Phase::Closing(_) => self.abort(env, End::Closed),
             Phase::Open => {
-                let (_, which) = self.record.deadline(core.timing.idle);
-                let which = if now >= self.session_deadline {
-                    Timeout::SessionDuration
-                } else {
-                    which
-                };
-                self.end(core, End::TimedOut(which));
+                if let Some((at, which)) = self.pump.deadline()
+                    && now >= at
+                {
+                    self.end(env, End::TimedOut(which));
+                }
             }
-            Phase::Waiting | Phase::Done => {}
+            Phase::Done => {}
         }
     }
 
     /// The shutdown's last stage: shut whatever is still open, without another word.
-    pub(super) fn kill(&mut self, core: &Core) {
-        self.abort(core, End::Shutdown);
+    pub(super) fn kill(&mut self, env: Env<'_>) {
+        self.abort(env, End::Shutdown);
     }
 
     /// Shutdown reached this session: 421 4.3.2 (bounded), then close.
-    pub(super) fn shutting_down(&mut self, core: &Core) {
+    pub(super) fn shutting_down(&mut self, env: Env<'_>) {
         if !matches!(self.phase, Phase::Closing(_) | Phase::Done) {
-            self.end(core, End::Shutdown);
+            self.end(env, End::Shutdown);
         }
     }
 
-    /// Feeds unconsumed input to the session until it waits for an effect or input runs out.
-    fn pump(&mut self, core: &Core, checks: &Checks, token: Token) {
+    /// Feeds unconsumed input through the pump until the session waits or input runs out.
+    fn feed(&mut self, env: Env<'_>) {
         while matches!(self.phase, Phase::Open | Phase::GreetPause(_)) && !self.input.is_empty() {
             let n = self
-                .session
-                .ingest(&self.input, SystemTime::now(), &mut self.out);
+                .pump
+                .feed(&mut io!(self, env), &self.input, SystemTime::now());
             self.input.drain(..n);
-            let effect = self.out.effect.is_some();
-            self.effects(core, checks, token);
-            if n == 0 && !effect {
+            self.act(env);
+            if n == 0 {
                 break;
             }
         }
-        self.count_session(core);
-        self.record.progress(self.session.records());
-        self.stage(core);
+        self.count_session(env.core);
     }
 
-    /// Runs the effect chain the session asked for (a handler may ask for the next).
-    fn effects(&mut self, core: &Core, checks: &Checks, token: Token) {
-        while let Some(effect) = self.out.effect.take() {
-            match effect {
-                Effect::CheckSender => self.check_sender(core, checks, token),
-                Effect::CheckMessage => self.check_message(core, checks, token),
-                Effect::Deliver => self.deliver(core, checks, token),
-                Effect::StartTls => self.start_tls(core),
-                Effect::Close => self.end(core, End::Closed),
-            }
+    /// Does what the pump asked for beyond I/O calls: begin TLS, or close.
+    fn act(&mut self, env: Env<'_>) {
+        match self.link.after.take() {
+            Some(After::StartTls) => self.start_tls(env),
+            Some(After::Close) => self.end(env, End::Closed),
+            None => {}
         }
     }
 
-    fn check_sender(&mut self, core: &Core, checks: &Checks, token: Token) {
-        match (core.auth_enabled(), self.session.pending_sender()) {
-            (true, Some(input)) => {
-                checks.submit(Job::Sender {
-                    token,
-                    ip: input.ip,
-                    helo: input.helo.to_owned(),
-                    mail_from: input.mail_from.to_owned(),
-                });
-                self.phase = Phase::Waiting;
-            }
-            _ => {
-                tracing::error!(core = core.id, "sender check without an authenticator");
-                self.session.auth_skipped(&mut self.out);
-            }
-        }
-    }
-
-    fn check_message(&mut self, core: &Core, checks: &Checks, token: Token) {
-        match (core.auth_enabled(), self.session.pending_auth()) {
-            (true, Some((sender, body))) => {
-                checks.submit(Job::Message {
-                    token,
-                    sender: sender.clone(),
-                    body: body.to_vec(),
-                });
-                self.phase = Phase::Waiting;
-            }
-            _ => {
-                tracing::error!(core = core.id, "message check without an authenticator");
-                self.session.auth_skipped(&mut self.out);
-            }
-        }
-    }
-
-    fn deliver(&mut self, core: &Core, checks: &Checks, token: Token) {
-        match delivery::store(core, &self.session, self.peer_ip) {
-            Ok(Accepted {
-                id,
-                commit: Commit::Done,
-            }) => self.delivered(core, Ok(id)),
-            Ok(Accepted {
-                id,
-                commit: Commit::Pending(done),
-            }) => {
-                self.pending_id = id;
-                checks.submit(Job::Commit {
-                    token,
-                    done,
-                    bound: core.timing.idle,
-                });
-                self.phase = Phase::Waiting;
-            }
-            Err(e) => {
-                tracing::warn!(core = core.id, error = %e, "store refused message");
-                self.delivered(core, Err(delivery::failure_of(&e)));
-            }
-        }
-    }
-
-    fn delivered(&mut self, core: &Core, result: Result<MessageId, DeliveryFailure>) {
-        let size = self
-            .session
-            .pending_message()
-            .map_or(0, |m| m.body.len() as u64);
-        match result {
-            Ok(_) => core.counters().message_stored(size),
-            Err(_) => bump(&core.counters().messages_store_failed, 1),
-        }
-        self.session.delivered(result, &mut self.out);
-    }
-
-    /// The 220 goes out in plaintext; everything after it is TLS. Unread plaintext is
-    /// dropped (command injection, RFC 3207 §4.2).
-    fn start_tls(&mut self, core: &Core) {
-        self.input.clear();
-        self.stage(core);
+    /// The 220 went out in plaintext (the pump queued it); everything after it is TLS.
+    fn start_tls(&mut self, env: Env<'_>) {
+        let core = env.core;
         let Some(config) = core.tls.as_ref().map(crate::tls::ServerTls::current) else {
             tracing::error!(
                 core = core.id,
                 "session offered STARTTLS without a TLS config"
             );
-            return self.end(core, End::TlsFailed);
+            return self.end(env, End::TlsFailed);
         };
         match ServerConnection::new(config) {
-            Ok(tls) => self.tls = Some(Box::new(tls)),
+            Ok(tls) => self.link.tls = Some(Box::new(tls)),
             Err(e) => {
                 bump(&core.counters().tls_handshakes_failed, 1);
                 tracing::debug!(core = core.id, error = %e, "tls setup failed");
-                return self.end(core, End::TlsFailed);
+                return self.end(env, End::TlsFailed);
             }
         }
-        let until = self.session_deadline.min(Instant::now() + core.timing.idle);
+        let until = self
+            .pump
+            .session_deadline()
+            .min(Instant::now() + core.timing.idle);
         self.phase = Phase::Handshake(until);
     }
 
     /// Ciphertext in: to rustls, plaintext out of it into `input`; finishes the handshake.
-    fn received_tls(&mut self, core: &Core, data: &[u8]) {
-        let Some(tls) = self.tls.as_deref_mut() else {
+    fn received_tls(&mut self, env: Env<'_>, data: &[u8]) {
+        let core = env.core;
+        let Some(tls) = self.link.tls.as_deref_mut() else {
             return;
         };
         let mut rest = data;
@@ -435,7 +478,7 @@ impl Conn {
                 break;
             }
             if let Err(e) = tls.process_new_packets() {
-                // The alert describing the failure is queued; stage() sends it.
+                // The alert describing the failure is queued; stage_tls() sends it.
                 failed = Some(e.to_string());
                 break;
             }
@@ -461,82 +504,58 @@ impl Conn {
                 bump(&core.counters().tls_handshakes_failed, 1);
             }
             tracing::debug!(core = core.id, error = %e, "tls failed");
-            self.stage(core);
-            return self.end(core, End::TlsFailed);
+            self.link.stage_tls();
+            return self.end(env, End::TlsFailed);
         }
         if handshaking && !tls.is_handshaking() {
             bump(&core.counters().tls_handshakes_ok, 1);
             let summary = crate::tls::summary(tls);
             tracing::debug!(core = core.id, version = %summary.version, cipher = %summary.cipher, "tls up");
-            self.session.tls_started(summary);
+            self.pump.tls_started(summary);
             self.phase = Phase::Open;
-            self.record.restart();
         }
-        self.stage(core);
+        self.link.stage_tls();
         if peer_closed {
-            self.end(core, End::Closed);
-        }
-    }
-
-    /// Moves the session's replies (encrypted, on TLS) and queued TLS records to the wire.
-    fn stage(&mut self, core: &Core) {
-        if !self.out.replies.is_empty() {
-            match self.tls.as_deref_mut() {
-                Some(tls) => {
-                    if let Err(e) = tls.writer().write_all(&self.out.replies) {
-                        tracing::debug!(core = core.id, error = %e, "tls write");
-                    }
-                }
-                None => self.wire.extend_from_slice(&self.out.replies),
-            }
-            self.out.replies.clear();
-        }
-        if let Some(tls) = self.tls.as_deref_mut() {
-            while tls.wants_write() {
-                if tls.write_tls(&mut self.wire).is_err() {
-                    break;
-                }
-            }
+            self.end(env, End::Closed);
         }
     }
 
     /// Ends the session: the reply the end calls for goes out (bounded), then the socket is
     /// shut; an end that says nothing shuts it at once. Counted once.
-    fn end(&mut self, core: &Core, end: End) {
+    fn end(&mut self, env: Env<'_>, end: End) {
         match self.phase {
             Phase::Done => return,
-            Phase::Closing(_) => return self.shut(core),
+            Phase::Closing(_) => return self.shut(env.core),
             _ => {}
         }
-        let speak = end.account(core, &mut self.session, &mut self.out);
-        // The session's own Close effect is this end.
-        self.out.effect = None;
-        self.phase = Phase::Closing(Instant::now() + core.timing.final_write);
+        let speak = end.account(env.core, &mut self.pump, &mut io!(self, env));
+        // The pump's own close request is this end.
+        self.link.after = None;
+        self.phase = Phase::Closing(Instant::now() + env.core.timing.final_write);
         if speak {
-            self.stage(core);
-            if let Some(tls) = self.tls.as_deref_mut() {
+            if let Some(tls) = self.link.tls.as_deref_mut() {
                 tls.send_close_notify();
-                self.stage(core);
+                self.link.stage_tls();
             }
         } else if !matches!(end, End::TlsFailed) {
             // Nothing more goes out, except a TLS alert already staged.
-            self.wire.clear();
+            self.link.wire.clear();
         }
-        self.close_if_said(core);
+        self.close_if_said(env);
     }
 
     /// In Closing, shuts the socket once everything staged has been sent.
-    fn close_if_said(&mut self, core: &Core) {
-        if matches!(self.phase, Phase::Closing(_)) && !self.sending && self.wire.is_empty() {
-            self.shut(core);
+    fn close_if_said(&mut self, env: Env<'_>) {
+        if matches!(self.phase, Phase::Closing(_)) && !self.sending && self.link.wire.is_empty() {
+            self.shut(env.core);
         }
     }
 
     /// Errors past the session's end, or a stall: shut without another word.
-    fn abort(&mut self, core: &Core, end: End) {
-        self.wire.clear();
-        self.end(core, end);
-        self.shut(core);
+    fn abort(&mut self, env: Env<'_>, end: End) {
+        self.link.wire.clear();
+        self.end(env, end);
+        self.shut(env.core);
     }
 
     /// Shuts both directions: the multishot receive ends, a send in flight fails, the peer
@@ -546,7 +565,7 @@ impl Conn {
             return;
         }
         self.phase = Phase::Done;
-        self.wire.clear();
+        self.link.wire.clear();
         // SAFETY: shutdown(2) on a descriptor this connection owns.
         unsafe {
             libc::shutdown(std::os::fd::AsRawFd::as_raw_fd(&self.fd), libc::SHUT_RDWR);
@@ -558,8 +577,7 @@ impl Conn {
 
     /// Adds what the session counted since the last call to the core's counters.
     fn count_session(&mut self, core: &Core) {
-        let now = *self.session.counters();
-        core.counters().add_session_delta(&self.counted, &now);
-        self.counted = now;
+        self.pump
+            .count(|before, now| core.counters().add_session_delta(before, now));
     }
 }

@@ -15,7 +15,7 @@ use socket2::{SockRef, Socket};
 
 use super::bufring::{self, BufRing};
 use super::checks::{Checks, Done, Token};
-use super::conn::{Conn, End};
+use super::conn::{Conn, End, Env};
 use super::ring;
 use super::timers::Timers;
 use crate::config::IngressConfig;
@@ -258,7 +258,12 @@ impl EventLoop {
                 let slot = self.alloc();
                 let generation = self.slots[slot as usize].generation;
                 let info = peer_info(&self.core, peer);
-                let conn = Conn::new(&self.core, fd, generation, info, permit);
+                let env = Env {
+                    core: &self.core,
+                    checks: &self.checks,
+                    token: (slot, generation & GENERATION_MASK),
+                };
+                let conn = Conn::new(env, fd, generation, info, permit);
                 self.slots[slot as usize].conn = Some(conn);
                 self.live += 1;
                 self.touched.push(slot);
@@ -307,16 +312,18 @@ impl EventLoop {
             if !more {
                 conn.recv_armed = false;
             }
-            let token = (slot, generation);
+            let env = Env {
+                core,
+                checks,
+                token: (slot, generation),
+            };
             match (result, buffer) {
-                (n, Some(bid)) if n > 0 => {
-                    conn.received(core, checks, token, bufs.get(bid, n as usize))
-                }
-                (0, _) => conn.eof(core, End::Closed),
+                (n, Some(bid)) if n > 0 => conn.received(env, bufs.get(bid, n as usize)),
+                (0, _) => conn.eof(env, End::Closed),
                 (n, _) if n < 0 => match -n {
                     // Out of buffers: the receive is re-armed once this turn returned some.
                     libc::ENOBUFS | libc::ECANCELED => {}
-                    e => conn.eof(core, End::Io(io::Error::from_raw_os_error(e))),
+                    e => conn.eof(env, End::Io(io::Error::from_raw_os_error(e))),
                 },
                 _ => {}
             }
@@ -328,11 +335,21 @@ impl EventLoop {
     }
 
     fn sent(&mut self, slot: u32, generation: u32, result: i32) -> io::Result<()> {
-        let Self { slots, core, .. } = self;
+        let Self {
+            slots,
+            core,
+            checks,
+            ..
+        } = self;
         let Some(conn) = live(slots, slot, generation) else {
             return Ok(());
         };
-        if !conn.sent(core, result) {
+        let env = Env {
+            core,
+            checks,
+            token: (slot, generation),
+        };
+        if !conn.sent(env, result) {
             let entry = send_entry(conn, slot);
             ring::push(&mut self.ring, &entry)?;
         }
@@ -363,7 +380,14 @@ impl EventLoop {
                 ..
             } = self;
             if let Some(conn) = live(slots, token.0, token.1) {
-                conn.checked(core, checks, token, d);
+                conn.checked(
+                    Env {
+                        core,
+                        checks,
+                        token,
+                    },
+                    d,
+                );
                 touched.push(token.0);
             }
         }
@@ -389,7 +413,12 @@ impl EventLoop {
                 continue;
             };
             conn.timer.1 = None;
-            conn.timed_out(core, checks, (slot, generation), now);
+            let env = Env {
+                core,
+                checks,
+                token: (slot, generation),
+            };
+            conn.timed_out(env, now);
             touched.push(slot);
         }
     }
@@ -500,12 +529,12 @@ impl EventLoop {
         let now = Instant::now();
         match stopping {
             Stopping::Grace(at) if now >= at => {
-                self.each_conn(|conn, core| conn.shutting_down(core));
+                self.each_conn(|conn, env| conn.shutting_down(env));
                 let last = now + self.core.timing.final_write * 2;
                 self.stopping = Some(Stopping::LastWords(last));
             }
             Stopping::LastWords(at) if now >= at => {
-                self.each_conn(|conn, core| conn.kill(core));
+                self.each_conn(|conn, env| conn.kill(env));
                 self.stopping = Some(Stopping::Drain(now + DRAIN_MAX));
             }
             Stopping::Drain(at) if now >= at => {
@@ -522,10 +551,15 @@ impl EventLoop {
         Ok(false)
     }
 
-    fn each_conn(&mut self, f: impl Fn(&mut Conn, &Core)) {
+    fn each_conn(&mut self, f: impl Fn(&mut Conn, Env<'_>)) {
         for (slot, s) in self.slots.iter_mut().enumerate() {
             if let Some(conn) = s.conn.as_mut() {
-                f(conn, &self.core);
+                let env = Env {
+                    core: &self.core,
+                    checks: &self.checks,
+                    token: (slot as u32, s.generation & GENERATION_MASK),
+                };
+                f(conn, env);
                 self.touched.push(slot as u32);
             }
         }

@@ -1,15 +1,22 @@
 //! mail.tm accounts: an address registered in the mailbox registry, an argon2 hash of
 //! its password, the bearer tokens issued by `POST /token` (kept as SHA-256 hashes) and
-//! the messages marked seen. Memory only: accounts live as long as the process and the
-//! registry entry (a restart asks clients to register again).
+//! the messages marked seen. With a data directory, accounts and token hashes are kept
+//! in `<data_dir>/control/mailtm-accounts.log` the way the registry keeps mailboxes (one
+//! line per change, fsynced before the answer, compacted when long), so clients keep
+//! their accounts and tokens across a restart; seen marks are memory only.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::Path;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use parking_lot::Mutex;
 use rand::RngCore;
+use serde::{Deserialize, Serialize};
 use tempmx_store::{Mailbox, MessageId};
+use tracing::warn;
+
+use crate::mailboxes::log::{Kind, Log, LogError, lines_max};
 
 /// Tokens kept per account; the oldest is dropped when another is issued.
 pub const TOKENS_PER_ACCOUNT_MAX: usize = 16;
@@ -31,6 +38,42 @@ pub struct Account {
     pub created_at_ms: u64,
 }
 
+/// The accounts' log.
+const LOG: Kind = Kind {
+    file: "mailtm-accounts.log",
+    temp: "mailtm-accounts.log.tmp",
+    header: "tempmx_mailtm_accounts",
+};
+
+/// One line of the accounts' log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum Line {
+    /// An account was created.
+    Add {
+        /// Account id.
+        id: String,
+        /// Normalised address.
+        address: String,
+        /// argon2id PHC string.
+        password_hash: String,
+        /// Creation time (ms since epoch).
+        created_at_ms: u64,
+    },
+    /// A token was issued.
+    Token {
+        /// Account id.
+        id: String,
+        /// SHA-256 of the token, hex.
+        token_sha256: String,
+    },
+    /// An account was deleted.
+    Remove {
+        /// Account id.
+        id: String,
+    },
+}
+
 /// Why an account operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
@@ -40,6 +83,9 @@ pub enum AccountError {
     /// The account table is full.
     #[error("at most {0} accounts")]
     Full(usize),
+    /// The change could not be written to the data directory.
+    #[error("account not saved: {0}")]
+    Unsaved(#[from] LogError),
 }
 
 #[derive(Default)]
@@ -56,6 +102,8 @@ struct Book {
 pub struct Accounts {
     max: usize,
     book: Mutex<Book>,
+    /// Taken before `book` by every logged change, so lines keep their order.
+    log: Option<Mutex<Log<Line>>>,
 }
 
 /// Hashes a password with argon2id and a random salt (CPU heavy: call off the runtime).
@@ -91,12 +139,148 @@ fn token_hash(token: &str) -> [u8; 32] {
     out
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex32(s: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if s.len() != 64 {
+        return None;
+    }
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl Book {
+    fn add(&mut self, account: Account) {
+        if let Some(old) = self
+            .by_address
+            .insert(account.address.clone(), account.id.clone())
+        {
+            forget(self, &old);
+        }
+        self.by_id.insert(account.id.clone(), account);
+    }
+
+    fn add_token(&mut self, id: &str, h: [u8; 32]) {
+        self.tokens.insert(h, id.to_owned());
+        let issued = self.issued.entry(id.to_owned()).or_default();
+        issued.push_back(h);
+        let dropped = (issued.len() > TOKENS_PER_ACCOUNT_MAX)
+            .then(|| issued.pop_front())
+            .flatten();
+        if let Some(old) = dropped {
+            self.tokens.remove(&old);
+        }
+    }
+
+    /// The lines that rebuild this book.
+    fn lines(&self) -> Vec<Line> {
+        let mut out = Vec::new();
+        for a in self.by_id.values() {
+            out.push(Line::Add {
+                id: a.id.clone(),
+                address: a.address.to_string(),
+                password_hash: a.password_hash.clone(),
+                created_at_ms: a.created_at_ms,
+            });
+            for h in self.issued.get(&a.id).into_iter().flatten() {
+                out.push(Line::Token {
+                    id: a.id.clone(),
+                    token_sha256: hex(h),
+                });
+            }
+        }
+        out
+    }
+
+    /// Lines a compacted log would hold.
+    fn live_lines(&self) -> usize {
+        self.by_id.len() + self.issued.values().map(VecDeque::len).sum::<usize>()
+    }
+}
+
 impl Accounts {
-    /// A table of at most `max` accounts.
+    /// A memory-only table of at most `max` accounts.
     pub fn new(max: usize) -> Self {
         Self {
             max,
             book: Mutex::default(),
+            log: None,
+        }
+    }
+
+    /// The accounts saved in `dir` (none when there is no log yet), logging later
+    /// changes there. Beyond `max` (the limit was lowered) later accounts are dropped
+    /// with a warning. A corrupt log is an error.
+    pub fn open(max: usize, dir: &Path) -> Result<Self, LogError> {
+        let bound = lines_max(max.saturating_mul(TOKENS_PER_ACCOUNT_MAX + 1));
+        let (log, lines) = Log::open(dir, LOG, bound)?;
+        let mut book = Book::default();
+        let mut dropped = 0usize;
+        for line in lines {
+            match line {
+                Line::Add {
+                    id,
+                    address,
+                    password_hash,
+                    created_at_ms,
+                } => {
+                    let Ok(address) = Mailbox::parse(&address) else {
+                        dropped += 1;
+                        continue;
+                    };
+                    if book.by_id.len() >= max && !book.by_id.contains_key(&id) {
+                        dropped += 1;
+                        continue;
+                    }
+                    book.add(Account {
+                        id,
+                        address,
+                        password_hash,
+                        created_at_ms,
+                    });
+                }
+                Line::Token { id, token_sha256 } => {
+                    if let (true, Some(h)) = (book.by_id.contains_key(&id), unhex32(&token_sha256))
+                    {
+                        book.add_token(&id, h);
+                    }
+                }
+                Line::Remove { id } => forget(&mut book, &id),
+            }
+        }
+        if dropped > 0 {
+            warn!(
+                dropped,
+                max, "mail.tm accounts not restored (over the limit or unreadable)"
+            );
+        }
+        tracing::info!(accounts = book.by_id.len(), "mail.tm accounts loaded");
+        Ok(Self {
+            max,
+            book: Mutex::new(book),
+            log: Some(Mutex::new(log)),
+        })
+    }
+
+    /// Writes `line` and makes it durable, before the change it describes is made.
+    fn save(log: &mut Log<Line>, line: &Line) -> Result<(), LogError> {
+        log.append(line)?;
+        log.sync()
+    }
+
+    /// Rewrites the log from `book` once it holds far more lines than the accounts need
+    /// (after the change is made); a failure keeps the long, still correct, log.
+    fn compact_if_due(log: Option<&mut Log<Line>>, book: &Book) {
+        if let Some(log) = log
+            && log.wants_compaction(book.live_lines())
+            && let Err(e) = log.compact(&book.lines())
+        {
+            warn!(error = %e, "mail.tm accounts log not compacted");
         }
     }
 
@@ -107,20 +291,28 @@ impl Accounts {
         password_hash: String,
         now_ms: u64,
     ) -> Result<Account, AccountError> {
+        let mut log = self.log.as_ref().map(|l| l.lock());
         let mut b = self.book.lock();
         if b.by_id.len() >= self.max {
             return Err(AccountError::Full(self.max));
         }
         let account = Account {
             id: random_hex(12),
-            address: address.clone(),
+            address,
             password_hash,
             created_at_ms: now_ms,
         };
-        if let Some(old) = b.by_address.insert(address, account.id.clone()) {
-            forget(&mut b, &old);
+        if let Some(log) = log.as_deref_mut() {
+            let line = Line::Add {
+                id: account.id.clone(),
+                address: account.address.to_string(),
+                password_hash: account.password_hash.clone(),
+                created_at_ms: now_ms,
+            };
+            Self::save(log, &line)?;
         }
-        b.by_id.insert(account.id.clone(), account.clone());
+        b.add(account.clone());
+        Self::compact_if_due(log.as_deref_mut(), &b);
         Ok(account)
     }
 
@@ -143,28 +335,38 @@ impl Accounts {
     }
 
     /// Issues a new bearer token for account `id`.
-    pub fn issue_token(&self, id: &str) -> String {
+    pub fn issue_token(&self, id: &str) -> Result<String, AccountError> {
         let token = random_hex(32);
         let h = token_hash(&token);
+        let mut log = self.log.as_ref().map(|l| l.lock());
         let mut b = self.book.lock();
-        b.tokens.insert(h, id.to_owned());
-        let issued = b.issued.entry(id.to_owned()).or_default();
-        issued.push_back(h);
-        let dropped = (issued.len() > TOKENS_PER_ACCOUNT_MAX)
-            .then(|| issued.pop_front())
-            .flatten();
-        if let Some(old) = dropped {
-            b.tokens.remove(&old);
+        if let Some(log) = log.as_deref_mut() {
+            let line = Line::Token {
+                id: id.to_owned(),
+                token_sha256: hex(&h),
+            };
+            Self::save(log, &line)?;
         }
-        token
+        b.add_token(id, h);
+        Self::compact_if_due(log.as_deref_mut(), &b);
+        Ok(token)
     }
 
-    /// Removes account `id` and its tokens; returns it.
+    /// Removes account `id` and its tokens; returns it. A failed log write is only
+    /// warned about: the account is gone now, and its mailbox (released with it) no
+    /// longer opens after a restart either.
     pub fn remove(&self, id: &str) -> Option<Account> {
+        let mut log = self.log.as_ref().map(|l| l.lock());
         let mut b = self.book.lock();
         let account = b.by_id.get(id).cloned()?;
+        if let Some(log) = log.as_deref_mut()
+            && let Err(e) = Self::save(log, &Line::Remove { id: id.to_owned() })
+        {
+            warn!(error = %e, "mail.tm account removal not saved");
+        }
         b.by_address.remove(&account.address);
         forget(&mut b, id);
+        Self::compact_if_due(log.as_deref_mut(), &b);
         Some(account)
     }
 
@@ -214,11 +416,11 @@ mod tests {
         let a = accounts
             .insert(Mailbox::parse("a@pool.test").expect("mailbox"), h, 0)
             .expect("insert");
-        let first = accounts.issue_token(&a.id);
+        let first = accounts.issue_token(&a.id).expect("token");
         for _ in 0..TOKENS_PER_ACCOUNT_MAX {
             assert_eq!(
                 accounts
-                    .by_token(&accounts.issue_token(&a.id))
+                    .by_token(&accounts.issue_token(&a.id).expect("token"))
                     .map(|x| x.id),
                 Some(a.id.clone())
             );

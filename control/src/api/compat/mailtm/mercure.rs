@@ -37,12 +37,12 @@ pub struct MercureQuery {
 /// `GET /.well-known/mercure`.
 pub async fn subscribe(
     State(state): State<PublicState>,
-    Extension(mt): Extension<Arc<MailTm>>,
     Extension(ip): Extension<ClientIp>,
     Query(q): Query<MercureQuery>,
     headers: HeaderMap,
 ) -> Response {
     let f = Format::Json;
+    let mt = state.mailtm.clone();
     let account = match q.authorization.as_deref() {
         Some(t) if headers.get(header::AUTHORIZATION).is_none() => bearer(&state, &mt, t),
         _ => authed(&state, &mt, &headers),

@@ -1,18 +1,17 @@
 //! mail.tm's Message and Source resources over the store: list (30 a page), read, mark
 //! seen, delete, the raw source and attachment downloads.
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
-use axum::extract::{Extension, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use tempmx_store::{MessageId, MessageSummary, summary};
 
 use super::accounts::Account;
 use super::json::{Format, MtError, PAGE_SIZE, answer};
-use super::{MailTm, PageQuery, authed, page_of, parse_id};
+use super::{Authed, MailTm, PageQuery, page_of, parse_id};
+use crate::api::compat::mail;
 use crate::api::public::PublicState;
 use crate::api::public::render::{self, MimeLimits};
 use crate::api::public::sanitize::sanitize;
@@ -155,13 +154,10 @@ fn head(
 /// `GET /messages?page=N`: newest first, 30 a page.
 pub async fn list(
     State(state): State<PublicState>,
-    Extension(mt): Extension<Arc<MailTm>>,
+    Authed { f, account: a, mt }: Authed,
     Query(q): Query<PageQuery>,
-    headers: HeaderMap,
 ) -> Response {
-    let f = Format::of(&headers);
     let run = || -> Result<Value, MtError> {
-        let a = authed(&state, &mt, &headers)?;
         let page = page_of(&q)?;
         let all = state.store.list(&a.address, None, state.store_mailbox_max);
         let total = all.len();
@@ -177,56 +173,37 @@ pub async fn list(
     answer(f, run())
 }
 
-/// The caller's account and a message id its mailbox shows (for requests that act on the
-/// message without reading it).
-fn one(
-    state: &PublicState,
-    mt: &MailTm,
-    headers: &HeaderMap,
-    id: &str,
-) -> Result<(Account, MessageId), MtError> {
-    let (a, id) = to_read(state, mt, headers, id)?;
+/// The message `id` names, if the account's mailbox shows it (for requests that act on
+/// the message without reading it).
+fn one(state: &PublicState, a: &Account, id: &str) -> Result<MessageId, MtError> {
+    let id = parse_id(id)?;
     if !state.store.contains(&a.address, id) {
         return Err(MtError::NotFound);
     }
-    Ok((a, id))
+    Ok(id)
 }
 
-/// The caller's account and a message id to read (the read itself checks the mailbox
-/// shows it, under one lock).
-fn to_read(
-    state: &PublicState,
-    mt: &MailTm,
-    headers: &HeaderMap,
-    id: &str,
-) -> Result<(Account, MessageId), MtError> {
-    Ok((authed(state, mt, headers)?, parse_id(id)?))
-}
-
-/// `GET /messages/{id}`.
+/// `GET /messages/{id}` (the read checks the mailbox shows it, under one lock).
 pub async fn get(
     State(state): State<PublicState>,
-    Extension(mt): Extension<Arc<MailTm>>,
+    Authed { f, account: a, mt }: Authed,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Response {
-    let f = Format::of(&headers);
-    let found = to_read(&state, &mt, &headers, &id)
-        .and_then(|(a, id)| message_json(f, &state, &a, &mt, id, true).ok_or(MtError::NotFound));
+    let found = parse_id(&id)
+        .and_then(|id| message_json(f, &state, &a, &mt, id, true).ok_or(MtError::NotFound));
     answer(f, found)
 }
 
 /// `PATCH /messages/{id}` with `application/merge-patch+json` `{"seen": bool}`.
 pub async fn patch(
     State(state): State<PublicState>,
-    Extension(mt): Extension<Arc<MailTm>>,
+    Authed { f, account: a, mt }: Authed,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let f = Format::of(&headers);
     let run = || -> Result<Value, MtError> {
-        let (a, id) = one(&state, &mt, &headers, &id)?;
+        let id = one(&state, &a, &id)?;
         let ct = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -261,12 +238,10 @@ pub async fn patch(
 /// `DELETE /messages/{id}`.
 pub async fn delete(
     State(state): State<PublicState>,
-    Extension(mt): Extension<Arc<MailTm>>,
+    Authed { f, account: a, mt }: Authed,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Response {
-    let f = Format::of(&headers);
-    let (a, id) = match one(&state, &mt, &headers, &id) {
+    let id = match one(&state, &a, &id) {
         Ok(x) => x,
         Err(e) => return e.reply(f),
     };
@@ -287,13 +262,11 @@ pub async fn delete(
 /// `GET /sources/{id}`: the raw message inside a Source resource.
 pub async fn source(
     State(state): State<PublicState>,
-    Extension(mt): Extension<Arc<MailTm>>,
+    Authed { f, account: a, .. }: Authed,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Response {
-    let f = Format::of(&headers);
     let run = || -> Result<Value, MtError> {
-        let (a, id) = to_read(&state, &mt, &headers, &id)?;
+        let id = parse_id(&id)?;
         let data = state
             .store
             .read_for(&a.address, id, |m| {
@@ -313,37 +286,15 @@ pub async fn source(
     answer(f, run())
 }
 
-fn file(body: Vec<u8>, content_type: &str) -> Response {
-    let mut resp = (StatusCode::OK, body).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_str(content_type)
-            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
-    );
-    h.insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_static("attachment"),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; sandbox"),
-    );
-    resp
-}
-
 /// `GET /messages/{id}/download`: the `.eml`.
 pub async fn download(
     State(state): State<PublicState>,
-    Extension(mt): Extension<Arc<MailTm>>,
+    Authed { f, account: a, .. }: Authed,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Response {
-    let f = Format::of(&headers);
-    match to_read(&state, &mt, &headers, &id)
-        .and_then(|(a, id)| state.store.get_for(&a.address, id).ok_or(MtError::NotFound))
+    match parse_id(&id).and_then(|id| state.store.get_for(&a.address, id).ok_or(MtError::NotFound))
     {
-        Ok(view) => file(view.raw, "message/rfc822"),
+        Ok(view) => mail::file(view.raw, "message/rfc822"),
         Err(e) => e.reply(f),
     }
 }
@@ -351,30 +302,19 @@ pub async fn download(
 /// `GET /messages/{id}/attachment/{ATTACH000001}`.
 pub async fn attachment(
     State(state): State<PublicState>,
-    Extension(mt): Extension<Arc<MailTm>>,
+    Authed { f, account: a, .. }: Authed,
     Path((id, att)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Response {
-    let f = Format::of(&headers);
     let run = || -> Result<Response, MtError> {
-        let (a, id) = to_read(&state, &mt, &headers, &id)?;
-        let n: u32 = att
+        let id = parse_id(&id)?;
+        let n: usize = att
             .strip_prefix("ATTACH")
             .and_then(|n| n.parse().ok())
             .filter(|&n| n >= 1)
             .ok_or(MtError::NotFound)?;
-        let limits = MimeLimits::from(state.config.as_ref());
-        let (body, content_type) = state
-            .store
-            .read_for(&a.address, id, |m| {
-                let msg = render::parse(m.raw(), limits).ok()?;
-                let part = msg.attachment(n - 1)?;
-                let info = render::attachment_info(part);
-                Some((part.contents().to_vec(), info.content_type))
-            })
-            .flatten()
-            .ok_or(MtError::NotFound)?;
-        Ok(file(body, &content_type))
+        let (bytes, info) =
+            mail::attachment(&state, &a.address, id, n - 1).ok_or(MtError::NotFound)?;
+        Ok(mail::file(bytes, &info.content_type))
     };
     run().unwrap_or_else(|e| e.reply(f))
 }

@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -25,9 +26,11 @@ use self::accounts::{
     Account, Accounts, PASSWORD_BYTES_MAX, PASSWORD_CHARS_MIN, hash_password, password_matches,
 };
 use self::json::{Format, MtError};
+use crate::api::compat::claim::{claim, release};
 use crate::api::public::PublicState;
 use crate::api::public::address::validate_local_part;
 use crate::api::public::types::rfc3339;
+use crate::mailboxes::log::LogError;
 use crate::mailboxes::{RegistryError, now_ms};
 
 /// Where the API is served.
@@ -45,18 +48,26 @@ pub struct MailTm {
 }
 
 impl MailTm {
-    /// Accounts bounded like the registry (`api.mailboxes_max`).
+    /// Memory-only accounts, bounded like the registry (`api.mailboxes_max`).
     pub fn new(accounts_max: usize) -> Self {
+        Self::with(Accounts::new(accounts_max))
+    }
+
+    /// Accounts kept in the control state directory `dir` (see `accounts`).
+    pub fn open(accounts_max: usize, dir: &std::path::Path) -> Result<Self, LogError> {
+        Ok(Self::with(Accounts::open(accounts_max, dir)?))
+    }
+
+    fn with(accounts: Accounts) -> Self {
         Self {
-            accounts: Accounts::new(accounts_max),
+            accounts,
             events: broadcast::channel(EVENTS_MAX).0,
         }
     }
 }
 
-/// The routes, relative to [`PREFIX`].
-pub fn routes(accounts_max: usize) -> Router<PublicState> {
-    let mt = Arc::new(MailTm::new(accounts_max));
+/// The routes, relative to [`PREFIX`]; they serve the state's [`MailTm`].
+pub fn routes() -> Router<PublicState> {
     Router::new()
         .route("/domains", get(domains))
         .route("/domains/{id}", get(domain))
@@ -75,7 +86,6 @@ pub fn routes(accounts_max: usize) -> Router<PublicState> {
         .route("/messages/{id}/attachment/{att}", get(message::attachment))
         .route("/sources/{id}", get(message::source))
         .route("/.well-known/mercure", get(mercure::subscribe))
-        .layer(Extension(mt))
 }
 
 /// mail.tm-style id of a domain: the first 12 bytes of its SHA-256, in hex.
@@ -181,12 +191,11 @@ fn credentials(body: &Bytes) -> Result<(String, String), MtError> {
 /// hash of the password.
 async fn create_account(
     State(state): State<PublicState>,
-    Extension(mt): Extension<Arc<MailTm>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let f = Format::of(&headers);
-    match try_create(&state, &mt, body).await {
+    match try_create(&state, &state.mailtm, body).await {
         Ok(a) => f.reply(StatusCode::CREATED, &account_json(f, &state, &a)),
         Err(e) => e.reply(f),
     }
@@ -220,9 +229,7 @@ async fn try_create(state: &PublicState, mt: &MailTm, body: Bytes) -> Result<Acc
         .await
         .map_err(|e| MtError::Unavailable(e.to_string()))?
         .map_err(|e| MtError::Unavailable(e.to_string()))?;
-    let now = now_ms();
-    let ttl = state.config.ttl_secs_max;
-    match state.registry.register(&mailbox, now, now + ttl * 1000) {
+    match claim(state, &mailbox) {
         Ok(_) => {}
         Err(RegistryError::Taken) => {
             return Err(MtError::Invalid(
@@ -232,25 +239,18 @@ async fn try_create(state: &PublicState, mt: &MailTm, body: Bytes) -> Result<Acc
         }
         Err(e) => return Err(MtError::Unavailable(e.to_string())),
     }
-    // Mail left by an earlier owner of this address must not reach the new one.
-    state.store.delete_mailbox(&mailbox);
-    if let Err(e) = state.store.set_mailbox_ttl(&mailbox, Some(ttl)) {
-        tracing::warn!(error = %e, "mailbox ttl not applied; store default ttl holds");
-    }
-    mt.accounts.insert(mailbox.clone(), hash, now).map_err(|e| {
-        state.registry.remove(&mailbox);
-        MtError::Unavailable(e.to_string())
-    })
+    mt.accounts
+        .insert(mailbox.clone(), hash, now_ms())
+        .map_err(|e| {
+            state.registry.remove(&mailbox);
+            MtError::Unavailable(e.to_string())
+        })
 }
 
 /// `POST /token`: checks the password, answers `{id, token}`.
-async fn token(
-    State(state): State<PublicState>,
-    Extension(mt): Extension<Arc<MailTm>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn token(State(state): State<PublicState>, headers: HeaderMap, body: Bytes) -> Response {
     let f = Format::of(&headers);
+    let mt = &state.mailtm;
     let (address, password) = match credentials(&body) {
         Ok(c) => c,
         Err(e) => return e.reply(f),
@@ -272,7 +272,10 @@ async fn token(
     .unwrap_or(false);
     match account.filter(|_| ok) {
         Some(a) => {
-            let token = mt.accounts.issue_token(&a.id);
+            let token = match mt.accounts.issue_token(&a.id) {
+                Ok(t) => t,
+                Err(e) => return MtError::Unavailable(e.to_string()).reply(f),
+            };
             let body = json!({ "@id": format!("/accounts/{}", a.id), "id": a.id, "token": token });
             f.reply(StatusCode::OK, &body)
         }
@@ -304,55 +307,60 @@ fn bearer(state: &PublicState, mt: &MailTm, token: &str) -> Result<Account, MtEr
     Ok(a)
 }
 
-/// `GET /me`.
-async fn me(
-    State(state): State<PublicState>,
-    Extension(mt): Extension<Arc<MailTm>>,
-    headers: HeaderMap,
-) -> Response {
-    let f = Format::of(&headers);
-    match authed(&state, &mt, &headers) {
-        Ok(a) => f.reply(StatusCode::OK, &account_json(f, &state, &a)),
-        Err(e) => e.reply(f),
+/// A request's format and the account its bearer token opens: what every authenticated
+/// handler starts from. Rejected with the token error in the request's format.
+pub struct Authed {
+    /// The representation the request asked for.
+    pub f: Format,
+    /// The account.
+    pub account: Account,
+    /// The API's state.
+    pub mt: Arc<MailTm>,
+}
+
+impl FromRequestParts<PublicState> for Authed {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &PublicState,
+    ) -> Result<Self, Self::Rejection> {
+        let f = Format::of(&parts.headers);
+        let mt = state.mailtm.clone();
+        let account = authed(state, &mt, &parts.headers).map_err(|e| e.reply(f))?;
+        Ok(Self { f, account, mt })
     }
+}
+
+/// `GET /me`.
+async fn me(State(state): State<PublicState>, Authed { f, account, .. }: Authed) -> Response {
+    f.reply(StatusCode::OK, &account_json(f, &state, &account))
 }
 
 /// `GET /accounts/{id}`: only the token's own account.
 async fn get_account(
     State(state): State<PublicState>,
-    Extension(mt): Extension<Arc<MailTm>>,
+    Authed { f, account, .. }: Authed,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Response {
-    let f = Format::of(&headers);
-    match authed(&state, &mt, &headers) {
-        Ok(a) if a.id == id => f.reply(StatusCode::OK, &account_json(f, &state, &a)),
-        Ok(_) => MtError::NotFound.reply(f),
-        Err(e) => e.reply(f),
+    if account.id != id {
+        return MtError::NotFound.reply(f);
     }
+    f.reply(StatusCode::OK, &account_json(f, &state, &account))
 }
 
 /// `DELETE /accounts/{id}`: the mailbox, its mail and the account go.
 async fn delete_account(
     State(state): State<PublicState>,
-    Extension(mt): Extension<Arc<MailTm>>,
+    Authed { f, account, mt }: Authed,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Response {
-    let f = Format::of(&headers);
-    match authed(&state, &mt, &headers) {
-        Ok(a) if a.id == id => {
-            mt.accounts.remove(&a.id);
-            state.store.delete_mailbox(&a.address);
-            state.registry.remove(&a.address);
-            if let Err(e) = state.store.set_mailbox_ttl(&a.address, None) {
-                tracing::warn!(error = %e, "mailbox ttl override not cleared");
-            }
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Ok(_) => MtError::NotFound.reply(f),
-        Err(e) => e.reply(f),
+    if account.id != id {
+        return MtError::NotFound.reply(f);
     }
+    mt.accounts.remove(&account.id);
+    release(&state, &account.address);
+    StatusCode::NO_CONTENT.into_response()
 }
 
 /// A page number from the query (`1` when absent); mail.tm answers 400 for a bad one.

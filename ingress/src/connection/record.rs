@@ -1,13 +1,13 @@
-//! The per-record deadline (slowloris defence), shared by both backends: the idle timeout
-//! counts from the moment the last record (command line, text line, BDAT stretch) was
-//! completed, so bytes that complete nothing do not push it back.
+//! The per-record deadline (slowloris defence): the idle timeout counts from the moment the
+//! last record (command line, text line, BDAT stretch) was completed, so bytes that complete
+//! nothing do not push it back.
 
 use std::time::{Duration, Instant};
 
 use crate::session::Timeout;
 
 /// When the current record of a session started, and whether bytes of it arrived.
-pub(crate) struct RecordClock {
+pub(super) struct RecordClock {
     /// When the last record was completed (or the greeting sent).
     since: Instant,
     /// Records the session had completed then.
@@ -18,7 +18,7 @@ pub(crate) struct RecordClock {
 
 impl RecordClock {
     /// A clock started at `now`.
-    pub(crate) fn new(now: Instant) -> Self {
+    pub(super) fn new(now: Instant) -> Self {
         Self {
             since: now,
             seen: 0,
@@ -27,18 +27,18 @@ impl RecordClock {
     }
 
     /// Restarts the clock now (after the greeting).
-    pub(crate) fn restart(&mut self) {
+    pub(super) fn restart(&mut self) {
         self.since = Instant::now();
         self.partial = false;
     }
 
     /// Notes that input arrived.
-    pub(crate) fn input(&mut self) {
+    pub(super) fn input(&mut self) {
         self.partial = true;
     }
 
     /// Restarts the clock if the session completed records since the last call.
-    pub(crate) fn progress(&mut self, records: u64) {
+    pub(super) fn progress(&mut self, records: u64) {
         if records != self.seen {
             self.seen = records;
             self.restart();
@@ -46,7 +46,7 @@ impl RecordClock {
     }
 
     /// When the current record times out, and which timer that is.
-    pub(crate) fn deadline(&self, idle: Duration) -> (Instant, Timeout) {
+    pub(super) fn deadline(&self, idle: Duration) -> (Instant, Timeout) {
         let which = if self.partial {
             Timeout::Record
         } else {

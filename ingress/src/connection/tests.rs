@@ -1,0 +1,153 @@
+//! The connection layer's own decisions: the deadline of each phase, a hand-off answered
+//! later, and a result that comes after the wait was cut.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use tempmx_store::MessageId;
+
+use super::*;
+use crate::auth::AuthMode;
+use crate::config::SessionLimits;
+use crate::policy::{DomainStatus, Policy, PoolSnapshot, RecipientMode};
+use crate::session::{PeerInfo, SessionContext};
+
+const IDLE: Duration = Duration::from_secs(60);
+
+/// A driver that stores nothing at once: every delivery is answered later.
+#[derive(Default)]
+struct Later {
+    replies: Vec<u8>,
+    delivered: usize,
+    closed: bool,
+}
+
+impl Io for Later {
+    fn send(&mut self, replies: &mut Vec<u8>) {
+        self.replies.append(replies);
+    }
+
+    fn check_sender(&mut self, _: SenderInput<'_>) -> Answer<Option<SenderCheck>> {
+        panic!("authentication is off here")
+    }
+
+    fn check_message(&mut self, _: &SenderCheck, _: &[u8]) -> Answer<Option<MessageCheck>> {
+        panic!("authentication is off here")
+    }
+
+    fn deliver(&mut self, _: &PendingMessage<'_>) -> Answer<Result<MessageId, DeliveryFailure>> {
+        self.delivered += 1;
+        Answer::Later
+    }
+
+    fn start_tls(&mut self) {
+        panic!("TLS is off here")
+    }
+
+    fn close(&mut self) {
+        self.closed = true;
+    }
+}
+
+fn pump(session_max: Duration) -> (Pump, Instant) {
+    let pool = PoolSnapshot::new(
+        [(
+            tempmx_store::Domain::parse("pool.test").expect("test domain"),
+            DomainStatus::Active,
+        )],
+        RecipientMode::CatchAll,
+    );
+    let ctx = Arc::new(SessionContext {
+        hostname: "mx.test".into(),
+        limits: SessionLimits::default(),
+        tls_available: false,
+        policy: Arc::new(Policy::new(pool, None)),
+        auth_mode: AuthMode::Off,
+        greylist: None,
+    });
+    let peer = PeerInfo {
+        ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        port: 1,
+        session_id: 1,
+    };
+    let start = Instant::now();
+    (
+        Pump::new(Session::new(ctx, peer), start, IDLE, session_max),
+        start,
+    )
+}
+
+const MESSAGE: &[u8] = b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<u@pool.test>\r\nDATA\r\n\
+    x\r\n.\r\nNOOP\r\n";
+
+// Goal: a delivery answered later makes the connection wait with a deadline of its own (the
+// idle timeout from the start of the wait, as `Timeout::Check`); input behind it waits; the
+// result resumes the session and the reading deadline is back. Method: a driver that answers
+// every delivery later, the input pipelined in one feed.
+#[test]
+fn a_wait_has_its_own_deadline_and_resumes() {
+    let (mut p, _) = pump(Duration::from_secs(3600));
+    let mut io = Later::default();
+    p.greet(&mut io);
+    assert_eq!(p.deadline().map(|(_, w)| w), Some(Timeout::Idle));
+    let before = Instant::now();
+    let n = p.feed(&mut io, MESSAGE, UNIX_EPOCH);
+    assert_eq!(n, MESSAGE.len() - b"NOOP\r\n".len(), "NOOP waits");
+    assert!(p.is_waiting() && io.delivered == 1);
+    let (at, which) = p.deadline().expect("a waiting connection has a deadline");
+    assert_eq!(which, Timeout::Check);
+    assert!(at >= before + IDLE && at <= Instant::now() + IDLE);
+    assert_eq!(p.feed(&mut io, b"NOOP\r\n", UNIX_EPOCH), 0);
+    p.delivered(&mut io, Ok(MessageId(7)));
+    assert!(!p.is_waiting());
+    assert_eq!(p.deadline().map(|(_, w)| w), Some(Timeout::Idle));
+    assert_eq!(p.feed(&mut io, b"NOOP\r\n", UNIX_EPOCH), 6);
+    let replies = String::from_utf8_lossy(&io.replies);
+    assert!(
+        replies.ends_with("250 2.0.0 OK, stored as 0000000000000007\r\n250 2.0.0 OK\r\n"),
+        "{replies}"
+    );
+}
+
+// Goal: when the wait is cut (421 4.4.2), a result that arrives afterwards is ignored: no
+// second reply, no reopened session. Method: time out the waiting pump, then deliver.
+#[test]
+fn a_result_after_the_cut_is_ignored() {
+    let (mut p, _) = pump(Duration::from_secs(3600));
+    let mut io = Later::default();
+    p.greet(&mut io);
+    p.feed(&mut io, MESSAGE, UNIX_EPOCH);
+    assert!(p.is_waiting());
+    io.replies.clear();
+    p.timed_out(&mut io, Timeout::Check);
+    assert_eq!(io.replies, b"421 4.4.2 Timeout, closing connection\r\n");
+    assert!(
+        p.is_closed() && !io.closed,
+        "the caller closes, not the session"
+    );
+    assert_eq!(p.deadline(), None);
+    io.replies.clear();
+    p.delivered(&mut io, Ok(MessageId(1)));
+    assert!(io.replies.is_empty());
+    assert_eq!(p.feed(&mut io, b"NOOP\r\n", UNIX_EPOCH), 6, "dropped");
+    assert!(io.replies.is_empty());
+}
+
+// Goal: the total session time caps every other deadline, the wait's too.
+#[test]
+fn the_session_deadline_caps_the_others() {
+    let (mut p, start) = pump(Duration::from_secs(5));
+    let mut io = Later::default();
+    p.greet(&mut io);
+    assert_eq!(
+        p.deadline(),
+        Some((start + Duration::from_secs(5), Timeout::SessionDuration))
+    );
+    p.feed(&mut io, MESSAGE, UNIX_EPOCH);
+    assert!(p.is_waiting());
+    assert_eq!(
+        p.deadline(),
+        Some((start + Duration::from_secs(5), Timeout::SessionDuration))
+    );
+}
