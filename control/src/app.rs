@@ -265,9 +265,15 @@ impl App {
         shared
             .metrics
             .add_table(control::API, move || subscribers.connected());
+        let webhook_stats = public.webhooks.stats.clone();
+        shared
+            .metrics
+            .add_table(control::WEBHOOKS, move || webhook_stats.snapshot());
         let (stop, stop_rx) = watch::channel(false);
         let public_router = api::public_router(public.clone(), shared.clone());
         let deadlines = shared.config.http.deadlines();
+        // Detached: pending deliveries end with the runtime (hooks are in memory only).
+        runtime.spawn(crate::webhooks::deliver::run(public.webhooks.clone()));
         let mut tasks = vec![
             runtime.spawn(api::serve(
                 http_listener,

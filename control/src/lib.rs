@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod pool;
 pub mod reload;
 pub mod verify;
+pub mod webhooks;
 
 pub use app::{App, AppError};
 pub use config::{Config, ConfigError, Overrides};

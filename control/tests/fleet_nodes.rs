@@ -166,6 +166,14 @@ fn mail_mailboxes_and_deletions_are_shared_between_nodes() {
     let (status, body) = raw(&b, "/compat/tempmail-lol/v2/inbox?token=x", &token);
     assert_eq!(status, 503, "compat APIs in fleet mode: {body}");
     assert!(body.contains("fleet mode"), "{body}");
+    // Webhooks listen to this node's store: refused too, not silently never delivered.
+    let (status, body) = b.public(
+        "POST",
+        &format!("/api/v1/mailboxes/{address}/webhooks"),
+        Some(&token),
+        Some(r#"{"url":"http://127.0.0.1:9/"}"#),
+    );
+    assert_eq!(status, 503, "webhooks in fleet mode: {body}");
 
     a.stop();
     b.stop();

@@ -7,6 +7,7 @@ use tempmx_store::metrics::{Metric, MetricDesc, Sample, Values, desc, descs};
 use super::process::{self, ProcessSample};
 use crate::api::public::subscribers::Transport;
 use crate::pool::{ControlPlane, DomainInfo, DomainState, RotationReason};
+use crate::webhooks::StatsSnapshot;
 
 /// HTTP requests by listener, route and status.
 pub const HTTP_REQUESTS: MetricDesc = desc(
@@ -128,6 +129,26 @@ pub const API: &[Metric<[(Transport, usize); Transport::ALL.len()]>] =
     &[Metric::new(API_SUBSCRIBERS, |connected| {
         Values::by("transport", connected.map(|(t, n)| (t.label(), n as u64)))
     })];
+
+/// Webhook deliveries by result.
+pub const WEBHOOK_DELIVERIES: MetricDesc = desc(
+    "tempmx_webhook_deliveries_total",
+    "Webhook deliveries, by result (delivered, failed after every attempt, dropped on a \
+     full queue, refused by the address check).",
+    Counter,
+);
+/// Webhook POST attempts.
+pub const WEBHOOK_ATTEMPTS: MetricDesc = desc(
+    "tempmx_webhook_attempts_total",
+    "Webhook POST attempts made (retries included).",
+    Counter,
+);
+
+/// Webhook delivery counters, read from `Stats::snapshot`.
+pub const WEBHOOKS: &[Metric<StatsSnapshot>] = &[
+    Metric::new(WEBHOOK_DELIVERIES, |s| Values::by("result", s.results)),
+    Metric::one(WEBHOOK_ATTEMPTS, |s| s.attempts),
+];
 
 /// What the pool families read, taken from the plane once per scrape.
 pub struct PoolView {
@@ -282,6 +303,7 @@ pub fn declared() -> impl Iterator<Item = MetricDesc> {
     HTTP.iter()
         .copied()
         .chain(descs(API))
+        .chain(descs(WEBHOOKS))
         .chain(descs(POOL))
         .chain(descs(PROCESS))
         .chain(descs(RELOADS))

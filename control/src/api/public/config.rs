@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::webhooks::WebhookConfig;
+
 /// Who may read a mailbox.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -65,6 +67,8 @@ pub struct PublicConfig {
     /// Header that carries the client IP when behind a reverse proxy (e.g.
     /// `x-forwarded-for`, last hop used); unset (default) uses the peer address.
     pub client_ip_header: Option<String>,
+    /// `[api.webhooks]`: webhook limits and delivery.
+    pub webhooks: WebhookConfig,
 }
 
 impl Default for PublicConfig {
@@ -92,6 +96,7 @@ impl Default for PublicConfig {
             remote_images: false,
             cors_origins: Vec::new(),
             client_ip_header: None,
+            webhooks: WebhookConfig::default(),
         }
     }
 }
@@ -135,6 +140,7 @@ impl PublicConfig {
         if self.headers_bytes_max < 1024 {
             e.push("api.headers_bytes_max: must be at least 1024".into());
         }
+        e.extend(self.webhooks.validate());
         if e.is_empty() { Ok(()) } else { Err(e) }
     }
 }

@@ -41,6 +41,12 @@ pub enum ApiError {
     /// Too many live-push subscribers for this mailbox or client.
     #[error("{0}")]
     TooManySubscribers(String),
+    /// The mailbox has `api.webhooks.webhooks_per_mailbox_max` webhooks already.
+    #[error("at most {0} webhooks per mailbox")]
+    WebhookLimit(usize),
+    /// A webhook URL is too long, not http(s), or reaches a refused address.
+    #[error("{0}")]
+    InvalidWebhook(String),
     /// A capacity limit of the appliance is reached (registry, store subscriptions).
     #[error("{0}")]
     Unavailable(String),
@@ -84,6 +90,12 @@ impl ApiError {
                 S::TOO_MANY_REQUESTS,
                 "too-many-subscribers",
                 "Too many subscribers",
+            ),
+            Self::WebhookLimit(_) => (S::CONFLICT, "webhook-limit", "Webhook limit reached"),
+            Self::InvalidWebhook(_) => (
+                S::UNPROCESSABLE_ENTITY,
+                "invalid-webhook",
+                "Webhook URL not usable",
             ),
             Self::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "Service at capacity"),
         }

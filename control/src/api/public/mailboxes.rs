@@ -73,6 +73,8 @@ pub async fn create_mailbox(
         };
         match registered {
             Ok(reg) => {
+                // An earlier owner's webhooks must not reach the new owner.
+                state.webhooks.remove_mailbox(&address);
                 if state.fleet.is_none() {
                     // Mail left by an earlier owner of this address must not reach the new one.
                     state.store.delete_mailbox(&address);
@@ -125,6 +127,7 @@ pub async fn delete_mailbox(
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
     let opened = open(&state, &address, token(&headers, q.token.as_deref())).await?;
+    state.webhooks.remove_mailbox(&opened.address);
     let n = match &state.fleet {
         Some(fleet) => fleet.remove(&opened.address).await?,
         None => {
@@ -197,7 +200,7 @@ pub async fn extend_mailbox(
 }
 
 /// A JSON request body of type `T`; an empty or blank body is `T::default()`.
-fn json_body<T: Default + serde::de::DeserializeOwned>(
+pub(super) fn json_body<T: Default + serde::de::DeserializeOwned>(
     state: &PublicState,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<T> {

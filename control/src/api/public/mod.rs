@@ -22,6 +22,7 @@ pub mod subscribers;
 pub mod types;
 pub mod wait;
 pub mod web;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -49,6 +50,7 @@ use crate::api::compat::mailtm::MailTm;
 use crate::fleet::registry::FleetRegistry;
 use crate::mailboxes::Registry;
 use crate::verify::VerifyCache;
+use crate::webhooks::Webhooks;
 use tempmx_store::Domain;
 
 /// Messages whose extracted verifications are kept (about 100 bytes each).
@@ -113,6 +115,8 @@ pub struct PublicState {
     /// Turns true when the server shuts down, so live-push connections end at once
     /// (a graceful shutdown would otherwise wait for them).
     pub closing: Arc<watch::Sender<bool>>,
+    /// Registered webhooks and the node's delivery queue.
+    pub webhooks: Arc<Webhooks>,
     /// The mail.tm compatible API's accounts and events (memory only unless replaced
     /// with [`PublicState::with_mailtm`]).
     pub mailtm: Arc<MailTm>,
@@ -139,6 +143,7 @@ impl PublicState {
                 config.rate_ips_max,
             ),
         };
+        let webhooks = Arc::new(Webhooks::new(config.webhooks.clone()));
         let subscribers = Subscribers::new(
             config.subscribers_per_mailbox_max,
             config.subscribers_per_ip_max,
@@ -156,6 +161,7 @@ impl PublicState {
             store_mailbox_max: mailbox_records_max,
             verify: Arc::new(VerifyCache::new(VERIFY_CACHE_ENTRIES_MAX)),
             closing: Arc::new(watch::channel(false).0),
+            webhooks,
             mailtm: Arc::new(MailTm::new(config_mailboxes_max)),
         }
     }
@@ -183,9 +189,9 @@ impl PublicState {
 /// The generated OpenAPI document's fixed parts; paths come from the router below.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "tempmx public API", version = "1", description = "Throwaway mailboxes: create, read, push, delete."),
+    info(title = "tempmx public API", version = "1", description = "Throwaway mailboxes: create, read, push, webhooks, delete."),
     modifiers(&BearerScheme),
-    tags((name = "mailboxes"), (name = "messages"), (name = "push"))
+    tags((name = "mailboxes"), (name = "messages"), (name = "push"), (name = "webhooks"))
 )]
 pub struct ApiDoc;
 
@@ -216,6 +222,8 @@ pub fn api_routes() -> OpenApiRouter<PublicState> {
         .routes(routes!(messages::get_attachment))
         .routes(routes!(push::events))
         .routes(routes!(push::websocket))
+        .routes(routes!(webhooks::create_webhook, webhooks::list_webhooks))
+        .routes(routes!(webhooks::delete_webhook))
 }
 
 /// The OpenAPI document as JSON.

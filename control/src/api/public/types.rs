@@ -301,3 +301,39 @@ mod tests {
         assert_eq!(rfc3339(1_795_000_000_000), "2026-11-18T11:06:40.000Z");
     }
 }
+
+/// `POST /api/v1/mailboxes/{address}/webhooks` body.
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWebhook {
+    /// Where new messages are POSTed: `http` or `https`, at most
+    /// `api.webhooks.url_bytes_max` bytes, resolving to a public address.
+    pub url: String,
+}
+
+/// A registered webhook: the only time its secret is shown.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WebhookCreated {
+    /// Id of the webhook (for `DELETE`).
+    pub id: String,
+    /// The URL, normalised.
+    pub url: String,
+    /// HMAC-SHA256 key of `X-Tempmx-Signature` (`sha256=<hex>` over `<timestamp>.<body>`).
+    pub secret: String,
+}
+
+/// One webhook in a listing.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WebhookItem {
+    /// Id of the webhook.
+    pub id: String,
+    /// The URL.
+    pub url: String,
+}
+
+/// `GET /api/v1/mailboxes/{address}/webhooks`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WebhookList {
+    /// The mailbox's webhooks.
+    pub webhooks: Vec<WebhookItem>,
+}
