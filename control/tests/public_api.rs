@@ -1114,6 +1114,7 @@ async fn openapi_matches_routes() {
     let want = [
         "DELETE /api/v1/mailboxes/{address}",
         "DELETE /api/v1/mailboxes/{address}/messages/{id}",
+        "DELETE /api/v1/mailboxes/{address}/webhooks/{id}",
         "GET /api/v1/domains",
         "GET /api/v1/mailboxes/{address}/events",
         "GET /api/v1/mailboxes/{address}/messages",
@@ -1122,9 +1123,11 @@ async fn openapi_matches_routes() {
         "GET /api/v1/mailboxes/{address}/messages/{id}/attachments/{n}",
         "GET /api/v1/mailboxes/{address}/messages/{id}/html",
         "GET /api/v1/mailboxes/{address}/messages/{id}/raw",
+        "GET /api/v1/mailboxes/{address}/webhooks",
         "GET /api/v1/mailboxes/{address}/ws",
         "POST /api/v1/mailboxes",
         "POST /api/v1/mailboxes/{address}/extend",
+        "POST /api/v1/mailboxes/{address}/webhooks",
     ];
     assert_eq!(listed, want);
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
