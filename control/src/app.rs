@@ -212,11 +212,19 @@ impl App {
             blocklists,
             mailboxes: registry.clone(),
             policy,
-            metrics: Metrics::new(),
+            // In fleet mode every series carries the node's name (see `Metrics::for_node`).
+            metrics: Metrics::for_node(config.fleet.as_ref().map(|f| f.node_name())),
             config,
             fleet: fleet.clone(),
         });
         let facts = register_metrics(&shared, &ingress, &dns);
+        if let Some(cluster) = fleet.clone() {
+            shared
+                .metrics
+                .add_table(tempmx_store::cluster::METRICS, move || {
+                    cluster.fleet_snapshot()
+                });
+        }
         let counts = Arc::new(ReloadCounts::default());
         let reloads = counts.clone();
         shared

@@ -30,6 +30,8 @@ type Source = Box<dyn Fn(&mut Vec<MetricFamily>) + Send + Sync>;
 pub struct Metrics {
     registry: Registry,
     sources: RwLock<Vec<Source>>,
+    /// The fleet node name every series is labelled with (`node`), in fleet mode.
+    node: Option<String>,
     /// HTTP requests by listener, route and status.
     pub http_requests: IntCounterVec,
     /// HTTP request latency by listener and route.
@@ -43,6 +45,20 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The registry of a fleet node named `node` (or of a lone appliance with `None`).
+    ///
+    /// Every series gets a constant `node` label rather than one
+    /// `tempmx_fleet_node_info{node}` series joined in by relabelling: panels and alerts
+    /// can then group and name a node with a plain `by (node)`, with no `group_left` join
+    /// that breaks while the info series is missing, and the name survives an address
+    /// change or federation, which the scrape's `instance` label does not.
+    pub fn for_node(node: Option<String>) -> Self {
+        Self {
+            node,
+            ..Self::new()
+        }
+    }
+
     /// A registry with the control plane's own metrics registered.
     pub fn new() -> Self {
         let registry = Registry::new();
@@ -68,6 +84,7 @@ impl Metrics {
         Self {
             registry,
             sources: RwLock::new(Vec::new()),
+            node: None,
             http_requests,
             http_duration,
         }
@@ -96,6 +113,16 @@ impl Metrics {
         // The text format has no way to say "a family with no series" (no listed domain yet).
         families.retain(|f| !f.get_metric().is_empty());
         families.sort_by(|a, b| a.name().cmp(b.name()));
+        if let Some(node) = &self.node {
+            for series in families.iter_mut().flat_map(|f| f.mut_metric().iter_mut()) {
+                let mut l = LabelPair::default();
+                l.set_name("node".to_owned());
+                l.set_value(node.clone());
+                let mut labels = series.take_label();
+                labels.push(l);
+                series.set_label(labels);
+            }
+        }
         let mut out = Vec::new();
         TextEncoder::new().encode(&families, &mut out)?;
         String::from_utf8(out).map_err(|e| prometheus::Error::Msg(e.to_string()))
@@ -111,6 +138,7 @@ pub fn declared() -> Vec<Desc> {
     ingress
         .chain(descs(tempmx_store::metrics::TABLE))
         .chain(descs(tempmx_dns::metrics::TABLE))
+        .chain(descs(tempmx_store::cluster::METRICS))
         .chain(control::declared())
         .collect()
 }

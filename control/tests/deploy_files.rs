@@ -2,7 +2,8 @@
 //! `systemd-analyze verify` and its hardening scores "OK" in `systemd-analyze security`;
 //! `systemctl reload` (SIGHUP) re-reads the configuration without stopping the service;
 //! logs to a non-terminal carry no colour codes; the container file passes hadolint, its
-//! config needs the admin token and serves, and its health check command works.
+//! config needs the admin token and serves, and its health check command works; the
+//! fleet compose file passes `docker-compose config` and each appliance's config loads.
 // A failed unwrap is how a test reports a broken precondition.
 #![allow(clippy::unwrap_used)]
 
@@ -263,4 +264,96 @@ fn container_config_needs_the_token_and_serves_health() {
     assert!(!ok, "{out}");
     let (ok, out) = health("127.0.0.1:8080/healthz");
     assert!(!ok && out.contains("has no scheme"), "{out}");
+}
+
+/// The fleet compose file as `docker-compose config` resolves it (anchors and merge keys
+/// applied, paths absolute), with `env` set.
+fn compose_config(env: &[(&str, &str)]) -> (bool, String) {
+    let mut cmd = Command::new("docker-compose");
+    cmd.arg("-f")
+        .arg(deploy("fleet.compose.yml"))
+        .arg("config")
+        .env_remove("TEMPMX_ADMIN_TOKEN");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run(&mut cmd)
+}
+
+// Goal: the fleet compose file is valid, forms a 6-node cluster (3 primaries with one
+// replica each) before the appliances start, needs the admin token, and each appliance
+// reads a config that tempmx's own loader accepts: fleet mode on, every Redis node a
+// seed, its own node name, listeners on all interfaces. Method: Debian's docker-compose
+// resolves and validates the file offline (`docker-compose config`; no image is pulled
+// or built), yaml-rust2 reads the result, and each mounted config goes through
+// `Config::from_file` and `validate`.
+#[test]
+fn fleet_compose_file_is_valid_and_its_configs_load() {
+    use yaml_rust2::{Yaml, YamlLoader};
+    let (ok, out) = compose_config(&[]);
+    assert!(!ok && out.contains("TEMPMX_ADMIN_TOKEN"), "{out}");
+    let (ok, out) = compose_config(&[("TEMPMX_ADMIN_TOKEN", "t")]);
+    assert!(ok, "docker-compose config:\n{out}");
+    let doc = YamlLoader::load_from_str(&out).unwrap().remove(0);
+    let services = doc["services"].as_hash().unwrap();
+    let name = |k: &Yaml| k.as_str().unwrap().to_owned();
+    let address = |svc: &Yaml| {
+        svc["networks"]["fleet"]["ipv4_address"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let redis: Vec<String> = services
+        .iter()
+        .filter(|(k, _)| name(k).starts_with("redis-"))
+        .map(|(_, svc)| {
+            let cmd = svc["command"].as_str().unwrap();
+            assert!(cmd.contains("--port 7000"), "{cmd}");
+            assert!(cmd.contains("--cluster-enabled yes"), "{cmd}");
+            format!("{}:7000", address(svc))
+        })
+        .collect();
+    assert_eq!(redis.len(), 6, "{redis:?}");
+
+    let create = &doc["services"]["cluster-create"];
+    let script = create["command"][2].as_str().unwrap();
+    assert!(
+        script.contains(&format!("--cluster create {}", redis.join(" "))),
+        "{script}"
+    );
+    assert!(script.contains("--cluster-replicas 1"), "{script}");
+    for r in 0..6 {
+        let dep = &create["depends_on"][format!("redis-{r}").as_str()]["condition"];
+        assert_eq!(dep.as_str(), Some("service_healthy"), "redis-{r}");
+    }
+
+    let mut nodes = Vec::new();
+    for (k, svc) in services.iter().filter(|(k, _)| name(k).starts_with("mx-")) {
+        let service = name(k);
+        let after = &svc["depends_on"]["cluster-create"]["condition"];
+        assert_eq!(
+            after.as_str(),
+            Some("service_completed_successfully"),
+            "{service}"
+        );
+        assert_eq!(svc["environment"]["TEMPMX_ADMIN_TOKEN"].as_str(), Some("t"));
+        let mount = svc["volumes"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .filter_map(Yaml::as_str)
+            .find_map(|v| v.strip_suffix(":/etc/tempmx/tempmx.toml:ro"))
+            .unwrap_or_else(|| panic!("{service}: no config mounted"));
+        let mut config = Config::from_file(Path::new(mount)).unwrap();
+        assert!(config.ingress.listen.ip().is_unspecified(), "{service}");
+        let fleet = config.fleet.clone().expect("fleet mode on");
+        let seeds: Vec<String> = redis.iter().map(|r| format!("redis://{r}")).collect();
+        assert_eq!(fleet.redis, seeds, "{service}: every Redis node is a seed");
+        assert!(fleet.problems().is_empty(), "{:?}", fleet.problems());
+        assert_eq!(fleet.node_name(), service, "node name = service name");
+        config.admin.token = Some("t".into());
+        config.validate().unwrap();
+        nodes.push(fleet.node_name());
+    }
+    assert_eq!(nodes, ["mx-a", "mx-b"]);
 }

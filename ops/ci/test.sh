@@ -30,6 +30,14 @@ if ((${#need_apt[@]})); then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+# docker-compose (Debian's 1.29) checks the fleet compose file offline; it needs no daemon,
+# so docker.io (a recommendation) is left out.
+if ! command -v docker-compose >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+        docker-compose >/dev/null
+fi
 
 tools="${XDG_CACHE_HOME:-$HOME/.cache}/tempmx-ci"
 if [ ! -x "$tools/hadolint-venv/bin/hadolint" ]; then

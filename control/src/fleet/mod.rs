@@ -121,6 +121,10 @@ pub async fn heartbeat(
         if let Err(e) = cluster.heartbeat(VERSION, ttl_ms).await {
             tracing::warn!(error = %e, "fleet heartbeat failed");
         }
+        // The stale-node gauge follows the membership as of each heartbeat.
+        if let Err(e) = cluster.census().await {
+            tracing::warn!(error = %e, "fleet membership read failed");
+        }
     }
 }
 

@@ -63,6 +63,7 @@ mod push;
 mod read;
 mod registry;
 mod sink;
+mod stats;
 pub mod testkit;
 
 use std::fmt;
@@ -83,6 +84,7 @@ pub use self::push::FleetSubscription;
 use self::push::{Channels, PubSub};
 pub use self::registry::Registration;
 pub use self::sink::ClusterSink;
+pub use self::stats::{FleetSnapshot, Health, Op, TABLE as METRICS};
 #[cfg(doc)]
 use crate::address::Mailbox;
 
@@ -218,6 +220,7 @@ pub struct Cluster {
     pubsub: Arc<PubSub>,
     opts: Arc<ClusterOptions>,
     stats: Arc<WriteStats>,
+    health: Arc<Health>,
     /// `Some` until drop; shut down in the background so dropping never blocks a runtime.
     rt: Option<Runtime>,
 }
@@ -287,6 +290,7 @@ impl Cluster {
             }),
             opts: Arc::new(opts),
             stats: Arc::default(),
+            health: Arc::default(),
             rt: Some(rt),
         })
     }
@@ -301,6 +305,11 @@ impl Cluster {
         &self.stats
     }
 
+    /// The fleet families' values now (for `/metrics`).
+    pub fn fleet_snapshot(&self) -> FleetSnapshot {
+        self.health.snapshot(&self.stats)
+    }
+
     /// A write sink for ingress core `core`, with its own writer task.
     pub fn sink(&self, core: usize) -> Result<ClusterSink, ClusterError> {
         let rt = self.rt.as_ref().ok_or(ClusterError::Stopped)?;
@@ -309,6 +318,7 @@ impl Cluster {
             self.conn.clone(),
             Arc::clone(&self.opts),
             Arc::clone(&self.stats),
+            Arc::clone(&self.health),
             core,
         ))
     }
@@ -322,13 +332,18 @@ impl Cluster {
         let rt = self.rt.as_ref().ok_or(ClusterError::Stopped)?;
         let timeout = self.opts.timeout;
         let task = f(self.conn.clone());
-        rt.spawn(async move {
-            tokio::time::timeout(timeout, task)
-                .await
-                .map_err(|_| ClusterError::Timeout(timeout))?
-        })
-        .await
-        .map_err(|_| ClusterError::Stopped)?
+        let res = rt
+            .spawn(async move {
+                tokio::time::timeout(timeout, task)
+                    .await
+                    .map_err(|_| ClusterError::Timeout(timeout))?
+            })
+            .await
+            .map_err(|_| ClusterError::Stopped)?;
+        if let Err(e) = &res {
+            self.health.error(Op::Call, e);
+        }
+        res
     }
 }
 

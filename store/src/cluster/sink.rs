@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::codec::Encoder;
 use super::keys::MailboxKeys;
-use super::{Ack, ClusterError, ClusterOptions, WriteStats};
+use super::{Ack, ClusterError, ClusterOptions, Health, Op, WriteStats};
 use crate::clock::{Clock, SystemClock};
 use crate::error::StoreError;
 use crate::id::{IdGen, SHARDS_MAX};
@@ -36,6 +36,7 @@ struct Job {
 pub struct ClusterSink {
     tx: mpsc::Sender<Job>,
     opts: Arc<ClusterOptions>,
+    health: Arc<Health>,
     ids: IdGen,
     enc: Encoder,
 }
@@ -47,14 +48,17 @@ impl ClusterSink {
         conn: ClusterConnection,
         opts: Arc<ClusterOptions>,
         stats: Arc<WriteStats>,
+        health: Arc<Health>,
         core: usize,
     ) -> Self {
         let (tx, rx) = mpsc::channel(opts.queue_max.max(1));
-        rt.spawn(write_loop(rx, conn, Arc::clone(&opts), stats));
+        let counters = (stats, Arc::clone(&health));
+        rt.spawn(write_loop(rx, conn, Arc::clone(&opts), counters));
         let ids = IdGen::new(id_shard(&opts.node, core), 0);
         Self {
             tx,
             opts,
+            health,
             ids,
             enc: Encoder::default(),
         }
@@ -100,9 +104,12 @@ impl MessageSink for ClusterSink {
             keys,
             done,
         };
-        self.tx.try_send(job).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => ClusterError::Busy(self.opts.queue_max),
-            mpsc::error::TrySendError::Closed(_) => ClusterError::Stopped,
+        self.tx.try_send(job).map_err(|e| {
+            self.health.refused();
+            match e {
+                mpsc::error::TrySendError::Full(_) => ClusterError::Busy(self.opts.queue_max),
+                mpsc::error::TrySendError::Closed(_) => ClusterError::Stopped,
+            }
         })?;
         Ok(Accepted {
             id,
@@ -117,14 +124,15 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Job>,
     conn: ClusterConnection,
     opts: Arc<ClusterOptions>,
-    stats: Arc<WriteStats>,
+    (stats, health): (Arc<WriteStats>, Arc<Health>),
 ) {
     let mut batch = Vec::with_capacity(BATCH_MAX);
     while rx.recv_many(&mut batch, BATCH_MAX).await > 0 {
-        let results = write_batch(&conn, &batch, &opts, &stats).await;
+        let results = write_batch(&conn, &batch, &opts, &stats, &health).await;
         for (job, res) in batch.drain(..).zip(results) {
             if let Err(e) = &res {
                 tracing::warn!(id = %job.id, error = %e, "cluster write failed");
+                health.refused();
             }
             // The session may have given up waiting; then nobody needs the answer.
             let _ = job.done.send(res.map_err(StoreError::from));
@@ -139,6 +147,7 @@ async fn write_batch(
     batch: &[Job],
     opts: &ClusterOptions,
     stats: &WriteStats,
+    health: &Health,
 ) -> Vec<Result<(), ClusterError>> {
     let mut groups: HashMap<Slot, Pipeline> = HashMap::new();
     let ttl_ms = opts.ttl_secs * 1000;
@@ -172,6 +181,9 @@ async fn write_batch(
     });
     let mut slots: HashMap<Slot, Result<(), ClusterError>> =
         join_all(writes).await.into_iter().collect();
+    for e in slots.values().filter_map(|r| r.as_ref().err()) {
+        health.error(Op::Write, e);
+    }
     if let Ack::Replicas(n) = opts.ack {
         let ok: Vec<Slot> = slots
             .iter()
@@ -182,7 +194,11 @@ async fn write_batch(
             let c = conn.clone();
             async move { (slot, wait(c, slot, n, timeout).await) }
         });
-        slots.extend(join_all(waits).await);
+        let waited = join_all(waits).await;
+        for e in waited.iter().filter_map(|(_, r)| r.as_ref().err()) {
+            health.error(Op::Wait, e);
+        }
+        slots.extend(waited);
     }
     batch
         .iter()
