@@ -61,8 +61,12 @@ impl BlocklistCycle {
         observations
     }
 
-    /// One cycle over every pool domain that is not retired.
+    /// One cycle over every pool domain that is not retired. In fleet mode only the
+    /// holder of the rotation lease checks; other nodes skip their cycles.
     pub async fn check_cycle(&self) {
+        if !self.plane.acting() {
+            return;
+        }
         let names = self.plane.unretired();
         let observations = self.blocklists.check(&names).await;
         let count = |f: fn(&Outcome) -> bool| observations.iter().filter(|o| f(&o.outcome)).count();
