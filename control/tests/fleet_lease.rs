@@ -213,7 +213,8 @@ fn two_nodes_checking_one_listed_domain_rotate_it_once() {
     // both made by the lease holder, and the domain is draining on both nodes. Method: a
     // real cluster, two real binaries with a blocklist file and a 10 s cycle; the two
     // check requests are sent from two threads at once; the test then waits past one
-    // more cycle of both nodes before counting.
+    // more cycle of both nodes before counting. Then policy and deletion made on B are
+    // checked on A.
     let tc = TestCluster::start().expect("cluster starts");
     let dir = tempfile::tempdir().expect("temp dir");
     let list = dir.path().join("listed.txt");
@@ -275,7 +276,38 @@ fn two_nodes_checking_one_listed_domain_rotate_it_once() {
         }
         let (_, v) = n.admin("GET", "/admin/v1/domains/hot.test", None);
         assert_eq!(v["state"], "draining", "{v}");
+        assert_eq!(
+            v["listing"]["list"], "file:listed.txt",
+            "the listing is shared: {v}"
+        );
     }
+
+    // Operator changes on either node hold on the other: a policy change made on B,
+    // then hot.test retired and deleted on B, is gone from A within 1 s.
+    let (status, policy) = b.admin("PUT", "/admin/v1/policy", Some(r#"{"active_target":3}"#));
+    assert_eq!(status, 200, "{policy}");
+    wait_for(CROSS_NODE_MAX, "B's policy on A", || {
+        let (_, p) = a.admin("GET", "/admin/v1/policy", None);
+        (p["active_target"] == 3).then_some(())
+    });
+    let (status, v) = b.admin(
+        "PUT",
+        "/admin/v1/domains/hot.test/state",
+        Some(r#"{"state":"retired","reason":"race test"}"#),
+    );
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = b.admin("DELETE", "/admin/v1/domains/hot.test?reason=done", None);
+    assert_eq!(status, 204, "{v}");
+    wait_for(CROSS_NODE_MAX, "hot.test deleted on A", || {
+        let (status, _) = a.admin("GET", "/admin/v1/domains/hot.test", None);
+        (status == 404).then_some(())
+    });
+    let deleted: Vec<Value> = audit_of(&a, "hot.test")
+        .into_iter()
+        .filter(|e| e["action"]["kind"] == "deleted")
+        .collect();
+    assert_eq!(deleted.len(), 1, "{deleted:?}");
+    assert_eq!(deleted[0]["node"], "mx-b");
     a.stop();
     b.stop();
 }

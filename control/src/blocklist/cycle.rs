@@ -53,7 +53,8 @@ impl BlocklistCycle {
     }
 
     /// Checks `domain` on every list now. Results for pool domains feed the tracker (and
-    /// may rotate the domain); for other names they are only returned.
+    /// may rotate the domain); for other names, and in fleet mode on a node without the
+    /// rotation lease, they are only returned.
     pub async fn check_now(&self, domain: &tempmx_store::Domain) -> Vec<Observation> {
         let name = domain.to_string();
         let observations = self.blocklists.check(std::slice::from_ref(&name)).await;
