@@ -64,6 +64,17 @@ fn serial(node: &Running, zone: &str) -> Option<u64> {
         .ok()
 }
 
+/// Every node's `tempmx_fleet_lease_held`, once exactly one of them is 1.
+fn one_gauge_held(nodes: &[&Running]) -> Vec<f64> {
+    wait_for(RENEW * 2, "exactly one lease gauge is 1", || {
+        let v: Vec<f64> = nodes
+            .iter()
+            .map(|n| metric(n, "tempmx_fleet_lease_held"))
+            .collect::<Option<_>>()?;
+        Some(v).filter(|v| v.iter().sum::<f64>() == 1.0)
+    })
+}
+
 #[test]
 fn one_node_holds_the_lease_and_another_takes_it_when_the_holder_is_killed() {
     // Goal: with three nodes exactly one holds the rotation lease (every node's
@@ -89,13 +100,7 @@ fn one_node_holds_the_lease_and_another_takes_it_when_the_holder_is_killed() {
             "one holder seen by all"
         );
     }
-    let held: Vec<f64> = wait_for(RENEW * 2, "lease metrics", || {
-        let v: Vec<f64> = nodes
-            .iter()
-            .map(|n| metric(n, "tempmx_fleet_lease_held"))
-            .collect::<Option<_>>()?;
-        Some(v).filter(|v| v.iter().sum::<f64>() == 1.0)
-    });
+    let held = one_gauge_held(&nodes.iter().collect::<Vec<_>>());
     let names = ["mx-a", "mx-b", "mx-c"];
     let at = names
         .iter()
@@ -149,13 +154,7 @@ fn one_node_holds_the_lease_and_another_takes_it_when_the_holder_is_killed() {
     assert!(new_epoch > epoch, "{new_epoch} after {epoch}");
     assert_eq!(lease_of(second), Some((new_holder.clone(), new_epoch)));
     let survivors = [first, second];
-    let gauges: Vec<f64> = wait_for(RENEW * 2, "one survivor's gauge is 1", || {
-        let v: Vec<f64> = survivors
-            .iter()
-            .map(|n| metric(n, "tempmx_fleet_lease_held"))
-            .collect::<Option<_>>()?;
-        Some(v).filter(|v| v.iter().sum::<f64>() == 1.0)
-    });
+    let gauges = one_gauge_held(&survivors);
     let taker = survivors
         .iter()
         .zip(&gauges)
