@@ -17,6 +17,10 @@
 //! | `tmx:{fleet}:pool` | hash | domain -> lifecycle state set by an operator | none |
 //! | `tmx:{fleet}:pool:v` | string | version, bumped with every pool change | none |
 //!
+//! Greylisting (`tmx:gl:…`) and rate-limit (`tmx:rl:…`) keys are laid out in the
+//! `greylist` and `ratelimit` modules; their functions are a library of their own
+//! (`tempmx_share`, in `share.lua`), loaded beside `tempmx`.
+//!
 //! The steps that must be atomic per mailbox are Redis functions (`tempmx.lua`, loaded with
 //! `FUNCTION LOAD` at start, replicated with the data): `tempmx_put` stores a record under
 //! the mailbox's TTL (`SET NX PXAT`), pushes its index entry, trims the index to the cap
@@ -56,10 +60,12 @@
 
 mod codec;
 mod error;
+mod greylist;
 mod keys;
 mod members;
 mod pool;
 mod push;
+mod ratelimit;
 mod read;
 mod registry;
 mod sink;
@@ -77,10 +83,12 @@ use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;
 
 pub use self::error::ClusterError;
+pub use self::greylist::{GreyStep, GreyTiming};
 pub use self::keys::{MailboxKeys, PREFIX};
 pub use self::members::Member;
 pub use self::push::FleetSubscription;
 use self::push::{Channels, PubSub};
+pub use self::ratelimit::{RATE_KEY_PART_CHARS_MAX, RateQuota};
 pub use self::registry::Registration;
 pub use self::sink::ClusterSink;
 #[cfg(doc)]
@@ -88,6 +96,8 @@ use crate::address::Mailbox;
 
 /// The Redis library of fleet mode's functions.
 const FUNCTIONS: &str = include_str!("tempmx.lua");
+/// The Redis library of the fleet's greylisting and rate limits (`greylist`, `ratelimit`).
+const SHARE_FUNCTIONS: &str = include_str!("share.lua");
 
 /// When a write counts as stored in the fleet.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -267,6 +277,12 @@ impl Cluster {
                         .arg("LOAD")
                         .arg("REPLACE")
                         .arg(FUNCTIONS)
+                        .query_async::<()>(&mut conn)
+                        .await?;
+                    redis::cmd("FUNCTION")
+                        .arg("LOAD")
+                        .arg("REPLACE")
+                        .arg(SHARE_FUNCTIONS)
                         .query_async::<()>(&mut conn)
                         .await?;
                     let pubsub = pubsub_client.get_async_connection().await?;
