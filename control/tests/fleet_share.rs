@@ -61,18 +61,12 @@ fn a_sender_greylisted_on_one_mx_passes_on_the_other() {
     let dir = tempfile::tempdir().expect("temp dir");
     let a = node(dir.path(), &tc, "mx-a", "", GREYLIST);
     let b = node(dir.path(), &tc, "mx-b-epoll", "", GREYLIST);
-    let serving = |n: &Running| {
-        let log = n.log.lock().expect("log lock");
-        log.iter()
-            .find(|l| l.contains("tempmx serving"))
-            .cloned()
-            .unwrap_or_default()
-    };
-    assert!(
-        serving(&b).contains("\"backend\":\"Epoll\""),
-        "{}",
-        serving(&b)
-    );
+    // The log thread stores the "serving" line just after `start` saw it.
+    let serving = wait_for(Duration::from_secs(5), "B's serving line", || {
+        let log = b.log.lock().expect("log lock");
+        log.iter().find(|l| l.contains("tempmx serving")).cloned()
+    });
+    assert!(serving.contains("\"backend\":\"Epoll\""), "{serving}");
     let (status, created) = a.public(
         "POST",
         "/api/v1/mailboxes",

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use tempmx_ingress::greylist::{SharedError, SharedFuture, SharedOutcome, SharedState, SharedStep};
-use tempmx_store::cluster::{Cluster, ClusterError, GreyStep, GreyTiming};
+use tempmx_ingress::greylist::{SharedError, SharedFuture, SharedState, SharedStep};
+use tempmx_store::cluster::{Cluster, ClusterError};
 
 /// Greylisting state in the fleet's cluster.
 pub struct FleetGreylist {
@@ -36,22 +36,10 @@ impl SharedState for FleetGreylist {
     fn step(&self, step: SharedStep) -> SharedFuture {
         let cluster = self.cluster.clone();
         Box::pin(async move {
-            let timing = GreyTiming {
-                delay_ms: step.delay_ms,
-                window_ms: step.window_ms,
-                lifetime_ms: step.lifetime_ms,
-                auto_allow_after: step.auto_allow_after,
-            };
-            let answer = cluster
-                .greylist_step(step.network, step.triplet, step.now_ms, timing)
+            cluster
+                .greylist_step(step.network, step.triplet, step.now_ms, step.timing)
                 .await
-                .map_err(|e| SharedError(e.to_string()))?;
-            Ok(match answer {
-                GreyStep::Defer { retry_in_ms } => SharedOutcome::Defer { retry_in_ms },
-                GreyStep::Retried { waited_ms } => SharedOutcome::Retried { waited_ms },
-                GreyStep::Known => SharedOutcome::Known,
-                GreyStep::AutoAllowlisted => SharedOutcome::AutoAllowlisted,
-            })
+                .map_err(|e| SharedError(e.to_string()))
         })
     }
 }

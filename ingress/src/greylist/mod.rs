@@ -54,7 +54,7 @@ use tempmx_store::{AddressError, Domain, Mailbox};
 
 pub use config::GreylistConfig;
 pub use key::normalise_sender;
-pub use shared::{SharedError, SharedFuture, SharedOutcome, SharedState, SharedStep};
+pub use shared::{GreyStep, GreyTiming, SharedError, SharedFuture, SharedState, SharedStep};
 pub use stats::{DELAY_BOUNDS_SECS, DelayHistogram, GreylistStats};
 
 use key::{ClientNet, Keyer};
@@ -307,15 +307,15 @@ impl Greylist {
             None => Err(SharedError("no shared state configured".to_owned())),
         };
         let verdict = match outcome {
-            Ok(SharedOutcome::Defer { retry_in_ms }) => GreyVerdict::Defer {
+            Ok(GreyStep::Defer { retry_in_ms }) => GreyVerdict::Defer {
                 retry_in_secs: retry_in_ms.div_ceil(1000).max(1),
             },
-            Ok(SharedOutcome::Retried { waited_ms }) => {
+            Ok(GreyStep::Retried { waited_ms }) => {
                 self.counters.delay(Duration::from_millis(waited_ms));
                 GreyVerdict::Pass(PassReason::Retried)
             }
-            Ok(SharedOutcome::Known) => GreyVerdict::Pass(PassReason::Known),
-            Ok(SharedOutcome::AutoAllowlisted) => GreyVerdict::Pass(PassReason::AutoAllowlisted),
+            Ok(GreyStep::Known) => GreyVerdict::Pass(PassReason::Known),
+            Ok(GreyStep::AutoAllowlisted) => GreyVerdict::Pass(PassReason::AutoAllowlisted),
             Err(e) => {
                 // Logged once per outage; the counter tells how many recipients it cost.
                 if !self.failing.swap(true, Ordering::Relaxed) {
@@ -355,10 +355,12 @@ impl Greylist {
                 .keyer
                 .triplet(net, &normalise_sender(req.sender), req.recipient.as_str()),
             now_ms,
-            delay_ms: self.timing.delay_ms,
-            window_ms: self.timing.window_ms,
-            lifetime_ms: self.timing.lifetime_ms,
-            auto_allow_after: self.auto_allow_after,
+            timing: GreyTiming {
+                delay_ms: self.timing.delay_ms,
+                window_ms: self.timing.window_ms,
+                lifetime_ms: self.timing.lifetime_ms,
+                auto_allow_after: self.auto_allow_after,
+            },
         }
     }
 

@@ -12,6 +12,8 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use tempmx_store::greylist::{GreyStep, GreyTiming};
+
 /// One step to run on the shared state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SharedStep {
@@ -21,33 +23,8 @@ pub struct SharedStep {
     pub triplet: u128,
     /// When the attempt was seen (ms since the Unix epoch).
     pub now_ms: u64,
-    /// Minimum delay before a retry passes.
-    pub delay_ms: u64,
-    /// A retry later than this after the first attempt starts over.
-    pub window_ms: u64,
-    /// How long a passed triplet or allowlisted network is remembered after its last use.
-    pub lifetime_ms: u64,
-    /// Retried passes that allowlist a network (0: no auto-allowlist).
-    pub auto_allow_after: u32,
-}
-
-/// What the shared state answered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SharedOutcome {
-    /// Defer; a retry passes in this many milliseconds.
-    Defer {
-        /// Milliseconds until a retry can pass.
-        retry_in_ms: u64,
-    },
-    /// The first retry after the delay, having waited this long.
-    Retried {
-        /// Milliseconds between the first attempt and this retry.
-        waited_ms: u64,
-    },
-    /// Passed before and still remembered.
-    Known,
-    /// The client network passed enough triplets.
-    AutoAllowlisted,
+    /// The delays and the auto-allowlist setting.
+    pub timing: GreyTiming,
 }
 
 /// The shared state could not answer (unreachable, no primary, timeout).
@@ -56,7 +33,7 @@ pub enum SharedOutcome {
 pub struct SharedError(pub String);
 
 /// A step under way.
-pub type SharedFuture = Pin<Box<dyn Future<Output = Result<SharedOutcome, SharedError>> + Send>>;
+pub type SharedFuture = Pin<Box<dyn Future<Output = Result<GreyStep, SharedError>> + Send>>;
 
 /// Greylisting state shared by several appliances.
 pub trait SharedState: Send + Sync + fmt::Debug {

@@ -433,7 +433,7 @@ proptest! {
 #[derive(Debug)]
 struct Fixed {
     key: [u8; 16],
-    answer: Result<SharedOutcome, SharedError>,
+    answer: Result<GreyStep, SharedError>,
 }
 
 impl SharedState for Fixed {
@@ -447,7 +447,7 @@ impl SharedState for Fixed {
     }
 }
 
-fn shared(key: u8, answer: Result<SharedOutcome, SharedError>) -> Greylist {
+fn shared(key: u8, answer: Result<GreyStep, SharedError>) -> Greylist {
     let state = Arc::new(Fixed {
         key: [key; 16],
         answer,
@@ -468,7 +468,7 @@ fn shared_state_gets_the_same_fingerprints_on_every_node() {
             &c,
             Arc::new(Fixed {
                 key: [key; 16],
-                answer: Ok(SharedOutcome::Known),
+                answer: Ok(GreyStep::Known),
             }),
         )
         .unwrap()
@@ -495,7 +495,10 @@ fn shared_state_gets_the_same_fingerprints_on_every_node() {
     assert_eq!(sa, sb, "two nodes of one fleet hash alike");
     assert_ne!(sa.triplet, so.triplet, "another key, other fingerprints");
     assert_eq!(sa.now_ms, 1_700_000_005_000);
-    assert_eq!((sa.delay_ms, sa.auto_allow_after), (60_000, 3));
+    assert_eq!(
+        (sa.timing.delay_ms, sa.timing.auto_allow_after),
+        (60_000, 3)
+    );
     // The same network, another sender: same network fingerprint, another triplet.
     let GreyCheck::Shared(s2) = a.begin(&req("198.51.100.77", "z@y.test", "u@pool.test"), t(5))
     else {
@@ -521,19 +524,19 @@ fn shared_answers_map_to_verdicts_and_errors_fail_closed() {
     };
     let cases = [
         (
-            Ok(SharedOutcome::Defer { retry_in_ms: 1 }),
+            Ok(GreyStep::Defer { retry_in_ms: 1 }),
             GreyVerdict::Defer { retry_in_secs: 1 },
         ),
         (
-            Ok(SharedOutcome::Defer {
+            Ok(GreyStep::Defer {
                 retry_in_ms: 59_001,
             }),
             DEFER_60,
         ),
-        (Ok(SharedOutcome::Retried { waited_ms: 61_000 }), RETRIED),
-        (Ok(SharedOutcome::Known), KNOWN),
+        (Ok(GreyStep::Retried { waited_ms: 61_000 }), RETRIED),
+        (Ok(GreyStep::Known), KNOWN),
         (
-            Ok(SharedOutcome::AutoAllowlisted),
+            Ok(GreyStep::AutoAllowlisted),
             GreyVerdict::Pass(PassReason::AutoAllowlisted),
         ),
         (
@@ -554,6 +557,6 @@ fn shared_answers_map_to_verdicts_and_errors_fail_closed() {
     }
     // A greylist without shared state cannot resolve a step: unavailable, not a pass.
     let local = Greylist::new(&cfg()).unwrap();
-    let s = step(&shared(1, Ok(SharedOutcome::Known)));
+    let s = step(&shared(1, Ok(GreyStep::Known)));
     assert_eq!(rt.block_on(local.resolve(s)), GreyVerdict::Unavailable);
 }

@@ -19,41 +19,10 @@
 //! it passes (Redis reclaims it by expiry, no sweeper).
 
 use super::{Cluster, ClusterError};
+use crate::greylist::{GreyStep, GreyTiming};
 
 /// Where the fleet's fingerprint key lives.
 const KEY_KEY: &str = "tmx:{fleet}:gl:key";
-
-/// The timing and auto-allowlist settings of one step, in milliseconds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GreyTiming {
-    /// Minimum delay before a retry passes.
-    pub delay_ms: u64,
-    /// A retry later than this after the first attempt starts over.
-    pub window_ms: u64,
-    /// How long a passed triplet or allowlisted network is remembered after its last use.
-    pub lifetime_ms: u64,
-    /// Retried passes that allowlist a network (0: no auto-allowlist).
-    pub auto_allow_after: u32,
-}
-
-/// What the fleet's state says about one triplet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GreyStep {
-    /// Defer: a retry passes in this many milliseconds.
-    Defer {
-        /// Milliseconds until a retry can pass (at least 1).
-        retry_in_ms: u64,
-    },
-    /// The first retry after the delay, having waited this many milliseconds.
-    Retried {
-        /// Milliseconds between the first attempt and this retry.
-        waited_ms: u64,
-    },
-    /// Passed before and still remembered.
-    Known,
-    /// The client network passed enough triplets.
-    AutoAllowlisted,
-}
 
 impl Cluster {
     /// The fleet's greylisting fingerprint key: `candidate` if no node set one yet, else

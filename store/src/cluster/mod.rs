@@ -83,7 +83,6 @@ use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;
 
 pub use self::error::ClusterError;
-pub use self::greylist::{GreyStep, GreyTiming};
 pub use self::keys::{MailboxKeys, PREFIX};
 pub use self::members::Member;
 pub use self::push::FleetSubscription;
@@ -93,6 +92,7 @@ pub use self::registry::Registration;
 pub use self::sink::ClusterSink;
 #[cfg(doc)]
 use crate::address::Mailbox;
+pub use crate::greylist::{GreyStep, GreyTiming};
 
 /// The Redis library of fleet mode's functions.
 const FUNCTIONS: &str = include_str!("tempmx.lua");
