@@ -18,11 +18,10 @@
 //! - A connection waiting for a hand-off (sender, message or shared greylisting check,
 //!   store commit) has a deadline of its own: the idle timeout, counted from when the wait
 //!   began (a client is kept waiting for our reply no longer than we wait for its input).
-//!   On expiry the session
-//!   says 421 4.4.2 and closes, like every other timeout ([`Timeout::Check`]): 421 because
-//!   the connection closes (RFC 5321 §3.8), the same 4.4.2 as any of our timeouts. A result
-//!   that arrives after that is ignored; a message whose store commit timed out was not
-//!   acknowledged, so the client sends it again.
+//!   On expiry the session says 421 4.4.2 and closes, like every other timeout
+//!   ([`Timeout::Check`]): 421 because the connection closes (RFC 5321 §3.8), the same
+//!   4.4.2 as any of our timeouts. A result that arrives after that is ignored; a message
+//!   whose store commit timed out was not acknowledged, so the client sends it again.
 
 mod record;
 #[cfg(test)]

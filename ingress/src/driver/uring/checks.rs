@@ -1,7 +1,8 @@
 //! The hand-off thread of one core: authentication checks (DNS lookups), shared greylisting
-//! steps (cluster round trips), group-commit waits and the stop signal run on a small tokio runtime beside the ring, so the ring thread never
-//! blocks and never polls a future. Results come back through a queue and an eventfd the ring
-//! has a read posted on, so they wake the ring like any other completion.
+//! steps (cluster round trips), group-commit waits and the stop signal run on a small tokio
+//! runtime beside the ring, so the ring thread never blocks and never polls a future.
+//! Results come back through a queue and an eventfd the ring has a read posted on, so they
+//! wake the ring like any other completion.
 
 use std::io;
 use std::net::IpAddr;
