@@ -273,18 +273,14 @@ impl Cluster {
             s.spawn(|| {
                 rt.block_on(async {
                     let mut conn = client.get_async_connection().await?;
-                    redis::cmd("FUNCTION")
-                        .arg("LOAD")
-                        .arg("REPLACE")
-                        .arg(FUNCTIONS)
-                        .query_async::<()>(&mut conn)
-                        .await?;
-                    redis::cmd("FUNCTION")
-                        .arg("LOAD")
-                        .arg("REPLACE")
-                        .arg(SHARE_FUNCTIONS)
-                        .query_async::<()>(&mut conn)
-                        .await?;
+                    for library in [FUNCTIONS, SHARE_FUNCTIONS] {
+                        redis::cmd("FUNCTION")
+                            .arg("LOAD")
+                            .arg("REPLACE")
+                            .arg(library)
+                            .query_async::<()>(&mut conn)
+                            .await?;
+                    }
                     let pubsub = pubsub_client.get_async_connection().await?;
                     Ok::<_, redis::RedisError>((conn, pubsub))
                 })
