@@ -200,7 +200,20 @@ impl App {
                 .map(|w| counters.wrap(Box::new(w)))
                 .collect(),
         };
-        let ingress = tempmx_ingress::driver::start(&config.ingress, policy.clone(), sinks)?;
+        // Fleet mode with greylisting on: its state is the fleet's (a retry on another MX
+        // passes), read through the cluster off the ring threads.
+        let shared_greylist: Option<Arc<dyn tempmx_ingress::greylist::SharedState>> = match &fleet {
+            Some(cluster) if greylisting(&config) => Some(Arc::new(
+                runtime.block_on(crate::fleet::greylist::FleetGreylist::open(cluster.clone()))?,
+            )),
+            _ => None,
+        };
+        let ingress = tempmx_ingress::driver::start_with(
+            &config.ingress,
+            policy.clone(),
+            sinks,
+            shared_greylist,
+        )?;
         let dns = Arc::new(tempmx_dns::start(&config.dns, plane.dns_snapshot())?);
         // The plane holds only a weak reference, so shutdown can take the handle back.
         let weak = Arc::downgrade(&dns);
@@ -268,6 +281,15 @@ impl App {
         if let Some(cluster) = &fleet {
             public = public.with_fleet(cluster.clone());
         }
+        // Always exported (zeros on a single node), so dashboards need no special case.
+        let rate_stats = public
+            .limits
+            .fleet
+            .as_ref()
+            .map_or_else(Arc::default, |f| f.stats());
+        shared
+            .metrics
+            .add_table(control::RATE_LIMITS, move || rate_stats.by_result());
         let subscribers = public.subscribers.clone();
         shared
             .metrics
@@ -459,6 +481,12 @@ async fn housekeeping(store: Arc<Store>, registry: Arc<Registry>, mut stop: watc
             }
         }
     }
+}
+
+/// Whether greylisting applies to any domain.
+fn greylisting(config: &Config) -> bool {
+    let g = &config.ingress.greylist;
+    g.enabled || !g.domains.is_empty()
 }
 
 fn plane_config(config: &Config) -> PlaneConfig {

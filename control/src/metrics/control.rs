@@ -130,6 +130,20 @@ pub const API: &[Metric<[(Transport, usize); Transport::ALL.len()]>] =
         Values::by("transport", connected.map(|(t, n)| (t.label(), n as u64)))
     })];
 
+/// Fleet-wide rate-limit checks by result.
+pub const API_RATE_LIMIT_FLEET: MetricDesc = desc(
+    "tempmx_api_rate_limit_fleet_checks_total",
+    "Fleet-wide public API rate-limit checks (fleet mode), by result: taken, refused (429), \
+     or fallback (the cluster did not answer; this node's bucket alone applied).",
+    Counter,
+);
+
+/// Fleet-wide rate-limit outcomes, read from `FleetLimitStats::by_result`.
+pub const RATE_LIMITS: &[Metric<[(&'static str, u64); 3]>] =
+    &[Metric::new(API_RATE_LIMIT_FLEET, |counts| {
+        Values::by("result", *counts)
+    })];
+
 /// Webhook deliveries by result.
 pub const WEBHOOK_DELIVERIES: MetricDesc = desc(
     "tempmx_webhook_deliveries_total",
@@ -323,6 +337,7 @@ pub fn declared() -> impl Iterator<Item = MetricDesc> {
     HTTP.iter()
         .copied()
         .chain(descs(API))
+        .chain(descs(RATE_LIMITS))
         .chain(descs(WEBHOOKS))
         .chain(descs(POOL))
         .chain(descs(PROCESS))

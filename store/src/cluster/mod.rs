@@ -23,6 +23,10 @@
 //! | `tmx:{fleet}:lease` | string | the rotation lease: `<node> <epoch>` | the lease length (PX), renewed by its holder |
 //! | `tmx:{fleet}:lease:epoch` | string | bumped by every take-over of the lease | none |
 //!
+//! Greylisting (`tmx:gl:…`) and rate-limit (`tmx:rl:…`) keys are laid out in the
+//! `greylist` and `ratelimit` modules; their functions are a library of their own
+//! (`tempmx_share`, in `share.lua`), loaded beside `tempmx`.
+//!
 //! The steps that must be atomic per mailbox are Redis functions (`tempmx.lua`, loaded with
 //! `FUNCTION LOAD` at start, replicated with the data): `tempmx_put` stores a record under
 //! the mailbox's TTL (`SET NX PXAT`), pushes its index entry, trims the index to the cap
@@ -64,10 +68,12 @@
 
 mod codec;
 mod error;
+mod greylist;
 mod keys;
 mod members;
 mod pool;
 mod push;
+mod ratelimit;
 mod read;
 mod registry;
 mod sink;
@@ -90,13 +96,17 @@ pub use self::members::Member;
 pub use self::pool::{DELETED, LeaseHold, PoolView, PoolWrite};
 pub use self::push::FleetSubscription;
 use self::push::{Channels, PubSub};
+pub use self::ratelimit::{RATE_KEY_PART_CHARS_MAX, RateQuota};
 pub use self::registry::Registration;
 pub use self::sink::ClusterSink;
 #[cfg(doc)]
 use crate::address::Mailbox;
+pub use crate::greylist::{GreyStep, GreyTiming};
 
 /// The Redis library of fleet mode's functions.
 const FUNCTIONS: &str = include_str!("tempmx.lua");
+/// The Redis library of the fleet's greylisting and rate limits (`greylist`, `ratelimit`).
+const SHARE_FUNCTIONS: &str = include_str!("share.lua");
 
 /// When a write counts as stored in the fleet.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -272,12 +282,14 @@ impl Cluster {
             s.spawn(|| {
                 rt.block_on(async {
                     let mut conn = client.get_async_connection().await?;
-                    redis::cmd("FUNCTION")
-                        .arg("LOAD")
-                        .arg("REPLACE")
-                        .arg(FUNCTIONS)
-                        .query_async::<()>(&mut conn)
-                        .await?;
+                    for library in [FUNCTIONS, SHARE_FUNCTIONS] {
+                        redis::cmd("FUNCTION")
+                            .arg("LOAD")
+                            .arg("REPLACE")
+                            .arg(library)
+                            .query_async::<()>(&mut conn)
+                            .await?;
+                    }
                     let pubsub = pubsub_client.get_async_connection().await?;
                     Ok::<_, redis::RedisError>((conn, pubsub))
                 })
