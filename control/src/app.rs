@@ -169,6 +169,13 @@ impl App {
             Arc::new(SystemClock),
             registry.clone(),
         )?);
+        // Fleet mode: the plane acts (rules, blocklist answers) only under the rotation
+        // lease, and starts from the fleet's pool (adding its configured domains to it).
+        let lease = Arc::new(crate::fleet::lease::Lease::new());
+        if let Some(cluster) = &fleet {
+            plane.join_fleet(lease.clone());
+            runtime.block_on(crate::fleet::pool::join(cluster, &plane))?;
+        }
         let blocklists = Arc::new(BlocklistCycle::new(
             config.blocklists.clone(),
             plane.clone(),
@@ -193,7 +200,20 @@ impl App {
                 .map(|w| counters.wrap(Box::new(w)))
                 .collect(),
         };
-        let ingress = tempmx_ingress::driver::start(&config.ingress, policy.clone(), sinks)?;
+        // Fleet mode with greylisting on: its state is the fleet's (a retry on another MX
+        // passes), read through the cluster off the ring threads.
+        let shared_greylist: Option<Arc<dyn tempmx_ingress::greylist::SharedState>> = match &fleet {
+            Some(cluster) if greylisting(&config) => Some(Arc::new(
+                runtime.block_on(crate::fleet::greylist::FleetGreylist::open(cluster.clone()))?,
+            )),
+            _ => None,
+        };
+        let ingress = tempmx_ingress::driver::start_with(
+            &config.ingress,
+            policy.clone(),
+            sinks,
+            shared_greylist,
+        )?;
         let dns = Arc::new(tempmx_dns::start(&config.dns, plane.dns_snapshot())?);
         // The plane holds only a weak reference, so shutdown can take the handle back.
         let weak = Arc::downgrade(&dns);
@@ -269,6 +289,15 @@ impl App {
         if let Some(cluster) = &fleet {
             public = public.with_fleet(cluster.clone());
         }
+        // Always exported (zeros on a single node), so dashboards need no special case.
+        let rate_stats = public
+            .limits
+            .fleet
+            .as_ref()
+            .map_or_else(Arc::default, |f| f.stats());
+        shared
+            .metrics
+            .add_table(control::RATE_LIMITS, move || rate_stats.by_result());
         let subscribers = public.subscribers.clone();
         shared
             .metrics
@@ -304,6 +333,17 @@ impl App {
             runtime.spawn(shared.plane.clone().run(counters, stop_rx.clone())),
         ];
         if let (Some(cluster), Some(f)) = (&fleet, &shared.config.fleet) {
+            let held = lease.clone();
+            shared
+                .metrics
+                .add_table(control::FLEET, move || (held.held(), held.changes()));
+            tasks.push(runtime.spawn(crate::fleet::lease::run(
+                cluster.clone(),
+                lease,
+                Duration::from_millis(f.lease_ms),
+                Duration::from_millis(f.lease_renew_ms),
+                stop_rx.clone(),
+            )));
             let ttl = Duration::from_secs(f.node_ttl_secs);
             tasks.push(runtime.spawn(crate::fleet::heartbeat(
                 cluster.clone(),
@@ -449,6 +489,12 @@ async fn housekeeping(store: Arc<Store>, registry: Arc<Registry>, mut stop: watc
             }
         }
     }
+}
+
+/// Whether greylisting applies to any domain.
+fn greylisting(config: &Config) -> bool {
+    let g = &config.ingress.greylist;
+    g.enabled || !g.domains.is_empty()
 }
 
 fn plane_config(config: &Config) -> PlaneConfig {

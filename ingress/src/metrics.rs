@@ -109,7 +109,7 @@ pub const AUTH_RESOLVERS_DOWN: MetricDesc = desc(
 /// Greylisting verdicts.
 pub const GREYLIST_CHECKS: MetricDesc = desc(
     "tempmx_greylist_checks_total",
-    "Greylisting verdicts: deferred, or the reason a recipient passed.",
+    "Greylisting verdicts: deferred, unavailable (shared state unreachable: 451 4.3.0), or the reason a recipient passed.",
     Counter,
 );
 /// Triplets held.
@@ -248,7 +248,9 @@ pub const GREYLIST: &[Metric<GreylistStats>] = &[
             .map(|(reason, n)| (reason.label(), n));
         Values::by(
             "verdict",
-            [("deferred", g.deferred)].into_iter().chain(passed),
+            [("deferred", g.deferred), ("unavailable", g.unavailable)]
+                .into_iter()
+                .chain(passed),
         )
     }),
     Metric::one(GREYLIST_ENTRIES, |g| g.entries),

@@ -13,6 +13,8 @@
 //!   [`Subscription`] and the [`Store`] handle (`store/`: opening, reading, changes and
 //!   their journal), see ARCHITECTURE.md.
 //! - [`cluster`]: fleet mode's backend, mailboxes and messages in a Redis Cluster.
+//! - [`greylist`]: the settings and answers of a greylisting step, shared by the ingress
+//!   and the cluster backend.
 //! - `recovery`: rebuilding shards from disk; `journal`: deletions and TTL overrides that
 //!   must survive a restart but are not records.
 //!
@@ -37,6 +39,7 @@ pub mod config;
 pub mod crc;
 pub mod error;
 pub mod frame;
+pub mod greylist;
 pub mod id;
 mod index;
 mod journal;

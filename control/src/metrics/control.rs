@@ -130,6 +130,20 @@ pub const API: &[Metric<[(Transport, usize); Transport::ALL.len()]>] =
         Values::by("transport", connected.map(|(t, n)| (t.label(), n as u64)))
     })];
 
+/// Fleet-wide rate-limit checks by result.
+pub const API_RATE_LIMIT_FLEET: MetricDesc = desc(
+    "tempmx_api_rate_limit_fleet_checks_total",
+    "Fleet-wide public API rate-limit checks (fleet mode), by result: taken, refused (429), \
+     or fallback (the cluster did not answer; this node's bucket alone applied).",
+    Counter,
+);
+
+/// Fleet-wide rate-limit outcomes, read from `FleetLimitStats::by_result`.
+pub const RATE_LIMITS: &[Metric<[(&'static str, u64); 3]>] =
+    &[Metric::new(API_RATE_LIMIT_FLEET, |counts| {
+        Values::by("result", *counts)
+    })];
+
 /// Webhook deliveries by result.
 pub const WEBHOOK_DELIVERIES: MetricDesc = desc(
     "tempmx_webhook_deliveries_total",
@@ -148,6 +162,26 @@ pub const WEBHOOK_ATTEMPTS: MetricDesc = desc(
 pub const WEBHOOKS: &[Metric<StatsSnapshot>] = &[
     Metric::new(WEBHOOK_DELIVERIES, |s| Values::by("result", s.results)),
     Metric::one(WEBHOOK_ATTEMPTS, |s| s.attempts),
+];
+
+/// Whether this node holds the fleet's rotation lease.
+pub const FLEET_LEASE_HELD: MetricDesc = desc(
+    "tempmx_fleet_lease_held",
+    "Fleet mode: 1 while this node holds the rotation lease (it runs the rotation planner \
+     and the blocklist checks), else 0.",
+    Gauge,
+);
+/// Takes and losses of the lease.
+pub const FLEET_LEASE_CHANGES: MetricDesc = desc(
+    "tempmx_fleet_lease_changes_total",
+    "Fleet mode: times this node took or lost the rotation lease.",
+    Counter,
+);
+
+/// Fleet mode's lease families, read from (held now, changes so far).
+pub const FLEET: &[Metric<(bool, u64)>] = &[
+    Metric::one(FLEET_LEASE_HELD, |l| u64::from(l.0)),
+    Metric::one(FLEET_LEASE_CHANGES, |l| l.1),
 ];
 
 /// What the pool families read, taken from the plane once per scrape.
@@ -303,6 +337,7 @@ pub fn declared() -> impl Iterator<Item = MetricDesc> {
     HTTP.iter()
         .copied()
         .chain(descs(API))
+        .chain(descs(RATE_LIMITS))
         .chain(descs(WEBHOOKS))
         .chain(descs(POOL))
         .chain(descs(PROCESS))

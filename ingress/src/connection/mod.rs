@@ -15,13 +15,13 @@
 //!   queued swaps buffers, so a reply is not copied on the way to the socket.
 //! - The plaintext after STARTTLS is dropped here (RFC 3207 §4.2, CVE-2011-0411): a feed
 //!   that began TLS reports all of its input consumed.
-//! - A connection waiting for a hand-off (sender or message check, store commit) has a
-//!   deadline of its own: the idle timeout, counted from when the wait began (a client is
-//!   kept waiting for our reply no longer than we wait for its input). On expiry the session
-//!   says 421 4.4.2 and closes, like every other timeout ([`Timeout::Check`]): 421 because
-//!   the connection closes (RFC 5321 §3.8), the same 4.4.2 as any of our timeouts. A result
-//!   that arrives after that is ignored; a message whose store commit timed out was not
-//!   acknowledged, so the client sends it again.
+//! - A connection waiting for a hand-off (sender, message or shared greylisting check,
+//!   store commit) has a deadline of its own: the idle timeout, counted from when the wait
+//!   began (a client is kept waiting for our reply no longer than we wait for its input).
+//!   On expiry the session says 421 4.4.2 and closes, like every other timeout
+//!   ([`Timeout::Check`]): 421 because the connection closes (RFC 5321 §3.8), the same
+//!   4.4.2 as any of our timeouts. A result that arrives after that is ignored; a message
+//!   whose store commit timed out was not acknowledged, so the client sends it again.
 
 mod record;
 #[cfg(test)]
@@ -34,6 +34,7 @@ use tempmx_store::MessageId;
 
 use self::record::RecordClock;
 use crate::auth::{MessageCheck, SenderCheck};
+use crate::greylist::{GreyVerdict, SharedStep};
 use crate::session::{
     DeliveryFailure, Effect, Output, PendingMessage, SenderInput, Session, SessionCounters, Timeout,
 };
@@ -63,6 +64,13 @@ pub trait Io {
         sender: &SenderCheck,
         message: &[u8],
     ) -> Answer<Option<MessageCheck>>;
+    /// Starts a step on the shared greylisting state (fleet mode); a later verdict goes to
+    /// [`Pump::greylist_checked`]. A driver without a way to run it answers `Unavailable`
+    /// (451 4.3.0): greylisting never passes a recipient it could not check.
+    fn check_greylist(&mut self, step: SharedStep) -> Answer<GreyVerdict> {
+        let _ = step;
+        Answer::Now(GreyVerdict::Unavailable)
+    }
     /// Hands the message to the store; a commit still pending goes to [`Pump::delivered`].
     fn deliver(
         &mut self,
@@ -81,6 +89,7 @@ pub trait Io {
 enum Wait {
     Sender,
     Message,
+    Greylist,
     Store,
 }
 
@@ -203,6 +212,15 @@ impl Pump {
         }
     }
 
+    /// The shared greylisting state's verdict on the waiting RCPT; ignored unless waited for.
+    pub fn greylist_checked(&mut self, io: &mut impl Io, verdict: GreyVerdict) {
+        if self.resume(Wait::Greylist) {
+            self.session.greylist_checked(verdict, &mut self.out);
+            self.run_effects(io);
+            self.flush(io);
+        }
+    }
+
     /// The store's verdict on the pending message; ignored unless waited for.
     pub fn delivered(&mut self, io: &mut impl Io, result: Result<MessageId, DeliveryFailure>) {
         if self.resume(Wait::Store) {
@@ -287,6 +305,18 @@ impl Pump {
                     match answer {
                         Answer::Now(check) => self.apply_message(check),
                         Answer::Later => self.wait(io, Wait::Message),
+                    }
+                }
+                Effect::CheckGreylist => {
+                    let answer = match self.session.pending_greylist() {
+                        Some(step) => io.check_greylist(step),
+                        None => Answer::Now(GreyVerdict::Unavailable),
+                    };
+                    match answer {
+                        Answer::Now(verdict) => {
+                            self.session.greylist_checked(verdict, &mut self.out)
+                        }
+                        Answer::Later => self.wait(io, Wait::Greylist),
                     }
                 }
                 Effect::Deliver => {

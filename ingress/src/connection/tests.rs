@@ -10,6 +10,7 @@ use tempmx_store::MessageId;
 use super::*;
 use crate::auth::AuthMode;
 use crate::config::SessionLimits;
+use crate::greylist::{Greylist, GreylistConfig, SharedState};
 use crate::policy::{DomainStatus, Policy, PoolSnapshot, RecipientMode};
 use crate::session::{PeerInfo, SessionContext};
 
@@ -20,6 +21,7 @@ const IDLE: Duration = Duration::from_secs(60);
 struct Later {
     replies: Vec<u8>,
     delivered: usize,
+    greylist_steps: Vec<SharedStep>,
     closed: bool,
 }
 
@@ -36,6 +38,11 @@ impl Io for Later {
         panic!("authentication is off here")
     }
 
+    fn check_greylist(&mut self, step: SharedStep) -> Answer<GreyVerdict> {
+        self.greylist_steps.push(step);
+        Answer::Later
+    }
+
     fn deliver(&mut self, _: &PendingMessage<'_>) -> Answer<Result<MessageId, DeliveryFailure>> {
         self.delivered += 1;
         Answer::Later
@@ -50,7 +57,25 @@ impl Io for Later {
     }
 }
 
+/// Shared greylisting state whose steps the test itself answers (it plays the driver).
+#[derive(Debug)]
+struct AnsweredByTheTest;
+
+impl SharedState for AnsweredByTheTest {
+    fn fingerprint_key(&self) -> [u8; 16] {
+        [3; 16]
+    }
+
+    fn step(&self, _: SharedStep) -> crate::greylist::SharedFuture {
+        panic!("the test answers the steps through the pump")
+    }
+}
+
 fn pump(session_max: Duration) -> (Pump, Instant) {
+    pump_with(session_max, None)
+}
+
+fn pump_with(session_max: Duration, greylist: Option<Arc<Greylist>>) -> (Pump, Instant) {
     let pool = PoolSnapshot::new(
         [(
             tempmx_store::Domain::parse("pool.test").expect("test domain"),
@@ -64,7 +89,7 @@ fn pump(session_max: Duration) -> (Pump, Instant) {
         tls_available: false,
         policy: Arc::new(Policy::new(pool, None)),
         auth_mode: AuthMode::Off,
-        greylist: None,
+        greylist,
     });
     let peer = PeerInfo {
         ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -149,5 +174,61 @@ fn the_session_deadline_caps_the_others() {
     assert_eq!(
         p.deadline(),
         Some((start + Duration::from_secs(5), Timeout::SessionDuration))
+    );
+}
+
+// Goal: with shared (fleet) greylisting each RCPT waits for the shared state's verdict, the
+// input pipelined behind it waits too, and the verdicts are answered in order: a defer is
+// 451 4.7.1, an unavailable state 451 4.3.0 (never 250), a pass 250 with the recipient kept
+// for the message. Method: a greylist on shared state, a driver that answers every step
+// later, the whole transaction pipelined in one feed, the verdicts given one by one.
+#[test]
+fn shared_greylisting_answers_each_rcpt_when_its_verdict_comes() {
+    let cfg = GreylistConfig {
+        enabled: true,
+        ..GreylistConfig::default()
+    };
+    let greylist = Greylist::shared(&cfg, Arc::new(AnsweredByTheTest)).expect("valid config");
+    let (mut p, _) = pump_with(Duration::from_secs(3600), Some(Arc::new(greylist)));
+    let mut io = Later::default();
+    p.greet(&mut io);
+    let input: &[u8] = b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<u@pool.test>\r\n\
+        RCPT TO:<v@pool.test>\r\nRCPT TO:<w@pool.test>\r\nDATA\r\nx\r\n.\r\n";
+    let mut pos = p.feed(&mut io, input, UNIX_EPOCH);
+    assert!(p.is_waiting() && io.greylist_steps.len() == 1);
+    assert_eq!(p.feed(&mut io, &input[pos..], UNIX_EPOCH), 0, "input waits");
+    let verdicts = [
+        GreyVerdict::Defer { retry_in_secs: 60 },
+        GreyVerdict::Unavailable,
+        GreyVerdict::Pass(crate::greylist::PassReason::Retried),
+    ];
+    for (i, verdict) in verdicts.into_iter().enumerate() {
+        assert_eq!(io.greylist_steps.len(), i + 1);
+        p.greylist_checked(&mut io, verdict);
+        pos += p.feed(&mut io, &input[pos..], UNIX_EPOCH);
+    }
+    assert_eq!(pos, input.len());
+    assert_eq!(
+        io.delivered, 1,
+        "the message goes to the store with one recipient"
+    );
+    let steps = &io.greylist_steps;
+    assert_eq!(steps[0].network, steps[1].network, "one client network");
+    assert_ne!(
+        steps[0].triplet, steps[1].triplet,
+        "two recipients, two triplets"
+    );
+    let replies = String::from_utf8_lossy(&io.replies);
+    let codes: Vec<&str> = replies.lines().filter_map(|l| l.get(..9)).collect();
+    assert_eq!(
+        codes[codes.len() - 5..],
+        [
+            "250 2.1.0",
+            "451 4.7.1",
+            "451 4.3.0",
+            "250 2.1.5",
+            "354 End d"
+        ],
+        "{replies}"
     );
 }

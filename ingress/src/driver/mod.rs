@@ -39,7 +39,7 @@ pub use self::counters::{HistogramCounts, IngressCountersSnapshot};
 pub(crate) use self::epoll::EpollConn;
 use crate::auth::{AuthCounters, AuthCountersSnapshot};
 use crate::config::{Backend, IngressConfig};
-use crate::greylist::{Greylist, GreylistError, GreylistStats};
+use crate::greylist::{Greylist, GreylistError, GreylistStats, SharedState};
 use crate::policy::Policy;
 use crate::session::SessionContext;
 use crate::tls::{self, ServerTls, TlsError};
@@ -182,11 +182,25 @@ pub fn start(
     policy: Arc<Policy>,
     sinks: Vec<Box<dyn MessageSink + Send>>,
 ) -> Result<IngressHandle, IngressError> {
+    start_with(config, policy, sinks, None)
+}
+
+/// [`start`], with the greylisting state in `shared_greylist` when given (fleet mode)
+/// instead of the local table.
+pub fn start_with(
+    config: &IngressConfig,
+    policy: Arc<Policy>,
+    sinks: Vec<Box<dyn MessageSink + Send>>,
+    shared_greylist: Option<Arc<dyn SharedState>>,
+) -> Result<IngressHandle, IngressError> {
     validate(config, sinks.len())?;
     let backend =
         runtime::select_backend(config.backend).map_err(IngressError::UringUnavailable)?;
     let tls = tls::server_config(&config.tls, &config.hostname)?.map(ServerTls::new);
-    let greylist = Greylist::new(&config.greylist)?;
+    let greylist = match shared_greylist {
+        Some(state) => Greylist::shared(&config.greylist, state)?,
+        None => Greylist::new(&config.greylist)?,
+    };
     let greylist = greylist.is_active().then(|| Arc::new(greylist));
     let session_ctx = Arc::new(SessionContext {
         hostname: config.hostname.clone(),

@@ -23,6 +23,7 @@ use super::delivery::{self, Handed};
 use super::end::End;
 use crate::auth::{MessageCheck, SenderCheck};
 use crate::connection::{Answer, Io, Pump, queue_replies};
+use crate::greylist::{GreyVerdict, SharedStep};
 use crate::session::{DeliveryFailure, PeerInfo, PendingMessage, SenderInput, Session, Timeout};
 use crate::tls::ServerTls;
 
@@ -64,6 +65,8 @@ enum Next {
     Nothing,
     /// Run the sender check of the session's pending sender.
     Sender,
+    /// Run the session's pending step on the shared greylisting state.
+    Greylist,
     /// Run the message check of the session's pending message.
     Message,
     /// Wait for the group commit of message `id` (`bytes` long).
@@ -120,6 +123,11 @@ impl Io for EpollIo<'_> {
 
     fn check_message(&mut self, _: &SenderCheck, _: &[u8]) -> Answer<Option<MessageCheck>> {
         self.later(Next::Message)
+    }
+
+    fn check_greylist(&mut self, _: SharedStep) -> Answer<GreyVerdict> {
+        *self.next = Next::Greylist;
+        Answer::Later
     }
 
     fn deliver(
@@ -261,6 +269,7 @@ impl<C: Connection> Conn<C> {
                 }
                 Next::Sender => self.check_sender().await,
                 Next::Message => self.check_message().await,
+                Next::Greylist => self.check_greylist().await,
                 Next::Commit { id, bytes, done } => self.await_commit(id, bytes, done).await,
                 // Bytes after STARTTLS are dropped unread (command injection, RFC 3207 §4.2).
                 Next::StartTls => return self.start_tls().await,
@@ -299,6 +308,29 @@ impl<C: Connection> Conn<C> {
             _ => None,
         };
         self.pump.message_checked(&mut io!(self), check);
+        Ok(())
+    }
+
+    /// Runs the pending step on the shared greylisting state (one cluster round trip),
+    /// bounded by the connection's deadline; other sessions of the core go on meanwhile.
+    async fn check_greylist(&mut self) -> Result<(), End> {
+        let core = Rc::clone(&self.core);
+        let pending = (
+            core.session_ctx.greylist.as_ref(),
+            self.pump.session().pending_greylist(),
+        );
+        let verdict = match pending {
+            (Some(greylist), Some(step)) => {
+                bounded(
+                    greylist.resolve(step),
+                    self.pump.deadline(),
+                    &mut self.abort,
+                )
+                .await?
+            }
+            _ => GreyVerdict::Unavailable,
+        };
+        self.pump.greylist_checked(&mut io!(self), verdict);
         Ok(())
     }
 

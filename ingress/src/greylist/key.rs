@@ -31,6 +31,15 @@ impl Keyer {
         Self { k0, k1 }
     }
 
+    /// A keyer with a given key (the nodes of a fleet share one, so they hash alike).
+    pub fn with_key(key: [u8; 16]) -> Self {
+        let k = u128::from_le_bytes(key);
+        Self {
+            k0: k as u64,
+            k1: (k >> 64) as u64,
+        }
+    }
+
     fn hasher(&self, tag: u8) -> SipHasher13 {
         let mut h = SipHasher13::new_with_keys(self.k0, self.k1);
         h.write_u8(tag);

@@ -25,14 +25,28 @@
 //! Greylisting is an auxiliary check: any internal failure (a stripe lock not obtained in
 //! time) passes the recipient with [`PassReason::FailedOpen`], counted, rather than
 //! deferring everyone.
+//!
+//! # Fleet mode: shared state, failing closed
+//!
+//! With [`Greylist::shared`] the triplets, passes and auto-allowlist counts live in a
+//! [`SharedState`] every MX of the fleet reaches, so a sender deferred by one MX passes when
+//! its retry lands on another. [`Greylist::begin`] then answers the cheap cases (allow
+//! networks, trusted senders) at once and hands back a [`SharedStep`] for the rest, which
+//! the driver runs off the ring thread ([`Greylist::resolve`]). When the shared state cannot
+//! answer, the recipient gets 451 4.3.0 ([`GreyVerdict::Unavailable`], counted): failing
+//! open there would let every spam run through while the cluster is down, and failing
+//! closed costs a legitimate sender one retry, which it makes anyway for a 4xx.
 
 mod config;
 mod key;
+mod shared;
 mod stats;
 mod table;
 
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
@@ -40,6 +54,7 @@ use tempmx_store::{AddressError, Domain, Mailbox};
 
 pub use config::GreylistConfig;
 pub use key::normalise_sender;
+pub use shared::{GreyStep, GreyTiming, SharedError, SharedFuture, SharedState, SharedStep};
 pub use stats::{DELAY_BOUNDS_SECS, DelayHistogram, GreylistStats};
 
 use key::{ClientNet, Keyer};
@@ -124,6 +139,17 @@ pub enum GreyVerdict {
         /// Seconds until a retry can pass.
         retry_in_secs: u64,
     },
+    /// The shared state could not answer: 451 4.3.0 (never a silent pass).
+    Unavailable,
+}
+
+/// How a check goes on: decided now, or a step for the shared state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GreyCheck {
+    /// Known now.
+    Done(GreyVerdict),
+    /// Run this step with [`Greylist::resolve`], off the ring thread.
+    Shared(SharedStep),
 }
 
 /// Why a recipient passed greylisting.
@@ -180,6 +206,10 @@ pub struct Greylist {
     triplets: Striped<Triplet>,
     /// None when the auto-allowlist is off (`auto_allow_after = 0`).
     clients: Option<Striped<Client>>,
+    /// Fleet mode: the state every MX shares (the local tables then stay empty).
+    shared: Option<Arc<dyn SharedState>>,
+    /// Whether the shared state's last step failed (an outage is logged once).
+    failing: AtomicBool,
     counters: Counters,
 }
 
@@ -208,8 +238,26 @@ impl Greylist {
             keyer: Keyer::random(),
             triplets: Striped::new(cfg.entries_max, cfg.stripes, lock_wait),
             clients,
+            shared: None,
+            failing: AtomicBool::new(false),
             counters: Counters::default(),
         })
+    }
+
+    /// Fleet mode: the same settings, with the state in `state` (hashed with its key).
+    pub fn shared(
+        cfg: &GreylistConfig,
+        state: Arc<dyn SharedState>,
+    ) -> Result<Self, GreylistError> {
+        let mut g = Self::new(cfg)?;
+        g.keyer = Keyer::with_key(state.fingerprint_key());
+        g.shared = Some(state);
+        Ok(g)
+    }
+
+    /// Whether the state is shared (checks then go through [`Greylist::begin`]).
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
     }
 
     /// Whether greylisting applies to any domain at all.
@@ -222,13 +270,64 @@ impl Greylist {
         self.enabled || self.domains.contains(domain)
     }
 
-    /// Decides one recipient at time `now`; counts the verdict.
+    /// Decides one recipient at time `now` on the local table; counts the verdict. With
+    /// shared state use [`Greylist::begin`]: here a step that needs it is `Unavailable`.
     pub fn check(&self, req: &GreyRequest<'_>, now: SystemTime) -> GreyVerdict {
-        let verdict = self.decide(req, unix_ms(now));
-        match verdict {
-            GreyVerdict::Pass(reason) => self.counters.passed(reason),
-            GreyVerdict::Defer { .. } => self.counters.deferred(),
+        match self.begin(req, now) {
+            GreyCheck::Done(verdict) => verdict,
+            GreyCheck::Shared(_) => {
+                self.counters.count(GreyVerdict::Unavailable);
+                GreyVerdict::Unavailable
+            }
         }
+    }
+
+    /// Decides one recipient at time `now` if it can be done at once (counted), else
+    /// gives the step the shared state must run.
+    pub fn begin(&self, req: &GreyRequest<'_>, now: SystemTime) -> GreyCheck {
+        let now_ms = unix_ms(now);
+        let check = match &self.shared {
+            Some(_) => self.bypass(req).map_or_else(
+                || GreyCheck::Shared(self.shared_step(req, now_ms)),
+                |reason| GreyCheck::Done(GreyVerdict::Pass(reason)),
+            ),
+            None => GreyCheck::Done(self.decide(req, now_ms)),
+        };
+        if let GreyCheck::Done(verdict) = check {
+            self.counters.count(verdict);
+        }
+        check
+    }
+
+    /// Runs `step` on the shared state and maps its answer (counted); an error, or no
+    /// shared state, is `Unavailable`. Bound it by the connection's deadline.
+    pub async fn resolve(&self, step: SharedStep) -> GreyVerdict {
+        let outcome = match &self.shared {
+            Some(state) => state.step(step).await,
+            None => Err(SharedError("no shared state configured".to_owned())),
+        };
+        let verdict = match outcome {
+            Ok(GreyStep::Defer { retry_in_ms }) => GreyVerdict::Defer {
+                retry_in_secs: retry_in_ms.div_ceil(1000).max(1),
+            },
+            Ok(GreyStep::Retried { waited_ms }) => {
+                self.counters.delay(Duration::from_millis(waited_ms));
+                GreyVerdict::Pass(PassReason::Retried)
+            }
+            Ok(GreyStep::Known) => GreyVerdict::Pass(PassReason::Known),
+            Ok(GreyStep::AutoAllowlisted) => GreyVerdict::Pass(PassReason::AutoAllowlisted),
+            Err(e) => {
+                // Logged once per outage; the counter tells how many recipients it cost.
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "greylisting state unavailable; answering 451 4.3.0");
+                }
+                GreyVerdict::Unavailable
+            }
+        };
+        if verdict != GreyVerdict::Unavailable && self.failing.swap(false, Ordering::Relaxed) {
+            tracing::info!("greylisting state reachable again");
+        }
+        self.counters.count(verdict);
         verdict
     }
 
@@ -237,12 +336,37 @@ impl Greylist {
         self.counters.snapshot()
     }
 
-    fn decide(&self, req: &GreyRequest<'_>, now_ms: u64) -> GreyVerdict {
+    /// The reason a recipient skips greylisting without looking at any state.
+    fn bypass(&self, req: &GreyRequest<'_>) -> Option<PassReason> {
         if self.allow.iter().any(|net| net.contains(&req.client)) {
-            return GreyVerdict::Pass(PassReason::AllowNetwork);
+            return Some(PassReason::AllowNetwork);
         }
         if req.sender_trusted && self.bypass_authenticated {
-            return GreyVerdict::Pass(PassReason::Trusted);
+            return Some(PassReason::Trusted);
+        }
+        None
+    }
+
+    fn shared_step(&self, req: &GreyRequest<'_>, now_ms: u64) -> SharedStep {
+        let net = ClientNet::of(req.client);
+        SharedStep {
+            network: self.keyer.client(net),
+            triplet: self
+                .keyer
+                .triplet(net, &normalise_sender(req.sender), req.recipient.as_str()),
+            now_ms,
+            timing: GreyTiming {
+                delay_ms: self.timing.delay_ms,
+                window_ms: self.timing.window_ms,
+                lifetime_ms: self.timing.lifetime_ms,
+                auto_allow_after: self.auto_allow_after,
+            },
+        }
+    }
+
+    fn decide(&self, req: &GreyRequest<'_>, now_ms: u64) -> GreyVerdict {
+        if let Some(reason) = self.bypass(req) {
+            return GreyVerdict::Pass(reason);
         }
         let net = ClientNet::of(req.client);
         // Only hashed when the auto-allowlist is on.

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use super::PassReason;
+use super::GreyVerdict;
 
 /// Upper bounds (seconds) of the delay buckets: short test delays up to the 4 h window.
 pub const DELAY_BOUNDS_SECS: &[f64] = &[
@@ -18,6 +18,8 @@ pub struct GreylistStats {
     pub deferred: u64,
     /// Pass verdicts by reason (index = `PassReason as usize`).
     pub passed: [u64; 6],
+    /// Checks the shared state could not answer (each one answered 451 4.3.0).
+    pub unavailable: u64,
     /// Triplets dropped by the LRU bound.
     pub evicted: u64,
     /// Triplets held now.
@@ -50,6 +52,7 @@ pub struct DelayHistogram {
 pub struct Counters {
     deferred: AtomicU64,
     passed: [AtomicU64; 6],
+    unavailable: AtomicU64,
     evicted: AtomicU64,
     entries: AtomicU64,
     clients_evicted: AtomicU64,
@@ -64,6 +67,7 @@ impl Default for Counters {
         Self {
             deferred: AtomicU64::new(0),
             passed: Default::default(),
+            unavailable: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
             entries: AtomicU64::new(0),
             clients_evicted: AtomicU64::new(0),
@@ -78,14 +82,14 @@ impl Default for Counters {
 }
 
 impl Counters {
-    /// Counts a Defer verdict.
-    pub fn deferred(&self) {
-        self.deferred.fetch_add(1, Relaxed);
-    }
-
-    /// Counts a Pass verdict.
-    pub fn passed(&self, reason: PassReason) {
-        self.passed[reason as usize].fetch_add(1, Relaxed);
+    /// Counts a verdict.
+    pub fn count(&self, verdict: GreyVerdict) {
+        let counter = match verdict {
+            GreyVerdict::Pass(reason) => &self.passed[reason as usize],
+            GreyVerdict::Defer { .. } => &self.deferred,
+            GreyVerdict::Unavailable => &self.unavailable,
+        };
+        counter.fetch_add(1, Relaxed);
     }
 
     /// Counts a lock not obtained in time.
@@ -123,6 +127,7 @@ impl Counters {
         GreylistStats {
             deferred: self.deferred.load(Relaxed),
             passed: std::array::from_fn(|i| self.passed[i].load(Relaxed)),
+            unavailable: self.unavailable.load(Relaxed),
             evicted: self.evicted.load(Relaxed),
             entries: self.entries.load(Relaxed),
             clients_evicted: self.clients_evicted.load(Relaxed),

@@ -427,3 +427,136 @@ proptest! {
         }
     }
 }
+
+/// Shared state that answers every step with one fixed result at once: the ingress side
+/// of the hand-off is tested here; the real state (Redis) in the `tempmx` crate's tests.
+#[derive(Debug)]
+struct Fixed {
+    key: [u8; 16],
+    answer: Result<GreyStep, SharedError>,
+}
+
+impl SharedState for Fixed {
+    fn fingerprint_key(&self) -> [u8; 16] {
+        self.key
+    }
+
+    fn step(&self, _: SharedStep) -> SharedFuture {
+        let answer = self.answer.clone();
+        Box::pin(async move { answer })
+    }
+}
+
+fn shared(key: u8, answer: Result<GreyStep, SharedError>) -> Greylist {
+    let state = Arc::new(Fixed {
+        key: [key; 16],
+        answer,
+    });
+    Greylist::shared(&cfg(), state).unwrap()
+}
+
+#[test]
+fn shared_state_gets_the_same_fingerprints_on_every_node() {
+    // Goal: with shared state, allow networks and trusted senders are answered at once;
+    // every other recipient becomes a step whose fingerprints depend only on the fleet's
+    // key and the triplet (two nodes agree, another key differs), with the configured
+    // timing. Method: two greylists with the same key, one with another.
+    let mut c = cfg();
+    c.allow_networks = vec!["192.0.2.0/24".into()];
+    let node = |key| {
+        Greylist::shared(
+            &c,
+            Arc::new(Fixed {
+                key: [key; 16],
+                answer: Ok(GreyStep::Known),
+            }),
+        )
+        .unwrap()
+    };
+    let (a, b, other) = (node(7), node(7), node(8));
+    assert!(a.is_shared());
+    let allowed = req("192.0.2.9", "x@y.test", "u@pool.test");
+    assert_eq!(
+        a.begin(&allowed, t(0)),
+        GreyCheck::Done(GreyVerdict::Pass(PassReason::AllowNetwork))
+    );
+    let mut trusted = req("198.51.100.1", "x@y.test", "u@pool.test");
+    trusted.sender_trusted = true;
+    assert_eq!(
+        a.begin(&trusted, t(0)),
+        GreyCheck::Done(GreyVerdict::Pass(PassReason::Trusted))
+    );
+    let r = req("198.51.100.1", "x@y.test", "u@pool.test");
+    let (GreyCheck::Shared(sa), GreyCheck::Shared(sb), GreyCheck::Shared(so)) =
+        (a.begin(&r, t(5)), b.begin(&r, t(5)), other.begin(&r, t(5)))
+    else {
+        panic!("a step for the shared state");
+    };
+    assert_eq!(sa, sb, "two nodes of one fleet hash alike");
+    assert_ne!(sa.triplet, so.triplet, "another key, other fingerprints");
+    assert_eq!(sa.now_ms, 1_700_000_005_000);
+    assert_eq!(
+        (sa.timing.delay_ms, sa.timing.auto_allow_after),
+        (60_000, 3)
+    );
+    // The same network, another sender: same network fingerprint, another triplet.
+    let GreyCheck::Shared(s2) = a.begin(&req("198.51.100.77", "z@y.test", "u@pool.test"), t(5))
+    else {
+        panic!("a step");
+    };
+    assert_eq!(s2.network, sa.network);
+    assert_ne!(s2.triplet, sa.triplet);
+    // `check` cannot wait for the shared state: it never passes such a recipient.
+    assert_eq!(a.check(&r, t(5)), GreyVerdict::Unavailable);
+}
+
+#[test]
+fn shared_answers_map_to_verdicts_and_errors_fail_closed() {
+    // Goal: each answer of the shared state becomes its verdict (a defer in ms rounds up
+    // to whole seconds, at least 1; a retried pass records its delay) and an error is
+    // `Unavailable` (451 4.3.0), counted. Method: fixed answers, resolved on a runtime.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let step = |g: &Greylist| match g.begin(&req("198.51.100.1", "x@y.test", "u@pool.test"), t(0)) {
+        GreyCheck::Shared(s) => s,
+        other => panic!("{other:?}"),
+    };
+    let cases = [
+        (
+            Ok(GreyStep::Defer { retry_in_ms: 1 }),
+            GreyVerdict::Defer { retry_in_secs: 1 },
+        ),
+        (
+            Ok(GreyStep::Defer {
+                retry_in_ms: 59_001,
+            }),
+            DEFER_60,
+        ),
+        (Ok(GreyStep::Retried { waited_ms: 61_000 }), RETRIED),
+        (Ok(GreyStep::Known), KNOWN),
+        (
+            Ok(GreyStep::AutoAllowlisted),
+            GreyVerdict::Pass(PassReason::AutoAllowlisted),
+        ),
+        (
+            Err(SharedError("cluster down".into())),
+            GreyVerdict::Unavailable,
+        ),
+    ];
+    for (answer, want) in cases {
+        let g = shared(1, answer);
+        let s = step(&g);
+        assert_eq!(rt.block_on(g.resolve(s)), want);
+        let stats = g.stats();
+        match want {
+            GreyVerdict::Unavailable => assert_eq!(stats.unavailable, 1),
+            GreyVerdict::Pass(PassReason::Retried) => assert_eq!(stats.delay.count, 1),
+            _ => assert_eq!(stats.unavailable, 0),
+        }
+    }
+    // A greylist without shared state cannot resolve a step: unavailable, not a pass.
+    let local = Greylist::new(&cfg()).unwrap();
+    let s = step(&shared(1, Ok(GreyStep::Known)));
+    assert_eq!(rt.block_on(local.resolve(s)), GreyVerdict::Unavailable);
+}

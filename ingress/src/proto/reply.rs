@@ -45,6 +45,8 @@ pub enum Reply {
     TooManyRecipients,
     /// 451 for a greylisted recipient (detail: the retry hint).
     Greylisted,
+    /// 451 for a recipient whose shared greylisting state could not be read (fleet mode).
+    GreylistUnavailable,
     /// 500 for an unrecognised command.
     UnknownCommand,
     /// 500 for a command line with a bare CR or LF.
@@ -143,6 +145,11 @@ impl Reply {
             StoreTemporary => e(451, "4.3.0", "Temporary storage failure, try again later"),
             TooManyRecipients => e(452, "4.5.3", "Too many recipients"),
             Greylisted => e(451, "4.7.1", "Greylisted, please try again"),
+            GreylistUnavailable => e(
+                451,
+                "4.3.0",
+                "Greylisting state unavailable, try again later",
+            ),
             UnknownCommand => e(500, "5.5.2", "Command unrecognized"),
             BareLineEndingCommand => e(500, "5.5.2", "Bare CR or LF not allowed in commands"),
             LineTooLong => e(500, "5.5.6", "Line too long"),
@@ -266,6 +273,7 @@ mod tests {
             (Reply::RelayDenied, "550 5.7.1 "),
             (Reply::DomainRetired, "550 5.1.2 "),
             (Reply::Greylisted, "451 4.7.1 "),
+            (Reply::GreylistUnavailable, "451 4.3.0 "),
             (Reply::SpfFailed, "550 5.7.23 "),
             (Reply::DmarcRejected, "550 5.7.1 "),
             (Reply::Timeout, "421 4.4.2 "),
@@ -301,6 +309,7 @@ mod tests {
             StoreTemporary,
             TooManyRecipients,
             Greylisted,
+            GreylistUnavailable,
             UnknownCommand,
             BareLineEndingCommand,
             LineTooLong,

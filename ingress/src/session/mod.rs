@@ -25,7 +25,9 @@
 //!   `enforce` an SPF fail answers MAIL 550 5.7.23 and a DMARC failure under `p=reject` answers
 //!   the data 550 5.7.1; a temperror never rejects (fail open, counted).
 //! - Greylisting runs at RCPT, after the recipient policy; its 451 4.7.1 does not count against
-//!   `errors_max` (a retrying sender is expected to come back).
+//!   `errors_max` (a retrying sender is expected to come back). With shared (fleet) state
+//!   the RCPT's reply waits for [`Effect::CheckGreylist`]; when that state is unavailable
+//!   the reply is 451 4.3.0, not counted against `errors_max` either (our failure).
 
 mod auth;
 mod bdat;
@@ -47,7 +49,7 @@ use tempmx_store::{AuthResult, Mailbox, TlsSummary};
 
 use crate::auth::{AuthMode, SenderCheck};
 use crate::config::SessionLimits;
-use crate::greylist::Greylist;
+use crate::greylist::{Greylist, SharedStep};
 use crate::policy::Policy;
 use crate::proto::command::{self, Command, CommandError};
 use crate::proto::receiver::{ChunkReceiver, DataReceiver, LineEvent, LineReceiver, MessageBuffer};
@@ -94,6 +96,9 @@ pub enum Effect {
     CheckSender,
     /// Check the message of [`Session::pending_auth`], then call [`Session::message_checked`].
     CheckMessage,
+    /// Run [`Session::pending_greylist`] on the shared greylisting state, then call
+    /// [`Session::greylist_checked`].
+    CheckGreylist,
     /// Store [`Session::pending_message`], then call [`Session::delivered`].
     Deliver,
     /// Discard buffered plaintext, run the TLS handshake, then call [`Session::tls_started`].
@@ -221,6 +226,8 @@ enum State {
     CheckingSender,
     /// Waiting for [`Session::message_checked`].
     CheckingMessage,
+    /// Waiting for [`Session::greylist_checked`].
+    CheckingGreylist,
     /// Waiting for [`Session::delivered`].
     Delivering,
     /// Waiting for [`Session::tls_started`]; input is dropped.
@@ -239,6 +246,8 @@ struct Transaction {
     /// Authentication results of the message (authentication on).
     auth: Vec<AuthResult>,
     recipients: Vec<Mailbox>,
+    /// The recipient whose shared greylisting step runs, with the step.
+    greylist_pending: Option<(Mailbox, SharedStep)>,
     smtputf8: bool,
     /// A BDAT chunk was accepted (DATA is then a sequence error).
     bdat: bool,
@@ -261,6 +270,7 @@ impl Session {
                 sender: None,
                 auth: Vec::new(),
                 recipients: Vec::new(),
+                greylist_pending: None,
                 smtputf8: false,
                 bdat: false,
                 body: MessageBuffer::new(limits.message_bytes_max),
@@ -288,7 +298,10 @@ impl Session {
                 State::Data(_) => self.ingest_data(rest, now, out),
                 State::Chunk { .. } => self.ingest_chunk(rest, now, out),
                 State::TlsPending | State::Closed => rest.len(),
-                State::CheckingSender | State::CheckingMessage | State::Delivering => break,
+                State::CheckingSender
+                | State::CheckingMessage
+                | State::CheckingGreylist
+                | State::Delivering => break,
             };
         }
         pos

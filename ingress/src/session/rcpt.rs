@@ -4,8 +4,8 @@ use std::time::SystemTime;
 
 use tempmx_store::Mailbox;
 
-use super::{Output, Session};
-use crate::greylist::{GreyRequest, GreyVerdict};
+use super::{Effect, Output, Session, State};
+use crate::greylist::{GreyCheck, GreyRequest, GreyVerdict, SharedStep};
 use crate::policy::{RecipientVerdict, check_recipient};
 use crate::proto::command::RcptPath;
 use crate::proto::reply::Reply;
@@ -41,19 +41,65 @@ impl Session {
                 self.count(Reply::TooManyRecipients);
                 return Reply::TooManyRecipients.write(&mut out.replies);
             }
-            if let Some(retry_in_secs) = self.greylisted(&mailbox, now) {
-                // Not an error either: a greylisted sender is expected to come back.
-                self.count(Reply::Greylisted);
-                let hint = format!("in {retry_in_secs} seconds");
-                return Reply::Greylisted.write_detail(&mut out.replies, hint);
+            match self.greylist_begin(&mailbox, now) {
+                None => {}
+                Some(GreyCheck::Done(verdict)) => {
+                    return self.greylist_answer(mailbox, verdict, out);
+                }
+                Some(GreyCheck::Shared(step)) => {
+                    self.txn.greylist_pending = Some((mailbox, step));
+                    self.state = State::CheckingGreylist;
+                    out.effect = Some(Effect::CheckGreylist);
+                    return;
+                }
             }
             self.txn.recipients.push(mailbox);
         }
         Reply::RecipientOk.write(&mut out.replies);
     }
 
-    /// Seconds to wait if greylisting defers this recipient.
-    fn greylisted(&self, mailbox: &Mailbox, now: SystemTime) -> Option<u64> {
+    /// After [`Effect::CheckGreylist`]: the step the shared greylisting state must run.
+    pub fn pending_greylist(&self) -> Option<SharedStep> {
+        if !matches!(self.state, State::CheckingGreylist) {
+            return None;
+        }
+        self.txn.greylist_pending.as_ref().map(|(_, step)| *step)
+    }
+
+    /// The shared greylisting state's verdict: answers the waiting RCPT.
+    pub fn greylist_checked(&mut self, verdict: GreyVerdict, out: &mut Output) {
+        if !matches!(self.state, State::CheckingGreylist) {
+            return;
+        }
+        self.state = State::Command;
+        if let Some((mailbox, _)) = self.txn.greylist_pending.take() {
+            self.greylist_answer(mailbox, verdict, out);
+        }
+    }
+
+    /// Answers a recipient the greylist decided on: 250 (kept), 451 4.7.1 or 451 4.3.0.
+    fn greylist_answer(&mut self, mailbox: Mailbox, verdict: GreyVerdict, out: &mut Output) {
+        match verdict {
+            GreyVerdict::Pass(_) => {
+                self.txn.recipients.push(mailbox);
+                Reply::RecipientOk.write(&mut out.replies);
+            }
+            GreyVerdict::Defer { retry_in_secs } => {
+                // Not an error either: a greylisted sender is expected to come back.
+                self.count(Reply::Greylisted);
+                let hint = format!("in {retry_in_secs} seconds");
+                Reply::Greylisted.write_detail(&mut out.replies, hint);
+            }
+            GreyVerdict::Unavailable => {
+                // Our failure, not the client's: not counted against its errors (the
+                // greylist counts it).
+                Reply::GreylistUnavailable.write(&mut out.replies);
+            }
+        }
+    }
+
+    /// How greylisting goes on for this recipient; `None` when it does not apply.
+    fn greylist_begin(&self, mailbox: &Mailbox, now: SystemTime) -> Option<GreyCheck> {
         let greylist = self.ctx.greylist.as_ref()?;
         if !greylist.applies_to(&mailbox.to_domain()) {
             return None;
@@ -64,9 +110,6 @@ impl Session {
             recipient: mailbox,
             sender_trusted: self.txn.sender.as_ref().is_some_and(|s| s.trusted()),
         };
-        match greylist.check(&request, now) {
-            GreyVerdict::Pass(_) => None,
-            GreyVerdict::Defer { retry_in_secs } => Some(retry_in_secs),
-        }
+        Some(greylist.begin(&request, now))
     }
 }

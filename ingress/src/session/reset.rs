@@ -17,6 +17,7 @@ impl Session {
         t.sender = None;
         t.auth.clear();
         t.recipients.clear();
+        t.greylist_pending = None;
         t.smtputf8 = false;
         t.bdat = false;
         t.body.clear();

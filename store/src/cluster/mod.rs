@@ -14,8 +14,18 @@
 //! | `tmx:{M}:ch` | shard channel | the id of each new record (SPUBLISH) | none |
 //! | `tmx:{fleet}:nodes` | hash | node name -> `<version> <last heartbeat ms>` | none (a day's silence drops the entry) |
 //! | `tmx:{fleet}:up:<node>` | string | the same value | the node's heartbeat TTL |
-//! | `tmx:{fleet}:pool` | hash | domain -> lifecycle state set by an operator | none |
-//! | `tmx:{fleet}:pool:v` | string | version, bumped with every pool change | none |
+//! | `tmx:{fleet}:pool` | hash | domain -> lifecycle state (`deleted` once deleted) | none |
+//! | `tmx:{fleet}:pool:d` | hash | domain -> its record (JSON: state, times, listing) | none |
+//! | `tmx:{fleet}:policy` | string | the rotation policy (JSON) | none |
+//! | `tmx:{fleet}:audit` | list | audit entries (JSON with `id` and `node`), oldest first, capped | none |
+//! | `tmx:{fleet}:audit:id` | string | the last audit entry's id | none |
+//! | `tmx:{fleet}:pool:v` | string | version: the unix time of the first write, then bumped by every write | none |
+//! | `tmx:{fleet}:lease` | string | the rotation lease: `<node> <epoch>` | the lease length (PX), renewed by its holder |
+//! | `tmx:{fleet}:lease:epoch` | string | bumped by every take-over of the lease | none |
+//!
+//! Greylisting (`tmx:gl:…`) and rate-limit (`tmx:rl:…`) keys are laid out in the
+//! `greylist` and `ratelimit` modules; their functions are a library of their own
+//! (`tempmx_share`, in `share.lua`), loaded beside `tempmx`.
 //!
 //! The steps that must be atomic per mailbox are Redis functions (`tempmx.lua`, loaded with
 //! `FUNCTION LOAD` at start, replicated with the data): `tempmx_put` stores a record under
@@ -23,7 +33,9 @@
 //! and deletes the records that fell off; `tempmx_create` registers a mailbox only if
 //! absent (dropping mail the address got before, as the local registry does);
 //! `tempmx_extend` moves a mailbox's expiry and message TTL later; `tempmx_drop` and
-//! `tempmx_remove` delete a mailbox or one message. Expiry is Redis's own
+//! `tempmx_remove` delete a mailbox or one message. The `{fleet}` slot has its own:
+//! `tempmx_lease` (take or renew the rotation lease), `tempmx_lease_release`, and
+//! `tempmx_pool_write` (the fenced pool write, see [`PoolWrite`]). Expiry is Redis's own
 //! key expiry (no sweeper); readers also skip index entries whose expiry has passed, so an
 //! expired message disappears at once. A message to N mailboxes is stored N times, once
 //! per mailbox's slot (the record lists every recipient, as a shard record does).
@@ -56,10 +68,12 @@
 
 mod codec;
 mod error;
+mod greylist;
 mod keys;
 mod members;
 mod pool;
 mod push;
+mod ratelimit;
 mod read;
 mod registry;
 mod sink;
@@ -80,16 +94,21 @@ use tokio::runtime::Runtime;
 pub use self::error::ClusterError;
 pub use self::keys::{MailboxKeys, PREFIX};
 pub use self::members::Member;
+pub use self::pool::{DELETED, LeaseHold, PoolView, PoolWrite};
 pub use self::push::FleetSubscription;
 use self::push::{Channels, PubSub};
+pub use self::ratelimit::{RATE_KEY_PART_CHARS_MAX, RateQuota};
 pub use self::registry::Registration;
 pub use self::sink::ClusterSink;
 pub use self::stats::{FleetSnapshot, Health, Op, TABLE as METRICS};
 #[cfg(doc)]
 use crate::address::Mailbox;
+pub use crate::greylist::{GreyStep, GreyTiming};
 
 /// The Redis library of fleet mode's functions.
 const FUNCTIONS: &str = include_str!("tempmx.lua");
+/// The Redis library of the fleet's greylisting and rate limits (`greylist`, `ratelimit`).
+const SHARE_FUNCTIONS: &str = include_str!("share.lua");
 
 /// When a write counts as stored in the fleet.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -266,12 +285,14 @@ impl Cluster {
             s.spawn(|| {
                 rt.block_on(async {
                     let mut conn = client.get_async_connection().await?;
-                    redis::cmd("FUNCTION")
-                        .arg("LOAD")
-                        .arg("REPLACE")
-                        .arg(FUNCTIONS)
-                        .query_async::<()>(&mut conn)
-                        .await?;
+                    for library in [FUNCTIONS, SHARE_FUNCTIONS] {
+                        redis::cmd("FUNCTION")
+                            .arg("LOAD")
+                            .arg("REPLACE")
+                            .arg(library)
+                            .query_async::<()>(&mut conn)
+                            .await?;
+                    }
                     let pubsub = pubsub_client.get_async_connection().await?;
                     Ok::<_, redis::RedisError>((conn, pubsub))
                 })

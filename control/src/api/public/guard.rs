@@ -2,7 +2,6 @@
 //! rate limits (creation and reads separately), and security headers on every answer.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Method, header};
@@ -11,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::PublicState;
 use super::error::ApiError;
+use super::ratelimit::Class;
 
 /// The client address the limits key on, put into request extensions.
 #[derive(Clone, Copy, Debug)]
@@ -20,7 +20,16 @@ pub struct ClientIp(pub IpAddr);
 pub async fn guard(State(state): State<PublicState>, mut req: Request, next: Next) -> Response {
     let ip = client_ip(&state, &req);
     req.extensions_mut().insert(ClientIp(ip));
-    let mut resp = match check(&state, &req, ip) {
+    let limited = match check(&state, &req) {
+        Ok(Some(class)) => state
+            .limits
+            .take(class, ip)
+            .await
+            .map_err(ApiError::RateLimited),
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
+    let mut resp = match limited {
         Ok(()) => next.run(req).await,
         Err(e) => e.into_response(),
     };
@@ -38,7 +47,8 @@ pub async fn guard(State(state): State<PublicState>, mut req: Request, next: Nex
     resp
 }
 
-fn check(state: &PublicState, req: &Request, ip: IpAddr) -> Result<(), ApiError> {
+/// Checks the header bound; gives the rate-limit class the request is under, if any.
+fn check(state: &PublicState, req: &Request) -> Result<Option<Class>, ApiError> {
     let header_bytes: usize = req
         .headers()
         .iter()
@@ -50,19 +60,12 @@ fn check(state: &PublicState, req: &Request, ip: IpAddr) -> Result<(), ApiError>
     let path = req.uri().path();
     let compat = path.starts_with(crate::api::compat::PREFIX);
     if !(path.starts_with("/api/") || compat) || path == "/api/v1/openapi.json" {
-        return Ok(());
+        return Ok(None);
     }
     let holds_slot = path == "/api/v1/mailboxes" || path.ends_with("/extend");
     let creates = (req.method() == Method::POST && holds_slot)
         || crate::api::compat::creates(req.method(), path, req.uri().query());
-    let limiter = if creates {
-        &state.limits.create
-    } else {
-        &state.limits.read
-    };
-    limiter
-        .check(ip, Instant::now())
-        .map_err(ApiError::RateLimited)
+    Ok(Some(if creates { Class::Create } else { Class::Read }))
 }
 
 /// The peer address, or the configured proxy header's last hop when set and valid.

@@ -24,6 +24,7 @@ pub mod wait;
 pub mod web;
 pub mod webhooks;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -33,7 +34,7 @@ use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use tempmx_store::cluster::Cluster;
+use tempmx_store::cluster::{Cluster, RateQuota};
 use tempmx_store::{Reader, Store};
 use tokio::sync::watch;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -44,7 +45,7 @@ use utoipa_axum::routes;
 
 pub use self::config::{AccessMode, PublicConfig};
 use self::error::ApiError;
-use self::ratelimit::Limiter;
+use self::ratelimit::{Class, FleetLimits, Limiter};
 use self::subscribers::Subscribers;
 use crate::api::compat::mailtm::MailTm;
 use crate::fleet::registry::FleetRegistry;
@@ -87,6 +88,42 @@ pub struct Limits {
     pub create: Limiter,
     /// Every other `/api/v1` request.
     pub read: Limiter,
+    /// Fleet mode: the same quotas held across every node (after this node's buckets).
+    pub fleet: Option<FleetLimits>,
+}
+
+impl Limits {
+    /// This node's buckets for `config`'s quotas, and the fleet's when `cluster` is given.
+    pub fn new(config: &PublicConfig, cluster: Option<Arc<Cluster>>) -> Self {
+        let create = RateQuota {
+            per_sec: f64::from(config.create_per_minute) / 60.0,
+            burst: config.create_burst,
+        };
+        let read = RateQuota {
+            per_sec: f64::from(config.reads_per_second),
+            burst: config.reads_burst,
+        };
+        let local = |q: RateQuota| Limiter::new(q.per_sec, q.burst, config.rate_ips_max);
+        Self {
+            create: local(create),
+            read: local(read),
+            fleet: cluster.map(|c| FleetLimits::new(c, create, read)),
+        }
+    }
+
+    /// Takes a token of `class` for `ip`: this node's bucket, then the fleet's;
+    /// `Err(secs)` with the wait when refused.
+    pub async fn take(&self, class: Class, ip: IpAddr) -> Result<(), u64> {
+        let local = match class {
+            Class::Create => &self.create,
+            Class::Read => &self.read,
+        };
+        local.check(ip, std::time::Instant::now())?;
+        match &self.fleet {
+            Some(fleet) => fleet.take(class, ip).await,
+            None => Ok(()),
+        }
+    }
 }
 
 /// Everything the handlers share.
@@ -131,18 +168,7 @@ impl PublicState {
         config: PublicConfig,
         mailbox_records_max: usize,
     ) -> Self {
-        let limits = Limits {
-            create: Limiter::new(
-                f64::from(config.create_per_minute) / 60.0,
-                config.create_burst,
-                config.rate_ips_max,
-            ),
-            read: Limiter::new(
-                f64::from(config.reads_per_second),
-                config.reads_burst,
-                config.rate_ips_max,
-            ),
-        };
+        let limits = Limits::new(&config, None);
         let webhooks = Arc::new(Webhooks::new(config.webhooks.clone()));
         let subscribers = Subscribers::new(
             config.subscribers_per_mailbox_max,
@@ -175,6 +201,8 @@ impl PublicState {
     /// Fleet mode: messages and mailboxes are read from and registered in `cluster`.
     pub fn with_fleet(mut self, cluster: Arc<Cluster>) -> Self {
         self.mail = Reader::Fleet(cluster.clone());
+        // Built before any request, so the fresh local buckets lose nothing.
+        self.limits = Arc::new(Limits::new(&self.config, Some(cluster.clone())));
         self.fleet = Some(FleetRegistry(cluster));
         self
     }

@@ -2,12 +2,24 @@
 //!
 //! IPv6 clients are keyed by their /64, since one host usually holds a whole /64 and
 //! could otherwise rotate addresses to dodge the limit.
+//!
+//! Fleet mode ([`FleetLimits`]): each class's quota also holds across every node, in one
+//! GCRA bucket per (class, client) in the cluster (one round trip per request, see
+//! `tempmx_store::cluster`). This node's bucket runs first at the same rate, as a filter
+//! that costs no round trip: a client over its quota on this node alone is over it in the
+//! fleet. When the cluster cannot answer, the request is judged by this node's bucket
+//! alone, logged and counted (`tempmx_api_rate_limit_fleet_checks_total{result="fallback"}`):
+//! refusing every API request while Redis blips would hurt every user to stop a few, and
+//! the local bucket still caps each client at its quota per node.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use parking_lot::Mutex;
+use tempmx_store::cluster::{Cluster, RateQuota};
 
 /// One class of requests (creation, reads) with its own rate and table.
 pub struct Limiter {
@@ -64,6 +76,103 @@ impl Limiter {
     fn refilled(&self, b: Bucket, now: Instant) -> f64 {
         let secs = now.saturating_duration_since(b.at).as_secs_f64();
         (b.tokens + secs * self.rate_per_sec).min(self.burst)
+    }
+}
+
+/// A request class: which bucket a request takes its token from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// Requests that take or keep a registry slot.
+    Create,
+    /// Every other API request.
+    Read,
+}
+
+impl Class {
+    /// The class's name in keys and labels.
+    pub fn label(self) -> &'static str {
+        match self {
+            Class::Create => "create",
+            Class::Read => "read",
+        }
+    }
+}
+
+/// The fleet-wide buckets of fleet mode, with counters of their outcomes.
+pub struct FleetLimits {
+    cluster: Arc<Cluster>,
+    create: RateQuota,
+    read: RateQuota,
+    stats: Arc<FleetLimitStats>,
+    /// Whether the last check failed, so an outage is logged once when it starts.
+    failing: AtomicBool,
+}
+
+/// Outcomes of fleet-wide checks.
+#[derive(Debug, Default)]
+pub struct FleetLimitStats {
+    taken: AtomicU64,
+    refused: AtomicU64,
+    fallback: AtomicU64,
+}
+
+impl FleetLimitStats {
+    /// `(result, count)` pairs for `/metrics`: taken, refused, fallback.
+    pub fn by_result(&self) -> [(&'static str, u64); 3] {
+        [
+            ("taken", self.taken.load(Ordering::Relaxed)),
+            ("refused", self.refused.load(Ordering::Relaxed)),
+            ("fallback", self.fallback.load(Ordering::Relaxed)),
+        ]
+    }
+}
+
+impl FleetLimits {
+    /// Buckets in `cluster` with the given quotas.
+    pub fn new(cluster: Arc<Cluster>, create: RateQuota, read: RateQuota) -> Self {
+        Self {
+            cluster,
+            create,
+            read,
+            stats: Arc::default(),
+            failing: AtomicBool::new(false),
+        }
+    }
+
+    /// The outcome counters (shared with `/metrics`).
+    pub fn stats(&self) -> Arc<FleetLimitStats> {
+        self.stats.clone()
+    }
+
+    /// Takes one token of `class` for `ip` from the fleet's bucket; `Err(secs)` when
+    /// refused. A cluster error lets the request through (the local bucket already passed
+    /// it), counted as a fallback.
+    pub async fn take(&self, class: Class, ip: IpAddr) -> Result<(), u64> {
+        let quota = match class {
+            Class::Create => self.create,
+            Class::Read => self.read,
+        };
+        let client = client_key(ip).to_string();
+        match self.cluster.rate_take(class.label(), &client, quota).await {
+            Ok(None) => {
+                self.stats.taken.fetch_add(1, Ordering::Relaxed);
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!("fleet rate limits reachable again");
+                }
+                Ok(())
+            }
+            Ok(Some(secs)) => {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                Err(secs)
+            }
+            Err(e) => {
+                self.stats.fallback.fetch_add(1, Ordering::Relaxed);
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "fleet rate limits unavailable; this node's buckets alone apply");
+                }
+                Ok(())
+            }
+        }
     }
 }
 

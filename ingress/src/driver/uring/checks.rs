@@ -1,7 +1,8 @@
-//! The hand-off thread of one core: authentication checks (DNS lookups), group-commit waits
-//! and the stop signal run on a small tokio runtime beside the ring, so the ring thread never
-//! blocks and never polls a future. Results come back through a queue and an eventfd the ring
-//! has a read posted on, so they wake the ring like any other completion.
+//! The hand-off thread of one core: authentication checks (DNS lookups), shared greylisting
+//! steps (cluster round trips), group-commit waits and the stop signal run on a small tokio
+//! runtime beside the ring, so the ring thread never blocks and never polls a future.
+//! Results come back through a queue and an eventfd the ring has a read posted on, so they
+//! wake the ring like any other completion.
 
 use std::io;
 use std::net::IpAddr;
@@ -15,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::LocalSet;
 
 use crate::auth::{Authenticator, MessageCheck, SenderCheck};
+use crate::greylist::{GreyVerdict, Greylist, SharedStep};
 
 /// Which connection (slot and generation) a job belongs to.
 pub(super) type Token = (u32, u32);
@@ -41,6 +43,15 @@ pub(super) enum Job {
         /// The message.
         body: Vec<u8>,
     },
+    /// A step on the shared greylisting state (one cluster round trip).
+    Greylist {
+        /// The connection.
+        token: Token,
+        /// The greylist whose shared state runs it.
+        greylist: Arc<Greylist>,
+        /// The step.
+        step: SharedStep,
+    },
     /// Wait (bounded) for the store's group commit.
     Commit {
         /// The connection.
@@ -58,6 +69,8 @@ pub(super) enum Done {
     Sender(Token, SenderCheck),
     /// The message verdict.
     Message(Token, MessageCheck),
+    /// The shared greylisting verdict.
+    Greylist(Token, GreyVerdict),
     /// The commit's outcome (`None`: it did not complete within its bound).
     Commit(Token, Option<Result<(), StoreError>>),
     /// A check asked for with no authenticator on this core (the session goes on without).
@@ -227,6 +240,11 @@ async fn run(job: Job, auth: Option<&Authenticator>) -> Done {
             Some(auth) => Done::Message(token, auth.check_message(&sender, &body).await),
             None => Done::Skipped(token),
         },
+        Job::Greylist {
+            token,
+            greylist,
+            step,
+        } => Done::Greylist(token, greylist.resolve(step).await),
         Job::Commit { token, done, bound } => {
             let outcome = match tokio::time::timeout(bound, done).await {
                 Ok(Ok(result)) => Some(result),

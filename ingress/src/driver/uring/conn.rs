@@ -20,6 +20,7 @@ use crate::driver::core::Core;
 use crate::driver::counters::bump;
 use crate::driver::delivery::{self, Handed};
 pub(super) use crate::driver::end::End;
+use crate::greylist::{GreyVerdict, SharedStep};
 use crate::session::{DeliveryFailure, PeerInfo, PendingMessage, SenderInput, Session};
 
 /// Unconsumed input past which the connection stops receiving until the session catches up
@@ -153,6 +154,23 @@ impl Io for UringIo<'_> {
             sender: sender.clone(),
             body: message.to_vec(),
         })
+    }
+
+    fn check_greylist(&mut self, step: SharedStep) -> Answer<GreyVerdict> {
+        let Env {
+            core,
+            checks,
+            token,
+        } = self.env;
+        let Some(greylist) = core.session_ctx.greylist.clone() else {
+            return Answer::Now(GreyVerdict::Unavailable);
+        };
+        checks.submit(Job::Greylist {
+            token,
+            greylist,
+            step,
+        });
+        Answer::Later
     }
 
     fn deliver(
@@ -342,6 +360,7 @@ impl Conn {
         match done {
             Done::Sender(_, check) => self.pump.sender_checked(&mut io, Some(check)),
             Done::Message(_, check) => self.pump.message_checked(&mut io, Some(check)),
+            Done::Greylist(_, verdict) => self.pump.greylist_checked(&mut io, verdict),
             // Whichever check the session waits for goes on without it.
             Done::Skipped(_) => {
                 self.pump.sender_checked(&mut io, None);

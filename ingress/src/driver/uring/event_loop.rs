@@ -369,6 +369,7 @@ impl EventLoop {
                 }
                 Done::Sender(t, _)
                 | Done::Message(t, _)
+                | Done::Greylist(t, _)
                 | Done::Commit(t, _)
                 | Done::Skipped(t) => *t,
             };

@@ -1,0 +1,79 @@
+#!lua name=tempmx_share
+-- Fleet-wide greylisting and public-API rate limits (issue 15 parts 5 and 6), loaded with
+-- FUNCTION LOAD beside the `tempmx` library and replicated with the data. Each call
+-- touches keys of one hash slot only; keys and values are described in greylist.rs and
+-- ratelimit.rs.
+
+-- KEYS: triplet, client network (one slot: the network's fingerprint is the hash tag).
+-- ARGV: now ms, delay ms, retry window ms, pass lifetime ms, auto-allow passes (0 = off).
+-- One step of the greylisting state machine, atomically:
+--   a client network with enough passes skips (its memory refreshed);
+--   a passed triplet is known (its memory refreshed);
+--   a waiting triplet whose delay is over passes (and counts a pass for its network);
+--   anything else starts waiting with SET NX PX (expiry = the retry window).
+-- Returns {verdict, ms}: 0 defer (ms until a retry can pass), 1 retried (ms waited),
+-- 2 known, 3 auto-allowlisted.
+local function grey(keys, args)
+  local t, c = keys[1], keys[2]
+  local now = tonumber(args[1])
+  local delay = tonumber(args[2])
+  local window = tonumber(args[3])
+  local life = tonumber(args[4])
+  local need = tonumber(args[5])
+  if need > 0 then
+    local passes = tonumber(redis.call('GET', c) or '0') or 0
+    if passes >= need then
+      redis.call('PEXPIRE', c, life)
+      return {3, 0}
+    end
+  end
+  local v = redis.call('GET', t)
+  if v == 'p' then
+    redis.call('PEXPIRE', t, life)
+    return {2, 0}
+  end
+  local first = v and tonumber(v)
+  if first then
+    -- A node whose clock is behind the first one's sees 0, never a negative time.
+    local waited = math.max(0, now - first)
+    if waited < delay then
+      return {0, delay - waited}
+    end
+    if waited <= window then
+      redis.call('SET', t, 'p', 'PX', life)
+      if need > 0 then
+        -- Only networks below `need` get here, so the count stays at most `need`.
+        redis.call('INCR', c)
+        redis.call('PEXPIRE', c, life)
+      end
+      return {1, waited}
+    end
+    redis.call('DEL', t)
+  end
+  redis.call('SET', t, args[1], 'NX', 'PX', window)
+  return {0, delay}
+end
+
+-- KEYS: one client's bucket. ARGV: emission interval ms (may be fractional), burst.
+-- GCRA on the slot primary's clock: the key holds the theoretical arrival time (ms) and
+-- expires when the bucket is full again. Returns {1, 0} when taken, {0, ms to wait}.
+local function rate(keys, args)
+  local interval = tonumber(args[1])
+  local burst = tonumber(args[2])
+  local time = redis.call('TIME')
+  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  local tat = tonumber(redis.call('GET', keys[1]) or '0') or 0
+  if tat < now then
+    tat = now
+  end
+  local next_tat = tat + interval
+  local over = next_tat - now - burst * interval
+  if over > 0 then
+    return {0, math.ceil(over)}
+  end
+  redis.call('SET', keys[1], string.format('%.3f', next_tat), 'PX', math.ceil(next_tat - now))
+  return {1, 0}
+end
+
+redis.register_function('tempmx_grey', grey)
+redis.register_function('tempmx_rate', rate)
