@@ -33,36 +33,21 @@ for tool in redis-server redis-cli curl python3 "$TEMPMX" "$BENCH"; do
 done
 
 DIR=$(mktemp -d -t tempmx-fleet-bench.XXXXXX)
-REDIS=()
+CLUSTER_PIDS=()
 APPS=()
 stop() {
     for pid in "${APPS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${APPS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    for pid in "${REDIS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${REDIS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    for pid in "${CLUSTER_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${CLUSTER_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     rm -rf "$DIR"
 }
 trap stop EXIT INT TERM
 log() { echo "[fleet-bench] $*" >&2; }
 
 # The cluster, as ops/fleet/demo.sh starts it (no persistence: memory is what is measured).
-nodes=()
-for i in 0 1 2 3 4 5; do
-    port=$((BASE + i))
-    mkdir -p "$DIR/redis-$port"
-    redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
-        --cluster-config-file nodes.conf --cluster-node-timeout 5000 \
-        --appendonly no --save '' --dir "$DIR/redis-$port" --logfile redis.log &
-    REDIS+=($!)
-    nodes+=("127.0.0.1:$port")
-done
-for i in 0 1 2 3 4 5; do
-    until redis-cli -p $((BASE + i)) ping >/dev/null 2>&1; do sleep 0.1; done
-done
-redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >"$DIR/create.log"
-for i in 0 1 2 3 4 5; do
-    until redis-cli -p $((BASE + i)) cluster info | grep -q cluster_state:ok; do sleep 0.2; done
-done
+. "$REPO/ops/fleet/cluster.sh"
+start_cluster "$BASE" "$DIR" 5000
 # Replicas must be in sync before anything is measured.
 sleep 2
 log "cluster up on 127.0.0.1:$BASE-$((BASE + 5))"
@@ -117,7 +102,9 @@ for i in 0 1; do
 done
 for n in a b; do
     port=$([ "$n" = a ] && echo $((BASE + 102)) || echo $((BASE + 112)))
-    curl -s "127.0.0.1:$port/metrics" | grep -q "node=\"mx-$n\"" ||
+    # Read the whole scrape first: `grep -q` would close the pipe early (pipefail).
+    scrape=$(curl -s "127.0.0.1:$port/metrics")
+    grep -q "node=\"mx-$n\"" <<<"$scrape" ||
         { log "mx-$n is not in fleet mode"; cat "$DIR/$n.log" >&2; exit 1; }
 done
 log "appliances mx-a (SMTP :$SMTP_A, API :$HTTP_A) and mx-b (SMTP :$SMTP_B, API :$HTTP_B) up"
@@ -132,7 +119,7 @@ snapshot() {
     local pid
     {
         for pid in "${APPS[@]}"; do echo "cpu_tempmx $(awk '{ print $14 + $15 }' "/proc/$pid/stat")"; done
-        for pid in "${REDIS[@]}"; do echo "cpu_redis $(awk '{ print $14 + $15 }' "/proc/$pid/stat")"; done
+        for pid in "${CLUSTER_PIDS[@]}"; do echo "cpu_redis $(awk '{ print $14 + $15 }' "/proc/$pid/stat")"; done
         for p in "${PRIMARIES[@]}"; do
             redis-cli -p "$p" info memory | grep '^used_memory:' | tr ':' ' '
             redis-cli -p "$p" info commandstats | grep '^cmdstat_' | sed 's/^cmdstat_\([^:]*\):calls=\([0-9]*\).*/cmd_\1 \2/'

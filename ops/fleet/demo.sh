@@ -22,35 +22,20 @@ fi
 
 BASE=${FLEET_DEMO_PORT:-17000}
 DIR=$(mktemp -d -t tempmx-fleet-demo.XXXXXX)
-PIDS=()
+CLUSTER_PIDS=()
 APPS=()
 stop() {
     # The appliances stop (gracefully) before the cluster they write to.
     for pid in "${APPS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${APPS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${CLUSTER_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$DIR"
 }
 trap stop EXIT INT TERM
 
-nodes=()
-for i in 0 1 2 3 4 5; do
-    port=$((BASE + i))
-    mkdir -p "$DIR/redis-$port"
-    redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
-        --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
-        --appendonly no --save '' --dir "$DIR/redis-$port" --logfile redis.log &
-    PIDS+=($!)
-    nodes+=("127.0.0.1:$port")
-done
-for i in 0 1 2 3 4 5; do
-    until redis-cli -p $((BASE + i)) ping >/dev/null 2>&1; do sleep 0.1; done
-done
-redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >"$DIR/create.log"
-for i in 0 1 2 3 4 5; do
-    until redis-cli -p $((BASE + i)) cluster info | grep -q cluster_state:ok; do sleep 0.2; done
-done
+. ops/fleet/cluster.sh
+start_cluster "$BASE" "$DIR" 2000
 echo "demo: Redis Cluster up on 127.0.0.1:$BASE-$((BASE + 5))"
 
 # Each appliance needs its own node name (ids, membership); the host name is shared here.
