@@ -473,6 +473,7 @@ fn fleet_config(tc: &TestCluster, node: &str) -> Config {
         node: Some(node.to_owned()),
         ack: Ack::Primary,
         node_ttl_secs: 2,
+        ..FleetConfig::default()
     });
     c
 }
