@@ -5,7 +5,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,7 @@ const RECV: u64 = 2;
 const SEND: u64 = 3;
 const WAKE: u64 = 4;
 const CANCEL: u64 = 5;
+const CLOSE: u64 = 6;
 /// Generations are kept modulo 2^24 in the user data.
 const GENERATION_MASK: u32 = (1 << 24) - 1;
 /// Fewest buffers in a core's buffer ring.
@@ -42,6 +43,9 @@ const RING_BUFFERS_MIN: usize = 64;
 const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(20);
 /// How long the last stage of a shutdown waits for shut sockets' operations to finish.
 const DRAIN_MAX: Duration = Duration::from_secs(1);
+/// Completions a turn waits for when `uring_wait_batch_us` is on (it returns with fewer once
+/// that time has passed since the first).
+const WAIT_BATCH: usize = 16;
 
 fn user_data(kind: u64, slot: u32, generation: u32) -> u64 {
     (kind << 56) | (u64::from(generation & GENERATION_MASK) << 32) | u64::from(slot)
@@ -93,6 +97,8 @@ struct EventLoop {
     stopping: Option<Stopping>,
     /// When to re-arm an accept that failed hard.
     accept_retry: Option<Instant>,
+    /// How long a turn may wait for [`WAIT_BATCH`] completions (0: not at all).
+    wait_batch_us: u32,
 }
 
 /// Runs one core on io_uring until the ingress stops; reports on `ready` once it accepts.
@@ -110,6 +116,10 @@ pub(crate) fn run(
         build_authenticator(&auth_config, auth_counters)
     })?;
     let (core, bound, _stop) = Core::new(config, parts, None)?;
+    let wait_batch_us = match ring.params().is_feature_min_timeout() {
+        true => config.uring_wait_batch_us,
+        false => 0,
+    };
     let mut this = EventLoop {
         ring,
         bufs,
@@ -127,10 +137,17 @@ pub(crate) fn run(
         done: Vec::new(),
         stopping: None,
         accept_retry: None,
+        wait_batch_us,
     };
     this.arm_accept()?;
     this.arm_wake()?;
-    tracing::debug!(core = this.core.id, setup, buffers, "io_uring core ready");
+    tracing::debug!(
+        core = this.core.id,
+        setup,
+        buffers,
+        wait_batch_us,
+        "io_uring core ready"
+    );
     report_ready(ready, this.core.id);
     this.serve()
 }
@@ -154,22 +171,30 @@ impl EventLoop {
             }
             self.sync_touched()?;
             if self.stop_step()? {
+                // The closes queued by the last turn.
+                self.ring.submit()?;
                 tracing::debug!(core = self.core.id, "core stopped");
                 return Ok(());
             }
         }
     }
 
-    /// Submits everything queued and waits for one completion or `wait`.
+    /// Submits everything queued and waits for one completion or `wait`; with a wait batch,
+    /// for up to [`WAIT_BATCH`] completions while the batch time lasts.
     fn enter(&mut self, wait: Option<Duration>) -> io::Result<()> {
+        let (want, batch) = match self.wait_batch_us {
+            0 => (1, SubmitArgs::new()),
+            us => (WAIT_BATCH, SubmitArgs::new().min_wait_usec(us)),
+        };
         let result = match wait {
-            None => self.ring.submit_and_wait(1),
+            None if want == 1 => self.ring.submit_and_wait(1),
+            None => self.ring.submitter().submit_with_args(want, &batch),
             Some(wait) => {
                 let ts = Timespec::new()
                     .sec(wait.as_secs())
                     .nsec(wait.subsec_nanos());
-                let args = SubmitArgs::new().timespec(&ts);
-                self.ring.submitter().submit_with_args(1, &args)
+                let args = batch.timespec(&ts);
+                self.ring.submitter().submit_with_args(want, &args)
             }
         };
         match result {
@@ -207,6 +232,7 @@ impl EventLoop {
                 RECV => self.received(slot, generation, result, flags),
                 SEND => self.sent(slot, generation, result)?,
                 WAKE => self.woken()?,
+                CANCEL => self.cancelled(slot, generation, result),
                 _ => {}
             }
         }
@@ -357,6 +383,18 @@ impl EventLoop {
         Ok(())
     }
 
+    /// A cancel completed: if its target was busy, cancel again at the end of the turn.
+    fn cancelled(&mut self, slot: u32, generation: u32, result: i32) {
+        if result != -libc::EALREADY {
+            return;
+        }
+        if let Some(conn) = live(&mut self.slots, slot, generation) {
+            conn.recv_cancelled = false;
+            conn.send_cancelled = false;
+            self.touched.push(slot);
+        }
+    }
+
     fn woken(&mut self) -> io::Result<()> {
         self.arm_wake()?;
         self.checks.take(&mut self.done);
@@ -409,10 +447,14 @@ impl EventLoop {
                 continue;
             };
             let generation = s.generation & GENERATION_MASK;
-            let Some(conn) = s.conn.as_mut().filter(|c| c.timer.0 == seq) else {
+            let Some(conn) = s
+                .conn
+                .as_mut()
+                .filter(|c| c.timer.map(|t| t.1) == Some(seq))
+            else {
                 continue;
             };
-            conn.timer.1 = None;
+            conn.timer = None;
             let env = Env {
                 core,
                 checks,
@@ -464,20 +506,35 @@ impl EventLoop {
             conn.recv_cancelled = true;
             ring::push(&mut self.ring, &entry)?;
         }
+        if conn.is_done() && conn.sending && !conn.send_cancelled {
+            let entry = opcode::AsyncCancel::new(user_data(SEND, slot, generation))
+                .build()
+                .user_data(user_data(CANCEL, slot, generation));
+            conn.send_cancelled = true;
+            ring::push(&mut self.ring, &entry)?;
+        }
         if conn.is_done() && !conn.recv_armed && !conn.sending {
-            // Dropping the connection closes the socket and releases its admission slot.
-            self.slots[slot as usize].conn = None;
+            if let Some(armed) = conn.timer {
+                self.timers.disarm(armed);
+            }
+            // Dropping the connection releases its admission slot; its socket is closed on
+            // the ring with this turn's submission (no close(2) of its own).
+            if let Some(conn) = self.slots[slot as usize].conn.take() {
+                let entry = opcode::Close::new(Fd(conn.into_fd().into_raw_fd()))
+                    .build()
+                    .user_data(user_data(CLOSE, slot, generation));
+                ring::push(&mut self.ring, &entry)?;
+            }
             self.free.push(slot);
             self.live -= 1;
             return Ok(());
         }
         let deadline = conn.deadline(&self.core);
-        if deadline != conn.timer.1 {
-            conn.timer = match deadline {
-                Some(at) => (self.timers.arm(at, slot), deadline),
-                // Any entry still in the heap is stale now.
-                None => (0, None),
-            };
+        if deadline != conn.timer.map(|t| t.0) {
+            if let Some(armed) = conn.timer.take() {
+                self.timers.disarm(armed);
+            }
+            conn.timer = deadline.map(|at| self.timers.arm(at, slot));
         }
         Ok(())
     }
