@@ -8,9 +8,6 @@ use serde::{Deserialize, Serialize};
 use crate::auth::AuthConfig;
 use crate::greylist::GreylistConfig;
 
-/// Largest `uring_wait_batch_us`: a millisecond of added latency is already a lot for SMTP.
-pub const URING_WAIT_BATCH_US_MAX: u32 = 1_000;
-
 /// The `[ingress]` section of the config file.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -33,11 +30,6 @@ pub struct IngressConfig {
     pub read_buffer_bytes: usize,
     /// Read buffers each core allocates at start-up (more are allocated on demand, then dropped).
     pub read_buffers_per_core: usize,
-    /// io_uring backend: once a completion has arrived, how long (µs) a core may wait for
-    /// more before handling them, so that under load one wake-up serves several connections;
-    /// adds at most this much latency (0 = handle every completion at once; needs kernel
-    /// 6.12, ignored before). At most [`URING_WAIT_BATCH_US_MAX`].
-    pub uring_wait_batch_us: u32,
     /// Pause before the greeting; a client that talks during it is refused with 554 5.5.0.
     pub greet_pause_ms: u64,
     /// How long open sessions get to finish when the appliance shuts down.
@@ -64,7 +56,6 @@ impl Default for IngressConfig {
             connections_per_ip_max: 20,
             read_buffer_bytes: 16 * 1024,
             read_buffers_per_core: 256,
-            uring_wait_batch_us: 0,
             greet_pause_ms: 0,
             shutdown_grace_ms: 5_000,
             tls: TlsConfig::default(),

@@ -43,9 +43,6 @@ const RING_BUFFERS_MIN: usize = 64;
 const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(20);
 /// How long the last stage of a shutdown waits for shut sockets' operations to finish.
 const DRAIN_MAX: Duration = Duration::from_secs(1);
-/// Completions a turn waits for when `uring_wait_batch_us` is on (it returns with fewer once
-/// that time has passed since the first).
-const WAIT_BATCH: usize = 16;
 
 fn user_data(kind: u64, slot: u32, generation: u32) -> u64 {
     (kind << 56) | (u64::from(generation & GENERATION_MASK) << 32) | u64::from(slot)
@@ -97,8 +94,6 @@ struct EventLoop {
     stopping: Option<Stopping>,
     /// When to re-arm an accept that failed hard.
     accept_retry: Option<Instant>,
-    /// How long a turn may wait for [`WAIT_BATCH`] completions (0: not at all).
-    wait_batch_us: u32,
 }
 
 /// Runs one core on io_uring until the ingress stops; reports on `ready` once it accepts.
@@ -116,10 +111,6 @@ pub(crate) fn run(
         build_authenticator(&auth_config, auth_counters)
     })?;
     let (core, bound, _stop) = Core::new(config, parts, None)?;
-    let wait_batch_us = match ring.params().is_feature_min_timeout() {
-        true => config.uring_wait_batch_us,
-        false => 0,
-    };
     let mut this = EventLoop {
         ring,
         bufs,
@@ -137,17 +128,10 @@ pub(crate) fn run(
         done: Vec::new(),
         stopping: None,
         accept_retry: None,
-        wait_batch_us,
     };
     this.arm_accept()?;
     this.arm_wake()?;
-    tracing::debug!(
-        core = this.core.id,
-        setup,
-        buffers,
-        wait_batch_us,
-        "io_uring core ready"
-    );
+    tracing::debug!(core = this.core.id, setup, buffers, "io_uring core ready");
     report_ready(ready, this.core.id);
     this.serve()
 }
@@ -179,22 +163,16 @@ impl EventLoop {
         }
     }
 
-    /// Submits everything queued and waits for one completion or `wait`; with a wait batch,
-    /// for up to [`WAIT_BATCH`] completions while the batch time lasts.
+    /// Submits everything queued and waits for one completion or `wait`.
     fn enter(&mut self, wait: Option<Duration>) -> io::Result<()> {
-        let (want, batch) = match self.wait_batch_us {
-            0 => (1, SubmitArgs::new()),
-            us => (WAIT_BATCH, SubmitArgs::new().min_wait_usec(us)),
-        };
         let result = match wait {
-            None if want == 1 => self.ring.submit_and_wait(1),
-            None => self.ring.submitter().submit_with_args(want, &batch),
+            None => self.ring.submit_and_wait(1),
             Some(wait) => {
                 let ts = Timespec::new()
                     .sec(wait.as_secs())
                     .nsec(wait.subsec_nanos());
-                let args = batch.timespec(&ts);
-                self.ring.submitter().submit_with_args(want, &args)
+                let args = SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(1, &args)
             }
         };
         match result {
