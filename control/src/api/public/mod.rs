@@ -172,9 +172,11 @@ impl PublicState {
         self
     }
 
-    /// Fleet mode: messages and mailboxes are read from and registered in `cluster`.
+    /// Fleet mode: messages and mailboxes are read from and registered in `cluster`, and
+    /// the compatible APIs keep their accounts there.
     pub fn with_fleet(mut self, cluster: Arc<Cluster>) -> Self {
         self.mail = Reader::Fleet(cluster.clone());
+        self.mailtm = Arc::new(MailTm::fleet(cluster.clone()));
         self.fleet = Some(FleetRegistry(cluster));
         self
     }
