@@ -9,7 +9,7 @@
 //! | key | type | holds | expiry |
 //! |---|---|---|---|
 //! | `tmx:{M}:reg` | hash | `th` token hash (32 bytes), `exp` ms, `ttl` s (0 = default), `cap` (0 = default) | the mailbox's expiry |
-//! | `tmx:{M}:idx` | list | `<id 16 hex>:<expiry ms>`, newest first, at most the cap | the newest record's expiry |
+//! | `tmx:{M}:idx` | list | `<id 16 hex>:<expiry ms>:<summary JSON>` (older nodes wrote no summary; readers fetch the record then), newest first, at most the cap | the newest record's expiry |
 //! | `tmx:{M}:m:<id 16 hex>` | string | one frame: 16-byte header (magic, length, CRC32C, format version) + archived record, as on a shard's arena | the record's expiry |
 //! | `tmx:{M}:mt` | hash | mail.tm account: `id`, `ph` password hash, `at` created ms, `reg` registry token hash it belongs to, `t:<token sha256 hex>` issue ms, `s:<id>` seen marks | the mailbox's expiry |
 //! | `tmx:{M}:wh` | hash | webhooks: id -> JSON registration | the mailbox's expiry |
