@@ -37,18 +37,6 @@ fn node(dir: &Path, tc: &TestCluster, name: &str, api_extra: &str, extra: &str) 
     binary_support::start(&path)
 }
 
-/// The venv `ops/ci/test.sh` installs the 1secmail client into.
-fn python() -> PathBuf {
-    let venv = std::env::var_os("TEMPMX_COMPAT_PY_VENV").map_or_else(
-        || {
-            let home = std::env::var_os("HOME").expect("HOME");
-            Path::new(&home).join(".cache/tempmx/compat-py")
-        },
-        PathBuf::from,
-    );
-    venv.join("bin/python")
-}
-
 #[test]
 fn published_clients_on_node_a_read_mail_delivered_to_node_b() {
     // Goal: issue 15 for the compatible APIs. With each published client pointed at node
@@ -77,7 +65,7 @@ fn published_clients_on_node_a_read_mail_delivered_to_node_b() {
             "run `{what}` (ops/ci/test.sh does)"
         );
     }
-    let py = python();
+    let py = compat_support::python();
     assert!(py.exists(), "{}: ops/ci/test.sh installs it", py.display());
     let tc = TestCluster::start().expect("cluster starts");
     let dir = tempfile::tempdir().expect("temp dir");
