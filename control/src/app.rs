@@ -169,6 +169,13 @@ impl App {
             Arc::new(SystemClock),
             registry.clone(),
         )?);
+        // Fleet mode: the plane acts (rules, blocklist answers) only under the rotation
+        // lease, and starts from the fleet's pool (adding its configured domains to it).
+        let lease = Arc::new(crate::fleet::lease::Lease::new());
+        if let Some(cluster) = &fleet {
+            plane.join_fleet(lease.clone());
+            runtime.block_on(crate::fleet::pool::join(cluster, &plane))?;
+        }
         let blocklists = Arc::new(BlocklistCycle::new(
             config.blocklists.clone(),
             plane.clone(),
@@ -300,6 +307,17 @@ impl App {
             runtime.spawn(shared.plane.clone().run(counters, stop_rx.clone())),
         ];
         if let (Some(cluster), Some(f)) = (&fleet, &shared.config.fleet) {
+            let held = lease.clone();
+            shared
+                .metrics
+                .add_table(control::FLEET, move || (held.held(), held.changes()));
+            tasks.push(runtime.spawn(crate::fleet::lease::run(
+                cluster.clone(),
+                lease,
+                Duration::from_millis(f.lease_ms),
+                Duration::from_millis(f.lease_renew_ms),
+                stop_rx.clone(),
+            )));
             let ttl = Duration::from_secs(f.node_ttl_secs);
             tasks.push(runtime.spawn(crate::fleet::heartbeat(
                 cluster.clone(),

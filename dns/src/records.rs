@@ -4,7 +4,9 @@
 //! zones that changed (or are new) in one publish get the same new serial,
 //! `max(highest previous serial + 1, unix seconds now)`. It only grows within
 //! a process, and across restarts as long as publishes averaged fewer than one
-//! per second since the first (the clock then stays ahead of the counter).
+//! per second since the first (the clock then stays ahead of the counter). A snapshot
+//! that carries a serial (fleet mode: the fleet's pool version) gives it to every zone,
+//! so all nodes of a fleet serve one serial per version.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -116,7 +118,9 @@ pub fn build_zones(
 ) -> ZoneBuild {
     let (origins, rejected) = parse_origins(snapshot, config.zones_max);
     let absolute_hosts = absolute_hosts(config, &origins);
-    let serial = next_serial(previous.serial_max(), now_unix);
+    let serial = snapshot
+        .serial
+        .unwrap_or_else(|| next_serial(previous.serial_max(), now_unix));
     let mut zones = ZoneSet::default();
     for (origin, state) in origins {
         let hosts = absolute_hosts
@@ -131,7 +135,7 @@ pub fn build_zones(
             }
         };
         let serial = match previous.zones.get(&origin) {
-            Some(old) if old.content == content => old.serial,
+            Some(old) if old.content == content && snapshot.serial.is_none() => old.serial,
             _ => serial,
         };
         zones.zones.insert(
@@ -369,6 +373,7 @@ mod tests {
             .host_addresses
             .insert("mx2.@".into(), vec![IpAddr::V6(Ipv6Addr::LOCALHOST)]);
         let snap = ZoneSnapshot {
+            serial: None,
             domains: vec![
                 (
                     tempmx_store::Domain::parse("Pool.TEST").expect("test domain"),
@@ -432,6 +437,7 @@ mod tests {
     fn mta_sts_and_tls_rpt() {
         let mut config = DnsConfig::default();
         let snap = ZoneSnapshot {
+            serial: None,
             domains: vec![
                 (
                     tempmx_store::Domain::parse("a.test").expect("test domain"),
@@ -518,6 +524,7 @@ mod tests {
         .zones;
         assert_eq!(first.serial_max(), 500);
         let snap = ZoneSnapshot {
+            serial: None,
             domains: vec![
                 (
                     tempmx_store::Domain::parse("a.test").expect("test domain"),
@@ -538,6 +545,13 @@ mod tests {
         assert_eq!(next_serial(7, 3), 8);
         assert_eq!(next_serial(7, 30), 30);
         assert_eq!(next_serial(u32::MAX, 0), u32::MAX);
+        // A snapshot's own serial (fleet mode) goes to every zone, changed or not.
+        let fixed = ZoneSnapshot {
+            serial: Some(1_765_000_007),
+            ..snap.clone()
+        };
+        let fourth = build_zones(&fixed, &config, &third, 9_999).zones;
+        assert!(fourth.zones.values().all(|z| z.serial == 1_765_000_007));
     }
 
     // Goal: long TXT values are split into 255-byte strings.

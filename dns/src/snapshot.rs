@@ -16,6 +16,9 @@ pub enum ZoneState {
 pub struct ZoneSnapshot {
     /// Pool domains (valid by their type, so never an IP address) and states.
     pub domains: Vec<(Domain, ZoneState)>,
+    /// Fleet mode: every zone's SOA serial (the fleet's pool version, the same on every
+    /// node); `None` lets the server pick serials itself.
+    pub serial: Option<u32>,
 }
 
 impl ZoneSnapshot {
@@ -26,6 +29,7 @@ impl ZoneSnapshot {
                 .into_iter()
                 .map(|d| (d, ZoneState::Serving))
                 .collect(),
+            serial: None,
         }
     }
 }

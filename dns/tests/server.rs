@@ -24,6 +24,7 @@ fn config() -> DnsConfig {
 
 fn snapshot() -> ZoneSnapshot {
     ZoneSnapshot {
+        serial: None,
         domains: vec![
             (
                 tempmx_store::Domain::parse("pool.test").expect("test domain"),

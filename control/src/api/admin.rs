@@ -156,6 +156,11 @@ struct FleetStatus {
     node: String,
     /// Every node heard from in the last day, by name.
     nodes: Vec<FleetNode>,
+    /// The node holding the rotation lease (it runs the rotation planner and the
+    /// blocklist checks); absent while nobody does.
+    lease_holder: Option<String>,
+    /// The lease's epoch (bumped by every take-over).
+    lease_epoch: Option<u64>,
 }
 
 /// One node of the fleet.
@@ -186,16 +191,12 @@ async fn fleet_status(State(s): State<AdminState>) -> Result<Json<FleetStatus>, 
             "this appliance runs without [fleet]",
         ));
     };
-    let members = cluster.members().await.map_err(|e| {
-        tracing::warn!(error = %e, "fleet membership read failed");
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "cluster-unavailable",
-            "Cluster unavailable",
-            e.to_string(),
-        )
-    })?;
+    let members = cluster.members().await.map_err(unavailable)?;
+    let lease = cluster.lease_holder().await.map_err(unavailable)?;
+    let (lease_holder, lease_epoch) = lease.unzip();
     Ok(Json(FleetStatus {
+        lease_holder,
+        lease_epoch,
         node: cluster.options().node.clone(),
         nodes: members
             .into_iter()
@@ -208,6 +209,17 @@ async fn fleet_status(State(s): State<AdminState>) -> Result<Json<FleetStatus>, 
             })
             .collect(),
     }))
+}
+
+/// The reply when the cluster did not answer.
+fn unavailable(e: tempmx_store::cluster::ClusterError) -> Problem {
+    tracing::warn!(error = %e, "fleet read failed");
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "cluster-unavailable",
+        "Cluster unavailable",
+        e.to_string(),
+    )
 }
 
 async fn authorize(auth: Arc<AdminAuth>, req: Request, next: Next) -> Response {
@@ -291,11 +303,7 @@ async fn add_domains(
         state,
         req.reason.as_deref().unwrap_or("admin api"),
     )?;
-    for r in &results {
-        if let Ok(d) = tempmx_store::Domain::parse(&r.name) {
-            share(&s, &d).await;
-        }
-    }
+    share(&s).await;
     let status = if results.iter().any(|r| r.added) {
         StatusCode::CREATED
     } else {
@@ -335,6 +343,7 @@ async fn delete_domain(
         &pool_domain(&name)?,
         q.reason.as_deref().unwrap_or("admin api"),
     )?;
+    share(&s).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -358,18 +367,18 @@ async fn set_state(
 ) -> Result<Json<DomainInfo>, Problem> {
     let domain = pool_domain(&name)?;
     let info = s.plane.set_state(&domain, req.state, &req.reason)?;
-    share(&s, &domain).await;
+    share(&s).await;
     Ok(Json(info))
 }
 
-/// Fleet mode: writes `domain`'s state to the fleet's pool, so every node applies it. The
-/// change already holds here; a cluster that does not take it is logged (the operator
-/// repeats the change, or makes it on the other nodes).
-async fn share(s: &AdminState, domain: &tempmx_store::Domain) {
+/// Fleet mode: writes the changes the plane queued to the fleet's pool, so every node
+/// applies them. The change already holds here; one the cluster does not take stays
+/// queued and the node's sync retries it every half second.
+async fn share(s: &AdminState) {
     if let Some(cluster) = &s.fleet
-        && let Err(e) = crate::fleet::pool::publish(cluster, &s.plane, domain).await
+        && let Err(e) = crate::fleet::pool::flush(cluster, &s.plane).await
     {
-        tracing::error!(domain = %domain, error = %e, "domain change not shared with the fleet");
+        tracing::error!(error = %e, "pool change not shared with the fleet yet; retrying");
     }
 }
 
@@ -406,11 +415,11 @@ async fn mark_listed(
             format!("list must be 1..={LIST_NAME_BYTES_MAX} bytes"),
         ));
     }
-    Ok(Json(s.plane.set_listing(
-        &pool_domain(&name)?,
-        Some(list),
-        &req.reason,
-    )?))
+    let info = s
+        .plane
+        .set_listing(&pool_domain(&name)?, Some(list), &req.reason)?;
+    share(&s).await;
+    Ok(Json(info))
 }
 
 /// Clear a domain's listing (it may be activated again).
@@ -422,11 +431,9 @@ async fn clear_listing(
     QueryParams(q): QueryParams<DeleteQuery>,
 ) -> Result<Json<DomainInfo>, Problem> {
     let reason = q.reason.as_deref().unwrap_or("admin api");
-    Ok(Json(s.plane.set_listing(
-        &pool_domain(&name)?,
-        None,
-        reason,
-    )?))
+    let info = s.plane.set_listing(&pool_domain(&name)?, None, reason)?;
+    share(&s).await;
+    Ok(Json(info))
 }
 
 /// Counters of one domain.
@@ -486,7 +493,9 @@ async fn put_policy(
     State(s): State<AdminState>,
     JsonBody(patch): JsonBody<PolicyPatch>,
 ) -> Result<Json<RotationPolicy>, Problem> {
-    Ok(Json(s.plane.set_policy(&patch, "admin api")?))
+    let policy = s.plane.set_policy(&patch, "admin api")?;
+    share(&s).await;
+    Ok(Json(policy))
 }
 
 /// A domain with a confirmed listing.
@@ -564,6 +573,7 @@ async fn check_domain(
     let domain = tempmx_store::Domain::parse(&req.domain)
         .map_err(|e| ControlError::InvalidDomains(vec![format!("`{}`: {e}", req.domain)]))?;
     let results = s.blocklists.check_now(&domain).await;
+    share(&s).await;
     let info = s.plane.domain(&domain).ok();
     Ok(Json(CheckResults {
         domain: domain.to_string(),
@@ -599,7 +609,8 @@ struct AuditPage {
 
 /// Audit events, oldest first, paged by id.
 #[utoipa::path(get, path = "/admin/v1/audit", params(AuditQuery),
-    responses((status = 200, body = AuditPage), (status = 400, body = Problem), (status = 401, body = Problem)))]
+    responses((status = 200, body = AuditPage), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 503, body = Problem, description = "Fleet mode: the cluster did not answer")))]
 async fn audit_events(
     State(s): State<AdminState>,
     QueryParams(q): QueryParams<AuditQuery>,
@@ -614,7 +625,14 @@ async fn audit_events(
             detail,
         ));
     }
-    let events = s.plane.audit(q.after.unwrap_or(0), limit);
+    let after = q.after.unwrap_or(0);
+    let events = match &s.fleet {
+        // Fleet mode: the fleet's log, every node's entries with their node's name.
+        Some(cluster) => crate::fleet::pool::audit(cluster, after, limit)
+            .await
+            .map_err(unavailable)?,
+        None => s.plane.audit(after, limit),
+    };
     let next_after = (events.len() == limit)
         .then(|| events.last().map(|e| e.id))
         .flatten();

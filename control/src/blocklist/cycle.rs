@@ -53,7 +53,8 @@ impl BlocklistCycle {
     }
 
     /// Checks `domain` on every list now. Results for pool domains feed the tracker (and
-    /// may rotate the domain); for other names they are only returned.
+    /// may rotate the domain); for other names, and in fleet mode on a node without the
+    /// rotation lease, they are only returned.
     pub async fn check_now(&self, domain: &tempmx_store::Domain) -> Vec<Observation> {
         let name = domain.to_string();
         let observations = self.blocklists.check(std::slice::from_ref(&name)).await;
@@ -61,8 +62,12 @@ impl BlocklistCycle {
         observations
     }
 
-    /// One cycle over every pool domain that is not retired.
+    /// One cycle over every pool domain that is not retired. In fleet mode only the
+    /// holder of the rotation lease checks; other nodes skip their cycles.
     pub async fn check_cycle(&self) {
+        if !self.plane.acting() {
+            return;
+        }
         let names = self.plane.unretired();
         let observations = self.blocklists.check(&names).await;
         let count = |f: fn(&Outcome) -> bool| observations.iter().filter(|o| f(&o.outcome)).count();

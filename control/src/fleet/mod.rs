@@ -4,6 +4,7 @@
 //!
 //! Without `[fleet]` (and without `--fleet`) nothing here runs and no Redis is needed.
 
+pub mod lease;
 pub mod pool;
 pub mod registry;
 
@@ -20,6 +21,10 @@ pub const SEEDS_MAX: usize = 64;
 pub const NODE_BYTES_MAX: usize = 64;
 /// Shortest and longest `[fleet] node_ttl_secs`.
 pub const NODE_TTL_SECS: std::ops::RangeInclusive<u64> = 2..=3600;
+/// Shortest and longest `[fleet] lease_ms` (the rotation lease's length).
+pub const LEASE_MS: std::ops::RangeInclusive<u64> = 1000..=300_000;
+/// Shortest and longest `[fleet] lease_renew_ms`; it must also be at most half the lease.
+pub const LEASE_RENEW_MS: std::ops::RangeInclusive<u64> = 100..=60_000;
 /// The version every heartbeat announces.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -36,6 +41,11 @@ pub struct FleetConfig {
     /// A node that has not heartbeat for this long shows as gone (it heartbeats three
     /// times per period).
     pub node_ttl_secs: u64,
+    /// Length of the rotation lease (ms): a holder that stops renewing loses it this long
+    /// after its last renewal, and another node takes over within one renew interval.
+    pub lease_ms: u64,
+    /// How often each node renews or tries to take the rotation lease (ms).
+    pub lease_renew_ms: u64,
 }
 
 impl Default for FleetConfig {
@@ -45,6 +55,8 @@ impl Default for FleetConfig {
             node: None,
             ack: Ack::Primary,
             node_ttl_secs: 10,
+            lease_ms: 10_000,
+            lease_renew_ms: 2_000,
         }
     }
 }
@@ -70,6 +82,24 @@ impl FleetConfig {
                 NODE_TTL_SECS.start(),
                 NODE_TTL_SECS.end(),
                 self.node_ttl_secs
+            ));
+        }
+        if !LEASE_MS.contains(&self.lease_ms) {
+            errors.push(format!(
+                "fleet.lease_ms: {} to {}, not {}",
+                LEASE_MS.start(),
+                LEASE_MS.end(),
+                self.lease_ms
+            ));
+        }
+        if !LEASE_RENEW_MS.contains(&self.lease_renew_ms)
+            || self.lease_renew_ms.saturating_mul(2) > self.lease_ms
+        {
+            errors.push(format!(
+                "fleet.lease_renew_ms: {} to {} and at most half of lease_ms, not {}",
+                LEASE_RENEW_MS.start(),
+                LEASE_RENEW_MS.end(),
+                self.lease_renew_ms
             ));
         }
         if let Some(node) = &self.node {
@@ -166,6 +196,8 @@ mod tests {
             node: Some("a b".into()),
             ack: Ack::Primary,
             node_ttl_secs: 1,
+            lease_ms: 999,
+            lease_renew_ms: 600,
         };
         let p = wrong.problems();
         assert!(
@@ -179,6 +211,31 @@ mod tests {
                 ..ok.clone()
             };
             assert_eq!(f.problems().is_empty(), valid, "node_ttl_secs = {ttl}");
+        }
+        assert!(p.iter().any(|e| e.starts_with("fleet.lease_ms")), "{p:?}");
+        assert!(
+            p.iter().any(|e| e.starts_with("fleet.lease_renew_ms")),
+            "{p:?}"
+        );
+        // The lease's limits are inclusive; the renewal fits twice in the lease.
+        for (lease_ms, lease_renew_ms, valid) in [
+            (1000, 100, true),
+            (1000, 500, true),
+            (1000, 501, false),
+            (300_000, 60_000, true),
+            (300_001, 1000, false),
+            (10_000, 99, false),
+        ] {
+            let f = FleetConfig {
+                lease_ms,
+                lease_renew_ms,
+                ..ok.clone()
+            };
+            assert_eq!(
+                f.problems().is_empty(),
+                valid,
+                "{lease_ms} {lease_renew_ms}"
+            );
         }
         assert!(p.iter().any(|e| e.contains("not a redis:// URL")), "{p:?}");
         assert!(p.iter().any(|e| e.starts_with("fleet.node")), "{p:?}");

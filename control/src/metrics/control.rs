@@ -150,6 +150,26 @@ pub const WEBHOOKS: &[Metric<StatsSnapshot>] = &[
     Metric::one(WEBHOOK_ATTEMPTS, |s| s.attempts),
 ];
 
+/// Whether this node holds the fleet's rotation lease.
+pub const FLEET_LEASE_HELD: MetricDesc = desc(
+    "tempmx_fleet_lease_held",
+    "Fleet mode: 1 while this node holds the rotation lease (it runs the rotation planner \
+     and the blocklist checks), else 0.",
+    Gauge,
+);
+/// Takes and losses of the lease.
+pub const FLEET_LEASE_CHANGES: MetricDesc = desc(
+    "tempmx_fleet_lease_changes_total",
+    "Fleet mode: times this node took or lost the rotation lease.",
+    Counter,
+);
+
+/// Fleet mode's lease families, read from (held now, changes so far).
+pub const FLEET: &[Metric<(bool, u64)>] = &[
+    Metric::one(FLEET_LEASE_HELD, |l| u64::from(l.0)),
+    Metric::one(FLEET_LEASE_CHANGES, |l| l.1),
+];
+
 /// What the pool families read, taken from the plane once per scrape.
 pub struct PoolView {
     states: [(DomainState, usize); 4],

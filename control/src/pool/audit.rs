@@ -54,6 +54,9 @@ pub struct AuditEvent {
     pub actor: String,
     /// Why.
     pub reason: String,
+    /// Fleet mode: the node that made the change (absent in a single node's log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// Bounded log of events, oldest dropped first.
@@ -82,6 +85,7 @@ impl AuditLog {
             action,
             actor: actor.to_owned(),
             reason: reason.to_owned(),
+            node: None,
         });
         while self.events.len() > max {
             self.events.pop_front();
@@ -97,6 +101,11 @@ impl AuditLog {
             .take(limit)
             .cloned()
             .collect()
+    }
+
+    /// The id of the last event pushed (0 before the first).
+    pub fn last_id(&self) -> u64 {
+        self.next_id
     }
 
     /// Events held.

@@ -7,7 +7,8 @@
 //! (saved state against the file at start), `edit` (a reload's edit of the file), `audit`,
 //! `counters` (per-domain message counts taken at the store writers the app wraps, drained
 //! by the plane's tick), `publish`
-//! (snapshots for ingress and DNS), `clock`, `config` (policy and limits). The blocklist
+//! (snapshots for ingress and DNS), `clock`, `config` (policy and limits), `shared` (fleet
+//! mode: the lease gate and the queue of changes for the fleet). The blocklist
 //! cycle lives in [`crate::blocklist`], the mailbox registry in [`crate::mailboxes`]; the
 //! app wires both to the plane.
 
@@ -22,6 +23,7 @@ mod listing;
 mod plane;
 mod publish;
 pub mod rotation;
+pub mod shared;
 mod state;
 
 use std::collections::BTreeMap;

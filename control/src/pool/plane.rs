@@ -20,6 +20,7 @@ use super::edit::{Addition, PoolEdit};
 use super::listing;
 use super::publish::{DnsPublish, Targets, dns_snapshot};
 use super::rotation::RotationReason;
+use super::shared::{FleetLink, shared_fields};
 use super::state::{PoolState, StateError, StateFile};
 use super::{Pool, rotation};
 use crate::blocklist::Observation;
@@ -159,6 +160,8 @@ pub struct ControlPlane {
     rotations: [AtomicU64; RotationReason::ALL.len()],
     /// Shortest drain a policy may set (the longest mailbox TTL).
     drain_secs_min: u64,
+    /// Fleet mode: the lease gating the rules, the changes to write, the version applied.
+    fleet: OnceLock<FleetLink>,
 }
 
 impl ControlPlane {
@@ -223,6 +226,7 @@ impl ControlPlane {
             saved_at: AtomicU64::new(0),
             drain_secs_min,
             rotations: Default::default(),
+            fleet: OnceLock::new(),
         };
         plane.tick();
         Ok(plane)
@@ -234,6 +238,80 @@ impl ControlPlane {
         if self.targets.set(Targets { policy, dns }).is_ok() {
             self.publish(&state);
         }
+    }
+
+    /// Fleet mode: from now on the rules and blocklist answers act only while this node
+    /// holds `lease`, and every change is queued for the fleet ([`FleetLink`]). Later calls
+    /// are ignored.
+    pub fn join_fleet(&self, lease: Arc<crate::fleet::lease::Lease>) {
+        let _ = self.fleet.set(FleetLink::new(lease));
+    }
+
+    /// Fleet mode's link, when this plane joined a fleet.
+    pub fn fleet(&self) -> Option<&FleetLink> {
+        self.fleet.get()
+    }
+
+    /// Whether the rotation rules and blocklist answers act here: always on a single
+    /// node; in fleet mode only while this node holds the rotation lease.
+    pub fn acting(&self) -> bool {
+        self.fleet.get().is_none_or(|f| f.lease.held())
+    }
+
+    /// Fleet mode: takes the fleet's pool at `version` as this node's: `domains` (their
+    /// shared fields; local message counts stay), `deleted` names gone, and `policy`. No
+    /// rule runs and nothing is queued or audited here (the fleet has it already); the
+    /// snapshots are republished with the new serial. Skipped (`false`) while changes of
+    /// this node wait to be written, so a change is never undone by an older view.
+    pub fn adopt(
+        &self,
+        version: u64,
+        domains: Vec<Domain>,
+        deleted: &[String],
+        policy: Option<RotationPolicy>,
+    ) -> bool {
+        let Some(link) = self.fleet.get() else {
+            return false;
+        };
+        let mut guard = self.state.lock();
+        if link.pending() {
+            return false;
+        }
+        let mut next = guard.clone();
+        for d in domains {
+            let local = next.domains.get(&d.name);
+            let (messages, last) = local.map_or((0, None), |l| (l.messages, l.last_message_at));
+            if local.is_some_and(|l| shared_fields(l) == d) {
+                continue;
+            }
+            next.domains.insert(
+                d.name.clone(),
+                Domain {
+                    messages,
+                    last_message_at: last,
+                    ..d
+                },
+            );
+        }
+        for name in deleted {
+            next.domains.remove(name);
+            next.checks.remove(name);
+        }
+        if let Some(p) = policy {
+            next.policy = p;
+        }
+        let moved = link.version() != version;
+        link.set_version(version);
+        if next != *guard {
+            if let Err(e) = self.save(&next) {
+                warn!(error = %e, "fleet pool applied but not saved; retrying at the next tick");
+            }
+            *guard = next;
+        } else if !moved {
+            return true;
+        }
+        self.publish(&guard);
+        true
     }
 
     /// The current pool (names and states).
@@ -248,7 +326,15 @@ impl ControlPlane {
 
     /// The snapshot for `tempmx_dns::start`.
     pub fn dns_snapshot(&self) -> ZoneSnapshot {
-        dns_snapshot(&self.pool())
+        dns_snapshot(&self.pool(), self.serial())
+    }
+
+    /// Fleet mode: the SOA serial is the fleet pool version this node applied (the same
+    /// on every node at one version); `None` otherwise (the DNS then picks its own).
+    fn serial(&self) -> Option<u32> {
+        let v = self.fleet.get()?.version();
+        // RFC 1982 serial arithmetic wraps; the version starts at a unix time.
+        (v > 0).then_some(v as u32)
     }
 
     /// The control plane's current time (unix seconds).
@@ -303,6 +389,11 @@ impl ControlPlane {
             .get(name.as_str())
             .ok_or_else(|| ControlError::UnknownDomain(name.to_string()))?;
         Ok(self.info(&state, d))
+    }
+
+    /// The record of domain `name`, if the pool has it.
+    pub fn domain_record(&self, name: &str) -> Option<Domain> {
+        self.state.lock().domains.get(name).cloned()
     }
 
     fn info(&self, state: &PoolState, d: &Domain) -> DomainInfo {
@@ -588,7 +679,7 @@ impl ControlPlane {
         {
             // Fast path: most ticks change nothing, and mutate() clones the whole state.
             let s = self.state.lock();
-            let idle = rotation::plan(&s.domains, &s.policy, now).is_empty();
+            let idle = !self.acting() || rotation::plan(&s.domains, &s.policy, now).is_empty();
             if idle && !self.dirty.load(Ordering::Relaxed) {
                 return;
             }
@@ -626,6 +717,10 @@ impl ControlPlane {
     /// (or its end) updates the domain and the rules react at once. Answers for names
     /// outside the pool are ignored.
     pub fn observe(&self, observations: &[Observation]) {
+        if !self.acting() {
+            // Fleet mode: the lease holder's checks decide listings.
+            return;
+        }
         let result = self.mutate(false, |s, now, audit_max| {
             for o in observations {
                 listing::record(s, o, now, audit_max);
@@ -679,7 +774,16 @@ impl ControlPlane {
         let mut guard = self.state.lock();
         let mut next = guard.clone();
         let r = f(&mut next, now, self.limits.audit_events_max)?;
-        let rotated = apply_rules(&mut next, now, self.limits.audit_events_max);
+        // Fleet mode: the rules run only under the lease; what `f` did and what the rules
+        // did are queued apart, an operator's part unfenced.
+        let link = self.fleet.get();
+        let epoch = link.and_then(|l| l.lease.epoch());
+        let before_rules = link.map(|_| next.clone());
+        let rotated = if link.is_none() || epoch.is_some() {
+            apply_rules(&mut next, now, self.limits.audit_events_max)
+        } else {
+            Vec::new()
+        };
         let changed = next != *guard;
         if !changed && !self.dirty.load(Ordering::Relaxed) {
             return Ok(r);
@@ -689,6 +793,17 @@ impl ControlPlane {
             return saved.map(|()| r);
         }
         if changed {
+            if let (Some(link), Some(mid)) = (link, &before_rules) {
+                match (strict, epoch) {
+                    (true, _) => link.queue(&guard, mid, None),
+                    (false, Some(e)) => link.queue(&guard, mid, Some(e)),
+                    // An automatic change without the lease: not the fleet's; re-read it.
+                    (false, None) => link.mark_stale(),
+                }
+                if epoch.is_some() {
+                    link.queue(mid, &next, epoch);
+                }
+            }
             *guard = next;
             self.publish(&guard);
             self.count_rotations(rotated);
@@ -720,7 +835,7 @@ impl ControlPlane {
 
     fn publish(&self, state: &PoolState) {
         if let Some(t) = self.targets.get() {
-            t.publish(&view(state, self.recipients));
+            t.publish(&view(state, self.recipients), self.serial());
         }
     }
 }

@@ -20,18 +20,20 @@ pub struct Targets {
 }
 
 impl Targets {
-    /// Publishes `pool` to the ingress and the DNS; both read the new snapshot lock-free.
-    pub fn publish(&self, pool: &Pool) {
+    /// Publishes `pool` to the ingress and the DNS (with SOA serial `serial` when given);
+    /// both read the new snapshot lock-free.
+    pub fn publish(&self, pool: &Pool, serial: Option<u32>) {
         self.policy.publish(pool.ingress_snapshot());
         if let Some(dns) = &self.dns {
-            dns(dns_snapshot(pool));
+            dns(dns_snapshot(pool, serial));
         }
     }
 }
 
 /// The DNS view of the pool: pending, active and draining serve normal records; retired
-/// domains serve a null MX.
-pub fn dns_snapshot(pool: &Pool) -> ZoneSnapshot {
+/// domains serve a null MX. `serial` (fleet mode: the pool version) is every zone's SOA
+/// serial when given.
+pub fn dns_snapshot(pool: &Pool, serial: Option<u32>) -> ZoneSnapshot {
     let domains = pool
         .domains()
         .map(|(name, state)| {
@@ -43,5 +45,5 @@ pub fn dns_snapshot(pool: &Pool) -> ZoneSnapshot {
             (name.clone(), zone)
         })
         .collect();
-    ZoneSnapshot { domains }
+    ZoneSnapshot { domains, serial }
 }

@@ -24,6 +24,10 @@ pub enum ClusterError {
         /// Why the last attempt failed.
         source: redis::RedisError,
     },
+    /// A rotation write carried lease epoch `0`, which is no longer the lease's: the
+    /// writer lost the lease and must not change the pool.
+    #[error("pool write refused: lease epoch {0} is not current")]
+    Fenced(u64),
     /// A stored value failed its frame, CRC or archive validation.
     #[error("corrupt value at {key}")]
     Corrupt {

@@ -17,8 +17,14 @@
 //! | `tmx:{M}:ch` | shard channel | the id of each new record (SPUBLISH) | none |
 //! | `tmx:{fleet}:nodes` | hash | node name -> `<version> <last heartbeat ms>` | none (a day's silence drops the entry) |
 //! | `tmx:{fleet}:up:<node>` | string | the same value | the node's heartbeat TTL |
-//! | `tmx:{fleet}:pool` | hash | domain -> lifecycle state set by an operator | none |
-//! | `tmx:{fleet}:pool:v` | string | version, bumped with every pool change | none |
+//! | `tmx:{fleet}:pool` | hash | domain -> lifecycle state (`deleted` once deleted) | none |
+//! | `tmx:{fleet}:pool:d` | hash | domain -> its record (JSON: state, times, listing) | none |
+//! | `tmx:{fleet}:policy` | string | the rotation policy (JSON) | none |
+//! | `tmx:{fleet}:audit` | list | audit entries (JSON with `id` and `node`), oldest first, capped | none |
+//! | `tmx:{fleet}:audit:id` | string | the last audit entry's id | none |
+//! | `tmx:{fleet}:pool:v` | string | version: the unix time of the first write, then bumped by every write | none |
+//! | `tmx:{fleet}:lease` | string | the rotation lease: `<node> <epoch>` | the lease length (PX), renewed by its holder |
+//! | `tmx:{fleet}:lease:epoch` | string | bumped by every take-over of the lease | none |
 //!
 //! The steps that must be atomic per mailbox are Redis functions (`tempmx.lua`, loaded with
 //! `FUNCTION LOAD` at start, replicated with the data): `tempmx_put` stores a record under
@@ -26,7 +32,9 @@
 //! and deletes the records that fell off; `tempmx_create` registers a mailbox only if
 //! absent (dropping mail the address got before, as the local registry does);
 //! `tempmx_extend` moves a mailbox's expiry and message TTL later; `tempmx_drop` and
-//! `tempmx_remove` delete a mailbox or one message. Expiry is Redis's own
+//! `tempmx_remove` delete a mailbox or one message. The `{fleet}` slot has its own:
+//! `tempmx_lease` (take or renew the rotation lease), `tempmx_lease_release`, and
+//! `tempmx_pool_write` (the fenced pool write, see [`PoolWrite`]). Expiry is Redis's own
 //! key expiry (no sweeper); readers also skip index entries whose expiry has passed, so an
 //! expired message disappears at once. A message to N mailboxes is stored N times, once
 //! per mailbox's slot (the record lists every recipient, as a shard record does).
@@ -83,6 +91,7 @@ use tokio::runtime::Runtime;
 pub use self::error::ClusterError;
 pub use self::keys::{MailboxKeys, PREFIX};
 pub use self::members::Member;
+pub use self::pool::{DELETED, LeaseHold, PoolView, PoolWrite};
 pub use self::push::FleetSubscription;
 use self::push::{Channels, PubSub};
 pub use self::registry::Registration;

@@ -1,7 +1,7 @@
 #!lua name=tempmx
 -- Server-side steps of fleet mode (loaded with FUNCTION LOAD, replicated with the data).
--- Every function touches the keys of one mailbox only, which share one hash slot, so each
--- call is atomic on that mailbox. Keys and values are described in cluster/mod.rs.
+-- Every function touches the keys of one slot only (one mailbox's, or the fleet's `{fleet}`
+-- keys), so each call is atomic. Keys and values are described in cluster/mod.rs.
 
 -- The index entry of a record: 16 hex digits of the id, ':', expiry in ms.
 local function entry_id(e)
@@ -93,8 +93,97 @@ local function remove(keys, args)
   return redis.call('DEL', keys[2])
 end
 
+-- The lease value: '<node> <epoch>'. Returns node, epoch (nil, nil when malformed).
+local function lease_parts(v)
+  local node, epoch = string.match(v, '^(.*) (%d+)$')
+  return node, tonumber(epoch)
+end
+
+-- KEYS: lease, epoch counter. ARGV: node, lease length ms. Renews the lease when `node`
+-- holds it; takes it (bumping the epoch) when nobody does. Returns {1 if `node` holds it
+-- now else 0, the holder's epoch, the holder's name}.
+local function lease(keys, args)
+  local cur = redis.call('GET', keys[1])
+  if cur then
+    local node, epoch = lease_parts(cur)
+    if node == args[1] then
+      redis.call('PEXPIRE', keys[1], args[2])
+      return {1, epoch, node}
+    end
+    return {0, epoch or 0, node or cur}
+  end
+  local epoch = redis.call('INCR', keys[2])
+  redis.call('SET', keys[1], args[1] .. ' ' .. epoch, 'PX', args[2])
+  return {1, epoch, args[1]}
+end
+
+-- KEYS: lease. ARGV: node, epoch. Gives the lease up if `node` still holds it at `epoch`.
+-- Returns 1 when it did.
+local function lease_release(keys, args)
+  local cur = redis.call('GET', keys[1])
+  if cur and cur == args[1] .. ' ' .. args[2] then
+    redis.call('DEL', keys[1])
+    return 1
+  end
+  return 0
+end
+
+-- KEYS: lease, version, states, records, policy, audit, audit id. ARGV: epoch ('-' for an
+-- operator's write, never fenced), node, audit cap, now s, number of domains D, then D
+-- triples (name, state, record JSON), number of deletions N, N names, policy JSON ('' for
+-- none), then audit entries (JSON objects). A write with an epoch is refused (FENCED)
+-- unless the lease exists and carries that epoch. Deleted domains keep a `deleted`
+-- tombstone in the states hash, so every node drops them. Each audit entry gets the next
+-- id and the node's name; the list keeps the newest `cap`. Bumps the version (which starts
+-- at the unix time of the first write, so SOA serials made from it only grow). Returns
+-- the new version.
+local function pool_write(keys, args)
+  if args[1] ~= '-' then
+    local cur = redis.call('GET', keys[1])
+    local epoch = nil
+    if cur then
+      local _, e = lease_parts(cur)
+      epoch = e
+    end
+    if epoch ~= tonumber(args[1]) then
+      return redis.error_reply('FENCED lease epoch ' .. args[1] .. ' is not current')
+    end
+  end
+  local node, cap = args[2], tonumber(args[3])
+  local i = 6
+  for _ = 1, tonumber(args[5]) do
+    redis.call('HSET', keys[3], args[i], args[i + 1])
+    redis.call('HSET', keys[4], args[i], args[i + 2])
+    i = i + 3
+  end
+  local n = tonumber(args[i])
+  i = i + 1
+  for _ = 1, n do
+    redis.call('HSET', keys[3], args[i], 'deleted')
+    redis.call('HDEL', keys[4], args[i])
+    i = i + 1
+  end
+  if args[i] ~= '' then
+    redis.call('SET', keys[5], args[i])
+  end
+  i = i + 1
+  while i <= #args do
+    local e = cjson.decode(args[i])
+    e['id'] = redis.call('INCR', keys[7])
+    e['node'] = node
+    redis.call('RPUSH', keys[6], cjson.encode(e))
+    i = i + 1
+  end
+  redis.call('LTRIM', keys[6], -cap, -1)
+  redis.call('SET', keys[2], args[4], 'NX')
+  return redis.call('INCR', keys[2])
+end
+
 redis.register_function('tempmx_put', put)
 redis.register_function('tempmx_create', create)
 redis.register_function('tempmx_extend', extend)
 redis.register_function('tempmx_drop', drop)
 redis.register_function('tempmx_remove', remove)
+redis.register_function('tempmx_lease', lease)
+redis.register_function('tempmx_lease_release', lease_release)
+redis.register_function('tempmx_pool_write', pool_write)

@@ -21,7 +21,8 @@ pub struct FleetArgs {
 
 #[derive(Subcommand)]
 enum FleetCommand {
-    /// Every node with its state (up or gone), version and last heartbeat.
+    /// Every node with its state (up or gone), version, last heartbeat and, for the node
+    /// holding the rotation lease, `lease`.
     Status,
 }
 
@@ -38,14 +39,20 @@ pub fn run(args: FleetArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `node  state  version  last_seen`, this node marked with `*`.
+/// `node  state  version  last_seen  [lease]`, this node marked with `*`.
 fn print_status(reply: &Value) {
     let me = reply["node"].as_str().unwrap_or_default();
+    let holder = reply["lease_holder"].as_str();
     for n in reply["nodes"].as_array().into_iter().flatten() {
         let name = text(&n["name"]);
         let mark = if name == me { "*" } else { "" };
+        let lease = if holder == Some(name.as_str()) {
+            "\tlease"
+        } else {
+            ""
+        };
         println!(
-            "{name}{mark}\t{}\t{}\t{}",
+            "{name}{mark}\t{}\t{}\t{}{lease}",
             text(&n["state"]),
             text(&n["version"]),
             text(&n["last_seen"])
