@@ -12,7 +12,9 @@
 #        TEMPMX_CONFIGS: several tempmx servers in one sitting, as name=config pairs, e.g.
 #          "tempmx-uring=bench/configs/uring.toml tempmx-epoll=bench/configs/epoll.toml"
 #          (each is started, measured and stopped in turn, after the anchors; overrides
-#          TEMPMX_ARGS/TEMPMX_NAME)
+#          TEMPMX_ARGS/TEMPMX_NAME); a pair may name its own binary as name=config@binary,
+#          e.g. "before=bench/configs/uring.toml@/tmp/tempmx-before", to compare builds
+#          in one sitting
 #        NULL_SERVER: the null io_uring responder measured as "null" when SERVERS has it
 #          (default target/release/examples/null_smtp_uring; build it with
 #          cargo build --release -p tempmx-bench --example null_smtp_uring): the floor of
@@ -50,17 +52,18 @@ trap 'exit 130' INT TERM
 
 [ -x "$BENCH" ] || { log "tempmx-bench not found at $BENCH (cargo build --release -p tempmx-bench, or set BENCH)"; exit 1; }
 
-start_tempmx() {   # $1: extra `tempmx serve` arguments
-  if [ ! -x "$TEMPMX" ]; then log "no tempmx binary at $TEMPMX: tempmx left out"; return 1; fi
+start_tempmx() {   # $1: extra `tempmx serve` arguments; $2: the binary (default $TEMPMX)
+  local bin=${2:-$TEMPMX}
+  if [ ! -x "$bin" ]; then log "no tempmx binary at $bin: tempmx left out"; return 1; fi
   local smtp http admin dns
   smtp=$(pick_port 2600 tcp) && http=$(pick_port 8090 tcp) && admin=$(pick_port $((http + 1)) tcp) &&
     dns=$(pick_port 5400 both) || { log "no free ports for tempmx"; return 1; }
-  "$TEMPMX" serve --smtp "127.0.0.1:$smtp" --http "127.0.0.1:$http" --admin "127.0.0.1:$admin" \
+  "$bin" serve --smtp "127.0.0.1:$smtp" --http "127.0.0.1:$http" --admin "127.0.0.1:$admin" \
     --dns "127.0.0.1:$dns" $1 >>"$OUT_DIR/tempmx.log" 2>&1 &
   TEMPMX_PID=$!
   wait_tcp_port "$smtp" 20 || { log "tempmx did not listen on $smtp (see $OUT_DIR/tempmx.log)"; return 1; }
   TEMPMX_SMTP=127.0.0.1:$smtp
-  log "tempmx serve pid $TEMPMX_PID, smtp $TEMPMX_SMTP, args '$1'"
+  log "tempmx serve pid $TEMPMX_PID ($bin), smtp $TEMPMX_SMTP, args '$1'"
 }
 
 start_null() {
@@ -76,13 +79,17 @@ start_null() {
 anchors=""
 for s in $SERVERS; do case $s in sink|postfix) anchors="$anchors $s" ;; esac; done
 [ -n "${anchors// /}" ] || anchors=none
-# The tempmx servers to measure, as "name|serve arguments".
+# The tempmx servers to measure, as "name|serve arguments|binary" (binary empty: $TEMPMX).
 tempmx_runs=()
 case " $SERVERS " in *" tempmx "*)
   if [ -n "${TEMPMX_CONFIGS:-}" ]; then
-    for pair in $TEMPMX_CONFIGS; do tempmx_runs+=("${pair%%=*}|--config ${pair#*=}"); done
+    for pair in $TEMPMX_CONFIGS; do
+      value=${pair#*=} bin=""
+      case $value in *@*) bin=${value#*@} value=${value%%@*} ;; esac
+      tempmx_runs+=("${pair%%=*}|--config $value|$bin")
+    done
   else
-    tempmx_runs+=("${TEMPMX_NAME:-tempmx}|${TEMPMX_ARGS:-}")
+    tempmx_runs+=("${TEMPMX_NAME:-tempmx}|${TEMPMX_ARGS:-}|")
   fi ;;
 esac
 case " $SERVERS " in *" null "*) tempmx_runs+=("null|") ;; esac
@@ -105,7 +112,9 @@ for gen in $GENERATORS; do
   fi
   for run in "${tempmx_runs[@]}"; do
     name=${run%%|*}
-    if [ "$name" = null ]; then start_null || continue; else start_tempmx "${run#*|}" || continue; fi
+    rest=${run#*|}
+    if [ "$name" = null ]; then start_null || continue
+    else start_tempmx "${rest%|*}" "${rest##*|}" || continue; fi
     log "generator $gen: $name"
     env ANCHORS=none DOMAIN="$DOMAIN" BENCH_REPORT_DIR="$OUT_DIR/$gen" "${genv[@]}" \
       EXTRA_SMTP="$TEMPMX_SMTP" EXTRA_SMTP_PID="$TEMPMX_PID" EXTRA_NAME="$name" \

@@ -191,9 +191,11 @@ impl App {
         // to the cluster, and the 250 waits for the cluster's acknowledgement; the local
         // store's writers are not used.
         let counters = Arc::new(MessageCounters::new(config.pool.limits.domains_max));
+        // Fleet mode: this node delivers the webhooks of the mail it accepted.
+        let (taps, acked) = crate::webhooks::fleet::Taps::new(runtime.handle().clone());
         let sinks: Vec<Box<dyn MessageSink + Send>> = match &fleet {
             Some(cluster) => (0..cores)
-                .map(|core| Ok(counters.wrap(Box::new(cluster.sink(core)?))))
+                .map(|core| Ok(counters.wrap(taps.wrap(Box::new(cluster.sink(core)?)))))
                 .collect::<Result<_, tempmx_store::cluster::ClusterError>>()?,
             None => writers
                 .into_iter()
@@ -275,16 +277,17 @@ impl App {
             shared.config.api.clone(),
             shared.config.store.mailbox_records_max,
         );
-        // mail.tm accounts live beside the registry they belong to.
-        let mut public = match &shared.config.data_dir {
-            Some(d) => public.with_mailtm(
+        // mail.tm accounts live beside the registry they belong to (in fleet mode, in
+        // the cluster beside their mailbox: see `with_fleet`).
+        let mut public = match (&shared.config.data_dir, &fleet) {
+            (Some(d), None) => public.with_mailtm(
                 MailTm::open(
                     shared.config.api.mailboxes_max,
                     &crate::pool::StateFile::dir_in(d),
                 )
                 .map_err(AppError::MailTm)?,
             ),
-            None => public,
+            _ => public,
         };
         if let Some(cluster) = &fleet {
             public = public.with_fleet(cluster.clone());
@@ -311,6 +314,7 @@ impl App {
         let deadlines = shared.config.http.deadlines();
         // Detached: pending deliveries end with the runtime (hooks are in memory only).
         runtime.spawn(crate::webhooks::deliver::run(public.webhooks.clone()));
+        runtime.spawn(crate::webhooks::fleet::run(acked, public.clone()));
         let mut tasks = vec![
             runtime.spawn(api::serve(
                 http_listener,

@@ -17,18 +17,6 @@ fn client_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat/1secmail")
 }
 
-/// The venv `ops/ci/test.sh` installs the client into.
-fn python() -> PathBuf {
-    let venv = std::env::var_os("TEMPMX_COMPAT_PY_VENV").map_or_else(
-        || {
-            let home = std::env::var_os("HOME").expect("HOME");
-            Path::new(&home).join(".cache/tempmx/compat-py")
-        },
-        PathBuf::from,
-    );
-    venv.join("bin/python")
-}
-
 #[test]
 fn tempmail_python_client_end_to_end() {
     // Goal: the published 1secmail client works against tempmx (public mode) with only
@@ -36,7 +24,7 @@ fn tempmail_python_client_end_to_end() {
     // delivered over SMTP found by its wait loop, read with 1secmail's fields, listed,
     // and its attachment downloaded. Method: run tests/compat/1secmail/drive.py with the
     // venv's python; deliver the mail when it says READY; check everything it reports.
-    let py = python();
+    let py = compat_support::python();
     assert!(
         py.exists(),
         "{} missing: ops/ci/test.sh installs tests/compat/1secmail/requirements.txt",

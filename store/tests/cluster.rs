@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tempmx_store::cluster::testkit::TestCluster;
 use tempmx_store::cluster::{
-    Ack, Cluster, ClusterError, ClusterOptions, ClusterSink, Registration,
+    Ack, Cluster, ClusterError, ClusterOptions, ClusterSink, MailboxKeys, Registration,
 };
 use tempmx_store::{Commit, Mailbox, MessageId, MessageSink, NewMessage, StoreError};
 
@@ -122,6 +122,33 @@ async fn messages_and_registry_round_trip_through_the_cluster() {
     assert_eq!(list_b[0].subject, "message 999");
     assert_eq!(list_b[5].subject, "message 100");
     assert_eq!(cluster.list(&b, None, 2).await.expect("list").len(), 2);
+    // The summary an index entry carries is the record's own, field for field.
+    for s in &list_b {
+        let view = cluster.get(&b, s.id).await.expect("get").expect("live");
+        assert_eq!(s, &view.summary);
+    }
+    // An entry as an older node wrote it (no summary) is still listed, from its record.
+    let keys = MailboxKeys::of(&b);
+    let mut conn = redis::cluster::ClusterClient::new(tc.seeds())
+        .expect("client")
+        .get_async_connection()
+        .await
+        .expect("connection");
+    let newest: String = redis::cmd("LINDEX")
+        .arg(keys.index())
+        .arg(0)
+        .query_async(&mut conn)
+        .await
+        .expect("lindex");
+    let old: Vec<&str> = newest.splitn(3, ':').take(2).collect();
+    let _: () = redis::cmd("LSET")
+        .arg(keys.index())
+        .arg(0)
+        .arg(old.join(":"))
+        .query_async(&mut conn)
+        .await
+        .expect("lset");
+    assert_eq!(cluster.list(&b, None, 100).await.expect("list"), list_b);
     // Paging: older than the third newest gives the three oldest, newest first.
     let page = cluster
         .list(&b, Some(list_b[2].id), 10)
@@ -203,7 +230,8 @@ async fn ttl_override_expires_messages_at_once_and_corruption_is_caught() {
     // Goal: a mailbox's TTL override sets its messages' expiry and readers stop showing
     // them the moment it passes; a value that is not a valid frame is reported as corrupt,
     // never served. Method: a 1 s TTL registration, reads before and just after expiry;
-    // then one record overwritten with other bytes through redis-cli.
+    // then one record overwritten with other bytes through redis-cli, read directly and
+    // through an index entry without a summary.
     let tc = TestCluster::start().expect("cluster starts");
     let cluster = Cluster::connect(options(&tc, Ack::Primary)).expect("connects");
     let mut sink = cluster.sink(1).expect("sink");
@@ -250,6 +278,19 @@ async fn ttl_override_expires_messages_at_once_and_corruption_is_caught() {
     assert_eq!(out.trim(), "OK");
     let err = cluster.get(&long, id).await.expect_err("corrupt value");
     assert!(matches!(err, ClusterError::Corrupt { .. }), "{err}");
+    // A listing comes from the index entries' summaries and does not read the record;
+    // an entry without one (as older nodes wrote it) makes the listing read the record,
+    // which is then found corrupt.
+    assert_eq!(cluster.list(&long, None, 10).await.expect("list").len(), 1);
+    let index = tempmx_store::cluster::MailboxKeys::of(&long).index();
+    let entry = tc
+        .cli(node, &["lindex", &index, "0"])
+        .expect("redis-cli runs");
+    let old: Vec<&str> = entry.trim().splitn(3, ':').take(2).collect();
+    let out = tc
+        .cli(node, &["lset", &index, "0", &old.join(":")])
+        .expect("redis-cli runs");
+    assert_eq!(out.trim(), "OK");
     let err = cluster
         .list(&long, None, 10)
         .await

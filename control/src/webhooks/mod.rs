@@ -2,11 +2,13 @@
 //! signed, through one bounded queue per node.
 //!
 //! Layout: `config` (`[api.webhooks]`), `network` (which addresses may be reached),
-//! `target` (URL check, resolve and pin), `deliver` (queue, worker, signature). Hooks are
-//! held in memory: they live as long as the mailbox on this node and are lost on restart.
+//! `target` (URL check, resolve and pin), `deliver` (queue, worker, signature), `fleet`
+//! (registrations in the cluster, delivery by the accepting node). Single node: hooks are
+//! held in memory; they live as long as the mailbox and are lost on restart.
 
 pub mod config;
 pub mod deliver;
+pub mod fleet;
 pub mod network;
 pub mod target;
 

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -16,6 +16,19 @@ use lettre::{Message, SmtpTransport, Transport};
 use serde_json::Value;
 
 use crate::binary_support::{Running, config_text, start};
+
+/// The Python of the venv `ops/ci/test.sh` installs the 1secmail client into
+/// (`TEMPMX_COMPAT_PY_VENV`, else `~/.cache/tempmx/compat-py`).
+pub fn python() -> PathBuf {
+    let venv = std::env::var_os("TEMPMX_COMPAT_PY_VENV").map_or_else(
+        || {
+            let home = std::env::var_os("HOME").expect("HOME");
+            Path::new(&home).join(".cache/tempmx/compat-py")
+        },
+        PathBuf::from,
+    );
+    venv.join("bin/python")
+}
 
 /// Longest a client script may take.
 pub const CLIENT_MAX: Duration = Duration::from_secs(60);

@@ -97,6 +97,10 @@ impl LineReceiver {
     }
 }
 
+/// The first allocation of a message buffer: most mail fits, so a message costs one
+/// allocation rather than a doubling per few lines (one per connection under churn).
+const MESSAGE_BYTES_FIRST: usize = 8 * 1024;
+
 /// The message bytes of one transaction, capped at `limit`; reused between transactions.
 ///
 /// Capacity grows at most to `limit` (never by doubling past it), so a session holds at most
@@ -129,7 +133,10 @@ impl MessageBuffer {
             return;
         }
         if needed > self.bytes.capacity() {
-            let target = needed.max(self.bytes.capacity() * 2).min(self.limit);
+            let target = needed
+                .max(self.bytes.capacity() * 2)
+                .max(MESSAGE_BYTES_FIRST)
+                .min(self.limit);
             self.bytes.reserve_exact(target - self.bytes.len());
         }
         self.bytes.extend_from_slice(data);

@@ -1,6 +1,6 @@
 //! The Received: trace header (RFC 5321 §4.4) we prepend to every accepted message.
 
-use std::fmt::Write;
+use std::io::Write;
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -11,13 +11,16 @@ impl Session {
     pub(super) fn write_received(&mut self, now: SystemTime) {
         let helo = self.helo.as_ref().map_or("unknown", |(h, _)| h.as_str());
         let protocol = self.protocol();
-        let mut h = String::with_capacity(256);
-        // Writing to a String cannot fail.
-        let _ = write!(
-            h,
-            "Received: from {helo} (unknown {})\r\n",
-            ip_literal(self.peer.ip)
-        );
+        let h = &mut self.trace;
+        h.clear();
+        h.reserve(256);
+        // Straight into the reused trace buffer: no String per message. Writing to a Vec
+        // cannot fail.
+        let _ = match self.peer.ip.to_canonical() {
+            // A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d.
+            IpAddr::V4(v4) => write!(h, "Received: from {helo} (unknown [{v4}])\r\n"),
+            IpAddr::V6(v6) => write!(h, "Received: from {helo} (unknown [IPv6:{v6}])\r\n"),
+        };
         let _ = write!(h, "\tby {} (tempmx) with {protocol}\r\n", self.ctx.hostname);
         if let Some(tls) = &self.tls {
             let _ = write!(
@@ -31,8 +34,6 @@ impl Session {
             let _ = write!(h, "\r\n\tfor <{only}>");
         }
         let _ = write!(h, ";\r\n\t{}\r\n", rfc5322_date(now));
-        self.trace.clear();
-        self.trace.extend_from_slice(h.as_bytes());
     }
 
     /// The `with` protocol name (RFC 3848, RFC 6531).
@@ -45,15 +46,6 @@ impl Session {
             (true, false, true) => "ESMTPS",
             (true, false, false) => "ESMTP",
         }
-    }
-}
-
-/// `[192.0.2.1]` or `[IPv6:2001:db8::1]` (RFC 5321 §4.1.3).
-fn ip_literal(ip: IpAddr) -> String {
-    // A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d.
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => format!("[{v4}]"),
-        IpAddr::V6(v6) => format!("[IPv6:{v6}]"),
     }
 }
 

@@ -11,6 +11,7 @@ use rkyv::util::AlignedVec;
 use super::ClusterError;
 use crate::frame::{self, FrameKind, HEADER_BYTES, Header};
 use crate::mime::{self, Scan};
+use crate::record::AuthResult;
 use crate::record::{self, ArchivedChunk, ChunkPlan, MessageRecord, RecordSource};
 use crate::sink::{MessageId, NewMessage, TlsSummary};
 use crate::view::{MessageRef, MessageSummary, MessageView};
@@ -22,6 +23,8 @@ pub(crate) struct Encoder {
     scan: Scan,
     payload: AlignedVec<16>,
     ser: Arena,
+    /// Length of the last frame's payload in `payload`.
+    last_len: usize,
 }
 
 impl Encoder {
@@ -56,6 +59,7 @@ impl Encoder {
         let len = src
             .encode_into(&mut self.payload, &mut self.ser)
             .map_err(|e| ClusterError::Encode(format!("record {id}: {e}")))?;
+        self.last_len = len;
         let payload = &self.payload[..len];
         let header = frame::encode(&Header {
             len: len as u32,
@@ -68,6 +72,80 @@ impl Encoder {
         out.extend_from_slice(payload);
         Ok(out)
     }
+}
+
+impl Encoder {
+    /// The listing fields of the last frame encoded (for its index entry), without the
+    /// mailbox and expiry, which each index entry has of its own.
+    pub(crate) fn last_summary(&self) -> MessageSummary {
+        // SAFETY: these are the bytes `frame` just encoded, unchanged.
+        let a = unsafe { record::access_trusted(&self.payload[..self.last_len]) };
+        MessageSummary::from_frame(a, frame::FORMAT_VERSION, "")
+    }
+}
+
+/// The listing fields as an index entry carries them: a JSON array of from, subject,
+/// date, Message-ID, received ms, size, has-attachments and `[method, result, props]`
+/// triples (the mailbox, id and expiry are the entry's own).
+pub(crate) fn encode_summary(s: &MessageSummary) -> String {
+    let auth: Vec<[&str; 3]> = s
+        .auth
+        .iter()
+        .map(|a| [a.method.as_str(), a.result.as_str(), a.props.as_str()])
+        .collect();
+    serde_json::json!([
+        s.from,
+        s.subject,
+        s.date,
+        s.message_id,
+        s.received_at_ms,
+        s.size,
+        s.has_attachments,
+        auth
+    ])
+    .to_string()
+}
+
+/// The summary an index entry carries, as shown for `mailbox`; `None` if unreadable
+/// (the reader then fetches the record).
+pub(crate) fn decode_summary(
+    text: &str,
+    id: MessageId,
+    mailbox: &str,
+    expires_at_ms: u64,
+) -> Option<MessageSummary> {
+    type Fields = (
+        String,
+        String,
+        String,
+        String,
+        u64,
+        u64,
+        bool,
+        Vec<(String, String, String)>,
+    );
+    let (from, subject, date, message_id, received_at_ms, size, has_attachments, auth): Fields =
+        serde_json::from_str(text).ok()?;
+    Some(MessageSummary {
+        id,
+        mailbox: mailbox.to_owned(),
+        from,
+        subject,
+        date,
+        message_id,
+        received_at_ms,
+        expires_at_ms,
+        size,
+        has_attachments,
+        auth: auth
+            .into_iter()
+            .map(|(method, result, props)| AuthResult {
+                method,
+                result,
+                props,
+            })
+            .collect(),
+    })
 }
 
 /// A frame read back from the cluster, checked: header, length, CRC and archive.
@@ -178,5 +256,46 @@ impl Checked {
             }),
             raw,
         }
+    }
+}
+
+#[cfg(test)]
+mod summary_tests {
+    use super::*;
+
+    #[test]
+    fn summaries_round_trip_through_index_text() {
+        // Goal: every listing field survives the index entry's encoding, including
+        // authentication results and text with ':' and quotes; junk decodes to `None`.
+        // Method: encode a full summary, decode it for another mailbox and expiry.
+        let s = MessageSummary {
+            id: MessageId(42),
+            mailbox: String::new(),
+            from: "A \"B\" <a@b.example>".into(),
+            subject: "re: x:y".into(),
+            date: "Mon, 7 Dec 2026 05:00:00 +0000".into(),
+            message_id: "<m@b.example>".into(),
+            received_at_ms: 1_795_000_000_000,
+            expires_at_ms: 0,
+            size: 1234,
+            has_attachments: true,
+            auth: vec![AuthResult {
+                method: "spf".into(),
+                result: "pass".into(),
+                props: "smtp.mailfrom=b.example".into(),
+            }],
+        };
+        let text = encode_summary(&s);
+        let back = decode_summary(&text, MessageId(42), "u@x.test", 9).expect("decodes");
+        assert_eq!(
+            back,
+            MessageSummary {
+                mailbox: "u@x.test".into(),
+                expires_at_ms: 9,
+                ..s
+            }
+        );
+        assert_eq!(decode_summary("[1,2]", MessageId(1), "u@x.test", 9), None);
+        assert_eq!(decode_summary("", MessageId(1), "u@x.test", 9), None);
     }
 }

@@ -52,6 +52,11 @@ impl MailboxKeys {
         format!("{}:ch", self.base)
     }
 
+    /// Another key of the mailbox, `tmx:{M}:<name>` (state kept beside its mail).
+    pub fn named(&self, name: &str) -> String {
+        format!("{}:{name}", self.base)
+    }
+
     /// The hash slot all of these keys are in.
     pub fn slot(&self) -> Slot {
         Slot::for_key(self.base.as_bytes())

@@ -9,8 +9,11 @@
 //! | key | type | holds | expiry |
 //! |---|---|---|---|
 //! | `tmx:{M}:reg` | hash | `th` token hash (32 bytes), `exp` ms, `ttl` s (0 = default), `cap` (0 = default) | the mailbox's expiry |
-//! | `tmx:{M}:idx` | list | `<id 16 hex>:<expiry ms>`, newest first, at most the cap | the newest record's expiry |
+//! | `tmx:{M}:idx` | list | `<id 16 hex>:<expiry ms>:<summary JSON>` (older nodes wrote no summary; readers fetch the record then), newest first, at most the cap | the newest record's expiry |
 //! | `tmx:{M}:m:<id 16 hex>` | string | one frame: 16-byte header (magic, length, CRC32C, format version) + archived record, as on a shard's arena | the record's expiry |
+//! | `tmx:{M}:mt` | hash | mail.tm account: `id`, `ph` password hash, `at` created ms, `reg` registry token hash it belongs to, `t:<token sha256 hex>` issue ms, `s:<id>` seen marks | the mailbox's expiry |
+//! | `tmx:{M}:wh` | hash | webhooks: id -> JSON registration | the mailbox's expiry |
+//! | `tmx:{gs:<sid>}:s` | hash | Guerrilla Mail session: `a` address, `o` owns (0/1), `t` since s | `api.ttl_secs_max` after its last change |
 //! | `tmx:{M}:ch` | shard channel | the id of each new record (SPUBLISH) | none |
 //! | `tmx:{fleet}:nodes` | hash | node name -> `<version> <last heartbeat ms>` | none (a day's silence drops the entry) |
 //! | `tmx:{fleet}:up:<node>` | string | the same value | the node's heartbeat TTL |
@@ -77,6 +80,7 @@ mod ratelimit;
 mod read;
 mod registry;
 mod sink;
+mod state;
 mod stats;
 pub mod testkit;
 
@@ -100,6 +104,7 @@ use self::push::{Channels, PubSub};
 pub use self::ratelimit::{RATE_KEY_PART_CHARS_MAX, RateQuota};
 pub use self::registry::Registration;
 pub use self::sink::ClusterSink;
+pub use self::state::tagged;
 pub use self::stats::{FleetSnapshot, Health, Op, TABLE as METRICS};
 #[cfg(doc)]
 use crate::address::Mailbox;

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use super::codec::Checked;
+use super::codec::{Checked, decode_summary};
 use super::keys::MailboxKeys;
 use super::{Cluster, ClusterError};
 use crate::address::Mailbox;
@@ -12,21 +12,24 @@ use crate::read::MailRead;
 use crate::sink::MessageId;
 use crate::view::{MessageRef, MessageSummary, MessageView};
 
-/// An index entry: the record's id and its expiry.
+/// An index entry: the record's id, its expiry and its listing fields (absent in entries
+/// written before they were kept there).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Entry {
+struct Entry<'a> {
     id: MessageId,
     expires_at_ms: u64,
+    summary: Option<&'a str>,
 }
 
-impl Entry {
-    /// Parses `<id 16 hex>:<expiry ms>`; anything else is skipped by readers.
-    fn parse(text: &[u8]) -> Option<Self> {
+impl<'a> Entry<'a> {
+    /// Parses `<id 16 hex>:<expiry ms>[:<summary>]`; anything else is skipped by readers.
+    fn parse(text: &'a [u8]) -> Option<Self> {
         let text = std::str::from_utf8(text).ok()?;
-        let (id, exp) = text.split_once(':')?;
+        let mut parts = text.splitn(3, ':');
         Some(Self {
-            id: id.parse().ok()?,
-            expires_at_ms: exp.parse().ok()?,
+            id: parts.next()?.parse().ok()?,
+            expires_at_ms: parts.next()?.parse().ok()?,
+            summary: parts.next(),
         })
     }
 }
@@ -63,23 +66,31 @@ impl Cluster {
                 .filter(|e| e.expires_at_ms > now && e.id.0 < before)
                 .take(limit)
                 .collect();
-            if live.is_empty() {
-                return Ok(Vec::new());
-            }
-            let names: Vec<String> = live.iter().map(|e| keys.record(e.id)).collect();
-            let values: Vec<Option<Vec<u8>>> =
-                redis::cmd("MGET").arg(&names).query_async(&mut c).await?;
-            let mut out = Vec::with_capacity(live.len());
-            for ((entry, key), value) in live.iter().zip(&names).zip(values) {
-                // Gone between the two commands (expired, deleted, trimmed): not listed.
-                let Some(bytes) = value else { continue };
-                let rec = Checked::new(&bytes, key)?;
-                if rec.id() != entry.id {
-                    return Err(ClusterError::Corrupt { key: key.clone() });
+            // The entries carry their summaries: one command lists the page. Entries
+            // without one (written by an older node) are read from their records.
+            let mut out: Vec<Option<MessageSummary>> = live
+                .iter()
+                .map(|e| {
+                    e.summary
+                        .and_then(|s| decode_summary(s, e.id, &name, e.expires_at_ms))
+                })
+                .collect();
+            let missing: Vec<usize> = (0..live.len()).filter(|&i| out[i].is_none()).collect();
+            if !missing.is_empty() {
+                let names: Vec<String> = missing.iter().map(|&i| keys.record(live[i].id)).collect();
+                let values: Vec<Option<Vec<u8>>> =
+                    redis::cmd("MGET").arg(&names).query_async(&mut c).await?;
+                for ((&i, key), value) in missing.iter().zip(&names).zip(values) {
+                    // Gone between the two commands (expired, deleted, trimmed): not listed.
+                    let Some(bytes) = value else { continue };
+                    let rec = Checked::new(&bytes, key)?;
+                    if rec.id() != live[i].id {
+                        return Err(ClusterError::Corrupt { key: key.clone() });
+                    }
+                    out[i] = Some(rec.summary(&name, live[i].expires_at_ms));
                 }
-                out.push(rec.summary(&name, entry.expires_at_ms));
             }
-            Ok(out)
+            Ok(out.into_iter().flatten().collect())
         })
         .await
     }
@@ -205,6 +216,11 @@ mod tests {
         let ok = Entry::parse(b"0000019aeb3c0001:1765000000000").expect("valid entry");
         assert_eq!(ok.id, MessageId(0x0000_019a_eb3c_0001));
         assert_eq!(ok.expires_at_ms, 1_765_000_000_000);
+        assert_eq!(ok.summary, None);
+        // A summary may itself hold ':'.
+        let with = Entry::parse(b"0000019aeb3c0001:1765000000000:[\"a:b\"]").expect("valid");
+        assert_eq!(with.summary, Some("[\"a:b\"]"));
+        assert_eq!(with.expires_at_ms, 1_765_000_000_000);
         for bad in [&b""[..], b"abc", b"zz:1", b"1:", b":1", b"1:x", b"\xff:1"] {
             assert_eq!(Entry::parse(bad), None, "{bad:?}");
         }

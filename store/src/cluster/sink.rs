@@ -26,6 +26,8 @@ const BATCH_MAX: usize = 1024;
 /// One accepted message waiting for its batch.
 struct Job {
     frame: Vec<u8>,
+    /// The listing fields its index entries carry (`codec::encode_summary`).
+    summary: String,
     id: MessageId,
     now_ms: u64,
     keys: Vec<MailboxKeys>,
@@ -96,9 +98,11 @@ impl MessageSink for ClusterSink {
                 limit: size.saturating_sub(frame.len() - self.opts.record_bytes_max),
             });
         }
+        let summary = super::codec::encode_summary(&self.enc.last_summary());
         let (done, rx) = oneshot::channel();
         let job = Job {
             frame,
+            summary,
             id,
             now_ms,
             keys,
@@ -166,7 +170,8 @@ async fn write_batch(
                 .arg(job.now_ms)
                 .arg(ttl_ms)
                 .arg(opts.mailbox_records_max)
-                .arg(k.record_prefix());
+                .arg(k.record_prefix())
+                .arg(&job.summary);
             p.cmd("SPUBLISH").arg(k.channel()).arg(&id).ignore();
         }
     }

@@ -9,7 +9,7 @@ local function entry_id(e)
 end
 
 -- KEYS: registry, index, record. ARGV: frame, id (16 hex), now ms, default TTL ms,
--- default cap, record key prefix. Stores the record once under the mailbox's TTL,
+-- default cap, record key prefix, listing summary (optional). Stores the record once under the mailbox's TTL,
 -- pushes it on the index (newest first), trims the index to the cap (deleting the
 -- records that fall off), and extends the index's expiry. Returns the expiry in ms.
 local function put(keys, args)
@@ -23,7 +23,9 @@ local function put(keys, args)
   if not redis.call('SET', rec, args[1], 'NX', 'PXAT', exp) then
     return redis.error_reply('TAKEN message id already stored in this mailbox')
   end
-  local n = redis.call('LPUSH', idx, args[2] .. ':' .. exp)
+  local entry = args[2] .. ':' .. exp
+  if args[7] and args[7] ~= '' then entry = entry .. ':' .. args[7] end
+  local n = redis.call('LPUSH', idx, entry)
   if n > cap then
     for _, e in ipairs(redis.call('LRANGE', idx, cap, -1)) do
       redis.call('DEL', args[6] .. entry_id(e))

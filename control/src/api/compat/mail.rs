@@ -3,7 +3,7 @@
 //! Each API only maps these onto its own field names.
 
 use axum::response::Response;
-use tempmx_store::{Mailbox, MessageId, MessageSummary};
+use tempmx_store::{MailRead, Mailbox, MessageId, MessageSummary, StoreError};
 
 use crate::api::public::render::{self, AttachmentInfo, MimeLimits, Rendered};
 use crate::api::public::sanitize::sanitize;
@@ -52,9 +52,29 @@ impl Shown {
     }
 }
 
-/// Message `id` of `mailbox`, or `None` when the mailbox does not hold it.
-pub fn show(state: &PublicState, mailbox: &Mailbox, id: MessageId) -> Option<Shown> {
-    let view = state.store.get_for(mailbox, id)?;
+/// Up to the store's mailbox size of `mailbox`'s messages, newest first, through the
+/// backend in force (the embedded store, or the fleet's cluster).
+pub async fn list(
+    state: &PublicState,
+    mailbox: &Mailbox,
+) -> Result<Vec<MessageSummary>, StoreError> {
+    state
+        .mail
+        .list(mailbox, None, state.store_mailbox_max)
+        .await
+        .inspect_err(|e| tracing::warn!(error = %e, "mailbox listing failed"))
+}
+
+/// Message `id` of `mailbox`, or `None` when the mailbox does not hold it (or the
+/// backend could not be read, which is logged).
+pub async fn show(state: &PublicState, mailbox: &Mailbox, id: MessageId) -> Option<Shown> {
+    let view = state
+        .mail
+        .get_for(mailbox, id)
+        .await
+        .inspect_err(|e| tracing::warn!(error = %e, "message read failed"))
+        .ok()
+        .flatten()?;
     let parsed = render::parse(&view.raw, MimeLimits::from(state.config.as_ref())).ok();
     let rendered = parsed.as_ref().map(render::render).unwrap_or_default();
     let html = match (&rendered.html, &parsed) {
@@ -74,7 +94,7 @@ pub fn show(state: &PublicState, mailbox: &Mailbox, id: MessageId) -> Option<Sho
 }
 
 /// Attachment `index` (0-based) of message `id` of `mailbox`: its bytes and description.
-pub fn attachment(
+pub async fn attachment(
     state: &PublicState,
     mailbox: &Mailbox,
     id: MessageId,
@@ -82,12 +102,16 @@ pub fn attachment(
 ) -> Option<(Vec<u8>, AttachmentInfo)> {
     let limits = MimeLimits::from(state.config.as_ref());
     state
-        .store
+        .mail
         .read_for(mailbox, id, |m| {
             let msg = render::parse(m.raw(), limits).ok()?;
             let part = msg.attachment(u32::try_from(index).ok()?)?;
             Some((part.contents().to_vec(), render::attachment_info(part)))
         })
+        .await
+        .inspect_err(|e| tracing::warn!(error = %e, "message read failed"))
+        .ok()
+        .flatten()
         .flatten()
 }
 

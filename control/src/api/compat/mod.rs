@@ -15,35 +15,22 @@ pub mod tempmail_lol;
 
 use axum::Router;
 use axum::http::Method;
-use axum::routing::any;
 
 use crate::api::public::PublicState;
-use crate::api::public::error::ApiError;
 
 /// Prefix of every compatible API (the public guard rate-limits it like `/api/`).
 pub const PREFIX: &str = "/compat/";
 
 /// Every compatible API's routes, to merge into the public router; `api.mailboxes_max`
 /// bounds Guerrilla Mail sessions like the registry (and mail.tm's accounts, built with
-/// the state). In fleet mode every compatible API answers 503: they read and register
-/// through this node's store and registry, not the cluster, so they would show an empty
-/// mailbox while its mail sits in the cluster (issue 15).
+/// the state). In fleet mode they register in the cluster's registry, keep their own
+/// state (accounts, sessions) in the cluster and read through the cluster, so any node
+/// serves any account, session or inbox (issue 15).
 pub fn routes(state: &PublicState) -> Router<PublicState> {
-    if state.fleet.is_some() {
-        return Router::new().route(
-            "/compat/{*rest}",
-            any(async || {
-                ApiError::Unavailable("the compatible APIs are not served in fleet mode".into())
-            }),
-        );
-    }
     Router::new()
         .nest(mailtm::PREFIX, mailtm::routes())
         .nest(onesecmail::PREFIX, onesecmail::routes())
-        .nest(
-            guerrilla::PREFIX,
-            guerrilla::routes(state.config.mailboxes_max),
-        )
+        .nest(guerrilla::PREFIX, guerrilla::routes(state))
         .nest(tempmail_lol::PREFIX, tempmail_lol::routes())
 }
 

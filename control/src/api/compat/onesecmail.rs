@@ -77,15 +77,23 @@ async fn call(State(state): State<PublicState>, Query(p): Query<Params>) -> Resp
             axum::Json(domains).into_response()
         }
         Some("getMessages") => match mailbox(&state, &p) {
-            Ok(m) => axum::Json(messages(&state, &m)).into_response(),
+            Ok(m) => match messages(&state, &m).await {
+                Ok(list) => axum::Json(list).into_response(),
+                Err(e) => e.into_response(),
+            },
             Err(e) => e.into_response(),
         },
-        Some("readMessage") => match mailbox(&state, &p).and_then(|m| message(&state, &m, &p)) {
-            Ok((_, shown)) => axum::Json(read_json(&shown)).into_response(),
+        Some("readMessage") => match mailbox(&state, &p) {
+            Ok(m) => match message(&state, &m, &p).await {
+                Ok((_, shown)) => axum::Json(read_json(&shown)).into_response(),
+                Err(e) => e.into_response(),
+            },
             Err(e) => e.into_response(),
         },
-        Some("download") => match mailbox(&state, &p).and_then(|m| download(&state, &m, &p)) {
-            Ok(r) => r,
+        Some("download") => match mailbox(&state, &p) {
+            Ok(m) => download(&state, &m, &p)
+                .await
+                .unwrap_or_else(|e| e.into_response()),
             Err(e) => e.into_response(),
         },
         _ => text(StatusCode::BAD_REQUEST, "Wrong action").into_response(),
@@ -140,32 +148,37 @@ fn mailbox(state: &PublicState, p: &Params) -> Result<Mailbox, Refusal> {
 }
 
 /// `getMessages`: the mailbox's messages, newest first.
-fn messages(state: &PublicState, m: &Mailbox) -> Vec<Value> {
-    state
-        .store
-        .list(m, None, state.store_mailbox_max)
-        .iter()
-        .filter_map(|s| mail::show(state, m, s.id))
-        .map(|shown| {
-            json!({
+async fn messages(state: &PublicState, m: &Mailbox) -> Result<Vec<Value>, Refusal> {
+    let listed = mail::list(state, m)
+        .await
+        .map_err(|_| text(StatusCode::SERVICE_UNAVAILABLE, "Mailbox could not be read"))?;
+    let mut out = Vec::with_capacity(listed.len());
+    for s in &listed {
+        if let Some(shown) = mail::show(state, m, s.id).await {
+            out.push(json!({
                 "id": shown.summary.id.0,
                 "from": shown.sender().1,
                 "subject": shown.subject(),
                 "date": mail::date_time(shown.summary.received_at_ms),
-            })
-        })
-        .collect()
+            }));
+        }
+    }
+    Ok(out)
 }
 
 /// The message `id` names in mailbox `m`.
-fn message(state: &PublicState, m: &Mailbox, p: &Params) -> Result<(MessageId, Shown), Refusal> {
+async fn message(
+    state: &PublicState,
+    m: &Mailbox,
+    p: &Params,
+) -> Result<(MessageId, Shown), Refusal> {
     let not_found = || text(StatusCode::NOT_FOUND, "Message not found");
     let id =
         p.id.as_deref()
             .and_then(|i| i.parse::<u64>().ok())
             .map(MessageId)
             .ok_or_else(not_found)?;
-    let shown = mail::show(state, m, id).ok_or_else(not_found)?;
+    let shown = mail::show(state, m, id).await.ok_or_else(not_found)?;
     Ok((id, shown))
 }
 
@@ -202,8 +215,8 @@ fn read_json(shown: &Shown) -> Value {
 }
 
 /// `download&file=NAME`: the first attachment of that name.
-fn download(state: &PublicState, m: &Mailbox, p: &Params) -> Result<Response, Refusal> {
-    let (id, shown) = message(state, m, p)?;
+async fn download(state: &PublicState, m: &Mailbox, p: &Params) -> Result<Response, Refusal> {
+    let (id, shown) = message(state, m, p).await?;
     let not_found = || text(StatusCode::NOT_FOUND, "File not found");
     let name = p
         .file
@@ -216,6 +229,8 @@ fn download(state: &PublicState, m: &Mailbox, p: &Params) -> Result<Response, Re
         .iter()
         .position(|a| a.filename.as_deref() == Some(name))
         .ok_or_else(not_found)?;
-    let (bytes, info) = mail::attachment(state, m, id, index).ok_or_else(not_found)?;
+    let (bytes, info) = mail::attachment(state, m, id, index)
+        .await
+        .ok_or_else(not_found)?;
     Ok(mail::file(bytes, &info.content_type))
 }

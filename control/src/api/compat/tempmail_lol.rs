@@ -19,11 +19,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tempmx_store::{Domain, Mailbox};
 
-use super::claim::claim_random;
+use super::claim::{claim_random, verify};
 use super::mail;
 use crate::api::public::PublicState;
 use crate::api::public::address::validate_local_part;
-use crate::mailboxes::{RegistryError, now_ms};
+use crate::mailboxes::RegistryError;
 
 /// Where the API is served.
 pub const PREFIX: &str = "/compat/tempmail-lol/v2";
@@ -86,7 +86,7 @@ async fn create(State(state): State<PublicState>, body: Bytes) -> Response {
             Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
         },
     };
-    match claim_random(&state, &prefix, domain) {
+    match claim_random(&state, &prefix, domain).await {
         Ok(Some((mailbox, reg))) => {
             let token = format!("{}.{}", URL_SAFE_NO_PAD.encode(mailbox.as_str()), reg.token);
             let body = json!({ "address": mailbox.as_str(), "token": token });
@@ -108,17 +108,14 @@ async fn create(State(state): State<PublicState>, body: Bytes) -> Response {
 }
 
 /// The inbox a token opens, if it is live.
-fn opened(state: &PublicState, token: &str) -> Option<Mailbox> {
+async fn opened(state: &PublicState, token: &str) -> Option<Mailbox> {
     if token.len() > TOKEN_BYTES_MAX {
         return None;
     }
     let (address, secret) = token.split_once('.')?;
     let address = String::from_utf8(URL_SAFE_NO_PAD.decode(address).ok()?).ok()?;
     let mailbox = Mailbox::parse(&address).ok()?;
-    state
-        .registry
-        .verify(&mailbox, secret, now_ms())
-        .then_some(mailbox)
+    verify(state, &mailbox, secret).await.then_some(mailbox)
 }
 
 #[derive(Deserialize)]
@@ -129,16 +126,20 @@ struct TokenQuery {
 /// `GET /inbox?token=`: every message, oldest first; an unknown or expired token is
 /// `{emails: [], expired: true}` as tempmail.lol answers it.
 async fn inbox(State(state): State<PublicState>, Query(q): Query<TokenQuery>) -> Response {
-    let Some(mailbox) = q.token.as_deref().and_then(|t| opened(&state, t)) else {
+    let opened = match q.token.as_deref() {
+        Some(t) => opened(&state, t).await,
+        None => None,
+    };
+    let Some(mailbox) = opened else {
         return axum::Json(json!({ "emails": [], "expired": true })).into_response();
     };
-    let mut emails: Vec<Value> = state
-        .store
-        .list(&mailbox, None, state.store_mailbox_max)
-        .iter()
-        .filter_map(|s| mail::show(&state, &mailbox, s.id))
-        .map(|shown| {
-            json!({
+    let Ok(listed) = mail::list(&state, &mailbox).await else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "inbox could not be read");
+    };
+    let mut emails: Vec<Value> = Vec::with_capacity(listed.len());
+    for s in &listed {
+        if let Some(shown) = mail::show(&state, &mailbox, s.id).await {
+            emails.push(json!({
                 "from": shown.sender().1,
                 "to": mailbox.as_str(),
                 "subject": shown.subject(),
@@ -146,9 +147,9 @@ async fn inbox(State(state): State<PublicState>, Query(q): Query<TokenQuery>) ->
                 "html": shown.html,
                 "date": shown.summary.received_at_ms,
                 "ip": shown.client_ip,
-            })
-        })
-        .collect();
+            }));
+        }
+    }
     emails.reverse();
     axum::Json(json!({ "emails": emails, "expired": false })).into_response()
 }

@@ -198,11 +198,13 @@ impl PublicState {
         self
     }
 
-    /// Fleet mode: messages and mailboxes are read from and registered in `cluster`.
+    /// Fleet mode: messages and mailboxes are read from and registered in `cluster`, and
+    /// the compatible APIs keep their accounts there.
     pub fn with_fleet(mut self, cluster: Arc<Cluster>) -> Self {
         self.mail = Reader::Fleet(cluster.clone());
         // Built before any request, so the fresh local buckets lose nothing.
         self.limits = Arc::new(Limits::new(&self.config, Some(cluster.clone())));
+        self.mailtm = Arc::new(MailTm::fleet(cluster.clone()));
         self.fleet = Some(FleetRegistry(cluster));
         self
     }

@@ -20,6 +20,7 @@ use super::types::{CreateWebhook, TokenQuery, WebhookCreated, WebhookItem, Webho
 use crate::api::problem::{PathParams, QueryParams};
 use crate::mailboxes::now_ms;
 use crate::webhooks::deliver::Job;
+use crate::webhooks::fleet::FleetHooks;
 use crate::webhooks::target::{Target, TargetError};
 use crate::webhooks::{AddError, Hook};
 
@@ -40,12 +41,6 @@ pub async fn create_webhook(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<WebhookCreated>)> {
-    // Hooks listen to this node's store and registry, which fleet mode does not fill.
-    if state.fleet.is_some() {
-        return Err(ApiError::Unavailable(
-            "webhooks are not served in fleet mode".into(),
-        ));
-    }
     let opened = open(&state, &address, token(&headers, q.token.as_deref())).await?;
     // Only a registered mailbox has a life the hooks can end with.
     if opened.expires_at_ms.is_none() {
@@ -59,6 +54,24 @@ pub async fn create_webhook(
         .resolve(hooks.allow(), within)
         .await
         .map_err(invalid)?;
+    if let Some(fleet) = &state.fleet {
+        // Kept in the cluster; the node that accepts a message delivers it.
+        let max = hooks.config().webhooks_per_mailbox_max;
+        let hook = FleetHooks(fleet.0.clone())
+            .add(&opened.address, target, max)
+            .await?
+            .ok_or(ApiError::NotFound)?
+            .map_err(|AddError::Full(n)| ApiError::WebhookLimit(n))?;
+        info!(webhook = %hook.id, "webhook registered in the fleet");
+        return Ok((
+            StatusCode::CREATED,
+            Json(WebhookCreated {
+                id: hook.id,
+                url: hook.target.url.to_string(),
+                secret: hook.secret,
+            }),
+        ));
+    }
     // Subscribed before the hook exists, so no message falls between.
     let sub = state
         .store
@@ -99,9 +112,16 @@ pub async fn list_webhooks(
     headers: HeaderMap,
 ) -> ApiResult<Json<WebhookList>> {
     let opened = open(&state, &address, token(&headers, q.token.as_deref())).await?;
-    let webhooks = state
-        .webhooks
-        .list(&opened.address)
+    let hooks = match &state.fleet {
+        Some(fleet) => {
+            let url_max = state.webhooks.config().url_bytes_max;
+            FleetHooks(fleet.0.clone())
+                .list(&opened.address, url_max)
+                .await?
+        }
+        None => state.webhooks.list(&opened.address),
+    };
+    let webhooks = hooks
         .into_iter()
         .map(|h| WebhookItem {
             url: h.target.url.to_string(),
@@ -125,7 +145,15 @@ pub async fn delete_webhook(
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
     let opened = open(&state, &address, token(&headers, q.token.as_deref())).await?;
-    if !state.webhooks.remove(&opened.address, &id) {
+    let removed = match &state.fleet {
+        Some(fleet) => {
+            FleetHooks(fleet.0.clone())
+                .remove(&opened.address, &id)
+                .await?
+        }
+        None => state.webhooks.remove(&opened.address, &id),
+    };
+    if !removed {
         return Err(ApiError::NotFound);
     }
     Ok(StatusCode::NO_CONTENT)
@@ -166,7 +194,12 @@ async fn listen(state: PublicState, mailbox: Mailbox, sub: Subscription, generat
 }
 
 /// Queues one delivery per hook; a full queue drops and counts, never waits.
-async fn enqueue(state: &PublicState, mailbox: &Mailbox, s: &MessageSummary, hooks: &[Hook]) {
+pub(crate) async fn enqueue(
+    state: &PublicState,
+    mailbox: &Mailbox,
+    s: &MessageSummary,
+    hooks: &[Hook],
+) {
     let message = item(state, mailbox, s).await;
     let body = serde_json::json!({ "mailbox": mailbox.as_str(), "message": message });
     let body = Bytes::from(body.to_string());

@@ -13,6 +13,7 @@ use rustls::ServerConnection;
 use tempmx_store::MessageId;
 
 use super::checks::{Checks, Done, Job, Token};
+use super::timers::Armed;
 use crate::auth::{MessageCheck, SenderCheck};
 use crate::connection::{Answer, Io, Pump, queue_replies};
 use crate::driver::admission::Permit;
@@ -206,7 +207,8 @@ impl Io for UringIo<'_> {
 
 /// One connection's state.
 pub(super) struct Conn {
-    /// The socket (closed when the slot is freed, after every operation on it completed).
+    /// The socket (closed on the ring when the slot is freed, after every operation on it
+    /// completed).
     pub(super) fd: OwnedFd,
     /// Generation of the slot, in every operation's user data.
     pub(super) generation: u32,
@@ -220,8 +222,10 @@ pub(super) struct Conn {
     pub(super) send_pos: usize,
     /// A send operation is in flight.
     pub(super) sending: bool,
-    /// The timer entry armed for this connection (sequence number and instant).
-    pub(super) timer: (u64, Option<Instant>),
+    /// A cancel of the send in flight was queued (the connection is shut).
+    pub(super) send_cancelled: bool,
+    /// The deadline armed for this connection.
+    pub(super) timer: Option<Armed>,
     pump: Pump,
     link: Link,
     /// When the send in flight started (a client that stops reading is cut off).
@@ -253,7 +257,8 @@ impl Conn {
             send_buf: Vec::new(),
             send_pos: 0,
             sending: false,
-            timer: (0, None),
+            send_cancelled: false,
+            timer: None,
             pump: Pump::new(session, now, core.timing.idle, core.timing.session_max),
             link: Link {
                 wire: Vec::new(),
@@ -316,6 +321,12 @@ impl Conn {
         self.phase == Phase::Done
     }
 
+    /// The socket, for the ring to close; the rest of the connection (session, admission
+    /// permit) is dropped.
+    pub(super) fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
     /// Takes the bytes to send next, if no send is in flight; the caller submits the send.
     pub(super) fn next_send(&mut self) -> bool {
         if self.sending || self.link.wire.is_empty() || self.phase == Phase::Done {
@@ -331,6 +342,11 @@ impl Conn {
 
     /// A send completed with `result`; false when more of `send_buf` must be sent.
     pub(super) fn sent(&mut self, env: Env<'_>, result: i32) -> bool {
+        if self.phase == Phase::Done {
+            // Shut: the rest of the buffer is not sent.
+            self.sending = false;
+            return true;
+        }
         if result <= 0 {
             self.sending = false;
             let e = match result {
@@ -577,18 +593,16 @@ impl Conn {
         self.shut(env.core);
     }
 
-    /// Shuts both directions: the multishot receive ends, a send in flight fails, the peer
-    /// sees EOF. The descriptor itself closes when the slot is freed.
+    /// Ends the connection's I/O: the event loop cancels the receive and any send in flight
+    /// on the ring, then closes the socket on the ring once both are finished (the peer sees
+    /// EOF then). No shutdown(2): that would be a system call per connection, and the ring's
+    /// own shutdown runs on a kernel worker thread.
     fn shut(&mut self, core: &Core) {
         if self.phase == Phase::Done {
             return;
         }
         self.phase = Phase::Done;
         self.link.wire.clear();
-        // SAFETY: shutdown(2) on a descriptor this connection owns.
-        unsafe {
-            libc::shutdown(std::os::fd::AsRawFd::as_raw_fd(&self.fd), libc::SHUT_RDWR);
-        }
         self.count_session(core);
         let micros = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
         core.counters().session_ended(micros);

@@ -5,7 +5,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,7 @@ const RECV: u64 = 2;
 const SEND: u64 = 3;
 const WAKE: u64 = 4;
 const CANCEL: u64 = 5;
+const CLOSE: u64 = 6;
 /// Generations are kept modulo 2^24 in the user data.
 const GENERATION_MASK: u32 = (1 << 24) - 1;
 /// Fewest buffers in a core's buffer ring.
@@ -154,6 +155,8 @@ impl EventLoop {
             }
             self.sync_touched()?;
             if self.stop_step()? {
+                // The closes queued by the last turn.
+                self.ring.submit()?;
                 tracing::debug!(core = self.core.id, "core stopped");
                 return Ok(());
             }
@@ -207,6 +210,7 @@ impl EventLoop {
                 RECV => self.received(slot, generation, result, flags),
                 SEND => self.sent(slot, generation, result)?,
                 WAKE => self.woken()?,
+                CANCEL => self.cancelled(slot, generation, result),
                 _ => {}
             }
         }
@@ -357,6 +361,18 @@ impl EventLoop {
         Ok(())
     }
 
+    /// A cancel completed: if its target was busy, cancel again at the end of the turn.
+    fn cancelled(&mut self, slot: u32, generation: u32, result: i32) {
+        if result != -libc::EALREADY {
+            return;
+        }
+        if let Some(conn) = live(&mut self.slots, slot, generation) {
+            conn.recv_cancelled = false;
+            conn.send_cancelled = false;
+            self.touched.push(slot);
+        }
+    }
+
     fn woken(&mut self) -> io::Result<()> {
         self.arm_wake()?;
         self.checks.take(&mut self.done);
@@ -410,10 +426,14 @@ impl EventLoop {
                 continue;
             };
             let generation = s.generation & GENERATION_MASK;
-            let Some(conn) = s.conn.as_mut().filter(|c| c.timer.0 == seq) else {
+            let Some(conn) = s
+                .conn
+                .as_mut()
+                .filter(|c| c.timer.map(|t| t.1) == Some(seq))
+            else {
                 continue;
             };
-            conn.timer.1 = None;
+            conn.timer = None;
             let env = Env {
                 core,
                 checks,
@@ -465,20 +485,35 @@ impl EventLoop {
             conn.recv_cancelled = true;
             ring::push(&mut self.ring, &entry)?;
         }
+        if conn.is_done() && conn.sending && !conn.send_cancelled {
+            let entry = opcode::AsyncCancel::new(user_data(SEND, slot, generation))
+                .build()
+                .user_data(user_data(CANCEL, slot, generation));
+            conn.send_cancelled = true;
+            ring::push(&mut self.ring, &entry)?;
+        }
         if conn.is_done() && !conn.recv_armed && !conn.sending {
-            // Dropping the connection closes the socket and releases its admission slot.
-            self.slots[slot as usize].conn = None;
+            if let Some(armed) = conn.timer {
+                self.timers.disarm(armed);
+            }
+            // Dropping the connection releases its admission slot; its socket is closed on
+            // the ring with this turn's submission (no close(2) of its own).
+            if let Some(conn) = self.slots[slot as usize].conn.take() {
+                let entry = opcode::Close::new(Fd(conn.into_fd().into_raw_fd()))
+                    .build()
+                    .user_data(user_data(CLOSE, slot, generation));
+                ring::push(&mut self.ring, &entry)?;
+            }
             self.free.push(slot);
             self.live -= 1;
             return Ok(());
         }
         let deadline = conn.deadline(&self.core);
-        if deadline != conn.timer.1 {
-            conn.timer = match deadline {
-                Some(at) => (self.timers.arm(at, slot), deadline),
-                // Any entry still in the heap is stale now.
-                None => (0, None),
-            };
+        if deadline != conn.timer.map(|t| t.0) {
+            if let Some(armed) = conn.timer.take() {
+                self.timers.disarm(armed);
+            }
+            conn.timer = deadline.map(|at| self.timers.arm(at, slot));
         }
         Ok(())
     }

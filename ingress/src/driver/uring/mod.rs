@@ -11,9 +11,10 @@
 //! - `event_loop`: accept, receive, send, wake-ups, timers and shutdown.
 //!
 //! Sockets are plain descriptors, not registered files: each accepted connection needs a
-//! real descriptor for getpeername(2) anyway, and a timed-out connection is ended by
-//! shutdown(2), which also ends its multishot receive (no dropped operation keeps a socket
-//! open).
+//! real descriptor for getpeername(2) anyway. A connection that ends has its receive and
+//! any send in flight cancelled on the ring (`ASYNC_CANCEL`), and its socket is closed on
+//! the ring (`IORING_OP_CLOSE`) once both finished: no dropped operation keeps a socket
+//! open, and no connection costs a shutdown(2) or close(2) of its own.
 
 mod bufring;
 mod checks;

@@ -1,40 +1,86 @@
-//! The deadlines of one core's connections: a min-heap with lazy deletion (a connection that
-//! moves its deadline pushes a new entry with a new sequence number; stale entries are
-//! skipped when they surface), checked once per loop turn. Sequence numbers are unique per
-//! core (64 bits, never reused), so a stale entry of a closed connection can never match the
-//! connection that reuses its slot.
+//! The deadlines of one core's connections: one entry per connection with a deadline, in
+//! an ordered map keyed by instant and sequence number, checked once per loop turn. A
+//! connection that moves its deadline or ends removes its entry, so the map holds only live
+//! deadlines (a heap with lazy deletion would keep every moved or orphaned deadline until it
+//! came due: millions of entries under connection churn, each pop a walk through them).
+//! Sequence numbers are unique per core (64 bits, never reused), so an entry can never be
+//! mistaken for one of the connection that reuses its slot.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::BTreeMap;
 use std::time::Instant;
+
+/// An armed deadline: its instant and sequence number (the key of its entry).
+pub(super) type Armed = (Instant, u64);
 
 /// Deadlines of the connections of one core.
 #[derive(Default)]
 pub(super) struct Timers {
-    heap: BinaryHeap<Reverse<(Instant, u32, u64)>>,
+    armed: BTreeMap<Armed, u32>,
     next_seq: u64,
 }
 
 impl Timers {
-    /// Arms a deadline at `at` for `slot`; returns its sequence number.
-    pub(super) fn arm(&mut self, at: Instant, slot: u32) -> u64 {
+    /// Arms a deadline at `at` for `slot`.
+    pub(super) fn arm(&mut self, at: Instant, slot: u32) -> Armed {
         self.next_seq += 1;
-        self.heap.push(Reverse((at, slot, self.next_seq)));
-        self.next_seq
+        let key = (at, self.next_seq);
+        self.armed.insert(key, slot);
+        key
     }
 
-    /// The earliest armed deadline (possibly stale).
+    /// Removes a deadline armed earlier (no-op if it fired already).
+    pub(super) fn disarm(&mut self, armed: Armed) {
+        self.armed.remove(&armed);
+    }
+
+    /// The earliest armed deadline.
     pub(super) fn next(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((at, _, _))| *at)
+        self.armed.first_key_value().map(|((at, _), _)| *at)
     }
 
-    /// Takes one entry due at `now`, if any.
+    /// Takes one entry due at `now`, if any: its slot and sequence number.
     pub(super) fn pop_due(&mut self, now: Instant) -> Option<(u32, u64)> {
-        match self.heap.peek() {
-            Some(Reverse((at, _, _))) if *at <= now => {
-                self.heap.pop().map(|Reverse((_, slot, seq))| (slot, seq))
+        match self.armed.first_key_value() {
+            Some(((at, _), _)) if *at <= now => {
+                self.armed.pop_first().map(|((_, seq), slot)| (slot, seq))
             }
             _ => None,
         }
+    }
+
+    /// How many deadlines are armed.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.armed.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    // Goal: a moved or disarmed deadline leaves no entry behind, and due entries come out in
+    // order. Method: arm, move (disarm + arm) and disarm deadlines, then pop at instants.
+    #[test]
+    fn moved_and_disarmed_deadlines_leave_nothing() {
+        let mut timers = Timers::default();
+        let t0 = Instant::now();
+        let a = timers.arm(t0 + Duration::from_secs(3), 1);
+        let b = timers.arm(t0 + Duration::from_secs(1), 2);
+        for i in 0..1000 {
+            timers.disarm(a);
+            let moved = timers.arm(t0 + Duration::from_millis(2000 + i), 1);
+            timers.disarm(moved);
+        }
+        assert_eq!(timers.len(), 1);
+        let c = timers.arm(t0 + Duration::from_secs(2), 3);
+        assert_eq!(timers.next(), Some(t0 + Duration::from_secs(1)));
+        assert_eq!(timers.pop_due(t0), None);
+        assert_eq!(timers.pop_due(t0 + Duration::from_secs(5)), Some((2, b.1)));
+        assert_eq!(timers.pop_due(t0 + Duration::from_secs(5)), Some((3, c.1)));
+        assert_eq!(timers.pop_due(t0 + Duration::from_secs(5)), None);
+        assert_eq!(timers.len(), 0);
     }
 }

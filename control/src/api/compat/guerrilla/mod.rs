@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use tempmx_store::{Mailbox, MessageId};
 
 use self::session::{Session, Sessions};
-use super::claim::{claim, claim_random, release};
+use super::claim::{self, claim, claim_random, release};
 use super::mail::{self, Shown};
 use crate::api::public::PublicState;
 use crate::api::public::address::validate_local_part;
@@ -38,9 +38,13 @@ pub const DELETE_IDS_MAX: usize = 100;
 /// Characters of a message's `mail_excerpt`.
 const EXCERPT_CHARS_MAX: usize = 100;
 
-/// The routes, relative to [`PREFIX`]; sessions bounded by `sessions_max`.
-pub fn routes(sessions_max: usize) -> Router<PublicState> {
-    let sessions = Arc::new(Sessions::new(sessions_max));
+/// The routes, relative to [`PREFIX`]; sessions bounded by `api.mailboxes_max` (in
+/// fleet mode kept in the cluster, so every node knows them).
+pub fn routes(state: &PublicState) -> Router<PublicState> {
+    let sessions = Arc::new(match &state.fleet {
+        Some(fleet) => Sessions::fleet(fleet.0.clone(), state.config.ttl_secs_max),
+        None => Sessions::new(state.config.mailboxes_max),
+    });
     Router::new()
         .route("/ajax.php", get(call).post(call))
         .layer(Extension(sessions))
@@ -87,6 +91,8 @@ struct Call<'a> {
     params: Params,
     /// The session named by `sid_token` or the cookie, if it exists.
     sid: Option<String>,
+    /// What that session held when the call came in.
+    session: Option<Session>,
 }
 
 /// `GET|POST /ajax.php?f=…`: dispatches on `f`.
@@ -97,25 +103,41 @@ async fn call(
     headers: HeaderMap,
 ) -> Response {
     let params = Params::parse(query.as_deref());
-    let sid = params
+    let named = params
         .get("sid_token")
         .map(str::to_owned)
-        .or_else(|| cookie_sid(&headers))
-        .filter(|s| sessions.get(s).is_some());
+        .or_else(|| cookie_sid(&headers));
+    let (sid, session) = match named {
+        Some(s) => match sessions.get(&s).await {
+            Some(found) => (Some(s), Some(found)),
+            None => (None, None),
+        },
+        None => (None, None),
+    };
     let c = Call {
         state: &state,
         sessions: &sessions,
         params,
         sid,
+        session,
     };
-    let (sid, body) = match c.params.get("f").unwrap_or_default() {
-        "get_email_address" => c.get_email_address(),
-        "set_email_user" => c.set_email_user(),
-        "check_email" => c.with_session(|c, s, m| c.list(s, m, true)),
-        "get_email_list" => c.with_session(|c, s, m| c.list(s, m, false)),
-        "fetch_email" => c.with_session(Call::fetch),
-        "del_email" => c.with_session(Call::delete),
-        "forget_me" => c.with_session(Call::forget),
+    let f = c.params.get("f").unwrap_or_default().to_owned();
+    let (sid, body) = match f.as_str() {
+        "get_email_address" => c.get_email_address().await,
+        "set_email_user" => c.set_email_user().await,
+        "check_email" | "get_email_list" | "fetch_email" | "del_email" | "forget_me" => {
+            let Some((sid, m)) = c.with_session().await else {
+                return answer(c.sid.as_deref(), Ok(Value::Bool(false)));
+            };
+            let r = match f.as_str() {
+                "check_email" => c.list(&sid, &m, true).await,
+                "get_email_list" => c.list(&sid, &m, false).await,
+                "fetch_email" => c.fetch(&sid, &m).await,
+                "del_email" => c.delete(&sid, &m).await,
+                _ => c.forget(&sid, &m).await,
+            };
+            (Some(sid), r)
+        }
         _ => {
             let body = json!({ "error": "unknown function f" });
             return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
@@ -180,11 +202,11 @@ fn escape(s: &str) -> String {
 
 impl Call<'_> {
     /// The session's mailbox if it may still read it.
-    fn readable(&self, s: &Session) -> Option<Mailbox> {
+    async fn readable(&self, s: &Session) -> Option<Mailbox> {
         let m = s.address.clone()?;
         let ok = match self.state.config.access {
             AccessMode::Public => self.state.domains.receives(&m.to_domain()),
-            AccessMode::Token => s.owns && self.state.registry.is_live(&m, now_ms()),
+            AccessMode::Token => s.owns && claim::is_live(self.state, &m).await,
         };
         ok.then_some(m)
     }
@@ -206,26 +228,30 @@ impl Call<'_> {
     }
 
     /// Stores `session` under the call's sid, or under a new one.
-    fn keep(&self, session: &Session) -> Result<String, (StatusCode, String)> {
+    async fn keep(&self, session: &Session) -> Result<String, (StatusCode, String)> {
+        let unsaved = |e: session::SessionError| (StatusCode::SERVICE_UNAVAILABLE, e.to_string());
         if let Some(sid) = &self.sid {
-            self.sessions.set(sid, session.clone());
+            self.sessions
+                .set(sid, session.clone())
+                .await
+                .map_err(unsaved)?;
             return Ok(sid.clone());
         }
         let now = now_ms();
         self.sessions
             .start(session.clone(), |m| self.state.registry.is_live(m, now))
-            .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
+            .await
+            .map_err(unsaved)
     }
 
     /// `get_email_address`: the session's mailbox, or a fresh random one.
-    fn get_email_address(&self) -> Answer {
-        let current = self.sid.as_deref().and_then(|s| self.sessions.get(s));
-        if let (Some(sid), Some(s)) = (&self.sid, &current)
-            && self.readable(s).is_some()
+    async fn get_email_address(&self) -> Answer {
+        if let (Some(sid), Some(s)) = (&self.sid, &self.session)
+            && self.readable(s).await.is_some()
         {
             return (Some(sid.clone()), Ok(self.address_json(sid, s, false)));
         }
-        let (mailbox, _) = match claim_random(self.state, "", None) {
+        let (mailbox, _) = match claim_random(self.state, "", None).await {
             Ok(Some(x)) => x,
             Ok(None) => {
                 let e = (
@@ -241,7 +267,7 @@ impl Call<'_> {
             owns: true,
             since_secs: now_ms() / 1000,
         };
-        match self.keep(&session) {
+        match self.keep(&session).await {
             Ok(sid) => (
                 Some(sid.clone()),
                 Ok(self.address_json(&sid, &session, false)),
@@ -253,7 +279,7 @@ impl Call<'_> {
     /// `set_email_user&email_user=NAME`: the session takes NAME on its current domain (a
     /// random offered one for a new session). A name held by someone else is refused in
     /// token mode (`auth.success` false, the old address kept).
-    fn set_email_user(&self) -> Answer {
+    async fn set_email_user(&self) -> Answer {
         let bad = |m: String| (self.sid.clone(), Err((StatusCode::BAD_REQUEST, m)));
         let Some(user) = self.params.get("email_user") else {
             return bad("email_user is required".into());
@@ -262,15 +288,11 @@ impl Call<'_> {
             Ok(l) => l,
             Err(e) => return bad(e.to_string()),
         };
-        let old = self
-            .sid
-            .as_deref()
-            .and_then(|s| self.sessions.get(s))
-            .unwrap_or(Session {
-                address: None,
-                owns: false,
-                since_secs: 0,
-            });
+        let old = self.session.clone().unwrap_or(Session {
+            address: None,
+            owns: false,
+            since_secs: 0,
+        });
         let active = self.state.domains.active();
         let domain = old
             .address
@@ -282,10 +304,11 @@ impl Call<'_> {
             return bad("no domain is offered".into());
         };
         let now = now_ms() / 1000;
-        let next = if old.address.as_ref() == Some(&mailbox) && self.readable(&old).is_some() {
+        let next = if old.address.as_ref() == Some(&mailbox) && self.readable(&old).await.is_some()
+        {
             Ok(old.clone())
         } else {
-            match claim(self.state, &mailbox) {
+            match claim(self.state, &mailbox).await {
                 Ok(_) => Ok(Session {
                     address: Some(mailbox),
                     owns: true,
@@ -307,7 +330,7 @@ impl Call<'_> {
             Err(None) => (old, true),
             Err(Some(e)) => return (self.sid.clone(), Err(e)),
         };
-        match self.keep(&session) {
+        match self.keep(&session).await {
             Ok(sid) => (
                 Some(sid.clone()),
                 Ok(self.address_json(&sid, &session, taken)),
@@ -316,22 +339,12 @@ impl Call<'_> {
         }
     }
 
-    /// Runs `f` with the session and its readable mailbox; `false` without them.
-    fn with_session(
-        &self,
-        f: impl FnOnce(&Self, &str, &Mailbox) -> Result<Value, (StatusCode, String)>,
-    ) -> Answer {
-        let Some(sid) = self.sid.clone() else {
-            return (None, Ok(Value::Bool(false)));
-        };
-        let mailbox = self.sessions.get(&sid).and_then(|s| self.readable(&s));
-        match mailbox {
-            Some(m) => {
-                let r = f(self, &sid, &m);
-                (Some(sid), r)
-            }
-            None => (Some(sid), Ok(Value::Bool(false))),
-        }
+    /// The session's sid and readable mailbox; `None` without them (the call answers
+    /// `false`).
+    async fn with_session(&self) -> Option<(String, Mailbox)> {
+        let sid = self.sid.clone()?;
+        let m = self.readable(self.session.as_ref()?).await?;
+        Some((sid, m))
     }
 
     fn number(&self, name: &str) -> Result<Option<u64>, (StatusCode, String)> {
@@ -346,24 +359,35 @@ impl Call<'_> {
 
     /// `check_email&seq=ID` (`only_new`) and `get_email_list&offset=N[&seq=ID]`: newest
     /// first, at most [`LIST_MAX`], only ids above `seq` when given.
-    fn list(&self, sid: &str, m: &Mailbox, only_new: bool) -> Result<Value, (StatusCode, String)> {
+    async fn list(
+        &self,
+        sid: &str,
+        m: &Mailbox,
+        only_new: bool,
+    ) -> Result<Value, (StatusCode, String)> {
         let seq = self.number("seq")?.unwrap_or(0);
         let offset = if only_new {
             0
         } else {
             self.number("offset")?.unwrap_or(0)
         };
-        let list: Vec<Value> = self
-            .state
-            .store
-            .list(m, None, self.state.store_mailbox_max)
+        let listed = mail::list(self.state, m).await.map_err(|_| {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "mailbox could not be read".to_owned(),
+            )
+        })?;
+        let mut list: Vec<Value> = Vec::new();
+        for s in listed
             .iter()
             .filter(|s| s.id.0 > seq)
             .skip(usize::try_from(offset).unwrap_or(usize::MAX))
             .take(LIST_MAX)
-            .filter_map(|s| mail::show(self.state, m, s.id))
-            .map(|shown| summary_json(&shown))
-            .collect();
+        {
+            if let Some(shown) = mail::show(self.state, m, s.id).await {
+                list.push(summary_json(&shown));
+            }
+        }
         Ok(json!({
             "list": list,
             "count": list.len().to_string(),
@@ -375,12 +399,15 @@ impl Call<'_> {
     }
 
     /// `fetch_email&email_id=ID`: the message with its body, or `false`.
-    fn fetch(&self, sid: &str, m: &Mailbox) -> Result<Value, (StatusCode, String)> {
-        let shown = self
+    async fn fetch(&self, sid: &str, m: &Mailbox) -> Result<Value, (StatusCode, String)> {
+        let id = self
             .params
             .get("email_id")
-            .and_then(|i| i.parse::<u64>().ok())
-            .and_then(|id| mail::show(self.state, m, MessageId(id)));
+            .and_then(|i| i.parse::<u64>().ok());
+        let shown = match id {
+            Some(id) => mail::show(self.state, m, MessageId(id)).await,
+            None => None,
+        };
         let Some(shown) = shown else {
             return Ok(Value::Bool(false));
         };
@@ -397,28 +424,27 @@ impl Call<'_> {
     }
 
     /// `del_email&email_ids[]=ID…`: deletes those of the session's mailbox.
-    fn delete(&self, sid: &str, m: &Mailbox) -> Result<Value, (StatusCode, String)> {
+    async fn delete(&self, sid: &str, m: &Mailbox) -> Result<Value, (StatusCode, String)> {
         if self.params.ids.len() > DELETE_IDS_MAX {
             return Err((
                 StatusCode::BAD_REQUEST,
                 format!("at most {DELETE_IDS_MAX} email_ids per call"),
             ));
         }
-        let deleted: Vec<&String> = self
-            .params
-            .ids
-            .iter()
-            .filter(|i| {
-                i.parse::<u64>()
-                    .is_ok_and(|id| self.state.store.delete_message(m, MessageId(id)))
-            })
-            .collect();
+        let mut deleted: Vec<&String> = Vec::new();
+        for i in &self.params.ids {
+            if let Ok(id) = i.parse::<u64>()
+                && claim::delete_message(self.state, m, MessageId(id)).await
+            {
+                deleted.push(i);
+            }
+        }
         Ok(json!({ "deleted_ids": deleted, "sid_token": sid }))
     }
 
     /// `forget_me&email_addr=A`: the session lets its address go (and releases the
     /// mailbox with its mail when it had registered it); `true`.
-    fn forget(&self, sid: &str, m: &Mailbox) -> Result<Value, (StatusCode, String)> {
+    async fn forget(&self, sid: &str, m: &Mailbox) -> Result<Value, (StatusCode, String)> {
         let named = self
             .params
             .get("email_addr")
@@ -426,18 +452,19 @@ impl Call<'_> {
         if named.as_ref().is_some_and(|n| n != m) {
             return Ok(Value::Bool(false));
         }
-        let owned = self.sessions.get(sid).is_some_and(|s| s.owns);
+        let owned = self.session.as_ref().is_some_and(|s| s.owns);
         if owned {
-            release(self.state, m);
+            release(self.state, m).await;
         }
-        self.sessions.set(
-            sid,
-            Session {
-                address: None,
-                owns: false,
-                since_secs: 0,
-            },
-        );
+        let cleared = Session {
+            address: None,
+            owns: false,
+            since_secs: 0,
+        };
+        self.sessions
+            .set(sid, cleared)
+            .await
+            .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
         Ok(Value::Bool(true))
     }
 }

@@ -126,13 +126,15 @@ pub fn password_matches(password: &str, phc: &str) -> bool {
     })
 }
 
-fn random_hex(bytes: usize) -> String {
+/// `bytes` random bytes in hex.
+pub(super) fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     rand::rng().fill_bytes(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn token_hash(token: &str) -> [u8; 32] {
+/// SHA-256 of a bearer token.
+pub(super) fn token_hash(token: &str) -> [u8; 32] {
     let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
     let mut out = [0u8; 32];
     out.copy_from_slice(d.as_ref());
@@ -370,13 +372,9 @@ impl Accounts {
         Some(account)
     }
 
-    /// Whether message `m` of account `id` is marked seen.
-    pub fn is_seen(&self, id: &str, m: MessageId) -> bool {
-        self.book
-            .lock()
-            .seen
-            .get(id)
-            .is_some_and(|s| s.contains(&m))
+    /// The messages of account `id` marked seen.
+    pub fn seen_of(&self, id: &str) -> HashSet<MessageId> {
+        self.book.lock().seen.get(id).cloned().unwrap_or_default()
     }
 
     /// Marks message `m` seen or unseen; `seen_max` bounds the set (a mailbox's size).

@@ -44,8 +44,8 @@ pub async fn subscribe(
     let f = Format::Json;
     let mt = state.mailtm.clone();
     let account = match q.authorization.as_deref() {
-        Some(t) if headers.get(header::AUTHORIZATION).is_none() => bearer(&state, &mt, t),
-        _ => authed(&state, &mt, &headers),
+        Some(t) if headers.get(header::AUTHORIZATION).is_none() => bearer(&state, &mt, t).await,
+        _ => authed(&state, &mt, &headers).await,
     };
     let a = match account {
         Ok(a) => a,
@@ -55,9 +55,7 @@ pub async fn subscribe(
     if !topic.ends_with(&format!("/accounts/{}", a.id)) {
         return MtError::BadToken.reply(f);
     }
-    let expires = state
-        .registry
-        .expires_at(&a.address, crate::mailboxes::now_ms());
+    let expires = crate::api::compat::claim::expires_at(&state, &a.address).await;
     let feed = match Feed::start(&state, a.address.clone(), ip, Transport::Sse, None, expires).await
     {
         Ok(feed) => feed,
@@ -93,7 +91,7 @@ impl Hub {
             tokio::select! {
                 s = self.feed.next() => {
                     let s = s?;
-                    if let Some(v) = message_json(Format::JsonLd, &self.state, &self.account, &self.mt, s.id, false) {
+                    if let Some(v) = message_json(Format::JsonLd, &self.state, &self.account, &self.mt, s.id, false).await {
                         return Some(v);
                     }
                 }

@@ -6,16 +6,19 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
+use std::collections::HashSet;
+
 use tempmx_store::{MessageId, MessageSummary, summary};
 
 use super::accounts::Account;
 use super::json::{Format, MtError, PAGE_SIZE, answer};
 use super::{Authed, MailTm, PageQuery, page_of, parse_id};
-use crate::api::compat::mail;
+use crate::api::compat::{claim, mail};
 use crate::api::public::PublicState;
 use crate::api::public::render::{self, MimeLimits};
 use crate::api::public::sanitize::sanitize;
 use crate::api::public::types::rfc3339;
+use tempmx_store::MailRead;
 
 /// Characters of a message's `intro`.
 const INTRO_CHARS_MAX: usize = 120;
@@ -30,8 +33,9 @@ fn address_json(name: &Option<String>, address: &Option<String>) -> Value {
 }
 
 /// The Message resource of `id` in `a`'s mailbox, read and rendered in place; `detail`
-/// adds the body fields of `GET /messages/{id}`. `None` when the mailbox does not hold it.
-pub fn message_json(
+/// adds the body fields of `GET /messages/{id}`. `None` when the mailbox does not hold it
+/// (or the backend could not be read, which is logged).
+pub async fn message_json(
     f: Format,
     state: &PublicState,
     a: &Account,
@@ -40,16 +44,24 @@ pub fn message_json(
     detail: bool,
 ) -> Option<Value> {
     let limits = MimeLimits::from(state.config.as_ref());
-    let (s, r, inline, found) = state.store.read_for(&a.address, id, |m| {
-        let parsed = render::parse(m.raw(), limits).ok();
-        let r = parsed.as_ref().map(render::render).unwrap_or_default();
-        let inline = parsed
-            .as_ref()
-            .filter(|_| detail)
-            .map(render::inline_images);
-        let found = detail.then(|| state.verify.of_raw(id, m.raw()));
-        (m.summary().clone(), r, inline, found)
-    })?;
+    let read = state
+        .mail
+        .read_for(&a.address, id, |m| {
+            let parsed = render::parse(m.raw(), limits).ok();
+            let r = parsed.as_ref().map(render::render).unwrap_or_default();
+            let inline = parsed
+                .as_ref()
+                .filter(|_| detail)
+                .map(render::inline_images);
+            let found = detail.then(|| state.verify.of_raw(id, m.raw()));
+            (m.summary().clone(), r, inline, found)
+        })
+        .await;
+    let (s, r, inline, found) = read
+        .inspect_err(|e| tracing::warn!(error = %e, "message read failed"))
+        .ok()
+        .flatten()?;
+    let seen = mt.seen(a).await;
     let text = r.text.clone().unwrap_or_default();
     let intro: String = text
         .split_whitespace()
@@ -62,7 +74,7 @@ pub fn message_json(
     let to: Vec<Value> = r.to.iter().map(|(n, ad)| address_json(n, ad)).collect();
     let subject = r.subject.clone().unwrap_or_default();
     let from = address_json(&from_name, &from_addr);
-    let mut m = head(a, mt, &s, from, to, &subject, &intro);
+    let mut m = head(a, &seen, &s, from, to, &subject, &intro);
     if detail {
         let cc: Vec<String> = r.cc.iter().filter_map(|(_, ad)| ad.clone()).collect();
         m.insert("cc".into(), json!(cc));
@@ -110,18 +122,18 @@ pub fn message_json(
 
 /// The Message resource a listing shows, from the summary taken at ingest (no parse):
 /// `to` is the account's address and `intro` is empty (`GET /messages/{id}` has both).
-fn listed_json(f: Format, a: &Account, mt: &MailTm, s: &MessageSummary) -> Value {
+fn listed_json(f: Format, a: &Account, seen: &HashSet<MessageId>, s: &MessageSummary) -> Value {
     let (name, address) = summary::split_from(&s.from);
     let from = address_json(&name.map(str::to_owned), &address.map(str::to_owned));
     let to = vec![json!({"address": a.address.as_str(), "name": ""})];
-    let m = head(a, mt, s, from, to, &s.subject, "");
+    let m = head(a, seen, s, from, to, &s.subject, "");
     f.resource("Message", &format!("/messages/{}", s.id), m)
 }
 
 /// The fields of a Message resource that listing and reading share.
 fn head(
     a: &Account,
-    mt: &MailTm,
+    seen: &HashSet<MessageId>,
     s: &MessageSummary,
     from: Value,
     to: Vec<Value>,
@@ -137,7 +149,7 @@ fn head(
     m.insert("to".into(), json!(to));
     m.insert("subject".into(), json!(subject));
     m.insert("intro".into(), json!(intro));
-    m.insert("seen".into(), json!(mt.accounts.is_seen(&a.id, s.id)));
+    m.insert("seen".into(), json!(seen.contains(&s.id)));
     m.insert("isDeleted".into(), json!(false));
     m.insert("hasAttachments".into(), json!(s.has_attachments));
     m.insert("size".into(), json!(s.size));
@@ -157,27 +169,30 @@ pub async fn list(
     Authed { f, account: a, mt }: Authed,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let run = || -> Result<Value, MtError> {
+    let run = async || -> Result<Value, MtError> {
         let page = page_of(&q)?;
-        let all = state.store.list(&a.address, None, state.store_mailbox_max);
+        let all = mail::list(&state, &a.address)
+            .await
+            .map_err(|e| MtError::Unavailable(e.to_string()))?;
+        let seen = mt.seen(&a).await;
         let total = all.len();
         let last = total.div_ceil(PAGE_SIZE).max(1);
         let members: Vec<Value> = all
             .iter()
             .skip((page - 1).saturating_mul(PAGE_SIZE))
             .take(PAGE_SIZE)
-            .map(|s| listed_json(f, &a, &mt, s))
+            .map(|s| listed_json(f, &a, &seen, s))
             .collect();
         Ok(f.collection("Message", "/messages", members, total, Some((page, last))))
     };
-    answer(f, run())
+    answer(f, run().await)
 }
 
 /// The message `id` names, if the account's mailbox shows it (for requests that act on
 /// the message without reading it).
-fn one(state: &PublicState, a: &Account, id: &str) -> Result<MessageId, MtError> {
+async fn one(state: &PublicState, a: &Account, id: &str) -> Result<MessageId, MtError> {
     let id = parse_id(id)?;
-    if !state.store.contains(&a.address, id) {
+    if !claim::contains(state, &a.address, id).await {
         return Err(MtError::NotFound);
     }
     Ok(id)
@@ -189,8 +204,12 @@ pub async fn get(
     Authed { f, account: a, mt }: Authed,
     Path(id): Path<String>,
 ) -> Response {
-    let found = parse_id(&id)
-        .and_then(|id| message_json(f, &state, &a, &mt, id, true).ok_or(MtError::NotFound));
+    let found = match parse_id(&id) {
+        Ok(id) => message_json(f, &state, &a, &mt, id, true)
+            .await
+            .ok_or(MtError::NotFound),
+        Err(e) => Err(e),
+    };
     answer(f, found)
 }
 
@@ -202,8 +221,8 @@ pub async fn patch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let run = || -> Result<Value, MtError> {
-        let id = one(&state, &a, &id)?;
+    let run = async || -> Result<Value, MtError> {
+        let id = one(&state, &a, &id).await?;
         let ct = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -224,15 +243,17 @@ pub async fn patch(
             let seen = seen.as_bool().ok_or(MtError::BadRequest(
                 "The type of the \"seen\" attribute must be \"bool\".".into(),
             ))?;
-            mt.accounts
-                .set_seen(&a.id, id, seen, state.store_mailbox_max);
-            if let Some(ev) = message_json(Format::JsonLd, &state, &a, &mt, id, false) {
+            mt.set_seen(&state, &a, id, seen, state.store_mailbox_max)
+                .await;
+            if let Some(ev) = message_json(Format::JsonLd, &state, &a, &mt, id, false).await {
                 let _ = mt.events.send((a.id.clone(), ev));
             }
         }
-        message_json(f, &state, &a, &mt, id, true).ok_or(MtError::NotFound)
+        message_json(f, &state, &a, &mt, id, true)
+            .await
+            .ok_or(MtError::NotFound)
     };
-    answer(f, run())
+    answer(f, run().await)
 }
 
 /// `DELETE /messages/{id}`.
@@ -241,15 +262,15 @@ pub async fn delete(
     Authed { f, account: a, mt }: Authed,
     Path(id): Path<String>,
 ) -> Response {
-    let id = match one(&state, &a, &id) {
+    let id = match one(&state, &a, &id).await {
         Ok(x) => x,
         Err(e) => return e.reply(f),
     };
-    let mut ev = message_json(Format::JsonLd, &state, &a, &mt, id, false);
-    if !state.store.delete_message(&a.address, id) {
+    let mut ev = message_json(Format::JsonLd, &state, &a, &mt, id, false).await;
+    if !claim::delete_message(&state, &a.address, id).await {
         return MtError::NotFound.reply(f);
     }
-    mt.accounts.set_seen(&a.id, id, false, 0);
+    mt.set_seen(&state, &a, id, false, 0).await;
     if let Some(Value::Object(m)) = ev.as_mut() {
         m.insert("isDeleted".into(), json!(true));
     }
@@ -265,13 +286,15 @@ pub async fn source(
     Authed { f, account: a, .. }: Authed,
     Path(id): Path<String>,
 ) -> Response {
-    let run = || -> Result<Value, MtError> {
+    let run = async || -> Result<Value, MtError> {
         let id = parse_id(&id)?;
         let data = state
-            .store
+            .mail
             .read_for(&a.address, id, |m| {
                 String::from_utf8_lossy(m.raw()).into_owned()
             })
+            .await
+            .map_err(|e| MtError::Unavailable(e.to_string()))?
             .ok_or(MtError::NotFound)?;
         let sid = id.to_string();
         let mut m = Map::new();
@@ -283,7 +306,7 @@ pub async fn source(
         m.insert("data".into(), json!(data));
         Ok(f.resource("Source", &format!("/sources/{sid}"), m))
     };
-    answer(f, run())
+    answer(f, run().await)
 }
 
 /// `GET /messages/{id}/download`: the `.eml`.
@@ -292,8 +315,14 @@ pub async fn download(
     Authed { f, account: a, .. }: Authed,
     Path(id): Path<String>,
 ) -> Response {
-    match parse_id(&id).and_then(|id| state.store.get_for(&a.address, id).ok_or(MtError::NotFound))
-    {
+    let view = match parse_id(&id) {
+        Ok(id) => match state.mail.get_for(&a.address, id).await {
+            Ok(v) => v.ok_or(MtError::NotFound),
+            Err(e) => Err(MtError::Unavailable(e.to_string())),
+        },
+        Err(e) => Err(e),
+    };
+    match view {
         Ok(view) => mail::file(view.raw, "message/rfc822"),
         Err(e) => e.reply(f),
     }
@@ -305,16 +334,17 @@ pub async fn attachment(
     Authed { f, account: a, .. }: Authed,
     Path((id, att)): Path<(String, String)>,
 ) -> Response {
-    let run = || -> Result<Response, MtError> {
+    let run = async || -> Result<Response, MtError> {
         let id = parse_id(&id)?;
         let n: usize = att
             .strip_prefix("ATTACH")
             .and_then(|n| n.parse().ok())
             .filter(|&n| n >= 1)
             .ok_or(MtError::NotFound)?;
-        let (bytes, info) =
-            mail::attachment(&state, &a.address, id, n - 1).ok_or(MtError::NotFound)?;
+        let (bytes, info) = mail::attachment(&state, &a.address, id, n - 1)
+            .await
+            .ok_or(MtError::NotFound)?;
         Ok(mail::file(bytes, &info.content_type))
     };
-    run().unwrap_or_else(|e| e.reply(f))
+    run().await.unwrap_or_else(|e| e.reply(f))
 }

@@ -1,13 +1,16 @@
 //! mail.tm / mail.gw compatible API under `/compat/mailtm`: the same paths, field names,
 //! JSON-LD/Hydra negotiation, status codes and Mercure live push, so a published client
 //! works with only its base URL changed. Accounts are tempmx mailboxes (registered in the
-//! one registry, mail in the one store); see `accounts` for what is kept.
+//! one registry, mail in the one store); see `accounts` for what is kept, and `shared`
+//! for fleet mode, where accounts live in the cluster beside their mailbox.
 
 mod accounts;
 mod json;
 mod mercure;
 mod message;
+mod shared;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::Router;
@@ -26,12 +29,15 @@ use self::accounts::{
     Account, Accounts, PASSWORD_BYTES_MAX, PASSWORD_CHARS_MIN, hash_password, password_matches,
 };
 use self::json::{Format, MtError};
-use crate::api::compat::claim::{claim, release};
+use self::shared::SharedAccounts;
+use crate::api::compat::claim::{self, claim, release};
+use crate::api::compat::mail;
 use crate::api::public::PublicState;
 use crate::api::public::address::validate_local_part;
 use crate::api::public::types::rfc3339;
 use crate::mailboxes::log::LogError;
-use crate::mailboxes::{RegistryError, now_ms};
+use crate::mailboxes::{Registered, RegistryError, hash, now_ms};
+use tempmx_store::cluster::Cluster;
 
 /// Where the API is served.
 pub const PREFIX: &str = "/compat/mailtm";
@@ -43,7 +49,11 @@ const EVENTS_MAX: usize = 1024;
 /// State of the mail.tm API.
 pub struct MailTm {
     accounts: Accounts,
-    /// Seen and delete events: (account id, message JSON-LD).
+    /// Fleet mode: the accounts are the cluster's (and `accounts` stays empty).
+    shared: Option<SharedAccounts>,
+    /// Seen and delete events: (account id, message JSON-LD). This node's only: a
+    /// Mercure subscriber sees new mail from any node, and seen/delete changes made
+    /// through its own node.
     events: broadcast::Sender<(String, Value)>,
 }
 
@@ -58,12 +68,132 @@ impl MailTm {
         Ok(Self::with(Accounts::open(accounts_max, dir)?))
     }
 
+    /// Fleet mode: accounts kept in the cluster, in their mailbox's slot.
+    pub fn fleet(cluster: Arc<Cluster>) -> Self {
+        Self {
+            shared: Some(SharedAccounts(cluster)),
+            ..Self::new(0)
+        }
+    }
+
     fn with(accounts: Accounts) -> Self {
         Self {
             accounts,
+            shared: None,
             events: broadcast::channel(EVENTS_MAX).0,
         }
     }
+
+    /// Adds the account of `address`, registered just now as `reg`.
+    async fn insert(
+        &self,
+        address: Mailbox,
+        password_hash: String,
+        reg: &Registered,
+    ) -> Result<Account, String> {
+        match &self.shared {
+            Some(s) => s
+                .insert(
+                    address,
+                    password_hash,
+                    now_ms(),
+                    hash(&reg.token),
+                    reg.expires_at_ms,
+                )
+                .await
+                .map_err(|e| e.to_string()),
+            None => self
+                .accounts
+                .insert(address, password_hash, now_ms())
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// The account of `address` (`None` too when the cluster cannot be read; logged).
+    async fn by_address(&self, address: &Mailbox) -> Option<Account> {
+        match &self.shared {
+            Some(s) => logged(s.load(address).await).map(|l| l.account),
+            None => self.accounts.by_address(address),
+        }
+    }
+
+    /// The account a bearer token opens.
+    async fn by_token(&self, token: &str) -> Option<Account> {
+        match &self.shared {
+            Some(s) => logged(s.by_token(token).await).map(|l| l.account),
+            None => self.accounts.by_token(token),
+        }
+    }
+
+    /// Issues a bearer token for `a`, whose mailbox expires at `expires_at_ms`.
+    async fn issue_token(&self, a: &Account, expires_at_ms: u64) -> Result<String, String> {
+        let Some(s) = &self.shared else {
+            return self.accounts.issue_token(&a.id).map_err(|e| e.to_string());
+        };
+        let loaded = s
+            .load(&a.address)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("account is gone")?;
+        s.issue_token(&loaded, now_ms(), expires_at_ms)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Removes account `a` and its tokens (its mailbox is the caller's to release).
+    async fn remove(&self, a: &Account) {
+        match &self.shared {
+            Some(s) => {
+                if let Err(e) = s.remove(&a.address).await {
+                    tracing::warn!(error = %e, "mail.tm account not removed; it lapses with its mailbox");
+                }
+            }
+            None => {
+                self.accounts.remove(&a.id);
+            }
+        }
+    }
+
+    /// The messages of `a` marked seen.
+    async fn seen(&self, a: &Account) -> HashSet<MessageId> {
+        match &self.shared {
+            Some(s) => logged(s.load(&a.address).await)
+                .map(|l| l.seen)
+                .unwrap_or_default(),
+            None => self.accounts.seen_of(&a.id),
+        }
+    }
+
+    /// Marks message `m` of `a` seen or unseen; `seen_max` bounds the marks.
+    async fn set_seen(
+        &self,
+        state: &PublicState,
+        a: &Account,
+        m: MessageId,
+        seen: bool,
+        seen_max: usize,
+    ) {
+        let Some(s) = &self.shared else {
+            return self.accounts.set_seen(&a.id, m, seen, seen_max);
+        };
+        let Some(expires) = claim::expires_at(state, &a.address).await else {
+            return;
+        };
+        let Some(loaded) = logged(s.load(&a.address).await) else {
+            return;
+        };
+        if let Err(e) = s.set_seen(&loaded, m, seen, seen_max, expires).await {
+            tracing::warn!(error = %e, "mail.tm seen mark not saved");
+        }
+    }
+}
+
+/// The value of a cluster lookup, or `None` with the error logged.
+fn logged<T>(r: Result<Option<T>, tempmx_store::cluster::ClusterError>) -> Option<T> {
+    r.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "mail.tm account lookup failed");
+        None
+    })
 }
 
 /// The routes, relative to [`PREFIX`]; they serve the state's [`MailTm`].
@@ -148,10 +278,10 @@ async fn domain(
     }
 }
 
-fn account_json(f: Format, state: &PublicState, a: &Account) -> Value {
-    let used: u64 = state
-        .store
-        .list(&a.address, None, state.store_mailbox_max)
+async fn account_json(f: Format, state: &PublicState, a: &Account) -> Value {
+    let used: u64 = mail::list(state, &a.address)
+        .await
+        .unwrap_or_default()
         .iter()
         .map(|s| s.size)
         .sum();
@@ -196,7 +326,7 @@ async fn create_account(
 ) -> Response {
     let f = Format::of(&headers);
     match try_create(&state, &state.mailtm, body).await {
-        Ok(a) => f.reply(StatusCode::CREATED, &account_json(f, &state, &a)),
+        Ok(a) => f.reply(StatusCode::CREATED, &account_json(f, &state, &a).await),
         Err(e) => e.reply(f),
     }
 }
@@ -229,8 +359,8 @@ async fn try_create(state: &PublicState, mt: &MailTm, body: Bytes) -> Result<Acc
         .await
         .map_err(|e| MtError::Unavailable(e.to_string()))?
         .map_err(|e| MtError::Unavailable(e.to_string()))?;
-    match claim(state, &mailbox) {
-        Ok(_) => {}
+    let reg = match claim(state, &mailbox).await {
+        Ok(reg) => reg,
         Err(RegistryError::Taken) => {
             return Err(MtError::Invalid(
                 "address",
@@ -238,13 +368,14 @@ async fn try_create(state: &PublicState, mt: &MailTm, body: Bytes) -> Result<Acc
             ));
         }
         Err(e) => return Err(MtError::Unavailable(e.to_string())),
+    };
+    match mt.insert(mailbox.clone(), hash, &reg).await {
+        Ok(a) => Ok(a),
+        Err(e) => {
+            release(state, &mailbox).await;
+            Err(MtError::Unavailable(e))
+        }
     }
-    mt.accounts
-        .insert(mailbox.clone(), hash, now_ms())
-        .map_err(|e| {
-            state.registry.remove(&mailbox);
-            MtError::Unavailable(e.to_string())
-        })
 }
 
 /// `POST /token`: checks the password, answers `{id, token}`.
@@ -255,10 +386,15 @@ async fn token(State(state): State<PublicState>, headers: HeaderMap, body: Bytes
         Ok(c) => c,
         Err(e) => return e.reply(f),
     };
-    let account = Mailbox::parse(address.trim())
-        .ok()
-        .and_then(|m| mt.accounts.by_address(&m))
-        .filter(|a| state.registry.is_live(&a.address, now_ms()));
+    let account = match Mailbox::parse(address.trim()) {
+        Ok(m) => mt.by_address(&m).await,
+        Err(_) => None,
+    };
+    let expires = match &account {
+        Some(a) => claim::expires_at(&state, &a.address).await,
+        None => None,
+    };
+    let account = account.filter(|_| expires.is_some());
     // Unknown addresses cost a hash too, so timing does not tell them apart.
     let phc = account.as_ref().map(|a| a.password_hash.clone());
     let ok = tokio::task::spawn_blocking(move || match phc {
@@ -272,9 +408,9 @@ async fn token(State(state): State<PublicState>, headers: HeaderMap, body: Bytes
     .unwrap_or(false);
     match account.filter(|_| ok) {
         Some(a) => {
-            let token = match mt.accounts.issue_token(&a.id) {
+            let token = match mt.issue_token(&a, expires.unwrap_or_default()).await {
                 Ok(t) => t,
-                Err(e) => return MtError::Unavailable(e.to_string()).reply(f),
+                Err(e) => return MtError::Unavailable(e).reply(f),
             };
             let body = json!({ "@id": format!("/accounts/{}", a.id), "id": a.id, "token": token });
             f.reply(StatusCode::OK, &body)
@@ -284,7 +420,7 @@ async fn token(State(state): State<PublicState>, headers: HeaderMap, body: Bytes
 }
 
 /// The account the bearer token opens (and whose mailbox is still live).
-fn authed(state: &PublicState, mt: &MailTm, headers: &HeaderMap) -> Result<Account, MtError> {
+async fn authed(state: &PublicState, mt: &MailTm, headers: &HeaderMap) -> Result<Account, MtError> {
     let raw = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -295,13 +431,15 @@ fn authed(state: &PublicState, mt: &MailTm, headers: &HeaderMap) -> Result<Accou
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or(MtError::NoToken)?;
-    bearer(state, mt, raw)
+    bearer(state, mt, raw).await
 }
 
-fn bearer(state: &PublicState, mt: &MailTm, token: &str) -> Result<Account, MtError> {
-    let a = mt.accounts.by_token(token).ok_or(MtError::BadToken)?;
-    if !state.registry.is_live(&a.address, now_ms()) {
-        mt.accounts.remove(&a.id);
+async fn bearer(state: &PublicState, mt: &MailTm, token: &str) -> Result<Account, MtError> {
+    let a = mt.by_token(token).await.ok_or(MtError::BadToken)?;
+    if !claim::is_live(state, &a.address).await {
+        if mt.shared.is_none() {
+            mt.remove(&a).await;
+        }
         return Err(MtError::BadToken);
     }
     Ok(a)
@@ -327,14 +465,16 @@ impl FromRequestParts<PublicState> for Authed {
     ) -> Result<Self, Self::Rejection> {
         let f = Format::of(&parts.headers);
         let mt = state.mailtm.clone();
-        let account = authed(state, &mt, &parts.headers).map_err(|e| e.reply(f))?;
+        let account = authed(state, &mt, &parts.headers)
+            .await
+            .map_err(|e| e.reply(f))?;
         Ok(Self { f, account, mt })
     }
 }
 
 /// `GET /me`.
 async fn me(State(state): State<PublicState>, Authed { f, account, .. }: Authed) -> Response {
-    f.reply(StatusCode::OK, &account_json(f, &state, &account))
+    f.reply(StatusCode::OK, &account_json(f, &state, &account).await)
 }
 
 /// `GET /accounts/{id}`: only the token's own account.
@@ -346,7 +486,7 @@ async fn get_account(
     if account.id != id {
         return MtError::NotFound.reply(f);
     }
-    f.reply(StatusCode::OK, &account_json(f, &state, &account))
+    f.reply(StatusCode::OK, &account_json(f, &state, &account).await)
 }
 
 /// `DELETE /accounts/{id}`: the mailbox, its mail and the account go.
@@ -358,8 +498,8 @@ async fn delete_account(
     if account.id != id {
         return MtError::NotFound.reply(f);
     }
-    mt.accounts.remove(&account.id);
-    release(&state, &account.address);
+    mt.remove(&account).await;
+    release(&state, &account.address).await;
     StatusCode::NO_CONTENT.into_response()
 }
 
