@@ -48,13 +48,6 @@ fn lease_of(node: &Running) -> Option<(String, u64)> {
     ))
 }
 
-/// The value of the unlabelled sample `name` in `node`'s metrics.
-fn metric(node: &Running, name: &str) -> Option<f64> {
-    node.metrics()
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
 /// The SOA serial `node`'s DNS serves for `zone`.
 fn serial(node: &Running, zone: &str) -> Option<u64> {
     node.dig(zone, "SOA")
@@ -69,7 +62,7 @@ fn one_gauge_held(nodes: &[&Running]) -> Vec<f64> {
     wait_for(RENEW * 2, "exactly one lease gauge is 1", || {
         let v: Vec<f64> = nodes
             .iter()
-            .map(|n| metric(n, "tempmx_fleet_lease_held"))
+            .map(|n| n.sample("tempmx_fleet_lease_held"))
             .collect::<Option<_>>()?;
         Some(v).filter(|v| v.iter().sum::<f64>() == 1.0)
     })
@@ -161,7 +154,11 @@ fn one_node_holds_the_lease_and_another_takes_it_when_the_holder_is_killed() {
         .find(|(_, g)| **g == 1.0)
         .map(|(n, _)| *n)
         .expect("a holder");
-    assert!(metric(taker, "tempmx_fleet_lease_changes_total").is_some_and(|c| c >= 1.0));
+    assert!(
+        taker
+            .sample("tempmx_fleet_lease_changes_total")
+            .is_some_and(|c| c >= 1.0)
+    );
     let [a, b, c] = nodes;
     for (i, n) in [a, b, c].into_iter().enumerate() {
         if i == at {

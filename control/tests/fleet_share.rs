@@ -7,7 +7,7 @@ mod binary_support;
 use std::path::Path;
 use std::time::Duration;
 
-use binary_support::{Running, wait_for};
+use binary_support::{Running, sample, wait_for};
 use tempmx_store::cluster::testkit::{NODES, TestCluster};
 
 /// Starts node `name` of a fleet on `tc`: `api` goes into the `[api]` section, `extra`
@@ -32,14 +32,6 @@ fn node(dir: &Path, tc: &TestCluster, name: &str, api: &str, extra: &str) -> Run
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).expect("config");
     binary_support::start(&path)
-}
-
-/// The value of the sample of `metrics` whose name and labels are `series`, if present.
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find_map(|l| {
-        let (name, value) = l.rsplit_once(' ')?;
-        (name == series).then(|| value.parse().ok())?
-    })
 }
 
 const GREYLIST: &str = "[ingress.greylist]\nenabled = true\ndelay_secs = 1\n\

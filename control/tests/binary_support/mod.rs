@@ -171,6 +171,11 @@ impl Running {
         )
     }
 
+    /// The value of the sample `series` in this node's `/metrics` (see [`sample`]).
+    pub fn sample(&self, series: &str) -> Option<f64> {
+        sample(&self.metrics(), series)
+    }
+
     /// The `/metrics` text, scraped with the admin token.
     pub fn metrics(&self) -> String {
         let mut resp = ureq::get(format!("http://{}/metrics", self.admin))
@@ -299,5 +304,26 @@ pub fn wait_for<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T
             "timed out after {within:?}: {what}"
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The value of the sample `series` (name with its labels, as rendered) in a scrape,
+/// matched without the `node` label fleet mode adds to every series.
+pub fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape.lines().find_map(|line| {
+        let (name, value) = line.rsplit_once(' ')?;
+        (without_node(name) == series).then(|| value.parse().ok())?
+    })
+}
+
+/// A series name with its `node` label (always the last one) taken out.
+fn without_node(name: &str) -> String {
+    let cut = [",node=\"", "{node=\""]
+        .iter()
+        .find_map(|p| name.find(p).map(|at| (at, p.starts_with('{'))));
+    match cut {
+        Some((at, true)) => name[..at].to_owned(),
+        Some((at, false)) => format!("{}}}", &name[..at]),
+        None => name.to_owned(),
     }
 }
