@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::{Message, SmtpTransport, Transport};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::binary_support::{Running, config_text, start};
 
@@ -182,4 +182,22 @@ pub fn call_text(
         .to_owned();
     let text = resp.body_mut().read_to_string().expect("body");
     (status, ct, text)
+}
+
+/// The end of mail.tm's `drive.mjs` run (`r`, message `id`), the same on one node and
+/// across a fleet: the message marked seen with its event, its source, its deletion with
+/// its event, the empty list after, the account deleted and its old token refused.
+pub fn assert_mailtm_ending(r: &Value, id: &str) {
+    assert_eq!(r["setSeen"]["seen"], true, "{r}");
+    assert_eq!(r["seenEvent"], json!({"id": id, "seen": true}), "{r}");
+    assert_eq!(r["source"]["hasSubject"], true, "{r}");
+    assert_eq!(r["deleteMessage"]["statusCode"], 204, "{r}");
+    assert_eq!(
+        r["deleteEvent"],
+        json!({"id": id, "isDeleted": true}),
+        "{r}"
+    );
+    assert_eq!(r["afterDelete"]["count"], 0, "{r}");
+    assert_eq!(r["deleteMe"]["statusCode"], 204, "{r}");
+    assert_eq!(r["oldToken"]["statusCode"], 401, "{r}");
 }
