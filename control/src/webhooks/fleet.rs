@@ -251,38 +251,60 @@ impl MessageSink for Tap {
     }
 }
 
-/// Looks up the hooks of each acknowledged message's recipients and queues one delivery
-/// per hook on this node's queue, until the taps are gone.
-pub async fn run(mut rx: mpsc::Receiver<Acked>, state: crate::api::public::PublicState) {
+/// Hook lookups in flight at once: they share the cluster's multiplexed connections, so
+/// a flood's lookups go out pipelined instead of one round trip after another.
+pub const LOOKUPS_CONCURRENT_MAX: usize = 64;
+
+/// Looks up the hooks of each acknowledged message's recipients (up to
+/// `LOOKUPS_CONCURRENT_MAX` at once) and queues one delivery per hook on this node's
+/// queue, until the taps are gone.
+pub async fn run(rx: mpsc::Receiver<Acked>, state: crate::api::public::PublicState) {
+    use futures_util::StreamExt;
     let Some(cluster) = state.fleet.as_ref().map(|f| f.0.clone()) else {
         return;
     };
-    let hooks = FleetHooks(cluster.clone());
+    let hooks = FleetHooks(cluster);
     let url_bytes_max = state.webhooks.config().url_bytes_max;
-    while let Some((id, recipients)) = rx.recv().await {
-        for mailbox in recipients {
-            let found = match hooks.list(&mailbox, url_bytes_max).await {
-                Ok(h) => h,
-                Err(e) => {
-                    tracing::warn!(error = %e, "webhook lookup failed; deliveries lost");
-                    state.webhooks.count_dropped(1);
-                    continue;
-                }
-            };
-            if found.is_empty() {
-                continue;
-            }
-            match cluster.get(&mailbox, id).await {
-                Ok(Some(view)) => {
-                    crate::api::public::webhooks::enqueue(&state, &mailbox, &view.summary, &found)
-                        .await;
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "webhook message read failed; deliveries lost");
-                    state.webhooks.count_dropped(found.len() as u64);
-                }
-            }
+    let lookups = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|acked| (acked, rx))
+    })
+    .flat_map(|(id, recipients)| {
+        futures_util::stream::iter(recipients.into_iter().map(move |mailbox| (id, mailbox)))
+    });
+    lookups
+        .for_each_concurrent(LOOKUPS_CONCURRENT_MAX, |(id, mailbox)| {
+            deliver(&hooks, &state, url_bytes_max, id, mailbox)
+        })
+        .await;
+}
+
+/// Queues one delivery per hook `mailbox` has for message `id`.
+async fn deliver(
+    hooks: &FleetHooks,
+    state: &crate::api::public::PublicState,
+    url_bytes_max: usize,
+    id: MessageId,
+    mailbox: Mailbox,
+) {
+    let found = match hooks.list(&mailbox, url_bytes_max).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(error = %e, "webhook lookup failed; deliveries lost");
+            state.webhooks.count_dropped(1);
+            return;
+        }
+    };
+    if found.is_empty() {
+        return;
+    }
+    match hooks.0.get(&mailbox, id).await {
+        Ok(Some(view)) => {
+            crate::api::public::webhooks::enqueue(state, &mailbox, &view.summary, &found).await;
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "webhook message read failed; deliveries lost");
+            state.webhooks.count_dropped(found.len() as u64);
         }
     }
 }
