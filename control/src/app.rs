@@ -192,10 +192,13 @@ impl App {
         // store's writers are not used.
         let counters = Arc::new(MessageCounters::new(config.pool.limits.domains_max));
         // Fleet mode: this node delivers the webhooks of the mail it accepted.
-        let (taps, acked) = crate::webhooks::fleet::Taps::new(runtime.handle().clone());
+        let (hooks, acked) = crate::webhooks::fleet::feed();
         let sinks: Vec<Box<dyn MessageSink + Send>> = match &fleet {
             Some(cluster) => (0..cores)
-                .map(|core| Ok(counters.wrap(taps.wrap(Box::new(cluster.sink(core)?)))))
+                .map(|core| {
+                    let sink = cluster.sink_with_hooks(core, hooks.clone())?;
+                    Ok(counters.wrap(Box::new(sink)))
+                })
                 .collect::<Result<_, tempmx_store::cluster::ClusterError>>()?,
             None => writers
                 .into_iter()

@@ -2,25 +2,22 @@
 //! (`tmx:{M}:wh`, one field per hook, expiring with the mailbox), so every node lists and
 //! removes them; deliveries are made by the node that accepted the message, once its
 //! cluster write is acknowledged, so a hook fires once per message however many nodes
-//! there are. A [`Tap`] around each ingress core's cluster sink hands every acknowledged
-//! message's recipients to [`run`], which looks their hooks up and queues deliveries on
-//! this node's queue.
+//! there are. Each ingress core's cluster sink hands every acknowledged message whose
+//! recipients have a hooks hash (`tempmx_put` reports it) to [`run`] through the [`feed`],
+//! which looks those hooks up and queues deliveries on this node's queue.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
-use tempmx_store::cluster::{Cluster, ClusterError, MailboxKeys};
-use tempmx_store::{Accepted, Commit, Mailbox, MessageId, MessageSink, NewMessage, StoreError};
-use tokio::sync::{mpsc, oneshot};
+use tempmx_store::cluster::{Cluster, ClusterError, HookFeed, Hooked, MailboxKeys};
+use tempmx_store::{Mailbox, MessageId};
+use tokio::sync::mpsc;
 
 use super::target::Target;
 use super::{AddError, Hook, random_hex};
 
-/// Name of the hooks hash beside the mailbox's other keys.
-const KEY_NAME: &str = "wh";
 /// Field holding the registry token hash the hooks were made under.
 const REG_FIELD: &str = "reg";
 /// Acknowledged messages waiting for their hook lookup before further ones are dropped
@@ -35,7 +32,7 @@ struct Stored {
 }
 
 fn key(mailbox: &Mailbox) -> String {
-    MailboxKeys::of(mailbox).named(KEY_NAME)
+    MailboxKeys::of(mailbox).hooks()
 }
 
 /// The fleet's webhook registrations.
@@ -169,96 +166,21 @@ fn parse(fields: &HashMap<String, Vec<u8>>, reg: &[u8; 32], url_bytes_max: usize
     hooks
 }
 
-/// A message this node acknowledged: its id and recipients.
-pub type Acked = (MessageId, Vec<Mailbox>);
-
-/// Wraps an ingress core's cluster sink: each message the cluster acknowledges is handed
-/// to [`run`] (never waiting: a full hand-over drops it and counts it).
-pub struct Tap {
-    inner: Box<dyn MessageSink + Send>,
-    tx: mpsc::Sender<Acked>,
-    rt: tokio::runtime::Handle,
-    dropped: Arc<AtomicU64>,
-}
-
-/// Builds [`Tap`]s that feed one receiver.
-pub struct Taps {
-    tx: mpsc::Sender<Acked>,
-    rt: tokio::runtime::Handle,
-    /// Messages whose hooks were not looked up because the hand-over was full.
-    pub dropped: Arc<AtomicU64>,
-}
-
-impl Taps {
-    /// Taps handing over on `rt`, and the receiving end for [`run`].
-    pub fn new(rt: tokio::runtime::Handle) -> (Self, mpsc::Receiver<Acked>) {
-        let (tx, rx) = mpsc::channel(PENDING_MAX);
-        let taps = Self {
-            tx,
-            rt,
-            dropped: Arc::default(),
-        };
-        (taps, rx)
-    }
-
-    /// Wraps one core's sink.
-    pub fn wrap(&self, inner: Box<dyn MessageSink + Send>) -> Box<dyn MessageSink + Send> {
-        Box::new(Tap {
-            inner,
-            tx: self.tx.clone(),
-            rt: self.rt.clone(),
-            dropped: self.dropped.clone(),
-        })
-    }
-}
-
-impl Tap {
-    fn hand_over(tx: &mpsc::Sender<Acked>, dropped: &AtomicU64, acked: Acked) {
-        if tx.try_send(acked).is_err() {
-            dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-impl MessageSink for Tap {
-    fn accept(&mut self, msg: &NewMessage<'_>) -> Result<Accepted, StoreError> {
-        let accepted = self.inner.accept(msg)?;
-        let acked = (accepted.id, msg.recipients.to_vec());
-        let commit = match accepted.commit {
-            Commit::Done => {
-                Self::hand_over(&self.tx, &self.dropped, acked);
-                Commit::Done
-            }
-            Commit::Pending(rx) => {
-                // The hooks fire only once the write is acknowledged, as the 250 does.
-                let (out, waiting) = oneshot::channel();
-                let tx = self.tx.clone();
-                let dropped = self.dropped.clone();
-                self.rt.spawn(async move {
-                    let result = rx.await.unwrap_or(Err(StoreError::CommitStopped));
-                    if result.is_ok() {
-                        Self::hand_over(&tx, &dropped, acked);
-                    }
-                    let _ = out.send(result);
-                });
-                Commit::Pending(waiting)
-            }
-        };
-        Ok(Accepted {
-            id: accepted.id,
-            commit,
-        })
-    }
+/// The feed every ingress core's cluster sink hands acknowledged messages to, for the
+/// recipients whose webhooks hash exists (the write reply says so: no lookup, task or copy
+/// for mail to mailboxes without hooks), and the receiving end for [`run`].
+pub fn feed() -> (HookFeed, mpsc::Receiver<Hooked>) {
+    HookFeed::new(PENDING_MAX)
 }
 
 /// Hook lookups in flight at once: they share the cluster's multiplexed connections, so
 /// a flood's lookups go out pipelined instead of one round trip after another.
 pub const LOOKUPS_CONCURRENT_MAX: usize = 64;
 
-/// Looks up the hooks of each acknowledged message's recipients (up to
+/// Looks up the hooks of each handed-over message's hooked recipients (up to
 /// `LOOKUPS_CONCURRENT_MAX` at once) and queues one delivery per hook on this node's
-/// queue, until the taps are gone.
-pub async fn run(rx: mpsc::Receiver<Acked>, state: crate::api::public::PublicState) {
+/// queue, until the sinks are gone.
+pub async fn run(rx: mpsc::Receiver<Hooked>, state: crate::api::public::PublicState) {
     use futures_util::StreamExt;
     let Some(cluster) = state.fleet.as_ref().map(|f| f.0.clone()) else {
         return;

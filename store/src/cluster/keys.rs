@@ -52,6 +52,16 @@ impl MailboxKeys {
         format!("{}:ch", self.base)
     }
 
+    /// The webhook registrations (hash: hook id -> JSON), which `tempmx_put` reports on.
+    pub fn hooks(&self) -> String {
+        self.named("wh")
+    }
+
+    /// The normalised mailbox address these keys belong to.
+    pub fn address(&self) -> &str {
+        &self.base[PREFIX.len() + 1..self.base.len() - 1]
+    }
+
     /// Another key of the mailbox, `tmx:{M}:<name>` (state kept beside its mail).
     pub fn named(&self, name: &str) -> String {
         format!("{}:{name}", self.base)
@@ -80,6 +90,8 @@ mod tests {
                 assert_eq!(Slot::for_key(key.as_bytes()), slot, "{key}");
             }
             assert!(k.record(MessageId(7)).starts_with(&k.record_prefix()));
+            assert_eq!(Slot::for_key(k.hooks().as_bytes()), slot);
+            assert_eq!(k.address(), m.as_str());
         }
         let a = MailboxKeys::of(&Mailbox::parse("a@x.test").expect("valid"));
         let b = MailboxKeys::of(&Mailbox::parse("b@x.test").expect("valid"));

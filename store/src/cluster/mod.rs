@@ -46,15 +46,21 @@
 //! # Write path and failure semantics
 //! Each ingress core owns a [`ClusterSink`]: `accept` encodes the record, queues it and
 //! returns [`Commit::Pending`](crate::Commit). The core's writer task takes every queued
-//! message at once (a batch), groups their mailbox writes by slot and sends one pipeline
-//! per slot, all at once over the cluster connection's one multiplexed connection per
-//! node; with `ack = replicas:N` it then sends `WAIT N` once per slot of the batch (the
-//! first one per node waits, the rest find the offset reached). A message's commit
-//! resolves `Ok` only when every one of its mailbox writes (and WAITs) succeeded; any
-//! error, a missing primary, a full queue or a deadline is a [`ClusterError`], which the
-//! ingress answers 451 4.3.0. Nothing is written locally instead. A write whose reply was
-//! lost may still be in the cluster: the sender retries and the mailbox shows it twice,
-//! never zero times.
+//! message at once (a batch), groups their mailbox writes by the primary that holds their
+//! slot (its own copy of the slot map, from `CLUSTER SLOTS`) and sends one pipeline per
+//! primary, all at once over the cluster connection's one multiplexed connection per
+//! node. A pipeline that fails as a whole (a slot moved: redis-rs fails a pipeline with
+//! any redirected command; a lost connection) has its map read again and its writes sent
+//! once more, one pipeline per slot, within the same deadline; a `TAKEN` reply to that
+//! retry is the first attempt's own write only if the stored frame header matches. With
+//! `ack = replicas:N` it then sends `WAIT N` once per primary that took writes. A
+//! message's commit resolves `Ok` only when every one of its mailbox writes (and WAITs)
+//! succeeded; any error, a missing primary, a full queue or a deadline is a
+//! [`ClusterError`], which the ingress answers 451 4.3.0. Nothing is written locally
+//! instead. A write whose reply was lost may still be in the cluster: the sender retries
+//! and the mailbox shows it twice, never zero times. `tempmx_put` also reports whether the
+//! mailbox's `wh` hash exists, so a sink made with a [`HookFeed`] hands over only messages
+//! with hooked recipients.
 //!
 //! # Reads, live push and membership
 //! The HTTP API reads through [`MailRead`](crate::MailRead), which both the embedded store
@@ -79,6 +85,7 @@ mod push;
 mod ratelimit;
 mod read;
 mod registry;
+mod routing;
 mod sink;
 mod state;
 mod stats;
@@ -90,6 +97,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use parking_lot::RwLock;
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use serde::{Deserialize, Serialize};
@@ -103,7 +111,9 @@ pub use self::push::FleetSubscription;
 use self::push::{Channels, PubSub};
 pub use self::ratelimit::{RATE_KEY_PART_CHARS_MAX, RateQuota};
 pub use self::registry::Registration;
-pub use self::sink::ClusterSink;
+use self::routing::SlotMap;
+use self::sink::Writer;
+pub use self::sink::{ClusterSink, HookFeed, Hooked};
 pub use self::state::tagged;
 pub use self::stats::{FleetSnapshot, Health, Op, TABLE as METRICS};
 #[cfg(doc)]
@@ -211,6 +221,7 @@ pub struct WriteStats {
     batches: AtomicU64,
     messages: AtomicU64,
     pipelines: AtomicU64,
+    retries: AtomicU64,
 }
 
 impl WriteStats {
@@ -231,9 +242,21 @@ impl WriteStats {
         self.messages.load(Ordering::Relaxed)
     }
 
-    /// Pipelines (one per slot of a batch) sent; each is one round trip to one primary.
+    /// Pipelines (one per primary of a batch, plus retries) sent; each is one round trip
+    /// to one primary.
     pub fn pipelines(&self) -> u64 {
         self.pipelines.load(Ordering::Relaxed)
+    }
+
+    fn retried(&self, pipelines: usize) {
+        self.retries.fetch_add(pipelines as u64, Ordering::Relaxed);
+        self.pipelines
+            .fetch_add(pipelines as u64, Ordering::Relaxed);
+    }
+
+    /// Of those pipelines, the ones re-sending the writes of a failed one (one per slot).
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
     }
 }
 
@@ -241,6 +264,8 @@ impl WriteStats {
 /// the per-core writer tasks, so callers on any thread or runtime can use it.
 pub struct Cluster {
     conn: ClusterConnection,
+    /// Slot -> primary, for grouping a batch's writes per primary.
+    map: Arc<RwLock<SlotMap>>,
     pubsub: Arc<PubSub>,
     opts: Arc<ClusterOptions>,
     stats: Arc<WriteStats>,
@@ -286,7 +311,7 @@ impl Cluster {
             .map_err(connect_err)?;
         let timeout = opts.timeout;
         // A plain thread, so `connect` may be called from inside another runtime.
-        let (conn, pubsub_conn) = std::thread::scope(|s| {
+        let (conn, pubsub_conn, map) = std::thread::scope(|s| {
             s.spawn(|| {
                 rt.block_on(async {
                     let mut conn = client.get_async_connection().await?;
@@ -299,7 +324,8 @@ impl Cluster {
                             .await?;
                     }
                     let pubsub = pubsub_client.get_async_connection().await?;
-                    Ok::<_, redis::RedisError>((conn, pubsub))
+                    let map = SlotMap::fetch(&mut conn).await;
+                    Ok::<_, redis::RedisError>((conn, pubsub, map))
                 })
             })
             .join()
@@ -307,8 +333,14 @@ impl Cluster {
         .map_err(|_| ClusterError::Stopped)?
         .map_err(connect_err)?;
         tracing::info!(seeds = %seeds, ?timeout, "connected to the Redis Cluster");
+        // Without a map every slot is its own group until the first failed write reads it.
+        let map = map.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "reading the cluster's slot map failed");
+            SlotMap::default()
+        });
         Ok(Self {
             conn,
+            map: Arc::new(RwLock::new(map)),
             pubsub: Arc::new(PubSub {
                 conn: pubsub_conn,
                 channels,
@@ -338,15 +370,30 @@ impl Cluster {
 
     /// A write sink for ingress core `core`, with its own writer task.
     pub fn sink(&self, core: usize) -> Result<ClusterSink, ClusterError> {
+        self.start_sink(core, None)
+    }
+
+    /// A write sink for ingress core `core` that hands each acknowledged message with
+    /// recipients that have webhooks to `feed`.
+    pub fn sink_with_hooks(
+        &self,
+        core: usize,
+        feed: HookFeed,
+    ) -> Result<ClusterSink, ClusterError> {
+        self.start_sink(core, Some(feed))
+    }
+
+    fn start_sink(&self, core: usize, feed: Option<HookFeed>) -> Result<ClusterSink, ClusterError> {
         let rt = self.rt.as_ref().ok_or(ClusterError::Stopped)?;
-        Ok(ClusterSink::start(
-            rt.handle(),
-            self.conn.clone(),
-            Arc::clone(&self.opts),
-            Arc::clone(&self.stats),
-            Arc::clone(&self.health),
-            core,
-        ))
+        let writer = Writer {
+            conn: self.conn.clone(),
+            map: Arc::clone(&self.map),
+            opts: Arc::clone(&self.opts),
+            stats: Arc::clone(&self.stats),
+            health: Arc::clone(&self.health),
+            feed,
+        };
+        Ok(ClusterSink::start(rt.handle(), writer, core))
     }
 
     /// Runs `f` with a connection on the cluster's runtime, bounded by the read deadline.

@@ -1,20 +1,26 @@
 //! The per-core write side in fleet mode: [`ClusterSink`] implements the ingress's
-//! [`MessageSink`] with batched, pipelined cluster writes (the cluster's group commit).
+//! [`MessageSink`] with batched, pipelined cluster writes (the cluster's group commit):
+//! one pipeline per primary per batch, grouped with the [`SlotMap`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::future::join_all;
+use parking_lot::RwLock;
+use redis::Value;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
-use redis::{Pipeline, Value};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use super::codec::Encoder;
 use super::keys::MailboxKeys;
+use super::routing::SlotMap;
 use super::{Ack, ClusterError, ClusterOptions, Health, Op, WriteStats};
+use crate::address::Mailbox;
 use crate::clock::{Clock, SystemClock};
 use crate::error::StoreError;
 use crate::id::{IdGen, SHARDS_MAX};
@@ -34,6 +40,41 @@ struct Job {
     done: oneshot::Sender<Result<(), StoreError>>,
 }
 
+/// A message the cluster acknowledged and those of its recipients that have webhooks.
+pub type Hooked = (MessageId, Vec<Mailbox>);
+
+/// Where the sinks hand over acknowledged messages whose recipients have webhooks (the
+/// write reply says which do), so nothing is spent per message on mailboxes without.
+#[derive(Clone, Debug)]
+pub struct HookFeed {
+    tx: mpsc::Sender<Hooked>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl HookFeed {
+    /// A feed holding up to `pending_max` messages, and its receiving end.
+    pub fn new(pending_max: usize) -> (Self, mpsc::Receiver<Hooked>) {
+        let (tx, rx) = mpsc::channel(pending_max.max(1));
+        let feed = Self {
+            tx,
+            dropped: Arc::default(),
+        };
+        (feed, rx)
+    }
+
+    /// Messages not handed over because the feed was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Hands `hooked` over without waiting; a full feed drops it and counts it.
+    fn hand_over(&self, hooked: Hooked) {
+        if self.tx.try_send(hooked).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Writes one ingress core's messages to the cluster; `Send`, never shared.
 pub struct ClusterSink {
     tx: mpsc::Sender<Job>,
@@ -45,17 +86,11 @@ pub struct ClusterSink {
 
 impl ClusterSink {
     /// Starts the core's writer task on `rt`.
-    pub(crate) fn start(
-        rt: &Handle,
-        conn: ClusterConnection,
-        opts: Arc<ClusterOptions>,
-        stats: Arc<WriteStats>,
-        health: Arc<Health>,
-        core: usize,
-    ) -> Self {
-        let (tx, rx) = mpsc::channel(opts.queue_max.max(1));
-        let counters = (stats, Arc::clone(&health));
-        rt.spawn(write_loop(rx, conn, Arc::clone(&opts), counters));
+    pub(crate) fn start(rt: &Handle, writer: Writer, core: usize) -> Self {
+        let (tx, rx) = mpsc::channel(writer.opts.queue_max.max(1));
+        let opts = Arc::clone(&writer.opts);
+        let health = Arc::clone(&writer.health);
+        rt.spawn(writer.run(rx));
         let ids = IdGen::new(id_shard(&opts.node, core), 0);
         Self {
             tx,
@@ -122,104 +157,306 @@ impl MessageSink for ClusterSink {
     }
 }
 
-/// The core's group commit: wait for a message, take every message queued meanwhile, write
-/// them as one batch, answer each, repeat. Messages arriving during a batch form the next.
-async fn write_loop(
-    mut rx: mpsc::Receiver<Job>,
-    conn: ClusterConnection,
-    opts: Arc<ClusterOptions>,
-    (stats, health): (Arc<WriteStats>, Arc<Health>),
-) {
-    let mut batch = Vec::with_capacity(BATCH_MAX);
-    while rx.recv_many(&mut batch, BATCH_MAX).await > 0 {
-        let results = write_batch(&conn, &batch, &opts, &stats, &health).await;
-        for (job, res) in batch.drain(..).zip(results) {
-            if let Err(e) = &res {
-                tracing::warn!(id = %job.id, error = %e, "cluster write failed");
-                health.refused();
-            }
-            // The session may have given up waiting; then nobody needs the answer.
-            let _ = job.done.send(res.map_err(StoreError::from));
-        }
-    }
+/// What a core's writer task writes with; the cluster's shared parts.
+pub(crate) struct Writer {
+    pub(crate) conn: ClusterConnection,
+    pub(crate) map: Arc<RwLock<SlotMap>>,
+    pub(crate) opts: Arc<ClusterOptions>,
+    pub(crate) stats: Arc<WriteStats>,
+    pub(crate) health: Arc<Health>,
+    pub(crate) feed: Option<HookFeed>,
 }
 
-/// Writes a batch: one pipeline per slot, all sent at once, then (with `replicas:N`) one
-/// `WAIT` per slot that took its writes. Returns one result per job, in order.
-async fn write_batch(
-    conn: &ClusterConnection,
-    batch: &[Job],
-    opts: &ClusterOptions,
-    stats: &WriteStats,
-    health: &Health,
-) -> Vec<Result<(), ClusterError>> {
-    let mut groups: HashMap<Slot, Pipeline> = HashMap::new();
-    let ttl_ms = opts.ttl_secs * 1000;
-    for job in batch {
-        let id = job.id.to_string();
-        for k in &job.keys {
-            let p = groups.entry(k.slot()).or_insert_with(redis::pipe);
-            p.cmd("FCALL")
+/// One mailbox write of a batch: key `key` of job `job`, in `slot`.
+#[derive(Clone, Copy)]
+struct Unit {
+    job: usize,
+    key: usize,
+    slot: Slot,
+}
+
+/// A mailbox write's outcome: stored, and whether the mailbox has webhooks.
+type Put = Result<bool, ClusterError>;
+
+/// The error Redis gives a pipeline command that never ran.
+fn not_run() -> ClusterError {
+    ClusterError::Command(redis::RedisError::from((
+        redis::ErrorKind::Client,
+        "no reply for this command",
+    )))
+}
+
+impl Writer {
+    /// The core's group commit: wait for a message, take every message queued meanwhile,
+    /// write them as one batch, answer each, repeat. Messages arriving during a batch
+    /// form the next.
+    async fn run(self, mut rx: mpsc::Receiver<Job>) {
+        let mut batch = Vec::with_capacity(BATCH_MAX);
+        while rx.recv_many(&mut batch, BATCH_MAX).await > 0 {
+            let results = self.write_batch(&batch).await;
+            for (job, res) in batch.drain(..).zip(results) {
+                let res = match res {
+                    Ok(hooked) => {
+                        self.hand_over(&job, &hooked);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        tracing::warn!(id = %job.id, error = %e, "cluster write failed");
+                        self.health.refused();
+                        Err(StoreError::from(e))
+                    }
+                };
+                // The session may have given up waiting; then nobody needs the answer.
+                let _ = job.done.send(res);
+            }
+        }
+    }
+
+    /// Hands an acknowledged job's recipients that have webhooks to the feed (if any).
+    fn hand_over(&self, job: &Job, hooked: &[bool]) {
+        let Some(feed) = &self.feed else { return };
+        if !hooked.contains(&true) {
+            return;
+        }
+        let mailboxes = job
+            .keys
+            .iter()
+            .zip(hooked)
+            .filter(|(_, h)| **h)
+            .filter_map(|(k, _)| Mailbox::parse(k.address()).ok())
+            .collect();
+        feed.hand_over((job.id, mailboxes));
+    }
+
+    /// Writes a batch: one pipeline per primary (by the slot map), all sent at once; the
+    /// writes of a pipeline that failed as a whole (a moved slot, a lost connection) are
+    /// sent again once, one pipeline per slot, after the map is read again; then (with
+    /// `replicas:N`) one `WAIT` per primary that took writes. All within the write
+    /// deadline. Returns one result per job, in order: per recipient, whether it has
+    /// webhooks.
+    async fn write_batch(&self, batch: &[Job]) -> Vec<Result<Vec<bool>, ClusterError>> {
+        let deadline = Instant::now() + self.opts.timeout;
+        let units: Vec<Unit> = batch
+            .iter()
+            .enumerate()
+            .flat_map(|(job, j)| {
+                j.keys.iter().enumerate().map(move |(key, k)| Unit {
+                    job,
+                    key,
+                    slot: k.slot(),
+                })
+            })
+            .collect();
+        let mut puts: Vec<Put> = vec![Err(not_run()); units.len()];
+        let groups = self.by_primary(&units);
+        self.stats.record(batch.len(), groups.len());
+        let sent = groups
+            .iter()
+            .map(|g| self.send(batch, &units, g, deadline, false));
+        let mut again = Vec::new();
+        for (g, res) in groups.iter().zip(join_all(sent).await) {
+            match res {
+                Ok(got) => g.iter().zip(got).for_each(|(&u, p)| puts[u] = p),
+                Err(e) => {
+                    self.health.error(Op::Write, &e);
+                    g.iter().for_each(|&u| puts[u] = Err(e.clone()));
+                    again.extend_from_slice(g);
+                }
+            }
+        }
+        if !again.is_empty() {
+            self.retry(batch, &units, &again, &mut puts, deadline).await;
+        }
+        if let Ack::Replicas(n) = self.opts.ack {
+            self.wait(&units, &mut puts, n).await;
+        }
+        let mut results: Vec<Result<Vec<bool>, ClusterError>> = batch
+            .iter()
+            .map(|j| Ok(Vec::with_capacity(j.keys.len())))
+            .collect();
+        for (u, put) in units.iter().zip(puts) {
+            let res = &mut results[u.job];
+            match (res.as_mut(), put) {
+                (Ok(hooked), Ok(h)) => hooked.push(h),
+                (Ok(_), Err(e)) => *res = Err(e),
+                (Err(_), _) => {}
+            }
+        }
+        results
+    }
+
+    /// `units` (indexes) grouped by the primary the slot map gives their slot; slots the
+    /// map does not know go one group per slot.
+    fn by_primary(&self, units: &[Unit]) -> Vec<Vec<usize>> {
+        let map = self.map.read();
+        let mut groups: HashMap<Result<&str, Slot>, Vec<usize>> = HashMap::new();
+        for (i, u) in units.iter().enumerate() {
+            let at = map.primary(u.slot).ok_or(u.slot);
+            groups.entry(at).or_default().push(i);
+        }
+        groups.into_values().collect()
+    }
+
+    /// Sends the writes of `group` (indexes into `units`, all on one primary) as one
+    /// pipeline: per write, `FCALL tempmx_put` then `SPUBLISH` of the id. `again`: this
+    /// is the retry, where a `TAKEN` reply may be the first attempt's own write. The
+    /// pipeline as a whole fails when any command in it was redirected.
+    async fn send(
+        &self,
+        batch: &[Job],
+        units: &[Unit],
+        group: &[usize],
+        deadline: Instant,
+        again: bool,
+    ) -> Result<Vec<Put>, ClusterError> {
+        let ttl_ms = self.opts.ttl_secs * 1000;
+        let mut pipe = redis::pipe();
+        for &i in group {
+            let u = units[i];
+            let job = &batch[u.job];
+            let k = &job.keys[u.key];
+            let id = job.id.to_string();
+            pipe.cmd("FCALL")
                 .arg("tempmx_put")
-                .arg(3)
+                .arg(4)
                 .arg(k.registry())
                 .arg(k.index())
                 .arg(k.record(job.id))
+                .arg(k.hooks())
                 .arg(&job.frame)
                 .arg(&id)
                 .arg(job.now_ms)
                 .arg(ttl_ms)
-                .arg(opts.mailbox_records_max)
+                .arg(self.opts.mailbox_records_max)
                 .arg(k.record_prefix())
                 .arg(&job.summary);
-            p.cmd("SPUBLISH").arg(k.channel()).arg(&id).ignore();
+            pipe.cmd("SPUBLISH").arg(k.channel()).arg(&id);
         }
-    }
-    let timeout = opts.timeout;
-    stats.record(batch.len(), groups.len());
-    let writes = groups.into_iter().map(|(slot, pipe)| {
-        let mut c = conn.clone();
-        async move {
-            let res = tokio::time::timeout(timeout, pipe.query_async::<Vec<Value>>(&mut c)).await;
-            (slot, flatten(res, timeout).map(drop))
+        let Some(&first) = group.first() else {
+            return Ok(Vec::new());
+        };
+        let route = master(units[first].slot);
+        let mut conn = self.conn.clone();
+        let count = 2 * group.len();
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let res = tokio::time::timeout(timeout, conn.route_pipeline(pipe, 0, count, route)).await;
+        let replies = flatten(res, self.opts.timeout)?;
+        let mut puts = Vec::with_capacity(group.len());
+        let mut replies = replies.into_iter().step_by(2);
+        for &i in group {
+            let put = match replies.next() {
+                Some(v) => put_reply(v),
+                None => Err(not_run()),
+            };
+            let put = match put {
+                Err(e) if again && is_taken(&e) => {
+                    self.ours(&batch[units[i].job], units[i], e).await
+                }
+                p => p,
+            };
+            puts.push(put);
         }
-    });
-    let mut slots: HashMap<Slot, Result<(), ClusterError>> =
-        join_all(writes).await.into_iter().collect();
-    for e in slots.values().filter_map(|r| r.as_ref().err()) {
-        health.error(Op::Write, e);
+        Ok(puts)
     }
-    if let Ack::Replicas(n) = opts.ack {
-        let ok: Vec<Slot> = slots
+
+    /// Reads the map again, then sends the writes `again` (indexes into `units`) once
+    /// more, one pipeline per slot (redis-rs follows `MOVED` and `ASK` for those).
+    async fn retry(
+        &self,
+        batch: &[Job],
+        units: &[Unit],
+        again: &[usize],
+        puts: &mut [Put],
+        deadline: Instant,
+    ) {
+        let mut conn = self.conn.clone();
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(timeout, SlotMap::fetch(&mut conn)).await {
+            Ok(Ok(map)) => *self.map.write() = map,
+            Ok(Err(e)) => tracing::warn!(error = %e, "reading the cluster's slot map failed"),
+            Err(_) => return,
+        }
+        let mut slots: HashMap<Slot, Vec<usize>> = HashMap::new();
+        for &i in again {
+            slots.entry(units[i].slot).or_default().push(i);
+        }
+        self.stats.retried(slots.len());
+        let groups: Vec<Vec<usize>> = slots.into_values().collect();
+        let sent = groups
             .iter()
-            .filter(|(_, r)| r.is_ok())
-            .map(|(s, _)| *s)
-            .collect();
-        let waits = ok.into_iter().map(|slot| {
-            let c = conn.clone();
-            async move { (slot, wait(c, slot, n, timeout).await) }
-        });
-        let waited = join_all(waits).await;
-        for e in waited.iter().filter_map(|(_, r)| r.as_ref().err()) {
-            health.error(Op::Wait, e);
+            .map(|g| self.send(batch, units, g, deadline, true));
+        for (g, res) in groups.iter().zip(join_all(sent).await) {
+            match res {
+                Ok(got) => g.iter().zip(got).for_each(|(&u, p)| puts[u] = p),
+                Err(e) => {
+                    self.health.error(Op::Write, &e);
+                    g.iter().for_each(|&u| puts[u] = Err(e.clone()));
+                }
+            }
         }
-        slots.extend(waited);
     }
-    batch
-        .iter()
-        .map(|job| {
-            job.keys
-                .iter()
-                .map(|k| {
-                    slots
-                        .get(&k.slot())
-                        .cloned()
-                        .unwrap_or(Err(ClusterError::Stopped))
-                })
-                .find(Result::is_err)
-                .unwrap_or(Ok(()))
-        })
-        .collect()
+
+    /// Whether a `TAKEN` record of the retry is the first attempt's write of `job` (its
+    /// frame header, with the frame's length and CRC, is the stored one's); then the
+    /// write stands, with the mailbox's webhooks as they are now. Otherwise `taken`.
+    async fn ours(&self, job: &Job, u: Unit, taken: ClusterError) -> Put {
+        let k = &job.keys[u.key];
+        let mut pipe = redis::pipe();
+        pipe.cmd("GETRANGE").arg(k.record(job.id)).arg(0).arg(15);
+        pipe.cmd("EXISTS").arg(k.hooks());
+        let mut conn = self.conn.clone();
+        let res = tokio::time::timeout(
+            self.opts.timeout,
+            conn.route_pipeline(pipe, 0, 2, master(u.slot)),
+        )
+        .await;
+        match flatten(res, self.opts.timeout).as_deref() {
+            Ok([Value::BulkString(head), Value::Int(hooks)])
+                if job.frame.get(..16) == Some(&head[..]) =>
+            {
+                Ok(*hooks > 0)
+            }
+            _ => Err(taken),
+        }
+    }
+
+    /// `WAIT n` once per primary that took writes of the batch (by the slot map now);
+    /// the writes of a primary whose WAIT fell short become errors.
+    async fn wait(&self, units: &[Unit], puts: &mut [Put], n: u32) {
+        let stored: Vec<usize> = (0..units.len()).filter(|&i| puts[i].is_ok()).collect();
+        let groups = self.by_primary(&stored.iter().map(|&i| units[i]).collect::<Vec<_>>());
+        let timeout = self.opts.timeout;
+        let waits = groups.iter().map(|g| {
+            let slot = units[stored[g[0]]].slot;
+            wait(self.conn.clone(), slot, n, timeout)
+        });
+        for (g, res) in groups.iter().zip(join_all(waits).await) {
+            if let Err(e) = res {
+                self.health.error(Op::Wait, &e);
+                g.iter().for_each(|&i| puts[stored[i]] = Err(e.clone()));
+            }
+        }
+    }
+}
+
+/// Routes to the primary of `slot`.
+fn master(slot: Slot) -> SingleNodeRoutingInfo {
+    SingleNodeRoutingInfo::SpecificNode(Route::with_slot(slot, SlotAddr::Master))
+}
+
+/// A `tempmx_put` reply: `{expiry ms, 1 if the mailbox has webhooks}`. A bare expiry is
+/// an older library's reply (a fleet mid-upgrade): its webhooks are unknown, so looked up.
+fn put_reply(v: Value) -> Put {
+    match v {
+        Value::Array(f) => Ok(matches!(f.get(1), Some(Value::Int(h)) if *h > 0)),
+        Value::ServerError(e) => Err(ClusterError::Command(e.into())),
+        _ => Ok(true),
+    }
+}
+
+/// Whether `e` is `tempmx_put`'s refusal of a record id already stored in the mailbox.
+fn is_taken(e: &ClusterError) -> bool {
+    matches!(e, ClusterError::Command(r) if r.code() == Some("TAKEN"))
 }
 
 /// `WAIT n` on the primary of `slot`; fewer than `n` replicas is an error.
@@ -231,10 +468,7 @@ async fn wait(
 ) -> Result<(), ClusterError> {
     let mut cmd = redis::cmd("WAIT");
     cmd.arg(n).arg(timeout.as_millis() as u64);
-    let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_slot(
-        slot,
-        SlotAddr::Master,
-    )));
+    let route = RoutingInfo::SingleNode(master(slot));
     // The server waits up to `timeout`; allow it one more deadline to answer.
     let res = tokio::time::timeout(timeout * 2, conn.route_command(cmd, route)).await;
     match flatten(res, timeout)? {

@@ -8,10 +8,11 @@ local function entry_id(e)
   return string.sub(e, 1, 16)
 end
 
--- KEYS: registry, index, record. ARGV: frame, id (16 hex), now ms, default TTL ms,
+-- KEYS: registry, index, record, webhooks (optional). ARGV: frame, id (16 hex), now ms, default TTL ms,
 -- default cap, record key prefix, listing summary (optional). Stores the record once under the mailbox's TTL,
 -- pushes it on the index (newest first), trims the index to the cap (deleting the
--- records that fall off), and extends the index's expiry. Returns the expiry in ms.
+-- records that fall off), and extends the index's expiry. Returns {expiry in ms, 1 if
+-- the webhooks hash exists else 0}, so the writer looks hooks up only where there are any.
 local function put(keys, args)
   local reg, idx, rec = keys[1], keys[2], keys[3]
   local ttl = tonumber(args[4])
@@ -36,7 +37,9 @@ local function put(keys, args)
   if left < 0 or left < ttl then
     redis.call('PEXPIREAT', idx, exp)
   end
-  return tonumber(exp)
+  local hooked = 0
+  if keys[4] then hooked = redis.call('EXISTS', keys[4]) end
+  return {tonumber(exp), hooked}
 end
 
 -- KEYS: registry, index. ARGV: token hash, expiry ms, TTL override s (0 none), cap (0
