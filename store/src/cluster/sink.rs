@@ -350,7 +350,7 @@ impl Writer {
             };
             let put = match put {
                 Err(e) if again && is_taken(&e) => {
-                    self.ours(&batch[units[i].job], units[i], e).await
+                    self.ours(&batch[units[i].job], units[i], e, deadline).await
                 }
                 p => p,
             };
@@ -399,17 +399,15 @@ impl Writer {
     /// Whether a `TAKEN` record of the retry is the first attempt's write of `job` (its
     /// frame header, with the frame's length and CRC, is the stored one's); then the
     /// write stands, with the mailbox's webhooks as they are now. Otherwise `taken`.
-    async fn ours(&self, job: &Job, u: Unit, taken: ClusterError) -> Put {
+    async fn ours(&self, job: &Job, u: Unit, taken: ClusterError, deadline: Instant) -> Put {
         let k = &job.keys[u.key];
         let mut pipe = redis::pipe();
         pipe.cmd("GETRANGE").arg(k.record(job.id)).arg(0).arg(15);
         pipe.cmd("EXISTS").arg(k.hooks());
         let mut conn = self.conn.clone();
-        let res = tokio::time::timeout(
-            self.opts.timeout,
-            conn.route_pipeline(pipe, 0, 2, master(u.slot)),
-        )
-        .await;
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let res =
+            tokio::time::timeout(timeout, conn.route_pipeline(pipe, 0, 2, master(u.slot))).await;
         match flatten(res, self.opts.timeout).as_deref() {
             Ok([Value::BulkString(head), Value::Int(hooks)])
                 if job.frame.get(..16) == Some(&head[..]) =>
