@@ -151,8 +151,8 @@ pub const WRITE_MESSAGES: MetricDesc = desc(
 /// Pipelines sent.
 pub const WRITE_PIPELINES: MetricDesc = desc(
     "tempmx_fleet_write_pipelines_total",
-    "Pipelines sent by the write batches (one per hash slot of a batch): each is one \
-     round trip to one primary.",
+    "Pipelines sent by the write batches (one per primary of a batch, plus one per slot \
+     of a failed one re-sent): each is one round trip to one primary.",
     Counter,
 );
 
