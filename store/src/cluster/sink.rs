@@ -250,20 +250,9 @@ impl Writer {
         let mut puts: Vec<Put> = vec![Err(not_run()); units.len()];
         let groups = self.by_primary(&units);
         self.stats.record(batch.len(), groups.len());
-        let sent = groups
-            .iter()
-            .map(|g| self.send(batch, &units, g, deadline, false));
-        let mut again = Vec::new();
-        for (g, res) in groups.iter().zip(join_all(sent).await) {
-            match res {
-                Ok(got) => g.iter().zip(got).for_each(|(&u, p)| puts[u] = p),
-                Err(e) => {
-                    self.health.error(Op::Write, &e);
-                    g.iter().for_each(|&u| puts[u] = Err(e.clone()));
-                    again.extend_from_slice(g);
-                }
-            }
-        }
+        let again = self
+            .send_groups(batch, &units, &groups, &mut puts, deadline, false)
+            .await;
         if !again.is_empty() {
             self.retry(batch, &units, &again, &mut puts, deadline).await;
         }
@@ -382,18 +371,36 @@ impl Writer {
         }
         self.stats.retried(slots.len());
         let groups: Vec<Vec<usize>> = slots.into_values().collect();
+        self.send_groups(batch, units, &groups, puts, deadline, true)
+            .await;
+    }
+
+    /// Sends `groups` (one pipeline each) at once and records each write's outcome in
+    /// `puts`; returns the writes of the pipelines that failed as a whole.
+    async fn send_groups(
+        &self,
+        batch: &[Job],
+        units: &[Unit],
+        groups: &[Vec<usize>],
+        puts: &mut [Put],
+        deadline: Instant,
+        again: bool,
+    ) -> Vec<usize> {
         let sent = groups
             .iter()
-            .map(|g| self.send(batch, units, g, deadline, true));
+            .map(|g| self.send(batch, units, g, deadline, again));
+        let mut failed = Vec::new();
         for (g, res) in groups.iter().zip(join_all(sent).await) {
             match res {
                 Ok(got) => g.iter().zip(got).for_each(|(&u, p)| puts[u] = p),
                 Err(e) => {
                     self.health.error(Op::Write, &e);
                     g.iter().for_each(|&u| puts[u] = Err(e.clone()));
+                    failed.extend_from_slice(g);
                 }
             }
         }
+        failed
     }
 
     /// Whether a `TAKEN` record of the retry is the first attempt's write of `job` (its
