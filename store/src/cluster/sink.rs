@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::codec::Encoder;
 use super::keys::MailboxKeys;
+use super::parts::{self, JobParts, Part};
 use super::{Ack, ClusterError, ClusterOptions, Health, Op, WriteStats};
 use crate::clock::{Clock, SystemClock};
 use crate::error::StoreError;
@@ -26,6 +27,8 @@ const BATCH_MAX: usize = 1024;
 /// One accepted message waiting for its batch.
 struct Job {
     frame: Vec<u8>,
+    /// The shared parts its frame names, written before its records.
+    parts: Vec<Part>,
     /// The listing fields its index entries carry (`codec::encode_summary`).
     summary: String,
     id: MessageId,
@@ -57,12 +60,13 @@ impl ClusterSink {
         let counters = (stats, Arc::clone(&health));
         rt.spawn(write_loop(rx, conn, Arc::clone(&opts), counters));
         let ids = IdGen::new(id_shard(&opts.node, core), 0);
+        let enc = Encoder::new(opts.part_bytes_min);
         Self {
             tx,
             opts,
             health,
             ids,
-            enc: Encoder::default(),
+            enc,
         }
     }
 }
@@ -90,7 +94,8 @@ impl MessageSink for ClusterSink {
         let now_ms = SystemClock.now_ms();
         let id = self.ids.next(now_ms);
         let expires = now_ms + self.opts.ttl_secs * 1000;
-        let frame = self.enc.frame(msg, id, expires)?;
+        let mut parts = Vec::new();
+        let frame = self.enc.frame(msg, id, expires, &mut parts)?;
         if frame.len() > self.opts.record_bytes_max {
             let size = msg.trace_headers.len() + msg.body.len();
             return Err(StoreError::TooLarge {
@@ -102,6 +107,7 @@ impl MessageSink for ClusterSink {
         let (done, rx) = oneshot::channel();
         let job = Job {
             frame,
+            parts,
             summary,
             id,
             now_ms,
@@ -144,7 +150,8 @@ async fn write_loop(
     }
 }
 
-/// Writes a batch: one pipeline per slot, all sent at once, then (with `replicas:N`) one
+/// Writes a batch: first the shared parts its messages name (`parts::write`; none for
+/// most mail), then one pipeline per slot, all sent at once, then (with `replicas:N`) one
 /// `WAIT` per slot that took its writes. Returns one result per job, in order.
 async fn write_batch(
     conn: &ClusterConnection,
@@ -153,9 +160,21 @@ async fn write_batch(
     stats: &WriteStats,
     health: &Health,
 ) -> Vec<Result<(), ClusterError>> {
+    let shared: Vec<JobParts> = batch
+        .iter()
+        .map(|j| JobParts {
+            parts: &j.parts,
+            keys: &j.keys,
+            now_ms: j.now_ms,
+        })
+        .collect();
+    let parts_ok = parts::write(conn, &shared, opts).await;
+    for e in parts_ok.iter().filter_map(|r| r.as_ref().err()) {
+        health.error(Op::Write, e);
+    }
     let mut groups: HashMap<Slot, Pipeline> = HashMap::new();
     let ttl_ms = opts.ttl_secs * 1000;
-    for job in batch {
+    for (job, _) in batch.iter().zip(&parts_ok).filter(|(_, ok)| ok.is_ok()) {
         let id = job.id.to_string();
         for k in &job.keys {
             let p = groups.entry(k.slot()).or_insert_with(redis::pipe);
@@ -207,7 +226,9 @@ async fn write_batch(
     }
     batch
         .iter()
-        .map(|job| {
+        .zip(parts_ok)
+        .map(|(job, parts_ok)| {
+            parts_ok?;
             job.keys
                 .iter()
                 .map(|k| {
@@ -245,7 +266,7 @@ async fn wait(
 }
 
 /// A timed-out or failed command as one error.
-fn flatten<T>(
+pub(super) fn flatten<T>(
     res: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
     timeout: Duration,
 ) -> Result<T, ClusterError> {
