@@ -193,22 +193,10 @@ fn breakdown(tc: &TestCluster) {
     let mut count = [0usize; 4];
     let mut bytes = [(0i64, 0usize); 4];
     for i in primaries(tc) {
-        let port = tc.ports()[i].to_string();
-        let Ok(out) = std::process::Command::new("redis-cli")
-            .args([
-                "-p",
-                &port,
-                "--scan",
-                "--pattern",
-                "tmx:*",
-                "--count",
-                "1000",
-            ])
-            .output()
-        else {
+        let Ok(out) = tc.cli(i, &["--scan", "--pattern", "tmx:*"]) else {
             continue;
         };
-        for key in String::from_utf8_lossy(&out.stdout).lines() {
+        for key in out.lines() {
             let Some(k) = kinds.iter().position(|(_, pat)| key.contains(pat)) else {
                 continue;
             };

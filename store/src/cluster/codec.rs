@@ -63,7 +63,8 @@ impl Encoder {
             msg.body,
             &self.scan.pieces,
             !msg.trace_headers.is_empty(),
-            msg.recipients.len() > 1,
+            // `part_min` 0 shares nothing, bodies of several recipients included.
+            self.part_min > 0 && msg.recipients.len() > 1,
             &mut self.plan,
             parts,
         )?;

@@ -191,8 +191,8 @@ pub struct ClusterOptions {
     pub mailbox_records_max: usize,
     /// Recipients one message may have.
     pub record_mailboxes_max: usize,
-    /// Smallest MIME part (or single-part body) stored once by content as a shared part
-    /// (0: none; a message to several mailboxes shares its body regardless).
+    /// Smallest MIME part (or single-part body) stored once by content as a shared part;
+    /// 0 shares nothing (a message to several mailboxes is then copied whole into each).
     pub part_bytes_min: usize,
     /// Largest frame (header + archived record) the write path sends.
     pub record_bytes_max: usize,
