@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tempmx_store::cluster::testkit::TestCluster;
 use tempmx_store::cluster::{
-    Cluster, ClusterError, ClusterOptions, ClusterSink, MailboxKeys, Registration,
+    Ack, Cluster, ClusterError, ClusterOptions, ClusterSink, MailboxKeys, Registration,
 };
 use tempmx_store::{Commit, Mailbox, MessageId, MessageSink, NewMessage, StoreError};
 
@@ -208,10 +208,12 @@ async fn large_mime_parts_are_shared_and_a_damaged_part_fails_the_read() {
     // back byte for byte; a part whose bytes changed or that is gone makes every read of
     // a message naming it an error (never a shorter message), while listings, which use
     // the index summaries, still work. Method: a real cluster; the part overwritten in
-    // place (SETRANGE) and then deleted through redis-cli.
+    // place (SETRANGE) and then deleted through redis-cli. With `ack = replicas:1`, so
+    // the parts' own WAIT runs too.
     let tc = TestCluster::start().expect("cluster starts");
-    let cluster =
-        Cluster::connect(ClusterOptions::new(tc.seeds(), "parts".to_owned())).expect("connects");
+    let mut opts = ClusterOptions::new(tc.seeds(), "parts".to_owned());
+    opts.ack = Ack::Replicas(1);
+    let cluster = Cluster::connect(opts).expect("connects");
     let mut sink = cluster.sink(0).expect("sink");
     let att = "QUJDREVGR0g".repeat(800);
     let mail = |text: &str| {

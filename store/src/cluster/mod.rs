@@ -55,7 +55,8 @@
 //! returns [`Commit::Pending`](crate::Commit). The core's writer task takes every queued
 //! message at once (a batch); if any of them has shared parts, it first reads those
 //! messages' recipients' TTL overrides and writes the parts (two rounds of single
-//! commands, sent at once; a message whose parts failed writes nothing else), then
+//! commands, sent at once, and with `replicas:N` a third of `WAIT N` per part slot; a
+//! message whose parts failed writes nothing else), then
 //! groups the batch's mailbox writes by slot and sends one pipeline per slot, all at once over the cluster connection's one multiplexed connection per
 //! node; with `ack = replicas:N` it then sends `WAIT N` once per slot of the batch (the
 //! first one per node waits, the rest find the offset reached). A message's commit

@@ -19,9 +19,10 @@ use std::ops::Range;
 
 use futures_util::future::join_all;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::Slot;
 
 use super::keys::MailboxKeys;
-use super::{ClusterError, ClusterOptions, PREFIX};
+use super::{Ack, ClusterError, ClusterOptions, PREFIX};
 use crate::mime::Piece;
 use crate::record::ChunkPlan;
 
@@ -205,8 +206,9 @@ pub(crate) struct JobParts<'a> {
 /// Writes the shared parts of a batch before its records: first each recipient's TTL
 /// override (one `HGET` per mailbox, at once), then each distinct part once (one
 /// `FCALL tempmx_part` per part, at once) expiring with the longest-lived message that
-/// references it. Returns one result per job: a job whose parts are not all stored must
-/// not write its records. Jobs without parts cost nothing.
+/// references it, and with `ack = replicas:N` one `WAIT N` per slot of those parts.
+/// Returns one result per job: a job whose parts are not all stored must not write its
+/// records. Jobs without parts cost nothing.
 pub(crate) async fn write(
     conn: &ClusterConnection,
     jobs: &[JobParts<'_>],
@@ -286,8 +288,32 @@ pub(crate) async fn write(
             (key, super::sink::flatten(res, timeout))
         }
     });
-    let stored: HashMap<u64, Result<i64, ClusterError>> =
+    let mut stored: HashMap<u64, Result<i64, ClusterError>> =
         join_all(stores).await.into_iter().collect();
+    // With `replicas:N` a part must be on N replicas before any record names it: the
+    // records' WAITs cover only their own primaries.
+    if let Ack::Replicas(n) = opts.ack {
+        let mut slots: HashMap<Slot, Vec<u64>> = HashMap::new();
+        for (&key, _) in stored.iter().filter(|(_, r)| r.is_ok()) {
+            slots
+                .entry(Slot::for_key(part_key(key).as_bytes()))
+                .or_default()
+                .push(key);
+        }
+        let waits = slots.into_iter().map(|(slot, keys)| async move {
+            (
+                keys,
+                super::sink::wait(conn.clone(), slot, n, timeout).await,
+            )
+        });
+        for (keys, res) in join_all(waits).await {
+            if let Err(e) = res {
+                for k in keys {
+                    stored.insert(k, Err(e.clone()));
+                }
+            }
+        }
+    }
     for (j, res) in jobs.iter().zip(results.iter_mut()) {
         if res.is_err() {
             continue;

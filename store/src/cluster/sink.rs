@@ -244,7 +244,7 @@ async fn write_batch(
 }
 
 /// `WAIT n` on the primary of `slot`; fewer than `n` replicas is an error.
-async fn wait(
+pub(super) async fn wait(
     mut conn: ClusterConnection,
     slot: Slot,
     n: u32,
