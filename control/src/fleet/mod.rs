@@ -122,8 +122,8 @@ impl FleetConfig {
     }
 }
 
-/// Connects to the cluster with the store's TTL, caps and part threshold; a clear error naming the seed
-/// nodes when it cannot be reached.
+/// Connects to the cluster with the store's TTL, caps and part threshold; a clear error
+/// naming the seed nodes when it cannot be reached.
 pub fn connect(fleet: &FleetConfig, store: &StoreConfig) -> Result<Cluster, ClusterError> {
     let mut opts = ClusterOptions::new(fleet.redis.clone(), fleet.node_name());
     opts.ack = fleet.ack;
