@@ -121,7 +121,8 @@ snapshot() {
         for pid in "${APPS[@]}"; do echo "cpu_tempmx $(awk '{ print $14 + $15 }' "/proc/$pid/stat")"; done
         for pid in "${CLUSTER_PIDS[@]}"; do echo "cpu_redis $(awk '{ print $14 + $15 }' "/proc/$pid/stat")"; done
         for p in "${PRIMARIES[@]}"; do
-            redis-cli -p "$p" info memory | grep '^used_memory:' | tr ':' ' '
+            redis-cli -p "$p" info memory |
+                grep -E '^(used_memory|mem_replication_backlog|mem_clients_slaves|mem_clients_normal):' | tr -d '\r' | tr ':' ' '
             redis-cli -p "$p" info commandstats | grep '^cmdstat_' | sed 's/^cmdstat_\([^:]*\):calls=\([0-9]*\).*/cmd_\1 \2/'
         done
         for a in "$ADMIN_A" "$ADMIN_B"; do
@@ -181,6 +182,11 @@ print("  by command: " + ", ".join(f"{k} {v / max(msgs, 1):.2f}" for k, v in sor
 mem = d("used_memory")
 print(f"Redis used_memory on the primaries: +{mem / 2**20:.1f} MiB for {msgs:.0f} stored messages:"
       f" {mem / max(msgs, 1):.0f} bytes per message = {mem / max(msgs, 1) / raw:.2f}x the {raw}-byte message (replicas hold as much again)")
+# The replication backlog (up to 1 MiB per primary, filled by the run's writes) and the
+# client buffers are fixed costs of the run, not of the messages stored.
+fixed = d("mem_replication_backlog") + d("mem_clients_slaves") + d("mem_clients_normal")
+print(f"  less the replication backlog and client buffers ({fixed / 2**20:+.1f} MiB): {(mem - fixed) / max(msgs, 1):.0f} bytes per message"
+      f" = {(mem - fixed) / max(msgs, 1) / raw:.2f}x the {raw}-byte message")
 PY
 
 # Prints the e2e report's latencies (send -> visible, send -> 250, 250 -> visible).

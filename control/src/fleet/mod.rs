@@ -122,14 +122,16 @@ impl FleetConfig {
     }
 }
 
-/// Connects to the cluster with the store's TTL and caps; a clear error naming the seed
-/// nodes when it cannot be reached.
+/// Connects to the cluster with the store's TTL, caps and part threshold; a clear error
+/// naming the seed nodes when it cannot be reached.
 pub fn connect(fleet: &FleetConfig, store: &StoreConfig) -> Result<Cluster, ClusterError> {
     let mut opts = ClusterOptions::new(fleet.redis.clone(), fleet.node_name());
     opts.ack = fleet.ack;
     opts.ttl_secs = store.ttl_secs;
     opts.mailbox_records_max = store.mailbox_records_max;
     opts.record_mailboxes_max = store.record_mailboxes_max;
+    // The same knob as the single node's: parts this large are stored once (0: nothing is).
+    opts.part_bytes_min = store.dedup_part_bytes_min;
     Cluster::connect(opts)
 }
 

@@ -3,12 +3,14 @@
 //! recovery applies to a frame read from disk.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use rkyv::ser::allocator::Arena;
 use rkyv::util::AlignedVec;
 
 use super::ClusterError;
+use super::parts::{self, Part};
 use crate::frame::{self, FrameKind, HEADER_BYTES, Header};
 use crate::mime::{self, Scan};
 use crate::record::AuthResult;
@@ -21,38 +23,56 @@ use crate::view::{MessageRef, MessageSummary, MessageView};
 pub(crate) struct Encoder {
     rec: MessageRecord,
     scan: Scan,
+    plan: Vec<ChunkPlan>,
     payload: AlignedVec<16>,
     ser: Arena,
     /// Length of the last frame's payload in `payload`.
     last_len: usize,
+    /// Smallest MIME part stored as a shared part (0: none).
+    part_min: usize,
 }
 
 impl Encoder {
+    /// An encoder sharing MIME parts of at least `part_min` bytes (0: none).
+    pub(crate) fn new(part_min: usize) -> Self {
+        Self {
+            part_min,
+            ..Self::default()
+        }
+    }
+
     /// Encodes `msg` as record `id` expiring at `expires_at_ms` into one frame (header +
-    /// payload, unpadded). The whole message is one inline chunk: parts are not shared
-    /// across records in the cluster (each mailbox's copy lives in its own slot).
+    /// payload, unpadded). Large MIME parts, and with several recipients the body's long
+    /// inline runs, become references to shared parts, which go to `parts` (see
+    /// [`parts::plan`]); the rest is inline.
     pub(crate) fn frame(
         &mut self,
         msg: &NewMessage<'_>,
         id: MessageId,
         expires_at_ms: u64,
+        parts: &mut Vec<Part>,
     ) -> Result<Vec<u8>, ClusterError> {
-        mime::scan_into(msg.body, 0, &mut self.scan);
+        mime::scan_into(msg.body, self.part_min, &mut self.scan);
         crate::writer::fill(&mut self.rec, msg, &mut self.scan);
         self.rec.id = id.0;
         self.rec.expires_at_ms = expires_at_ms;
         self.rec.client_ip.clear();
         // Writing to a String cannot fail.
         let _ = write!(self.rec.client_ip, "{}", msg.client_ip);
-        let plan = [ChunkPlan::Inline {
-            trace: true,
-            body: 0..msg.body.len(),
-        }];
+        parts::plan(
+            msg.body,
+            &self.scan.pieces,
+            !msg.trace_headers.is_empty(),
+            // `part_min` 0 shares nothing, bodies of several recipients included.
+            self.part_min > 0 && msg.recipients.len() > 1,
+            &mut self.plan,
+            parts,
+        )?;
         let src = RecordSource {
             rec: &self.rec,
             trace: msg.trace_headers,
             body: msg.body,
-            plan: &plan,
+            plan: &self.plan,
         };
         self.payload.clear();
         self.payload.resize(src.encoded_bound(), 0);
@@ -148,10 +168,13 @@ pub(crate) fn decode_summary(
     })
 }
 
-/// A frame read back from the cluster, checked: header, length, CRC and archive.
+/// A frame read back from the cluster, checked: header, length, CRC and archive; with
+/// the data of the shared parts it names once [`Checked::attach`] fetched them.
 pub(crate) struct Checked {
     payload: AlignedVec<16>,
     version: u16,
+    /// Shared parts' data by content key.
+    parts: HashMap<u64, Vec<u8>>,
 }
 
 impl Checked {
@@ -169,14 +192,13 @@ impl Checked {
         // rkyv reads in place and needs the payload 16-aligned, which a reply buffer is not.
         let mut payload = AlignedVec::<16>::with_capacity(body.len());
         payload.extend_from_slice(body);
-        let valid = record::validate(&payload, h.crc)
-            .is_some_and(|a| a.raw.iter().all(|c| matches!(c, ArchivedChunk::Inline(_))));
-        if !valid {
+        if record::validate(&payload, h.crc).is_none() {
             return Err(corrupt());
         }
         Ok(Self {
             payload,
             version: h.version,
+            parts: HashMap::new(),
         })
     }
 
@@ -184,6 +206,51 @@ impl Checked {
         // SAFETY: `new` validated these exact bytes (CRC and rkyv's checker) and they are
         // not changed after.
         unsafe { record::access_trusted(&self.payload) }
+    }
+
+    /// The shared parts the record names, `(content key, length)`, each once.
+    pub(crate) fn shared(&self) -> Vec<(u64, u32)> {
+        let mut out: Vec<(u64, u32)> = Vec::new();
+        for c in self.archived().raw.iter() {
+            if let ArchivedChunk::Shared { key, len } = c {
+                let k = (key.to_native(), len.to_native());
+                if !out.contains(&k) {
+                    out.push(k);
+                }
+            }
+        }
+        out
+    }
+
+    /// Hands over the data of shared part `key` (checked by the caller).
+    pub(crate) fn attach(&mut self, key: u64, data: Vec<u8>) {
+        self.parts.insert(key, data);
+    }
+
+    /// The raw message: inline chunks borrowed when there is one and nothing else, else
+    /// joined with the attached parts; a part not attached is [`ClusterError::PartMissing`].
+    fn raw(&self) -> Result<Cow<'_, [u8]>, ClusterError> {
+        let r = self.archived();
+        if let [ArchivedChunk::Inline(b)] = r.raw.as_slice() {
+            return Ok(Cow::Borrowed(b.as_slice()));
+        }
+        let mut out = Vec::new();
+        for c in r.raw.iter() {
+            match c {
+                ArchivedChunk::Inline(b) => out.extend_from_slice(b),
+                ArchivedChunk::Shared { key, .. } => {
+                    let key = key.to_native();
+                    let data = self
+                        .parts
+                        .get(&key)
+                        .ok_or_else(|| ClusterError::PartMissing {
+                            key: parts::part_key(key),
+                        })?;
+                    out.extend_from_slice(data);
+                }
+            }
+        }
+        Ok(Cow::Owned(out))
     }
 
     /// The message id.
@@ -199,52 +266,29 @@ impl Checked {
     }
 
     /// Runs `f` on the message as shown for `mailbox`, with the expiry the cluster
-    /// applies; the raw bytes are borrowed from the value (one inline chunk, as the
-    /// encoder writes it) or joined when a value has several.
+    /// applies; the raw bytes are borrowed from the value (one inline chunk, as most
+    /// records are) or joined with the shared parts.
     pub(crate) fn with_ref<R>(
         &self,
         mailbox: &str,
         expires_at_ms: u64,
         f: impl FnOnce(&MessageRef<'_>) -> R,
-    ) -> R {
-        let r = self.archived();
-        let mut chunks = r.raw.iter().filter_map(|c| match c {
-            ArchivedChunk::Inline(b) => Some(b.as_slice()),
-            ArchivedChunk::Shared { .. } => None,
-        });
-        let raw = match (chunks.next(), chunks.next()) {
-            (Some(one), None) => Cow::Borrowed(one),
-            _ => Cow::Owned(
-                r.raw
-                    .iter()
-                    .filter_map(|c| match c {
-                        ArchivedChunk::Inline(b) => Some(b.as_slice()),
-                        ArchivedChunk::Shared { .. } => None,
-                    })
-                    .flatten()
-                    .copied()
-                    .collect(),
-            ),
-        };
-        let mut m = MessageRef::new(r, self.version, mailbox, raw);
+    ) -> Result<R, ClusterError> {
+        let raw = self.raw()?;
+        let mut m = MessageRef::new(self.archived(), self.version, mailbox, raw);
         m.set_expires_at_ms(expires_at_ms);
-        f(&m)
+        Ok(f(&m))
     }
 
     /// The whole message, as shown for `mailbox`, with the expiry the cluster applies.
-    pub(crate) fn view(&self, mailbox: &str, expires_at_ms: u64) -> MessageView {
+    pub(crate) fn view(
+        &self,
+        mailbox: &str,
+        expires_at_ms: u64,
+    ) -> Result<MessageView, ClusterError> {
         let r = self.archived();
-        let raw = r
-            .raw
-            .iter()
-            .filter_map(|c| match c {
-                ArchivedChunk::Inline(b) => Some(b.as_slice()),
-                ArchivedChunk::Shared { .. } => None,
-            })
-            .flatten()
-            .copied()
-            .collect();
-        MessageView {
+        let raw = self.raw()?.into_owned();
+        Ok(MessageView {
             summary: self.summary(mailbox, expires_at_ms),
             mailboxes: r.mailboxes.iter().map(|m| m.to_string()).collect(),
             mail_from: r.mail_from.to_string(),
@@ -255,7 +299,7 @@ impl Checked {
                 cipher: t.cipher.to_string(),
             }),
             raw,
-        }
+        })
     }
 }
 

@@ -34,6 +34,13 @@ pub enum ClusterError {
         /// The key that held it.
         key: String,
     },
+    /// A record names a shared part that is not in the cluster (expired early, deleted):
+    /// the read fails rather than return a message with bytes missing.
+    #[error("shared part {key} is missing")]
+    PartMissing {
+        /// The part's key.
+        key: String,
+    },
     /// A record could not be encoded (a bug, not an input problem).
     #[error("record encoding failed: {0}")]
     Encode(String),

@@ -10,7 +10,8 @@
 //! |---|---|---|---|
 //! | `tmx:{M}:reg` | hash | `th` token hash (32 bytes), `exp` ms, `ttl` s (0 = default), `cap` (0 = default) | the mailbox's expiry |
 //! | `tmx:{M}:idx` | list | `<id 16 hex>:<expiry ms>:<summary JSON>` (older nodes wrote no summary; readers fetch the record then), newest first, at most the cap | the newest record's expiry |
-//! | `tmx:{M}:m:<id 16 hex>` | string | one frame: 16-byte header (magic, length, CRC32C, format version) + archived record, as on a shard's arena | the record's expiry |
+//! | `tmx:{M}:m:<id 16 hex>` | string | one frame: 16-byte header (magic, length, CRC32C, format version) + archived record, as on a shard's arena; its raw chunks are inline bytes or references (content key, length) to shared parts | the record's expiry |
+//! | `tmx:{p:<key 16 hex>}` | string | a shared part: 24-byte header (`TMXP`, length, CRC32C of the data, version, key) + the data; the key is the first 64 bits of the data's SHA-256; the hash tag `p:<key>` puts each part in a slot of its own | the latest expiry of the records naming it |
 //! | `tmx:{M}:mt` | hash | mail.tm account: `id`, `ph` password hash, `at` created ms, `reg` registry token hash it belongs to, `t:<token sha256 hex>` issue ms, `s:<id>` seen marks | the mailbox's expiry |
 //! | `tmx:{M}:wh` | hash | webhooks: id -> JSON registration | the mailbox's expiry |
 //! | `tmx:{gs:<sid>}:s` | hash | Guerrilla Mail session: `a` address, `o` owns (0/1), `t` since s | `api.ttl_secs_max` after its last change |
@@ -40,27 +41,36 @@
 //! `tempmx_lease` (take or renew the rotation lease), `tempmx_lease_release`, and
 //! `tempmx_pool_write` (the fenced pool write, see [`PoolWrite`]). Expiry is Redis's own
 //! key expiry (no sweeper); readers also skip index entries whose expiry has passed, so an
-//! expired message disappears at once. A message to N mailboxes is stored N times, once
-//! per mailbox's slot (the record lists every recipient, as a shard record does).
+//! expired message disappears at once. A message to N mailboxes gets a record in each
+//! mailbox's slot (the record lists every recipient, as a shard record does), but its
+//! body is stored once, as shared parts: MIME parts of at least `part_bytes_min` (default
+//! 4 KiB; a single-part body that large counts) are shared across all messages, and with
+//! several recipients so is every other run of the body of 1 KiB or more. Parts are
+//! written by `tempmx_part` (`SET NX PXAT`, or a byte comparison and `PEXPIREAT … GT`
+//! when present) before the records that name them, in the same batch, so a 250 always
+//! covers them; a deleted message's parts are reclaimed by their expiry.
 //!
 //! # Write path and failure semantics
 //! Each ingress core owns a [`ClusterSink`]: `accept` encodes the record, queues it and
 //! returns [`Commit::Pending`](crate::Commit). The core's writer task takes every queued
-//! message at once (a batch), groups their mailbox writes by the primary that holds their
-//! slot (its own copy of the slot map, from `CLUSTER SLOTS`) and sends one pipeline per
-//! primary, all at once over the cluster connection's one multiplexed connection per
-//! node. A pipeline that fails as a whole (a slot moved: redis-rs fails a pipeline with
-//! any redirected command; a lost connection) has its map read again and its writes sent
-//! once more, one pipeline per slot, within the same deadline; a `TAKEN` reply to that
-//! retry is the first attempt's own write only if the stored frame header matches. With
-//! `ack = replicas:N` it then sends `WAIT N` once per primary that took writes. A
-//! message's commit resolves `Ok` only when every one of its mailbox writes (and WAITs)
-//! succeeded; any error, a missing primary, a full queue or a deadline is a
-//! [`ClusterError`], which the ingress answers 451 4.3.0. Nothing is written locally
-//! instead. A write whose reply was lost may still be in the cluster: the sender retries
-//! and the mailbox shows it twice, never zero times. `tempmx_put` also reports whether the
-//! mailbox's `wh` hash exists, so a sink made with a [`HookFeed`] hands over only messages
-//! with hooked recipients.
+//! message at once (a batch); if any of them has shared parts, it first reads those
+//! messages' recipients' TTL overrides and writes the parts (two rounds of single
+//! commands, sent at once, and with `replicas:N` a third of `WAIT N` per part slot; a
+//! message whose parts failed writes nothing else). It then groups the batch's mailbox
+//! writes by the primary that holds their slot (its own copy of the slot map, from
+//! `CLUSTER SLOTS`) and sends one pipeline per primary, all at once over the cluster
+//! connection's one multiplexed connection per node. A pipeline that fails as a whole (a
+//! slot moved: redis-rs fails a pipeline with any redirected command; a lost connection)
+//! has its map read again and its writes sent once more, one pipeline per slot, within
+//! the same deadline; a `TAKEN` reply to that retry is the first attempt's own write only
+//! if the stored frame header matches. With `ack = replicas:N` it then sends `WAIT N` once
+//! per primary that took writes. A message's commit resolves `Ok` only when every one of
+//! its mailbox writes (and WAITs) succeeded; any error, a missing primary, a full queue or
+//! a deadline is a [`ClusterError`], which the ingress answers 451 4.3.0. Nothing is
+//! written locally instead. A write whose reply was lost may still be in the cluster: the
+//! sender retries and the mailbox shows it twice, never zero times. `tempmx_put` also
+//! reports whether the mailbox's `wh` hash exists, so a sink made with a [`HookFeed`]
+//! hands over only messages with hooked recipients.
 //!
 //! # Reads, live push and membership
 //! The HTTP API reads through [`MailRead`](crate::MailRead), which both the embedded store
@@ -80,6 +90,7 @@ mod error;
 mod greylist;
 mod keys;
 mod members;
+mod parts;
 mod pool;
 mod push;
 mod ratelimit;
@@ -106,6 +117,7 @@ use tokio::runtime::Runtime;
 pub use self::error::ClusterError;
 pub use self::keys::{MailboxKeys, PREFIX};
 pub use self::members::Member;
+pub use self::parts::{PART_BYTES_MIN, part_key};
 pub use self::pool::{DELETED, LeaseHold, PoolView, PoolWrite};
 pub use self::push::FleetSubscription;
 use self::push::{Channels, PubSub};
@@ -190,6 +202,9 @@ pub struct ClusterOptions {
     pub mailbox_records_max: usize,
     /// Recipients one message may have.
     pub record_mailboxes_max: usize,
+    /// Smallest MIME part (or single-part body) stored once by content as a shared part;
+    /// 0 shares nothing (a message to several mailboxes is then copied whole into each).
+    pub part_bytes_min: usize,
     /// Largest frame (header + archived record) the write path sends.
     pub record_bytes_max: usize,
     /// Messages one core may have queued or in flight.
@@ -199,7 +214,8 @@ pub struct ClusterOptions {
 }
 
 impl ClusterOptions {
-    /// Defaults for `seeds`: the store's TTL and caps, `ack = primary`, 2 s deadlines.
+    /// Defaults for `seeds`: the store's TTL and caps, `ack = primary`, 2 s deadlines,
+    /// parts of [`PART_BYTES_MIN`] shared.
     pub fn new(seeds: Vec<String>, node: String) -> Self {
         Self {
             seeds,
@@ -208,6 +224,7 @@ impl ClusterOptions {
             ttl_secs: 3600,
             mailbox_records_max: 1000,
             record_mailboxes_max: 100,
+            part_bytes_min: PART_BYTES_MIN,
             record_bytes_max: 40 << 20,
             queue_max: 4096,
             timeout: Duration::from_secs(2),

@@ -1,9 +1,11 @@
 //! The read side: list, get and delete messages of one mailbox.
 
 use async_trait::async_trait;
+use futures_util::future::try_join_all;
 
 use super::codec::{Checked, decode_summary};
 use super::keys::MailboxKeys;
+use super::parts::{check, part_key};
 use super::{Cluster, ClusterError};
 use crate::address::Mailbox;
 use crate::clock::{Clock, SystemClock};
@@ -102,10 +104,10 @@ impl Cluster {
         id: MessageId,
     ) -> Result<Option<MessageView>, ClusterError> {
         let name = mailbox.as_str();
-        Ok(self
-            .fetch(mailbox, id)
+        self.fetch(mailbox, id)
             .await?
-            .map(|(rec, expires_at_ms)| rec.view(name, expires_at_ms)))
+            .map(|(rec, expires_at_ms)| rec.view(name, expires_at_ms))
+            .transpose()
     }
 
     /// Runs `f` on message `id` as `mailbox` shows it (the cluster's counterpart of
@@ -118,13 +120,15 @@ impl Cluster {
         f: impl FnOnce(&MessageRef<'_>) -> R,
     ) -> Result<Option<R>, ClusterError> {
         let name = mailbox.as_str();
-        Ok(self
-            .fetch(mailbox, id)
+        self.fetch(mailbox, id)
             .await?
-            .map(|(rec, expires_at_ms)| rec.with_ref(name, expires_at_ms, f)))
+            .map(|(rec, expires_at_ms)| rec.with_ref(name, expires_at_ms, f))
+            .transpose()
     }
 
-    /// The checked value of record `id` of `mailbox` with its expiry, if it is live.
+    /// The checked value of record `id` of `mailbox` with its expiry, if it is live, with
+    /// the shared parts it names fetched and checked: one round trip for a record without
+    /// any, two for one with some (its parts are read at once, each from its own slot).
     async fn fetch(
         &self,
         mailbox: &Mailbox,
@@ -146,9 +150,24 @@ impl Cluster {
             if expires_at_ms <= SystemClock.now_ms() {
                 return Ok(None);
             }
-            let rec = Checked::new(&bytes, &key)?;
+            let mut rec = Checked::new(&bytes, &key)?;
             if rec.id() != id {
                 return Err(ClusterError::Corrupt { key });
+            }
+            let reads = rec.shared().into_iter().map(|(part, len)| {
+                let mut c = c.clone();
+                async move {
+                    let name = part_key(part);
+                    let value: Option<Vec<u8>> =
+                        redis::cmd("GET").arg(&name).query_async(&mut c).await?;
+                    let value =
+                        value.ok_or_else(|| ClusterError::PartMissing { key: name.clone() })?;
+                    let data = check(&value, part, len, &name)?.to_vec();
+                    Ok::<_, ClusterError>((part, data))
+                }
+            });
+            for (part, data) in try_join_all(reads).await? {
+                rec.attach(part, data);
             }
             Ok(Some((rec, expires_at_ms)))
         })

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use super::codec::Encoder;
 use super::keys::MailboxKeys;
+use super::parts::{self, JobParts, Part};
 use super::routing::SlotMap;
 use super::{Ack, ClusterError, ClusterOptions, Health, Op, WriteStats};
 use crate::address::Mailbox;
@@ -32,6 +33,8 @@ const BATCH_MAX: usize = 1024;
 /// One accepted message waiting for its batch.
 struct Job {
     frame: Vec<u8>,
+    /// The shared parts its frame names, written before its records.
+    parts: Vec<Part>,
     /// The listing fields its index entries carry (`codec::encode_summary`).
     summary: String,
     id: MessageId,
@@ -92,12 +95,13 @@ impl ClusterSink {
         let health = Arc::clone(&writer.health);
         rt.spawn(writer.run(rx));
         let ids = IdGen::new(id_shard(&opts.node, core), 0);
+        let enc = Encoder::new(opts.part_bytes_min);
         Self {
             tx,
             opts,
             health,
             ids,
-            enc: Encoder::default(),
+            enc,
         }
     }
 }
@@ -125,7 +129,8 @@ impl MessageSink for ClusterSink {
         let now_ms = SystemClock.now_ms();
         let id = self.ids.next(now_ms);
         let expires = now_ms + self.opts.ttl_secs * 1000;
-        let frame = self.enc.frame(msg, id, expires)?;
+        let mut parts = Vec::new();
+        let frame = self.enc.frame(msg, id, expires, &mut parts)?;
         if frame.len() > self.opts.record_bytes_max {
             let size = msg.trace_headers.len() + msg.body.len();
             return Err(StoreError::TooLarge {
@@ -137,6 +142,7 @@ impl MessageSink for ClusterSink {
         let (done, rx) = oneshot::channel();
         let job = Job {
             frame,
+            parts,
             summary,
             id,
             now_ms,
@@ -228,7 +234,8 @@ impl Writer {
         feed.hand_over((job.id, mailboxes));
     }
 
-    /// Writes a batch: one pipeline per primary (by the slot map), all sent at once; the
+    /// Writes a batch: first the shared parts its messages name (`parts::write`; none for
+    /// most mail), then one pipeline per primary (by the slot map), all sent at once; the
     /// writes of a pipeline that failed as a whole (a moved slot, a lost connection) are
     /// sent again once, one pipeline per slot, after the map is read again; then (with
     /// `replicas:N`) one `WAIT` per primary that took writes. All within the write
@@ -236,9 +243,23 @@ impl Writer {
     /// webhooks.
     async fn write_batch(&self, batch: &[Job]) -> Vec<Result<Vec<bool>, ClusterError>> {
         let deadline = Instant::now() + self.opts.timeout;
+        let shared: Vec<JobParts> = batch
+            .iter()
+            .map(|j| JobParts {
+                parts: &j.parts,
+                keys: &j.keys,
+                now_ms: j.now_ms,
+            })
+            .collect();
+        let parts_ok = parts::write(&self.conn, &shared, &self.opts).await;
+        for e in parts_ok.iter().filter_map(|r| r.as_ref().err()) {
+            self.health.error(Op::Write, e);
+        }
+        // A message whose parts failed writes nothing else.
         let units: Vec<Unit> = batch
             .iter()
             .enumerate()
+            .filter(|(job, _)| parts_ok[*job].is_ok())
             .flat_map(|(job, j)| {
                 j.keys.iter().enumerate().map(move |(key, k)| Unit {
                     job,
@@ -261,7 +282,8 @@ impl Writer {
         }
         let mut results: Vec<Result<Vec<bool>, ClusterError>> = batch
             .iter()
-            .map(|j| Ok(Vec::with_capacity(j.keys.len())))
+            .zip(parts_ok)
+            .map(|(j, parts_ok)| parts_ok.map(|()| Vec::with_capacity(j.keys.len())))
             .collect();
         for (u, put) in units.iter().zip(puts) {
             let res = &mut results[u.job];
@@ -465,7 +487,7 @@ fn is_taken(e: &ClusterError) -> bool {
 }
 
 /// `WAIT n` on the primary of `slot`; fewer than `n` replicas is an error.
-async fn wait(
+pub(super) async fn wait(
     mut conn: ClusterConnection,
     slot: Slot,
     n: u32,
@@ -484,7 +506,7 @@ async fn wait(
 }
 
 /// A timed-out or failed command as one error.
-fn flatten<T>(
+pub(super) fn flatten<T>(
     res: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
     timeout: Duration,
 ) -> Result<T, ClusterError> {

@@ -96,6 +96,21 @@ local function remove(keys, args)
   return redis.call('DEL', keys[2])
 end
 
+-- KEYS: shared part (`tmx:{p:<key>}`). ARGV: value, expiry ms. Stores a part once by
+-- content (SET NX PXAT); when it is there already, checks it holds the same bytes (a
+-- content key collision is refused, never served) and moves its expiry later only
+-- (PEXPIREAT GT). Returns 1 when stored, 0 when it was there.
+local function part(keys, args)
+  if redis.call('SET', keys[1], args[1], 'NX', 'PXAT', args[2]) then
+    return 1
+  end
+  if redis.call('GET', keys[1]) ~= args[1] then
+    return redis.error_reply('COLLISION another part holds this content key')
+  end
+  redis.call('PEXPIREAT', keys[1], args[2], 'GT')
+  return 0
+end
+
 -- The lease value: '<node> <epoch>'. Returns node, epoch (nil, nil when malformed).
 local function lease_parts(v)
   local node, epoch = string.match(v, '^(.*) (%d+)$')
@@ -187,6 +202,7 @@ redis.register_function('tempmx_create', create)
 redis.register_function('tempmx_extend', extend)
 redis.register_function('tempmx_drop', drop)
 redis.register_function('tempmx_remove', remove)
+redis.register_function('tempmx_part', part)
 redis.register_function('tempmx_lease', lease)
 redis.register_function('tempmx_lease_release', lease_release)
 redis.register_function('tempmx_pool_write', pool_write)

@@ -1,0 +1,436 @@
+//! Parts stored once in the cluster: the body of a message to several mailboxes, and large
+//! MIME parts across messages, each under a content-addressed key in a slot of its own
+//! (`tmx:{p:<key>}`), referenced by the per-mailbox records as [`Chunk::Shared`].
+//!
+//! The key is the first 64 bits of the part's SHA-256, so nobody can make a part that
+//! takes another's key short of a 2^64 search; the `tempmx_part` function still compares
+//! the bytes when the key exists (a collision is refused, never served). A part's value is
+//! a 24-byte header (magic, length, CRC32C of the data, version, the key) and the data;
+//! readers check all of it, and a missing or damaged part fails the read.
+//!
+//! A batch writes its parts before its records (the records name them, so a reader woken
+//! by the record's SPUBLISH finds them), each with the expiry of the longest-lived message
+//! that references it (`SET NX PXAT`, or `PEXPIREAT … GT` when it is already there).
+//!
+//! [`Chunk::Shared`]: crate::record::Chunk::Shared
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use futures_util::future::join_all;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::Slot;
+
+use super::keys::MailboxKeys;
+use super::{Ack, ClusterError, ClusterOptions, PREFIX};
+use crate::mime::Piece;
+use crate::record::ChunkPlan;
+
+/// Default smallest MIME part (or single-part body) stored as a shared part.
+pub const PART_BYTES_MIN: usize = 4096;
+/// Smallest run of inline bytes of a message to several mailboxes stored once for all of
+/// them; below it the per-mailbox copies cost less than a key of its own.
+pub const RUN_BYTES_MIN: usize = 1024;
+
+const MAGIC: [u8; 4] = *b"TMXP";
+/// Bytes before a part's data: magic, length, CRC32C, version, reserved, key.
+pub const HEADER_BYTES: usize = 24;
+const VERSION: u16 = 1;
+
+/// One shared part of a message as the write path sends it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Part {
+    /// Content key (as in the record's chunk).
+    pub(crate) key: u64,
+    /// The value: header and data.
+    pub(crate) value: Vec<u8>,
+}
+
+/// The content key of `data`: the first 64 bits of its SHA-256.
+pub(crate) fn content_key(data: &[u8]) -> u64 {
+    let d = ring::digest::digest(&ring::digest::SHA256, data);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&d.as_ref()[..8]);
+    u64::from_be_bytes(first)
+}
+
+/// The key of part `key`: `tmx:{p:<16 hex>}`, a slot of its own.
+pub fn part_key(key: u64) -> String {
+    format!("{PREFIX}{{p:{key:016x}}}")
+}
+
+/// The stored value of `data` under content key `key`.
+fn encode(key: u64, data: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(HEADER_BYTES + data.len());
+    v.extend_from_slice(&MAGIC);
+    v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    v.extend_from_slice(&crate::crc::crc32c(data).to_le_bytes());
+    v.extend_from_slice(&VERSION.to_le_bytes());
+    v.extend_from_slice(&[0, 0]);
+    v.extend_from_slice(&key.to_le_bytes());
+    v.extend_from_slice(data);
+    v
+}
+
+/// The data of part `key` of `len` bytes read back as `value` from `name`, checked:
+/// header, length, CRC and key; anything else is [`ClusterError::Corrupt`].
+pub(crate) fn check<'a>(
+    value: &'a [u8],
+    key: u64,
+    len: u32,
+    name: &str,
+) -> Result<&'a [u8], ClusterError> {
+    let corrupt = || ClusterError::Corrupt {
+        key: name.to_owned(),
+    };
+    let (head, data) = value.split_at_checked(HEADER_BYTES).ok_or_else(corrupt)?;
+    let word = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+    let stored_key = u64::from_le_bytes(head[16..24].try_into().map_err(|_| corrupt())?);
+    let ok = head[0..4] == MAGIC
+        && word(4) == len
+        && data.len() == len as usize
+        && u16::from_le_bytes([head[12], head[13]]) == VERSION
+        && head[14..16] == [0, 0]
+        && stored_key == key
+        && word(8) == crate::crc::crc32c(data);
+    if ok { Ok(data) } else { Err(corrupt()) }
+}
+
+/// Plans a message's raw chunks into `out` and its shared parts into `parts`: the trace
+/// headers first (inline), then the body's `pieces` in order. Shareable pieces (the MIME
+/// scan marks those of at least the part threshold) become shared parts; with `multi` (a
+/// message to several mailboxes) so do runs of inline pieces of [`RUN_BYTES_MIN`] or more,
+/// so every mailbox's record holds only what differs (nothing) and the references.
+pub(crate) fn plan(
+    body: &[u8],
+    pieces: &[Piece],
+    trace: bool,
+    multi: bool,
+    out: &mut Vec<ChunkPlan>,
+    parts: &mut Vec<Part>,
+) -> Result<(), ClusterError> {
+    out.clear();
+    parts.clear();
+    let mut p = Planner {
+        body,
+        out,
+        parts,
+        trace,
+    };
+    let mut run = 0..0;
+    for piece in pieces {
+        if piece.shared {
+            p.inline(std::mem::replace(&mut run, 0..0), multi)?;
+            p.shared(piece.range.clone())?;
+        } else if run.is_empty() {
+            run = piece.range.clone();
+        } else {
+            run.end = piece.range.end;
+        }
+    }
+    p.inline(run, multi)?;
+    if p.out.is_empty() {
+        p.out.push(ChunkPlan::Inline {
+            trace: false,
+            body: 0..0,
+        });
+    }
+    Ok(())
+}
+
+struct Planner<'a> {
+    body: &'a [u8],
+    out: &'a mut Vec<ChunkPlan>,
+    parts: &'a mut Vec<Part>,
+    /// Whether the trace headers still wait for their inline chunk.
+    trace: bool,
+}
+
+impl Planner<'_> {
+    /// Ends an inline run: shared when `multi` and long enough, else inline (with the
+    /// trace headers if they are still pending).
+    fn inline(&mut self, run: Range<usize>, multi: bool) -> Result<(), ClusterError> {
+        if multi && run.len() >= RUN_BYTES_MIN {
+            if self.trace {
+                self.out.push(ChunkPlan::Inline {
+                    trace: true,
+                    body: 0..0,
+                });
+                self.trace = false;
+            }
+            return self.shared(run);
+        }
+        if self.trace || !run.is_empty() {
+            self.out.push(ChunkPlan::Inline {
+                trace: std::mem::take(&mut self.trace),
+                body: run,
+            });
+        }
+        Ok(())
+    }
+
+    /// A shared chunk of `range` (the trace headers, if pending, go inline before it).
+    fn shared(&mut self, range: Range<usize>) -> Result<(), ClusterError> {
+        if self.trace {
+            self.out.push(ChunkPlan::Inline {
+                trace: true,
+                body: 0..0,
+            });
+            self.trace = false;
+        }
+        let data = &self.body[range];
+        let len = u32::try_from(data.len())
+            .map_err(|_| ClusterError::Encode(format!("a part of {} bytes", data.len())))?;
+        let key = content_key(data);
+        self.out.push(ChunkPlan::Shared { key, len });
+        if !self.parts.iter().any(|q| q.key == key) {
+            self.parts.push(Part {
+                key,
+                value: encode(key, data),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What the parts step of a batch needs of one message.
+pub(crate) struct JobParts<'a> {
+    /// The message's shared parts.
+    pub(crate) parts: &'a [Part],
+    /// Its recipients' keys.
+    pub(crate) keys: &'a [MailboxKeys],
+    /// When it was accepted (ms), the base of its expiry.
+    pub(crate) now_ms: u64,
+}
+
+/// Writes the shared parts of a batch before its records: first each recipient's TTL
+/// override (one `HGET` per mailbox, at once), then each distinct part once (one
+/// `FCALL tempmx_part` per part, at once) expiring with the longest-lived message that
+/// references it, and with `ack = replicas:N` one `WAIT N` per slot of those parts.
+/// Returns one result per job: a job whose parts are not all stored must not write its
+/// records. Jobs without parts cost nothing.
+pub(crate) async fn write(
+    conn: &ClusterConnection,
+    jobs: &[JobParts<'_>],
+    opts: &ClusterOptions,
+) -> Vec<Result<(), ClusterError>> {
+    let mut results: Vec<Result<(), ClusterError>> = jobs.iter().map(|_| Ok(())).collect();
+    if jobs.iter().all(|j| j.parts.is_empty()) {
+        return results;
+    }
+    let timeout = opts.timeout;
+    // The message TTL each recipient mailbox applies (as `tempmx_put` computes it).
+    let mut ttls: HashMap<&str, u64> = HashMap::new();
+    for j in jobs.iter().filter(|j| !j.parts.is_empty()) {
+        for k in j.keys {
+            ttls.entry(k.base()).or_insert(0);
+        }
+    }
+    let lookups = ttls.keys().map(|&base| {
+        let mut c = conn.clone();
+        async move {
+            let cmd = redis::cmd("HGET")
+                .arg(format!("{base}:reg"))
+                .arg("ttl")
+                .to_owned();
+            let res = tokio::time::timeout(timeout, cmd.query_async::<Option<u64>>(&mut c)).await;
+            (base, super::sink::flatten(res, timeout))
+        }
+    });
+    let default_ms = opts.ttl_secs * 1000;
+    let mut failed: HashMap<&str, ClusterError> = HashMap::new();
+    for (base, res) in join_all(lookups).await {
+        match res {
+            Ok(Some(secs)) if secs > 0 => {
+                ttls.insert(base, secs * 1000);
+            }
+            Ok(_) => {
+                ttls.insert(base, default_ms);
+            }
+            Err(e) => {
+                failed.insert(base, e);
+            }
+        }
+    }
+    // Each distinct part once, with the latest expiry of the messages naming it.
+    let mut writes: HashMap<u64, (&[u8], u64)> = HashMap::new();
+    for (j, res) in jobs.iter().zip(results.iter_mut()) {
+        if j.parts.is_empty() {
+            continue;
+        }
+        if let Some(e) = j.keys.iter().find_map(|k| failed.get(k.base())) {
+            *res = Err(e.clone());
+            continue;
+        }
+        let ttl = j
+            .keys
+            .iter()
+            .map(|k| ttls[k.base()])
+            .max()
+            .unwrap_or(default_ms);
+        let exp = j.now_ms + ttl;
+        for p in j.parts {
+            let w = writes.entry(p.key).or_insert((&p.value, exp));
+            w.1 = w.1.max(exp);
+        }
+    }
+    let stores = writes.into_iter().map(|(key, (value, exp))| {
+        let mut c = conn.clone();
+        async move {
+            let cmd = redis::cmd("FCALL")
+                .arg("tempmx_part")
+                .arg(1)
+                .arg(part_key(key))
+                .arg(value)
+                .arg(exp)
+                .to_owned();
+            let res = tokio::time::timeout(timeout, cmd.query_async::<i64>(&mut c)).await;
+            (key, super::sink::flatten(res, timeout))
+        }
+    });
+    let mut stored: HashMap<u64, Result<i64, ClusterError>> =
+        join_all(stores).await.into_iter().collect();
+    // With `replicas:N` a part must be on N replicas before any record names it: the
+    // records' WAITs cover only their own primaries.
+    if let Ack::Replicas(n) = opts.ack {
+        let mut slots: HashMap<Slot, Vec<u64>> = HashMap::new();
+        for (&key, _) in stored.iter().filter(|(_, r)| r.is_ok()) {
+            slots
+                .entry(Slot::for_key(part_key(key).as_bytes()))
+                .or_default()
+                .push(key);
+        }
+        let waits = slots.into_iter().map(|(slot, keys)| async move {
+            (
+                keys,
+                super::sink::wait(conn.clone(), slot, n, timeout).await,
+            )
+        });
+        for (keys, res) in join_all(waits).await {
+            if let Err(e) = res {
+                for k in keys {
+                    stored.insert(k, Err(e.clone()));
+                }
+            }
+        }
+    }
+    for (j, res) in jobs.iter().zip(results.iter_mut()) {
+        if res.is_err() {
+            continue;
+        }
+        if let Some(Err(e)) = j
+            .parts
+            .iter()
+            .filter_map(|p| stored.get(&p.key))
+            .find(|r| r.is_err())
+        {
+            *res = Err(e.clone());
+        }
+    }
+    results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mime;
+
+    fn joined(body: &[u8], trace: &[u8], plan: &[ChunkPlan], parts: &[Part]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for c in plan {
+            match c {
+                ChunkPlan::Inline { trace: t, body: r } => {
+                    if *t {
+                        out.extend_from_slice(trace);
+                    }
+                    out.extend_from_slice(&body[r.clone()]);
+                }
+                ChunkPlan::Shared { key, len } => {
+                    let p = parts.iter().find(|p| p.key == *key).expect("part planned");
+                    let data = check(&p.value, *key, *len, "k").expect("valid part");
+                    out.extend_from_slice(data);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn plans_rebuild_the_message_and_share_what_they_should() {
+        // Goal: the planned chunks join back to trace + body byte for byte; large MIME
+        // parts are shared for one mailbox, and with several mailboxes the inline runs
+        // of 1 KiB or more are shared too; a repeated part is sent once. Method: scan
+        // real multipart and plain bodies and plan them both ways.
+        let att = "QUJD".repeat(2000);
+        let body = format!(
+            "From: a@b.test\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+             --b\r\nContent-Type: text/plain\r\n\r\nhello {}\r\n\
+             --b\r\nContent-Type: application/pdf\r\n\r\n{att}\r\n\
+             --b\r\nContent-Type: application/pdf\r\n\r\n{att}\r\n--b--\r\n",
+            "x".repeat(1500)
+        );
+        let trace = b"Received: from x\r\n";
+        let scan = mime::scan(body.as_bytes(), PART_BYTES_MIN);
+        let (mut plan_out, mut parts) = (Vec::new(), Vec::new());
+        for multi in [false, true] {
+            plan(
+                body.as_bytes(),
+                &scan.pieces,
+                true,
+                multi,
+                &mut plan_out,
+                &mut parts,
+            )
+            .expect("plans");
+            let mut want = trace.to_vec();
+            want.extend_from_slice(body.as_bytes());
+            assert_eq!(joined(body.as_bytes(), trace, &plan_out, &parts), want);
+            let shared = plan_out
+                .iter()
+                .filter(|c| matches!(c, ChunkPlan::Shared { .. }))
+                .count();
+            // The attachment twice (one part), plus with several mailboxes the text run
+            // before it and the short runs between and after them (only those >= 1 KiB).
+            if multi {
+                assert_eq!((shared, parts.len()), (3, 2), "{plan_out:?}");
+            } else {
+                assert_eq!((shared, parts.len()), (2, 1), "{plan_out:?}");
+            }
+        }
+        // A short plain message stays one inline chunk either way.
+        let small = b"Subject: hi\r\n\r\nshort\r\n";
+        let scan = mime::scan(small, PART_BYTES_MIN);
+        plan(small, &scan.pieces, true, true, &mut plan_out, &mut parts).expect("plans");
+        assert_eq!(
+            plan_out,
+            vec![ChunkPlan::Inline {
+                trace: true,
+                body: 0..small.len()
+            }]
+        );
+        assert!(parts.is_empty());
+    }
+
+    #[test]
+    fn damaged_parts_fail_their_check() {
+        // Goal: a part is returned only with its header, length, CRC and key intact.
+        // Method: flip each byte of a stored value in turn, truncate it, name another key.
+        let data = b"part data".repeat(10);
+        let key = content_key(&data);
+        let v = encode(key, &data);
+        assert_eq!(check(&v, key, data.len() as u32, "k").ok(), Some(&data[..]));
+        for i in 0..v.len() {
+            let mut bad = v.clone();
+            bad[i] ^= 0x20;
+            assert!(
+                check(&bad, key, data.len() as u32, "k").is_err(),
+                "byte {i}"
+            );
+        }
+        assert!(check(&v[..v.len() - 1], key, data.len() as u32, "k").is_err());
+        assert!(check(&v, key ^ 1, data.len() as u32, "k").is_err());
+        assert!(check(&v, key, data.len() as u32 + 1, "k").is_err());
+        assert_ne!(content_key(b"a"), content_key(b"b"));
+        assert!(part_key(key).starts_with("tmx:{p:"));
+    }
+}
