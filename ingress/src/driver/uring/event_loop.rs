@@ -7,15 +7,16 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use io_uring::types::{Fd, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode};
-use socket2::{SockRef, Socket};
+use socket2::Socket;
 
+use super::accept::{self, Accepts};
 use super::bufring::{self, BufRing};
 use super::checks::{Checks, Done, Token};
-use super::conn::{Conn, End, Env};
+use super::conn::{Conn, End, Env, Spare};
 use super::ring;
 use super::timers::Timers;
 use crate::config::IngressConfig;
@@ -34,6 +35,7 @@ const SEND: u64 = 3;
 const WAKE: u64 = 4;
 const CANCEL: u64 = 5;
 const CLOSE: u64 = 6;
+const ACCEPT_CANCEL: u64 = 7;
 /// Generations are kept modulo 2^24 in the user data.
 const GENERATION_MASK: u32 = (1 << 24) - 1;
 /// Fewest buffers in a core's buffer ring.
@@ -41,6 +43,9 @@ const RING_BUFFERS_MIN: usize = 64;
 /// Pause before re-arming an accept that failed for want of descriptors or memory, so the
 /// loop does not spin while that lasts.
 const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(20);
+/// Most ended connections' buffers a core keeps for new connections (each buffer at most
+/// `session::SPARE_BYTES_MAX`).
+const SPARES_MAX: usize = 64;
 /// How long the last stage of a shutdown waits for shut sockets' operations to finish.
 const DRAIN_MAX: Duration = Duration::from_secs(1);
 
@@ -77,6 +82,7 @@ struct Slot {
 struct EventLoop {
     ring: IoUring,
     bufs: BufRing,
+    accepts: Accepts,
     slots: Vec<Slot>,
     free: Vec<u32>,
     live: usize,
@@ -87,13 +93,21 @@ struct EventLoop {
     stopper: Socket,
     /// The eventfd counter a posted read fills.
     wake_buf: Box<[u8; 8]>,
+    /// Emptied buffers of ended connections, for new ones (at most [`SPARES_MAX`]).
+    spares: Vec<Spare>,
     /// Connections that had events this turn (synced once at its end).
     touched: Vec<u32>,
     cqes: Vec<(u64, i32, u32)>,
     done: Vec<Done>,
     stopping: Option<Stopping>,
-    /// When to re-arm an accept that failed hard.
+    /// When to re-arm the accepts that failed hard.
     accept_retry: Option<Instant>,
+    /// The accepts that failed hard, re-armed at `accept_retry`.
+    accepts_paused: Vec<u32>,
+    /// The monotonic clock, read once per turn when `io_uring_enter` returned.
+    now: Instant,
+    /// The wall clock, read with `now`.
+    wall: SystemTime,
 }
 
 /// Runs one core on io_uring until the ingress stops; reports on `ready` once it accepts.
@@ -114,6 +128,7 @@ pub(crate) fn run(
     let mut this = EventLoop {
         ring,
         bufs,
+        accepts: Accepts::new(),
         slots: Vec::new(),
         free: Vec::new(),
         live: 0,
@@ -123,13 +138,19 @@ pub(crate) fn run(
         listener: bound.listener,
         stopper: bound.stopper,
         wake_buf: Box::new([0; 8]),
+        spares: Vec::new(),
         touched: Vec::new(),
         cqes: Vec::new(),
         done: Vec::new(),
         stopping: None,
         accept_retry: None,
+        accepts_paused: Vec::new(),
+        now: Instant::now(),
+        wall: SystemTime::now(),
     };
-    this.arm_accept()?;
+    for i in 0..accept::IN_FLIGHT {
+        this.arm_accept(i)?;
+    }
     this.arm_wake()?;
     tracing::debug!(core = this.core.id, setup, buffers, "io_uring core ready");
     report_ready(ready, this.core.id);
@@ -139,18 +160,24 @@ pub(crate) fn run(
 impl EventLoop {
     fn serve(&mut self) -> io::Result<()> {
         loop {
+            // Measured from the start of the last turn: a deadline fires late by at most the
+            // time that turn took (microseconds; deadlines are seconds).
             let wait = self
                 .next_deadline()
-                .map(|at| at.saturating_duration_since(Instant::now()));
+                .map(|at| at.saturating_duration_since(self.now));
             self.enter(wait)?;
+            self.now = Instant::now();
+            self.wall = SystemTime::now();
             self.reap()?;
             self.fire_timers();
             if let Some(at) = self.accept_retry
-                && Instant::now() >= at
+                && self.now >= at
             {
                 self.accept_retry = None;
-                if self.stopping.is_none() {
-                    self.arm_accept()?;
+                for i in std::mem::take(&mut self.accepts_paused) {
+                    if self.stopping.is_none() {
+                        self.arm_accept(i)?;
+                    }
                 }
             }
             self.sync_touched()?;
@@ -206,7 +233,7 @@ impl EventLoop {
             let (data, result, flags) = self.cqes[i];
             let (kind, slot, generation) = split(data);
             match kind {
-                ACCEPT => self.accepted(result, flags)?,
+                ACCEPT => self.accepted(slot, result, flags)?,
                 RECV => self.received(slot, generation, result, flags),
                 SEND => self.sent(slot, generation, result)?,
                 WAKE => self.woken()?,
@@ -217,7 +244,8 @@ impl EventLoop {
         Ok(())
     }
 
-    fn accepted(&mut self, result: i32, flags: u32) -> io::Result<()> {
+    /// Accept number `i` completed.
+    fn accepted(&mut self, i: u32, result: i32, flags: u32) -> io::Result<()> {
         let rearm = !cqueue::more(flags) && self.stopping.is_none();
         if result < 0 {
             let e = io::Error::from_raw_os_error(-result);
@@ -225,37 +253,39 @@ impl EventLoop {
                 libc::ECANCELED | libc::ECONNABORTED | libc::EINTR => {
                     tracing::debug!(error = %e, "accept");
                     if rearm {
-                        self.arm_accept()?;
+                        self.arm_accept(i)?;
                     }
                 }
                 // Out of descriptors or memory: pause so the loop does not spin while it lasts.
                 _ => {
                     tracing::warn!(error = %e, "accept failed");
                     if rearm {
-                        self.accept_retry = Some(Instant::now() + ACCEPT_RETRY_PAUSE);
+                        self.accept_retry = Some(self.now + ACCEPT_RETRY_PAUSE);
+                        self.accepts_paused.push(i);
                     }
                 }
             }
             return Ok(());
         }
-        if rearm {
-            self.arm_accept()?;
-        }
         // SAFETY: a successful accept returns a new descriptor that nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(result) };
-        self.admit(fd);
+        // Read before the accept is queued again (that resets its buffer).
+        let peer = self.accepts.peer(i);
+        if rearm {
+            self.arm_accept(i)?;
+        }
+        match peer {
+            Some(peer) => self.admit(fd, peer),
+            // Not inet: nothing to serve.
+            None => drop(fd),
+        }
         Ok(())
     }
 
-    fn admit(&mut self, fd: OwnedFd) {
+    fn admit(&mut self, fd: OwnedFd, peer: SocketAddr) {
         if self.stopping.is_some() {
             return refuse(fd, &shutting_down_line());
         }
-        let peer = match SockRef::from(&fd).peer_addr().map(|a| a.as_socket()) {
-            Ok(Some(peer)) => peer,
-            // The client is gone already (or not inet): nothing to serve.
-            _ => return,
-        };
         match self.core.admission.admit(peer.ip().to_canonical()) {
             Ok(permit) => {
                 bump(&self.core.counters().connections_accepted, 1);
@@ -266,8 +296,11 @@ impl EventLoop {
                     core: &self.core,
                     checks: &self.checks,
                     token: (slot, generation & GENERATION_MASK),
+                    now: self.now,
+                    wall: self.wall,
                 };
-                let conn = Conn::new(env, fd, generation, info, permit);
+                let spare = self.spares.pop().unwrap_or_default();
+                let conn = Conn::new(env, fd, generation, info, permit, spare);
                 self.slots[slot as usize].conn = Some(conn);
                 self.live += 1;
                 self.touched.push(slot);
@@ -310,6 +343,8 @@ impl EventLoop {
             core,
             checks,
             touched,
+            now,
+            wall,
             ..
         } = self;
         if let Some(conn) = live(slots, slot, generation) {
@@ -320,6 +355,8 @@ impl EventLoop {
                 core,
                 checks,
                 token: (slot, generation),
+                now: *now,
+                wall: *wall,
             };
             match (result, buffer) {
                 (n, Some(bid)) if n > 0 => conn.received(env, bufs.get(bid, n as usize)),
@@ -343,6 +380,8 @@ impl EventLoop {
             slots,
             core,
             checks,
+            now,
+            wall,
             ..
         } = self;
         let Some(conn) = live(slots, slot, generation) else {
@@ -352,6 +391,8 @@ impl EventLoop {
             core,
             checks,
             token: (slot, generation),
+            now: *now,
+            wall: *wall,
         };
         if !conn.sent(env, result) {
             let entry = send_entry(conn, slot);
@@ -394,6 +435,8 @@ impl EventLoop {
                 core,
                 checks,
                 touched,
+                now,
+                wall,
                 ..
             } = self;
             if let Some(conn) = live(slots, token.0, token.1) {
@@ -402,6 +445,8 @@ impl EventLoop {
                         core,
                         checks,
                         token,
+                        now: *now,
+                        wall: *wall,
                     },
                     d,
                 );
@@ -413,13 +458,14 @@ impl EventLoop {
     }
 
     fn fire_timers(&mut self) {
-        let now = Instant::now();
+        let now = self.now;
         while let Some((slot, seq)) = self.timers.pop_due(now) {
             let Self {
                 slots,
                 core,
                 checks,
                 touched,
+                wall,
                 ..
             } = self;
             let Some(s) = slots.get_mut(slot as usize) else {
@@ -438,6 +484,8 @@ impl EventLoop {
                 core,
                 checks,
                 token: (slot, generation),
+                now,
+                wall: *wall,
             };
             conn.timed_out(env, now);
             touched.push(slot);
@@ -467,7 +515,7 @@ impl EventLoop {
             return Ok(());
         };
         let fd = Fd(conn.fd.as_raw_fd());
-        if conn.next_send() {
+        if conn.next_send(self.now) {
             let entry = send_entry(conn, slot);
             ring::push(&mut self.ring, &entry)?;
         }
@@ -499,7 +547,11 @@ impl EventLoop {
             // Dropping the connection releases its admission slot; its socket is closed on
             // the ring with this turn's submission (no close(2) of its own).
             if let Some(conn) = self.slots[slot as usize].conn.take() {
-                let entry = opcode::Close::new(Fd(conn.into_fd().into_raw_fd()))
+                let (fd, spare) = conn.into_parts();
+                if self.spares.len() < SPARES_MAX {
+                    self.spares.push(spare);
+                }
+                let entry = opcode::Close::new(Fd(fd.into_raw_fd()))
                     .build()
                     .user_data(user_data(CLOSE, slot, generation));
                 ring::push(&mut self.ring, &entry)?;
@@ -509,7 +561,12 @@ impl EventLoop {
             return Ok(());
         }
         let deadline = conn.deadline(&self.core);
-        if deadline != conn.timer.map(|t| t.0) {
+        let armed = conn.timer.map(|t| t.0);
+        // A deadline that moved later keeps its earlier entry: when that fires, the connection
+        // finds nothing due and is armed again for its real deadline. The idle deadline moves
+        // later with every command line; this saves a map removal and insertion for each.
+        let later = matches!((deadline, armed), (Some(at), Some(was)) if at >= was);
+        if !later && deadline != armed {
             if let Some(armed) = conn.timer.take() {
                 self.timers.disarm(armed);
             }
@@ -518,11 +575,11 @@ impl EventLoop {
         Ok(())
     }
 
-    fn arm_accept(&mut self) -> io::Result<()> {
-        let entry = opcode::AcceptMulti::new(Fd(self.listener.as_raw_fd()))
-            .flags(libc::SOCK_CLOEXEC)
-            .build()
-            .user_data(user_data(ACCEPT, 0, 0));
+    fn arm_accept(&mut self, i: u32) -> io::Result<()> {
+        let entry = self
+            .accepts
+            .entry(self.listener.as_raw_fd(), i)
+            .user_data(user_data(ACCEPT, i, 0));
         ring::push(&mut self.ring, &entry)
     }
 
@@ -539,15 +596,18 @@ impl EventLoop {
         if self.stopping.is_some() {
             return Ok(());
         }
-        let now = Instant::now();
+        let now = self.now;
         self.stopping = Some(Stopping::Grace(now + self.core.timing.shutdown_grace));
-        let cancel = opcode::AsyncCancel::new(user_data(ACCEPT, 0, 0))
-            .build()
-            .user_data(user_data(CANCEL, 0, 0));
-        ring::push(&mut self.ring, &cancel)?;
+        for i in 0..accept::IN_FLIGHT {
+            let cancel = opcode::AsyncCancel::new(user_data(ACCEPT, i, 0))
+                .build()
+                .user_data(user_data(ACCEPT_CANCEL, i, 0));
+            ring::push(&mut self.ring, &cancel)?;
+        }
+        self.accepts_paused.clear();
         // The listener is non-blocking: take what the kernel already queued, then close it.
-        while let Ok((stream, _)) = self.listener.accept() {
-            self.admit(OwnedFd::from(stream));
+        while let Ok((stream, peer)) = self.listener.accept() {
+            self.admit(OwnedFd::from(stream), peer);
         }
         BoundListener::stop(&self.stopper);
         tracing::debug!(core = self.core.id, open = self.live, "core draining");
@@ -562,7 +622,7 @@ impl EventLoop {
         if self.live == 0 {
             return Ok(true);
         }
-        let now = Instant::now();
+        let now = self.now;
         match stopping {
             Stopping::Grace(at) if now >= at => {
                 self.each_conn(|conn, env| conn.shutting_down(env));
@@ -594,6 +654,8 @@ impl EventLoop {
                     core: &self.core,
                     checks: &self.checks,
                     token: (slot as u32, s.generation & GENERATION_MASK),
+                    now: self.now,
+                    wall: self.wall,
                 };
                 f(conn, env);
                 self.touched.push(slot as u32);
