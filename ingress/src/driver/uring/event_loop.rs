@@ -11,9 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use io_uring::types::{Fd, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode};
-use socket2::Socket;
+use socket2::{SockRef, Socket};
 
-use super::accept::{self, Accepts};
 use super::bufring::{self, BufRing};
 use super::checks::{Checks, Done, Token};
 use super::conn::{Conn, End, Env, Spare};
@@ -35,7 +34,6 @@ const SEND: u64 = 3;
 const WAKE: u64 = 4;
 const CANCEL: u64 = 5;
 const CLOSE: u64 = 6;
-const ACCEPT_CANCEL: u64 = 7;
 /// Generations are kept modulo 2^24 in the user data.
 const GENERATION_MASK: u32 = (1 << 24) - 1;
 /// Fewest buffers in a core's buffer ring.
@@ -82,7 +80,6 @@ struct Slot {
 struct EventLoop {
     ring: IoUring,
     bufs: BufRing,
-    accepts: Accepts,
     slots: Vec<Slot>,
     free: Vec<u32>,
     live: usize,
@@ -100,10 +97,8 @@ struct EventLoop {
     cqes: Vec<(u64, i32, u32)>,
     done: Vec<Done>,
     stopping: Option<Stopping>,
-    /// When to re-arm the accepts that failed hard.
+    /// When to re-arm an accept that failed hard.
     accept_retry: Option<Instant>,
-    /// The accepts that failed hard, re-armed at `accept_retry`.
-    accepts_paused: Vec<u32>,
     /// The monotonic clock, read once per turn when `io_uring_enter` returned.
     now: Instant,
     /// The wall clock, read with `now`.
@@ -128,7 +123,6 @@ pub(crate) fn run(
     let mut this = EventLoop {
         ring,
         bufs,
-        accepts: Accepts::new(),
         slots: Vec::new(),
         free: Vec::new(),
         live: 0,
@@ -144,13 +138,10 @@ pub(crate) fn run(
         done: Vec::new(),
         stopping: None,
         accept_retry: None,
-        accepts_paused: Vec::new(),
         now: Instant::now(),
         wall: SystemTime::now(),
     };
-    for i in 0..accept::IN_FLIGHT {
-        this.arm_accept(i)?;
-    }
+    this.arm_accept()?;
     this.arm_wake()?;
     tracing::debug!(core = this.core.id, setup, buffers, "io_uring core ready");
     report_ready(ready, this.core.id);
@@ -174,10 +165,8 @@ impl EventLoop {
                 && self.now >= at
             {
                 self.accept_retry = None;
-                for i in std::mem::take(&mut self.accepts_paused) {
-                    if self.stopping.is_none() {
-                        self.arm_accept(i)?;
-                    }
+                if self.stopping.is_none() {
+                    self.arm_accept()?;
                 }
             }
             self.sync_touched()?;
@@ -233,7 +222,7 @@ impl EventLoop {
             let (data, result, flags) = self.cqes[i];
             let (kind, slot, generation) = split(data);
             match kind {
-                ACCEPT => self.accepted(slot, result, flags)?,
+                ACCEPT => self.accepted(result, flags)?,
                 RECV => self.received(slot, generation, result, flags),
                 SEND => self.sent(slot, generation, result)?,
                 WAKE => self.woken()?,
@@ -244,8 +233,7 @@ impl EventLoop {
         Ok(())
     }
 
-    /// Accept number `i` completed.
-    fn accepted(&mut self, i: u32, result: i32, flags: u32) -> io::Result<()> {
+    fn accepted(&mut self, result: i32, flags: u32) -> io::Result<()> {
         let rearm = !cqueue::more(flags) && self.stopping.is_none();
         if result < 0 {
             let e = io::Error::from_raw_os_error(-result);
@@ -253,7 +241,7 @@ impl EventLoop {
                 libc::ECANCELED | libc::ECONNABORTED | libc::EINTR => {
                     tracing::debug!(error = %e, "accept");
                     if rearm {
-                        self.arm_accept(i)?;
+                        self.arm_accept()?;
                     }
                 }
                 // Out of descriptors or memory: pause so the loop does not spin while it lasts.
@@ -261,31 +249,29 @@ impl EventLoop {
                     tracing::warn!(error = %e, "accept failed");
                     if rearm {
                         self.accept_retry = Some(self.now + ACCEPT_RETRY_PAUSE);
-                        self.accepts_paused.push(i);
                     }
                 }
             }
             return Ok(());
         }
+        if rearm {
+            self.arm_accept()?;
+        }
         // SAFETY: a successful accept returns a new descriptor that nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(result) };
-        // Read before the accept is queued again (that resets its buffer).
-        let peer = self.accepts.peer(i);
-        if rearm {
-            self.arm_accept(i)?;
-        }
-        match peer {
-            Some(peer) => self.admit(fd, peer),
-            // Not inet: nothing to serve.
-            None => drop(fd),
-        }
+        self.admit(fd);
         Ok(())
     }
 
-    fn admit(&mut self, fd: OwnedFd, peer: SocketAddr) {
+    fn admit(&mut self, fd: OwnedFd) {
         if self.stopping.is_some() {
             return refuse(fd, &shutting_down_line());
         }
+        let peer = match SockRef::from(&fd).peer_addr().map(|a| a.as_socket()) {
+            Ok(Some(peer)) => peer,
+            // The client is gone already (or not inet): nothing to serve.
+            _ => return,
+        };
         match self.core.admission.admit(peer.ip().to_canonical()) {
             Ok(permit) => {
                 bump(&self.core.counters().connections_accepted, 1);
@@ -575,11 +561,11 @@ impl EventLoop {
         Ok(())
     }
 
-    fn arm_accept(&mut self, i: u32) -> io::Result<()> {
-        let entry = self
-            .accepts
-            .entry(self.listener.as_raw_fd(), i)
-            .user_data(user_data(ACCEPT, i, 0));
+    fn arm_accept(&mut self) -> io::Result<()> {
+        let entry = opcode::AcceptMulti::new(Fd(self.listener.as_raw_fd()))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(user_data(ACCEPT, 0, 0));
         ring::push(&mut self.ring, &entry)
     }
 
@@ -598,16 +584,13 @@ impl EventLoop {
         }
         let now = self.now;
         self.stopping = Some(Stopping::Grace(now + self.core.timing.shutdown_grace));
-        for i in 0..accept::IN_FLIGHT {
-            let cancel = opcode::AsyncCancel::new(user_data(ACCEPT, i, 0))
-                .build()
-                .user_data(user_data(ACCEPT_CANCEL, i, 0));
-            ring::push(&mut self.ring, &cancel)?;
-        }
-        self.accepts_paused.clear();
+        let cancel = opcode::AsyncCancel::new(user_data(ACCEPT, 0, 0))
+            .build()
+            .user_data(user_data(CANCEL, 0, 0));
+        ring::push(&mut self.ring, &cancel)?;
         // The listener is non-blocking: take what the kernel already queued, then close it.
-        while let Ok((stream, peer)) = self.listener.accept() {
-            self.admit(OwnedFd::from(stream), peer);
+        while let Ok((stream, _)) = self.listener.accept() {
+            self.admit(OwnedFd::from(stream));
         }
         BoundListener::stop(&self.stopper);
         tracing::debug!(core = self.core.id, open = self.live, "core draining");

@@ -5,19 +5,17 @@
 //!
 //! - `ring`: setup with SINGLE_ISSUER/DEFER_TASKRUN (or COOP_TASKRUN, or plain) and probing;
 //! - `bufring`: the provided-buffer ring the multishot receives take their buffers from;
-//! - `accept`: the accepts in flight on the listener, each with its peer address buffer;
 //! - `timers`: the deadlines of the core's connections;
 //! - `conn`: one connection, sans-io (session, TLS, pending input and output, its phase);
 //! - `checks`: the hand-off thread for authentication checks, group-commit waits and stop;
 //! - `event_loop`: accept, receive, send, wake-ups, timers and shutdown.
 //!
-//! Sockets are plain descriptors, not registered files. A connection that ends has its receive and
+//! Sockets are plain descriptors, not registered files: each accepted connection needs a
+//! real descriptor for getpeername(2) anyway. A connection that ends has its receive and
 //! any send in flight cancelled on the ring (`ASYNC_CANCEL`), and its socket is closed on
 //! the ring (`IORING_OP_CLOSE`) once both finished: no dropped operation keeps a socket
-//! open, and no connection costs a shutdown(2) or close(2) of its own (nor a getpeername(2):
-//! the accept writes the peer's address).
+//! open, and no connection costs a shutdown(2) or close(2) of its own.
 
-mod accept;
 mod bufring;
 mod checks;
 mod conn;
