@@ -138,6 +138,11 @@ impl Pump {
         &self.session
     }
 
+    /// Ends the connection: its session, for [`Session::into_spare`].
+    pub fn into_session(self) -> Session {
+        self.session
+    }
+
     /// The session, for the session's unit tests that call it directly.
     #[cfg(test)]
     pub(crate) fn session_mut(&mut self) -> &mut Session {
@@ -163,7 +168,7 @@ impl Pump {
     pub fn greet(&mut self, io: &mut impl Io) {
         self.session.greeting(&mut self.out);
         self.flush(io);
-        self.record.restart();
+        self.record.restart(Instant::now());
     }
 
     /// Notes that input arrived (a stalled record then times out as [`Timeout::Record`]).
@@ -175,6 +180,18 @@ impl Pump {
     /// the bytes consumed. The caller keeps the rest and feeds it again after the wait; after
     /// TLS began or the session closed everything counts as consumed (it is dropped).
     pub fn feed(&mut self, io: &mut impl Io, input: &[u8], now: SystemTime) -> usize {
+        self.feed_at(io, input, now, Instant::now())
+    }
+
+    /// [`Pump::feed`] with the monotonic clock `at` read by the caller: a driver that reads
+    /// its clocks once per loop turn rather than once per call.
+    pub fn feed_at(
+        &mut self,
+        io: &mut impl Io,
+        input: &[u8],
+        now: SystemTime,
+        at: Instant,
+    ) -> usize {
         let mut pos = 0;
         while pos < input.len() && self.phase == Phase::Reading {
             let n = self.session.ingest(&input[pos..], now, &mut self.out);
@@ -186,7 +203,7 @@ impl Pump {
             self.run_effects(io);
         }
         self.flush(io);
-        self.record.progress(self.session.records());
+        self.record.progress(self.session.records(), at);
         match self.phase {
             Phase::Tls | Phase::Closed => input.len(),
             Phase::Reading | Phase::Waiting(..) => pos,
@@ -236,7 +253,7 @@ impl Pump {
         if self.phase == Phase::Tls {
             self.phase = Phase::Reading;
         }
-        self.record.restart();
+        self.record.restart(Instant::now());
     }
 
     /// When the connection times out next, and as which timeout; `None` while TLS is set up
@@ -369,7 +386,7 @@ impl Pump {
             Phase::Waiting(w, _) if w == what => {
                 self.phase = Phase::Reading;
                 // The client waited for us, not we for it: its idle time starts now.
-                self.record.restart();
+                self.record.restart(Instant::now());
                 true
             }
             _ => false,

@@ -26,9 +26,9 @@ impl RecordClock {
         }
     }
 
-    /// Restarts the clock now (after the greeting).
-    pub(super) fn restart(&mut self) {
-        self.since = Instant::now();
+    /// Restarts the clock at `now` (after the greeting).
+    pub(super) fn restart(&mut self, now: Instant) {
+        self.since = now;
         self.partial = false;
     }
 
@@ -37,11 +37,11 @@ impl RecordClock {
         self.partial = true;
     }
 
-    /// Restarts the clock if the session completed records since the last call.
-    pub(super) fn progress(&mut self, records: u64) {
+    /// Restarts the clock at `now` if the session completed records since the last call.
+    pub(super) fn progress(&mut self, records: u64, now: Instant) {
         if records != self.seen {
             self.seen = records;
-            self.restart();
+            self.restart(now);
         }
     }
 

@@ -38,12 +38,24 @@ pub struct LineReceiver {
 impl LineReceiver {
     /// A receiver for lines of at most `limit` bytes including CRLF.
     pub fn new(limit: usize) -> Self {
+        Self::with_buffer(limit, Vec::new())
+    }
+
+    /// As [`LineReceiver::new`], reusing the allocation of `buf` (emptied here).
+    pub fn with_buffer(limit: usize, mut buf: Vec<u8>) -> Self {
+        buf.clear();
+        buf.reserve(limit);
         Self {
-            buf: Vec::with_capacity(limit),
+            buf,
             limit,
             seen: 0,
             last: 0,
         }
+    }
+
+    /// The line buffer, for [`LineReceiver::with_buffer`].
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
     }
 
     /// Consumes bytes up to and including the LF that ends the current line.
@@ -115,11 +127,22 @@ pub struct MessageBuffer {
 impl MessageBuffer {
     /// An empty buffer for messages of at most `limit` bytes.
     pub fn new(limit: usize) -> Self {
+        Self::with_buffer(limit, Vec::new())
+    }
+
+    /// As [`MessageBuffer::new`], reusing the allocation of `bytes` (emptied here).
+    pub fn with_buffer(limit: usize, mut bytes: Vec<u8>) -> Self {
+        bytes.clear();
         Self {
-            bytes: Vec::new(),
+            bytes,
             limit,
             over: false,
         }
+    }
+
+    /// The message bytes' allocation, for [`MessageBuffer::with_buffer`].
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.bytes
     }
 
     /// Appends bytes; once over the limit everything further is dropped.

@@ -187,6 +187,28 @@ pub struct SessionCounters {
     pub greylisted: u64,
 }
 
+/// Largest buffer an ended session hands on to the next ([`spare`]): one that grew past it
+/// (a large message) is freed rather than held by a connection cache.
+pub const SPARE_BYTES_MAX: usize = 16 * 1024;
+
+/// `buf` emptied for reuse, or a new empty buffer if it is over [`SPARE_BYTES_MAX`].
+pub fn spare(mut buf: Vec<u8>) -> Vec<u8> {
+    if buf.capacity() > SPARE_BYTES_MAX {
+        return Vec::new();
+    }
+    buf.clear();
+    buf
+}
+
+/// The emptied buffers of an ended session, for the next session on the same core
+/// ([`Session::into_spare`], [`Session::with_spare`]): capacity carries over, content never.
+#[derive(Debug, Default)]
+pub struct SessionSpare {
+    line: Vec<u8>,
+    body: Vec<u8>,
+    trace: Vec<u8>,
+}
+
 /// One SMTP session.
 pub struct Session {
     ctx: Arc<SessionContext>,
@@ -259,10 +281,22 @@ struct Transaction {
 impl Session {
     /// Creates a session for a new connection.
     pub fn new(ctx: Arc<SessionContext>, peer: PeerInfo) -> Self {
+        Self::with_spare(ctx, peer, SessionSpare::default())
+    }
+
+    /// As [`Session::new`], on the emptied buffers of an ended session: every field is new,
+    /// only the allocations of `spare` are reused (emptied again here).
+    pub fn with_spare(ctx: Arc<SessionContext>, peer: PeerInfo, spare: SessionSpare) -> Self {
         let limits = &ctx.limits;
+        let SessionSpare {
+            line,
+            body,
+            mut trace,
+        } = spare;
+        trace.clear();
         Self {
             state: State::Fresh,
-            lines: LineReceiver::new(limits.command_line_bytes_max),
+            lines: LineReceiver::with_buffer(limits.command_line_bytes_max, line),
             helo: None,
             tls: None,
             txn: Transaction {
@@ -273,16 +307,26 @@ impl Session {
                 greylist_pending: None,
                 smtputf8: false,
                 bdat: false,
-                body: MessageBuffer::new(limits.message_bytes_max),
+                body: MessageBuffer::with_buffer(limits.message_bytes_max, body),
                 seq: 0,
             },
             budget: Budget::new(limits),
             counters: SessionCounters::default(),
-            trace: Vec::new(),
+            trace,
             received_at: SystemTime::UNIX_EPOCH,
             records: 0,
             ctx,
             peer,
+        }
+    }
+
+    /// Ends the session, keeping its buffers (emptied, none over [`SPARE_BYTES_MAX`]) for
+    /// [`Session::with_spare`].
+    pub fn into_spare(self) -> SessionSpare {
+        SessionSpare {
+            line: spare(self.lines.into_buffer()),
+            body: spare(self.txn.body.into_buffer()),
+            trace: spare(self.trace),
         }
     }
 

@@ -1,5 +1,6 @@
 //! The Received: trace header (RFC 5321 §4.4) we prepend to every accepted message.
 
+use std::cell::RefCell;
 use std::io::Write;
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -33,7 +34,9 @@ impl Session {
         if let [only] = self.txn.recipients.as_slice() {
             let _ = write!(h, "\r\n\tfor <{only}>");
         }
-        let _ = write!(h, ";\r\n\t{}\r\n", rfc5322_date(now));
+        h.extend_from_slice(b";\r\n\t");
+        write_date(h, now);
+        h.extend_from_slice(b"\r\n");
     }
 
     /// The `with` protocol name (RFC 3848, RFC 6531).
@@ -47,6 +50,24 @@ impl Session {
             (true, false, false) => "ESMTP",
         }
     }
+}
+
+thread_local! {
+    /// The date last written on this thread and its second: under load the messages of one
+    /// second share it, so it is formatted once a second rather than once a message.
+    static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+/// Appends [`rfc5322_date`] of `t` to `out`.
+fn write_date(out: &mut Vec<u8>, t: SystemTime) {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with_borrow_mut(|(second, date)| {
+        if *second != secs {
+            *date = rfc5322_date(t);
+            *second = secs;
+        }
+        out.extend_from_slice(date.as_bytes());
+    });
 }
 
 /// RFC 5322 date in UTC, e.g. `Mon, 23 Nov 2026 11:34:38 +0000`.
@@ -98,5 +119,17 @@ mod tests {
         assert_eq!(at(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
         assert_eq!(at(1_795_433_678), "Mon, 23 Nov 2026 11:34:38 +0000");
         assert_eq!(at(4_102_444_799), "Thu, 31 Dec 2099 23:59:59 +0000");
+    }
+
+    // Goal: the per-thread date cache writes the date of the second asked for, also when
+    // the second changes back and forth; method: alternate instants against rfc5322_date.
+    #[test]
+    fn cached_dates() {
+        for s in [0, 0, 59, 951_782_400, 59, 951_782_400, 951_782_401] {
+            let t = UNIX_EPOCH + Duration::from_millis(s * 1000 + 500);
+            let mut out = Vec::new();
+            write_date(&mut out, t);
+            assert_eq!(out, rfc5322_date(t).into_bytes(), "second {s}");
+        }
     }
 }

@@ -9,6 +9,7 @@ mod authentication;
 
 mod clients;
 mod config_errors;
+mod fresh_session;
 mod hand_off_deadline;
 mod hostile_input;
 mod instances;

@@ -22,7 +22,9 @@ use crate::driver::counters::bump;
 use crate::driver::delivery::{self, Handed};
 pub(super) use crate::driver::end::End;
 use crate::greylist::{GreyVerdict, SharedStep};
-use crate::session::{DeliveryFailure, PeerInfo, PendingMessage, SenderInput, Session};
+use crate::session::{
+    DeliveryFailure, PeerInfo, PendingMessage, SenderInput, Session, SessionSpare, spare,
+};
 
 /// Unconsumed input past which the connection stops receiving until the session catches up
 /// (a client pipelining while a check runs must not grow memory without bound).
@@ -62,6 +64,11 @@ pub(super) struct Env<'a> {
     pub(super) checks: &'a Checks,
     /// This connection (slot and generation).
     pub(super) token: Token,
+    /// The monotonic clock, read once per loop turn (deadlines are seconds; a turn is
+    /// microseconds).
+    pub(super) now: Instant,
+    /// The wall clock, read with `now` (the Received header's date).
+    pub(super) wall: SystemTime,
 }
 
 /// The part of a connection the pump's I/O calls act on.
@@ -112,6 +119,7 @@ impl UringIo<'_> {
             core,
             checks,
             token,
+            ..
         } = self.env;
         if !core.auth_enabled() {
             tracing::error!(core = core.id, "check without an authenticator");
@@ -162,6 +170,7 @@ impl Io for UringIo<'_> {
             core,
             checks,
             token,
+            ..
         } = self.env;
         let Some(greylist) = core.session_ctx.greylist.clone() else {
             return Answer::Now(GreyVerdict::Unavailable);
@@ -182,6 +191,7 @@ impl Io for UringIo<'_> {
             core,
             checks,
             token,
+            ..
         } = self.env;
         match delivery::hand_off(core, message, self.link.peer_ip) {
             Handed::Now(result) => Answer::Now(result),
@@ -203,6 +213,16 @@ impl Io for UringIo<'_> {
     fn close(&mut self) {
         self.link.after = Some(After::Close);
     }
+}
+
+/// The emptied buffers of an ended connection, for the next one on the core (see
+/// [`Session::with_spare`]; the connection's own buffers are emptied the same way).
+#[derive(Debug, Default)]
+pub(super) struct Spare {
+    session: SessionSpare,
+    input: Vec<u8>,
+    wire: Vec<u8>,
+    send_buf: Vec<u8>,
 }
 
 /// One connection's state.
@@ -238,37 +258,45 @@ pub(super) struct Conn {
 }
 
 impl Conn {
-    /// A new connection; the greeting goes out now or after the greet pause.
+    /// A new connection on the buffers of an ended one; the greeting goes out now or after
+    /// the greet pause.
     pub(super) fn new(
         env: Env<'_>,
         fd: OwnedFd,
         generation: u32,
         peer: PeerInfo,
         permit: Permit,
+        spare: Spare,
     ) -> Self {
         let core = env.core;
-        let now = Instant::now();
-        let session = Session::new(Arc::clone(&core.session_ctx), peer);
+        let now = env.now;
+        let Spare {
+            session,
+            input,
+            wire,
+            send_buf,
+        } = spare;
+        let session = Session::with_spare(Arc::clone(&core.session_ctx), peer, session);
         let mut conn = Self {
             fd,
             generation,
             recv_armed: false,
             recv_cancelled: false,
-            send_buf: Vec::new(),
+            send_buf: self::spare(send_buf),
             send_pos: 0,
             sending: false,
             send_cancelled: false,
             timer: None,
             pump: Pump::new(session, now, core.timing.idle, core.timing.session_max),
             link: Link {
-                wire: Vec::new(),
+                wire: self::spare(wire),
                 tls: None,
                 after: None,
                 commit: None,
                 peer_ip: peer.ip,
             },
             send_since: now,
-            input: Vec::new(),
+            input: self::spare(input),
             phase: Phase::Open,
             started: now,
             _permit: permit,
@@ -293,9 +321,15 @@ impl Conn {
             return;
         }
         self.pump.received();
-        match self.link.tls.is_some() {
-            true => self.received_tls(env, data),
-            false => self.input.extend_from_slice(data),
+        if self.link.tls.is_some() {
+            self.received_tls(env, data);
+        } else if self.input.is_empty() {
+            // Straight from the receive buffer: only what the session leaves is copied.
+            let n = self.feed_from(env, data);
+            self.input.extend_from_slice(&data[n..]);
+            return self.count_session(env.core);
+        } else {
+            self.input.extend_from_slice(data);
         }
         self.feed(env);
     }
@@ -321,14 +355,20 @@ impl Conn {
         self.phase == Phase::Done
     }
 
-    /// The socket, for the ring to close; the rest of the connection (session, admission
-    /// permit) is dropped.
-    pub(super) fn into_fd(self) -> OwnedFd {
-        self.fd
+    /// The socket, for the ring to close, and the emptied buffers for the next connection;
+    /// the rest (session state, TLS, admission permit) is dropped.
+    pub(super) fn into_parts(self) -> (OwnedFd, Spare) {
+        let spare = Spare {
+            session: self.pump.into_session().into_spare(),
+            input: spare(self.input),
+            wire: spare(self.link.wire),
+            send_buf: spare(self.send_buf),
+        };
+        (self.fd, spare)
     }
 
     /// Takes the bytes to send next, if no send is in flight; the caller submits the send.
-    pub(super) fn next_send(&mut self) -> bool {
+    pub(super) fn next_send(&mut self, now: Instant) -> bool {
         if self.sending || self.link.wire.is_empty() || self.phase == Phase::Done {
             return false;
         }
@@ -336,7 +376,7 @@ impl Conn {
         self.link.wire.clear();
         self.send_pos = 0;
         self.sending = true;
-        self.send_since = Instant::now();
+        self.send_since = now;
         true
     }
 
@@ -409,8 +449,11 @@ impl Conn {
         }
     }
 
-    /// The deadline passed (the caller checked it is the current one).
+    /// An armed deadline passed; it may be one that moved later since (then nothing is due).
     pub(super) fn timed_out(&mut self, env: Env<'_>, now: Instant) {
+        if self.deadline(env.core).is_none_or(|at| now < at) {
+            return;
+        }
         if self.sending && now >= self.send_since + env.core.timing.idle {
             // A client that stops reading gets nothing more.
             return self.abort(env, End::Io(io::ErrorKind::TimedOut.into()));
@@ -454,7 +497,7 @@ impl Conn {
         while matches!(self.phase, Phase::Open | Phase::GreetPause(_)) && !self.input.is_empty() {
             let n = self
                 .pump
-                .feed(&mut io!(self, env), &self.input, SystemTime::now());
+                .feed_at(&mut io!(self, env), &self.input, env.wall, env.now);
             self.input.drain(..n);
             self.act(env);
             if n == 0 {
@@ -462,6 +505,23 @@ impl Conn {
             }
         }
         self.count_session(env.core);
+    }
+
+    /// Feeds `data` (received while no input was pending) through the pump until the
+    /// session waits or the data runs out; returns the bytes consumed.
+    fn feed_from(&mut self, env: Env<'_>, data: &[u8]) -> usize {
+        let mut pos = 0;
+        while matches!(self.phase, Phase::Open | Phase::GreetPause(_)) && pos < data.len() {
+            let n = self
+                .pump
+                .feed_at(&mut io!(self, env), &data[pos..], env.wall, env.now);
+            pos += n;
+            self.act(env);
+            if n == 0 {
+                break;
+            }
+        }
+        pos
     }
 
     /// Does what the pump asked for beyond I/O calls: begin TLS, or close.
@@ -491,10 +551,7 @@ impl Conn {
                 return self.end(env, End::TlsFailed);
             }
         }
-        let until = self
-            .pump
-            .session_deadline()
-            .min(Instant::now() + core.timing.idle);
+        let until = self.pump.session_deadline().min(env.now + core.timing.idle);
         self.phase = Phase::Handshake(until);
     }
 
@@ -560,13 +617,13 @@ impl Conn {
     fn end(&mut self, env: Env<'_>, end: End) {
         match self.phase {
             Phase::Done => return,
-            Phase::Closing(_) => return self.shut(env.core),
+            Phase::Closing(_) => return self.shut(env),
             _ => {}
         }
         let speak = end.account(env.core, &mut self.pump, &mut io!(self, env));
         // The pump's own close request is this end.
         self.link.after = None;
-        self.phase = Phase::Closing(Instant::now() + env.core.timing.final_write);
+        self.phase = Phase::Closing(env.now + env.core.timing.final_write);
         if speak {
             if let Some(tls) = self.link.tls.as_deref_mut() {
                 tls.send_close_notify();
@@ -582,7 +639,7 @@ impl Conn {
     /// In Closing, shuts the socket once everything staged has been sent.
     fn close_if_said(&mut self, env: Env<'_>) {
         if matches!(self.phase, Phase::Closing(_)) && !self.sending && self.link.wire.is_empty() {
-            self.shut(env.core);
+            self.shut(env);
         }
     }
 
@@ -590,21 +647,23 @@ impl Conn {
     fn abort(&mut self, env: Env<'_>, end: End) {
         self.link.wire.clear();
         self.end(env, end);
-        self.shut(env.core);
+        self.shut(env);
     }
 
     /// Ends the connection's I/O: the event loop cancels the receive and any send in flight
     /// on the ring, then closes the socket on the ring once both are finished (the peer sees
     /// EOF then). No shutdown(2): that would be a system call per connection, and the ring's
     /// own shutdown runs on a kernel worker thread.
-    fn shut(&mut self, core: &Core) {
+    fn shut(&mut self, env: Env<'_>) {
         if self.phase == Phase::Done {
             return;
         }
+        let core = env.core;
         self.phase = Phase::Done;
         self.link.wire.clear();
         self.count_session(core);
-        let micros = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let lived = env.now.saturating_duration_since(self.started);
+        let micros = u64::try_from(lived.as_micros()).unwrap_or(u64::MAX);
         core.counters().session_ended(micros);
     }
 

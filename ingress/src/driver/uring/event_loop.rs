@@ -7,7 +7,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use io_uring::types::{Fd, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode};
@@ -15,7 +15,7 @@ use socket2::{SockRef, Socket};
 
 use super::bufring::{self, BufRing};
 use super::checks::{Checks, Done, Token};
-use super::conn::{Conn, End, Env};
+use super::conn::{Conn, End, Env, Spare};
 use super::ring;
 use super::timers::Timers;
 use crate::config::IngressConfig;
@@ -41,6 +41,9 @@ const RING_BUFFERS_MIN: usize = 64;
 /// Pause before re-arming an accept that failed for want of descriptors or memory, so the
 /// loop does not spin while that lasts.
 const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(20);
+/// Most ended connections' buffers a core keeps for new connections (each buffer at most
+/// `session::SPARE_BYTES_MAX`).
+const SPARES_MAX: usize = 64;
 /// How long the last stage of a shutdown waits for shut sockets' operations to finish.
 const DRAIN_MAX: Duration = Duration::from_secs(1);
 
@@ -87,6 +90,8 @@ struct EventLoop {
     stopper: Socket,
     /// The eventfd counter a posted read fills.
     wake_buf: Box<[u8; 8]>,
+    /// Emptied buffers of ended connections, for new ones (at most [`SPARES_MAX`]).
+    spares: Vec<Spare>,
     /// Connections that had events this turn (synced once at its end).
     touched: Vec<u32>,
     cqes: Vec<(u64, i32, u32)>,
@@ -94,6 +99,10 @@ struct EventLoop {
     stopping: Option<Stopping>,
     /// When to re-arm an accept that failed hard.
     accept_retry: Option<Instant>,
+    /// The monotonic clock, read once per turn when `io_uring_enter` returned.
+    now: Instant,
+    /// The wall clock, read with `now`.
+    wall: SystemTime,
 }
 
 /// Runs one core on io_uring until the ingress stops; reports on `ready` once it accepts.
@@ -123,11 +132,14 @@ pub(crate) fn run(
         listener: bound.listener,
         stopper: bound.stopper,
         wake_buf: Box::new([0; 8]),
+        spares: Vec::new(),
         touched: Vec::new(),
         cqes: Vec::new(),
         done: Vec::new(),
         stopping: None,
         accept_retry: None,
+        now: Instant::now(),
+        wall: SystemTime::now(),
     };
     this.arm_accept()?;
     this.arm_wake()?;
@@ -139,14 +151,18 @@ pub(crate) fn run(
 impl EventLoop {
     fn serve(&mut self) -> io::Result<()> {
         loop {
+            // Measured from the start of the last turn: a deadline fires late by at most the
+            // time that turn took (microseconds; deadlines are seconds).
             let wait = self
                 .next_deadline()
-                .map(|at| at.saturating_duration_since(Instant::now()));
+                .map(|at| at.saturating_duration_since(self.now));
             self.enter(wait)?;
+            self.now = Instant::now();
+            self.wall = SystemTime::now();
             self.reap()?;
             self.fire_timers();
             if let Some(at) = self.accept_retry
-                && Instant::now() >= at
+                && self.now >= at
             {
                 self.accept_retry = None;
                 if self.stopping.is_none() {
@@ -232,7 +248,7 @@ impl EventLoop {
                 _ => {
                     tracing::warn!(error = %e, "accept failed");
                     if rearm {
-                        self.accept_retry = Some(Instant::now() + ACCEPT_RETRY_PAUSE);
+                        self.accept_retry = Some(self.now + ACCEPT_RETRY_PAUSE);
                     }
                 }
             }
@@ -266,8 +282,11 @@ impl EventLoop {
                     core: &self.core,
                     checks: &self.checks,
                     token: (slot, generation & GENERATION_MASK),
+                    now: self.now,
+                    wall: self.wall,
                 };
-                let conn = Conn::new(env, fd, generation, info, permit);
+                let spare = self.spares.pop().unwrap_or_default();
+                let conn = Conn::new(env, fd, generation, info, permit, spare);
                 self.slots[slot as usize].conn = Some(conn);
                 self.live += 1;
                 self.touched.push(slot);
@@ -310,6 +329,8 @@ impl EventLoop {
             core,
             checks,
             touched,
+            now,
+            wall,
             ..
         } = self;
         if let Some(conn) = live(slots, slot, generation) {
@@ -320,6 +341,8 @@ impl EventLoop {
                 core,
                 checks,
                 token: (slot, generation),
+                now: *now,
+                wall: *wall,
             };
             match (result, buffer) {
                 (n, Some(bid)) if n > 0 => conn.received(env, bufs.get(bid, n as usize)),
@@ -343,6 +366,8 @@ impl EventLoop {
             slots,
             core,
             checks,
+            now,
+            wall,
             ..
         } = self;
         let Some(conn) = live(slots, slot, generation) else {
@@ -352,6 +377,8 @@ impl EventLoop {
             core,
             checks,
             token: (slot, generation),
+            now: *now,
+            wall: *wall,
         };
         if !conn.sent(env, result) {
             let entry = send_entry(conn, slot);
@@ -394,6 +421,8 @@ impl EventLoop {
                 core,
                 checks,
                 touched,
+                now,
+                wall,
                 ..
             } = self;
             if let Some(conn) = live(slots, token.0, token.1) {
@@ -402,6 +431,8 @@ impl EventLoop {
                         core,
                         checks,
                         token,
+                        now: *now,
+                        wall: *wall,
                     },
                     d,
                 );
@@ -413,13 +444,14 @@ impl EventLoop {
     }
 
     fn fire_timers(&mut self) {
-        let now = Instant::now();
+        let now = self.now;
         while let Some((slot, seq)) = self.timers.pop_due(now) {
             let Self {
                 slots,
                 core,
                 checks,
                 touched,
+                wall,
                 ..
             } = self;
             let Some(s) = slots.get_mut(slot as usize) else {
@@ -438,6 +470,8 @@ impl EventLoop {
                 core,
                 checks,
                 token: (slot, generation),
+                now,
+                wall: *wall,
             };
             conn.timed_out(env, now);
             touched.push(slot);
@@ -467,7 +501,7 @@ impl EventLoop {
             return Ok(());
         };
         let fd = Fd(conn.fd.as_raw_fd());
-        if conn.next_send() {
+        if conn.next_send(self.now) {
             let entry = send_entry(conn, slot);
             ring::push(&mut self.ring, &entry)?;
         }
@@ -499,7 +533,11 @@ impl EventLoop {
             // Dropping the connection releases its admission slot; its socket is closed on
             // the ring with this turn's submission (no close(2) of its own).
             if let Some(conn) = self.slots[slot as usize].conn.take() {
-                let entry = opcode::Close::new(Fd(conn.into_fd().into_raw_fd()))
+                let (fd, spare) = conn.into_parts();
+                if self.spares.len() < SPARES_MAX {
+                    self.spares.push(spare);
+                }
+                let entry = opcode::Close::new(Fd(fd.into_raw_fd()))
                     .build()
                     .user_data(user_data(CLOSE, slot, generation));
                 ring::push(&mut self.ring, &entry)?;
@@ -509,7 +547,12 @@ impl EventLoop {
             return Ok(());
         }
         let deadline = conn.deadline(&self.core);
-        if deadline != conn.timer.map(|t| t.0) {
+        let armed = conn.timer.map(|t| t.0);
+        // A deadline that moved later keeps its earlier entry: when that fires, the connection
+        // finds nothing due and is armed again for its real deadline. The idle deadline moves
+        // later with every command line; this saves a map removal and insertion for each.
+        let later = matches!((deadline, armed), (Some(at), Some(was)) if at >= was);
+        if !later && deadline != armed {
             if let Some(armed) = conn.timer.take() {
                 self.timers.disarm(armed);
             }
@@ -539,7 +582,7 @@ impl EventLoop {
         if self.stopping.is_some() {
             return Ok(());
         }
-        let now = Instant::now();
+        let now = self.now;
         self.stopping = Some(Stopping::Grace(now + self.core.timing.shutdown_grace));
         let cancel = opcode::AsyncCancel::new(user_data(ACCEPT, 0, 0))
             .build()
@@ -562,7 +605,7 @@ impl EventLoop {
         if self.live == 0 {
             return Ok(true);
         }
-        let now = Instant::now();
+        let now = self.now;
         match stopping {
             Stopping::Grace(at) if now >= at => {
                 self.each_conn(|conn, env| conn.shutting_down(env));
@@ -594,6 +637,8 @@ impl EventLoop {
                     core: &self.core,
                     checks: &self.checks,
                     token: (slot as u32, s.generation & GENERATION_MASK),
+                    now: self.now,
+                    wall: self.wall,
                 };
                 f(conn, env);
                 self.touched.push(slot as u32);

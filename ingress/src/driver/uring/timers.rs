@@ -1,8 +1,10 @@
 //! The deadlines of one core's connections: one entry per connection with a deadline, in
 //! an ordered map keyed by instant and sequence number, checked once per loop turn. A
-//! connection that moves its deadline or ends removes its entry, so the map holds only live
-//! deadlines (a heap with lazy deletion would keep every moved or orphaned deadline until it
-//! came due: millions of entries under connection churn, each pop a walk through them).
+//! connection that moves its deadline earlier or ends removes its entry, so the map holds at
+//! most one entry per live connection; a deadline that moves later keeps its earlier entry,
+//! which then fires early and is armed again (the event loop's `sync`). A heap with lazy
+//! deletion would keep every moved or orphaned deadline until it came due: millions of
+//! entries under connection churn, each pop a walk through them.
 //! Sequence numbers are unique per core (64 bits, never reused), so an entry can never be
 //! mistaken for one of the connection that reuses its slot.
 
