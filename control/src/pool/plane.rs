@@ -162,6 +162,9 @@ pub struct ControlPlane {
     drain_secs_min: u64,
     /// Fleet mode: the lease gating the rules, the changes to write, the version applied.
     fleet: OnceLock<FleetLink>,
+    /// Bumped by every blocklist answer taken in, so fleet mode shares the tracker's
+    /// state only when it changed.
+    checks_generation: AtomicU64,
 }
 
 impl ControlPlane {
@@ -227,6 +230,7 @@ impl ControlPlane {
             drain_secs_min,
             rotations: Default::default(),
             fleet: OnceLock::new(),
+            checks_generation: AtomicU64::new(0),
         };
         plane.tick();
         Ok(plane)
@@ -658,6 +662,55 @@ impl ControlPlane {
         }
     }
 
+    /// Fleet mode: takes the fleet's counts as the domains' own (`(name, messages, newest
+    /// receipt in unix seconds)`), so the rules and listings see every node's mail.
+    pub fn set_message_counts(&self, counts: impl IntoIterator<Item = (String, u64, Option<u64>)>) {
+        let mut s = self.state.lock();
+        for (name, messages, at) in counts {
+            if let Some(d) = s.domains.get_mut(&name)
+                && (d.messages, d.last_message_at) != (messages, at)
+            {
+                d.messages = messages;
+                d.last_message_at = at;
+                self.counts_unsaved.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// How many times blocklist answers were taken in (fleet mode shares the tracker's
+    /// state when this moves).
+    pub fn checks_generation(&self) -> u64 {
+        self.checks_generation.load(Ordering::Relaxed)
+    }
+
+    /// The blocklist tracker's state of every checked domain: per list, its streak and
+    /// counts.
+    pub fn checks(&self) -> Vec<(String, Vec<ListStatus>)> {
+        let s = self.state.lock();
+        s.checks
+            .iter()
+            .map(|(d, lists)| (d.clone(), lists.values().cloned().collect()))
+            .collect()
+    }
+
+    /// Fleet mode: takes the fleet's tracker state (the lease holder's answers) as this
+    /// node's, so every node shows the same checks and a new holder continues the streaks.
+    /// Domains outside the pool are ignored.
+    pub fn set_checks(&self, checks: impl IntoIterator<Item = (String, Vec<ListStatus>)>) {
+        let mut s = self.state.lock();
+        for (domain, lists) in checks {
+            if s.domains.contains_key(&domain) {
+                let lists = lists.into_iter().map(|l| (l.list.clone(), l)).collect();
+                s.checks.insert(domain, lists);
+            }
+        }
+    }
+
+    /// Every pool domain's name.
+    pub fn domain_names(&self) -> Vec<String> {
+        self.state.lock().domains.keys().cloned().collect()
+    }
+
     /// Applies the time-based rules (drains ending, age and message limits, promotion) and
     /// saves pending changes.
     pub fn tick(&self) {
@@ -727,6 +780,7 @@ impl ControlPlane {
             }
             Ok(())
         });
+        self.checks_generation.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = result {
             warn!(error = %e, "blocklist results applied but not saved; retrying at the next tick");
         }

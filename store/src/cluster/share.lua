@@ -75,5 +75,20 @@ local function rate(keys, args)
   return {1, 0}
 end
 
+-- KEYS: a domain's count hash (counts.rs). ARGV: messages to add, newest receipt (unix s),
+-- expiry s. Adds the messages, keeps the newest receipt time, refreshes the expiry.
+-- Returns the domain's total.
+local function count(keys, args)
+  local k = keys[1]
+  local total = redis.call('HINCRBY', k, 'm', args[1])
+  local at = tonumber(redis.call('HGET', k, 'at') or '0') or 0
+  if tonumber(args[2]) > at then
+    redis.call('HSET', k, 'at', args[2])
+  end
+  redis.call('EXPIRE', k, args[3])
+  return total
+end
+
 redis.register_function('tempmx_grey', grey)
 redis.register_function('tempmx_rate', rate)
+redis.register_function('tempmx_count', count)
