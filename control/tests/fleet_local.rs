@@ -14,12 +14,15 @@ use tempmx_store::cluster::testkit::TestCluster;
 /// The store budget the nodes are given: a single node would hold it resident.
 const STORE_BYTES: u64 = 256 << 20;
 
-/// Starts node `name` of a fleet on `tc` with a [`STORE_BYTES`] store budget.
-fn node(dir: &Path, tc: &TestCluster, name: &str) -> Running {
+/// Starts node `name` of a fleet on `tc` with a [`STORE_BYTES`] store budget and the
+/// blocklist file `list` checked every 10 s from start.
+fn node(dir: &Path, tc: &TestCluster, name: &str, list: &Path) -> Running {
     let seeds: Vec<String> = tc.seeds().iter().map(|s| format!("{s:?}")).collect();
     let section = format!(
-        "[fleet]\nredis = [{}]\nnode = \"{name}\"\n",
-        seeds.join(", ")
+        "[fleet]\nredis = [{}]\nnode = \"{name}\"\n\
+         [blocklists]\nfiles = [{:?}]\ninterval_secs = 10\njitter_secs = 0\n",
+        seeds.join(", "),
+        list.display().to_string()
     );
     let text = binary_support::config_text(None, 600, &section).replacen(
         "memory_bytes_max = 33554432",
@@ -35,17 +38,22 @@ fn node(dir: &Path, tc: &TestCluster, name: &str) -> Running {
 fn fleet_nodes_hold_no_local_store_and_count_every_nodes_mail() {
     // Goal: a fleet node reserves nothing for a local message store (its scrape has no
     // store families and its resident memory stays far below the store budget a single
-    // node would hold resident), and the per-domain message count on node A's admin API
-    // counts the mail delivered through node B, exactly once, on both nodes.
+    // node would hold resident); the per-domain message count on node A's admin API
+    // counts the mail delivered through node B, exactly once, on both nodes; and the
+    // blocklist tracker's state (run by the lease holder alone) is the same on both.
     // Method: a real cluster, two real binaries given a 256 MiB store budget; resident
     // memory read from `tempmx_process_resident_memory_bytes` after mail was delivered;
     // three messages sent to B over SMTP with lettre; A's and B's
     // `/admin/v1/domains/{domain}` polled (bounded) until the count shows, then read again
-    // after two more count intervals to see it did not grow.
+    // after two more count intervals to see it did not grow; a real list file (naming
+    // another domain) checked every 10 s, both nodes' domain records polled until they
+    // show the same tracker state.
     let tc = TestCluster::start().expect("cluster starts");
     let dir = tempfile::tempdir().expect("temp dir");
-    let a = node(dir.path(), &tc, "mx-a");
-    let b = node(dir.path(), &tc, "mx-b");
+    let list = dir.path().join("list.txt");
+    std::fs::write(&list, "# listed here\nother.example\n").expect("list file");
+    let a = node(dir.path(), &tc, "mx-a", &list);
+    let b = node(dir.path(), &tc, "mx-b", &list);
     let (status, v) = a.public(
         "POST",
         "/api/v1/mailboxes",
@@ -80,6 +88,17 @@ fn fleet_nodes_hold_no_local_store_and_count_every_nodes_mail() {
         let (_, d) = n.admin("GET", &path, None);
         assert_eq!(d["messages"], start + 3, "{d}");
     }
+
+    // Whichever node holds the lease checked; both show its answers, streaks and counts.
+    let checks = wait_for(Duration::from_secs(40), "the same checks on A and B", || {
+        let (_, da) = a.admin("GET", &path, None);
+        let (_, db) = b.admin("GET", &path, None);
+        let seen = da["blocklists"].as_array().is_some_and(|l| !l.is_empty());
+        (seen && da["blocklists"] == db["blocklists"]).then_some(da)
+    });
+    let status = &checks["blocklists"][0];
+    assert_eq!(status["streak"], "clean", "{checks}");
+    assert!(status["consecutive"].as_u64() >= Some(1), "{checks}");
 
     for n in [&a, &b] {
         let scrape = n.metrics();
