@@ -599,8 +599,13 @@ fn register_metrics(
         &shared.config.ingress.tls,
     )));
     let (read, registry) = (facts.clone(), shared.mailboxes.clone());
+    let plane = shared.plane.clone();
     m.add_table(control::PROCESS, move || {
-        control::ProcessState::now(&read.read(), registry.len())
+        // Fleet mode: the fleet's live mailboxes (the local registry holds none).
+        let live = plane
+            .fleet_mailboxes_total()
+            .unwrap_or_else(|| registry.len());
+        control::ProcessState::now(&read.read(), live)
     });
     facts
 }

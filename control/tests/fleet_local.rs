@@ -39,8 +39,10 @@ fn fleet_nodes_hold_no_local_store_and_count_every_nodes_mail() {
     // Goal: a fleet node reserves nothing for a local message store (its scrape has no
     // store families and its resident memory stays far below the store budget a single
     // node would hold resident); the per-domain message count on node A's admin API
-    // counts the mail delivered through node B, exactly once, on both nodes; and the
-    // blocklist tracker's state (run by the lease holder alone) is the same on both.
+    // counts the mail delivered through node B, exactly once, on both nodes; the
+    // per-domain live mailboxes count a mailbox made on A on B (and its deletion through
+    // B on A); and the blocklist tracker's state (run by the lease holder alone) is the
+    // same on both.
     // Method: a real cluster, two real binaries given a 256 MiB store budget; resident
     // memory read from `tempmx_process_resident_memory_bytes` after mail was delivered;
     // three messages sent to B over SMTP with lettre; A's and B's
@@ -62,6 +64,7 @@ fn fleet_nodes_hold_no_local_store_and_count_every_nodes_mail() {
     );
     assert_eq!(status, 201, "{v}");
     let address = v["address"].as_str().expect("address").to_owned();
+    let token = v["token"].as_str().expect("token").to_owned();
     let domain = address.split_once('@').expect("domain").1.to_owned();
     let path = format!("/admin/v1/domains/{domain}");
     let (status, before) = a.admin("GET", &path, None);
@@ -82,6 +85,12 @@ fn fleet_nodes_hold_no_local_store_and_count_every_nodes_mail() {
         assert_eq!(seen["messages"], start + 3, "{name}: {seen}");
         assert!(seen["last_message_at"].is_u64(), "{name}: {seen}");
     }
+    // The mailbox made on A counts on B, in the domain and in the live gauge.
+    let mailboxes = |n: &Running| n.admin("GET", &path, None).1["mailboxes"].as_u64();
+    wait_for(Duration::from_secs(5), "B counts A's mailbox", || {
+        (mailboxes(&b) == Some(1)).then_some(())
+    });
+    assert_eq!(b.sample("tempmx_api_mailboxes_live"), Some(1.0));
     // Shared once: two more intervals add nothing.
     std::thread::sleep(Duration::from_millis(2500));
     for n in [&a, &b] {
@@ -90,12 +99,16 @@ fn fleet_nodes_hold_no_local_store_and_count_every_nodes_mail() {
     }
 
     // Whichever node holds the lease checked; both show its answers, streaks and counts.
-    let checks = wait_for(Duration::from_secs(40), "the same checks on A and B", || {
-        let (_, da) = a.admin("GET", &path, None);
-        let (_, db) = b.admin("GET", &path, None);
-        let seen = da["blocklists"].as_array().is_some_and(|l| !l.is_empty());
-        (seen && da["blocklists"] == db["blocklists"]).then_some(da)
-    });
+    let checks = wait_for(
+        Duration::from_secs(40),
+        "the same checks on A and B",
+        || {
+            let (_, da) = a.admin("GET", &path, None);
+            let (_, db) = b.admin("GET", &path, None);
+            let seen = da["blocklists"].as_array().is_some_and(|l| !l.is_empty());
+            (seen && da["blocklists"] == db["blocklists"]).then_some(da)
+        },
+    );
     let status = &checks["blocklists"][0];
     assert_eq!(status["streak"], "clean", "{checks}");
     assert!(status["consecutive"].as_u64() >= Some(1), "{checks}");
@@ -114,6 +127,17 @@ fn fleet_nodes_hold_no_local_store_and_count_every_nodes_mail() {
             "resident {resident} bytes: the {STORE_BYTES}-byte store budget is held"
         );
     }
+    // Deleted through B: A counts it no more.
+    let (status, _) = b.public(
+        "DELETE",
+        &format!("/api/v1/mailboxes/{address}"),
+        Some(&token),
+        None,
+    );
+    assert_eq!(status, 204);
+    wait_for(Duration::from_secs(5), "A uncounts the mailbox", || {
+        (mailboxes(&a) == Some(0)).then_some(())
+    });
     a.stop();
     b.stop();
 }

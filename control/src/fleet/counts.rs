@@ -2,7 +2,9 @@
 //! ingress cores feed this task instead of the plane: every `COUNT_INTERVAL` it adds what
 //! this node's cores accepted to the fleet's counts (`tempmx_store::cluster` counts), then
 //! takes the fleet's totals into the plane, so the admin API, `tempmx domains` and the
-//! rotation rules show every node's mail, within about one interval, on every node.
+//! rotation rules show every node's mail, within about one interval, on every node. The
+//! live mailboxes per domain (kept by the fleet registry) are read into the plane with
+//! them, for the admin API's counts, the delete guard and `tempmx_api_mailboxes_live`.
 //!
 //! The blocklist tracker's state (per domain and list: streak, consecutive answers,
 //! errors) travels the same way: the lease holder, the one node that checks, writes it
@@ -44,11 +46,21 @@ pub async fn run(
         match cluster.domain_counts(names.clone()).await {
             Ok(counts) => plane.set_message_counts(
                 names
-                    .into_iter()
+                    .iter()
+                    .cloned()
                     .zip(counts)
                     .map(|(n, c)| (n, c.messages, c.last_at)),
             ),
             Err(e) => tracing::warn!(error = %e, "fleet message counts not read; retrying"),
+        }
+        match cluster.domain_mailboxes(names.clone()).await {
+            Ok(live) => plane.set_mailbox_counts(
+                names
+                    .into_iter()
+                    .zip(live.into_iter().map(|n| n as usize))
+                    .collect(),
+            ),
+            Err(e) => tracing::warn!(error = %e, "fleet mailbox counts not read; retrying"),
         }
         if let Err(e) = checks.sync(&cluster, &plane).await {
             tracing::warn!(error = %e, "fleet blocklist checks not synced; retrying");

@@ -1,6 +1,7 @@
 //! The control plane: owns the pool state, applies operator changes and the rotation
 //! rules, persists, and publishes a new snapshot after every change.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -165,6 +166,9 @@ pub struct ControlPlane {
     /// Bumped by every blocklist answer taken in, so fleet mode shares the tracker's
     /// state only when it changed.
     checks_generation: AtomicU64,
+    /// Fleet mode: live mailboxes per domain across the fleet, as last read (`None`: the
+    /// registry's count).
+    fleet_mailboxes: Mutex<Option<HashMap<String, usize>>>,
 }
 
 impl ControlPlane {
@@ -231,6 +235,7 @@ impl ControlPlane {
             rotations: Default::default(),
             fleet: OnceLock::new(),
             checks_generation: AtomicU64::new(0),
+            fleet_mailboxes: Mutex::new(None),
         };
         plane.tick();
         Ok(plane)
@@ -409,7 +414,7 @@ impl ControlPlane {
         DomainInfo {
             domain: d.clone(),
             mailboxes: tempmx_store::Domain::parse(&d.name)
-                .map_or(0, |name| self.mailboxes.count(&name)),
+                .map_or(0, |name| self.mailbox_count(&name)),
             blocklists,
         }
     }
@@ -538,7 +543,7 @@ impl ControlPlane {
     pub fn delete(&self, domain: &tempmx_store::Domain, reason: &str) -> Result<(), ControlError> {
         self.check_reason(reason)?;
         let name = domain.to_string();
-        let mailboxes = self.mailboxes.count(domain);
+        let mailboxes = self.mailbox_count(domain);
         self.mutate(true, |s, now, audit_max| {
             let drain = s.policy.drain_secs;
             let d = s
@@ -703,6 +708,28 @@ impl ControlPlane {
                 let lists = lists.into_iter().map(|l| (l.list.clone(), l)).collect();
                 s.checks.insert(domain, lists);
             }
+        }
+    }
+
+    /// Fleet mode: takes the fleet's live mailboxes per domain as the pool's (the admin
+    /// API's counts and the delete guard then see every node's mailboxes).
+    pub fn set_mailbox_counts(&self, counts: HashMap<String, usize>) {
+        *self.fleet_mailboxes.lock() = Some(counts);
+    }
+
+    /// Fleet mode: live mailboxes across the fleet (every pool domain's), once read.
+    pub fn fleet_mailboxes_total(&self) -> Option<usize> {
+        self.fleet_mailboxes
+            .lock()
+            .as_ref()
+            .map(|m| m.values().sum())
+    }
+
+    /// Live mailboxes of `domain`: the fleet's in fleet mode, else the registry's.
+    fn mailbox_count(&self, domain: &tempmx_store::Domain) -> usize {
+        match self.fleet_mailboxes.lock().as_ref() {
+            Some(counts) => counts.get(domain.as_str()).copied().unwrap_or(0),
+            None => self.mailboxes.count(domain),
         }
     }
 

@@ -4,11 +4,15 @@
 //! checks: the lease holder (the one node that checks) writes each domain's tracker state
 //! (per list: streak, consecutive answers, errors) and bumps a version; the others read
 //! it when the version moves, so every node lists the same checks and a new holder
-//! continues the streaks.
+//! continues the streaks. Live mailboxes: each registration adds one to its domain's
+//! bucket of its expiry minute (an extension moves it, a deletion takes it out), and a
+//! bucket is dropped when its minute comes, so the live count needs no sweep and the
+//! hash holds at most one field per minute of the longest mailbox life.
 //!
 //! | key | type | holds | expiry |
 //! |---|---|---|---|
 //! | `tmx:{d:<domain>}:n` | hash | `m` messages received, `at` newest receipt (unix s) | [`COUNT_TTL_SECS`] after its last addition |
+//! | `tmx:{d:<domain>}:mb` | hash | expiry minute -> mailboxes expiring in it | its latest bucket's end |
 //! | `tmx:{d:<domain>}:bl` | string | the tracker's state per list (JSON) | [`CHECKS_TTL_SECS`] after its last write |
 //! | `tmx:{fleet}:checks:v` | string | bumped by every write of checks | none |
 //!
@@ -20,6 +24,7 @@
 use futures_util::future::join_all;
 
 use super::{Cluster, ClusterError};
+use crate::clock::{Clock, SystemClock};
 
 /// A domain's counts lapse this long after its last message (a domain silent that long
 /// counts from zero again), so deleted domains leave nothing behind.
@@ -174,6 +179,70 @@ impl Cluster {
         })
         .await
     }
+}
+
+impl Cluster {
+    /// Applies `changes` (a mailbox's expiry in ms, +1 or -1) to `domain`'s live
+    /// mailboxes; the live mailboxes after them. A mailbox counts until the end of the
+    /// minute it expires in. Concurrent changes of one mailbox on two nodes may leave one
+    /// bucket off by one until its minute comes.
+    pub async fn change_domain_mailboxes(
+        &self,
+        domain: &str,
+        changes: Vec<(u64, i64)>,
+    ) -> Result<u64, ClusterError> {
+        let key = domain_key(domain, "mb");
+        let now = SystemClock.now_ms();
+        let last = changes.iter().map(|(at, _)| *at).max().unwrap_or(now);
+        // The key outlives its latest bucket by a minute.
+        let life_secs = last.saturating_sub(now) / 1000 + 120;
+        self.run(move |mut c| async move {
+            let mut cmd = redis::cmd("FCALL");
+            cmd.arg("tempmx_mailboxes")
+                .arg(1)
+                .arg(key)
+                .arg(minute(now))
+                .arg(life_secs);
+            for (expires_at_ms, delta) in changes {
+                // The minute the mailbox ends in (it is live until then).
+                cmd.arg(minute(expires_at_ms.saturating_add(59_999)))
+                    .arg(delta);
+            }
+            Ok(cmd.query_async::<u64>(&mut c).await?)
+        })
+        .await
+    }
+
+    /// Live mailboxes of each of `domains`, in their order.
+    pub async fn domain_mailboxes(&self, domains: Vec<String>) -> Result<Vec<u64>, ClusterError> {
+        self.run(move |conn| async move {
+            let now = minute(SystemClock.now_ms());
+            let reads = domains.iter().map(|domain| {
+                let mut c = conn.clone();
+                let key = domain_key(domain, "mb");
+                async move {
+                    redis::cmd("FCALL")
+                        .arg("tempmx_mailboxes")
+                        .arg(1)
+                        .arg(key)
+                        .arg(now)
+                        .arg(0)
+                        .query_async::<u64>(&mut c)
+                        .await
+                }
+            });
+            Ok(join_all(reads)
+                .await
+                .into_iter()
+                .collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+}
+
+/// The minute (since the epoch) of time `ms`.
+fn minute(ms: u64) -> u64 {
+    ms / 60_000
 }
 
 /// The count hash of `domain`.
