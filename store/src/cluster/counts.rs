@@ -22,6 +22,7 @@
 //! is one hash per domain that got mail in the last [`COUNT_TTL_SECS`].
 
 use futures_util::future::join_all;
+use redis::cluster_async::ClusterConnection;
 
 use super::{Cluster, ClusterError};
 use crate::clock::{Clock, SystemClock};
@@ -83,29 +84,19 @@ impl Cluster {
         domains: Vec<String>,
     ) -> Result<Vec<DomainCount>, ClusterError> {
         self.run(move |conn| async move {
-            let reads = domains.iter().map(|domain| {
-                let mut c = conn.clone();
-                let key = count_key(domain);
-                async move {
-                    redis::cmd("HMGET")
-                        .arg(key)
-                        .arg("m")
-                        .arg("at")
-                        .query_async::<(Option<u64>, Option<u64>)>(&mut c)
-                        .await
-                }
+            let read = each_domain::<(Option<u64>, Option<u64>)>(conn, &domains, |d| {
+                let mut cmd = redis::cmd("HMGET");
+                cmd.arg(count_key(d)).arg("m").arg("at");
+                cmd
             });
-            join_all(reads)
-                .await
+            Ok(read
+                .await?
                 .into_iter()
-                .map(|r| {
-                    let (messages, last_at) = r?;
-                    Ok(DomainCount {
-                        messages: messages.unwrap_or(0),
-                        last_at,
-                    })
+                .map(|(messages, last_at)| DomainCount {
+                    messages: messages.unwrap_or(0),
+                    last_at,
                 })
-                .collect()
+                .collect())
         })
         .await
     }
@@ -162,20 +153,12 @@ impl Cluster {
         domains: Vec<String>,
     ) -> Result<Vec<Option<String>>, ClusterError> {
         self.run(move |conn| async move {
-            let reads = domains.iter().map(|domain| {
-                let mut c = conn.clone();
-                let key = domain_key(domain, "bl");
-                async move {
-                    redis::cmd("GET")
-                        .arg(key)
-                        .query_async::<Option<String>>(&mut c)
-                        .await
-                }
-            });
-            Ok(join_all(reads)
-                .await
-                .into_iter()
-                .collect::<Result<_, _>>()?)
+            each_domain(conn, &domains, |d| {
+                let mut cmd = redis::cmd("GET");
+                cmd.arg(domain_key(d, "bl"));
+                cmd
+            })
+            .await
         })
         .await
     }
@@ -215,29 +198,39 @@ impl Cluster {
 
     /// Live mailboxes of each of `domains`, in their order.
     pub async fn domain_mailboxes(&self, domains: Vec<String>) -> Result<Vec<u64>, ClusterError> {
+        let now = minute(SystemClock.now_ms());
         self.run(move |conn| async move {
-            let now = minute(SystemClock.now_ms());
-            let reads = domains.iter().map(|domain| {
-                let mut c = conn.clone();
-                let key = domain_key(domain, "mb");
-                async move {
-                    redis::cmd("FCALL")
-                        .arg("tempmx_mailboxes")
-                        .arg(1)
-                        .arg(key)
-                        .arg(now)
-                        .arg(0)
-                        .query_async::<u64>(&mut c)
-                        .await
-                }
-            });
-            Ok(join_all(reads)
-                .await
-                .into_iter()
-                .collect::<Result<_, _>>()?)
+            each_domain(conn, &domains, |d| {
+                let mut cmd = redis::cmd("FCALL");
+                cmd.arg("tempmx_mailboxes")
+                    .arg(1)
+                    .arg(domain_key(d, "mb"))
+                    .arg(now)
+                    .arg(0);
+                cmd
+            })
+            .await
         })
         .await
     }
+}
+
+/// Sends the command `cmd` builds for each of `domains`, all at once over `conn` (each
+/// to its domain's slot); the replies in their order.
+async fn each_domain<T: redis::FromRedisValue + Send + 'static>(
+    conn: ClusterConnection,
+    domains: &[String],
+    cmd: impl Fn(&str) -> redis::Cmd,
+) -> Result<Vec<T>, ClusterError> {
+    let calls = domains.iter().map(|d| {
+        let mut c = conn.clone();
+        let cmd = cmd(d);
+        async move { cmd.query_async::<T>(&mut c).await }
+    });
+    Ok(join_all(calls)
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?)
 }
 
 /// The minute (since the epoch) of time `ms`.
