@@ -9,7 +9,7 @@ use parking_lot::RwLock;
 use tempmx_dns::DnsHandle;
 use tempmx_ingress::driver::IngressHandle;
 use tempmx_ingress::policy::{DomainStatus, MailboxRegistry, Policy};
-use tempmx_store::{Domain, MessageSink, Store};
+use tempmx_store::{Domain, MessageSink, Reader, Store};
 use tokio::sync::watch;
 use tracing::info;
 
@@ -74,8 +74,9 @@ pub enum AppError {
 
 /// State shared by the HTTP handlers and the control plane.
 pub struct Shared {
-    /// The message store (readers).
-    pub store: Arc<Store>,
+    /// The embedded message store (readers); `None` in fleet mode, which opens no local
+    /// store: the cluster holds every message, and nothing here would read a copy.
+    pub store: Option<Arc<Store>>,
     /// The control plane: domain pool and rotation.
     pub plane: Arc<ControlPlane>,
     /// The periodic blocklist checks feeding the plane.
@@ -146,8 +147,19 @@ impl App {
             Some(f) => Some(Arc::new(crate::fleet::connect(f, &config.store)?)),
             None => None,
         };
-        let (store, writers, recovery) = Store::open(&config.store, cores)?;
-        info!(%recovery, shards = cores, "store ready");
+        // Fleet mode opens no local store: no arena is reserved and no sweep runs.
+        let (mail, writers) = match &fleet {
+            Some(cluster) => (Reader::Fleet(cluster.clone()), Vec::new()),
+            None => {
+                let (store, writers, recovery) = Store::open(&config.store, cores)?;
+                info!(%recovery, shards = cores, "store ready");
+                (Reader::Local(store), writers)
+            }
+        };
+        let store = match &mail {
+            Reader::Local(store) => Some(store.clone()),
+            Reader::Fleet(_) => None,
+        };
 
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(CONTROL_THREADS)
@@ -180,7 +192,9 @@ impl App {
             config.blocklists.clone(),
             plane.clone(),
         )?);
-        registry.restore_ttls(&store);
+        if let Some(store) = &store {
+            registry.restore_ttls(store);
+        }
         let lookup = match config.pool.recipients {
             RecipientMode::CatchAll => None,
             RecipientMode::RegisteredOnly => Some(registry.clone() as Arc<dyn MailboxRegistry>),
@@ -274,7 +288,7 @@ impl App {
             dns: dns.local_addr(),
         };
         let public = PublicState::new(
-            shared.store.clone(),
+            mail,
             Arc::new(PolicyDomains(shared.policy.clone())),
             registry.clone(),
             shared.config.api.clone(),
@@ -313,6 +327,12 @@ impl App {
             .metrics
             .add_table(control::WEBHOOKS, move || webhook_stats.snapshot());
         let (stop, stop_rx) = watch::channel(false);
+        // Fleet mode: the sinks' counts go to the fleet's first (`fleet::counts`), which
+        // hands the plane the fleet's totals; the plane's own tick then drains nothing.
+        let plane_counters = match &fleet {
+            Some(_) => Arc::new(MessageCounters::new(0)),
+            None => counters.clone(),
+        };
         let public_router = api::public_router(public.clone(), shared.clone());
         let deadlines = shared.config.http.deadlines();
         // Detached: pending deliveries end with the runtime (hooks are in memory only).
@@ -337,7 +357,7 @@ impl App {
                 stop_rx.clone(),
             )),
             runtime.spawn(shared.blocklists.clone().run(stop_rx.clone())),
-            runtime.spawn(shared.plane.clone().run(counters, stop_rx.clone())),
+            runtime.spawn(shared.plane.clone().run(plane_counters, stop_rx.clone())),
         ];
         if let (Some(cluster), Some(f)) = (&fleet, &shared.config.fleet) {
             let held = lease.clone();
@@ -355,6 +375,12 @@ impl App {
             tasks.push(runtime.spawn(crate::fleet::heartbeat(
                 cluster.clone(),
                 ttl,
+                stop_rx.clone(),
+            )));
+            tasks.push(runtime.spawn(crate::fleet::counts::run(
+                cluster.clone(),
+                shared.plane.clone(),
+                counters,
                 stop_rx.clone(),
             )));
             tasks.push(runtime.spawn(crate::fleet::pool::sync(
@@ -471,7 +497,13 @@ impl DomainSource for PolicyDomains {
 
 /// Once a second: expires messages, syncs the mailbox registry's log and forgets expired
 /// mailboxes (their mail and TTL override); syncs the registry once more at shutdown.
-async fn housekeeping(store: Arc<Store>, registry: Arc<Registry>, mut stop: watch::Receiver<bool>) {
+/// Fleet mode has no local store (Redis expires the fleet's mail); the registry part
+/// still runs.
+async fn housekeeping(
+    store: Option<Arc<Store>>,
+    registry: Arc<Registry>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -484,11 +516,15 @@ async fn housekeeping(store: Arc<Store>, registry: Arc<Registry>, mut stop: watc
                 return;
             }
         }
-        store.expire();
+        if let Some(store) = &store {
+            store.expire();
+        }
         if let Err(e) = registry.persist() {
             tracing::warn!(error = %e, "mailbox registry not synced; retrying in a second");
         }
-        for address in registry.sweep(crate::mailboxes::now_ms()) {
+        let swept = registry.sweep(crate::mailboxes::now_ms());
+        let Some(store) = &store else { continue };
+        for address in swept {
             store.delete_mailbox(&address);
             // Its TTL override goes too, or expired boxes would fill `ttl_overrides_max`.
             if let Err(e) = store.set_mailbox_ttl(&address, None) {
@@ -555,8 +591,10 @@ fn register_metrics(
     });
     let reader = dns.counters_reader();
     m.add_table(tempmx_dns::metrics::TABLE, move || reader.read());
-    let store = shared.store.clone();
-    m.add_table(tempmx_store::metrics::TABLE, move || store.stats());
+    // The store families exist only where a local store does (not in fleet mode).
+    if let Some(store) = shared.store.clone() {
+        m.add_table(tempmx_store::metrics::TABLE, move || store.stats());
+    }
     let plane = shared.plane.clone();
     m.add_table(control::POOL, move || control::PoolView::of(&plane));
     let facts = Arc::new(RwLock::new(ProcessFacts::new(
@@ -564,8 +602,13 @@ fn register_metrics(
         &shared.config.ingress.tls,
     )));
     let (read, registry) = (facts.clone(), shared.mailboxes.clone());
+    let plane = shared.plane.clone();
     m.add_table(control::PROCESS, move || {
-        control::ProcessState::now(&read.read(), registry.len())
+        // Fleet mode: the fleet's live mailboxes (the local registry holds none).
+        let live = plane
+            .fleet_mailboxes_total()
+            .unwrap_or_else(|| registry.len());
+        control::ProcessState::now(&read.read(), live)
     });
     facts
 }

@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use binary_support::{Running, config_text};
-use compat_support::{run_client, send_mail};
+use compat_support::{run_client, run_client_env, send_mail};
 use serde_json::{Value, json};
 use tempmx_store::cluster::testkit::TestCluster;
 
@@ -43,7 +43,9 @@ fn published_clients_on_node_a_read_mail_delivered_to_node_b() {
     // A (mail.tm's mailjs, Guerrilla Mail's e2e-mailbox, tempmail.lol's client, 1secmail's
     // tempmail-python), the account, session or inbox is made on A, the mail is delivered
     // over SMTP to node B, and the client reads it through A with the API's own fields.
-    // mail.tm's Mercure `arrive` event on A fires for mail B accepted. Method: a real
+    // mail.tm's Mercure `arrive` event on A fires for mail B accepted, and its `seen` and
+    // `delete` events on A fire for the message marked seen and deleted through B (as
+    // mail.tm's one hub would). Method: a real
     // cluster, four real `tempmx serve --fleet` nodes (a token-mode pair and a public-mode
     // pair), the driver scripts of `tests/compat/*` run to their RESULT, lettre for SMTP.
     for (dir, what) in [
@@ -74,12 +76,13 @@ fn published_clients_on_node_a_read_mail_delivered_to_node_b() {
     let a = node(dir.path(), &tc, "mx-a", burst, "");
     let b = node(dir.path(), &tc, "mx-b", burst, "");
 
-    // mail.tm: account, login, Mercure, read, seen, delete, all through A.
-    let r = run_client(
+    // mail.tm: account, login, Mercure and reads through A; seen and delete through B.
+    let r = run_client_env(
         &a,
         &clients().join("mailtm"),
         "node",
         &["drive.mjs"],
+        &[("TEMPMX_ACT_BASE", format!("http://{}", b.http))],
         |address| {
             send_mail(
                 &b,
@@ -96,6 +99,7 @@ fn published_clients_on_node_a_read_mail_delivered_to_node_b() {
     assert_eq!(r["duplicate"]["statusCode"], 422, "{r}");
     assert_eq!(r["badLogin"]["statusCode"], 401, "{r}");
     assert_eq!(r["me"]["address"], address, "{r}");
+    assert_eq!(r["actorLogin"]["statusCode"], 200, "{r}");
     assert_eq!(r["arrive"]["subject"], "Your GitHub launch code", "{r}");
     let id = r["arrive"]["id"].as_str().expect("id");
     assert_eq!(r["list"]["ids"], json!([id]), "{r}");

@@ -4,6 +4,7 @@
 //!
 //! Without `[fleet]` (and without `--fleet`) nothing here runs and no Redis is needed.
 
+pub mod counts;
 pub mod greylist;
 pub mod lease;
 pub mod pool;

@@ -32,6 +32,9 @@ impl FleetRegistry {
             cap: None,
         };
         let created = self.0.create_mailbox(address, &reg).await?;
+        if created {
+            self.count(address, vec![(expires_at_ms, 1)]).await;
+        }
         Ok(created.then_some(Registered {
             token,
             expires_at_ms,
@@ -63,11 +66,33 @@ impl FleetRegistry {
         address: &Mailbox,
         expires_at_ms: u64,
     ) -> Result<Option<u64>, ClusterError> {
-        self.0.extend_mailbox(address, expires_at_ms).await
+        let before = self.expires_at(address).await?;
+        let after = self.0.extend_mailbox(address, expires_at_ms).await?;
+        if let (Some(b), Some(a)) = (before, after)
+            && b != a
+        {
+            self.count(address, vec![(b, -1), (a, 1)]).await;
+        }
+        Ok(after)
     }
 
     /// Deletes the mailbox's registration and mail; how many messages it listed.
     pub async fn remove(&self, address: &Mailbox) -> Result<usize, ClusterError> {
-        self.0.delete_mailbox(address).await
+        let before = self.expires_at(address).await?;
+        let n = self.0.delete_mailbox(address).await?;
+        if let Some(b) = before {
+            self.count(address, vec![(b, -1)]).await;
+        }
+        Ok(n)
+    }
+
+    /// Keeps the domain's fleet-wide live-mailbox count in step with a change; a failure
+    /// is logged, not the request's (the count is for operators, and each bucket it
+    /// leaves off ends with its minute).
+    async fn count(&self, address: &Mailbox, changes: Vec<(u64, i64)>) {
+        let domain = address.domain();
+        if let Err(e) = self.0.change_domain_mailboxes(domain, changes).await {
+            tracing::warn!(error = %e, "fleet mailbox count not updated");
+        }
     }
 }

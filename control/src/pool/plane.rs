@@ -1,6 +1,7 @@
 //! The control plane: owns the pool state, applies operator changes and the rotation
 //! rules, persists, and publishes a new snapshot after every change.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -162,6 +163,12 @@ pub struct ControlPlane {
     drain_secs_min: u64,
     /// Fleet mode: the lease gating the rules, the changes to write, the version applied.
     fleet: OnceLock<FleetLink>,
+    /// Bumped by every blocklist answer taken in, so fleet mode shares the tracker's
+    /// state only when it changed.
+    checks_generation: AtomicU64,
+    /// Fleet mode: live mailboxes per domain across the fleet, as last read (`None`: the
+    /// registry's count).
+    fleet_mailboxes: Mutex<Option<HashMap<String, usize>>>,
 }
 
 impl ControlPlane {
@@ -227,6 +234,8 @@ impl ControlPlane {
             drain_secs_min,
             rotations: Default::default(),
             fleet: OnceLock::new(),
+            checks_generation: AtomicU64::new(0),
+            fleet_mailboxes: Mutex::new(None),
         };
         plane.tick();
         Ok(plane)
@@ -405,7 +414,7 @@ impl ControlPlane {
         DomainInfo {
             domain: d.clone(),
             mailboxes: tempmx_store::Domain::parse(&d.name)
-                .map_or(0, |name| self.mailboxes.count(&name)),
+                .map_or(0, |name| self.mailbox_count(&name)),
             blocklists,
         }
     }
@@ -534,7 +543,7 @@ impl ControlPlane {
     pub fn delete(&self, domain: &tempmx_store::Domain, reason: &str) -> Result<(), ControlError> {
         self.check_reason(reason)?;
         let name = domain.to_string();
-        let mailboxes = self.mailboxes.count(domain);
+        let mailboxes = self.mailbox_count(domain);
         self.mutate(true, |s, now, audit_max| {
             let drain = s.policy.drain_secs;
             let d = s
@@ -658,6 +667,77 @@ impl ControlPlane {
         }
     }
 
+    /// Fleet mode: takes the fleet's counts as the domains' own (`(name, messages, newest
+    /// receipt in unix seconds)`), so the rules and listings see every node's mail.
+    pub fn set_message_counts(&self, counts: impl IntoIterator<Item = (String, u64, Option<u64>)>) {
+        let mut s = self.state.lock();
+        for (name, messages, at) in counts {
+            if let Some(d) = s.domains.get_mut(&name)
+                && (d.messages, d.last_message_at) != (messages, at)
+            {
+                d.messages = messages;
+                d.last_message_at = at;
+                self.counts_unsaved.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// How many times blocklist answers were taken in (fleet mode shares the tracker's
+    /// state when this moves).
+    pub fn checks_generation(&self) -> u64 {
+        self.checks_generation.load(Ordering::Relaxed)
+    }
+
+    /// The blocklist tracker's state of every checked domain: per list, its streak and
+    /// counts.
+    pub fn checks(&self) -> Vec<(String, Vec<ListStatus>)> {
+        let s = self.state.lock();
+        s.checks
+            .iter()
+            .map(|(d, lists)| (d.clone(), lists.values().cloned().collect()))
+            .collect()
+    }
+
+    /// Fleet mode: takes the fleet's tracker state (the lease holder's answers) as this
+    /// node's, so every node shows the same checks and a new holder continues the streaks.
+    /// Domains outside the pool are ignored.
+    pub fn set_checks(&self, checks: impl IntoIterator<Item = (String, Vec<ListStatus>)>) {
+        let mut s = self.state.lock();
+        for (domain, lists) in checks {
+            if s.domains.contains_key(&domain) {
+                let lists = lists.into_iter().map(|l| (l.list.clone(), l)).collect();
+                s.checks.insert(domain, lists);
+            }
+        }
+    }
+
+    /// Fleet mode: takes the fleet's live mailboxes per domain as the pool's (the admin
+    /// API's counts and the delete guard then see every node's mailboxes).
+    pub fn set_mailbox_counts(&self, counts: HashMap<String, usize>) {
+        *self.fleet_mailboxes.lock() = Some(counts);
+    }
+
+    /// Fleet mode: live mailboxes across the fleet (every pool domain's), once read.
+    pub fn fleet_mailboxes_total(&self) -> Option<usize> {
+        self.fleet_mailboxes
+            .lock()
+            .as_ref()
+            .map(|m| m.values().sum())
+    }
+
+    /// Live mailboxes of `domain`: the fleet's in fleet mode, else the registry's.
+    fn mailbox_count(&self, domain: &tempmx_store::Domain) -> usize {
+        match self.fleet_mailboxes.lock().as_ref() {
+            Some(counts) => counts.get(domain.as_str()).copied().unwrap_or(0),
+            None => self.mailboxes.count(domain),
+        }
+    }
+
+    /// Every pool domain's name.
+    pub fn domain_names(&self) -> Vec<String> {
+        self.state.lock().domains.keys().cloned().collect()
+    }
+
     /// Applies the time-based rules (drains ending, age and message limits, promotion) and
     /// saves pending changes.
     pub fn tick(&self) {
@@ -727,6 +807,7 @@ impl ControlPlane {
             }
             Ok(())
         });
+        self.checks_generation.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = result {
             warn!(error = %e, "blocklist results applied but not saved; retrying at the next tick");
         }

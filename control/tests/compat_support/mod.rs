@@ -51,12 +51,25 @@ pub fn run_client(
     dir: &Path,
     program: &str,
     args: &[&str],
+    on_ready: impl FnMut(&str),
+) -> Value {
+    run_client_env(srv, dir, program, args, &[], on_ready)
+}
+
+/// [`run_client`] with the variables `env` set for the client too.
+pub fn run_client_env(
+    srv: &Running,
+    dir: &Path,
+    program: &str,
+    args: &[&str],
+    env: &[(&str, String)],
     mut on_ready: impl FnMut(&str),
 ) -> Value {
     let mut child = Command::new(program)
         .args(args)
         .current_dir(dir)
         .env("TEMPMX_BASE", format!("http://{}", srv.http))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

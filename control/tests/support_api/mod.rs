@@ -10,7 +10,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tempmx::api::public::{DomainSource, PublicConfig, PublicState, StaticDomains, router};
 use tempmx::mailboxes::Registry;
-use tempmx_store::{MessageId, MessageSink, NewMessage, ShardWriter, Store, StoreConfig};
+use tempmx_store::{MessageId, MessageSink, NewMessage, Reader, ShardWriter, Store, StoreConfig};
 use tokio::task::JoinHandle;
 
 /// The pool domain every test uses.
@@ -51,7 +51,8 @@ impl Api {
         let domains: Arc<dyn DomainSource> = Arc::new(StaticDomains(vec![
             tempmx_store::Domain::parse(DOMAIN).expect("test domain"),
         ]));
-        let state = PublicState::new(store.clone(), domains, registry.clone(), config, 100);
+        let mail = Reader::Local(store.clone());
+        let state = PublicState::new(mail, domains, registry.clone(), config, 100);
         let (base, server) = serve(router(state.clone())).await;
         Self {
             base,

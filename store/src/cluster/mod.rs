@@ -16,6 +16,7 @@
 //! | `tmx:{M}:wh` | hash | webhooks: id -> JSON registration | the mailbox's expiry |
 //! | `tmx:{gs:<sid>}:s` | hash | Guerrilla Mail session: `a` address, `o` owns (0/1), `t` since s | `api.ttl_secs_max` after its last change |
 //! | `tmx:{M}:ch` | shard channel | the id of each new record (SPUBLISH) | none |
+//! | `tmx:{M}:ev` | shard channel | mail.tm seen/delete events (JSON-LD message) | none |
 //! | `tmx:{fleet}:nodes` | hash | node name -> `<version> <last heartbeat ms>` | none (a day's silence drops the entry) |
 //! | `tmx:{fleet}:up:<node>` | string | the same value | the node's heartbeat TTL |
 //! | `tmx:{fleet}:pool` | hash | domain -> lifecycle state (`deleted` once deleted) | none |
@@ -27,8 +28,9 @@
 //! | `tmx:{fleet}:lease` | string | the rotation lease: `<node> <epoch>` | the lease length (PX), renewed by its holder |
 //! | `tmx:{fleet}:lease:epoch` | string | bumped by every take-over of the lease | none |
 //!
-//! Greylisting (`tmx:gl:…`) and rate-limit (`tmx:rl:…`) keys are laid out in the
-//! `greylist` and `ratelimit` modules; their functions are a library of their own
+//! Greylisting (`tmx:gl:…`), rate-limit (`tmx:rl:…`) and per-domain count
+//! (`tmx:{d:<domain>}:…`) keys are laid out in the `greylist`, `ratelimit` and `counts`
+//! modules; their functions are a library of their own
 //! (`tempmx_share`, in `share.lua`), loaded beside `tempmx`.
 //!
 //! The steps that must be atomic per mailbox are Redis functions (`tempmx.lua`, loaded with
@@ -86,6 +88,7 @@
 //! the same mailbox `SET NX` refuses the second (451, the sender retries).
 
 mod codec;
+mod counts;
 mod error;
 mod greylist;
 mod keys;
@@ -114,6 +117,7 @@ use redis::cluster_async::ClusterConnection;
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;
 
+pub use self::counts::{CHECKS_TTL_SECS, COUNT_TTL_SECS, DomainCount};
 pub use self::error::ClusterError;
 pub use self::keys::{MailboxKeys, PREFIX};
 pub use self::members::Member;

@@ -7,6 +7,10 @@
 //! subscriber re-lists the mailbox's index, so a message whose event was lost (failover,
 //! reconnect) is still found at the next wake or at the client's `Last-Event-ID` resume;
 //! a dropped pub/sub connection wakes every subscriber for that reason.
+//!
+//! A mailbox's event channel (`tmx:{M}:ev`) carries payloads instead: changes a node made
+//! that others must show (mail.tm's Mercure seen and delete events), handed to every
+//! subscriber of the mailbox on every node, at most once like the hub they stand for.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,14 +19,21 @@ use parking_lot::Mutex;
 use redis::cluster_async::ClusterConnection;
 use redis::{PushInfo, PushKind, Value};
 use tokio::runtime::Handle;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use super::keys::MailboxKeys;
 use super::{Cluster, ClusterError};
 use crate::address::Mailbox;
 
-/// One channel this node listens on: its wake counter and how many subscribers share it.
-type Listening = (watch::Sender<u64>, usize);
+/// Name of a mailbox's event channel (`tmx:{M}:ev`).
+const EVENTS: &str = "ev";
+
+/// Payloads one channel buffers per subscriber before a slow one misses some.
+const PAYLOADS_MAX: usize = 256;
+
+/// One channel this node listens on: its wake counter, its payloads, and how many
+/// subscribers share it.
+type Listening = (watch::Sender<u64>, broadcast::Sender<Arc<[u8]>>, usize);
 
 /// Channels this node listens on, by channel name.
 #[derive(Default)]
@@ -35,14 +46,20 @@ impl Channels {
         match info.kind {
             PushKind::SMessage => {
                 if let Some(Value::BulkString(channel)) = info.data.first()
-                    && let Some((tx, _)) = self.0.lock().get(channel)
+                    && let Some((tx, payloads, _)) = self.0.lock().get(channel)
                 {
                     tx.send_modify(|n| *n += 1);
+                    if let Some(Value::BulkString(payload)) = info.data.get(1)
+                        && payloads.receiver_count() > 0
+                    {
+                        // No receiver left is no error: the subscription is being dropped.
+                        let _ = payloads.send(payload.as_slice().into());
+                    }
                 }
             }
             // Events may have been lost while the connection was down: everyone re-lists.
             PushKind::Disconnection => {
-                for (tx, _) in self.0.lock().values() {
+                for (tx, _, _) in self.0.lock().values() {
                     tx.send_modify(|n| *n += 1);
                 }
             }
@@ -64,6 +81,7 @@ pub(crate) struct PubSub {
 /// unsubscribes (the last one of the mailbox sends SUNSUBSCRIBE).
 pub struct FleetSubscription {
     rx: watch::Receiver<u64>,
+    payloads: broadcast::Receiver<Arc<[u8]>>,
     channel: Vec<u8>,
     pubsub: Arc<PubSub>,
     rt: Handle,
@@ -76,6 +94,19 @@ impl FleetSubscription {
     pub async fn changed(&mut self) -> bool {
         self.rx.changed().await.is_ok()
     }
+
+    /// The next payload published on the channel by any node (an event channel's change);
+    /// payloads a slow subscriber missed are skipped. `None` when the cluster client
+    /// stopped.
+    pub async fn payload(&mut self) -> Option<Arc<[u8]>> {
+        loop {
+            match self.payloads.recv().await {
+                Ok(p) => return Some(p),
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
 }
 
 impl Drop for FleetSubscription {
@@ -87,7 +118,7 @@ impl Drop for FleetSubscription {
             let last = {
                 let mut map = pubsub.channels.0.lock();
                 match map.get_mut(&channel) {
-                    Some((_, n)) if *n > 1 => {
+                    Some((_, _, n)) if *n > 1 => {
                         *n -= 1;
                         false
                     }
@@ -111,8 +142,43 @@ impl Drop for FleetSubscription {
 impl Cluster {
     /// Subscribes to new messages of `mailbox`, wherever in the fleet they arrive.
     pub async fn subscribe(&self, mailbox: &Mailbox) -> Result<FleetSubscription, ClusterError> {
+        self.listen(MailboxKeys::of(mailbox).channel().into_bytes())
+            .await
+    }
+
+    /// Subscribes to the events any node publishes for `mailbox` (see
+    /// [`Cluster::publish_event`]); read them with [`FleetSubscription::payload`].
+    pub async fn subscribe_events(
+        &self,
+        mailbox: &Mailbox,
+    ) -> Result<FleetSubscription, ClusterError> {
+        self.listen(MailboxKeys::of(mailbox).named(EVENTS).into_bytes())
+            .await
+    }
+
+    /// Hands `payload` to every subscriber of `mailbox`'s events on every node (this one
+    /// included); how many nodes listened. At most once: a node whose pub/sub connection
+    /// is down misses it.
+    pub async fn publish_event(
+        &self,
+        mailbox: &Mailbox,
+        payload: Vec<u8>,
+    ) -> Result<usize, ClusterError> {
+        let channel = MailboxKeys::of(mailbox).named(EVENTS);
+        self.run(move |mut conn| async move {
+            Ok(redis::cmd("SPUBLISH")
+                .arg(channel)
+                .arg(payload)
+                .query_async(&mut conn)
+                .await?)
+        })
+        .await
+    }
+
+    /// Listens on shard channel `channel`: SSUBSCRIBEs it when it is this node's first
+    /// subscriber.
+    async fn listen(&self, channel: Vec<u8>) -> Result<FleetSubscription, ClusterError> {
         let pubsub = Arc::clone(&self.pubsub);
-        let channel = MailboxKeys::of(mailbox).channel().into_bytes();
         let rt = self
             .rt
             .as_ref()
@@ -127,9 +193,9 @@ impl Cluster {
                 let _guard = pubsub.changes.lock().await;
                 let existing = {
                     let mut map = pubsub.channels.0.lock();
-                    map.get_mut(&channel).map(|(tx, n)| {
+                    map.get_mut(&channel).map(|(tx, payloads, n)| {
                         *n += 1;
-                        tx.subscribe()
+                        (tx.subscribe(), payloads.subscribe())
                     })
                 };
                 if let Some(rx) = existing {
@@ -140,13 +206,15 @@ impl Cluster {
                     .await
                     .map_err(|_| ClusterError::Timeout(timeout))??;
                 let (tx, rx) = watch::channel(0);
-                pubsub.channels.0.lock().insert(channel, (tx, 1));
-                Ok::<_, ClusterError>(rx)
+                let (payloads, payload_rx) = broadcast::channel(PAYLOADS_MAX);
+                pubsub.channels.0.lock().insert(channel, (tx, payloads, 1));
+                Ok::<_, ClusterError>((rx, payload_rx))
             }
         };
-        let rx = rt.spawn(task).await.map_err(|_| ClusterError::Stopped)??;
+        let (rx, payloads) = rt.spawn(task).await.map_err(|_| ClusterError::Stopped)??;
         Ok(FleetSubscription {
             rx,
+            payloads,
             channel,
             pubsub,
             rt,

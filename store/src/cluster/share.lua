@@ -75,5 +75,53 @@ local function rate(keys, args)
   return {1, 0}
 end
 
+-- KEYS: a domain's count hash (counts.rs). ARGV: messages to add, newest receipt (unix s),
+-- expiry s. Adds the messages, keeps the newest receipt time, refreshes the expiry.
+-- Returns the domain's total.
+local function count(keys, args)
+  local k = keys[1]
+  local total = redis.call('HINCRBY', k, 'm', args[1])
+  local at = tonumber(redis.call('HGET', k, 'at') or '0') or 0
+  if tonumber(args[2]) > at then
+    redis.call('HSET', k, 'at', args[2])
+  end
+  redis.call('EXPIRE', k, args[3])
+  return total
+end
+
+-- KEYS: a domain's mailbox buckets (counts.rs): expiry minute -> mailboxes expiring then.
+-- ARGV: the minute now, expiry s, then (minute, delta) pairs to add. Adds the deltas to
+-- buckets still ahead, drops the buckets whose minute has come, moves the expiry later
+-- (never earlier: it must outlive the latest bucket), and returns the live mailboxes
+-- (the positive buckets' sum).
+local function mailboxes(keys, args)
+  local k = keys[1]
+  local now = tonumber(args[1])
+  for i = 3, #args - 1, 2 do
+    if tonumber(args[i]) > now then
+      redis.call('HINCRBY', k, args[i], args[i + 1])
+    end
+  end
+  if #args > 2 and redis.call('TTL', k) < tonumber(args[2]) then
+    redis.call('EXPIRE', k, args[2])
+  end
+  local all = redis.call('HGETALL', k)
+  local live, gone = 0, {}
+  for i = 1, #all, 2 do
+    local n = tonumber(all[i + 1]) or 0
+    if tonumber(all[i]) <= now or n == 0 then
+      gone[#gone + 1] = all[i]
+    elseif n > 0 then
+      live = live + n
+    end
+  end
+  if #gone > 0 then
+    redis.call('HDEL', k, unpack(gone))
+  end
+  return live
+end
+
 redis.register_function('tempmx_grey', grey)
 redis.register_function('tempmx_rate', rate)
+redis.register_function('tempmx_count', count)
+redis.register_function('tempmx_mailboxes', mailboxes)

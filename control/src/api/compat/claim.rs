@@ -26,10 +26,12 @@ pub async fn claim(state: &PublicState, mailbox: &Mailbox) -> Result<Registered,
             .ok_or(RegistryError::Taken);
     }
     let reg = state.registry.register(mailbox, now, now + ttl * 1000)?;
-    // Mail left by an earlier owner of this address must not reach the new one.
-    state.store.delete_mailbox(mailbox);
-    if let Err(e) = state.store.set_mailbox_ttl(mailbox, Some(ttl)) {
-        tracing::warn!(error = %e, "mailbox ttl not applied; store default ttl holds");
+    if let Some(store) = &state.store {
+        // Mail left by an earlier owner of this address must not reach the new one.
+        store.delete_mailbox(mailbox);
+        if let Err(e) = store.set_mailbox_ttl(mailbox, Some(ttl)) {
+            tracing::warn!(error = %e, "mailbox ttl not applied; store default ttl holds");
+        }
     }
     Ok(reg)
 }
@@ -68,10 +70,12 @@ pub async fn release(state: &PublicState, mailbox: &Mailbox) {
         }
         return;
     }
-    state.store.delete_mailbox(mailbox);
     state.registry.remove(mailbox);
-    if let Err(e) = state.store.set_mailbox_ttl(mailbox, None) {
-        tracing::warn!(error = %e, "mailbox ttl override not cleared");
+    if let Some(store) = &state.store {
+        store.delete_mailbox(mailbox);
+        if let Err(e) = store.set_mailbox_ttl(mailbox, None) {
+            tracing::warn!(error = %e, "mailbox ttl override not cleared");
+        }
     }
 }
 
@@ -112,7 +116,10 @@ pub async fn contains(state: &PublicState, mailbox: &Mailbox, id: tempmx_store::
             .read_for(mailbox, id, |_| ())
             .await
             .is_ok_and(|r| r.is_some()),
-        None => state.store.contains(mailbox, id),
+        None => state
+            .store
+            .as_ref()
+            .is_some_and(|s| s.contains(mailbox, id)),
     }
 }
 

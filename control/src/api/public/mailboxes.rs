@@ -75,10 +75,10 @@ pub async fn create_mailbox(
             Ok(reg) => {
                 // An earlier owner's webhooks must not reach the new owner.
                 state.webhooks.remove_mailbox(&address);
-                if state.fleet.is_none() {
+                if let Some(store) = &state.store {
                     // Mail left by an earlier owner of this address must not reach the new one.
-                    state.store.delete_mailbox(&address);
-                    if let Err(e) = state.store.set_mailbox_ttl(&address, Some(ttl)) {
+                    store.delete_mailbox(&address);
+                    if let Err(e) = store.set_mailbox_ttl(&address, Some(ttl)) {
                         tracing::warn!(error = %e, "mailbox ttl not applied; store default ttl holds");
                     }
                 }
@@ -128,15 +128,17 @@ pub async fn delete_mailbox(
 ) -> ApiResult<StatusCode> {
     let opened = open(&state, &address, token(&headers, q.token.as_deref())).await?;
     state.webhooks.remove_mailbox(&opened.address);
-    let n = match &state.fleet {
-        Some(fleet) => fleet.remove(&opened.address).await?,
-        None => {
-            let n = state.store.delete_mailbox(&opened.address);
+    let n = match (&state.fleet, &state.store) {
+        (Some(fleet), _) => fleet.remove(&opened.address).await?,
+        (None, store) => {
             state.registry.remove(&opened.address);
-            if let Err(e) = state.store.set_mailbox_ttl(&opened.address, None) {
-                tracing::warn!(error = %e, "mailbox ttl override not cleared");
-            }
-            n
+            store.as_ref().map_or(0, |store| {
+                let n = store.delete_mailbox(&opened.address);
+                if let Err(e) = store.set_mailbox_ttl(&opened.address, None) {
+                    tracing::warn!(error = %e, "mailbox ttl override not cleared");
+                }
+                n
+            })
         }
     };
     info!(messages = n, "mailbox deleted");
@@ -189,7 +191,11 @@ pub async fn extend_mailbox(
     };
     // Mail arriving from now on lives as long as the mailbox.
     let left = expires_at_ms.saturating_sub(now).div_ceil(1000);
-    if let Err(e) = state.store.set_mailbox_ttl(&opened.address, Some(left)) {
+    if let Some(Err(e)) = state
+        .store
+        .as_ref()
+        .map(|store| store.set_mailbox_ttl(&opened.address, Some(left)))
+    {
         tracing::warn!(error = %e, "mailbox ttl not extended; new mail keeps the old ttl");
     }
     info!(ttl, "mailbox extended");

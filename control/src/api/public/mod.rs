@@ -129,8 +129,10 @@ impl Limits {
 /// Everything the handlers share.
 #[derive(Clone)]
 pub struct PublicState {
-    /// The embedded message store (live push, TTL overrides; all reads in single-node mode).
-    pub store: Arc<Store>,
+    /// The embedded message store (live push, TTL overrides; all reads in single-node
+    /// mode); `None` in fleet mode, where no local store is opened and the cluster holds
+    /// every message.
+    pub store: Option<Arc<Store>>,
     /// Where messages are read and deleted: the embedded store, or the fleet's cluster.
     pub mail: Reader,
     /// The fleet's mailbox registry, when fleet mode is on (else `registry` answers).
@@ -160,9 +162,10 @@ pub struct PublicState {
 }
 
 impl PublicState {
-    /// Builds the state; `mailbox_records_max` is the store's `[store]` value of that name.
+    /// Builds the state reading through `mail`; `mailbox_records_max` is the store's
+    /// `[store]` value of that name.
     pub fn new(
-        store: Arc<Store>,
+        mail: Reader,
         domains: Arc<dyn DomainSource>,
         registry: Arc<Registry>,
         config: PublicConfig,
@@ -175,8 +178,12 @@ impl PublicState {
             config.subscribers_per_ip_max,
         );
         let config_mailboxes_max = config.mailboxes_max;
+        let store = match &mail {
+            Reader::Local(store) => Some(store.clone()),
+            Reader::Fleet(_) => None,
+        };
         Self {
-            mail: Reader::Local(store.clone()),
+            mail,
             fleet: None,
             store,
             domains,
@@ -202,11 +209,20 @@ impl PublicState {
     /// the compatible APIs keep their accounts there.
     pub fn with_fleet(mut self, cluster: Arc<Cluster>) -> Self {
         self.mail = Reader::Fleet(cluster.clone());
+        self.store = None;
         // Built before any request, so the fresh local buckets lose nothing.
         self.limits = Arc::new(Limits::new(&self.config, Some(cluster.clone())));
         self.mailtm = Arc::new(MailTm::fleet(cluster.clone()));
         self.fleet = Some(FleetRegistry(cluster));
         self
+    }
+
+    /// The embedded store of the single-node paths. Fleet mode opens none; its paths
+    /// branch on `fleet` first, so this 503 is never reached there.
+    pub fn local_store(&self) -> Result<&Arc<Store>, ApiError> {
+        self.store
+            .as_ref()
+            .ok_or_else(|| ApiError::Unavailable("no local message store in fleet mode".into()))
     }
 
     /// Ends every live-push connection now and refuses new ones; call before the

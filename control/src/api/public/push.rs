@@ -83,7 +83,7 @@ impl Feed {
             Some(fleet) => Source::Fleet(fleet.0.subscribe(&mailbox).await?),
             None => Source::Local(
                 state
-                    .store
+                    .local_store()?
                     .subscribe(&mailbox)
                     .map_err(|e| ApiError::Unavailable(e.to_string()))?,
             ),

@@ -74,7 +74,7 @@ pub async fn create_webhook(
     }
     // Subscribed before the hook exists, so no message falls between.
     let sub = state
-        .store
+        .local_store()?
         .subscribe(&opened.address)
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let (hook, fresh) = hooks

@@ -2,6 +2,8 @@
 // its two base URLs (control/tests/compat_mailtm.rs runs it). Protocol on stdout: one
 // `READY <address>` line once the Mercure stream is open (the Rust test then delivers a
 // mail over SMTP), then one `RESULT <json>` line with everything the client saw.
+// With TEMPMX_ACT_BASE set (another node of a fleet), the message is marked seen and
+// deleted through that node, so the Mercure events on TEMPMX_BASE come from its changes.
 import Mailjs from "@cemalgnlts/mailjs";
 
 const base = process.env.TEMPMX_BASE;
@@ -10,10 +12,10 @@ const deadline = setTimeout(() => {
   process.exit(2);
 }, 45000);
 
-function client() {
+function client(at = base) {
   const m = new Mailjs({ rateLimitRetries: 5 });
-  m.baseUrl = `${base}/compat/mailtm`;
-  m.baseMercure = `${base}/compat/mailtm/.well-known/mercure`;
+  m.baseUrl = `${at}/compat/mailtm`;
+  m.baseMercure = `${at}/compat/mailtm/.well-known/mercure`;
   return m;
 }
 
@@ -69,13 +71,19 @@ out.message = {
   attachments: msg.data.attachments,
   downloadUrl: msg.data.downloadUrl,
 };
-const seen = await mailjs.setMessageSeen(arrived.id, true);
+let actor = mailjs;
+if (process.env.TEMPMX_ACT_BASE) {
+  actor = client(process.env.TEMPMX_ACT_BASE);
+  const login = await actor.loginWithToken(mailjs.token);
+  out.actorLogin = { statusCode: login.statusCode };
+}
+const seen = await actor.setMessageSeen(arrived.id, true);
 out.setSeen = { statusCode: seen.statusCode, seen: seen.data.seen };
 const seenEvent = await waitFor(events, "seen");
 out.seenEvent = { id: seenEvent.id, seen: seenEvent.seen };
 const source = await mailjs.getSource(arrived.id);
 out.source = { statusCode: source.statusCode, hasSubject: source.data.data.includes("Subject:") };
-const del = await mailjs.deleteMessage(arrived.id);
+const del = await actor.deleteMessage(arrived.id);
 out.deleteMessage = { statusCode: del.statusCode };
 const delEvent = await waitFor(events, "delete");
 out.deleteEvent = { id: delEvent.id, isDeleted: delEvent.isDeleted };

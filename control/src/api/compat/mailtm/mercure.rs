@@ -61,14 +61,17 @@ pub async fn subscribe(
         Ok(feed) => feed,
         Err(e) => return e.into_response(),
     };
-    let rx = mt.events.subscribe();
+    let events = match mt.events_of(&a).await {
+        Ok(events) => events,
+        Err(e) => return crate::api::public::error::ApiError::from(e).into_response(),
+    };
     let keepalive = KeepAlive::new().interval(Duration::from_secs(state.config.keepalive_secs));
     let hub = Hub {
         state,
         mt,
         account: a,
         feed,
-        rx,
+        events,
     };
     let mut resp = Sse::new(stream(hub)).keep_alive(keepalive).into_response();
     resp.headers_mut()
@@ -81,7 +84,37 @@ struct Hub {
     mt: Arc<MailTm>,
     account: Account,
     feed: Feed,
-    rx: broadcast::Receiver<(String, Value)>,
+    events: Events,
+}
+
+/// Where a subscription's seen and delete events come from.
+pub(super) enum Events {
+    /// This node's channel: (account id, message JSON-LD) of every account.
+    Local(broadcast::Receiver<(String, Value)>),
+    /// Fleet mode: the account's mailbox's event channel, fed by every node.
+    Fleet(tempmx_store::cluster::FleetSubscription),
+}
+
+impl Events {
+    /// The next event of `account`; `None` when its source is gone.
+    async fn next(&mut self, account: &str) -> Option<Value> {
+        loop {
+            match self {
+                Self::Local(rx) => match rx.recv().await {
+                    Ok((id, v)) if id == account => return Some(v),
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                Self::Fleet(sub) => {
+                    let payload = sub.payload().await?;
+                    // Only nodes publish here; anything unreadable is skipped, not shown.
+                    if let Ok(v) = serde_json::from_slice(&payload) {
+                        return Some(v);
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl Hub {
@@ -95,11 +128,7 @@ impl Hub {
                         return Some(v);
                     }
                 }
-                ev = self.rx.recv() => match ev {
-                    Ok((id, v)) if id == self.account.id => return Some(v),
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                },
+                ev = self.events.next(&self.account.id) => return ev,
             }
         }
     }

@@ -246,7 +246,7 @@ pub async fn patch(
             mt.set_seen(&state, &a, id, seen, state.store_mailbox_max)
                 .await;
             if let Some(ev) = message_json(Format::JsonLd, &state, &a, &mt, id, false).await {
-                let _ = mt.events.send((a.id.clone(), ev));
+                mt.announce(&a, ev).await;
             }
         }
         message_json(f, &state, &a, &mt, id, true)
@@ -275,7 +275,7 @@ pub async fn delete(
         m.insert("isDeleted".into(), json!(true));
     }
     if let Some(ev) = ev {
-        let _ = mt.events.send((a.id, ev));
+        mt.announce(&a, ev).await;
     }
     StatusCode::NO_CONTENT.into_response()
 }

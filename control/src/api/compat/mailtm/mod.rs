@@ -37,7 +37,7 @@ use crate::api::public::address::validate_local_part;
 use crate::api::public::types::rfc3339;
 use crate::mailboxes::log::LogError;
 use crate::mailboxes::{Registered, RegistryError, hash, now_ms};
-use tempmx_store::cluster::Cluster;
+use tempmx_store::cluster::{Cluster, ClusterError};
 
 /// Where the API is served.
 pub const PREFIX: &str = "/compat/mailtm";
@@ -51,9 +51,9 @@ pub struct MailTm {
     accounts: Accounts,
     /// Fleet mode: the accounts are the cluster's (and `accounts` stays empty).
     shared: Option<SharedAccounts>,
-    /// Seen and delete events: (account id, message JSON-LD). This node's only: a
-    /// Mercure subscriber sees new mail from any node, and seen/delete changes made
-    /// through its own node.
+    /// Seen and delete events: (account id, message JSON-LD), on a single node. Fleet
+    /// mode publishes them on the mailbox's event channel instead, so a Mercure
+    /// subscriber on any node sees a change made through any other (see [`MailTm::announce`]).
     events: broadcast::Sender<(String, Value)>,
 }
 
@@ -82,6 +82,32 @@ impl MailTm {
             shared: None,
             events: broadcast::channel(EVENTS_MAX).0,
         }
+    }
+
+    /// Hands a seen or delete event `ev` of `account` to its Mercure subscribers: this
+    /// node's, or in fleet mode every node's. At most once, as Mercure's own hub is; a
+    /// cluster that cannot take it is logged.
+    async fn announce(&self, account: &Account, ev: Value) {
+        match &self.shared {
+            Some(s) => {
+                let payload = ev.to_string().into_bytes();
+                if let Err(e) = s.0.publish_event(&account.address, payload).await {
+                    tracing::warn!(error = %e, "mail.tm event not published to the fleet");
+                }
+            }
+            None => {
+                // No subscriber is no error.
+                let _ = self.events.send((account.id.clone(), ev));
+            }
+        }
+    }
+
+    /// Where `account`'s seen and delete events come from for its Mercure subscription.
+    async fn events_of(&self, account: &Account) -> Result<mercure::Events, ClusterError> {
+        Ok(match &self.shared {
+            Some(s) => mercure::Events::Fleet(s.0.subscribe_events(&account.address).await?),
+            None => mercure::Events::Local(self.events.subscribe()),
+        })
     }
 
     /// Adds the account of `address`, registered just now as `reg`.
