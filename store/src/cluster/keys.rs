@@ -27,11 +27,6 @@ impl MailboxKeys {
         Self { base }
     }
 
-    /// `tmx:{local@domain}`, what every key of the mailbox starts with.
-    pub(crate) fn base(&self) -> &str {
-        &self.base
-    }
-
     /// The registry entry (hash: token hash, expiry, TTL override, cap).
     pub fn registry(&self) -> String {
         format!("{}:reg", self.base)

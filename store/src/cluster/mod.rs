@@ -243,6 +243,7 @@ pub struct WriteStats {
     messages: AtomicU64,
     pipelines: AtomicU64,
     retries: AtomicU64,
+    part_rounds: AtomicU64,
 }
 
 impl WriteStats {
@@ -267,6 +268,16 @@ impl WriteStats {
     /// to one primary.
     pub fn pipelines(&self) -> u64 {
         self.pipelines.load(Ordering::Relaxed)
+    }
+
+    fn parts(&self, rounds: usize) {
+        self.part_rounds.fetch_add(rounds as u64, Ordering::Relaxed);
+    }
+
+    /// Sequential rounds the batches spent writing shared parts before their records (one
+    /// per batch with parts, two with `replicas:N`).
+    pub fn part_rounds(&self) -> u64 {
+        self.part_rounds.load(Ordering::Relaxed)
     }
 
     fn retried(&self, pipelines: usize) {

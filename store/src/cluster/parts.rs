@@ -9,19 +9,25 @@
 //! readers check all of it, and a missing or damaged part fails the read.
 //!
 //! A batch writes its parts before its records (the records name them, so a reader woken
-//! by the record's SPUBLISH finds them), each with the expiry of the longest-lived message
-//! that references it (`SET NX PXAT`, or `PEXPIREAT … GT` when it is already there).
+//! by the record's SPUBLISH finds them) in one round, each with the latest default expiry
+//! (`now + ttl_secs`) of the messages naming it (`SET NX PXAT`, or `PEXPIREAT … GT` when
+//! it is already there); no TTL override is read first. `tempmx_put` answers each record's
+//! real expiry, and a part that a record outlives (a longer override) is moved to it
+//! (`PEXPIREAT … GT`) before the message is acknowledged, so a part lives at least as long
+//! as the longest-lived message naming it. A part of messages only to mailboxes with a
+//! shorter override lives to the default expiry (memory held longer, never a part gone
+//! early).
 //!
 //! [`Chunk::Shared`]: crate::record::Chunk::Shared
 
 use std::collections::HashMap;
 use std::ops::Range;
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::Slot;
 
-use super::keys::MailboxKeys;
 use super::{Ack, ClusterError, ClusterOptions, PREFIX};
 use crate::mime::Piece;
 use crate::record::ChunkPlan;
@@ -197,83 +203,53 @@ impl Planner<'_> {
 pub(crate) struct JobParts<'a> {
     /// The message's shared parts.
     pub(crate) parts: &'a [Part],
-    /// Its recipients' keys.
-    pub(crate) keys: &'a [MailboxKeys],
     /// When it was accepted (ms), the base of its expiry.
     pub(crate) now_ms: u64,
 }
 
-/// Writes the shared parts of a batch before its records: first each recipient's TTL
-/// override (one `HGET` per mailbox, at once), then each distinct part once (one
-/// `FCALL tempmx_part` per part, at once) expiring with the longest-lived message that
-/// references it, and with `ack = replicas:N` one `WAIT N` per slot of those parts.
-/// Returns one result per job: a job whose parts are not all stored must not write its
-/// records. Jobs without parts cost nothing.
+/// What [`write`] did: one result per job (a job whose parts are not all stored must not
+/// write its records), and the expiry each distinct part was written with.
+pub(crate) struct Written {
+    /// Per job, in order.
+    pub(crate) results: Vec<Result<(), ClusterError>>,
+    /// Per part key, the expiry (ms) sent for it: the latest default expiry of the
+    /// messages naming it.
+    pub(crate) expiry: HashMap<u64, u64>,
+    /// Sequential rounds spent (0 without parts; 1, or 2 with `replicas:N`).
+    pub(crate) rounds: usize,
+}
+
+/// Writes the shared parts of a batch before its records, each distinct part once (one
+/// `FCALL tempmx_part` per part, all at once) expiring with the latest default expiry
+/// (`now_ms + ttl_secs`) of the messages naming it, and with `ack = replicas:N` one
+/// `WAIT N` per slot of those parts. A mailbox whose TTL override gives a record a later
+/// expiry has its parts moved later by [`extend`] once the records are stored. Jobs
+/// without parts cost nothing.
 pub(crate) async fn write(
     conn: &ClusterConnection,
     jobs: &[JobParts<'_>],
     opts: &ClusterOptions,
-) -> Vec<Result<(), ClusterError>> {
+) -> Written {
     let mut results: Vec<Result<(), ClusterError>> = jobs.iter().map(|_| Ok(())).collect();
-    if jobs.iter().all(|j| j.parts.is_empty()) {
-        return results;
-    }
-    let timeout = opts.timeout;
-    // The message TTL each recipient mailbox applies (as `tempmx_put` computes it).
-    let mut ttls: HashMap<&str, u64> = HashMap::new();
-    for j in jobs.iter().filter(|j| !j.parts.is_empty()) {
-        for k in j.keys {
-            ttls.entry(k.base()).or_insert(0);
-        }
-    }
-    let lookups = ttls.keys().map(|&base| {
-        let mut c = conn.clone();
-        async move {
-            let cmd = redis::cmd("HGET")
-                .arg(format!("{base}:reg"))
-                .arg("ttl")
-                .to_owned();
-            let res = tokio::time::timeout(timeout, cmd.query_async::<Option<u64>>(&mut c)).await;
-            (base, super::sink::flatten(res, timeout))
-        }
-    });
     let default_ms = opts.ttl_secs * 1000;
-    let mut failed: HashMap<&str, ClusterError> = HashMap::new();
-    for (base, res) in join_all(lookups).await {
-        match res {
-            Ok(Some(secs)) if secs > 0 => {
-                ttls.insert(base, secs * 1000);
-            }
-            Ok(_) => {
-                ttls.insert(base, default_ms);
-            }
-            Err(e) => {
-                failed.insert(base, e);
-            }
-        }
-    }
-    // Each distinct part once, with the latest expiry of the messages naming it.
+    // Each distinct part once, with the latest default expiry of the messages naming it.
     let mut writes: HashMap<u64, (&[u8], u64)> = HashMap::new();
-    for (j, res) in jobs.iter().zip(results.iter_mut()) {
-        if j.parts.is_empty() {
-            continue;
-        }
-        if let Some(e) = j.keys.iter().find_map(|k| failed.get(k.base())) {
-            *res = Err(e.clone());
-            continue;
-        }
-        let ttl = j
-            .keys
-            .iter()
-            .map(|k| ttls[k.base()])
-            .max()
-            .unwrap_or(default_ms);
-        let exp = j.now_ms + ttl;
+    for j in jobs {
+        let exp = j.now_ms + default_ms;
         for p in j.parts {
             let w = writes.entry(p.key).or_insert((&p.value, exp));
             w.1 = w.1.max(exp);
         }
     }
+    let expiry: HashMap<u64, u64> = writes.iter().map(|(&k, &(_, e))| (k, e)).collect();
+    if writes.is_empty() {
+        return Written {
+            results,
+            expiry,
+            rounds: 0,
+        };
+    }
+    let timeout = opts.timeout;
     let stores = writes.into_iter().map(|(key, (value, exp))| {
         let mut c = conn.clone();
         async move {
@@ -285,45 +261,139 @@ pub(crate) async fn write(
                 .arg(exp)
                 .to_owned();
             let res = tokio::time::timeout(timeout, cmd.query_async::<i64>(&mut c)).await;
-            (key, super::sink::flatten(res, timeout))
+            (key, super::sink::flatten(res, timeout).map(drop))
         }
     });
-    let mut stored: HashMap<u64, Result<i64, ClusterError>> =
+    let mut stored: HashMap<u64, Result<(), ClusterError>> =
         join_all(stores).await.into_iter().collect();
+    let mut rounds = 1;
     // With `replicas:N` a part must be on N replicas before any record names it: the
     // records' WAITs cover only their own primaries.
     if let Ack::Replicas(n) = opts.ack {
-        let mut slots: HashMap<Slot, Vec<u64>> = HashMap::new();
-        for (&key, _) in stored.iter().filter(|(_, r)| r.is_ok()) {
-            slots
-                .entry(Slot::for_key(part_key(key).as_bytes()))
-                .or_default()
-                .push(key);
-        }
-        let waits = slots.into_iter().map(|(slot, keys)| async move {
-            (
-                keys,
-                super::sink::wait(conn.clone(), slot, n, timeout).await,
-            )
-        });
-        for (keys, res) in join_all(waits).await {
-            if let Err(e) = res {
-                for k in keys {
-                    stored.insert(k, Err(e.clone()));
-                }
-            }
-        }
+        let ok: Vec<u64> = stored
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(&k, _)| k)
+            .collect();
+        wait_slots(conn, &ok, n, timeout, &mut stored).await;
+        rounds += 1;
     }
     for (j, res) in jobs.iter().zip(results.iter_mut()) {
-        if res.is_err() {
-            continue;
-        }
         if let Some(Err(e)) = j
             .parts
             .iter()
             .filter_map(|p| stored.get(&p.key))
             .find(|r| r.is_err())
         {
+            *res = Err(e.clone());
+        }
+    }
+    Written {
+        results,
+        expiry,
+        rounds,
+    }
+}
+
+/// `WAIT n` once per slot of the parts `keys`; a part whose WAIT fell short gets its
+/// error in `out`.
+async fn wait_slots(
+    conn: &ClusterConnection,
+    keys: &[u64],
+    n: u32,
+    timeout: Duration,
+    out: &mut HashMap<u64, Result<(), ClusterError>>,
+) {
+    let mut slots: HashMap<Slot, Vec<u64>> = HashMap::new();
+    for &key in keys {
+        slots
+            .entry(Slot::for_key(part_key(key).as_bytes()))
+            .or_default()
+            .push(key);
+    }
+    let waits = slots.into_iter().map(|(slot, keys)| async move {
+        (
+            keys,
+            super::sink::wait(conn.clone(), slot, n, timeout).await,
+        )
+    });
+    for (keys, res) in join_all(waits).await {
+        if let Err(e) = res {
+            for k in keys {
+                out.insert(k, Err(e.clone()));
+            }
+        }
+    }
+}
+
+/// After a batch's records are stored: every part that a stored record outlives (its
+/// mailbox's TTL override is longer than the default) is moved to the latest such
+/// record's expiry, one `PEXPIREAT … GT` and `PEXPIRETIME` per part, all at once (with
+/// `replicas:N` then one `WAIT N` per slot of those parts). `records[j]` is the latest
+/// record expiry of job `j` when all its records are stored, else `None` (nothing to
+/// keep). Returns one result per job: a job naming a part that could not be kept long
+/// enough must not be acknowledged. Costs nothing when no override is longer.
+pub(crate) async fn extend(
+    conn: &ClusterConnection,
+    jobs: &[JobParts<'_>],
+    records: &[Option<u64>],
+    written: &HashMap<u64, u64>,
+    opts: &ClusterOptions,
+) -> Vec<Result<(), ClusterError>> {
+    let mut results: Vec<Result<(), ClusterError>> = jobs.iter().map(|_| Ok(())).collect();
+    let mut wanted: HashMap<u64, u64> = HashMap::new();
+    for (j, rec) in jobs.iter().zip(records) {
+        let Some(rec) = *rec else { continue };
+        for p in j.parts {
+            if written.get(&p.key).is_some_and(|&w| rec > w) {
+                let e = wanted.entry(p.key).or_insert(rec);
+                *e = (*e).max(rec);
+            }
+        }
+    }
+    if wanted.is_empty() {
+        return results;
+    }
+    let timeout = opts.timeout;
+    let moves = wanted.iter().map(|(&key, &exp)| {
+        let mut c = conn.clone();
+        async move {
+            let name = part_key(key);
+            let mut pipe = redis::pipe();
+            pipe.cmd("PEXPIREAT").arg(&name).arg(exp).arg("GT");
+            pipe.cmd("PEXPIRETIME").arg(&name);
+            let route = super::sink::master(Slot::for_key(name.as_bytes()));
+            let res = tokio::time::timeout(timeout, c.route_pipeline(pipe, 0, 2, route)).await;
+            // The part's expiry now must be at least the wanted one; -2 is a part gone.
+            let res = super::sink::flatten(res, timeout).and_then(|replies| match replies.get(1) {
+                Some(redis::Value::Int(now)) if u64::try_from(*now).is_ok_and(|t| t >= exp) => {
+                    Ok(())
+                }
+                Some(redis::Value::ServerError(e)) => Err(ClusterError::Command(e.clone().into())),
+                _ => Err(ClusterError::PartMissing { key: name }),
+            });
+            (key, res)
+        }
+    });
+    let mut kept: HashMap<u64, Result<(), ClusterError>> =
+        join_all(moves).await.into_iter().collect();
+    if let Ack::Replicas(n) = opts.ack {
+        let ok: Vec<u64> = kept
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(&k, _)| k)
+            .collect();
+        wait_slots(conn, &ok, n, timeout, &mut kept).await;
+    }
+    for ((j, rec), res) in jobs.iter().zip(records).zip(results.iter_mut()) {
+        let Some(rec) = *rec else { continue };
+        let failed = j
+            .parts
+            .iter()
+            .filter(|p| written.get(&p.key).is_some_and(|&w| rec > w))
+            .filter_map(|p| kept.get(&p.key))
+            .find_map(|r| r.as_ref().err());
+        if let Some(e) = failed {
             *res = Err(e.clone());
         }
     }

@@ -181,8 +181,15 @@ struct Unit {
     slot: Slot,
 }
 
-/// A mailbox write's outcome: stored, and whether the mailbox has webhooks.
-type Put = Result<bool, ClusterError>;
+/// A stored mailbox write: whether the mailbox has webhooks, and the record's expiry.
+#[derive(Clone, Copy)]
+struct Stored {
+    hooked: bool,
+    expiry_ms: u64,
+}
+
+/// A mailbox write's outcome.
+type Put = Result<Stored, ClusterError>;
 
 /// The error Redis gives a pipeline command that never ran.
 fn not_run() -> ClusterError {
@@ -234,12 +241,13 @@ impl Writer {
         feed.hand_over((job.id, mailboxes));
     }
 
-    /// Writes a batch: first the shared parts its messages name (`parts::write`; none for
-    /// most mail), then one pipeline per primary (by the slot map), all sent at once; the
-    /// writes of a pipeline that failed as a whole (a moved slot, a lost connection) are
-    /// sent again once, one pipeline per slot, after the map is read again; then (with
-    /// `replicas:N`) one `WAIT` per primary that took writes. All within the write
-    /// deadline. Returns one result per job, in order: per recipient, whether it has
+    /// Writes a batch: first the shared parts its messages name (`parts::write`, one
+    /// round; none for most mail), then one pipeline per primary (by the slot map), all
+    /// sent at once; the writes of a pipeline that failed as a whole (a moved slot, a lost
+    /// connection) are sent again once, one pipeline per slot, after the map is read
+    /// again; then the parts a record outlives are moved later (`parts::extend`, only
+    /// with a longer TTL override) and (with `replicas:N`) one `WAIT` per primary that
+    /// took writes. All within the write deadline. Returns one result per job, in order: per recipient, whether it has
     /// webhooks.
     async fn write_batch(&self, batch: &[Job]) -> Vec<Result<Vec<bool>, ClusterError>> {
         let deadline = Instant::now() + self.opts.timeout;
@@ -247,14 +255,15 @@ impl Writer {
             .iter()
             .map(|j| JobParts {
                 parts: &j.parts,
-                keys: &j.keys,
                 now_ms: j.now_ms,
             })
             .collect();
-        let parts_ok = parts::write(&self.conn, &shared, &self.opts).await;
-        for e in parts_ok.iter().filter_map(|r| r.as_ref().err()) {
+        let written = parts::write(&self.conn, &shared, &self.opts).await;
+        self.stats.parts(written.rounds);
+        for e in written.results.iter().filter_map(|r| r.as_ref().err()) {
             self.health.error(Op::Write, e);
         }
+        let parts_ok = written.results;
         // A message whose parts failed writes nothing else.
         let units: Vec<Unit> = batch
             .iter()
@@ -277,18 +286,44 @@ impl Writer {
         if !again.is_empty() {
             self.retry(batch, &units, &again, &mut puts, deadline).await;
         }
-        if let Ack::Replicas(n) = self.opts.ack {
-            self.wait(&units, &mut puts, n).await;
-        }
-        let mut results: Vec<Result<Vec<bool>, ClusterError>> = batch
+        // Per job with parts and every record stored, its latest record expiry: the
+        // parts it names must live that long.
+        let mut records: Vec<Option<u64>> = batch
             .iter()
-            .zip(parts_ok)
-            .map(|(j, parts_ok)| parts_ok.map(|()| Vec::with_capacity(j.keys.len())))
+            .zip(&parts_ok)
+            .map(|(j, ok)| (ok.is_ok() && !j.parts.is_empty()).then_some(0))
+            .collect();
+        for (u, put) in units.iter().zip(&puts) {
+            let rec = &mut records[u.job];
+            match put {
+                Ok(s) => *rec = rec.map(|r| r.max(s.expiry_ms)),
+                Err(_) => *rec = None,
+            }
+        }
+        let kept = parts::extend(&self.conn, &shared, &records, &written.expiry, &self.opts);
+        let kept = if let Ack::Replicas(n) = self.opts.ack {
+            let (kept, ()) = tokio::join!(kept, self.wait(&units, &mut puts, n));
+            kept
+        } else {
+            kept.await
+        };
+        let mut results: Vec<Result<Vec<bool>, ClusterError>> = parts_ok
+            .into_iter()
+            .zip(kept)
+            .zip(batch)
+            .map(|((parts_ok, kept), j)| {
+                if let Err(e) = &kept {
+                    self.health.error(Op::Write, e);
+                }
+                parts_ok
+                    .and(kept)
+                    .map(|()| Vec::with_capacity(j.keys.len()))
+            })
             .collect();
         for (u, put) in units.iter().zip(puts) {
             let res = &mut results[u.job];
             match (res.as_mut(), put) {
-                (Ok(hooked), Ok(h)) => hooked.push(h),
+                (Ok(hooked), Ok(s)) => hooked.push(s.hooked),
                 (Ok(_), Err(e)) => *res = Err(e),
                 (Err(_), _) => {}
             }
@@ -433,15 +468,19 @@ impl Writer {
         let mut pipe = redis::pipe();
         pipe.cmd("GETRANGE").arg(k.record(job.id)).arg(0).arg(15);
         pipe.cmd("EXISTS").arg(k.hooks());
+        pipe.cmd("PEXPIRETIME").arg(k.record(job.id));
         let mut conn = self.conn.clone();
         let timeout = deadline.saturating_duration_since(Instant::now());
         let res =
-            tokio::time::timeout(timeout, conn.route_pipeline(pipe, 0, 2, master(u.slot))).await;
+            tokio::time::timeout(timeout, conn.route_pipeline(pipe, 0, 3, master(u.slot))).await;
         match flatten(res, self.opts.timeout).as_deref() {
-            Ok([Value::BulkString(head), Value::Int(hooks)])
-                if job.frame.get(..16) == Some(&head[..]) =>
+            Ok([Value::BulkString(head), Value::Int(hooks), Value::Int(exp)])
+                if job.frame.get(..16) == Some(&head[..]) && *exp > 0 =>
             {
-                Ok(*hooks > 0)
+                Ok(Stored {
+                    hooked: *hooks > 0,
+                    expiry_ms: *exp as u64,
+                })
             }
             _ => Err(taken),
         }
@@ -467,17 +506,30 @@ impl Writer {
 }
 
 /// Routes to the primary of `slot`.
-fn master(slot: Slot) -> SingleNodeRoutingInfo {
+pub(super) fn master(slot: Slot) -> SingleNodeRoutingInfo {
     SingleNodeRoutingInfo::SpecificNode(Route::with_slot(slot, SlotAddr::Master))
 }
 
 /// A `tempmx_put` reply: `{expiry ms, 1 if the mailbox has webhooks}`. A bare expiry is
 /// an older library's reply (a fleet mid-upgrade): its webhooks are unknown, so looked up.
 fn put_reply(v: Value) -> Put {
-    match v {
-        Value::Array(f) => Ok(matches!(f.get(1), Some(Value::Int(h)) if *h > 0)),
-        Value::ServerError(e) => Err(ClusterError::Command(e.into())),
-        _ => Ok(true),
+    let (exp, hooked) = match v {
+        Value::Array(f) => (
+            f.first().cloned(),
+            matches!(f.get(1), Some(Value::Int(h)) if *h > 0),
+        ),
+        Value::ServerError(e) => return Err(ClusterError::Command(e.into())),
+        v => (Some(v), true),
+    };
+    match exp {
+        Some(Value::Int(e)) if e > 0 => Ok(Stored {
+            hooked,
+            expiry_ms: e as u64,
+        }),
+        _ => Err(ClusterError::Command(redis::RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "tempmx_put answered no expiry",
+        )))),
     }
 }
 
