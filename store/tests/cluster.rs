@@ -610,7 +610,7 @@ async fn large_mime_parts_are_shared_and_a_damaged_part_fails_the_read() {
     // a message naming it an error (never a shorter message), while listings, which use
     // the index summaries, still work. Method: a real cluster; the part overwritten in
     // place (SETRANGE) and then deleted through redis-cli. With `ack = replicas:1`, so
-    // the parts' own WAIT runs too.
+    // the parts' own WAIT runs too, and a mailbox with a longer TTL moves the part later.
     let tc = TestCluster::start().expect("cluster starts");
     let mut opts = ClusterOptions::new(tc.seeds(), "parts".to_owned());
     opts.ack = Ack::Replicas(1);
@@ -651,6 +651,15 @@ async fn large_mime_parts_are_shared_and_a_damaged_part_fails_the_read() {
     let parts = part_keys(&tc);
     assert_eq!(parts.len(), 1, "{parts:?}");
     let part = &parts[0];
+    // A mailbox keeping mail longer than the default moves the part to its record's
+    // expiry (after the record, before the 250, with the part's own WAIT).
+    let long = mailbox("long@fleet.test");
+    register(&cluster, &long, 7200).await;
+    let id3 = send(&mut sink, std::slice::from_ref(&long), &mail("third"))
+        .await
+        .expect("stored");
+    let rec = MailboxKeys::of(&long).record(id3);
+    assert_eq!(pexpiretime(&tc, part), pexpiretime(&tc, &rec));
 
     let len = on_primary(&tc, part, &["strlen", part]);
     assert_eq!(on_primary(&tc, part, &["setrange", part, "100", "X"]), len);

@@ -11,7 +11,7 @@
 //! | `tmx:{M}:reg` | hash | `th` token hash (32 bytes), `exp` ms, `ttl` s (0 = default), `cap` (0 = default) | the mailbox's expiry |
 //! | `tmx:{M}:idx` | list | `<id 16 hex>:<expiry ms>:<summary JSON>` (older nodes wrote no summary; readers fetch the record then), newest first, at most the cap | the newest record's expiry |
 //! | `tmx:{M}:m:<id 16 hex>` | string | one frame: 16-byte header (magic, length, CRC32C, format version) + archived record, as on a shard's arena; its raw chunks are inline bytes or references (content key, length) to shared parts | the record's expiry |
-//! | `tmx:{p:<key 16 hex>}` | string | a shared part: 24-byte header (`TMXP`, length, CRC32C of the data, version, key) + the data; the key is the first 64 bits of the data's SHA-256; the hash tag `p:<key>` puts each part in a slot of its own | the latest expiry of the records naming it |
+//! | `tmx:{p:<key 16 hex>}` | string | a shared part: 24-byte header (`TMXP`, length, CRC32C of the data, version, key) + the data; the key is the first 64 bits of the data's SHA-256; the hash tag `p:<key>` puts each part in a slot of its own | the latest expiry of the records naming it, or of their default TTL if later |
 //! | `tmx:{M}:mt` | hash | mail.tm account: `id`, `ph` password hash, `at` created ms, `reg` registry token hash it belongs to, `t:<token sha256 hex>` issue ms, `s:<id>` seen marks | the mailbox's expiry |
 //! | `tmx:{M}:wh` | hash | webhooks: id -> JSON registration | the mailbox's expiry |
 //! | `tmx:{gs:<sid>}:s` | hash | Guerrilla Mail session: `a` address, `o` owns (0/1), `t` since s | `api.ttl_secs_max` after its last change |
@@ -55,18 +55,21 @@
 //! # Write path and failure semantics
 //! Each ingress core owns a [`ClusterSink`]: `accept` encodes the record, queues it and
 //! returns [`Commit::Pending`](crate::Commit). The core's writer task takes every queued
-//! message at once (a batch); if any of them has shared parts, it first reads those
-//! messages' recipients' TTL overrides and writes the parts (two rounds of single
-//! commands, sent at once, and with `replicas:N` a third of `WAIT N` per part slot; a
-//! message whose parts failed writes nothing else). It then groups the batch's mailbox
+//! message at once (a batch); if any of them has shared parts, it first writes the parts
+//! at the messages' default expiry (one round of single commands, sent at once, and with
+//! `replicas:N` a second of `WAIT N` per part slot; a message whose parts failed writes
+//! nothing else; no TTL override is read). It then groups the batch's mailbox
 //! writes by the primary that holds their slot (its own copy of the slot map, from
 //! `CLUSTER SLOTS`) and sends one pipeline per primary, all at once over the cluster
 //! connection's one multiplexed connection per node. A pipeline that fails as a whole (a
 //! slot moved: redis-rs fails a pipeline with any redirected command; a lost connection)
 //! has its map read again and its writes sent once more, one pipeline per slot, within
 //! the same deadline; a `TAKEN` reply to that retry is the first attempt's own write only
-//! if the stored frame header matches. With `ack = replicas:N` it then sends `WAIT N` once
-//! per primary that took writes. A message's commit resolves `Ok` only when every one of
+//! if the stored frame header matches. A part that a stored record outlives (its
+//! mailbox's TTL override is longer than the default; `tempmx_put` answers the record's
+//! expiry) is then moved to the record's expiry (`PEXPIREAT … GT`, one round, only then).
+//! With `ack = replicas:N` it then sends `WAIT N` once per primary that took writes (and
+//! per slot of the parts so moved). A message's commit resolves `Ok` only when every one of
 //! its mailbox writes (and WAITs) succeeded; any error, a missing primary, a full queue or
 //! a deadline is a [`ClusterError`], which the ingress answers 451 4.3.0. Nothing is
 //! written locally instead. A write whose reply was lost may still be in the cluster: the
