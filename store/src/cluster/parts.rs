@@ -270,12 +270,7 @@ pub(crate) async fn write(
     // With `replicas:N` a part must be on N replicas before any record names it: the
     // records' WAITs cover only their own primaries.
     if let Ack::Replicas(n) = opts.ack {
-        let ok: Vec<u64> = stored
-            .iter()
-            .filter(|(_, r)| r.is_ok())
-            .map(|(&k, _)| k)
-            .collect();
-        wait_slots(conn, &ok, n, timeout, &mut stored).await;
+        wait_slots(conn, n, timeout, &mut stored).await;
         rounds += 1;
     }
     for (j, res) in jobs.iter().zip(results.iter_mut()) {
@@ -295,17 +290,16 @@ pub(crate) async fn write(
     }
 }
 
-/// `WAIT n` once per slot of the parts `keys`; a part whose WAIT fell short gets its
-/// error in `out`.
+/// `WAIT n` once per slot of the parts in `out` written so far (`Ok`); a part whose
+/// WAIT fell short gets its error there.
 async fn wait_slots(
     conn: &ClusterConnection,
-    keys: &[u64],
     n: u32,
     timeout: Duration,
     out: &mut HashMap<u64, Result<(), ClusterError>>,
 ) {
     let mut slots: HashMap<Slot, Vec<u64>> = HashMap::new();
-    for &key in keys {
+    for (&key, _) in out.iter().filter(|(_, r)| r.is_ok()) {
         slots
             .entry(Slot::for_key(part_key(key).as_bytes()))
             .or_default()
@@ -378,12 +372,7 @@ pub(crate) async fn extend(
     let mut kept: HashMap<u64, Result<(), ClusterError>> =
         join_all(moves).await.into_iter().collect();
     if let Ack::Replicas(n) = opts.ack {
-        let ok: Vec<u64> = kept
-            .iter()
-            .filter(|(_, r)| r.is_ok())
-            .map(|(&k, _)| k)
-            .collect();
-        wait_slots(conn, &ok, n, timeout, &mut kept).await;
+        wait_slots(conn, n, timeout, &mut kept).await;
     }
     for ((j, rec), res) in jobs.iter().zip(records).zip(results.iter_mut()) {
         let Some(rec) = *rec else { continue };

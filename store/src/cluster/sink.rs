@@ -247,8 +247,8 @@ impl Writer {
     /// connection) are sent again once, one pipeline per slot, after the map is read
     /// again; then the parts a record outlives are moved later (`parts::extend`, only
     /// with a longer TTL override) and (with `replicas:N`) one `WAIT` per primary that
-    /// took writes. All within the write deadline. Returns one result per job, in order: per recipient, whether it has
-    /// webhooks.
+    /// took writes. All within the write deadline. Returns one result per job, in order:
+    /// per recipient, whether it has webhooks.
     async fn write_batch(&self, batch: &[Job]) -> Vec<Result<Vec<bool>, ClusterError>> {
         let deadline = Instant::now() + self.opts.timeout;
         let shared: Vec<JobParts> = batch
