@@ -565,3 +565,24 @@ pub(super) fn flatten<T>(
     res.map_err(|_| ClusterError::Timeout(timeout))?
         .map_err(ClusterError::from)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_replies_carry_the_records_expiry() {
+        // Goal: the record's expiry is read from the current `{expiry, hooks}` reply and
+        // an older library's bare expiry (webhooks then unknown, so looked up); a reply
+        // without an expiry is an error (its parts could not be kept long enough).
+        // Method: feed `put_reply` each shape of reply.
+        let got = put_reply(Value::Array(vec![Value::Int(5_000), Value::Int(0)])).expect("ok");
+        assert_eq!((got.expiry_ms, got.hooked), (5_000, false));
+        let got = put_reply(Value::Array(vec![Value::Int(7), Value::Int(1)])).expect("ok");
+        assert_eq!((got.expiry_ms, got.hooked), (7, true));
+        let got = put_reply(Value::Int(9_000)).expect("ok");
+        assert_eq!((got.expiry_ms, got.hooked), (9_000, true));
+        assert!(put_reply(Value::Nil).is_err());
+        assert!(put_reply(Value::Array(vec![])).is_err());
+    }
+}
