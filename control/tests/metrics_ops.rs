@@ -520,6 +520,7 @@ fn fleet_metrics_carry_the_node_and_cover_the_fleet_panels() {
         ("tempmx_fleet_write_messages_total{node=\"mx-a\"}", 1.0),
         ("tempmx_fleet_write_batches_total{node=\"mx-a\"}", 1.0),
         ("tempmx_fleet_write_pipelines_total{node=\"mx-a\"}", 1.0),
+        ("tempmx_fleet_write_retries_total{node=\"mx-a\"}", 0.0),
         ("tempmx_fleet_messages_refused_total{node=\"mx-a\"}", 0.0),
         ("tempmx_fleet_nodes{state=\"up\",node=\"mx-a\"}", 1.0),
     ] {

@@ -85,6 +85,7 @@ impl Health {
             batches: writes.batches(),
             messages: writes.messages(),
             pipelines: writes.pipelines(),
+            retries: writes.retries(),
         }
     }
 }
@@ -113,6 +114,8 @@ pub struct FleetSnapshot {
     pub messages: u64,
     /// Pipelines (round trips to one primary) of those batches.
     pub pipelines: u64,
+    /// Pipelines re-sent per slot after a pipeline to a primary failed as a whole.
+    pub retries: u64,
 }
 
 /// Cluster errors by operation.
@@ -155,6 +158,13 @@ pub const WRITE_PIPELINES: MetricDesc = desc(
      of a failed one re-sent): each is one round trip to one primary.",
     Counter,
 );
+/// Pipelines re-sent.
+pub const WRITE_RETRIES: MetricDesc = desc(
+    "tempmx_fleet_write_retries_total",
+    "Pipelines re-sent one per slot after a pipeline to a primary failed as a whole (a \
+     moved slot, a lost connection); counted in tempmx_fleet_write_pipelines_total too.",
+    Counter,
+);
 
 /// The fleet families, present only in fleet mode.
 pub const TABLE: &[Metric<FleetSnapshot>] = &[
@@ -166,6 +176,7 @@ pub const TABLE: &[Metric<FleetSnapshot>] = &[
     Metric::one(WRITE_BATCHES, |s| s.batches),
     Metric::one(WRITE_MESSAGES, |s| s.messages),
     Metric::one(WRITE_PIPELINES, |s| s.pipelines),
+    Metric::one(WRITE_RETRIES, |s| s.retries),
 ];
 
 #[cfg(test)]
