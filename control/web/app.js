@@ -381,7 +381,11 @@ function item(m, fresh) {
   const b = document.createElement("button");
   b.type = "button";
   b.dataset.id = m.id;
-  if (fresh) b.classList.add("new");
+  if (fresh) {
+    b.classList.add("new");
+    // Once: a list shown again after the reader would otherwise replay the flash.
+    b.addEventListener("animationend", () => b.classList.remove("new"), { once: true });
+  }
   const from = document.createElement("span");
   from.className = "from";
   from.textContent = m.from || t("unknownSender");
