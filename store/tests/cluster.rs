@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use tempmx_store::cluster::testkit::TestCluster;
 use tempmx_store::cluster::{
-    Ack, Cluster, ClusterError, ClusterOptions, ClusterSink, MailboxKeys, Registration,
+    Ack, Cluster, ClusterError, ClusterOptions, ClusterSink, FleetSubscription, Heard, MailboxKeys,
+    Registration,
 };
 use tempmx_store::{Commit, Mailbox, MessageId, MessageSink, NewMessage, StoreError};
 
@@ -682,4 +683,62 @@ async fn large_mime_parts_are_shared_and_a_damaged_part_fails_the_read() {
         matches!(err, ClusterError::PartMissing { ref key } if key == part),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_hears_each_stored_id_and_when_it_may_have_missed_some() {
+    // Goal: live push hands a subscriber the id of each record stored for its mailbox (so
+    // it reads that record, not the index), and says "re-list" whenever announcements may
+    // have been lost: a payload it cannot read, or more than its buffer holds. Method: a
+    // real cluster, one subscription, the sink's writes, then raw SPUBLISHes on the
+    // mailbox's channel (redis-cli on the slot's primary).
+    let tc = TestCluster::start().expect("cluster starts");
+    let cluster = Cluster::connect(options(&tc, Ack::Primary)).expect("connects");
+    let mut sink = cluster.sink(0).expect("sink");
+    let m = mailbox("listener@fleet.test");
+    let mut sub = cluster.subscribe(&m).await.expect("subscribe");
+    for i in 0..3 {
+        let id = send(&mut sink, std::slice::from_ref(&m), &body(i))
+            .await
+            .expect("stored");
+        assert_eq!(heard(&mut sub).await, Some(Heard::Stored(id)));
+    }
+
+    let channel = MailboxKeys::of(&m).channel();
+    on_primary(&tc, &channel, &["spublish", &channel, "not an id"]);
+    assert_eq!(heard(&mut sub).await, Some(Heard::Missed));
+
+    // 300 announcements while the subscriber reads none: more than its buffer (256).
+    let node = tc.primary_of(&channel).expect("a primary owns the channel");
+    let script: String = (1..=300)
+        .map(|i| format!("SPUBLISH {channel} {}\n", MessageId(i)))
+        .collect();
+    let mut cli = std::process::Command::new("redis-cli")
+        .args(["-p", &tc.ports()[node].to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-cli runs");
+    std::io::Write::write_all(&mut cli.stdin.take().expect("stdin"), script.as_bytes())
+        .expect("script written");
+    assert!(cli.wait().expect("redis-cli ends").success());
+    // Pushes reach the connection asynchronously; a second is far more than 300 need.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(heard(&mut sub).await, Some(Heard::Missed));
+    // What the buffer kept follows, newest last.
+    let mut kept = Vec::new();
+    while let Ok(Some(Heard::Stored(id))) =
+        tokio::time::timeout(Duration::from_millis(500), sub.next()).await
+    {
+        kept.push(id);
+    }
+    assert_eq!(kept.len(), 256, "the buffer keeps the newest 256");
+    assert_eq!(kept.last(), Some(&MessageId(300)));
+}
+
+/// The subscription's next announcement; at most 10 s.
+async fn heard(sub: &mut FleetSubscription) -> Option<Heard> {
+    tokio::time::timeout(Duration::from_secs(10), sub.next())
+        .await
+        .expect("an announcement within 10 s")
 }

@@ -81,8 +81,9 @@
 //! The HTTP API reads through [`MailRead`](crate::MailRead), which both the embedded store
 //! and [`Cluster`] implement. Live push: the write pipeline SPUBLISHes each record's id
 //! on its mailbox's shard channel; a node with SSE, WebSocket or wait subscribers for a
-//! mailbox SSUBSCRIBEs it once on its own RESP3 connection and wakes them, and they
-//! re-list the index (pub/sub is at most once; the index is not). Membership: each node
+//! mailbox SSUBSCRIBEs it once on its own RESP3 connection and hands them the id; they
+//! read that record, and re-list the index whenever announcements may have been lost
+//! (pub/sub is at most once; the index is not). Membership: each node
 //! heartbeats its up key with a TTL and its entry in the nodes hash (one slot, one
 //! atomic pipeline); a node whose up key lapsed is listed as gone.
 //!
@@ -126,8 +127,8 @@ pub use self::keys::{MailboxKeys, PREFIX};
 pub use self::members::Member;
 pub use self::parts::{PART_BYTES_MIN, part_key};
 pub use self::pool::{DELETED, LeaseHold, PoolView, PoolWrite};
-pub use self::push::FleetSubscription;
 use self::push::{Channels, PubSub};
+pub use self::push::{FleetSubscription, Heard};
 pub use self::ratelimit::{RATE_KEY_PART_CHARS_MAX, RateQuota};
 pub use self::registry::Registration;
 use self::routing::SlotMap;

@@ -3,10 +3,12 @@
 //! fans it out). A node with live subscribers for a mailbox SSUBSCRIBEs that channel once,
 //! on a RESP3 connection of its own, and wakes every local subscriber of the mailbox.
 //!
-//! Pub/sub is at most once: a wake says "look again", never "here is the message". The
-//! subscriber re-lists the mailbox's index, so a message whose event was lost (failover,
-//! reconnect) is still found at the next wake or at the client's `Last-Event-ID` resume;
-//! a dropped pub/sub connection wakes every subscriber for that reason.
+//! An announcement names the stored record, so a subscriber reads that one record (one
+//! round trip) instead of re-listing. Pub/sub is at most once, so anything that may have
+//! lost announcements (a dropped pub/sub connection, a subscriber too slow for its buffer,
+//! a payload it cannot read) tells the subscriber to re-list the mailbox's index instead;
+//! a message whose announcement was lost is still found then or at the client's
+//! `Last-Event-ID` resume.
 //!
 //! A mailbox's event channel (`tmx:{M}:ev`) carries payloads instead: changes a node made
 //! that others must show (mail.tm's Mercure seen and delete events), handed to every
@@ -24,6 +26,7 @@ use tokio::sync::{broadcast, watch};
 use super::keys::MailboxKeys;
 use super::{Cluster, ClusterError};
 use crate::address::Mailbox;
+use crate::sink::MessageId;
 
 /// Name of a mailbox's event channel (`tmx:{M}:ev`).
 const EVENTS: &str = "ev";
@@ -31,7 +34,7 @@ const EVENTS: &str = "ev";
 /// Payloads one channel buffers per subscriber before a slow one misses some.
 const PAYLOADS_MAX: usize = 256;
 
-/// One channel this node listens on: its wake counter, its payloads, and how many
+/// One channel this node listens on: its re-list counter, its payloads, and how many
 /// subscribers share it.
 type Listening = (watch::Sender<u64>, broadcast::Sender<Arc<[u8]>>, usize);
 
@@ -48,12 +51,11 @@ impl Channels {
                 if let Some(Value::BulkString(channel)) = info.data.first()
                     && let Some((tx, payloads, _)) = self.0.lock().get(channel)
                 {
-                    tx.send_modify(|n| *n += 1);
-                    if let Some(Value::BulkString(payload)) = info.data.get(1)
-                        && payloads.receiver_count() > 0
-                    {
+                    if let Some(Value::BulkString(payload)) = info.data.get(1) {
                         // No receiver left is no error: the subscription is being dropped.
                         let _ = payloads.send(payload.as_slice().into());
+                    } else {
+                        tx.send_modify(|n| *n += 1);
                     }
                 }
             }
@@ -87,12 +89,35 @@ pub struct FleetSubscription {
     rt: Handle,
 }
 
+/// What a mailbox's message channel told a [`FleetSubscription`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Heard {
+    /// A node stored this record for the mailbox.
+    Stored(MessageId),
+    /// Announcements may have been lost (pub/sub reconnect, a full buffer, an unreadable
+    /// payload): re-list the mailbox.
+    Missed,
+}
+
 impl FleetSubscription {
-    /// Waits until a message may have arrived for the mailbox (a new record announced by
-    /// any node, or a pub/sub reconnect); then re-list. `false` when the cluster client
-    /// stopped.
-    pub async fn changed(&mut self) -> bool {
-        self.rx.changed().await.is_ok()
+    /// The next announcement of a message stored for the mailbox by any node; `None` when
+    /// the cluster client stopped.
+    pub async fn next(&mut self) -> Option<Heard> {
+        tokio::select! {
+            // A reconnect first: what it may have lost matters more than what follows it.
+            biased;
+            changed = self.rx.changed() => changed.is_ok().then_some(Heard::Missed),
+            payload = self.payloads.recv() => match payload {
+                Ok(p) => Some(
+                    std::str::from_utf8(&p)
+                        .ok()
+                        .and_then(|id| id.parse().ok())
+                        .map_or(Heard::Missed, Heard::Stored),
+                ),
+                Err(broadcast::error::RecvError::Lagged(_)) => Some(Heard::Missed),
+                Err(broadcast::error::RecvError::Closed) => None,
+            },
+        }
     }
 
     /// The next payload published on the channel by any node (an event channel's change);

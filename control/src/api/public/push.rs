@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -17,6 +18,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
+use tempmx_store::cluster::Heard;
 use tempmx_store::{Event, MailRead, Mailbox, MessageId, MessageSummary, Reader, Subscription};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -30,6 +32,7 @@ use super::subscribers::{Admission, Refused, Transport};
 use super::types::{MessageItem, PushQuery};
 use crate::api::problem::{PathParams, QueryParams};
 use crate::mailboxes::now_ms;
+use crate::verify::VerifyCache;
 
 /// Ids remembered to drop duplicates between replay and live events (shards publish
 /// slightly out of id order, so "greater than the last id" would lose messages).
@@ -44,6 +47,8 @@ pub const NEW_MESSAGE: &str = "new_message";
 /// New messages of one mailbox, replayed then live, until the deadline.
 pub struct Feed {
     mail: Reader,
+    /// Where announced messages' verifications are cached for their items.
+    verify: Arc<VerifyCache>,
     sub: Source,
     mailbox: Mailbox,
     pending: VecDeque<MessageSummary>,
@@ -101,6 +106,7 @@ impl Feed {
         let mut feed = Self {
             floor: resume_after.unwrap_or(newest),
             mail: state.mail.clone(),
+            verify: Arc::clone(&state.verify),
             sub,
             mailbox,
             pending: VecDeque::new(),
@@ -164,16 +170,43 @@ impl Feed {
                 _ = self.closing.wait_for(|c| *c) => return None,
             };
             match ev {
-                Some(Event::New(s)) => self.pending.push_back(s),
-                Some(Event::Lagged { .. }) => {
-                    if let Err(e) = self.replay_after(self.floor).await {
-                        // The next event or the client's resume re-lists again.
-                        tracing::warn!(error = %e, "live push re-list failed");
-                    }
-                }
+                Some(News::Summary(s)) => self.pending.push_back(s),
+                Some(News::Stored(id)) if self.sent.contains(&id) => {}
+                Some(News::Stored(id)) => self.read_stored(id).await,
+                Some(News::Missed) => self.relist().await,
                 // The cluster client stopped (shutdown): the connection ends.
                 None => return None,
             }
+        }
+    }
+
+    /// Queues announced message `id`, read once for both its listing item and its
+    /// verifications (cached for the item); gone already (expired, deleted) is nothing to
+    /// send, and a failed read falls back to a re-list.
+    async fn read_stored(&mut self, id: MessageId) {
+        let verify = &self.verify;
+        let read = self
+            .mail
+            .read_for(&self.mailbox, id, |m| {
+                verify.of_raw(id, m.raw());
+                m.summary().clone()
+            })
+            .await;
+        match read {
+            Ok(Some(s)) => self.pending.push_back(s),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "live push read failed; re-listing");
+                self.relist().await;
+            }
+        }
+    }
+
+    /// Queues what may have been missed since the feed started.
+    async fn relist(&mut self) {
+        if let Err(e) = self.replay_after(self.floor).await {
+            // The next event or the client's resume re-lists again.
+            tracing::warn!(error = %e, "live push re-list failed");
         }
     }
 
@@ -194,16 +227,32 @@ impl Feed {
 enum Source {
     /// The embedded store's subscription: each new summary, or a lag notice.
     Local(Subscription),
-    /// Fleet mode: a wake from the mailbox's shard channel, answered by a re-list (pub/sub
-    /// carries no summaries and may lose events, the index does not).
+    /// Fleet mode: each new record's id from the mailbox's shard channel, or a notice that
+    /// some may have been lost (pub/sub may lose them, the index does not).
     Fleet(tempmx_store::cluster::FleetSubscription),
 }
 
+/// What a feed's source reports.
+enum News {
+    /// A new message's listing summary (the embedded store hands it over).
+    Summary(MessageSummary),
+    /// A new message's id (a fleet node stored it): read it.
+    Stored(MessageId),
+    /// News may have been lost: re-list.
+    Missed,
+}
+
 impl Source {
-    async fn next(&mut self) -> Option<Event> {
+    async fn next(&mut self) -> Option<News> {
         match self {
-            Self::Local(sub) => Some(sub.recv().await),
-            Self::Fleet(sub) => sub.changed().await.then_some(Event::Lagged { lost: 0 }),
+            Self::Local(sub) => Some(match sub.recv().await {
+                Event::New(s) => News::Summary(s),
+                Event::Lagged { .. } => News::Missed,
+            }),
+            Self::Fleet(sub) => Some(match sub.next().await? {
+                Heard::Stored(id) => News::Stored(id),
+                Heard::Missed => News::Missed,
+            }),
         }
     }
 }
