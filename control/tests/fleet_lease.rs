@@ -1,8 +1,9 @@
 //! The fleet's rotation lease and shared pool (issue 15, part 7) with real `tempmx serve
 //! --fleet` processes on one real 6-node Redis Cluster (Debian redis-server, started and
 //! stopped by the test): one node at a time holds the lease, another takes it over when
-//! the holder dies, a listed domain is rotated once however many nodes check it, and the
-//! SOA serial follows the fleet's pool version on every node.
+//! the holder dies, a listed domain is rotated once however many nodes check it, a
+//! blocklist streak carries over a take-over, and the SOA serial follows the fleet's pool
+//! version on every node.
 
 mod binary_support;
 
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use binary_support::{Running, wait_for};
 use serde_json::Value;
+use tempmx::fleet::counts::COUNT_INTERVAL;
 use tempmx_store::cluster::testkit::TestCluster;
 
 /// The lease length the tests configure.
@@ -306,4 +308,120 @@ fn two_nodes_checking_one_listed_domain_rotate_it_once() {
     assert_eq!(deleted[0]["node"], "mx-b");
     a.stop();
     b.stop();
+}
+
+#[test]
+fn a_listing_streak_begun_under_one_holder_is_finished_by_the_next() {
+    // Goal: blocklist streaks live in the fleet, so a lease take-over neither restarts nor
+    // doubles them. With two listed answers needed for a listing, one answer recorded by
+    // the holder (and shared: the other node shows it) and one by the node that takes the
+    // lease after the holder is SIGKILLed make exactly one listing and one rotation, made
+    // by the new holder; an answer seen by a node without the lease counts for nothing.
+    // An answer the holder had not shared yet when it died (it shares once per count
+    // interval) is lost; the next check answers again. Method: a real cluster, two real
+    // binaries with a list file naming `hot.test` and a one-hour cycle (the start-up cycles
+    // run before `hot.test` is in the pool, so only the test's check requests answer for
+    // it); the test kills only its own child, by PID.
+    let tc = TestCluster::start().expect("cluster starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let list = dir.path().join("listed.txt");
+    std::fs::write(&list, "# test list\nhot.test\n").expect("list file");
+    let extra = format!(
+        "[pool.policy]\nlisting_confirmations = 2\n\
+         [blocklists]\ninterval_secs = 3600\njitter_secs = 0\nfiles = [{:?}]\n",
+        list.display().to_string()
+    );
+    let a = node(dir.path(), &tc, "mx-a", &extra);
+    let b = node(dir.path(), &tc, "mx-b", &extra);
+    let (holder, _) = wait_for(LEASE + RENEW, "a lease holder", || lease_of(&a));
+    let (first, second) = if holder == "mx-a" { (a, b) } else { (b, a) };
+    let (status, added) = first.admin(
+        "POST",
+        "/admin/v1/domains",
+        Some(r#"{"domains":["hot.test"],"state":"active","reason":"streak test"}"#),
+    );
+    assert_eq!(status, 201, "{added}");
+    wait_for(CROSS_NODE_MAX, "hot.test known on the other node", || {
+        let (status, _) = second.admin("GET", "/admin/v1/domains/hot.test", None);
+        (status == 200).then_some(())
+    });
+
+    let body = Some(r#"{"domain":"hot.test"}"#);
+    let check = |n: &Running| {
+        let (status, v) = n.admin("POST", "/admin/v1/blocklists/check", body);
+        assert_eq!(status, 200, "{v}");
+        assert!(
+            v["results"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|o| o["outcome"]["status"] == "listed")),
+            "the list file answers `listed`: {v}"
+        );
+        v
+    };
+    // One answer on the holder (one of two): nothing is listed yet. The holder writes its
+    // tracker state at its next count tick, and the other node reads it at its own.
+    let v = check(&first);
+    assert!(
+        v["listing"].is_null(),
+        "one answer of two lists nothing: {v}"
+    );
+    let streak = |n: &Running| {
+        let (_, v) = n.admin("GET", "/admin/v1/domains/hot.test", None);
+        let l = &v["blocklists"][0];
+        (l["streak"] == "listed").then(|| l["consecutive"].as_u64().unwrap_or(0))
+    };
+    let seen = wait_for(
+        COUNT_INTERVAL * 3,
+        "the holder's answer on the other node",
+        || streak(&second),
+    );
+    assert_eq!(seen, 1, "one listed answer so far");
+    // An answer on the node without the lease is only returned, never recorded.
+    let v = check(&second);
+    assert!(
+        v["listing"].is_null(),
+        "a node without the lease adds nothing: {v}"
+    );
+    for n in [&first, &second] {
+        let (_, v) = n.admin("GET", "/admin/v1/domains/hot.test", None);
+        assert_eq!(v["state"], "active", "{v}");
+        assert_eq!(streak(n), Some(1), "{v}");
+    }
+
+    // SIGKILL the holder; the other node takes the lease and its one answer completes
+    // the streak the first holder began.
+    let pid = i32::try_from(first.pid()).expect("pid fits");
+    // SAFETY: kill(2) on the test's own child process.
+    let rc = unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert_eq!(rc, 0, "SIGKILL sent");
+    let (new_holder, _) = wait_for(
+        LEASE + RENEW + OBSERVE_SLACK,
+        "the other node takes the lease",
+        || lease_of(&second).filter(|(h, _)| *h != holder),
+    );
+    check(&second);
+    wait_for(CROSS_NODE_MAX * 2, "hot.test rotated out", || {
+        let (_, v) = second.admin("GET", "/admin/v1/domains/hot.test", None);
+        (v["state"] == "draining").then_some(())
+    });
+    let events = audit_of(&second, "hot.test");
+    let listed: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["action"]["kind"] == "listed")
+        .collect();
+    let rotations: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["action"]["kind"] == "state_changed" && e["action"]["from"] == "active")
+        .collect();
+    assert_eq!(listed.len(), 1, "{events:?}");
+    assert_eq!(rotations.len(), 1, "{events:?}");
+    for e in listed.iter().chain(&rotations) {
+        assert_eq!(
+            e["node"],
+            new_holder.as_str(),
+            "made by the new holder: {e}"
+        );
+    }
+    drop(first);
+    second.stop();
 }
