@@ -202,6 +202,39 @@ fn audit_of(node: &Running, domain: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Two nodes (`mx-a`, `mx-b`) of a fleet on a new cluster whose list file names
+/// `hot.test`, needing `confirmations` listed answers, with a blocklist cycle every
+/// `interval_secs`; `hot.test` is added (active) and known on both. Also returns the
+/// cluster and the directory (kept alive by the caller) and the lease holder's name.
+fn hot_fleet(
+    confirmations: u32,
+    interval_secs: u64,
+) -> (TestCluster, tempfile::TempDir, [Running; 2], String) {
+    let tc = TestCluster::start().expect("cluster starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let list = dir.path().join("listed.txt");
+    std::fs::write(&list, "# test list\nhot.test\n").expect("list file");
+    let extra = format!(
+        "[pool.policy]\nlisting_confirmations = {confirmations}\n\
+         [blocklists]\ninterval_secs = {interval_secs}\njitter_secs = 0\nfiles = [{:?}]\n",
+        list.display().to_string()
+    );
+    let a = node(dir.path(), &tc, "mx-a", &extra);
+    let b = node(dir.path(), &tc, "mx-b", &extra);
+    let (holder, _) = wait_for(LEASE + RENEW, "a lease holder", || lease_of(&a));
+    let (status, added) = a.admin(
+        "POST",
+        "/admin/v1/domains",
+        Some(r#"{"domains":["hot.test"],"state":"active","reason":"blocklist test"}"#),
+    );
+    assert_eq!(status, 201, "{added}");
+    wait_for(CROSS_NODE_MAX, "hot.test known on B", || {
+        let (status, _) = b.admin("GET", "/admin/v1/domains/hot.test", None);
+        (status == 200).then_some(())
+    });
+    (tc, dir, [a, b], holder)
+}
+
 #[test]
 fn two_nodes_checking_one_listed_domain_rotate_it_once() {
     // Goal: only the lease holder acts on blocklist answers and rotates: with the same
@@ -213,28 +246,7 @@ fn two_nodes_checking_one_listed_domain_rotate_it_once() {
     // check requests are sent from two threads at once; the test then waits past one
     // more cycle of both nodes before counting. Then policy and deletion made on B are
     // checked on A.
-    let tc = TestCluster::start().expect("cluster starts");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let list = dir.path().join("listed.txt");
-    std::fs::write(&list, "# test list\nhot.test\n").expect("list file");
-    let extra = format!(
-        "[pool.policy]\nlisting_confirmations = 1\n\
-         [blocklists]\ninterval_secs = 10\njitter_secs = 0\nfiles = [{:?}]\n",
-        list.display().to_string()
-    );
-    let a = node(dir.path(), &tc, "mx-a", &extra);
-    let b = node(dir.path(), &tc, "mx-b", &extra);
-    let (holder, _) = wait_for(LEASE + RENEW, "a lease holder", || lease_of(&a));
-    let (status, added) = a.admin(
-        "POST",
-        "/admin/v1/domains",
-        Some(r#"{"domains":["hot.test"],"state":"active","reason":"race test"}"#),
-    );
-    assert_eq!(status, 201, "{added}");
-    wait_for(CROSS_NODE_MAX, "hot.test known on B", || {
-        let (status, _) = b.admin("GET", "/admin/v1/domains/hot.test", None);
-        (status == 200).then_some(())
-    });
+    let (_tc, _dir, [a, b], holder) = hot_fleet(1, 10);
 
     let body = Some(r#"{"domain":"hot.test"}"#);
     std::thread::scope(|s| {
@@ -322,29 +334,8 @@ fn a_listing_streak_begun_under_one_holder_is_finished_by_the_next() {
     // binaries with a list file naming `hot.test` and a one-hour cycle (the start-up cycles
     // run before `hot.test` is in the pool, so only the test's check requests answer for
     // it); the test kills only its own child, by PID.
-    let tc = TestCluster::start().expect("cluster starts");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let list = dir.path().join("listed.txt");
-    std::fs::write(&list, "# test list\nhot.test\n").expect("list file");
-    let extra = format!(
-        "[pool.policy]\nlisting_confirmations = 2\n\
-         [blocklists]\ninterval_secs = 3600\njitter_secs = 0\nfiles = [{:?}]\n",
-        list.display().to_string()
-    );
-    let a = node(dir.path(), &tc, "mx-a", &extra);
-    let b = node(dir.path(), &tc, "mx-b", &extra);
-    let (holder, _) = wait_for(LEASE + RENEW, "a lease holder", || lease_of(&a));
+    let (_tc, _dir, [a, b], holder) = hot_fleet(2, 3600);
     let (first, second) = if holder == "mx-a" { (a, b) } else { (b, a) };
-    let (status, added) = first.admin(
-        "POST",
-        "/admin/v1/domains",
-        Some(r#"{"domains":["hot.test"],"state":"active","reason":"streak test"}"#),
-    );
-    assert_eq!(status, 201, "{added}");
-    wait_for(CROSS_NODE_MAX, "hot.test known on the other node", || {
-        let (status, _) = second.admin("GET", "/admin/v1/domains/hot.test", None);
-        (status == 200).then_some(())
-    });
 
     let body = Some(r#"{"domain":"hot.test"}"#);
     let check = |n: &Running| {
