@@ -202,6 +202,27 @@ fn audit_of(node: &Running, domain: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Asserts that the fleet's audit log, read through `node`, holds exactly one `listed`
+/// event and one rotation out of the active set (by the listing rule) for `hot.test`,
+/// both made by node `holder`.
+fn listed_and_rotated_once_by(node: &Running, holder: &str) {
+    let events = audit_of(node, "hot.test");
+    let listed: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["action"]["kind"] == "listed")
+        .collect();
+    let rotations: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["action"]["kind"] == "state_changed" && e["action"]["from"] == "active")
+        .collect();
+    assert_eq!(listed.len(), 1, "{events:?}");
+    assert_eq!(rotations.len(), 1, "{events:?}");
+    assert_eq!(rotations[0]["actor"], "rule:listing", "{events:?}");
+    for e in listed.iter().chain(&rotations) {
+        assert_eq!(e["node"], holder, "made by the lease holder: {e}");
+    }
+}
+
 /// Two nodes (`mx-a`, `mx-b`) of a fleet on a new cluster whose list file names
 /// `hot.test`, needing `confirmations` listed answers, with a blocklist cycle every
 /// `interval_secs`; `hot.test` is added (active) and known on both. Also returns the
@@ -269,21 +290,7 @@ fn two_nodes_checking_one_listed_domain_rotate_it_once() {
     std::thread::sleep(Duration::from_secs(11));
 
     for n in [&a, &b] {
-        let events = audit_of(n, "hot.test");
-        let listed: Vec<&Value> = events
-            .iter()
-            .filter(|e| e["action"]["kind"] == "listed")
-            .collect();
-        let rotations: Vec<&Value> = events
-            .iter()
-            .filter(|e| e["action"]["kind"] == "state_changed" && e["action"]["from"] == "active")
-            .collect();
-        assert_eq!(listed.len(), 1, "{events:?}");
-        assert_eq!(rotations.len(), 1, "{events:?}");
-        assert_eq!(rotations[0]["actor"], "rule:listing", "{events:?}");
-        for e in listed.iter().chain(&rotations) {
-            assert_eq!(e["node"], holder.as_str(), "made by the lease holder: {e}");
-        }
+        listed_and_rotated_once_by(n, &holder);
         let (_, v) = n.admin("GET", "/admin/v1/domains/hot.test", None);
         assert_eq!(v["state"], "draining", "{v}");
         assert_eq!(
@@ -395,24 +402,7 @@ fn a_listing_streak_begun_under_one_holder_is_finished_by_the_next() {
         let (_, v) = second.admin("GET", "/admin/v1/domains/hot.test", None);
         (v["state"] == "draining").then_some(())
     });
-    let events = audit_of(&second, "hot.test");
-    let listed: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["action"]["kind"] == "listed")
-        .collect();
-    let rotations: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["action"]["kind"] == "state_changed" && e["action"]["from"] == "active")
-        .collect();
-    assert_eq!(listed.len(), 1, "{events:?}");
-    assert_eq!(rotations.len(), 1, "{events:?}");
-    for e in listed.iter().chain(&rotations) {
-        assert_eq!(
-            e["node"],
-            new_holder.as_str(),
-            "made by the new holder: {e}"
-        );
-    }
+    listed_and_rotated_once_by(&second, &new_holder);
     drop(first);
     second.stop();
 }
