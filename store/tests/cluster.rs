@@ -1,7 +1,7 @@
 //! Fleet mode's cluster backend against a real 6-node Redis Cluster (Debian redis-server,
 //! started and stopped by each test through `cluster::testkit`), shared parts included.
 
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::net::{Ipv4Addr, TcpListener};
 use std::time::{Duration, Instant};
 
 use tempmx_store::cluster::testkit::TestCluster;
@@ -9,14 +9,10 @@ use tempmx_store::cluster::{
     Ack, Cluster, ClusterError, ClusterOptions, ClusterSink, FleetSubscription, Heard, MailboxKeys,
     Registration,
 };
-use tempmx_store::{Commit, Mailbox, MessageId, MessageSink, NewMessage, StoreError};
+use tempmx_store::{Commit, Mailbox, MessageId, MessageSink, StoreError};
 
-/// The trace headers every test message carries.
-const TRACE: &[u8] = b"Received: from client.test\r\n";
-
-fn mailbox(s: &str) -> Mailbox {
-    Mailbox::parse(s).expect("valid mailbox")
-}
+mod fleet_support;
+use fleet_support::{TRACE, mailbox, message};
 
 fn options(cluster: &TestCluster, ack: Ack) -> ClusterOptions {
     let mut o = ClusterOptions::new(cluster.seeds(), "test-node".to_owned());
@@ -35,17 +31,7 @@ async fn send(
     to: &[Mailbox],
     body: &[u8],
 ) -> Result<MessageId, StoreError> {
-    let msg = NewMessage {
-        received_at_ms: 1,
-        client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        helo: "client.test",
-        mail_from: "s@y.test",
-        recipients: to,
-        tls: None,
-        trace_headers: TRACE,
-        auth: &[],
-        body,
-    };
+    let msg = message(to, body);
     let accepted = sink.accept(&msg)?;
     match accepted.commit {
         Commit::Done => Ok(accepted.id),

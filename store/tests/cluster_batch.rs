@@ -4,16 +4,14 @@
 //! every message and never acknowledges a lost one, and the write reply naming the
 //! recipients that have webhooks.
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use tempmx_store::cluster::testkit::TestCluster;
 use tempmx_store::cluster::{Ack, Cluster, ClusterOptions, ClusterSink, HookFeed, MailboxKeys};
-use tempmx_store::{Commit, Mailbox, MessageId, MessageSink, NewMessage, StoreError};
+use tempmx_store::{Commit, Mailbox, MessageId, MessageSink, StoreError};
 
-fn mailbox(s: &str) -> Mailbox {
-    Mailbox::parse(s).expect("valid mailbox")
-}
+mod fleet_support;
+use fleet_support::{mailbox, message};
 
 fn options(cluster: &TestCluster, ack: Ack) -> ClusterOptions {
     let mut o = ClusterOptions::new(cluster.seeds(), "batch-node".to_owned());
@@ -30,17 +28,7 @@ async fn send_all(
     let mut pending = Vec::with_capacity(each.len());
     for (i, to) in each.iter().enumerate() {
         let body = format!("From: s@y.test\r\nSubject: batch {i}\r\n\r\nbody {i}\r\n");
-        let msg = NewMessage {
-            received_at_ms: 1,
-            client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            helo: "client.test",
-            mail_from: "s@y.test",
-            recipients: to,
-            tls: None,
-            trace_headers: b"Received: from client.test\r\n",
-            auth: &[],
-            body: body.as_bytes(),
-        };
+        let msg = message(to, body.as_bytes());
         let accepted = sink.accept(&msg).expect("queued");
         pending.push((accepted.id, accepted.commit));
     }
