@@ -336,8 +336,8 @@ fn a_listing_streak_begun_under_one_holder_is_finished_by_the_next() {
     // the holder (and shared: the other node shows it) and one by the node that takes the
     // lease after the holder is SIGKILLed make exactly one listing and one rotation, made
     // by the new holder; an answer seen by a node without the lease counts for nothing.
-    // An answer the holder had not shared yet when it died (it shares once per count
-    // interval) is lost; the next check answers again. Method: a real cluster, two real
+    // (The holder writes each answer's effect as soon as it takes it in; the other node
+    // reads it at its next count tick.) Method: a real cluster, two real
     // binaries with a list file naming `hot.test` and a one-hour cycle (the start-up cycles
     // run before `hot.test` is in the pool, so only the test's check requests answer for
     // it); the test kills only its own child, by PID.
@@ -356,8 +356,8 @@ fn a_listing_streak_begun_under_one_holder_is_finished_by_the_next() {
         );
         v
     };
-    // One answer on the holder (one of two): nothing is listed yet. The holder writes its
-    // tracker state at its next count tick, and the other node reads it at its own.
+    // One answer on the holder (one of two): nothing is listed yet, and the other node
+    // shows the streak the holder wrote.
     let v = check(&first);
     assert!(
         v["listing"].is_null(),

@@ -7,8 +7,9 @@
 //! them, for the admin API's counts, the delete guard and `tempmx_api_mailboxes_live`.
 //!
 //! The blocklist tracker's state (per domain and list: streak, consecutive answers,
-//! errors) travels the same way: the lease holder, the one node that checks, writes it
-//! when its answers changed it; every other node reads it when the fleet's version moved.
+//! errors) travels the same way: the lease holder, the one node that checks, writes it as
+//! soon as its answers changed it; every other node reads it, at each tick, when the
+//! fleet's version moved.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,10 +36,20 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut unshared = Unshared::new(plane.limits().domains_max);
     let mut checks = Checks::default();
+    let mut answers = plane.checks_changed();
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
+        let answered = tokio::select! {
+            _ = tick.tick() => false,
+            Ok(()) = answers.changed() => true,
             _ = stop.wait_for(|s| *s) => break,
+        };
+        // The holder shares blocklist answers as it takes them in, not at the next tick:
+        // a holder that died within the tick would lose them from the streaks.
+        if answered {
+            if let Err(e) = checks.sync(&cluster, &plane).await {
+                tracing::warn!(error = %e, "fleet blocklist checks not synced; retrying");
+            }
+            continue;
         }
         unshared.take(&counters);
         unshared.share(&cluster).await;

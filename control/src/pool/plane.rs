@@ -164,8 +164,8 @@ pub struct ControlPlane {
     /// Fleet mode: the lease gating the rules, the changes to write, the version applied.
     fleet: OnceLock<FleetLink>,
     /// Bumped by every blocklist answer taken in, so fleet mode shares the tracker's
-    /// state only when it changed.
-    checks_generation: AtomicU64,
+    /// state when (and only when) it changed, at once.
+    checks_generation: tokio::sync::watch::Sender<u64>,
     /// Fleet mode: live mailboxes per domain across the fleet, as last read (`None`: the
     /// registry's count).
     fleet_mailboxes: Mutex<Option<HashMap<String, usize>>>,
@@ -234,7 +234,7 @@ impl ControlPlane {
             drain_secs_min,
             rotations: Default::default(),
             fleet: OnceLock::new(),
-            checks_generation: AtomicU64::new(0),
+            checks_generation: tokio::sync::watch::Sender::new(0),
             fleet_mailboxes: Mutex::new(None),
         };
         plane.tick();
@@ -685,7 +685,12 @@ impl ControlPlane {
     /// How many times blocklist answers were taken in (fleet mode shares the tracker's
     /// state when this moves).
     pub fn checks_generation(&self) -> u64 {
-        self.checks_generation.load(Ordering::Relaxed)
+        *self.checks_generation.borrow()
+    }
+
+    /// Wakes when blocklist answers were taken in (the generation moved).
+    pub fn checks_changed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.checks_generation.subscribe()
     }
 
     /// The blocklist tracker's state of every checked domain: per list, its streak and
@@ -807,7 +812,7 @@ impl ControlPlane {
             }
             Ok(())
         });
-        self.checks_generation.fetch_add(1, Ordering::Relaxed);
+        self.checks_generation.send_modify(|g| *g += 1);
         if let Err(e) = result {
             warn!(error = %e, "blocklist results applied but not saved; retrying at the next tick");
         }
