@@ -163,8 +163,8 @@ pub struct ControlPlane {
     drain_secs_min: u64,
     /// Fleet mode: the lease gating the rules, the changes to write, the version applied.
     fleet: OnceLock<FleetLink>,
-    /// Bumped by every blocklist answer taken in, so fleet mode shares the tracker's
-    /// state when (and only when) it changed, at once.
+    /// Bumped by every blocklist answer taken in; fleet mode shares the tracker's state
+    /// as soon as this moves, and only then.
     checks_generation: tokio::sync::watch::Sender<u64>,
     /// Fleet mode: live mailboxes per domain across the fleet, as last read (`None`: the
     /// registry's count).
