@@ -332,15 +332,14 @@ fn two_nodes_checking_one_listed_domain_rotate_it_once() {
 #[test]
 fn a_listing_streak_begun_under_one_holder_is_finished_by_the_next() {
     // Goal: blocklist streaks live in the fleet, so a lease take-over neither restarts nor
-    // doubles them. With two listed answers needed for a listing, one answer recorded by
-    // the holder (and shared: the other node shows it) and one by the node that takes the
-    // lease after the holder is SIGKILLed make exactly one listing and one rotation, made
-    // by the new holder; an answer seen by a node without the lease counts for nothing.
-    // (The holder writes each answer's effect as soon as it takes it in; the other node
-    // reads it at its next count tick.) Method: a real cluster, two real
-    // binaries with a list file naming `hot.test` and a one-hour cycle (the start-up cycles
-    // run before `hot.test` is in the pool, so only the test's check requests answer for
-    // it); the test kills only its own child, by PID.
+    // doubles them. With two listed answers needed for a listing, an answer seen by a node
+    // without the lease counts for nothing; one answer on the holder, whose check request
+    // returns once that answer is in the fleet, and one on the node that takes the lease
+    // after the holder is SIGKILLed (right after its answer) make exactly one listing and
+    // one rotation, made by the new holder. Method: a real cluster, two real binaries with
+    // a list file naming `hot.test` and a one-hour cycle (the start-up cycles run before
+    // `hot.test` is in the pool, so only the test's check requests answer for it); the test
+    // kills only its own child, by PID.
     let (_tc, _dir, [a, b], holder) = hot_fleet(2, 3600);
     let (first, second) = if holder == "mx-a" { (a, b) } else { (b, a) };
 
@@ -356,24 +355,11 @@ fn a_listing_streak_begun_under_one_holder_is_finished_by_the_next() {
         );
         v
     };
-    // One answer on the holder (one of two): nothing is listed yet, and the other node
-    // shows the streak the holder wrote.
-    let v = check(&first);
-    assert!(
-        v["listing"].is_null(),
-        "one answer of two lists nothing: {v}"
-    );
     let streak = |n: &Running| {
         let (_, v) = n.admin("GET", "/admin/v1/domains/hot.test", None);
         let l = &v["blocklists"][0];
         (l["streak"] == "listed").then(|| l["consecutive"].as_u64().unwrap_or(0))
     };
-    let seen = wait_for(
-        COUNT_INTERVAL * 3,
-        "the holder's answer on the other node",
-        || streak(&second),
-    );
-    assert_eq!(seen, 1, "one listed answer so far");
     // An answer on the node without the lease is only returned, never recorded.
     let v = check(&second);
     assert!(
@@ -383,11 +369,16 @@ fn a_listing_streak_begun_under_one_holder_is_finished_by_the_next() {
     for n in [&first, &second] {
         let (_, v) = n.admin("GET", "/admin/v1/domains/hot.test", None);
         assert_eq!(v["state"], "active", "{v}");
-        assert_eq!(streak(n), Some(1), "{v}");
+        assert_eq!(streak(n), None, "{v}");
     }
-
-    // SIGKILL the holder; the other node takes the lease and its one answer completes
-    // the streak the first holder began.
+    // One answer on the holder: one of two, so nothing is listed (the other node's answer
+    // did not count). Then, at once, SIGKILL the holder; the other node takes the lease
+    // and its one answer completes the streak the first holder began.
+    let v = check(&first);
+    assert!(
+        v["listing"].is_null(),
+        "one answer of two lists nothing: {v}"
+    );
     let pid = i32::try_from(first.pid()).expect("pid fits");
     // SAFETY: kill(2) on the test's own child process.
     let rc = unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -397,6 +388,13 @@ fn a_listing_streak_begun_under_one_holder_is_finished_by_the_next() {
         "the other node takes the lease",
         || lease_of(&second).filter(|(h, _)| *h != holder),
     );
+    // The new holder took over the streak the first one began.
+    let seen = wait_for(
+        COUNT_INTERVAL * 3,
+        "the first holder's answer on the new one",
+        || streak(&second),
+    );
+    assert_eq!(seen, 1, "one listed answer so far");
     check(&second);
     wait_for(CROSS_NODE_MAX * 2, "hot.test rotated out", || {
         let (_, v) = second.admin("GET", "/admin/v1/domains/hot.test", None);

@@ -28,6 +28,9 @@ const BODY_BYTES_MAX: usize = 1 << 20;
 /// Default and largest page of audit events.
 const AUDIT_PAGE_DEFAULT: usize = 100;
 const AUDIT_PAGE_MAX: usize = 1_000;
+/// Fleet mode: how long a check request on the lease holder waits for its answers to be
+/// written to the cluster before it answers anyway (the holder keeps retrying the write).
+const CHECKS_SHARE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Who may call the admin API.
 #[derive(Clone, Debug, Default)]
@@ -573,6 +576,18 @@ async fn check_domain(
     let domain = tempmx_store::Domain::parse(&req.domain)
         .map_err(|e| ControlError::InvalidDomains(vec![format!("`{}`: {e}", req.domain)]))?;
     let results = s.blocklists.check_now(&domain).await;
+    // Fleet mode: the holder answers once its answers are in the fleet, so a holder that
+    // dies right after answering does not lose them from the streaks.
+    if s.fleet.is_some() && s.plane.acting() {
+        let generation = s.plane.checks_generation();
+        let shared = s.plane.checks_shared(generation);
+        if tokio::time::timeout(CHECKS_SHARE_WAIT, shared)
+            .await
+            .is_err()
+        {
+            tracing::warn!(%domain, "blocklist answers not in the fleet yet; retrying");
+        }
+    }
     share(&s).await;
     let info = s.plane.domain(&domain).ok();
     Ok(Json(CheckResults {

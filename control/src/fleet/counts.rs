@@ -104,6 +104,7 @@ impl Checks {
                     .collect();
                 self.read = cluster.put_domain_checks(all).await?;
                 self.written = Some(generation);
+                plane.set_checks_shared(generation);
             }
             return Ok(());
         }

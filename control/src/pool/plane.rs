@@ -166,6 +166,8 @@ pub struct ControlPlane {
     /// Bumped by every blocklist answer taken in; fleet mode shares the tracker's state
     /// as soon as this moves, and only then.
     checks_generation: tokio::sync::watch::Sender<u64>,
+    /// Fleet mode: the checks generation whose state the holder last wrote to the fleet.
+    checks_shared: tokio::sync::watch::Sender<u64>,
     /// Fleet mode: live mailboxes per domain across the fleet, as last read (`None`: the
     /// registry's count).
     fleet_mailboxes: Mutex<Option<HashMap<String, usize>>>,
@@ -235,6 +237,7 @@ impl ControlPlane {
             rotations: Default::default(),
             fleet: OnceLock::new(),
             checks_generation: tokio::sync::watch::Sender::new(0),
+            checks_shared: tokio::sync::watch::Sender::new(0),
             fleet_mailboxes: Mutex::new(None),
         };
         plane.tick();
@@ -691,6 +694,24 @@ impl ControlPlane {
     /// Wakes when blocklist answers were taken in (the generation moved).
     pub fn checks_changed(&self) -> tokio::sync::watch::Receiver<u64> {
         self.checks_generation.subscribe()
+    }
+
+    /// Fleet mode: records that the tracker's state as of `generation` is in the fleet.
+    pub fn set_checks_shared(&self, generation: u64) {
+        self.checks_shared.send_if_modified(|g| {
+            let newer = generation > *g;
+            if newer {
+                *g = generation;
+            }
+            newer
+        });
+    }
+
+    /// Fleet mode: waits until the tracker's state as of `generation` is in the fleet.
+    pub async fn checks_shared(&self, generation: u64) {
+        let mut rx = self.checks_shared.subscribe();
+        // The sender lives as long as the plane, so this ends only once it is shared.
+        let _ = rx.wait_for(|g| *g >= generation).await;
     }
 
     /// The blocklist tracker's state of every checked domain: per list, its streak and
