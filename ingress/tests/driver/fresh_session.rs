@@ -32,8 +32,9 @@ fn wait_ended(server: &Server, n: u64) {
 // and half a text line and drops the connection; client 2 (127.0.0.3) sends half a command
 // line and drops it; client 3 (127.0.0.4) then gets 250 for a whole EHLO (no leftover line
 // in front of it), 503 for RCPT and DATA before MAIL (no transaction carried over), and 250
-// for a message of its own, which is stored with only its own HELO, address, envelope and
-// body, and a trace header naming only it.
+// for a message of its own (`send_mail`: EHLO client.test, then the transaction), which is
+// stored with only its own HELO, address, envelope and body, and a trace header naming only
+// it.
 fn next_connection_starts_fresh(backend: Backend) {
     let server = Server::start(backend, |c| c.cores = 1);
     let from = |last: u8| IpAddr::from([127, 0, 0, last]);
@@ -56,19 +57,18 @@ fn next_connection_starts_fresh(backend: Backend) {
     third.cmd("EHLO third.test", "250");
     third.cmd("RCPT TO:<a@tempmx.test>", "503");
     third.cmd("DATA", "503");
-    third.cmd("MAIL FROM:<third@example.test>", "250");
-    third.cmd("RCPT TO:<a@tempmx.test>", "250");
-    third.cmd("DATA", "354");
-    third.send(b"Subject: third\r\n\r\nbody of the third client\r\n");
-    third.cmd(".", "250");
+    third.send_mail(
+        "a@tempmx.test",
+        "Subject: third\r\n\r\nbody of the third client\r\n",
+    );
     third.cmd("QUIT", "221");
 
     let stored = server.shelf.wait_for(1);
     assert_eq!(stored.len(), 1, "only the third client's message is stored");
     let m = &stored[0];
     assert_eq!(m.client_ip, from(4));
-    assert_eq!(m.helo, "third.test");
-    assert_eq!(m.mail_from, "third@example.test");
+    assert_eq!(m.helo, "client.test");
+    assert_eq!(m.mail_from, "sender@example.test");
     assert_eq!(m.recipients, ["a@tempmx.test"]);
     let body = String::from_utf8_lossy(&m.body);
     assert!(body.contains("body of the third client"), "body: {body:?}");
@@ -77,7 +77,7 @@ fn next_connection_starts_fresh(backend: Backend) {
     }
     let trace = String::from_utf8_lossy(&m.trace_headers);
     assert!(
-        trace.contains("third.test") && trace.contains("127.0.0.4"),
+        trace.contains("client.test") && trace.contains("127.0.0.4"),
         "trace: {trace:?}"
     );
     for leak in ["first.test", "127.0.0.2", "127.0.0.3", "one@tempmx.test"] {

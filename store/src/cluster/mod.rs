@@ -69,7 +69,7 @@
 //! mailbox's TTL override is longer than the default; `tempmx_put` answers the record's
 //! expiry) is then moved to the record's expiry (`PEXPIREAT … GT`, one round, only then).
 //! With `ack = replicas:N` it then sends `WAIT N` once per primary that took writes (and
-//! per slot of the parts so moved). A message's commit resolves `Ok` only when every one of
+//! per primary of the parts so moved). A message's commit resolves `Ok` only when every one of
 //! its mailbox writes (and WAITs) succeeded; any error, a missing primary, a full queue or
 //! a deadline is a [`ClusterError`], which the ingress answers 451 4.3.0. Nothing is
 //! written locally instead. A write whose reply was lost may still be in the cluster: the

@@ -25,9 +25,11 @@ use std::ops::Range;
 use std::time::Duration;
 
 use futures_util::future::join_all;
+use parking_lot::RwLock;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::Slot;
 
+use super::routing::SlotMap;
 use super::{Ack, ClusterError, ClusterOptions, PREFIX};
 use crate::mime::Piece;
 use crate::record::ChunkPlan;
@@ -157,13 +159,6 @@ impl Planner<'_> {
     /// trace headers if they are still pending).
     fn inline(&mut self, run: Range<usize>, multi: bool) -> Result<(), ClusterError> {
         if multi && run.len() >= RUN_BYTES_MIN {
-            if self.trace {
-                self.out.push(ChunkPlan::Inline {
-                    trace: true,
-                    body: 0..0,
-                });
-                self.trace = false;
-            }
             return self.shared(run);
         }
         if self.trace || !run.is_empty() {
@@ -222,11 +217,12 @@ pub(crate) struct Written {
 /// Writes the shared parts of a batch before its records, each distinct part once (one
 /// `FCALL tempmx_part` per part, all at once) expiring with the latest default expiry
 /// (`now_ms + ttl_secs`) of the messages naming it, and with `ack = replicas:N` one
-/// `WAIT N` per slot of those parts. A mailbox whose TTL override gives a record a later
+/// `WAIT N` per primary of those parts. A mailbox whose TTL override gives a record a later
 /// expiry has its parts moved later by [`extend`] once the records are stored. Jobs
 /// without parts cost nothing.
 pub(crate) async fn write(
     conn: &ClusterConnection,
+    map: &RwLock<SlotMap>,
     jobs: &[JobParts<'_>],
     opts: &ClusterOptions,
 ) -> Written {
@@ -270,7 +266,7 @@ pub(crate) async fn write(
     // With `replicas:N` a part must be on N replicas before any record names it: the
     // records' WAITs cover only their own primaries.
     if let Ack::Replicas(n) = opts.ack {
-        wait_slots(conn, n, timeout, &mut stored).await;
+        wait_slots(conn, map, n, timeout, &mut stored).await;
         rounds += 1;
     }
     for (j, res) in jobs.iter().zip(results.iter_mut()) {
@@ -290,22 +286,31 @@ pub(crate) async fn write(
     }
 }
 
-/// `WAIT n` once per slot of the parts in `out` written so far (`Ok`); a part whose
+/// `WAIT n` once per primary of the parts in `out` written so far (`Ok`); a part whose
 /// WAIT fell short gets its error there.
 async fn wait_slots(
     conn: &ClusterConnection,
+    map: &RwLock<SlotMap>,
     n: u32,
     timeout: Duration,
     out: &mut HashMap<u64, Result<(), ClusterError>>,
 ) {
-    let mut slots: HashMap<Slot, Vec<u64>> = HashMap::new();
-    for (&key, _) in out.iter().filter(|(_, r)| r.is_ok()) {
-        slots
-            .entry(Slot::for_key(part_key(key).as_bytes()))
-            .or_default()
-            .push(key);
+    // Every part has a slot of its own: grouped by primary (by the slot map; a slot it
+    // does not know waits on its own), a batch's parts cost one WAIT per primary.
+    let mut primaries: HashMap<Result<String, Slot>, (Slot, Vec<u64>)> = HashMap::new();
+    {
+        let map = map.read();
+        for (&key, _) in out.iter().filter(|(_, r)| r.is_ok()) {
+            let slot = Slot::for_key(part_key(key).as_bytes());
+            let at = map.primary(slot).map(str::to_owned).ok_or(slot);
+            primaries
+                .entry(at)
+                .or_insert((slot, Vec::new()))
+                .1
+                .push(key);
+        }
     }
-    let waits = slots.into_iter().map(|(slot, keys)| async move {
+    let waits = primaries.into_values().map(|(slot, keys)| async move {
         (
             keys,
             super::sink::wait(conn.clone(), slot, n, timeout).await,
@@ -323,12 +328,13 @@ async fn wait_slots(
 /// After a batch's records are stored: every part that a stored record outlives (its
 /// mailbox's TTL override is longer than the default) is moved to the latest such
 /// record's expiry, one `PEXPIREAT … GT` and `PEXPIRETIME` per part, all at once (with
-/// `replicas:N` then one `WAIT N` per slot of those parts). `records[j]` is the latest
+/// `replicas:N` then one `WAIT N` per primary of those parts). `records[j]` is the latest
 /// record expiry of job `j` when all its records are stored, else `None` (nothing to
 /// keep). Returns one result per job: a job naming a part that could not be kept long
 /// enough must not be acknowledged. Costs nothing when no override is longer.
 pub(crate) async fn extend(
     conn: &ClusterConnection,
+    map: &RwLock<SlotMap>,
     jobs: &[JobParts<'_>],
     records: &[Option<u64>],
     written: &HashMap<u64, u64>,
@@ -372,7 +378,7 @@ pub(crate) async fn extend(
     let mut kept: HashMap<u64, Result<(), ClusterError>> =
         join_all(moves).await.into_iter().collect();
     if let Ack::Replicas(n) = opts.ack {
-        wait_slots(conn, n, timeout, &mut kept).await;
+        wait_slots(conn, map, n, timeout, &mut kept).await;
     }
     for ((j, rec), res) in jobs.iter().zip(records).zip(results.iter_mut()) {
         let Some(rec) = *rec else { continue };

@@ -34,8 +34,8 @@ const EVENTS: &str = "ev";
 /// Payloads one channel buffers per subscriber before a slow one misses some.
 const PAYLOADS_MAX: usize = 256;
 
-/// One channel this node listens on: its re-list counter, its payloads, and how many
-/// subscribers share it.
+/// One channel this node listens on: its re-list counter (bumped when the pub/sub
+/// connection dropped), its payloads, and how many subscribers share it.
 type Listening = (watch::Sender<u64>, broadcast::Sender<Arc<[u8]>>, usize);
 
 /// Channels this node listens on, by channel name.
@@ -48,15 +48,12 @@ impl Channels {
     pub(crate) fn on_push(&self, info: &PushInfo) {
         match info.kind {
             PushKind::SMessage => {
-                if let Some(Value::BulkString(channel)) = info.data.first()
-                    && let Some((tx, payloads, _)) = self.0.lock().get(channel)
+                if let (Some(Value::BulkString(channel)), Some(Value::BulkString(payload))) =
+                    (info.data.first(), info.data.get(1))
+                    && let Some((_, payloads, _)) = self.0.lock().get(channel)
                 {
-                    if let Some(Value::BulkString(payload)) = info.data.get(1) {
-                        // No receiver left is no error: the subscription is being dropped.
-                        let _ = payloads.send(payload.as_slice().into());
-                    } else {
-                        tx.send_modify(|n| *n += 1);
-                    }
+                    // No receiver left is no error: the subscription is being dropped.
+                    let _ = payloads.send(payload.as_slice().into());
                 }
             }
             // Events may have been lost while the connection was down: everyone re-lists.

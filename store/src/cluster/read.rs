@@ -5,7 +5,7 @@ use futures_util::future::try_join_all;
 
 use super::codec::{Checked, decode_summary};
 use super::keys::MailboxKeys;
-use super::parts::{check, part_key};
+use super::parts::{HEADER_BYTES, check, part_key};
 use super::{Cluster, ClusterError};
 use crate::address::Mailbox;
 use crate::clock::{Clock, SystemClock};
@@ -160,10 +160,12 @@ impl Cluster {
                     let name = part_key(part);
                     let value: Option<Vec<u8>> =
                         redis::cmd("GET").arg(&name).query_async(&mut c).await?;
-                    let value =
+                    let mut value =
                         value.ok_or_else(|| ClusterError::PartMissing { key: name.clone() })?;
-                    let data = check(&value, part, len, &name)?.to_vec();
-                    Ok::<_, ClusterError>((part, data))
+                    check(&value, part, len, &name)?;
+                    // The data is the checked value past its header: no second copy.
+                    value.drain(..HEADER_BYTES);
+                    Ok::<_, ClusterError>((part, value))
                 }
             });
             for (part, data) in try_join_all(reads).await? {

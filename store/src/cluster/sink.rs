@@ -247,7 +247,8 @@ impl Writer {
     /// connection) are sent again once, one pipeline per slot, after the map is read
     /// again; then the parts a record outlives are moved later (`parts::extend`, only
     /// with a longer TTL override) and (with `replicas:N`) one `WAIT` per primary that
-    /// took writes. All within the write deadline. Returns one result per job, in order:
+    /// took writes. The writes share the write deadline; each `WAIT` has the write
+    /// timeout of its own (`wait`). Returns one result per job, in order:
     /// per recipient, whether it has webhooks.
     async fn write_batch(&self, batch: &[Job]) -> Vec<Result<Vec<bool>, ClusterError>> {
         let deadline = Instant::now() + self.opts.timeout;
@@ -258,7 +259,7 @@ impl Writer {
                 now_ms: j.now_ms,
             })
             .collect();
-        let written = parts::write(&self.conn, &shared, &self.opts).await;
+        let written = parts::write(&self.conn, &self.map, &shared, &self.opts).await;
         self.stats.parts(written.rounds);
         for e in written.results.iter().filter_map(|r| r.as_ref().err()) {
             self.health.error(Op::Write, e);
@@ -300,7 +301,14 @@ impl Writer {
                 Err(_) => *rec = None,
             }
         }
-        let kept = parts::extend(&self.conn, &shared, &records, &written.expiry, &self.opts);
+        let kept = parts::extend(
+            &self.conn,
+            &self.map,
+            &shared,
+            &records,
+            &written.expiry,
+            &self.opts,
+        );
         let kept = if let Ack::Replicas(n) = self.opts.ack {
             let (kept, ()) = tokio::join!(kept, self.wait(&units, &mut puts, n));
             kept
