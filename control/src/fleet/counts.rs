@@ -91,18 +91,29 @@ struct Checks {
 }
 
 impl Checks {
-    /// The holder writes its tracker state when its answers changed it; any other node
-    /// reads the fleet's when its version moved.
+    /// The holder writes the tracker state of the domains its answers changed (of every
+    /// domain when it has just become the holder); any other node reads the fleet's when
+    /// its version moved.
     async fn sync(&mut self, cluster: &Cluster, plane: &ControlPlane) -> Result<(), ClusterError> {
         if plane.acting() {
             let generation = plane.checks_generation();
             if self.written != Some(generation) {
-                let all = plane
-                    .checks()
+                // Only what changed, except on becoming the holder (then everything).
+                let changed: Vec<(String, String)> = plane
+                    .take_changed_checks(self.written.is_none())
                     .into_iter()
                     .map(|(d, lists)| (d, serde_json::to_string(&lists).unwrap_or_default()))
                     .collect();
-                self.read = cluster.put_domain_checks(all).await?;
+                if !changed.is_empty() {
+                    match cluster.put_domain_checks(changed).await {
+                        Ok(version) => self.read = version,
+                        Err(e) => {
+                            // What was taken is unwritten: write everything next time.
+                            self.written = None;
+                            return Err(e);
+                        }
+                    }
+                }
                 self.written = Some(generation);
                 plane.set_checks_shared(generation);
             }

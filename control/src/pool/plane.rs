@@ -1,7 +1,7 @@
 //! The control plane: owns the pool state, applies operator changes and the rotation
 //! rules, persists, and publishes a new snapshot after every change.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -168,6 +168,9 @@ pub struct ControlPlane {
     checks_generation: tokio::sync::watch::Sender<u64>,
     /// Fleet mode: the checks generation whose state the holder last wrote to the fleet.
     checks_shared: tokio::sync::watch::Sender<u64>,
+    /// Fleet mode: pool domains whose checks changed since the holder last wrote them (at
+    /// most the pool's size).
+    checks_changed: Mutex<HashSet<String>>,
     /// Fleet mode: live mailboxes per domain across the fleet, as last read (`None`: the
     /// registry's count).
     fleet_mailboxes: Mutex<Option<HashMap<String, usize>>>,
@@ -238,6 +241,7 @@ impl ControlPlane {
             fleet: OnceLock::new(),
             checks_generation: tokio::sync::watch::Sender::new(0),
             checks_shared: tokio::sync::watch::Sender::new(0),
+            checks_changed: Mutex::default(),
             fleet_mailboxes: Mutex::new(None),
         };
         plane.tick();
@@ -724,6 +728,23 @@ impl ControlPlane {
             .collect()
     }
 
+    /// Fleet mode: the tracker's state of the domains whose checks changed since the last
+    /// call (of every checked domain with `all`), for the holder to write.
+    pub fn take_changed_checks(&self, all: bool) -> Vec<(String, Vec<ListStatus>)> {
+        let changed = std::mem::take(&mut *self.checks_changed.lock());
+        if all {
+            return self.checks();
+        }
+        let s = self.state.lock();
+        changed
+            .into_iter()
+            .filter_map(|d| {
+                let lists = s.checks.get(&d)?.values().cloned().collect();
+                Some((d, lists))
+            })
+            .collect()
+    }
+
     /// Fleet mode: takes the fleet's tracker state (the lease holder's answers) as this
     /// node's, so every node shows the same checks and a new holder continues the streaks.
     /// Domains outside the pool are ignored.
@@ -833,6 +854,15 @@ impl ControlPlane {
             }
             Ok(())
         });
+        if self.fleet.get().is_some() {
+            let s = self.state.lock();
+            self.checks_changed.lock().extend(
+                observations
+                    .iter()
+                    .filter(|o| s.checks.contains_key(&o.domain))
+                    .map(|o| o.domain.clone()),
+            );
+        }
         self.checks_generation.send_modify(|g| *g += 1);
         if let Err(e) = result {
             warn!(error = %e, "blocklist results applied but not saved; retrying at the next tick");
