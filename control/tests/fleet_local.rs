@@ -41,7 +41,7 @@ fn fleet_nodes_hold_no_local_store_and_count_every_nodes_mail() {
     // node would hold resident); the per-domain message count on node A's admin API
     // counts the mail delivered through node B, exactly once, on both nodes; the
     // per-domain live mailboxes count a mailbox made on A on B (and its deletion through
-    // B on A); and the blocklist tracker's state (run by the lease holder alone) is the
+    // B on A), each change once when two nodes make it at once; and the blocklist tracker's state (run by the lease holder alone) is the
     // same on both.
     // Method: a real cluster, two real binaries given a 256 MiB store budget; resident
     // memory read from `tempmx_process_resident_memory_bytes` after mail was delivered;
@@ -138,6 +138,39 @@ fn fleet_nodes_hold_no_local_store_and_count_every_nodes_mail() {
     wait_for(Duration::from_secs(5), "A uncounts the mailbox", || {
         (mailboxes(&a) == Some(0)).then_some(())
     });
+
+    // Two nodes changing one mailbox at once move the count by what each changed: three
+    // mailboxes, one extended through A and B at once, then deleted through both at once.
+    let made: Vec<(String, String)> = (0..3)
+        .map(|i| {
+            let body = format!(r#"{{"local_part":"raced{i}"}}"#);
+            let (status, v) = a.public("POST", "/api/v1/mailboxes", None, Some(&body));
+            assert_eq!(status, 201, "{v}");
+            let field = |k: &str| v[k].as_str().expect("field").to_owned();
+            (field("address"), field("token"))
+        })
+        .collect();
+    let (raced, raced_token) = &made[0];
+    let both = |method: &str, path: String, body: Option<&str>| {
+        std::thread::scope(|s| {
+            let runs =
+                [&a, &b].map(|n| s.spawn(|| n.public(method, &path, Some(raced_token), body).0));
+            runs.map(|r| r.join().expect("request thread"))
+        })
+    };
+    let extended = both(
+        "POST",
+        format!("/api/v1/mailboxes/{raced}/extend"),
+        Some(r#"{"ttl_seconds":300}"#),
+    );
+    assert_eq!(extended, [200, 200]);
+    let deleted = both("DELETE", format!("/api/v1/mailboxes/{raced}"), None);
+    assert!(deleted.contains(&204), "{deleted:?}");
+    for n in [&a, &b] {
+        wait_for(Duration::from_secs(5), "the two others counted", || {
+            (mailboxes(n) == Some(2)).then_some(())
+        });
+    }
     a.stop();
     b.stop();
 }

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use tempmx_store::cluster::testkit::TestCluster;
 use tempmx_store::cluster::{
-    Ack, Cluster, ClusterError, ClusterOptions, ClusterSink, FleetSubscription, Heard, MailboxKeys,
-    Registration,
+    Ack, Cluster, ClusterError, ClusterOptions, ClusterSink, Extended, FleetSubscription, Heard,
+    MailboxKeys, Registration,
 };
 use tempmx_store::{Commit, Mailbox, MessageId, MessageSink, StoreError};
 
@@ -176,7 +176,15 @@ async fn messages_and_registry_round_trip_through_the_cluster() {
     assert_eq!(cluster.list(&b, None, 100).await.expect("list").len(), 5);
 
     // Deleting the mailbox drops its registration and its messages.
-    assert_eq!(cluster.delete_mailbox(&a).await.expect("drop"), 3);
+    let dropped = cluster.delete_mailbox(&a).await.expect("drop");
+    assert_eq!(dropped.messages, 3);
+    assert_eq!(dropped.expires_at_ms, Some(reg.expires_at_ms));
+    let again = cluster.delete_mailbox(&a).await.expect("drop again");
+    assert_eq!(
+        (again.messages, again.expires_at_ms),
+        (0, None),
+        "removed once"
+    );
     assert_eq!(cluster.mailbox(&a).await.expect("lookup"), None);
     assert!(cluster.list(&a, None, 100).await.expect("list").is_empty());
     assert_eq!(cluster.get(&a, both).await.expect("get"), None);
@@ -190,9 +198,22 @@ async fn messages_and_registry_round_trip_through_the_cluster() {
     // Extending moves the expiry later, never earlier; an unknown mailbox is `None`.
     let later = other.expires_at_ms + 60_000;
     let got = cluster.extend_mailbox(&a, later).await.expect("extend");
-    assert_eq!(got, Some(later));
+    assert_eq!(
+        got,
+        Some(Extended {
+            before_ms: other.expires_at_ms,
+            after_ms: later
+        })
+    );
     let got = cluster.extend_mailbox(&a, now_ms()).await.expect("extend");
-    assert_eq!(got, Some(later), "never earlier");
+    assert_eq!(
+        got,
+        Some(Extended {
+            before_ms: later,
+            after_ms: later
+        }),
+        "never earlier"
+    );
     let nobody = mailbox("nobody@fleet.test");
     assert_eq!(
         cluster.extend_mailbox(&nobody, later).await.expect("x"),
@@ -727,4 +748,83 @@ async fn heard(sub: &mut FleetSubscription) -> Option<Heard> {
     tokio::time::timeout(Duration::from_secs(10), sub.next())
         .await
         .expect("an announcement within 10 s")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_builds_library_and_a_flushed_primary_do_not_stop_the_writes() {
+    // Goal: a node of another build (its library loaded with `FUNCTION LOAD REPLACE`, as
+    // every build did at start) leaves this build's functions in place, and a primary that
+    // lost them (a `FUNCTION FLUSH`, or slots moved to a primary added later) gets them
+    // back within seconds, while the writes it cannot take meanwhile are errors (451),
+    // never acknowledged. Method: a real cluster; an older build's library loaded on
+    // every primary, then every primary's functions flushed; writes before, between and
+    // after (bounded), and every acknowledged message read back.
+    let tc = TestCluster::start().expect("cluster starts");
+    let cluster = Cluster::connect(options(&tc, Ack::Primary)).expect("connects");
+    let mut sink = cluster.sink(0).expect("sink");
+    let m = mailbox("upgrade@fleet.test");
+    let to = vec![m.clone()];
+    let mut acked = vec![send(&mut sink, &to, &body(0)).await.expect("stored")];
+
+    let old = "#!lua name=tempmx\n\
+               redis.register_function('tempmx_put', function() return redis.error_reply('old') end)";
+    let primaries: Vec<usize> = (0..tc.ports().len())
+        .filter(|&i| {
+            tc.cli(i, &["role"])
+                .expect("redis-cli runs")
+                .starts_with("master")
+        })
+        .collect();
+    assert_eq!(primaries.len(), 3);
+    for &i in &primaries {
+        let loaded = tc
+            .cli(i, &["function", "load", "replace", old])
+            .expect("redis-cli runs");
+        assert_eq!(loaded.trim(), "tempmx", "the older build's library loads");
+    }
+    acked.push(
+        send(&mut sink, &to, &body(1))
+            .await
+            .expect("stored beside an older build's library"),
+    );
+
+    for &i in &primaries {
+        let flushed = tc.cli(i, &["function", "flush"]).expect("redis-cli runs");
+        assert_eq!(flushed.trim(), "OK");
+    }
+    let mut refused = 0;
+    let end = Instant::now() + Duration::from_secs(15);
+    let mut back = None;
+    for i in 2.. {
+        if Instant::now() > end {
+            break;
+        }
+        match send(&mut sink, &to, &body(i)).await {
+            Ok(id) => {
+                acked.push(id);
+                back = Some(i);
+                break;
+            }
+            Err(StoreError::Cluster(ClusterError::Command(e))) => {
+                assert!(e.to_string().contains("Function not found"), "{e}");
+                refused += 1;
+            }
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        refused >= 1,
+        "the first write after the flush found no function"
+    );
+    assert!(back.is_some(), "the functions came back within 15 s");
+    let listed = cluster.list(&m, None, 100).await.expect("listing");
+    for id in &acked {
+        assert!(
+            cluster.get(&m, *id).await.expect("read").is_some(),
+            "acknowledged message {id} readable"
+        );
+        assert!(listed.iter().any(|s| s.id == *id), "{id} listed");
+    }
+    assert_eq!(listed.len(), acked.len(), "nothing refused was stored");
 }

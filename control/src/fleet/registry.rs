@@ -66,24 +66,26 @@ impl FleetRegistry {
         address: &Mailbox,
         expires_at_ms: u64,
     ) -> Result<Option<u64>, ClusterError> {
-        let before = self.expires_at(address).await?;
-        let after = self.0.extend_mailbox(address, expires_at_ms).await?;
-        if let (Some(b), Some(a)) = (before, after)
-            && b != a
-        {
-            self.count(address, vec![(b, -1), (a, 1)]).await;
+        let Some(moved) = self.0.extend_mailbox(address, expires_at_ms).await? else {
+            return Ok(None);
+        };
+        // The step's own before and after: two nodes extending at once each move the
+        // count by what their call changed.
+        if moved.before_ms != moved.after_ms {
+            self.count(address, vec![(moved.before_ms, -1), (moved.after_ms, 1)])
+                .await;
         }
-        Ok(after)
+        Ok(Some(moved.after_ms))
     }
 
     /// Deletes the mailbox's registration and mail; how many messages it listed.
     pub async fn remove(&self, address: &Mailbox) -> Result<usize, ClusterError> {
-        let before = self.expires_at(address).await?;
-        let n = self.0.delete_mailbox(address).await?;
-        if let Some(b) = before {
-            self.count(address, vec![(b, -1)]).await;
+        let dropped = self.0.delete_mailbox(address).await?;
+        // Only the call that removed the registration uncounts it.
+        if let Some(exp) = dropped.expires_at_ms {
+            self.count(address, vec![(exp, -1)]).await;
         }
-        Ok(n)
+        Ok(dropped.messages)
     }
 
     /// Keeps the domain's fleet-wide live-mailbox count in step with a change; a failure

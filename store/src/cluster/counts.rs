@@ -24,6 +24,7 @@
 use futures_util::future::join_all;
 use redis::cluster_async::ClusterConnection;
 
+use super::functions::{Function, fcall};
 use super::{Cluster, ClusterError};
 use crate::clock::{Clock, SystemClock};
 
@@ -59,8 +60,7 @@ impl Cluster {
             let calls = counts.into_iter().map(|(domain, messages, at)| {
                 let mut c = conn.clone();
                 async move {
-                    redis::cmd("FCALL")
-                        .arg("tempmx_count")
+                    fcall(Function::Count)
                         .arg(1)
                         .arg(count_key(&domain))
                         .arg(messages)
@@ -167,8 +167,9 @@ impl Cluster {
 impl Cluster {
     /// Applies `changes` (a mailbox's expiry in ms, +1 or -1) to `domain`'s live
     /// mailboxes; the live mailboxes after them. A mailbox counts until the end of the
-    /// minute it expires in. Concurrent changes of one mailbox on two nodes may leave one
-    /// bucket off by one until its minute comes.
+    /// minute it expires in. The registry's extend and drop answer the expiry they
+    /// replaced, so concurrent changes of one mailbox on two nodes each move the count by
+    /// what their own step changed.
     pub async fn change_domain_mailboxes(
         &self,
         domain: &str,
@@ -180,12 +181,8 @@ impl Cluster {
         // The key outlives its latest bucket by a minute.
         let life_secs = last.saturating_sub(now) / 1000 + 120;
         self.run(move |mut c| async move {
-            let mut cmd = redis::cmd("FCALL");
-            cmd.arg("tempmx_mailboxes")
-                .arg(1)
-                .arg(key)
-                .arg(minute(now))
-                .arg(life_secs);
+            let mut cmd = fcall(Function::Mailboxes);
+            cmd.arg(1).arg(key).arg(minute(now)).arg(life_secs);
             for (expires_at_ms, delta) in changes {
                 // The minute the mailbox ends in (it is live until then).
                 cmd.arg(minute(expires_at_ms.saturating_add(59_999)))
@@ -201,12 +198,8 @@ impl Cluster {
         let now = minute(SystemClock.now_ms());
         self.run(move |conn| async move {
             each_domain(conn, &domains, |d| {
-                let mut cmd = redis::cmd("FCALL");
-                cmd.arg("tempmx_mailboxes")
-                    .arg(1)
-                    .arg(domain_key(d, "mb"))
-                    .arg(now)
-                    .arg(0);
+                let mut cmd = fcall(Function::Mailboxes);
+                cmd.arg(1).arg(domain_key(d, "mb")).arg(now).arg(0);
                 cmd
             })
             .await

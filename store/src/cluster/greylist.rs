@@ -18,6 +18,7 @@
 //! bytes. What bounds the number of keys is time: a triplet lives a retry window unless
 //! it passes (Redis reclaims it by expiry, no sweeper).
 
+use super::functions::{Function, fcall};
 use super::{Cluster, ClusterError};
 use crate::greylist::{GreyStep, GreyTiming};
 
@@ -61,8 +62,7 @@ impl Cluster {
         let triplet_key = format!("{base}:t:{triplet:032x}");
         let client_key = format!("{base}:c");
         self.run(move |mut c| async move {
-            let (verdict, ms): (i64, i64) = redis::cmd("FCALL")
-                .arg("tempmx_grey")
+            let (verdict, ms): (i64, i64) = fcall(Function::Grey)
                 .arg(2)
                 .arg(&triplet_key)
                 .arg(&client_key)

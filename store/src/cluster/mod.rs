@@ -34,7 +34,8 @@
 //! (`tempmx_share`, in `share.lua`), loaded beside `tempmx`.
 //!
 //! The steps that must be atomic per mailbox are Redis functions (`tempmx.lua`, loaded with
-//! `FUNCTION LOAD` at start, replicated with the data): `tempmx_put` stores a record under
+//! `FUNCTION LOAD` at start, replicated with the data; every name carries this build's
+//! version suffix, see the `functions` module): `tempmx_put` stores a record under
 //! the mailbox's TTL (`SET NX PXAT`), pushes its index entry, trims the index to the cap
 //! and deletes the records that fell off; `tempmx_create` registers a mailbox only if
 //! absent (dropping mail the address got before, as the local registry does);
@@ -94,6 +95,7 @@
 mod codec;
 mod counts;
 mod error;
+mod functions;
 mod greylist;
 mod keys;
 mod members;
@@ -130,7 +132,7 @@ pub use self::pool::{DELETED, LeaseHold, PoolView, PoolWrite};
 use self::push::{Channels, PubSub};
 pub use self::push::{FleetSubscription, Heard};
 pub use self::ratelimit::{RATE_KEY_PART_CHARS_MAX, RateQuota};
-pub use self::registry::Registration;
+pub use self::registry::{Deleted, Extended, Registration};
 use self::routing::SlotMap;
 use self::sink::Writer;
 pub use self::sink::{ClusterSink, HookFeed, Hooked};
@@ -139,11 +141,6 @@ pub use self::stats::{FleetSnapshot, Health, Op, TABLE as METRICS};
 #[cfg(doc)]
 use crate::address::Mailbox;
 pub use crate::greylist::{GreyStep, GreyTiming};
-
-/// The Redis library of fleet mode's functions.
-const FUNCTIONS: &str = include_str!("tempmx.lua");
-/// The Redis library of the fleet's greylisting and rate limits (`greylist`, `ratelimit`).
-const SHARE_FUNCTIONS: &str = include_str!("share.lua");
 
 /// When a write counts as stored in the fleet.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -351,14 +348,7 @@ impl Cluster {
             s.spawn(|| {
                 rt.block_on(async {
                     let mut conn = client.get_async_connection().await?;
-                    for library in [FUNCTIONS, SHARE_FUNCTIONS] {
-                        redis::cmd("FUNCTION")
-                            .arg("LOAD")
-                            .arg("REPLACE")
-                            .arg(library)
-                            .query_async::<()>(&mut conn)
-                            .await?;
-                    }
+                    functions::load(&mut conn).await?;
                     let pubsub = pubsub_client.get_async_connection().await?;
                     let map = SlotMap::fetch(&mut conn).await;
                     Ok::<_, redis::RedisError>((conn, pubsub, map))
@@ -368,12 +358,19 @@ impl Cluster {
         })
         .map_err(|_| ClusterError::Stopped)?
         .map_err(connect_err)?;
-        tracing::info!(seeds = %seeds, ?timeout, "connected to the Redis Cluster");
+        tracing::info!(
+            seeds = %seeds,
+            ?timeout,
+            functions = functions::version(),
+            "connected to the Redis Cluster"
+        );
         // Without a map every slot is its own group until the first failed write reads it.
         let map = map.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "reading the cluster's slot map failed");
             SlotMap::default()
         });
+        let health = Arc::<Health>::default();
+        rt.spawn(functions::keep_loaded(conn.clone(), Arc::clone(&health)));
         Ok(Self {
             conn,
             map: Arc::new(RwLock::new(map)),
@@ -384,7 +381,7 @@ impl Cluster {
             }),
             opts: Arc::new(opts),
             stats: Arc::default(),
-            health: Arc::default(),
+            health,
             rt: Some(rt),
         })
     }

@@ -29,6 +29,7 @@ use parking_lot::RwLock;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::Slot;
 
+use super::functions::{Function, fcall};
 use super::routing::SlotMap;
 use super::{Ack, ClusterError, ClusterOptions, PREFIX};
 use crate::mime::Piece;
@@ -249,8 +250,7 @@ pub(crate) async fn write(
     let stores = writes.into_iter().map(|(key, (value, exp))| {
         let mut c = conn.clone();
         async move {
-            let cmd = redis::cmd("FCALL")
-                .arg("tempmx_part")
+            let cmd = fcall(Function::Part)
                 .arg(1)
                 .arg(part_key(key))
                 .arg(value)

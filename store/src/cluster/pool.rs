@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use super::functions::{Function, fcall};
 use super::{Cluster, ClusterError};
 use crate::clock::{Clock, SystemClock};
 
@@ -75,8 +76,7 @@ impl Cluster {
     pub async fn lease_take(&self, ttl_ms: u64) -> Result<LeaseHold, ClusterError> {
         let node = self.opts.node.clone();
         self.run(move |mut c| async move {
-            let (held, epoch, holder): (i64, u64, String) = redis::cmd("FCALL")
-                .arg("tempmx_lease")
+            let (held, epoch, holder): (i64, u64, String) = fcall(Function::Lease)
                 .arg(2)
                 .arg(LEASE_KEY)
                 .arg(EPOCH_KEY)
@@ -98,8 +98,7 @@ impl Cluster {
     pub async fn lease_release(&self, epoch: u64) -> Result<bool, ClusterError> {
         let node = self.opts.node.clone();
         self.run(move |mut c| async move {
-            let released: i64 = redis::cmd("FCALL")
-                .arg("tempmx_lease_release")
+            let released: i64 = fcall(Function::LeaseRelease)
                 .arg(1)
                 .arg(LEASE_KEY)
                 .arg(&node)
@@ -128,8 +127,8 @@ impl Cluster {
     pub async fn pool_write(&self, w: &PoolWrite, audit_max: usize) -> Result<u64, ClusterError> {
         let node = self.opts.node.clone();
         let now_secs = SystemClock.now_ms() / 1000;
-        let mut cmd = redis::cmd("FCALL");
-        cmd.arg("tempmx_pool_write").arg(7);
+        let mut cmd = fcall(Function::PoolWrite);
+        cmd.arg(7);
         for key in [
             LEASE_KEY,
             VERSION_KEY,

@@ -9,6 +9,7 @@
 //! spread over the slots by client. One check is one `FCALL tempmx_rate` (in `share.lua`),
 //! timed by the slot primary's clock, so nodes' clocks do not matter.
 
+use super::functions::{Function, fcall};
 use super::{Cluster, ClusterError};
 
 /// Longest class name and client key, in characters (the key stays small whatever the caller).
@@ -37,8 +38,7 @@ impl Cluster {
         let interval_ms = 1000.0 / quota.per_sec.max(1e-6);
         let burst = quota.burst.max(1);
         self.run(move |mut c| async move {
-            let (taken, wait_ms): (i64, i64) = redis::cmd("FCALL")
-                .arg("tempmx_rate")
+            let (taken, wait_ms): (i64, i64) = fcall(Function::Rate)
                 .arg(1)
                 .arg(&key)
                 .arg(format!("{interval_ms:.3}"))

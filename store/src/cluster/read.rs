@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use futures_util::future::try_join_all;
 
 use super::codec::{Checked, decode_summary};
+use super::functions::{Function, fcall};
 use super::keys::MailboxKeys;
 use super::parts::{HEADER_BYTES, check, part_key};
 use super::{Cluster, ClusterError};
@@ -184,8 +185,7 @@ impl Cluster {
     ) -> Result<bool, ClusterError> {
         let keys = MailboxKeys::of(mailbox);
         self.run(move |mut c| async move {
-            let n: i64 = redis::cmd("FCALL")
-                .arg("tempmx_remove")
+            let n: i64 = fcall(Function::Remove)
                 .arg(2)
                 .arg(keys.index())
                 .arg(keys.record(id))
@@ -222,7 +222,7 @@ impl MailRead for Cluster {
     }
 
     async fn delete_mailbox(&self, mailbox: &Mailbox) -> Result<usize, StoreError> {
-        Ok(Cluster::delete_mailbox(self, mailbox).await?)
+        Ok(Cluster::delete_mailbox(self, mailbox).await?.messages)
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use super::functions::{Function, fcall};
 use super::keys::MailboxKeys;
 use super::{Cluster, ClusterError};
 use crate::address::Mailbox;
@@ -19,6 +20,25 @@ pub struct Registration {
     pub ttl_secs: Option<u64>,
     /// Index cap for this mailbox, if not the default.
     pub cap: Option<u32>,
+}
+
+/// What extending a mailbox changed, as one atomic step saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extended {
+    /// The expiry before the call (ms since epoch).
+    pub before_ms: u64,
+    /// The expiry in force after it.
+    pub after_ms: u64,
+}
+
+/// What deleting a mailbox removed, as one atomic step saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deleted {
+    /// Index entries (messages) it had.
+    pub messages: usize,
+    /// The expiry of the registration this call removed; `None` when there was none
+    /// (another node deleted it first, or it was never registered).
+    pub expires_at_ms: Option<u64>,
 }
 
 impl Registration {
@@ -44,8 +64,7 @@ impl Cluster {
         let keys = MailboxKeys::of(mailbox);
         let reg = reg.clone();
         self.run(move |mut c| async move {
-            let created: i64 = redis::cmd("FCALL")
-                .arg("tempmx_create")
+            let created: i64 = fcall(Function::Create)
                 .arg(2)
                 .arg(keys.registry())
                 .arg(keys.index())
@@ -62,23 +81,25 @@ impl Cluster {
     }
 
     /// Moves a live `mailbox`'s expiry to `expires_at_ms` (never earlier) and its message
-    /// TTL to the time left; the expiry in force, or `None` when it is not registered.
+    /// TTL to the time left; `None` when it is not registered.
     pub async fn extend_mailbox(
         &self,
         mailbox: &Mailbox,
         expires_at_ms: u64,
-    ) -> Result<Option<u64>, ClusterError> {
+    ) -> Result<Option<Extended>, ClusterError> {
         let key = MailboxKeys::of(mailbox).registry();
         self.run(move |mut c| async move {
-            let exp: u64 = redis::cmd("FCALL")
-                .arg("tempmx_extend")
+            let (before_ms, after_ms): (u64, u64) = fcall(Function::Extend)
                 .arg(1)
                 .arg(&key)
                 .arg(expires_at_ms)
                 .arg(SystemClock.now_ms())
                 .query_async(&mut c)
                 .await?;
-            Ok(Some(exp).filter(|&e| e > 0))
+            Ok((after_ms > 0).then_some(Extended {
+                before_ms,
+                after_ms,
+            }))
         })
         .await
     }
@@ -98,20 +119,21 @@ impl Cluster {
         .await
     }
 
-    /// Deletes `mailbox`'s registration and every message of it; returns how many index
-    /// entries it had.
-    pub async fn delete_mailbox(&self, mailbox: &Mailbox) -> Result<usize, ClusterError> {
+    /// Deletes `mailbox`'s registration and every message of it.
+    pub async fn delete_mailbox(&self, mailbox: &Mailbox) -> Result<Deleted, ClusterError> {
         let keys = MailboxKeys::of(mailbox);
         self.run(move |mut c| async move {
-            let n: usize = redis::cmd("FCALL")
-                .arg("tempmx_drop")
+            let (messages, expires_at_ms): (usize, u64) = fcall(Function::Drop)
                 .arg(2)
                 .arg(keys.registry())
                 .arg(keys.index())
                 .arg(keys.record_prefix())
                 .query_async(&mut c)
                 .await?;
-            Ok(n)
+            Ok(Deleted {
+                messages,
+                expires_at_ms: (expires_at_ms > 0).then_some(expires_at_ms),
+            })
         })
         .await
     }

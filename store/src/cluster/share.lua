@@ -1,4 +1,5 @@
-#!lua name=tempmx_share
+-- Loaded by functions.rs, which prepends the `#!lua name=` line and `local V`, the
+-- build's version suffix of every name registered here.
 -- Fleet-wide greylisting and public-API rate limits (issue 15 parts 5 and 6), loaded with
 -- FUNCTION LOAD beside the `tempmx` library and replicated with the data. Each call
 -- touches keys of one hash slot only; keys and values are described in greylist.rs and
@@ -121,7 +122,7 @@ local function mailboxes(keys, args)
   return live
 end
 
-redis.register_function('tempmx_grey', grey)
-redis.register_function('tempmx_rate', rate)
-redis.register_function('tempmx_count', count)
-redis.register_function('tempmx_mailboxes', mailboxes)
+redis.register_function('tempmx_grey' .. V, grey)
+redis.register_function('tempmx_rate' .. V, rate)
+redis.register_function('tempmx_count' .. V, count)
+redis.register_function('tempmx_mailboxes' .. V, mailboxes)

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::codec::Encoder;
+use super::functions::{Function, fcall};
 use super::keys::MailboxKeys;
 use super::parts::{self, JobParts, Part};
 use super::routing::SlotMap;
@@ -370,8 +371,7 @@ impl Writer {
             let job = &batch[u.job];
             let k = &job.keys[u.key];
             let id = job.id.to_string();
-            pipe.cmd("FCALL")
-                .arg("tempmx_put")
+            pipe.add_command(fcall(Function::Put))
                 .arg(4)
                 .arg(k.registry())
                 .arg(k.index())
@@ -405,6 +405,10 @@ impl Writer {
             let put = match put {
                 Err(e) if again && is_taken(&e) => {
                     self.ours(&batch[units[i].job], units[i], e, deadline).await
+                }
+                Err(e) if !is_taken(&e) => {
+                    self.health.error(Op::Write, &e);
+                    Err(e)
                 }
                 p => p,
             };
@@ -518,8 +522,7 @@ pub(super) fn master(slot: Slot) -> SingleNodeRoutingInfo {
     SingleNodeRoutingInfo::SpecificNode(Route::with_slot(slot, SlotAddr::Master))
 }
 
-/// A `tempmx_put` reply: `{expiry ms, 1 if the mailbox has webhooks}`. A bare expiry is
-/// an older library's reply (a fleet mid-upgrade): its webhooks are unknown, so looked up.
+/// A `tempmx_put` reply: `{expiry ms, 1 if the mailbox has webhooks}`.
 fn put_reply(v: Value) -> Put {
     let (exp, hooked) = match v {
         Value::Array(f) => (
@@ -527,7 +530,7 @@ fn put_reply(v: Value) -> Put {
             matches!(f.get(1), Some(Value::Int(h)) if *h > 0),
         ),
         Value::ServerError(e) => return Err(ClusterError::Command(e.into())),
-        v => (Some(v), true),
+        _ => (None, false),
     };
     match exp {
         Some(Value::Int(e)) if e > 0 => Ok(Stored {
@@ -580,16 +583,14 @@ mod tests {
 
     #[test]
     fn put_replies_carry_the_records_expiry() {
-        // Goal: the record's expiry is read from the current `{expiry, hooks}` reply and
-        // an older library's bare expiry (webhooks then unknown, so looked up); a reply
-        // without an expiry is an error (its parts could not be kept long enough).
+        // Goal: the record's expiry and webhooks flag are read from the `{expiry, hooks}`
+        // reply; any other reply is an error (its parts could not be kept long enough).
         // Method: feed `put_reply` each shape of reply.
         let got = put_reply(Value::Array(vec![Value::Int(5_000), Value::Int(0)])).expect("ok");
         assert_eq!((got.expiry_ms, got.hooked), (5_000, false));
         let got = put_reply(Value::Array(vec![Value::Int(7), Value::Int(1)])).expect("ok");
         assert_eq!((got.expiry_ms, got.hooked), (7, true));
-        let got = put_reply(Value::Int(9_000)).expect("ok");
-        assert_eq!((got.expiry_ms, got.hooked), (9_000, true));
+        assert!(put_reply(Value::Int(9_000)).is_err());
         assert!(put_reply(Value::Nil).is_err());
         assert!(put_reply(Value::Array(vec![])).is_err());
     }

@@ -4,7 +4,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Cluster, ClusterError, Member, WriteStats};
+use tokio::sync::Notify;
+
+use super::{Cluster, ClusterError, Member, WriteStats, functions};
 use crate::metrics::MetricKind::{Counter, Gauge};
 use crate::metrics::{Metric, MetricDesc, Values, desc};
 
@@ -41,6 +43,8 @@ pub struct Health {
     refused: AtomicU64,
     nodes_up: AtomicU64,
     nodes_stale: AtomicU64,
+    /// Woken when a call named a function its primary lacks (`functions::keep_loaded`).
+    function_missing: Notify,
 }
 
 impl Health {
@@ -57,6 +61,16 @@ impl Health {
         if fault {
             self.errors[op as usize].fetch_add(1, Ordering::Relaxed);
         }
+        if let ClusterError::Command(e) = e
+            && functions::is_missing(e)
+        {
+            self.function_missing.notify_one();
+        }
+    }
+
+    /// Waits until a call named a function its primary lacks.
+    pub(crate) async fn function_missing(&self) {
+        self.function_missing.notified().await;
     }
 
     /// Counts one message answered 451 because the cluster did not take it.

@@ -1,4 +1,5 @@
-#!lua name=tempmx
+-- Loaded by functions.rs, which prepends the `#!lua name=` line and `local V`, the
+-- build's version suffix of every name registered here.
 -- Server-side steps of fleet mode (loaded with FUNCTION LOAD, replicated with the data).
 -- Every function touches the keys of one slot only (one mailbox's, or the fleet's `{fleet}`
 -- keys), so each call is atomic. Keys and values are described in cluster/mod.rs.
@@ -60,29 +61,31 @@ local function create(keys, args)
 end
 
 -- KEYS: registry. ARGV: wanted expiry ms, now ms. Moves a live mailbox's expiry to the
--- wanted one (never earlier) and its message TTL to the time left. Returns the expiry in
--- force, or 0 when the mailbox is not registered.
+-- wanted one (never earlier) and its message TTL to the time left. Returns {expiry before,
+-- expiry in force}, or {0, 0} when the mailbox is not registered.
 local function extend(keys, args)
   local old = tonumber(redis.call('HGET', keys[1], 'exp'))
   if not old then
-    return 0
+    return {0, 0}
   end
   local exp = math.max(old, tonumber(args[1]))
   local ttl = math.ceil((exp - tonumber(args[2])) / 1000)
   redis.call('HSET', keys[1], 'exp', string.format('%d', exp), 'ttl', string.format('%d', ttl))
   redis.call('PEXPIREAT', keys[1], string.format('%d', exp))
-  return exp
+  return {old, exp}
 end
 
 -- KEYS: registry, index. ARGV: record key prefix. Drops the mailbox with its records.
--- Returns the number of records it listed.
+-- Returns {records it listed, its expiry (0 when it was not registered)}, so the caller
+-- uncounts exactly the registration this call removed.
 local function drop(keys, args)
   local entries = redis.call('LRANGE', keys[2], 0, -1)
   for _, e in ipairs(entries) do
     redis.call('DEL', args[1] .. entry_id(e))
   end
+  local exp = tonumber(redis.call('HGET', keys[1], 'exp')) or 0
   redis.call('DEL', keys[1], keys[2])
-  return #entries
+  return {#entries, exp}
 end
 
 -- KEYS: index, record. ARGV: id (16 hex). Unlinks and deletes one record. Returns 1 when
@@ -197,12 +200,12 @@ local function pool_write(keys, args)
   return redis.call('INCR', keys[2])
 end
 
-redis.register_function('tempmx_put', put)
-redis.register_function('tempmx_create', create)
-redis.register_function('tempmx_extend', extend)
-redis.register_function('tempmx_drop', drop)
-redis.register_function('tempmx_remove', remove)
-redis.register_function('tempmx_part', part)
-redis.register_function('tempmx_lease', lease)
-redis.register_function('tempmx_lease_release', lease_release)
-redis.register_function('tempmx_pool_write', pool_write)
+redis.register_function('tempmx_put' .. V, put)
+redis.register_function('tempmx_create' .. V, create)
+redis.register_function('tempmx_extend' .. V, extend)
+redis.register_function('tempmx_drop' .. V, drop)
+redis.register_function('tempmx_remove' .. V, remove)
+redis.register_function('tempmx_part' .. V, part)
+redis.register_function('tempmx_lease' .. V, lease)
+redis.register_function('tempmx_lease_release' .. V, lease_release)
+redis.register_function('tempmx_pool_write' .. V, pool_write)
