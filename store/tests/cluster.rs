@@ -616,7 +616,8 @@ async fn large_mime_parts_are_shared_and_a_damaged_part_fails_the_read() {
     // Goal: two messages carrying the same large attachment keep it once and both read
     // back byte for byte; a part whose bytes changed or that is gone makes every read of
     // a message naming it an error (never a shorter message), while listings, which use
-    // the index summaries, still work. Method: a real cluster; the part overwritten in
+    // the index summaries, still work; a new message whose part meets other bytes under
+    // its key is refused. Method: a real cluster; the part overwritten in
     // place (SETRANGE) and then deleted through redis-cli. With `ack = replicas:1`, so
     // the parts' own WAIT runs too, and a mailbox with a longer TTL moves the part later.
     let tc = TestCluster::start().expect("cluster starts");
@@ -684,6 +685,20 @@ async fn large_mime_parts_are_shared_and_a_damaged_part_fails_the_read() {
         assert!(matches!(err, ClusterError::Corrupt { .. }), "{err}");
         assert_eq!(cluster.list(m, None, 10).await.expect("list").len(), 1);
     }
+    // Other bytes under the attachment's content key (a collision, as far as the writer
+    // can tell): a new message naming it is refused (451), and nothing of it is stored.
+    let late = mailbox("late@fleet.test");
+    let err = send(&mut sink, std::slice::from_ref(&late), &mail("fourth"))
+        .await
+        .expect_err("a part colliding with other bytes is refused");
+    assert!(err.to_string().contains("COLLISION"), "{err}");
+    assert!(
+        cluster
+            .list(&late, None, 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
     assert_eq!(on_primary(&tc, part, &["del", part]), "1");
     let err = cluster.get(&m1, id1).await.expect_err("missing part");
     assert!(
@@ -827,4 +842,41 @@ async fn another_builds_library_and_a_flushed_primary_do_not_stop_the_writes() {
         assert!(listed.iter().any(|s| s.id == *id), "{id} listed");
     }
     assert_eq!(listed.len(), acked.len(), "nothing refused was stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_mailbox_buckets_count_until_their_minute_and_are_pruned() {
+    // Goal: a domain's live-mailbox count is the sum of its expiry-minute buckets still
+    // ahead; a bucket that reached zero or whose minute has come is deleted when the
+    // count is next read or changed, and a change for a minute already past adds nothing.
+    // Method: a real cluster; changes through `change_domain_mailboxes`, a past bucket
+    // planted with redis-cli, the hash's fields read back.
+    let tc = TestCluster::start().expect("cluster starts");
+    let cluster = Cluster::connect(options(&tc, Ack::Primary)).expect("connects");
+    let domain = "count.test";
+    let key = format!("tmx:{{d:{domain}}}:mb");
+    let now = now_ms();
+    let (soon, later) = (now + 5 * 60_000, now + 10 * 60_000);
+    let bucket = |ms: u64| ((ms + 59_999) / 60_000).to_string();
+    let change = |changes: Vec<(u64, i64)>| cluster.change_domain_mailboxes(domain, changes);
+    assert_eq!(change(vec![(soon, 1), (later, 1)]).await.expect("add"), 2);
+    assert_eq!(change(vec![(soon, -1)]).await.expect("remove"), 1);
+    assert_eq!(
+        on_primary(&tc, &key, &["hexists", &key, &bucket(soon)]),
+        "0",
+        "an emptied bucket is deleted"
+    );
+    let past = (now / 60_000 - 3).to_string();
+    on_primary(&tc, &key, &["hset", &key, &past, "3"]);
+    let live = cluster
+        .domain_mailboxes(vec![domain.to_owned()])
+        .await
+        .expect("read");
+    assert_eq!(live, vec![1], "a past minute's mailboxes are not live");
+    assert_eq!(on_primary(&tc, &key, &["hexists", &key, &past]), "0");
+    assert_eq!(
+        change(vec![(now - 120_000, 1)]).await.expect("past change"),
+        1
+    );
+    assert_eq!(on_primary(&tc, &key, &["hlen", &key]), "1");
 }
