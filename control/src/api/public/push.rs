@@ -169,14 +169,33 @@ impl Feed {
                 () = tokio::time::sleep_until(self.deadline) => return None,
                 _ = self.closing.wait_for(|c| *c) => return None,
             };
-            match ev {
-                Some(News::Summary(s)) => self.pending.push_back(s),
-                Some(News::Stored(id)) if self.sent.contains(&id) => {}
-                Some(News::Stored(id)) => self.read_stored(id).await,
-                Some(News::Missed) => self.relist().await,
+            let stored = match ev {
+                Some(News::Summary(s)) => {
+                    self.pending.push_back(s);
+                    continue;
+                }
+                Some(News::Stored(id)) if self.sent.contains(&id) => continue,
+                Some(News::Stored(id)) => Some(id),
+                Some(News::Missed) => None,
                 // The cluster client stopped (shutdown): the connection ends.
                 None => return None,
+            };
+            // A read of the cluster ends with the connection too, not after it.
+            let deadline = self.deadline;
+            let mut closing = self.closing.clone();
+            tokio::select! {
+                () = self.catch_up(stored) => {}
+                () = tokio::time::sleep_until(deadline) => return None,
+                _ = closing.wait_for(|c| *c) => return None,
             }
+        }
+    }
+
+    /// Queues the announced message `stored`, or re-lists when news may have been lost.
+    async fn catch_up(&mut self, stored: Option<MessageId>) {
+        match stored {
+            Some(id) => self.read_stored(id).await,
+            None => self.relist().await,
         }
     }
 
