@@ -81,6 +81,16 @@ pub async fn run(
     unshared.share(&cluster).await;
 }
 
+/// How a read of the fleet's checks is taken in.
+#[derive(Clone, Copy)]
+enum Adopt {
+    /// As they are: the holder's state is the fleet's (any node but the holder).
+    All,
+    /// Per list, only where newer than this node's (a node that just became the holder
+    /// and may have answered already).
+    Newer,
+}
+
 /// What this node last wrote or read of the fleet's blocklist checks.
 #[derive(Default)]
 struct Checks {
@@ -96,6 +106,11 @@ impl Checks {
     /// its version moved.
     async fn sync(&mut self, cluster: &Cluster, plane: &ControlPlane) -> Result<(), ClusterError> {
         if plane.acting() {
+            if self.written.is_none() {
+                // Just became the holder: first take what the last holder wrote after
+                // this node's last read, so writing everything does not undo it.
+                self.read(cluster, plane, Adopt::Newer).await?;
+            }
             let generation = plane.checks_generation();
             if self.written != Some(generation) {
                 // Only what changed, except on becoming the holder (then everything).
@@ -121,18 +136,33 @@ impl Checks {
         }
         // Not the holder (any more): write again whenever it becomes one.
         self.written = None;
+        self.read(cluster, plane, Adopt::All).await
+    }
+
+    /// Takes the fleet's checks into the plane (as `adopt` says) when their version moved
+    /// since the last read.
+    async fn read(
+        &mut self,
+        cluster: &Cluster,
+        plane: &ControlPlane,
+        adopt: Adopt,
+    ) -> Result<(), ClusterError> {
         let version = cluster.checks_version().await?;
         if version == self.read {
             return Ok(());
         }
         let names = plane.domain_names();
         let found = cluster.domain_checks(names.clone()).await?;
-        plane.set_checks(names.into_iter().zip(found).filter_map(|(d, json)| {
+        let checks = names.into_iter().zip(found).filter_map(|(d, json)| {
             let lists = serde_json::from_str::<Vec<ListStatus>>(&json?)
                 .inspect_err(|e| tracing::warn!(error = %e, domain = %d, "fleet checks unreadable"))
                 .ok()?;
             Some((d, lists))
-        }));
+        });
+        match adopt {
+            Adopt::All => plane.set_checks(checks),
+            Adopt::Newer => plane.merge_checks(checks),
+        }
         self.read = version;
         Ok(())
     }

@@ -758,6 +758,27 @@ impl ControlPlane {
         }
     }
 
+    /// Fleet mode, on becoming the lease holder: takes each list's state from the fleet
+    /// only where it is newer (a later check) than this node's, so neither the last
+    /// holder's final answers nor this node's first ones are lost.
+    pub fn merge_checks(&self, checks: impl IntoIterator<Item = (String, Vec<ListStatus>)>) {
+        let mut s = self.state.lock();
+        for (domain, lists) in checks {
+            if !s.domains.contains_key(&domain) {
+                continue;
+            }
+            let mine = s.checks.entry(domain).or_default();
+            for l in lists {
+                if mine
+                    .get(&l.list)
+                    .is_none_or(|m| m.last_checked < l.last_checked)
+                {
+                    mine.insert(l.list.clone(), l);
+                }
+            }
+        }
+    }
+
     /// Fleet mode: takes the fleet's live mailboxes per domain as the pool's (the admin
     /// API's counts and the delete guard then see every node's mailboxes).
     pub fn set_mailbox_counts(&self, counts: HashMap<String, usize>) {
@@ -1146,5 +1167,62 @@ mod tests {
         );
         let active = plane.state_counts()[1];
         assert_eq!(active, (DomainState::Active, 1));
+    }
+
+    // Goal: a node becoming the lease holder keeps, per list, whichever state saw the
+    // later check: its own first answers survive the fleet's older state and the last
+    // holder's final answers replace its older ones; domains outside the pool are
+    // ignored. Method: a memory-only plane, states set as a non-holder would, then merged.
+    #[test]
+    fn merged_checks_keep_the_later_answer_per_list() {
+        use crate::blocklist::Outcome;
+        use crate::blocklist::tracker::Streak;
+        let config = PlaneConfig {
+            domains: vec!["a.test".into()],
+            recipients: RecipientMode::CatchAll,
+            policy: RotationPolicy::default(),
+            limits: PoolLimits::default(),
+            data_dir: None,
+            drain_secs_min: 0,
+        };
+        let clock = Arc::new(ManualClock::new(1_000));
+        let plane = ControlPlane::open(config, clock, Arc::new(Registry::new(10))).unwrap();
+        let status = |list: &str, checked: u64, consecutive: u32| ListStatus {
+            list: list.into(),
+            last: Outcome::Clean,
+            last_checked: checked,
+            streak: Streak::Clean,
+            consecutive,
+            first_seen: 1,
+            last_seen: checked,
+            errors: 0,
+            confirmed: false,
+        };
+        plane.set_checks([(
+            "a.test".to_owned(),
+            vec![status("mine", 200, 4), status("theirs", 100, 1)],
+        )]);
+        plane.merge_checks([
+            (
+                "a.test".to_owned(),
+                vec![
+                    status("mine", 150, 3),
+                    status("theirs", 160, 2),
+                    status("new", 50, 1),
+                ],
+            ),
+            ("outside.test".to_owned(), vec![status("mine", 900, 9)]),
+        ]);
+        let mut got: Vec<(String, u32)> = plane
+            .checks()
+            .into_iter()
+            .flat_map(|(d, lists)| {
+                assert_eq!(d, "a.test");
+                lists.into_iter().map(|l| (l.list, l.consecutive))
+            })
+            .collect();
+        got.sort();
+        let want = [("mine", 4), ("new", 1), ("theirs", 2)].map(|(l, n)| (l.to_owned(), n));
+        assert_eq!(got, want);
     }
 }
