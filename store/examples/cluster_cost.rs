@@ -4,11 +4,12 @@
 //! against the raw size. Figures go to BENCHMARKS.md; nothing is asserted.
 //!
 //! `cargo run --release -p tempmx-store --example cluster_cost -- [messages] [cores] [ack]
-//! [corpus=plain|dedup] [part_min=BYTES]`
+//! [corpus=plain|dedup] [part_min=BYTES] [compress=0|1]`
 //!
 //! `plain` (the default): a 4 KiB plain-text message to one of 1 000 mailboxes. `dedup`:
 //! the `dedup_ratio` example's temp-mail corpus (shared logos, newsletters, spam runs to
-//! many recipients). `part_min` sets `part_bytes_min` (0: no shared MIME parts). Memory is
+//! many recipients). `part_min` sets `part_bytes_min` (0: no shared MIME parts);
+//! `compress=0` stores records uncompressed (the default compresses them). Memory is
 //! the `used_memory` delta over the primaries less their replication backlog and client
 //! buffers (fixed costs of the run, not of the messages: the backlog alone grows to 1 MiB
 //! per primary), against the raw bytes stored (one copy per recipient, as a single node
@@ -40,6 +41,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     opts.ack = ack;
     if let Some(min) = arg("part_min") {
         opts.part_bytes_min = min.parse()?;
+    }
+    if let Some(c) = arg("compress") {
+        opts.compress = c != "0";
     }
     let cluster = Cluster::connect(opts)?;
     let mem_before = used_memory(&tc);

@@ -32,6 +32,10 @@ pub enum FrameKind {
     Record = 1,
     /// A deleted record; its payload is zero but for the message id (see [`tombstone`]).
     Deleted = 2,
+    /// A live record compressed (fleet mode's cluster values only, never on a shard's
+    /// arena): the payload is the record's length (u32 LE) and its LZ4 block; the CRC is
+    /// the record's, checked after decompression.
+    Compressed = 3,
 }
 
 /// A decoded frame header.
@@ -87,6 +91,7 @@ pub fn decode(b: &[u8; HEADER_BYTES], room: usize) -> Result<Header, HeaderError
     let kind = match b[14] {
         1 => FrameKind::Record,
         2 => FrameKind::Deleted,
+        3 => FrameKind::Compressed,
         _ => return Err(HeaderError::Corrupt),
     };
     let len = word(4);

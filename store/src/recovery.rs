@@ -140,6 +140,12 @@ fn scan_segment(sh: &mut Shard, s: usize, rep: &mut RecoveryReport) -> Vec<Found
                 }
                 f
             }
+            // Never written to a shard: damage that happens to read as one.
+            FrameKind::Compressed => {
+                rep.records_skipped += 1;
+                tombstone(sh, at, &h);
+                None
+            }
         };
         if let Some(f) = f {
             // Ids only grow within a segment: an older one is a frame of the segment's

@@ -617,7 +617,7 @@ async fn large_mime_parts_are_shared_and_a_damaged_part_fails_the_read() {
     // back byte for byte; a part whose bytes changed or that is gone makes every read of
     // a message naming it an error (never a shorter message), while listings, which use
     // the index summaries, still work; a new message whose part meets other bytes under
-    // its key is refused. Method: a real cluster; the part overwritten in
+    // its key is refused; a node that stores uncompressed shares a compressed part. Method: a real cluster; the part overwritten in
     // place (SETRANGE) and then deleted through redis-cli. With `ack = replicas:1`, so
     // the parts' own WAIT runs too, and a mailbox with a longer TTL moves the part later.
     let tc = TestCluster::start().expect("cluster starts");
@@ -660,6 +660,21 @@ async fn large_mime_parts_are_shared_and_a_damaged_part_fails_the_read() {
     let parts = part_keys(&tc);
     assert_eq!(parts.len(), 1, "{parts:?}");
     let part = &parts[0];
+    // A node storing uncompressed (`compress = false`) shares the compressed part.
+    let mut plain_opts = ClusterOptions::new(tc.seeds(), "plain".to_owned());
+    plain_opts.compress = false;
+    let plain = Cluster::connect(plain_opts).expect("connects");
+    let mut plain_sink = plain.sink(1).expect("sink");
+    let m4 = mailbox("four@fleet.test");
+    let b4 = mail("uncompressed");
+    let id4 = send(&mut plain_sink, std::slice::from_ref(&m4), &b4)
+        .await
+        .expect("stored beside the compressed part");
+    assert_eq!(part_keys(&tc), parts);
+    for c in [&cluster, &plain] {
+        let got = c.get(&m4, id4).await.expect("get").expect("present");
+        assert_eq!(got.raw, raw(&b4));
+    }
     // A mailbox keeping mail longer than the default moves the part to its record's
     // expiry (after the record, before the 250, with the part's own WAIT).
     let long = mailbox("long@fleet.test");
@@ -670,8 +685,12 @@ async fn large_mime_parts_are_shared_and_a_damaged_part_fails_the_read() {
     let rec = MailboxKeys::of(&long).record(id3);
     assert_eq!(pexpiretime(&tc, part), pexpiretime(&tc, &rec));
 
+    // One byte of the stored data (past the 24-byte header) changed.
     let len = on_primary(&tc, part, &["strlen", part]);
-    assert_eq!(on_primary(&tc, part, &["setrange", part, "100", "X"]), len);
+    let mid = ((24 + len.parse::<usize>().expect("a length")) / 2).to_string();
+    let was = on_primary(&tc, part, &["getrange", part, &mid, &mid]);
+    let other = if was == "X" { "Y" } else { "X" };
+    assert_eq!(on_primary(&tc, part, &["setrange", part, &mid, other]), len);
     for (m, id) in [(&m1, id1), (&m2, id2)] {
         let err = cluster.get(m, id).await.expect_err("damaged part");
         assert!(

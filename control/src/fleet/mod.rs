@@ -48,6 +48,10 @@ pub struct FleetConfig {
     pub lease_ms: u64,
     /// How often each node renews or tries to take the rotation lease (ms).
     pub lease_renew_ms: u64,
+    /// Whether records are stored LZ4-compressed in the cluster where that saves memory;
+    /// nodes of builds before it read such records as damaged (503), so a rolling upgrade
+    /// turns it on once every node runs this build.
+    pub compress: bool,
 }
 
 impl Default for FleetConfig {
@@ -59,6 +63,7 @@ impl Default for FleetConfig {
             node_ttl_secs: 10,
             lease_ms: 10_000,
             lease_renew_ms: 2_000,
+            compress: true,
         }
     }
 }
@@ -133,6 +138,7 @@ pub fn connect(fleet: &FleetConfig, store: &StoreConfig) -> Result<Cluster, Clus
     opts.record_mailboxes_max = store.record_mailboxes_max;
     // The same knob as the single node's: parts this large are stored once (0: nothing is).
     opts.part_bytes_min = store.dedup_part_bytes_min;
+    opts.compress = fleet.compress;
     Cluster::connect(opts)
 }
 

@@ -10,7 +10,7 @@
 //! |---|---|---|---|
 //! | `tmx:{M}:reg` | hash | `th` token hash (32 bytes), `exp` ms, `ttl` s (0 = default), `cap` (0 = default) | the mailbox's expiry |
 //! | `tmx:{M}:idx` | list | `<id 16 hex>:<expiry ms>:<summary JSON>` (older nodes wrote no summary; readers fetch the record then), newest first, at most the cap | the newest record's expiry |
-//! | `tmx:{M}:m:<id 16 hex>` | string | one frame: 16-byte header (magic, length, CRC32C, format version) + archived record, as on a shard's arena; its raw chunks are inline bytes or references (content key, length) to shared parts | the record's expiry |
+//! | `tmx:{M}:m:<id 16 hex>` | string | one frame: 16-byte header (magic, length, CRC32C of the record, format version, kind) + archived record, as on a shard's arena, or (kind 3, `compress`) the record's length and its LZ4 block, checked against the CRC after decompression; its raw chunks are inline bytes or references (content key, length) to shared parts | the record's expiry |
 //! | `tmx:{p:<key 16 hex>}` | string | a shared part: 24-byte header (`TMXP`, length, CRC32C of the data, version, key) + the data; the key is the first 64 bits of the data's SHA-256; the hash tag `p:<key>` puts each part in a slot of its own | the latest expiry of the records naming it, or of their default TTL if later |
 //! | `tmx:{M}:mt` | hash | mail.tm account: `id`, `ph` password hash, `at` created ms, `reg` registry token hash it belongs to, `t:<token sha256 hex>` issue ms, `s:<id>` seen marks | the mailbox's expiry |
 //! | `tmx:{M}:wh` | hash | webhooks: id -> JSON registration | the mailbox's expiry |
@@ -212,6 +212,9 @@ pub struct ClusterOptions {
     pub part_bytes_min: usize,
     /// Largest frame (header + archived record) the write path sends.
     pub record_bytes_max: usize,
+    /// Whether records are stored LZ4-compressed where that saves memory (nodes of builds
+    /// before it read such records as damaged).
+    pub compress: bool,
     /// Messages one core may have queued or in flight.
     pub queue_max: usize,
     /// Deadline of one batch's writes (and of its WAIT), and of one read.
@@ -220,7 +223,7 @@ pub struct ClusterOptions {
 
 impl ClusterOptions {
     /// Defaults for `seeds`: the store's TTL and caps, `ack = primary`, 2 s deadlines,
-    /// parts of [`PART_BYTES_MIN`] shared.
+    /// parts of [`PART_BYTES_MIN`] shared, records compressed.
     pub fn new(seeds: Vec<String>, node: String) -> Self {
         Self {
             seeds,
@@ -231,6 +234,7 @@ impl ClusterOptions {
             record_mailboxes_max: 100,
             part_bytes_min: PART_BYTES_MIN,
             record_bytes_max: 40 << 20,
+            compress: true,
             queue_max: 4096,
             timeout: Duration::from_secs(2),
         }

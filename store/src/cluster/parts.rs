@@ -44,7 +44,14 @@ pub const RUN_BYTES_MIN: usize = 1024;
 const MAGIC: [u8; 4] = *b"TMXP";
 /// Bytes before a part's data: magic, length, CRC32C, version, reserved, key.
 pub const HEADER_BYTES: usize = 24;
-const VERSION: u16 = 1;
+/// The data as it is.
+const VERSION_PLAIN: u16 = 1;
+/// The data as an LZ4 block (length and CRC are the data's own, checked after
+/// decompression).
+const VERSION_LZ4: u16 = 2;
+/// Smallest part worth compressing, and the least saving for it to be stored compressed.
+const COMPRESS_BYTES_MIN: usize = 512;
+const COMPRESS_SAVING_MIN: usize = 64;
 
 /// One shared part of a message as the write path sends it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,41 +75,68 @@ pub fn part_key(key: u64) -> String {
     format!("{PREFIX}{{p:{key:016x}}}")
 }
 
-/// The stored value of `data` under content key `key`.
-fn encode(key: u64, data: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(HEADER_BYTES + data.len());
+/// The stored value of `data` under content key `key`: LZ4-compressed with `compress`
+/// when that saves enough, else as it is.
+fn encode(key: u64, data: &[u8], compress: bool) -> Vec<u8> {
+    let packed = (compress && data.len() >= COMPRESS_BYTES_MIN)
+        .then(|| lz4_flex::block::compress(data))
+        .filter(|p| p.len() + COMPRESS_SAVING_MIN <= data.len());
+    let (version, stored) = match &packed {
+        Some(p) => (VERSION_LZ4, &p[..]),
+        None => (VERSION_PLAIN, data),
+    };
+    let mut v = Vec::with_capacity(HEADER_BYTES + stored.len());
     v.extend_from_slice(&MAGIC);
     v.extend_from_slice(&(data.len() as u32).to_le_bytes());
     v.extend_from_slice(&crate::crc::crc32c(data).to_le_bytes());
-    v.extend_from_slice(&VERSION.to_le_bytes());
+    v.extend_from_slice(&version.to_le_bytes());
     v.extend_from_slice(&[0, 0]);
     v.extend_from_slice(&key.to_le_bytes());
-    v.extend_from_slice(data);
+    v.extend_from_slice(stored);
     v
 }
 
 /// The data of part `key` of `len` bytes read back as `value` from `name`, checked:
-/// header, length, CRC and key; anything else is [`ClusterError::Corrupt`].
-pub(crate) fn check<'a>(
-    value: &'a [u8],
+/// header, length, CRC and key (after decompression when it is stored compressed);
+/// anything else is [`ClusterError::Corrupt`]. Plain data keeps `value`'s allocation.
+pub(crate) fn open(
+    mut value: Vec<u8>,
     key: u64,
     len: u32,
     name: &str,
-) -> Result<&'a [u8], ClusterError> {
+) -> Result<Vec<u8>, ClusterError> {
     let corrupt = || ClusterError::Corrupt {
         key: name.to_owned(),
     };
-    let (head, data) = value.split_at_checked(HEADER_BYTES).ok_or_else(corrupt)?;
+    let (head, stored) = value.split_at_checked(HEADER_BYTES).ok_or_else(corrupt)?;
     let word = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
     let stored_key = u64::from_le_bytes(head[16..24].try_into().map_err(|_| corrupt())?);
-    let ok = head[0..4] == MAGIC
-        && word(4) == len
-        && data.len() == len as usize
-        && u16::from_le_bytes([head[12], head[13]]) == VERSION
-        && head[14..16] == [0, 0]
-        && stored_key == key
-        && word(8) == crate::crc::crc32c(data);
-    if ok { Ok(data) } else { Err(corrupt()) }
+    let version = u16::from_le_bytes([head[12], head[13]]);
+    let crc = word(8);
+    let ok = head[0..4] == MAGIC && word(4) == len && head[14..16] == [0, 0] && stored_key == key;
+    if !ok {
+        return Err(corrupt());
+    }
+    let data = match version {
+        VERSION_PLAIN if stored.len() == len as usize => {
+            value.drain(..HEADER_BYTES);
+            value
+        }
+        // The length is the record's own (bounded by the record), never the value's word.
+        VERSION_LZ4 => {
+            let mut data = vec![0; len as usize];
+            match lz4_flex::block::decompress_into(stored, &mut data) {
+                Ok(n) if n == data.len() => data,
+                _ => return Err(corrupt()),
+            }
+        }
+        _ => return Err(corrupt()),
+    };
+    if crate::crc::crc32c(&data) == crc {
+        Ok(data)
+    } else {
+        Err(corrupt())
+    }
 }
 
 /// Plans a message's raw chunks into `out` and its shared parts into `parts`: the trace
@@ -115,6 +149,7 @@ pub(crate) fn plan(
     pieces: &[Piece],
     trace: bool,
     multi: bool,
+    compress: bool,
     out: &mut Vec<ChunkPlan>,
     parts: &mut Vec<Part>,
 ) -> Result<(), ClusterError> {
@@ -125,6 +160,7 @@ pub(crate) fn plan(
         out,
         parts,
         trace,
+        compress,
     };
     let mut run = 0..0;
     for piece in pieces {
@@ -153,6 +189,8 @@ struct Planner<'a> {
     parts: &'a mut Vec<Part>,
     /// Whether the trace headers still wait for their inline chunk.
     trace: bool,
+    /// Whether parts are stored compressed where that saves memory.
+    compress: bool,
 }
 
 impl Planner<'_> {
@@ -188,7 +226,7 @@ impl Planner<'_> {
         if !self.parts.iter().any(|q| q.key == key) {
             self.parts.push(Part {
                 key,
-                value: encode(key, data),
+                value: encode(key, data, self.compress),
             });
         }
         Ok(())
@@ -412,8 +450,8 @@ mod tests {
                 }
                 ChunkPlan::Shared { key, len } => {
                     let p = parts.iter().find(|p| p.key == *key).expect("part planned");
-                    let data = check(&p.value, *key, *len, "k").expect("valid part");
-                    out.extend_from_slice(data);
+                    let data = open(p.value.clone(), *key, *len, "k").expect("valid part");
+                    out.extend_from_slice(&data);
                 }
             }
         }
@@ -443,6 +481,7 @@ mod tests {
                 &scan.pieces,
                 true,
                 multi,
+                true,
                 &mut plan_out,
                 &mut parts,
             )
@@ -465,7 +504,16 @@ mod tests {
         // A short plain message stays one inline chunk either way.
         let small = b"Subject: hi\r\n\r\nshort\r\n";
         let scan = mime::scan(small, PART_BYTES_MIN);
-        plan(small, &scan.pieces, true, true, &mut plan_out, &mut parts).expect("plans");
+        plan(
+            small,
+            &scan.pieces,
+            true,
+            true,
+            true,
+            &mut plan_out,
+            &mut parts,
+        )
+        .expect("plans");
         assert_eq!(
             plan_out,
             vec![ChunkPlan::Inline {
@@ -478,24 +526,30 @@ mod tests {
 
     #[test]
     fn damaged_parts_fail_their_check() {
-        // Goal: a part is returned only with its header, length, CRC and key intact.
+        // Goal: a part is returned only with its header, length, CRC and key intact,
+        // stored plain or compressed (a compressible part is stored compressed, smaller).
         // Method: flip each byte of a stored value in turn, truncate it, name another key.
-        let data = b"part data".repeat(10);
-        let key = content_key(&data);
-        let v = encode(key, &data);
-        assert_eq!(check(&v, key, data.len() as u32, "k").ok(), Some(&data[..]));
-        for i in 0..v.len() {
-            let mut bad = v.clone();
-            bad[i] ^= 0x20;
-            assert!(
-                check(&bad, key, data.len() as u32, "k").is_err(),
-                "byte {i}"
-            );
+        for (data, compressed) in [
+            (b"part data".repeat(10), false),
+            (b"part data, a compressible line of it\r\n".repeat(40), true),
+        ] {
+            let key = content_key(&data);
+            let v = encode(key, &data, true);
+            let version = u16::from_le_bytes([v[12], v[13]]);
+            assert_eq!(version == VERSION_LZ4, compressed);
+            assert_eq!(v.len() < data.len(), compressed);
+            let len = data.len() as u32;
+            assert_eq!(open(v.clone(), key, len, "k").ok(), Some(data.clone()));
+            for i in 0..v.len() {
+                let mut bad = v.clone();
+                bad[i] ^= 0x20;
+                assert!(open(bad, key, len, "k").is_err(), "byte {i}");
+            }
+            assert!(open(v[..v.len() - 1].to_vec(), key, len, "k").is_err());
+            assert!(open(v.clone(), key ^ 1, len, "k").is_err());
+            assert!(open(v, key, len + 1, "k").is_err());
         }
-        assert!(check(&v[..v.len() - 1], key, data.len() as u32, "k").is_err());
-        assert!(check(&v, key ^ 1, data.len() as u32, "k").is_err());
-        assert!(check(&v, key, data.len() as u32 + 1, "k").is_err());
         assert_ne!(content_key(b"a"), content_key(b"b"));
-        assert!(part_key(key).starts_with("tmx:{p:"));
+        assert!(part_key(0).starts_with("tmx:{p:"));
     }
 }

@@ -6,7 +6,7 @@ use futures_util::future::try_join_all;
 use super::codec::{Checked, decode_summary};
 use super::functions::{Function, fcall};
 use super::keys::MailboxKeys;
-use super::parts::{HEADER_BYTES, check, part_key};
+use super::parts::{open, part_key};
 use super::{Cluster, ClusterError};
 use crate::address::Mailbox;
 use crate::clock::{Clock, SystemClock};
@@ -161,12 +161,9 @@ impl Cluster {
                     let name = part_key(part);
                     let value: Option<Vec<u8>> =
                         redis::cmd("GET").arg(&name).query_async(&mut c).await?;
-                    let mut value =
+                    let value =
                         value.ok_or_else(|| ClusterError::PartMissing { key: name.clone() })?;
-                    check(&value, part, len, &name)?;
-                    // The data is the checked value past its header: no second copy.
-                    value.drain(..HEADER_BYTES);
-                    Ok::<_, ClusterError>((part, value))
+                    Ok::<_, ClusterError>((part, open(value, part, len, &name)?))
                 }
             });
             for (part, data) in try_join_all(reads).await? {

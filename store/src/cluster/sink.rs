@@ -96,7 +96,7 @@ impl ClusterSink {
         let health = Arc::clone(&writer.health);
         rt.spawn(writer.run(rx));
         let ids = IdGen::new(id_shard(&opts.node, core), 0);
-        let enc = Encoder::new(opts.part_bytes_min);
+        let enc = Encoder::new(opts.part_bytes_min, opts.compress);
         Self {
             tx,
             opts,
