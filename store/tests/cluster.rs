@@ -876,7 +876,7 @@ async fn live_mailbox_buckets_count_until_their_minute_and_are_pruned() {
     let key = format!("tmx:{{d:{domain}}}:mb");
     let now = now_ms();
     let (soon, later) = (now + 5 * 60_000, now + 10 * 60_000);
-    let bucket = |ms: u64| ((ms + 59_999) / 60_000).to_string();
+    let bucket = |ms: u64| ms.div_ceil(60_000).to_string();
     let change = |changes: Vec<(u64, i64)>| cluster.change_domain_mailboxes(domain, changes);
     assert_eq!(change(vec![(soon, 1), (later, 1)]).await.expect("add"), 2);
     assert_eq!(change(vec![(soon, -1)]).await.expect("remove"), 1);
