@@ -195,6 +195,10 @@ mod tests {
         let primary: FleetConfig = toml::from_str("redis = [\"redis://h:1\"]").expect("parses");
         assert_eq!(primary.ack, Ack::Primary);
         assert!(!primary.node_name().is_empty());
+        assert!(primary.compress, "records are compressed unless turned off");
+        let plain: FleetConfig =
+            toml::from_str("redis = [\"redis://h:1\"]\ncompress = false").expect("parses");
+        assert!(!plain.compress);
         for bad in [
             "ack = \"replicas:0\"",
             "ack = \"all\"",
@@ -212,6 +216,7 @@ mod tests {
             node_ttl_secs: 1,
             lease_ms: 999,
             lease_renew_ms: 600,
+            compress: true,
         };
         let p = wrong.problems();
         assert!(
