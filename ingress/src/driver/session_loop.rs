@@ -16,6 +16,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use super::admission::Permit;
+use super::buffers::BufferPool;
 use super::conn::{Connection, Transport};
 use super::core::Core;
 use super::counters::bump;
@@ -30,6 +31,7 @@ use crate::tls::ServerTls;
 /// Serves one admitted connection to the end, then shuts the socket down.
 pub(crate) async fn serve<C: Connection>(
     core: Rc<Core>,
+    buffers: Rc<BufferPool>,
     io: C,
     peer: SocketAddr,
     permit: Permit,
@@ -44,7 +46,8 @@ pub(crate) async fn serve<C: Connection>(
     let started = Instant::now();
     let timing = core.timing;
     let mut conn = Conn {
-        buf: core.buffers.take(),
+        buf: buffers.take(),
+        buffers,
         transport: Transport::new(io),
         pump: Pump::new(session, started.into_std(), timing.idle, timing.session_max),
         queued: Vec::new(),
@@ -161,6 +164,8 @@ struct Conn<C> {
     next: Next,
     /// The read buffer; empty of capacity 0 while a read holds it.
     buf: Vec<u8>,
+    /// The core's read buffers (the read buffer and the TLS one come from there).
+    buffers: Rc<BufferPool>,
     /// When the connection was admitted (for the duration histogram).
     started: Instant,
     peer_ip: IpAddr,
@@ -359,7 +364,7 @@ impl<C: Connection> Conn<C> {
             );
             return Some(End::TlsFailed);
         };
-        let raw = self.core.buffers.take();
+        let raw = self.buffers.take();
         let deadline = Instant::from_std(self.pump.session_deadline())
             .min(Instant::now() + self.core.timing.idle);
         let handshake = self.transport.start_tls(config, raw);
@@ -424,9 +429,9 @@ impl<C: Connection> Conn<C> {
         let micros = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.core.counters().session_ended(micros);
         if let Some(raw) = self.transport.take_tls_buffer() {
-            self.core.buffers.give(raw);
+            self.buffers.give(raw);
         }
-        self.core.buffers.give(mem::take(&mut self.buf));
+        self.buffers.give(mem::take(&mut self.buf));
     }
 
     /// Adds what the session counted since the last call to the core's counters.
