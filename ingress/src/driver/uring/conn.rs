@@ -4,6 +4,7 @@
 //! it what to submit; it never touches the ring itself.
 
 use std::io::{self, Read, Write};
+use std::mem;
 use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -322,16 +323,12 @@ impl Conn {
         }
         self.pump.received();
         if self.link.tls.is_some() {
+            // The plaintext comes out of rustls into `input`.
             self.received_tls(env, data);
-        } else if self.input.is_empty() {
-            // Straight from the receive buffer: only what the session leaves is copied.
-            let n = self.feed_from(env, data);
-            self.input.extend_from_slice(&data[n..]);
-            return self.count_session(env.core);
+            self.feed(env, &[]);
         } else {
-            self.input.extend_from_slice(data);
+            self.feed(env, data);
         }
-        self.feed(env);
     }
 
     /// The peer closed its side (or the socket failed).
@@ -432,7 +429,7 @@ impl Conn {
             Done::Stop => {}
         }
         self.act(env);
-        self.feed(env);
+        self.feed(env, &[]);
     }
 
     /// The deadline of the current phase.
@@ -461,7 +458,7 @@ impl Conn {
         match self.phase {
             Phase::GreetPause(_) => {
                 self.greet(env);
-                self.feed(env);
+                self.feed(env, &[]);
             }
             Phase::Handshake(_) => {
                 bump(&env.core.counters().tls_handshakes_failed, 1);
@@ -492,29 +489,33 @@ impl Conn {
         }
     }
 
-    /// Feeds unconsumed input through the pump until the session waits or input runs out.
-    fn feed(&mut self, env: Env<'_>) {
-        while matches!(self.phase, Phase::Open | Phase::GreetPause(_)) && !self.input.is_empty() {
-            let n = self
-                .pump
-                .feed_at(&mut io!(self, env), &self.input, env.wall, env.now);
-            self.input.drain(..n);
-            self.act(env);
-            if n == 0 {
-                break;
-            }
+    /// Feeds the pending input and then `data` through the pump until the session waits or
+    /// the input runs out; what the session leaves stays pending. With nothing pending,
+    /// `data` goes to the pump straight from the receive buffer and only its rest is copied.
+    fn feed(&mut self, env: Env<'_>, data: &[u8]) {
+        if self.input.is_empty() {
+            let n = self.pump_in(env, data);
+            self.input.extend_from_slice(&data[n..]);
+        } else {
+            self.input.extend_from_slice(data);
+            // Out of `self` while the pump reads it (nothing the pump calls touches it); the
+            // allocation goes back.
+            let mut input = mem::take(&mut self.input);
+            let n = self.pump_in(env, &input);
+            input.drain(..n);
+            self.input = input;
         }
         self.count_session(env.core);
     }
 
-    /// Feeds `data` (received while no input was pending) through the pump until the
-    /// session waits or the data runs out; returns the bytes consumed.
-    fn feed_from(&mut self, env: Env<'_>, data: &[u8]) -> usize {
+    /// Feeds `input` through the pump until the session waits, begins TLS or closes, or the
+    /// input runs out; returns the bytes consumed.
+    fn pump_in(&mut self, env: Env<'_>, input: &[u8]) -> usize {
         let mut pos = 0;
-        while matches!(self.phase, Phase::Open | Phase::GreetPause(_)) && pos < data.len() {
+        while matches!(self.phase, Phase::Open | Phase::GreetPause(_)) && pos < input.len() {
             let n = self
                 .pump
-                .feed_at(&mut io!(self, env), &data[pos..], env.wall, env.now);
+                .feed_at(&mut io!(self, env), &input[pos..], env.wall, env.now);
             pos += n;
             self.act(env);
             if n == 0 {
