@@ -34,7 +34,9 @@ impl BufferPool {
             .unwrap_or_else(|| Vec::with_capacity(self.buffer_bytes))
     }
 
-    /// Returns a buffer; dropped when the pool is full or the buffer changed size.
+    /// Returns a buffer, emptied here (the one place a pooled buffer is, so the next
+    /// connection that takes it sees nothing of the last); dropped when the pool is full or
+    /// the buffer changed size.
     pub(crate) fn give(&self, mut buf: Vec<u8>) {
         let mut free = self.free.borrow_mut();
         if free.len() < self.buffers_max && buf.capacity() == self.buffer_bytes {

@@ -14,6 +14,7 @@ use rustls::ServerConnection;
 use tempmx_store::MessageId;
 
 use super::checks::{Checks, Done, Job, Token};
+use super::spares::Spare;
 use super::timers::Armed;
 use crate::auth::{MessageCheck, SenderCheck};
 use crate::connection::{Answer, Io, Pump, queue_replies};
@@ -23,9 +24,7 @@ use crate::driver::counters::bump;
 use crate::driver::delivery::{self, Handed};
 pub(super) use crate::driver::end::End;
 use crate::greylist::{GreyVerdict, SharedStep};
-use crate::session::{
-    DeliveryFailure, PeerInfo, PendingMessage, SenderInput, Session, SessionSpare, spare,
-};
+use crate::session::{DeliveryFailure, PeerInfo, PendingMessage, SenderInput, Session};
 
 /// Unconsumed input past which the connection stops receiving until the session catches up
 /// (a client pipelining while a check runs must not grow memory without bound).
@@ -216,16 +215,6 @@ impl Io for UringIo<'_> {
     }
 }
 
-/// The emptied buffers of an ended connection, for the next one on the core (see
-/// [`Session::with_spare`]; the connection's own buffers are emptied the same way).
-#[derive(Debug, Default)]
-pub(super) struct Spare {
-    session: SessionSpare,
-    input: Vec<u8>,
-    wire: Vec<u8>,
-    send_buf: Vec<u8>,
-}
-
 /// One connection's state.
 pub(super) struct Conn {
     /// The socket (closed on the ring when the slot is freed, after every operation on it
@@ -271,33 +260,29 @@ impl Conn {
     ) -> Self {
         let core = env.core;
         let now = env.now;
-        let Spare {
-            session,
-            input,
-            wire,
-            send_buf,
-        } = spare;
+        // Empty already: a spare is emptied once, when its connection ends (`Spare::new`).
+        let (session, input, wire, send_buf) = spare.into_buffers();
         let session = Session::with_spare(Arc::clone(&core.session_ctx), peer, session);
         let mut conn = Self {
             fd,
             generation,
             recv_armed: false,
             recv_cancelled: false,
-            send_buf: self::spare(send_buf),
+            send_buf,
             send_pos: 0,
             sending: false,
             send_cancelled: false,
             timer: None,
             pump: Pump::new(session, now, core.timing.idle, core.timing.session_max),
             link: Link {
-                wire: self::spare(wire),
+                wire,
                 tls: None,
                 after: None,
                 commit: None,
                 peer_ip: peer.ip,
             },
             send_since: now,
-            input: self::spare(input),
+            input,
             phase: Phase::Open,
             started: now,
             _permit: permit,
@@ -352,15 +337,12 @@ impl Conn {
         self.phase == Phase::Done
     }
 
-    /// The socket, for the ring to close, and the emptied buffers for the next connection;
-    /// the rest (session state, TLS, admission permit) is dropped.
+    /// The socket, for the ring to close, and the buffers for the next connection, emptied
+    /// here (the one place they are); the rest (session state, TLS, admission permit) is
+    /// dropped.
     pub(super) fn into_parts(self) -> (OwnedFd, Spare) {
-        let spare = Spare {
-            session: self.pump.into_session().into_spare(),
-            input: spare(self.input),
-            wire: spare(self.link.wire),
-            send_buf: spare(self.send_buf),
-        };
+        let session = self.pump.into_session().into_spare();
+        let spare = Spare::new(session, self.input, self.link.wire, self.send_buf);
         (self.fd, spare)
     }
 
@@ -661,7 +643,6 @@ impl Conn {
         }
         let core = env.core;
         self.phase = Phase::Done;
-        self.link.wire.clear();
         self.count_session(core);
         let lived = env.now.saturating_duration_since(self.started);
         let micros = u64::try_from(lived.as_micros()).unwrap_or(u64::MAX);
