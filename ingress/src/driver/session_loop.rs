@@ -200,7 +200,7 @@ impl<C: Connection> Conn<C> {
     async fn greet(&mut self) -> Result<Option<usize>, End> {
         let pause = self.core.timing.greet_pause;
         if pause.is_zero() {
-            self.pump.greet(&mut io!(self));
+            self.pump.greet(&mut io!(self), now());
             self.write_replies().await?;
             return Ok(None);
         }
@@ -216,7 +216,7 @@ impl<C: Connection> Conn<C> {
         let (result, buf) = match early {
             Some(done) => done,
             None => {
-                self.pump.greet(&mut io!(self));
+                self.pump.greet(&mut io!(self), now());
                 let replies = mem::take(&mut self.queued);
                 let bytes = replies.len() as u64;
                 match tokio::time::timeout(self.core.timing.idle, io.write_all(replies)).await {
@@ -269,7 +269,9 @@ impl<C: Connection> Conn<C> {
                 Next::Nothing if pos >= data.len() => return None,
                 Next::Nothing => {
                     let input = &data[pos..];
-                    pos += self.pump.feed(&mut io!(self), input, SystemTime::now());
+                    pos += self
+                        .pump
+                        .feed(&mut io!(self), input, SystemTime::now(), now());
                     Ok(())
                 }
                 Next::Sender => self.check_sender().await,
@@ -298,7 +300,7 @@ impl<C: Connection> Conn<C> {
             }
             _ => None,
         };
-        self.pump.sender_checked(&mut io!(self), check);
+        self.pump.sender_checked(&mut io!(self), check, now());
         Ok(())
     }
 
@@ -312,7 +314,7 @@ impl<C: Connection> Conn<C> {
             }
             _ => None,
         };
-        self.pump.message_checked(&mut io!(self), check);
+        self.pump.message_checked(&mut io!(self), check, now());
         Ok(())
     }
 
@@ -335,7 +337,7 @@ impl<C: Connection> Conn<C> {
             }
             _ => GreyVerdict::Unavailable,
         };
-        self.pump.greylist_checked(&mut io!(self), verdict);
+        self.pump.greylist_checked(&mut io!(self), verdict, now());
         Ok(())
     }
 
@@ -348,7 +350,7 @@ impl<C: Connection> Conn<C> {
     ) -> Result<(), End> {
         let outcome = bounded(done, self.pump.deadline(), &mut self.abort).await?;
         let result = delivery::committed(&self.core, id, bytes, outcome.ok());
-        self.pump.delivered(&mut io!(self), result);
+        self.pump.delivered(&mut io!(self), result, now());
         Ok(())
     }
 
@@ -376,7 +378,7 @@ impl<C: Connection> Conn<C> {
             Ok(Ok(summary)) => {
                 bump(&self.core.counters().tls_handshakes_ok, 1);
                 tracing::debug!(core = self.core.id, version = %summary.version, cipher = %summary.cipher, "tls up");
-                self.pump.tls_started(summary);
+                self.pump.tls_started(summary, now());
                 None
             }
             Ok(Err(e)) => {
@@ -440,6 +442,12 @@ impl<C: Connection> Conn<C> {
         self.pump
             .count(|before, now| core.counters().add_session_delta(before, now));
     }
+}
+
+/// The monotonic clock for a call into the pump, read at each call: an epoll session runs as
+/// a task of its own, with no loop turn whose one reading it could share.
+fn now() -> std::time::Instant {
+    std::time::Instant::now()
 }
 
 /// The bytes a read gave (counted), or how the session ends.

@@ -141,7 +141,7 @@ impl T {
             next_id: &mut t.next_id,
             fail: None,
         };
-        t.p.greet(&mut io);
+        t.p.greet(&mut io, Instant::now());
         assert_eq!(t.log.replies, b"220 mx.tempmx.test ESMTP tempmx\r\n");
         t.log.replies.clear();
         t
@@ -166,14 +166,17 @@ impl T {
             next_id: &mut self.next_id,
             fail: self.fail_next,
         };
-        let n = self.p.feed(&mut io, input, self.now);
+        let n = self.p.feed(&mut io, input, self.now, Instant::now());
         // Every hand-off is answered at once, so nothing is left over.
         assert_eq!(n, input.len());
         if self.log.tls_starts > tls_starts {
-            self.p.tls_started(TlsSummary {
-                version: "TLSv1.3".into(),
-                cipher: "TLS13_AES_256_GCM_SHA384".into(),
-            });
+            self.p.tls_started(
+                TlsSummary {
+                    version: "TLSv1.3".into(),
+                    cipher: "TLS13_AES_256_GCM_SHA384".into(),
+                },
+                Instant::now(),
+            );
         }
         String::from_utf8_lossy(&self.log.replies[start..]).into_owned()
     }

@@ -296,7 +296,7 @@ impl Conn {
     }
 
     fn greet(&mut self, env: Env<'_>) {
-        self.pump.greet(&mut io!(self, env));
+        self.pump.greet(&mut io!(self, env), env.now);
         self.phase = Phase::Open;
     }
 
@@ -392,21 +392,22 @@ impl Conn {
             return;
         }
         let mut io = io!(self, env);
+        let now = env.now;
         match done {
-            Done::Sender(_, check) => self.pump.sender_checked(&mut io, Some(check)),
-            Done::Message(_, check) => self.pump.message_checked(&mut io, Some(check)),
-            Done::Greylist(_, verdict) => self.pump.greylist_checked(&mut io, verdict),
+            Done::Sender(_, check) => self.pump.sender_checked(&mut io, Some(check), now),
+            Done::Message(_, check) => self.pump.message_checked(&mut io, Some(check), now),
+            Done::Greylist(_, verdict) => self.pump.greylist_checked(&mut io, verdict, now),
             // Whichever check the session waits for goes on without it.
             Done::Skipped(_) => {
-                self.pump.sender_checked(&mut io, None);
-                self.pump.message_checked(&mut io, None);
+                self.pump.sender_checked(&mut io, None, now);
+                self.pump.message_checked(&mut io, None, now);
             }
             Done::Commit(_, outcome) => {
                 let Some((id, bytes)) = io.link.commit.take() else {
                     return;
                 };
                 let result = delivery::committed(env.core, id, bytes, outcome);
-                self.pump.delivered(&mut io, result);
+                self.pump.delivered(&mut io, result, now);
             }
             Done::Stop => {}
         }
@@ -497,7 +498,7 @@ impl Conn {
         while matches!(self.phase, Phase::Open | Phase::GreetPause(_)) && pos < input.len() {
             let n = self
                 .pump
-                .feed_at(&mut io!(self, env), &input[pos..], env.wall, env.now);
+                .feed(&mut io!(self, env), &input[pos..], env.wall, env.now);
             pos += n;
             self.act(env);
             if n == 0 {
@@ -586,7 +587,7 @@ impl Conn {
             bump(&core.counters().tls_handshakes_ok, 1);
             let summary = crate::tls::summary(tls);
             tracing::debug!(core = core.id, version = %summary.version, cipher = %summary.cipher, "tls up");
-            self.pump.tls_started(summary);
+            self.pump.tls_started(summary, env.now);
             self.phase = Phase::Open;
         }
         self.link.stage_tls();
