@@ -15,7 +15,7 @@ use tempmx_store::MessageId;
 
 use super::checks::{Checks, Done, Job, Token};
 use super::spares::Spare;
-use super::timers::Armed;
+use super::timers::{Armed, Timers};
 use crate::auth::{MessageCheck, SenderCheck};
 use crate::connection::{Answer, Io, Pump, queue_replies};
 use crate::driver::admission::Permit;
@@ -429,8 +429,27 @@ impl Conn {
         }
     }
 
+    /// Arms the connection's entry in `timers` for its current deadline (see
+    /// [`Timers::rearm`]: one that moved later keeps its earlier entry).
+    pub(super) fn arm_timer(&mut self, timers: &mut Timers, core: &Core, slot: u32) {
+        self.timer = timers.rearm(self.timer, self.deadline(core), slot);
+    }
+
+    /// The timer entry `seq` came due: false if it is not this connection's (a stale one);
+    /// else the entry is gone and whatever is due now is done. Nothing is, when the deadline
+    /// moved later since the entry was armed: the event loop then arms it again.
+    pub(super) fn timer_fired(&mut self, env: Env<'_>, seq: u64) -> bool {
+        if self.timer.map(|(_, armed)| armed) != Some(seq) {
+            return false;
+        }
+        self.timer = None;
+        self.timed_out(env);
+        true
+    }
+
     /// An armed deadline passed; it may be one that moved later since (then nothing is due).
-    pub(super) fn timed_out(&mut self, env: Env<'_>, now: Instant) {
+    fn timed_out(&mut self, env: Env<'_>) {
+        let now = env.now;
         if self.deadline(env.core).is_none_or(|at| now < at) {
             return;
         }

@@ -455,14 +455,9 @@ impl EventLoop {
                 continue;
             };
             let generation = s.generation & GENERATION_MASK;
-            let Some(conn) = s
-                .conn
-                .as_mut()
-                .filter(|c| c.timer.map(|t| t.1) == Some(seq))
-            else {
+            let Some(conn) = s.conn.as_mut() else {
                 continue;
             };
-            conn.timer = None;
             let env = Env {
                 core,
                 checks,
@@ -470,8 +465,9 @@ impl EventLoop {
                 now,
                 wall: *wall,
             };
-            conn.timed_out(env, now);
-            touched.push(slot);
+            if conn.timer_fired(env, seq) {
+                touched.push(slot);
+            }
         }
     }
 
@@ -541,18 +537,7 @@ impl EventLoop {
             self.live -= 1;
             return Ok(());
         }
-        let deadline = conn.deadline(&self.core);
-        let armed = conn.timer.map(|t| t.0);
-        // A deadline that moved later keeps its earlier entry: when that fires, the connection
-        // finds nothing due and is armed again for its real deadline. The idle deadline moves
-        // later with every command line; this saves a map removal and insertion for each.
-        let later = matches!((deadline, armed), (Some(at), Some(was)) if at >= was);
-        if !later && deadline != armed {
-            if let Some(armed) = conn.timer.take() {
-                self.timers.disarm(armed);
-            }
-            conn.timer = deadline.map(|at| self.timers.arm(at, slot));
-        }
+        conn.arm_timer(&mut self.timers, &self.core, slot);
         Ok(())
     }
 

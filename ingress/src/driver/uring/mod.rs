@@ -23,6 +23,8 @@ mod conn;
 mod event_loop;
 mod ring;
 mod spares;
+#[cfg(test)]
+mod tests;
 mod timers;
 
 pub(crate) use event_loop::run;
