@@ -140,9 +140,10 @@ pub(crate) struct TlsChannel {
 }
 
 impl TlsChannel {
-    /// Starts a server connection; `raw` is the (empty) ciphertext read buffer to use.
-    pub(crate) fn new(config: Arc<ServerConfig>, mut raw: Vec<u8>) -> Result<Self, TlsError> {
-        raw.clear();
+    /// Starts a server connection; `raw` is the empty ciphertext read buffer to use (the
+    /// read-buffer pool empties a buffer when it is given back).
+    pub(crate) fn new(config: Arc<ServerConfig>, raw: Vec<u8>) -> Result<Self, TlsError> {
+        debug_assert!(raw.is_empty(), "the ciphertext buffer starts empty");
         let conn = ServerConnection::new(config)?;
         Ok(Self {
             conn,

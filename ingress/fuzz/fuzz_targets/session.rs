@@ -166,7 +166,9 @@ fn run(ctx: &Arc<SessionContext>, auth: Auth, later: bool, pieces: &[&[u8]]) -> 
         session_id: 1,
     };
     let idle = Duration::from_secs(300);
-    let mut pump = Pump::new(Session::new(ctx.clone(), peer), Instant::now(), idle, idle);
+    // The fuzz run takes no time: every call is given the instant the connection began.
+    let start = Instant::now();
+    let mut pump = Pump::new(Session::new(ctx.clone(), peer), start, idle, idle);
     let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     let mut d = Driver {
         auth,
@@ -174,23 +176,23 @@ fn run(ctx: &Arc<SessionContext>, auth: Auth, later: bool, pieces: &[&[u8]]) -> 
         deferred: None,
         log: Transcript::default(),
     };
-    pump.greet(&mut d);
+    pump.greet(&mut d, start);
     for piece in pieces {
-        feed(&mut pump, &mut d, piece, now);
+        feed(&mut pump, &mut d, piece, now, start);
     }
     d.log
 }
 
-fn feed(pump: &mut Pump, d: &mut Driver, mut rest: &[u8], now: SystemTime) {
+fn feed(pump: &mut Pump, d: &mut Driver, mut rest: &[u8], now: SystemTime, at: Instant) {
     // Each round consumes input or answers a hand-off that consumed input to start.
     for _ in 0..=2 * rest.len() + 2 {
         match d.deferred.take() {
-            Some(Deferred::Sender(check)) => pump.sender_checked(d, check),
-            Some(Deferred::Message(check)) => pump.message_checked(d, check),
-            Some(Deferred::Store(result)) => pump.delivered(d, result),
+            Some(Deferred::Sender(check)) => pump.sender_checked(d, check, at),
+            Some(Deferred::Message(check)) => pump.message_checked(d, check, at),
+            Some(Deferred::Store(result)) => pump.delivered(d, result, at),
             None if rest.is_empty() => return,
             None => {
-                let n = pump.feed(d, rest, now);
+                let n = pump.feed(d, rest, now, at);
                 assert!(n > 0 || pump.is_waiting(), "feed stopped without a wait");
                 rest = &rest[n..];
             }

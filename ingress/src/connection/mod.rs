@@ -6,8 +6,9 @@
 //! the driver implements (queue reply bytes, start a check, hand a message to the store,
 //! begin TLS, close). A hand-off the driver cannot answer at once ([`Answer::Later`]) makes
 //! the connection wait; the driver reports the result through the matching `Pump` method
-//! and feeds the rest of the input again. Reading a clock is the only thing it does besides
-//! calling the session and the trait.
+//! and feeds the rest of the input again. It reads no clock: every call that starts or
+//! restarts a timer is given the time by the driver (the io_uring driver reads it once per
+//! loop turn, the epoll driver at each call).
 //!
 //! Decisions:
 //! - Replies are handed over once per call (at the end of a feed, before TLS begins, at a
@@ -164,11 +165,11 @@ impl Pump {
         self.phase == Phase::Closed
     }
 
-    /// Queues the greeting; the idle timer starts now.
-    pub fn greet(&mut self, io: &mut impl Io) {
+    /// Queues the greeting; the idle timer starts `now`.
+    pub fn greet(&mut self, io: &mut impl Io, now: Instant) {
         self.session.greeting(&mut self.out);
         self.flush(io);
-        self.record.restart(Instant::now());
+        self.record.restart(now);
     }
 
     /// Notes that input arrived (a stalled record then times out as [`Timeout::Record`]).
@@ -176,84 +177,86 @@ impl Pump {
         self.record.input();
     }
 
-    /// Feeds input until it is used up or the session waits, begins TLS or closes; returns
-    /// the bytes consumed. The caller keeps the rest and feeds it again after the wait; after
-    /// TLS began or the session closed everything counts as consumed (it is dropped).
-    pub fn feed(&mut self, io: &mut impl Io, input: &[u8], now: SystemTime) -> usize {
-        self.feed_at(io, input, now, Instant::now())
-    }
-
-    /// [`Pump::feed`] with the monotonic clock `at` read by the caller: a driver that reads
-    /// its clocks once per loop turn rather than once per call.
-    pub fn feed_at(
+    /// Feeds input received by `wall` (the `Received:` date) and `now` until it is used up or
+    /// the session waits, begins TLS or closes; returns the bytes consumed. The caller keeps
+    /// the rest and feeds it again after the wait; after TLS began or the session closed
+    /// everything counts as consumed (it is dropped).
+    pub fn feed(
         &mut self,
         io: &mut impl Io,
         input: &[u8],
-        now: SystemTime,
-        at: Instant,
+        wall: SystemTime,
+        now: Instant,
     ) -> usize {
         let mut pos = 0;
         while pos < input.len() && self.phase == Phase::Reading {
-            let n = self.session.ingest(&input[pos..], now, &mut self.out);
+            let n = self.session.ingest(&input[pos..], wall, &mut self.out);
             pos += n;
             if self.out.effect.is_none() && n == 0 {
                 // Unreachable: a reading session consumes input or raises an effect.
                 break;
             }
-            self.run_effects(io);
+            self.run_effects(io, now);
         }
         self.flush(io);
-        self.record.progress(self.session.records(), at);
+        self.record.progress(self.session.records(), now);
         match self.phase {
             Phase::Tls | Phase::Closed => input.len(),
             Phase::Reading | Phase::Waiting(..) => pos,
         }
     }
 
-    /// The sender check's result (`None`: go on without it); ignored unless the connection
-    /// waits for it.
-    pub fn sender_checked(&mut self, io: &mut impl Io, check: Option<SenderCheck>) {
-        if self.resume(Wait::Sender) {
+    /// The sender check's result (`None`: go on without it), reported `now`; ignored unless
+    /// the connection waits for it.
+    pub fn sender_checked(&mut self, io: &mut impl Io, check: Option<SenderCheck>, now: Instant) {
+        if self.resume(Wait::Sender, now) {
             self.apply_sender(check);
-            self.run_effects(io);
+            self.run_effects(io, now);
             self.flush(io);
         }
     }
 
-    /// The message check's result (`None`: go on without it); ignored unless waited for.
-    pub fn message_checked(&mut self, io: &mut impl Io, check: Option<MessageCheck>) {
-        if self.resume(Wait::Message) {
+    /// The message check's result (`None`: go on without it), reported `now`; ignored unless
+    /// waited for.
+    pub fn message_checked(&mut self, io: &mut impl Io, check: Option<MessageCheck>, now: Instant) {
+        if self.resume(Wait::Message, now) {
             self.apply_message(check);
-            self.run_effects(io);
+            self.run_effects(io, now);
             self.flush(io);
         }
     }
 
-    /// The shared greylisting state's verdict on the waiting RCPT; ignored unless waited for.
-    pub fn greylist_checked(&mut self, io: &mut impl Io, verdict: GreyVerdict) {
-        if self.resume(Wait::Greylist) {
+    /// The shared greylisting state's verdict on the waiting RCPT, reported `now`; ignored
+    /// unless waited for.
+    pub fn greylist_checked(&mut self, io: &mut impl Io, verdict: GreyVerdict, now: Instant) {
+        if self.resume(Wait::Greylist, now) {
             self.session.greylist_checked(verdict, &mut self.out);
-            self.run_effects(io);
+            self.run_effects(io, now);
             self.flush(io);
         }
     }
 
-    /// The store's verdict on the pending message; ignored unless waited for.
-    pub fn delivered(&mut self, io: &mut impl Io, result: Result<MessageId, DeliveryFailure>) {
-        if self.resume(Wait::Store) {
+    /// The store's verdict on the pending message, reported `now`; ignored unless waited for.
+    pub fn delivered(
+        &mut self,
+        io: &mut impl Io,
+        result: Result<MessageId, DeliveryFailure>,
+        now: Instant,
+    ) {
+        if self.resume(Wait::Store, now) {
             self.session.delivered(result, &mut self.out);
-            self.run_effects(io);
+            self.run_effects(io, now);
             self.flush(io);
         }
     }
 
-    /// TLS is up: the session restarts (RFC 3207) and so does the idle timer.
-    pub fn tls_started(&mut self, tls: tempmx_store::TlsSummary) {
+    /// TLS is up `now`: the session restarts (RFC 3207) and so does the idle timer.
+    pub fn tls_started(&mut self, tls: tempmx_store::TlsSummary, now: Instant) {
         self.session.tls_started(tls);
         if self.phase == Phase::Tls {
             self.phase = Phase::Reading;
         }
-        self.record.restart(Instant::now());
+        self.record.restart(now);
     }
 
     /// When the connection times out next, and as which timeout; `None` while TLS is set up
@@ -300,8 +303,8 @@ impl Pump {
     }
 
     /// Runs the effect chain the session asked for (an answer may raise the next effect)
-    /// until it is done or waits.
-    fn run_effects(&mut self, io: &mut impl Io) {
+    /// until it is done or waits (a wait starts `now`).
+    fn run_effects(&mut self, io: &mut impl Io, now: Instant) {
         while let Some(effect) = self.out.effect.take() {
             match effect {
                 Effect::CheckSender => {
@@ -311,7 +314,7 @@ impl Pump {
                     };
                     match answer {
                         Answer::Now(check) => self.apply_sender(check),
-                        Answer::Later => self.wait(io, Wait::Sender),
+                        Answer::Later => self.wait(io, Wait::Sender, now),
                     }
                 }
                 Effect::CheckMessage => {
@@ -321,7 +324,7 @@ impl Pump {
                     };
                     match answer {
                         Answer::Now(check) => self.apply_message(check),
-                        Answer::Later => self.wait(io, Wait::Message),
+                        Answer::Later => self.wait(io, Wait::Message, now),
                     }
                 }
                 Effect::CheckGreylist => {
@@ -333,7 +336,7 @@ impl Pump {
                         Answer::Now(verdict) => {
                             self.session.greylist_checked(verdict, &mut self.out)
                         }
-                        Answer::Later => self.wait(io, Wait::Greylist),
+                        Answer::Later => self.wait(io, Wait::Greylist, now),
                     }
                 }
                 Effect::Deliver => {
@@ -343,7 +346,7 @@ impl Pump {
                     };
                     match answer {
                         Answer::Now(result) => self.session.delivered(result, &mut self.out),
-                        Answer::Later => self.wait(io, Wait::Store),
+                        Answer::Later => self.wait(io, Wait::Store, now),
                     }
                 }
                 Effect::StartTls => {
@@ -375,18 +378,19 @@ impl Pump {
     }
 
     /// The replies so far go out before the wait (the client sees what it can).
-    fn wait(&mut self, io: &mut impl Io, what: Wait) {
+    fn wait(&mut self, io: &mut impl Io, what: Wait, now: Instant) {
         self.flush(io);
-        self.phase = Phase::Waiting(what, Instant::now());
+        self.phase = Phase::Waiting(what, now);
     }
 
-    /// Ends a wait for `what`; false if the connection does not wait for it (a late result).
-    fn resume(&mut self, what: Wait) -> bool {
+    /// Ends a wait for `what` `now`; false if the connection does not wait for it (a late
+    /// result).
+    fn resume(&mut self, what: Wait, now: Instant) -> bool {
         match self.phase {
             Phase::Waiting(w, _) if w == what => {
                 self.phase = Phase::Reading;
                 // The client waited for us, not we for it: its idle time starts now.
-                self.record.restart(Instant::now());
+                self.record.restart(now);
                 true
             }
             _ => false,

@@ -112,22 +112,25 @@ const MESSAGE: &[u8] = b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<u@pool.te
 // every delivery later, the input pipelined in one feed.
 #[test]
 fn a_wait_has_its_own_deadline_and_resumes() {
-    let (mut p, _) = pump(Duration::from_secs(3600));
+    let (mut p, start) = pump(Duration::from_secs(3600));
     let mut io = Later::default();
-    p.greet(&mut io);
+    p.greet(&mut io, start);
     assert_eq!(p.deadline().map(|(_, w)| w), Some(Timeout::Idle));
-    let before = Instant::now();
-    let n = p.feed(&mut io, MESSAGE, UNIX_EPOCH);
+    let fed = start + Duration::from_secs(1);
+    let n = p.feed(&mut io, MESSAGE, UNIX_EPOCH, fed);
     assert_eq!(n, MESSAGE.len() - b"NOOP\r\n".len(), "NOOP waits");
     assert!(p.is_waiting() && io.delivered == 1);
-    let (at, which) = p.deadline().expect("a waiting connection has a deadline");
-    assert_eq!(which, Timeout::Check);
-    assert!(at >= before + IDLE && at <= Instant::now() + IDLE);
-    assert_eq!(p.feed(&mut io, b"NOOP\r\n", UNIX_EPOCH), 0);
-    p.delivered(&mut io, Ok(MessageId(7)));
+    assert_eq!(
+        p.deadline(),
+        Some((fed + IDLE, Timeout::Check)),
+        "the wait's deadline counts from the feed that began it"
+    );
+    let resumed = fed + Duration::from_secs(2);
+    assert_eq!(p.feed(&mut io, b"NOOP\r\n", UNIX_EPOCH, resumed), 0);
+    p.delivered(&mut io, Ok(MessageId(7)), resumed);
     assert!(!p.is_waiting());
-    assert_eq!(p.deadline().map(|(_, w)| w), Some(Timeout::Idle));
-    assert_eq!(p.feed(&mut io, b"NOOP\r\n", UNIX_EPOCH), 6);
+    assert_eq!(p.deadline(), Some((resumed + IDLE, Timeout::Idle)));
+    assert_eq!(p.feed(&mut io, b"NOOP\r\n", UNIX_EPOCH, resumed), 6);
     let replies = String::from_utf8_lossy(&io.replies);
     assert!(
         replies.ends_with("250 2.0.0 OK, stored as 0000000000000007\r\n250 2.0.0 OK\r\n"),
@@ -139,10 +142,10 @@ fn a_wait_has_its_own_deadline_and_resumes() {
 // second reply, no reopened session. Method: time out the waiting pump, then deliver.
 #[test]
 fn a_result_after_the_cut_is_ignored() {
-    let (mut p, _) = pump(Duration::from_secs(3600));
+    let (mut p, start) = pump(Duration::from_secs(3600));
     let mut io = Later::default();
-    p.greet(&mut io);
-    p.feed(&mut io, MESSAGE, UNIX_EPOCH);
+    p.greet(&mut io, start);
+    p.feed(&mut io, MESSAGE, UNIX_EPOCH, start);
     assert!(p.is_waiting());
     io.replies.clear();
     p.timed_out(&mut io, Timeout::Check);
@@ -153,9 +156,13 @@ fn a_result_after_the_cut_is_ignored() {
     );
     assert_eq!(p.deadline(), None);
     io.replies.clear();
-    p.delivered(&mut io, Ok(MessageId(1)));
+    p.delivered(&mut io, Ok(MessageId(1)), start);
     assert!(io.replies.is_empty());
-    assert_eq!(p.feed(&mut io, b"NOOP\r\n", UNIX_EPOCH), 6, "dropped");
+    assert_eq!(
+        p.feed(&mut io, b"NOOP\r\n", UNIX_EPOCH, start),
+        6,
+        "dropped"
+    );
     assert!(io.replies.is_empty());
 }
 
@@ -164,12 +171,12 @@ fn a_result_after_the_cut_is_ignored() {
 fn the_session_deadline_caps_the_others() {
     let (mut p, start) = pump(Duration::from_secs(5));
     let mut io = Later::default();
-    p.greet(&mut io);
+    p.greet(&mut io, start);
     assert_eq!(
         p.deadline(),
         Some((start + Duration::from_secs(5), Timeout::SessionDuration))
     );
-    p.feed(&mut io, MESSAGE, UNIX_EPOCH);
+    p.feed(&mut io, MESSAGE, UNIX_EPOCH, start);
     assert!(p.is_waiting());
     assert_eq!(
         p.deadline(),
@@ -189,14 +196,18 @@ fn shared_greylisting_answers_each_rcpt_when_its_verdict_comes() {
         ..GreylistConfig::default()
     };
     let greylist = Greylist::shared(&cfg, Arc::new(AnsweredByTheTest)).expect("valid config");
-    let (mut p, _) = pump_with(Duration::from_secs(3600), Some(Arc::new(greylist)));
+    let (mut p, start) = pump_with(Duration::from_secs(3600), Some(Arc::new(greylist)));
     let mut io = Later::default();
-    p.greet(&mut io);
+    p.greet(&mut io, start);
     let input: &[u8] = b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<u@pool.test>\r\n\
         RCPT TO:<v@pool.test>\r\nRCPT TO:<w@pool.test>\r\nDATA\r\nx\r\n.\r\n";
-    let mut pos = p.feed(&mut io, input, UNIX_EPOCH);
+    let mut pos = p.feed(&mut io, input, UNIX_EPOCH, start);
     assert!(p.is_waiting() && io.greylist_steps.len() == 1);
-    assert_eq!(p.feed(&mut io, &input[pos..], UNIX_EPOCH), 0, "input waits");
+    assert_eq!(
+        p.feed(&mut io, &input[pos..], UNIX_EPOCH, start),
+        0,
+        "input waits"
+    );
     let verdicts = [
         GreyVerdict::Defer { retry_in_secs: 60 },
         GreyVerdict::Unavailable,
@@ -204,8 +215,8 @@ fn shared_greylisting_answers_each_rcpt_when_its_verdict_comes() {
     ];
     for (i, verdict) in verdicts.into_iter().enumerate() {
         assert_eq!(io.greylist_steps.len(), i + 1);
-        p.greylist_checked(&mut io, verdict);
-        pos += p.feed(&mut io, &input[pos..], UNIX_EPOCH);
+        p.greylist_checked(&mut io, verdict, start);
+        pos += p.feed(&mut io, &input[pos..], UNIX_EPOCH, start);
     }
     assert_eq!(pos, input.len());
     assert_eq!(

@@ -1,10 +1,12 @@
-//! Per-core pool of read buffers, allocated at start-up.
+//! Per-core pool of read buffers of the epoll backend, allocated at start-up (an io_uring
+//! core reads into its buffer ring instead).
 
 use std::cell::RefCell;
 
-/// Read buffers of one core: `buffers_max` buffers of `buffer_bytes` each are allocated up
-/// front (`read_buffer_bytes × read_buffers_per_core` per core); when they run out, more are
-/// allocated and dropped again on return, so the pool never holds more than it started with.
+/// Read buffers of one epoll core: `buffers_max` buffers of `buffer_bytes` each are allocated
+/// up front (`read_buffer_bytes × read_buffers_per_core` per core); when they run out, more
+/// are allocated and dropped again on return, so the pool never holds more than it started
+/// with.
 pub(crate) struct BufferPool {
     free: RefCell<Vec<Vec<u8>>>,
     buffer_bytes: usize,
@@ -32,7 +34,9 @@ impl BufferPool {
             .unwrap_or_else(|| Vec::with_capacity(self.buffer_bytes))
     }
 
-    /// Returns a buffer; dropped when the pool is full or the buffer changed size.
+    /// Returns a buffer, emptied here (the one place a pooled buffer is, so the next
+    /// connection that takes it sees nothing of the last); dropped when the pool is full or
+    /// the buffer changed size.
     pub(crate) fn give(&self, mut buf: Vec<u8>) {
         let mut free = self.free.borrow_mut();
         if free.len() < self.buffers_max && buf.capacity() == self.buffer_bytes {

@@ -67,8 +67,6 @@ pub(crate) struct Core {
     pub(crate) tls: Option<ServerTls>,
     /// This core's store shard writer.
     pub(crate) sink: RefCell<Box<dyn MessageSink + Send>>,
-    /// Read buffers.
-    pub(crate) buffers: BufferPool,
     /// Connection slots.
     pub(crate) admission: Rc<Admission>,
     /// Counters of all cores; this core writes only its own block.
@@ -103,9 +101,9 @@ pub(crate) struct CoreParts {
 }
 
 impl Core {
-    /// Builds the core state (allocating its buffer pool) around `auth` (built by
-    /// [`build_authenticator`] inside the runtime that will run its checks); gives back the
-    /// listener and the stop signal for the accept loop.
+    /// Builds the core state around `auth` (built by [`build_authenticator`] inside the
+    /// runtime that will run its checks); gives back the listener and the stop signal for the
+    /// accept loop.
     pub(crate) fn new(
         config: &IngressConfig,
         parts: CoreParts,
@@ -116,7 +114,6 @@ impl Core {
             session_ctx: parts.session_ctx,
             tls: parts.tls,
             sink: RefCell::new(parts.sink),
-            buffers: BufferPool::new(config.read_buffer_bytes, config.read_buffers_per_core),
             admission: Admission::new(
                 config.connections_per_core_max,
                 config.connections_per_ip_max,
@@ -163,9 +160,11 @@ pub(crate) fn build_authenticator(
 }
 
 /// Accepts until the stop signal, then drains: sessions get the grace period, the rest are
-/// told 421 4.3.2, and whatever is still running after that is dropped.
+/// told 421 4.3.2, and whatever is still running after that is dropped. Sessions read into
+/// `buffers`.
 pub(crate) async fn run<L: Listener>(
     core: Rc<Core>,
+    buffers: Rc<BufferPool>,
     listener: L,
     stopper: Socket,
     mut stop: watch::Receiver<bool>,
@@ -180,7 +179,7 @@ pub(crate) async fn run<L: Listener>(
             accepted = &mut accept => {
                 accept.set(listener.accept());
                 match accepted {
-                    Ok((conn, peer)) => admit(&core, &mut tasks, conn, peer, &abort_rx),
+                    Ok((conn, peer)) => admit(&core, &buffers, &mut tasks, conn, peer, &abort_rx),
                     Err(e) => accept_failed(e).await,
                 }
             }
@@ -212,6 +211,7 @@ pub(crate) async fn run<L: Listener>(
 
 fn admit<C: Connection + 'static>(
     core: &Rc<Core>,
+    buffers: &Rc<BufferPool>,
     tasks: &mut JoinSet<()>,
     conn: C,
     peer: std::net::SocketAddr,
@@ -220,7 +220,14 @@ fn admit<C: Connection + 'static>(
     match core.admission.admit(peer.ip().to_canonical()) {
         Ok(permit) => {
             bump(&core.counters().connections_accepted, 1);
-            let session = session_loop::serve(Rc::clone(core), conn, peer, permit, abort.clone());
+            let session = session_loop::serve(
+                Rc::clone(core),
+                Rc::clone(buffers),
+                conn,
+                peer,
+                permit,
+                abort.clone(),
+            );
             tasks.spawn_local(session);
         }
         Err(refusal) => {

@@ -1,15 +1,16 @@
 //! The thread-per-core SMTP driver: one OS thread per core, each with its own loop (an
 //! io_uring completion loop, or a tokio runtime on epoll), its own SO_REUSEPORT listener,
-//! read-buffer pool, admission slots, counters and store sink. A connection lives and dies
-//! on the core that accepted it; the sans-io [`Session`](crate::session::Session) does all
-//! the protocol work, the [`connection`](crate::connection) layer turns its effects into
-//! I/O calls and keeps its deadlines, and this module only moves bytes and runs hand-offs.
+//! read buffers (a pool on epoll, a provided-buffer ring on io_uring), admission slots,
+//! counters and store sink. A connection lives and dies on the core that accepted it; the
+//! sans-io [`Session`](crate::session::Session) does all the protocol work, the
+//! [`connection`](crate::connection) layer turns its effects into I/O calls and keeps its
+//! deadlines, and this module only moves bytes and runs hand-offs.
 //!
 //! Layout: `runtime` (threads, backend choice), `listener` (binding), `core` (core state;
 //! the epoll accept loop and shutdown), `session_loop` (one epoll connection), `conn` (the
 //! epoll connection interface and the TLS transport), `epoll`, `uring` (the io_uring
 //! backend, its own loop), `delivery` (the store hand-off), `end` (how a session ends),
-//! `admission`, `buffers`, `counters`.
+//! `admission`, `buffers` (the epoll read-buffer pool), `counters`.
 
 mod admission;
 mod buffers;

@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 
 use tokio::task::LocalSet;
 
+use super::buffers::BufferPool;
 use super::core::{Core, CoreParts, build_authenticator, run as run_core};
 use super::epoll::{self, EpollListener};
 use super::uring;
@@ -70,9 +71,15 @@ fn run_epoll(
         let auth = build_authenticator(config, Arc::clone(&parts.auth_counters))?;
         let (core, bound, stop) = Core::new(config, parts, auth)?;
         let core = Rc::new(core);
+        // Only the epoll backend reads into a pool; an io_uring core's receives take the
+        // buffer ring's buffers.
+        let buffers = Rc::new(BufferPool::new(
+            config.read_buffer_bytes,
+            config.read_buffers_per_core,
+        ));
         let listener = EpollListener::new(bound.listener)?;
         report_ready(ready, core.id);
-        run_core(core, listener, bound.stopper, stop).await;
+        run_core(core, buffers, listener, bound.stopper, stop).await;
         Ok(())
     })
 }

@@ -16,6 +16,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use super::admission::Permit;
+use super::buffers::BufferPool;
 use super::conn::{Connection, Transport};
 use super::core::Core;
 use super::counters::bump;
@@ -30,6 +31,7 @@ use crate::tls::ServerTls;
 /// Serves one admitted connection to the end, then shuts the socket down.
 pub(crate) async fn serve<C: Connection>(
     core: Rc<Core>,
+    buffers: Rc<BufferPool>,
     io: C,
     peer: SocketAddr,
     permit: Permit,
@@ -44,7 +46,8 @@ pub(crate) async fn serve<C: Connection>(
     let started = Instant::now();
     let timing = core.timing;
     let mut conn = Conn {
-        buf: core.buffers.take(),
+        buf: buffers.take(),
+        buffers,
         transport: Transport::new(io),
         pump: Pump::new(session, started.into_std(), timing.idle, timing.session_max),
         queued: Vec::new(),
@@ -161,6 +164,8 @@ struct Conn<C> {
     next: Next,
     /// The read buffer; empty of capacity 0 while a read holds it.
     buf: Vec<u8>,
+    /// The core's read buffers (the read buffer and the TLS one come from there).
+    buffers: Rc<BufferPool>,
     /// When the connection was admitted (for the duration histogram).
     started: Instant,
     peer_ip: IpAddr,
@@ -195,7 +200,7 @@ impl<C: Connection> Conn<C> {
     async fn greet(&mut self) -> Result<Option<usize>, End> {
         let pause = self.core.timing.greet_pause;
         if pause.is_zero() {
-            self.pump.greet(&mut io!(self));
+            self.pump.greet(&mut io!(self), now());
             self.write_replies().await?;
             return Ok(None);
         }
@@ -211,7 +216,7 @@ impl<C: Connection> Conn<C> {
         let (result, buf) = match early {
             Some(done) => done,
             None => {
-                self.pump.greet(&mut io!(self));
+                self.pump.greet(&mut io!(self), now());
                 let replies = mem::take(&mut self.queued);
                 let bytes = replies.len() as u64;
                 match tokio::time::timeout(self.core.timing.idle, io.write_all(replies)).await {
@@ -264,7 +269,9 @@ impl<C: Connection> Conn<C> {
                 Next::Nothing if pos >= data.len() => return None,
                 Next::Nothing => {
                     let input = &data[pos..];
-                    pos += self.pump.feed(&mut io!(self), input, SystemTime::now());
+                    pos += self
+                        .pump
+                        .feed(&mut io!(self), input, SystemTime::now(), now());
                     Ok(())
                 }
                 Next::Sender => self.check_sender().await,
@@ -293,7 +300,7 @@ impl<C: Connection> Conn<C> {
             }
             _ => None,
         };
-        self.pump.sender_checked(&mut io!(self), check);
+        self.pump.sender_checked(&mut io!(self), check, now());
         Ok(())
     }
 
@@ -307,7 +314,7 @@ impl<C: Connection> Conn<C> {
             }
             _ => None,
         };
-        self.pump.message_checked(&mut io!(self), check);
+        self.pump.message_checked(&mut io!(self), check, now());
         Ok(())
     }
 
@@ -330,7 +337,7 @@ impl<C: Connection> Conn<C> {
             }
             _ => GreyVerdict::Unavailable,
         };
-        self.pump.greylist_checked(&mut io!(self), verdict);
+        self.pump.greylist_checked(&mut io!(self), verdict, now());
         Ok(())
     }
 
@@ -343,7 +350,7 @@ impl<C: Connection> Conn<C> {
     ) -> Result<(), End> {
         let outcome = bounded(done, self.pump.deadline(), &mut self.abort).await?;
         let result = delivery::committed(&self.core, id, bytes, outcome.ok());
-        self.pump.delivered(&mut io!(self), result);
+        self.pump.delivered(&mut io!(self), result, now());
         Ok(())
     }
 
@@ -359,7 +366,7 @@ impl<C: Connection> Conn<C> {
             );
             return Some(End::TlsFailed);
         };
-        let raw = self.core.buffers.take();
+        let raw = self.buffers.take();
         let deadline = Instant::from_std(self.pump.session_deadline())
             .min(Instant::now() + self.core.timing.idle);
         let handshake = self.transport.start_tls(config, raw);
@@ -371,7 +378,7 @@ impl<C: Connection> Conn<C> {
             Ok(Ok(summary)) => {
                 bump(&self.core.counters().tls_handshakes_ok, 1);
                 tracing::debug!(core = self.core.id, version = %summary.version, cipher = %summary.cipher, "tls up");
-                self.pump.tls_started(summary);
+                self.pump.tls_started(summary, now());
                 None
             }
             Ok(Err(e)) => {
@@ -424,9 +431,9 @@ impl<C: Connection> Conn<C> {
         let micros = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.core.counters().session_ended(micros);
         if let Some(raw) = self.transport.take_tls_buffer() {
-            self.core.buffers.give(raw);
+            self.buffers.give(raw);
         }
-        self.core.buffers.give(mem::take(&mut self.buf));
+        self.buffers.give(mem::take(&mut self.buf));
     }
 
     /// Adds what the session counted since the last call to the core's counters.
@@ -435,6 +442,12 @@ impl<C: Connection> Conn<C> {
         self.pump
             .count(|before, now| core.counters().add_session_delta(before, now));
     }
+}
+
+/// The monotonic clock for a call into the pump, read at each call: an epoll session runs as
+/// a task of its own, with no loop turn whose one reading it could share.
+fn now() -> std::time::Instant {
+    std::time::Instant::now()
 }
 
 /// The bytes a read gave (counted), or how the session ends.

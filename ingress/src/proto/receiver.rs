@@ -41,9 +41,10 @@ impl LineReceiver {
         Self::with_buffer(limit, Vec::new())
     }
 
-    /// As [`LineReceiver::new`], reusing the allocation of `buf` (emptied here).
+    /// As [`LineReceiver::new`], reusing the allocation of `buf`, which must be empty (see
+    /// [`crate::session::spare`]).
     pub fn with_buffer(limit: usize, mut buf: Vec<u8>) -> Self {
-        buf.clear();
+        debug_assert!(buf.is_empty(), "a reused line buffer is empty");
         buf.reserve(limit);
         Self {
             buf,
@@ -130,9 +131,10 @@ impl MessageBuffer {
         Self::with_buffer(limit, Vec::new())
     }
 
-    /// As [`MessageBuffer::new`], reusing the allocation of `bytes` (emptied here).
-    pub fn with_buffer(limit: usize, mut bytes: Vec<u8>) -> Self {
-        bytes.clear();
+    /// As [`MessageBuffer::new`], reusing the allocation of `bytes`, which must be empty (see
+    /// [`crate::session::spare`]).
+    pub fn with_buffer(limit: usize, bytes: Vec<u8>) -> Self {
+        debug_assert!(bytes.is_empty(), "a reused message buffer is empty");
         Self {
             bytes,
             limit,

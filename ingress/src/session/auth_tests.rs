@@ -118,7 +118,7 @@ impl Harness {
             stored: Vec::new(),
             closed: false,
         };
-        pump.greet(&mut h);
+        pump.greet(&mut h, Instant::now());
         h.replies.clear();
         h.p = Some(pump);
         h
@@ -140,12 +140,12 @@ impl Harness {
         // Each round consumes input or answers a hand-off that consumed input to start.
         for _ in 0..=2 * input.len() + 2 {
             match self.deferred.take() {
-                Some(Deferred::Sender(check)) => p.sender_checked(self, check),
-                Some(Deferred::Message(check)) => p.message_checked(self, check),
-                Some(Deferred::Store(result)) => p.delivered(self, result),
+                Some(Deferred::Sender(check)) => p.sender_checked(self, check, Instant::now()),
+                Some(Deferred::Message(check)) => p.message_checked(self, check, Instant::now()),
+                Some(Deferred::Store(result)) => p.delivered(self, result, Instant::now()),
                 None if rest.is_empty() || p.is_closed() => break,
                 None => {
-                    let n = p.feed(self, rest, now);
+                    let n = p.feed(self, rest, now, Instant::now());
                     rest = &rest[n..];
                 }
             }

@@ -192,6 +192,11 @@ pub struct SessionCounters {
 pub const SPARE_BYTES_MAX: usize = 16 * 1024;
 
 /// `buf` emptied for reuse, or a new empty buffer if it is over [`SPARE_BYTES_MAX`].
+///
+/// The one place a reused buffer is emptied: when its connection ends, before anything else
+/// can hold it. [`SessionSpare`] and the io_uring driver's spare are built only through it
+/// (their fields are private), so the next connection starts on empty buffers and clears
+/// nothing itself.
 pub fn spare(mut buf: Vec<u8>) -> Vec<u8> {
     if buf.capacity() > SPARE_BYTES_MAX {
         return Vec::new();
@@ -285,15 +290,10 @@ impl Session {
     }
 
     /// As [`Session::new`], on the emptied buffers of an ended session: every field is new,
-    /// only the allocations of `spare` are reused (emptied again here).
+    /// only the allocations of `spare` are reused (empty since [`Session::into_spare`]).
     pub fn with_spare(ctx: Arc<SessionContext>, peer: PeerInfo, spare: SessionSpare) -> Self {
         let limits = &ctx.limits;
-        let SessionSpare {
-            line,
-            body,
-            mut trace,
-        } = spare;
-        trace.clear();
+        let SessionSpare { line, body, trace } = spare;
         Self {
             state: State::Fresh,
             lines: LineReceiver::with_buffer(limits.command_line_bytes_max, line),
@@ -320,8 +320,8 @@ impl Session {
         }
     }
 
-    /// Ends the session, keeping its buffers (emptied, none over [`SPARE_BYTES_MAX`]) for
-    /// [`Session::with_spare`].
+    /// Ends the session, keeping its buffers (emptied here by [`spare`], none over
+    /// [`SPARE_BYTES_MAX`]) for [`Session::with_spare`].
     pub fn into_spare(self) -> SessionSpare {
         SessionSpare {
             line: spare(self.lines.into_buffer()),

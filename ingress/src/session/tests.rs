@@ -141,7 +141,7 @@ impl T {
             next_id: &mut t.next_id,
             fail: None,
         };
-        t.p.greet(&mut io);
+        t.p.greet(&mut io, Instant::now());
         assert_eq!(t.log.replies, b"220 mx.tempmx.test ESMTP tempmx\r\n");
         t.log.replies.clear();
         t
@@ -166,14 +166,17 @@ impl T {
             next_id: &mut self.next_id,
             fail: self.fail_next,
         };
-        let n = self.p.feed(&mut io, input, self.now);
+        let n = self.p.feed(&mut io, input, self.now, Instant::now());
         // Every hand-off is answered at once, so nothing is left over.
         assert_eq!(n, input.len());
         if self.log.tls_starts > tls_starts {
-            self.p.tls_started(TlsSummary {
-                version: "TLSv1.3".into(),
-                cipher: "TLS13_AES_256_GCM_SHA384".into(),
-            });
+            self.p.tls_started(
+                TlsSummary {
+                    version: "TLSv1.3".into(),
+                    cipher: "TLS13_AES_256_GCM_SHA384".into(),
+                },
+                Instant::now(),
+            );
         }
         String::from_utf8_lossy(&self.log.replies[start..]).into_owned()
     }
@@ -737,6 +740,35 @@ fn bdat_size_limit() {
     assert!(
         t.send(&input)
             .ends_with("250 2.0.0 OK, stored as 0000000000000001\r\n")
+    );
+}
+
+// Goal: an ended session hands its buffers on emptied, none over SPARE_BYTES_MAX: one that
+// grew past it is freed, not kept. Method: a session stores a message twice SPARE_BYTES_MAX
+// long (its body buffer grows past the bound), leaves half a command line, and ends with
+// into_spare; the line and trace buffers come back allocated and empty, the body buffer
+// unallocated.
+#[test]
+fn into_spare_empties_the_buffers_and_frees_oversized_ones() {
+    let limits = SessionLimits {
+        message_bytes_max: 4 * SPARE_BYTES_MAX,
+        ..limits()
+    };
+    let mut t = T::with(limits, true);
+    t.ehlo("c");
+    t.start_data();
+    let mut msg = b"0123456789abcd\r\n".repeat(2 * SPARE_BYTES_MAX / 16);
+    msg.extend_from_slice(b".\r\n");
+    assert!(t.send(&msg).starts_with("250 2.0.0"));
+    assert!(t.s().txn.body.capacity() > SPARE_BYTES_MAX);
+    assert_eq!(t.send(b"RCPT TO:<left@pool.te"), "");
+    let spare = t.p.into_session().into_spare();
+    assert!(spare.line.is_empty() && spare.line.capacity() > 0);
+    assert!(spare.trace.is_empty() && spare.trace.capacity() > 0);
+    assert_eq!(
+        spare.body.capacity(),
+        0,
+        "the oversized body buffer was freed"
     );
 }
 

@@ -4,6 +4,7 @@
 //! it what to submit; it never touches the ring itself.
 
 use std::io::{self, Read, Write};
+use std::mem;
 use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -13,7 +14,8 @@ use rustls::ServerConnection;
 use tempmx_store::MessageId;
 
 use super::checks::{Checks, Done, Job, Token};
-use super::timers::Armed;
+use super::spares::Spare;
+use super::timers::{Armed, Timers};
 use crate::auth::{MessageCheck, SenderCheck};
 use crate::connection::{Answer, Io, Pump, queue_replies};
 use crate::driver::admission::Permit;
@@ -22,9 +24,7 @@ use crate::driver::counters::bump;
 use crate::driver::delivery::{self, Handed};
 pub(super) use crate::driver::end::End;
 use crate::greylist::{GreyVerdict, SharedStep};
-use crate::session::{
-    DeliveryFailure, PeerInfo, PendingMessage, SenderInput, Session, SessionSpare, spare,
-};
+use crate::session::{DeliveryFailure, PeerInfo, PendingMessage, SenderInput, Session};
 
 /// Unconsumed input past which the connection stops receiving until the session catches up
 /// (a client pipelining while a check runs must not grow memory without bound).
@@ -215,16 +215,6 @@ impl Io for UringIo<'_> {
     }
 }
 
-/// The emptied buffers of an ended connection, for the next one on the core (see
-/// [`Session::with_spare`]; the connection's own buffers are emptied the same way).
-#[derive(Debug, Default)]
-pub(super) struct Spare {
-    session: SessionSpare,
-    input: Vec<u8>,
-    wire: Vec<u8>,
-    send_buf: Vec<u8>,
-}
-
 /// One connection's state.
 pub(super) struct Conn {
     /// The socket (closed on the ring when the slot is freed, after every operation on it
@@ -270,33 +260,29 @@ impl Conn {
     ) -> Self {
         let core = env.core;
         let now = env.now;
-        let Spare {
-            session,
-            input,
-            wire,
-            send_buf,
-        } = spare;
+        // Empty already: a spare is emptied once, when its connection ends (`Spare::new`).
+        let (session, input, wire, send_buf) = spare.into_buffers();
         let session = Session::with_spare(Arc::clone(&core.session_ctx), peer, session);
         let mut conn = Self {
             fd,
             generation,
             recv_armed: false,
             recv_cancelled: false,
-            send_buf: self::spare(send_buf),
+            send_buf,
             send_pos: 0,
             sending: false,
             send_cancelled: false,
             timer: None,
             pump: Pump::new(session, now, core.timing.idle, core.timing.session_max),
             link: Link {
-                wire: self::spare(wire),
+                wire,
                 tls: None,
                 after: None,
                 commit: None,
                 peer_ip: peer.ip,
             },
             send_since: now,
-            input: self::spare(input),
+            input,
             phase: Phase::Open,
             started: now,
             _permit: permit,
@@ -310,7 +296,7 @@ impl Conn {
     }
 
     fn greet(&mut self, env: Env<'_>) {
-        self.pump.greet(&mut io!(self, env));
+        self.pump.greet(&mut io!(self, env), env.now);
         self.phase = Phase::Open;
     }
 
@@ -322,16 +308,12 @@ impl Conn {
         }
         self.pump.received();
         if self.link.tls.is_some() {
+            // The plaintext comes out of rustls into `input`.
             self.received_tls(env, data);
-        } else if self.input.is_empty() {
-            // Straight from the receive buffer: only what the session leaves is copied.
-            let n = self.feed_from(env, data);
-            self.input.extend_from_slice(&data[n..]);
-            return self.count_session(env.core);
+            self.feed(env, &[]);
         } else {
-            self.input.extend_from_slice(data);
+            self.feed(env, data);
         }
-        self.feed(env);
     }
 
     /// The peer closed its side (or the socket failed).
@@ -355,15 +337,12 @@ impl Conn {
         self.phase == Phase::Done
     }
 
-    /// The socket, for the ring to close, and the emptied buffers for the next connection;
-    /// the rest (session state, TLS, admission permit) is dropped.
+    /// The socket, for the ring to close, and the buffers for the next connection, emptied
+    /// here (the one place they are); the rest (session state, TLS, admission permit) is
+    /// dropped.
     pub(super) fn into_parts(self) -> (OwnedFd, Spare) {
-        let spare = Spare {
-            session: self.pump.into_session().into_spare(),
-            input: spare(self.input),
-            wire: spare(self.link.wire),
-            send_buf: spare(self.send_buf),
-        };
+        let session = self.pump.into_session().into_spare();
+        let spare = Spare::new(session, self.input, self.link.wire, self.send_buf);
         (self.fd, spare)
     }
 
@@ -413,26 +392,27 @@ impl Conn {
             return;
         }
         let mut io = io!(self, env);
+        let now = env.now;
         match done {
-            Done::Sender(_, check) => self.pump.sender_checked(&mut io, Some(check)),
-            Done::Message(_, check) => self.pump.message_checked(&mut io, Some(check)),
-            Done::Greylist(_, verdict) => self.pump.greylist_checked(&mut io, verdict),
+            Done::Sender(_, check) => self.pump.sender_checked(&mut io, Some(check), now),
+            Done::Message(_, check) => self.pump.message_checked(&mut io, Some(check), now),
+            Done::Greylist(_, verdict) => self.pump.greylist_checked(&mut io, verdict, now),
             // Whichever check the session waits for goes on without it.
             Done::Skipped(_) => {
-                self.pump.sender_checked(&mut io, None);
-                self.pump.message_checked(&mut io, None);
+                self.pump.sender_checked(&mut io, None, now);
+                self.pump.message_checked(&mut io, None, now);
             }
             Done::Commit(_, outcome) => {
                 let Some((id, bytes)) = io.link.commit.take() else {
                     return;
                 };
                 let result = delivery::committed(env.core, id, bytes, outcome);
-                self.pump.delivered(&mut io, result);
+                self.pump.delivered(&mut io, result, now);
             }
             Done::Stop => {}
         }
         self.act(env);
-        self.feed(env);
+        self.feed(env, &[]);
     }
 
     /// The deadline of the current phase.
@@ -449,8 +429,27 @@ impl Conn {
         }
     }
 
+    /// Arms the connection's entry in `timers` for its current deadline (see
+    /// [`Timers::rearm`]: one that moved later keeps its earlier entry).
+    pub(super) fn arm_timer(&mut self, timers: &mut Timers, core: &Core, slot: u32) {
+        self.timer = timers.rearm(self.timer, self.deadline(core), slot);
+    }
+
+    /// The timer entry `seq` came due: false if it is not this connection's (a stale one);
+    /// else the entry is gone and whatever is due now is done. Nothing is, when the deadline
+    /// moved later since the entry was armed: the event loop then arms it again.
+    pub(super) fn timer_fired(&mut self, env: Env<'_>, seq: u64) -> bool {
+        if self.timer.map(|(_, armed)| armed) != Some(seq) {
+            return false;
+        }
+        self.timer = None;
+        self.timed_out(env);
+        true
+    }
+
     /// An armed deadline passed; it may be one that moved later since (then nothing is due).
-    pub(super) fn timed_out(&mut self, env: Env<'_>, now: Instant) {
+    fn timed_out(&mut self, env: Env<'_>) {
+        let now = env.now;
         if self.deadline(env.core).is_none_or(|at| now < at) {
             return;
         }
@@ -461,7 +460,7 @@ impl Conn {
         match self.phase {
             Phase::GreetPause(_) => {
                 self.greet(env);
-                self.feed(env);
+                self.feed(env, &[]);
             }
             Phase::Handshake(_) => {
                 bump(&env.core.counters().tls_handshakes_failed, 1);
@@ -492,29 +491,33 @@ impl Conn {
         }
     }
 
-    /// Feeds unconsumed input through the pump until the session waits or input runs out.
-    fn feed(&mut self, env: Env<'_>) {
-        while matches!(self.phase, Phase::Open | Phase::GreetPause(_)) && !self.input.is_empty() {
-            let n = self
-                .pump
-                .feed_at(&mut io!(self, env), &self.input, env.wall, env.now);
-            self.input.drain(..n);
-            self.act(env);
-            if n == 0 {
-                break;
-            }
+    /// Feeds the pending input and then `data` through the pump until the session waits or
+    /// the input runs out; what the session leaves stays pending. With nothing pending,
+    /// `data` goes to the pump straight from the receive buffer and only its rest is copied.
+    fn feed(&mut self, env: Env<'_>, data: &[u8]) {
+        if self.input.is_empty() {
+            let n = self.pump_in(env, data);
+            self.input.extend_from_slice(&data[n..]);
+        } else {
+            self.input.extend_from_slice(data);
+            // Out of `self` while the pump reads it (nothing the pump calls touches it); the
+            // allocation goes back.
+            let mut input = mem::take(&mut self.input);
+            let n = self.pump_in(env, &input);
+            input.drain(..n);
+            self.input = input;
         }
         self.count_session(env.core);
     }
 
-    /// Feeds `data` (received while no input was pending) through the pump until the
-    /// session waits or the data runs out; returns the bytes consumed.
-    fn feed_from(&mut self, env: Env<'_>, data: &[u8]) -> usize {
+    /// Feeds `input` through the pump until the session waits, begins TLS or closes, or the
+    /// input runs out; returns the bytes consumed.
+    fn pump_in(&mut self, env: Env<'_>, input: &[u8]) -> usize {
         let mut pos = 0;
-        while matches!(self.phase, Phase::Open | Phase::GreetPause(_)) && pos < data.len() {
+        while matches!(self.phase, Phase::Open | Phase::GreetPause(_)) && pos < input.len() {
             let n = self
                 .pump
-                .feed_at(&mut io!(self, env), &data[pos..], env.wall, env.now);
+                .feed(&mut io!(self, env), &input[pos..], env.wall, env.now);
             pos += n;
             self.act(env);
             if n == 0 {
@@ -603,7 +606,7 @@ impl Conn {
             bump(&core.counters().tls_handshakes_ok, 1);
             let summary = crate::tls::summary(tls);
             tracing::debug!(core = core.id, version = %summary.version, cipher = %summary.cipher, "tls up");
-            self.pump.tls_started(summary);
+            self.pump.tls_started(summary, env.now);
             self.phase = Phase::Open;
         }
         self.link.stage_tls();
@@ -660,7 +663,6 @@ impl Conn {
         }
         let core = env.core;
         self.phase = Phase::Done;
-        self.link.wire.clear();
         self.count_session(core);
         let lived = env.now.saturating_duration_since(self.started);
         let micros = u64::try_from(lived.as_micros()).unwrap_or(u64::MAX);

@@ -15,8 +15,9 @@ use socket2::{SockRef, Socket};
 
 use super::bufring::{self, BufRing};
 use super::checks::{Checks, Done, Token};
-use super::conn::{Conn, End, Env, Spare};
+use super::conn::{Conn, End, Env};
 use super::ring;
+use super::spares::Spares;
 use super::timers::Timers;
 use crate::config::IngressConfig;
 use crate::driver::admission::Refusal;
@@ -41,9 +42,6 @@ const RING_BUFFERS_MIN: usize = 64;
 /// Pause before re-arming an accept that failed for want of descriptors or memory, so the
 /// loop does not spin while that lasts.
 const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(20);
-/// Most ended connections' buffers a core keeps for new connections (each buffer at most
-/// `session::SPARE_BYTES_MAX`).
-const SPARES_MAX: usize = 64;
 /// How long the last stage of a shutdown waits for shut sockets' operations to finish.
 const DRAIN_MAX: Duration = Duration::from_secs(1);
 
@@ -90,8 +88,8 @@ struct EventLoop {
     stopper: Socket,
     /// The eventfd counter a posted read fills.
     wake_buf: Box<[u8; 8]>,
-    /// Emptied buffers of ended connections, for new ones (at most [`SPARES_MAX`]).
-    spares: Vec<Spare>,
+    /// Emptied buffers of ended connections, for new ones.
+    spares: Spares,
     /// Connections that had events this turn (synced once at its end).
     touched: Vec<u32>,
     cqes: Vec<(u64, i32, u32)>,
@@ -132,7 +130,7 @@ pub(crate) fn run(
         listener: bound.listener,
         stopper: bound.stopper,
         wake_buf: Box::new([0; 8]),
-        spares: Vec::new(),
+        spares: Spares::default(),
         touched: Vec::new(),
         cqes: Vec::new(),
         done: Vec::new(),
@@ -285,8 +283,7 @@ impl EventLoop {
                     now: self.now,
                     wall: self.wall,
                 };
-                let spare = self.spares.pop().unwrap_or_default();
-                let conn = Conn::new(env, fd, generation, info, permit, spare);
+                let conn = Conn::new(env, fd, generation, info, permit, self.spares.take());
                 self.slots[slot as usize].conn = Some(conn);
                 self.live += 1;
                 self.touched.push(slot);
@@ -458,14 +455,9 @@ impl EventLoop {
                 continue;
             };
             let generation = s.generation & GENERATION_MASK;
-            let Some(conn) = s
-                .conn
-                .as_mut()
-                .filter(|c| c.timer.map(|t| t.1) == Some(seq))
-            else {
+            let Some(conn) = s.conn.as_mut() else {
                 continue;
             };
-            conn.timer = None;
             let env = Env {
                 core,
                 checks,
@@ -473,8 +465,9 @@ impl EventLoop {
                 now,
                 wall: *wall,
             };
-            conn.timed_out(env, now);
-            touched.push(slot);
+            if conn.timer_fired(env, seq) {
+                touched.push(slot);
+            }
         }
     }
 
@@ -534,9 +527,7 @@ impl EventLoop {
             // the ring with this turn's submission (no close(2) of its own).
             if let Some(conn) = self.slots[slot as usize].conn.take() {
                 let (fd, spare) = conn.into_parts();
-                if self.spares.len() < SPARES_MAX {
-                    self.spares.push(spare);
-                }
+                self.spares.keep(spare);
                 let entry = opcode::Close::new(Fd(fd.into_raw_fd()))
                     .build()
                     .user_data(user_data(CLOSE, slot, generation));
@@ -546,18 +537,7 @@ impl EventLoop {
             self.live -= 1;
             return Ok(());
         }
-        let deadline = conn.deadline(&self.core);
-        let armed = conn.timer.map(|t| t.0);
-        // A deadline that moved later keeps its earlier entry: when that fires, the connection
-        // finds nothing due and is armed again for its real deadline. The idle deadline moves
-        // later with every command line; this saves a map removal and insertion for each.
-        let later = matches!((deadline, armed), (Some(at), Some(was)) if at >= was);
-        if !later && deadline != armed {
-            if let Some(armed) = conn.timer.take() {
-                self.timers.disarm(armed);
-            }
-            conn.timer = deadline.map(|at| self.timers.arm(at, slot));
-        }
+        conn.arm_timer(&mut self.timers, &self.core, slot);
         Ok(())
     }
 

@@ -7,6 +7,7 @@
 //! - `bufring`: the provided-buffer ring the multishot receives take their buffers from;
 //! - `timers`: the deadlines of the core's connections;
 //! - `conn`: one connection, sans-io (session, TLS, pending input and output, its phase);
+//! - `spares`: ended connections' emptied buffers, kept for new ones;
 //! - `checks`: the hand-off thread for authentication checks, group-commit waits and stop;
 //! - `event_loop`: accept, receive, send, wake-ups, timers and shutdown.
 //!
@@ -21,6 +22,9 @@ mod checks;
 mod conn;
 mod event_loop;
 mod ring;
+mod spares;
+#[cfg(test)]
+mod tests;
 mod timers;
 
 pub(crate) use event_loop::run;
