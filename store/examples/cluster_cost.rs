@@ -4,11 +4,13 @@
 //! against the raw size. Figures go to BENCHMARKS.md; nothing is asserted.
 //!
 //! `cargo run --release -p tempmx-store --example cluster_cost -- [messages] [cores] [ack]
-//! [corpus=plain|dedup] [part_min=BYTES] [compress=0|1]`
+//! [corpus=plain|dedup|eml:DIR] [part_min=BYTES] [compress=0|1]`
 //!
 //! `plain` (the default): a 4 KiB plain-text message to one of 1 000 mailboxes. `dedup`:
 //! the `dedup_ratio` example's temp-mail corpus (shared logos, newsletters, spam runs to
-//! many recipients). `part_min` sets `part_bytes_min` (0: no shared MIME parts);
+//! many recipients). `eml:DIR`: every `*.eml` file of at least 1 KiB under `DIR` (e.g. the
+//! real messages in the mail-parser and mail-auth crates' test data), in turn, each to one
+//! of 1 000 mailboxes. `part_min` sets `part_bytes_min` (0: no shared MIME parts);
 //! `compress=0` stores records uncompressed (the default compresses them). Memory is
 //! the `used_memory` delta over the primaries less their replication backlog and client
 //! buffers (fixed costs of the run, not of the messages: the backlog alone grows to 1 MiB
@@ -32,7 +34,9 @@ fn arg(name: &str) -> Option<String> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().filter(|a| !a.contains('=')).collect();
-    let dedup = arg("corpus").is_some_and(|c| c == "dedup");
+    let corpus = arg("corpus").unwrap_or_default();
+    let dedup = corpus == "dedup";
+    let eml_dir = corpus.strip_prefix("eml:").map(std::path::PathBuf::from);
     let messages: usize = args.get(1).map_or(Ok(20_000), |s| s.parse())?;
     let cores: usize = args.get(2).map_or(Ok(2), |s| s.parse())?;
     let ack: Ack = args.get(3).map_or(Ok(Ack::Primary), |s| s.parse())?;
@@ -58,6 +62,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 (r, b.into_bytes())
             })
             .collect()
+    } else if let Some(dir) = eml_dir {
+        let mut files = Vec::new();
+        eml_files(&dir, &mut files)?;
+        files.sort();
+        if files.is_empty() {
+            return Err(format!("no .eml file of 1 KiB or more under {}", dir.display()).into());
+        }
+        let bodies: Vec<Vec<u8>> = files.iter().map(std::fs::read).collect::<Result<_, _>>()?;
+        eprintln!("eml corpus: {} files", bodies.len());
+        (0..1000)
+            .map(|i| {
+                Mailbox::parse(&format!("user{i}@fleet.test"))
+                    .map(|m| (vec![m], bodies[i % bodies.len()].clone()))
+            })
+            .collect::<Result<_, _>>()?
     } else {
         let mut body = b"From: a@b.test\r\nTo: x@fleet.test\r\nSubject: load\r\n\r\n".to_vec();
         body.resize(4096 - 2, b'x');
@@ -137,7 +156,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mem_after = used_memory(&tc);
     let stats = cluster.write_stats();
     let (calls, by_cmd) = command_stats(&tc);
-    let corpus = if dedup { "dedup" } else { "plain" };
+    let corpus = if corpus.is_empty() { "plain" } else { &corpus };
     println!(
         "corpus={corpus} part_min={} ack={ack} cores={cores} messages={stored} failed={failed} \
          mailbox_copies={copies} raw_bytes_per_copy={:.0}",
@@ -172,6 +191,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// Sum over the primaries of `used_memory` less the replication backlog and the client
 /// buffers (normal and replica), which are the run's fixed costs, not the messages'.
+/// Every `*.eml` file of at least 1 KiB under `dir`, recursively.
+fn eml_files(
+    dir: &std::path::Path,
+    out: &mut Vec<std::path::PathBuf>,
+) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            eml_files(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "eml")
+            && std::fs::metadata(&path)?.len() >= 1024
+        {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
 fn used_memory(tc: &TestCluster) -> i64 {
     primaries(tc)
         .filter_map(|i| tc.cli(i, &["info", "memory"]).ok())
