@@ -6,7 +6,8 @@
 #   env: MESSAGES (per appliance, default 20000), CONNECTIONS (per appliance, default 16),
 #        SIZE (default 4k), MAILBOXES (recipients drawn from, default 2000),
 #        E2E_MESSAGES (default 2000), FLOOD_SECS (flood beside the latency run, default 20),
-#        ACK (primary | replicas:N, default primary), BASE (first Redis port, default 17200)
+#        ACK (primary | replicas:N, default primary), BASE (first Redis port, default 17200),
+#        FLEET_EXTRA (more `[fleet]` lines for both appliances, e.g. "compress = false")
 #
 # Phases, each reported on its own:
 # 1. Flood: tempmx-bench floods both appliances over SMTP at once (closed loop). Around it
@@ -85,6 +86,7 @@ filter = "warn"
 redis = ["redis://127.0.0.1:$BASE"]
 node = "mx-$n"
 ack = "$ACK"
+${FLEET_EXTRA:-}
 EOF
     "$TEMPMX" serve --config "$DIR/$n.toml" >"$DIR/$n.log" 2>&1 &
     APPS+=($!)
