@@ -192,10 +192,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// Sum over the primaries of `used_memory` less the replication backlog and the client
 /// buffers (normal and replica), which are the run's fixed costs, not the messages'.
 /// Every `*.eml` file of at least 1 KiB under `dir`, recursively.
-fn eml_files(
-    dir: &std::path::Path,
-    out: &mut Vec<std::path::PathBuf>,
-) -> std::io::Result<()> {
+fn eml_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.is_dir() {

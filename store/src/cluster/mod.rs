@@ -457,6 +457,59 @@ impl Cluster {
     }
 }
 
+/// The value checks and the record codec, exposed for the fuzz target only.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::codec::{Checked, Encoder};
+    use crate::{Mailbox, MessageId, NewMessage};
+
+    /// Reads `value` as a record value from Redis, as a reader does: checked, then its
+    /// id, listing fields, shared parts and (when it names none) its raw bytes.
+    pub fn record_value(value: &[u8]) {
+        if let Ok(rec) = Checked::new(value, "fuzz") {
+            let _ = rec.id();
+            let _ = rec.summary("u@x.test", 1);
+            if rec.shared().is_empty() {
+                let _ = rec.view("u@x.test", 1);
+            }
+        }
+    }
+
+    /// Reads `value` as shared part `key` of `len` bytes.
+    pub fn part_value(value: Vec<u8>, key: u64, len: u32) {
+        let _ = super::parts::open(value, key, len, "fuzz");
+    }
+
+    /// Encodes a message with body `body` as the write path does (compressed where worth
+    /// it, nothing shared) and reads it back; panics unless it is the same message.
+    pub fn round_trip(body: &[u8]) {
+        let to = [Mailbox::parse("u@x.test").expect("valid")];
+        let trace = b"Received: from fuzz.test\r\n";
+        let msg = NewMessage {
+            received_at_ms: 1,
+            client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            helo: "fuzz.test",
+            mail_from: "s@y.test",
+            recipients: &to,
+            tls: None,
+            trace_headers: trace,
+            auth: &[],
+            body,
+        };
+        let mut parts = Vec::new();
+        let frame = Encoder::new(0, true)
+            .frame(&msg, MessageId(7), 9, &mut parts)
+            .expect("encodes");
+        let view = Checked::new(&frame, "fuzz")
+            .expect("own frame reads back")
+            .view("u@x.test", 9)
+            .expect("no parts to miss");
+        assert_eq!(view.raw, [&trace[..], body].concat());
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         if let Some(rt) = self.rt.take() {

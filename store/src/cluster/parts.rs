@@ -52,6 +52,8 @@ const VERSION_LZ4: u16 = 2;
 /// Smallest part worth compressing, and the least saving for it to be stored compressed.
 const COMPRESS_BYTES_MIN: usize = 512;
 const COMPRESS_SAVING_MIN: usize = 64;
+/// Most a part may expand from its stored block (LZ4's own limit is about 255x).
+const EXPANSION_MAX: usize = 255;
 
 /// One shared part of a message as the write path sends it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,8 +124,9 @@ pub(crate) fn open(
             value.drain(..HEADER_BYTES);
             value
         }
-        // The length is the record's own (bounded by the record), never the value's word.
-        VERSION_LZ4 => {
+        // The length is the record's own (bounded by the record); still, nothing damaged
+        // gets more than LZ4 could expand the stored block to.
+        VERSION_LZ4 if (len as usize) <= stored.len().saturating_mul(EXPANSION_MAX) => {
             let mut data = vec![0; len as usize];
             match lz4_flex::block::decompress_into(stored, &mut data) {
                 Ok(n) if n == data.len() => data,
