@@ -41,7 +41,8 @@ fn fleet_nodes_hold_no_local_store_and_count_every_nodes_mail() {
     // node would hold resident); the per-domain message count on node A's admin API
     // counts the mail delivered through node B, exactly once, on both nodes; the
     // per-domain live mailboxes count a mailbox made on A on B (and its deletion through
-    // B on A), each change once when two nodes make it at once; and the blocklist tracker's state (run by the lease holder alone) is the
+    // B on A), each change once when two nodes make it at once; and the blocklist
+    // tracker's state (run by the lease holder alone) is the
     // same on both.
     // Method: a real cluster, two real binaries given a 256 MiB store budget; resident
     // memory read from `tempmx_process_resident_memory_bytes` after mail was delivered;
@@ -171,6 +172,16 @@ fn fleet_nodes_hold_no_local_store_and_count_every_nodes_mail() {
             (mailboxes(n) == Some(2)).then_some(())
         });
     }
+    // Bucket by bucket: no minute counted twice or below zero by the doubled changes.
+    let key = format!("tmx:{{d:{domain}}}:mb");
+    let primary = tc.primary_of(&key).expect("a primary owns the buckets");
+    let fields = tc.cli(primary, &["hvals", &key]).expect("redis-cli runs");
+    let buckets: Vec<i64> = fields
+        .lines()
+        .map(|v| v.trim().parse().expect("a count"))
+        .collect();
+    assert!(buckets.iter().all(|&n| n > 0), "{buckets:?}");
+    assert_eq!(buckets.iter().sum::<i64>(), 2, "{buckets:?}");
     a.stop();
     b.stop();
 }

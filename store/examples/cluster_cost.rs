@@ -189,8 +189,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Sum over the primaries of `used_memory` less the replication backlog and the client
-/// buffers (normal and replica), which are the run's fixed costs, not the messages'.
 /// Every `*.eml` file of at least 1 KiB under `dir`, recursively.
 fn eml_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
@@ -206,6 +204,8 @@ fn eml_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> std::i
     Ok(())
 }
 
+/// Sum over the primaries of `used_memory` less the replication backlog and the client
+/// buffers (normal and replica), which are the run's fixed costs, not the messages'.
 fn used_memory(tc: &TestCluster) -> i64 {
     primaries(tc)
         .filter_map(|i| tc.cli(i, &["info", "memory"]).ok())

@@ -617,9 +617,10 @@ async fn large_mime_parts_are_shared_and_a_damaged_part_fails_the_read() {
     // back byte for byte; a part whose bytes changed or that is gone makes every read of
     // a message naming it an error (never a shorter message), while listings, which use
     // the index summaries, still work; a new message whose part meets other bytes under
-    // its key is refused; a node that stores uncompressed shares a compressed part. Method: a real cluster; the part overwritten in
-    // place (SETRANGE) and then deleted through redis-cli. With `ack = replicas:1`, so
-    // the parts' own WAIT runs too, and a mailbox with a longer TTL moves the part later.
+    // its key is refused; a node that stores uncompressed shares a compressed part.
+    // Method: a real cluster; the part overwritten in place (SETRANGE) and then deleted
+    // through redis-cli. With `ack = replicas:1`, so the parts' own WAIT runs too, and a
+    // mailbox with a longer TTL moves the part later.
     let tc = TestCluster::start().expect("cluster starts");
     let mut opts = ClusterOptions::new(tc.seeds(), "parts".to_owned());
     opts.ack = Ack::Replicas(1);
@@ -660,7 +661,12 @@ async fn large_mime_parts_are_shared_and_a_damaged_part_fails_the_read() {
     let parts = part_keys(&tc);
     assert_eq!(parts.len(), 1, "{parts:?}");
     let part = &parts[0];
-    // A node storing uncompressed (`compress = false`) shares the compressed part.
+    // The attachment compresses, so the part is stored as an LZ4 block (version 2), and a
+    // node storing uncompressed (`compress = false`) shares it.
+    assert_eq!(
+        on_primary(&tc, part, &["getrange", part, "12", "13"]),
+        "\u{2}\u{0}"
+    );
     let mut plain_opts = ClusterOptions::new(tc.seeds(), "plain".to_owned());
     plain_opts.compress = false;
     let plain = Cluster::connect(plain_opts).expect("connects");
@@ -705,11 +711,27 @@ async fn large_mime_parts_are_shared_and_a_damaged_part_fails_the_read() {
         assert_eq!(cluster.list(m, None, 10).await.expect("list").len(), 1);
     }
     // Other bytes under the attachment's content key (a collision, as far as the writer
-    // can tell): a new message naming it is refused (451), and nothing of it is stored.
+    // can tell): a new message naming it is refused (451), from a node storing compressed
+    // (Redis compares the bytes) or plain (the node reads the part back and compares the
+    // data), and nothing of it is stored.
     let late = mailbox("late@fleet.test");
+    for s in [&mut sink, &mut plain_sink] {
+        let err = send(s, std::slice::from_ref(&late), &mail("fourth"))
+            .await
+            .expect_err("a part colliding with other bytes is refused");
+        assert!(
+            matches!(
+                err,
+                StoreError::Cluster(ClusterError::PartCollision { ref key }) if key == part
+            ),
+            "{err}"
+        );
+    }
+    // Another header (here its CRC) under the key: Redis refuses it outright.
+    on_primary(&tc, part, &["setrange", part, "8", "XXXX"]);
     let err = send(&mut sink, std::slice::from_ref(&late), &mail("fourth"))
         .await
-        .expect_err("a part colliding with other bytes is refused");
+        .expect_err("a part colliding with another header is refused");
     assert!(err.to_string().contains("COLLISION"), "{err}");
     assert!(
         cluster

@@ -48,9 +48,9 @@ pub struct FleetConfig {
     pub lease_ms: u64,
     /// How often each node renews or tries to take the rotation lease (ms).
     pub lease_renew_ms: u64,
-    /// Whether records are stored LZ4-compressed in the cluster where that saves memory;
-    /// nodes of builds before it read such records as damaged (503), so a rolling upgrade
-    /// turns it on once every node runs this build.
+    /// Whether records and shared parts are stored LZ4-compressed in the cluster where that
+    /// saves memory (default on); nodes of builds before it read them as damaged (503), so
+    /// a rolling upgrade from such a build turns it off until every node runs this one.
     pub compress: bool,
 }
 

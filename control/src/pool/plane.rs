@@ -760,7 +760,9 @@ impl ControlPlane {
 
     /// Fleet mode, on becoming the lease holder: takes each list's state from the fleet
     /// only where it is newer (a later check) than this node's, so neither the last
-    /// holder's final answers nor this node's first ones are lost.
+    /// holder's final answers nor this node's first ones are lost. The check times are
+    /// each node's wall clock (seconds): clocks further apart than the time between two
+    /// checks can let the older answer win.
     pub fn merge_checks(&self, checks: impl IntoIterator<Item = (String, Vec<ListStatus>)>) {
         let mut s = self.state.lock();
         for (domain, lists) in checks {

@@ -122,7 +122,8 @@ impl Encoder {
 /// Compresses record `raw` into `out` (its length, u32 LE, then the LZ4 block); false
 /// when it is too small or saves too little to be worth a decompression per read.
 fn pack(raw: &[u8], out: &mut Vec<u8>) -> bool {
-    if raw.len() < COMPRESS_BYTES_MIN {
+    // Readers refuse to expand past RECORD_RAW_BYTES_MAX: larger records stay plain.
+    if raw.len() < COMPRESS_BYTES_MIN || raw.len() > RECORD_RAW_BYTES_MAX {
         return false;
     }
     out.clear();
@@ -152,6 +153,11 @@ fn unpack(body: &[u8]) -> Option<AlignedVec<16>> {
 }
 
 impl Encoder {
+    /// Bytes of the last frame encoded before compression (header and record).
+    pub(crate) fn last_record_bytes(&self) -> usize {
+        HEADER_BYTES + self.last_len
+    }
+
     /// The listing fields of the last frame encoded (for its index entry), without the
     /// mailbox and expiry, which each index entry has of its own.
     pub(crate) fn last_summary(&self) -> MessageSummary {

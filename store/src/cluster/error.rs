@@ -41,6 +41,13 @@ pub enum ClusterError {
         /// The part's key.
         key: String,
     },
+    /// Another part's data (or a damaged one) is stored under a new part's content key:
+    /// the message naming it is refused, never stored with the other data.
+    #[error("shared part {key} holds other data under the same content key")]
+    PartCollision {
+        /// The part's key.
+        key: String,
+    },
     /// A record could not be encoded (a bug, not an input problem).
     #[error("record encoding failed: {0}")]
     Encode(String),

@@ -154,6 +154,18 @@ pub(crate) async fn load(conn: &mut ClusterConnection) -> redis::RedisResult<()>
     Ok(())
 }
 
+/// Whether the library of a build from before versioned names (`tempmx`) is loaded: such
+/// a node may still be running, and it reads compressed values as damaged.
+pub(crate) async fn unversioned_loaded(conn: &mut ClusterConnection) -> redis::RedisResult<bool> {
+    let libraries: Vec<redis::Value> = redis::cmd("FUNCTION")
+        .arg("LIST")
+        .arg("LIBRARYNAME")
+        .arg("tempmx")
+        .query_async(conn)
+        .await?;
+    Ok(!libraries.is_empty())
+}
+
 /// Whether `e` is Redis's answer to a call of a function it does not have.
 pub(crate) fn is_missing(e: &redis::RedisError) -> bool {
     // A pipeline's error carries no detail to match, only its text ("ERR Function not found").

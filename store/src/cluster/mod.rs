@@ -11,7 +11,7 @@
 //! | `tmx:{M}:reg` | hash | `th` token hash (32 bytes), `exp` ms, `ttl` s (0 = default), `cap` (0 = default) | the mailbox's expiry |
 //! | `tmx:{M}:idx` | list | `<id 16 hex>:<expiry ms>:<summary JSON>` (older nodes wrote no summary; readers fetch the record then), newest first, at most the cap | the newest record's expiry |
 //! | `tmx:{M}:m:<id 16 hex>` | string | one frame: 16-byte header (magic, length, CRC32C of the record, format version, kind) + archived record, as on a shard's arena, or (kind 3, `compress`) the record's length and its LZ4 block, checked against the CRC after decompression; its raw chunks are inline bytes or references (content key, length) to shared parts | the record's expiry |
-//! | `tmx:{p:<key 16 hex>}` | string | a shared part: 24-byte header (`TMXP`, length, CRC32C of the data, version, key) + the data; the key is the first 64 bits of the data's SHA-256; the hash tag `p:<key>` puts each part in a slot of its own | the latest expiry of the records naming it, or of their default TTL if later |
+//! | `tmx:{p:<key 16 hex>}` | string | a shared part: 24-byte header (`TMXP`, length, CRC32C of the data, version, key) + the data (version 1) or its LZ4 block (version 2, `compress`); the key is the first 64 bits of the data's SHA-256; the hash tag `p:<key>` puts each part in a slot of its own | the latest expiry of the records naming it, or of their default TTL if later |
 //! | `tmx:{M}:mt` | hash | mail.tm account: `id`, `ph` password hash, `at` created ms, `reg` registry token hash it belongs to, `t:<token sha256 hex>` issue ms, `s:<id>` seen marks | the mailbox's expiry |
 //! | `tmx:{M}:wh` | hash | webhooks: id -> JSON registration | the mailbox's expiry |
 //! | `tmx:{gs:<sid>}:s` | hash | Guerrilla Mail session: `a` address, `o` owns (0/1), `t` since s | `api.ttl_secs_max` after its last change |
@@ -50,7 +50,8 @@
 //! 4 KiB; a single-part body that large counts) are shared across all messages, and with
 //! several recipients so is every other run of the body of 1 KiB or more. Parts are
 //! written by `tempmx_part` (`SET NX PXAT`, or a byte comparison and `PEXPIREAT … GT`
-//! when present) before the records that name them, in the same batch, so a 250 always
+//! when present; a part stored in the other encoding, plain or compressed, is read back
+//! and compared by the writer) before the records that name them, in the same batch, so a 250 always
 //! covers them; a deleted message's parts are reclaimed by their expiry.
 //!
 //! # Write path and failure semantics
@@ -210,7 +211,7 @@ pub struct ClusterOptions {
     /// Smallest MIME part (or single-part body) stored once by content as a shared part;
     /// 0 shares nothing (a message to several mailboxes is then copied whole into each).
     pub part_bytes_min: usize,
-    /// Largest frame (header + archived record) the write path sends.
+    /// Largest frame (header + archived record, before compression) the write path sends.
     pub record_bytes_max: usize,
     /// Whether records are stored LZ4-compressed where that saves memory (nodes of builds
     /// before it read such records as damaged).
@@ -348,14 +349,15 @@ impl Cluster {
             .map_err(connect_err)?;
         let timeout = opts.timeout;
         // A plain thread, so `connect` may be called from inside another runtime.
-        let (conn, pubsub_conn, map) = std::thread::scope(|s| {
+        let (conn, pubsub_conn, map, older) = std::thread::scope(|s| {
             s.spawn(|| {
                 rt.block_on(async {
                     let mut conn = client.get_async_connection().await?;
                     functions::load(&mut conn).await?;
+                    let older = functions::unversioned_loaded(&mut conn).await;
                     let pubsub = pubsub_client.get_async_connection().await?;
                     let map = SlotMap::fetch(&mut conn).await;
-                    Ok::<_, redis::RedisError>((conn, pubsub, map))
+                    Ok::<_, redis::RedisError>((conn, pubsub, map, older))
                 })
             })
             .join()
@@ -368,6 +370,14 @@ impl Cluster {
             functions = functions::version(),
             "connected to the Redis Cluster"
         );
+        if matches!(older, Ok(true)) && (opts.compress || opts.part_bytes_min > 0) {
+            tracing::warn!(
+                "the Redis library of a tempmx build before versioned functions (`tempmx`) is \
+                 loaded: while a node of such a build runs, set [fleet] compress = false and \
+                 [store] dedup_part_bytes_min = 0 (it reads compressed records and shared parts \
+                 as damaged); once none does, remove it with FUNCTION DELETE tempmx on each primary"
+            );
+        }
         // Without a map every slot is its own group until the first failed write reads it.
         let map = map.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "reading the cluster's slot map failed");

@@ -5,8 +5,12 @@
 //! The key is the first 64 bits of the part's SHA-256, so nobody can make a part that
 //! takes another's key short of a 2^64 search; the `tempmx_part` function still compares
 //! the bytes when the key exists (a collision is refused, never served). A part's value is
-//! a 24-byte header (magic, length, CRC32C of the data, version, the key) and the data;
-//! readers check all of it, and a missing or damaged part fails the read.
+//! a 24-byte header (magic, length, CRC32C of the data, version, the key) and the data,
+//! as it is (version 1) or as an LZ4 block (version 2, when `compress` is on and that
+//! saves at least 64 bytes); readers check all of it, after decompression, and a missing
+//! or damaged part fails the read. When the key holds the other encoding, `tempmx_part`
+//! cannot compare (Lua has no LZ4): the writer reads the stored value back and compares
+//! the data itself.
 //!
 //! A batch writes its parts before its records (the records name them, so a reader woken
 //! by the record's SPUBLISH finds them) in one round, each with the latest default expiry
@@ -54,6 +58,8 @@ const COMPRESS_BYTES_MIN: usize = 512;
 const COMPRESS_SAVING_MIN: usize = 64;
 /// Most a part may expand from its stored block (LZ4's own limit is about 255x).
 const EXPANSION_MAX: usize = 255;
+/// `tempmx_part`'s answer when the part is there in the other encoding.
+const OTHER_ENCODING: i64 = 2;
 
 /// One shared part of a message as the write path sends it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -139,6 +145,19 @@ pub(crate) fn open(
         Ok(data)
     } else {
         Err(corrupt())
+    }
+}
+
+/// Whether the stored part value `have` holds the same data as our value `ours` of part
+/// `key`, whichever encoding each is in; a damaged stored value is not the same.
+fn same_data(have: Vec<u8>, ours: &[u8], key: u64) -> bool {
+    let Some(len) = ours.get(4..8).and_then(|b| b.try_into().ok()) else {
+        return false;
+    };
+    let len = u32::from_le_bytes(len);
+    match (open(have, key, len, ""), open(ours.to_vec(), key, len, "")) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
     }
 }
 
@@ -291,14 +310,36 @@ pub(crate) async fn write(
     let stores = writes.into_iter().map(|(key, (value, exp))| {
         let mut c = conn.clone();
         async move {
-            let cmd = fcall(Function::Part)
-                .arg(1)
-                .arg(part_key(key))
-                .arg(value)
-                .arg(exp)
-                .to_owned();
-            let res = tokio::time::timeout(timeout, cmd.query_async::<i64>(&mut c)).await;
-            (key, super::sink::flatten(res, timeout).map(drop))
+            let name = part_key(key);
+            let step = async {
+                let verdict: i64 = fcall(Function::Part)
+                    .arg(1)
+                    .arg(&name)
+                    .arg(value)
+                    .arg(exp)
+                    .query_async(&mut c)
+                    .await?;
+                if verdict != OTHER_ENCODING {
+                    return Ok(None);
+                }
+                // Stored in the other encoding: the data must be ours, compared here.
+                redis::cmd("GET")
+                    .arg(&name)
+                    .query_async::<Option<Vec<u8>>>(&mut c)
+                    .await
+                    .map(Some)
+            };
+            let res = tokio::time::timeout(timeout, step).await;
+            let res = super::sink::flatten(res, timeout).and_then(|have| {
+                // `None`: stored or found byte for byte; else the other encoding's value.
+                let same = have.is_none_or(|h| h.is_some_and(|h| same_data(h, value, key)));
+                if same {
+                    Ok(())
+                } else {
+                    Err(ClusterError::PartCollision { key: name })
+                }
+            });
+            (key, res)
         }
     });
     let mut stored: HashMap<u64, Result<(), ClusterError>> =

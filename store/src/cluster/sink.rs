@@ -132,11 +132,13 @@ impl MessageSink for ClusterSink {
         let expires = now_ms + self.opts.ttl_secs * 1000;
         let mut parts = Vec::new();
         let frame = self.enc.frame(msg, id, expires, &mut parts)?;
-        if frame.len() > self.opts.record_bytes_max {
+        // The record as readers hold it, not as compressed: the limit bounds their memory.
+        let record = self.enc.last_record_bytes();
+        if record > self.opts.record_bytes_max {
             let size = msg.trace_headers.len() + msg.body.len();
             return Err(StoreError::TooLarge {
                 size,
-                limit: size.saturating_sub(frame.len() - self.opts.record_bytes_max),
+                limit: size.saturating_sub(record - self.opts.record_bytes_max),
             });
         }
         let summary = super::codec::encode_summary(&self.enc.last_summary());

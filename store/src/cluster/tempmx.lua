@@ -102,26 +102,28 @@ end
 -- KEYS: shared part (`tmx:{p:<key>}`). ARGV: value, expiry ms. Stores a part once by
 -- content (SET NX PXAT); when it is there already, checks it holds the same bytes (a
 -- content key collision is refused, never served) and moves its expiry later only
--- (PEXPIREAT GT). Returns 1 when stored, 0 when it was there. The same data stored in
--- the other encoding (plain or compressed: header bytes 13-14, the version, differ) is
--- the same part when the rest of the header (magic, length, CRC32C of the data, key)
--- matches: a node with `compress` off and one with it on share their parts.
+-- (PEXPIREAT GT). Returns 1 when stored, 0 when it was there. A part stored in the other
+-- encoding (plain, version 1, or LZ4, version 2: header bytes 13-14) whose header
+-- otherwise matches (magic, length, CRC32C of the data, key) returns 2: the caller reads
+-- it back and compares the data itself, as Lua has no LZ4.
 local function part(keys, args)
   if redis.call('SET', keys[1], args[1], 'NX', 'PXAT', args[2]) then
     return 1
   end
-  local have = redis.call('GET', keys[1])
-  if have ~= args[1] then
-    local new = args[1]
-    local other_encoding = string.sub(have, 13, 14) ~= string.sub(new, 13, 14)
+  local have, new = redis.call('GET', keys[1]), args[1]
+  local verdict = 0
+  if have ~= new then
+    local encodings = {['\1\0'] = true, ['\2\0'] = true}
+    local other = encodings[string.sub(have, 13, 14)] and encodings[string.sub(new, 13, 14)]
       and string.sub(have, 1, 12) == string.sub(new, 1, 12)
       and string.sub(have, 15, 24) == string.sub(new, 15, 24)
-    if not other_encoding then
+    if not other then
       return redis.error_reply('COLLISION another part holds this content key')
     end
+    verdict = 2
   end
   redis.call('PEXPIREAT', keys[1], args[2], 'GT')
-  return 0
+  return verdict
 end
 
 -- The lease value: '<node> <epoch>'. Returns node, epoch (nil, nil when malformed).
