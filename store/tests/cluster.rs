@@ -921,3 +921,38 @@ async fn live_mailbox_buckets_count_until_their_minute_and_are_pruned() {
     );
     assert_eq!(on_primary(&tc, &key, &["hlen", &key]), "1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_that_may_evict_mail_is_refused_at_connect() {
+    // Goal: fleet mode does not start on a cluster whose primaries may evict keys under
+    // memory pressure (that could drop acknowledged mail before its expiry); the error
+    // names the primary and its policy, and the same cluster set to `noeviction` connects.
+    // Method: a real cluster; one primary's policy changed with CONFIG SET.
+    let tc = TestCluster::start().expect("cluster starts");
+    let primary = (0..tc.ports().len())
+        .find(|&i| {
+            tc.cli(i, &["role"])
+                .expect("redis-cli runs")
+                .starts_with("master")
+        })
+        .expect("a primary");
+    let set = |policy: &str| {
+        let out = tc
+            .cli(primary, &["config", "set", "maxmemory-policy", policy])
+            .expect("redis-cli runs");
+        assert_eq!(out.trim(), "OK");
+    };
+    set("volatile-ttl");
+    let err = Cluster::connect(options(&tc, Ack::Primary))
+        .err()
+        .expect("refused");
+    let port = tc.ports()[primary].to_string();
+    assert!(
+        matches!(&err, ClusterError::Evicting { node, policy }
+            if node.ends_with(&port) && policy == "volatile-ttl"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("noeviction"), "{err}");
+    set("noeviction");
+    Cluster::connect(options(&tc, Ack::Primary)).expect("connects");
+}

@@ -24,6 +24,19 @@ pub enum ClusterError {
         /// Why the last attempt failed.
         source: redis::RedisError,
     },
+    /// A primary may evict keys under memory pressure, which could drop acknowledged mail
+    /// before its expiry: fleet mode does not start on such a cluster.
+    #[error(
+        "redis primary {node} has maxmemory-policy {policy}, which may evict acknowledged \
+         mail before its expiry; set maxmemory-policy noeviction (a full cluster then \
+         refuses writes, answered 451)"
+    )]
+    Evicting {
+        /// The primary, `host:port`.
+        node: String,
+        /// Its policy.
+        policy: String,
+    },
     /// A rotation write carried lease epoch `0`, which is no longer the lease's: the
     /// writer lost the lease and must not change the pool.
     #[error("pool write refused: lease epoch {0} is not current")]

@@ -102,6 +102,7 @@ mod keys;
 mod members;
 mod parts;
 mod pool;
+mod preflight;
 mod push;
 mod ratelimit;
 mod read;
@@ -321,12 +322,6 @@ impl Cluster {
             seeds: seeds.clone(),
             source,
         };
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("fleet-redis")
-            .enable_all()
-            .build()
-            .map_err(|e| connect_err(e.into()))?;
         let client = ClusterClientBuilder::new(opts.seeds.clone())
             .connection_timeout(opts.timeout)
             .response_timeout(opts.timeout)
@@ -348,22 +343,43 @@ impl Cluster {
             .build()
             .map_err(connect_err)?;
         let timeout = opts.timeout;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("fleet-redis")
+            .enable_all()
+            .build()
+            .map_err(|e| connect_err(e.into()))?;
         // A plain thread, so `connect` may be called from inside another runtime.
-        let (conn, pubsub_conn, map, older) = std::thread::scope(|s| {
+        let started = std::thread::scope(|s| {
             s.spawn(|| {
                 rt.block_on(async {
-                    let mut conn = client.get_async_connection().await?;
-                    functions::load(&mut conn).await?;
+                    let mut conn = client.get_async_connection().await.map_err(connect_err)?;
+                    match preflight::check_eviction(&mut conn).await {
+                        Err(ClusterError::Command(e)) => return Err(connect_err(e)),
+                        checked => checked?,
+                    }
+                    functions::load(&mut conn).await.map_err(connect_err)?;
                     let older = functions::unversioned_loaded(&mut conn).await;
-                    let pubsub = pubsub_client.get_async_connection().await?;
+                    let pubsub = pubsub_client
+                        .get_async_connection()
+                        .await
+                        .map_err(connect_err)?;
                     let map = SlotMap::fetch(&mut conn).await;
-                    Ok::<_, redis::RedisError>((conn, pubsub, map, older))
+                    Ok::<_, ClusterError>((conn, pubsub, map, older))
                 })
             })
             .join()
         })
-        .map_err(|_| ClusterError::Stopped)?
-        .map_err(connect_err)?;
+        .map_err(|_| ClusterError::Stopped)
+        .flatten();
+        let (conn, pubsub_conn, map, older) = match started {
+            Ok(started) => started,
+            Err(e) => {
+                // Dropping a runtime blocks, which panics inside another runtime.
+                rt.shutdown_background();
+                return Err(e);
+            }
+        };
         tracing::info!(
             seeds = %seeds,
             ?timeout,
