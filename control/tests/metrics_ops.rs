@@ -480,8 +480,8 @@ fn fleet_config(tc: &TestCluster, node: &str) -> Config {
 
 // Goal: in fleet mode every series carries the node's name, the fleet families count what
 // they promise (write batches and round trips, a stale member, cluster errors and the 451s
-// they cause), and every metric the Fleet row and the fleet alerts use is exported by a
-// running fleet node. Method: a real 6-node Redis Cluster (Debian redis-server), the real
+// they cause, a primary switched to an evicting policy), and every metric the Fleet row and
+// the fleet alerts use is exported by a running fleet node. Method: a real 6-node Redis Cluster (Debian redis-server), the real
 // app as node mx-a, a second node mx-b started and stopped so its heartbeat lapses; one
 // message over SMTP; then every Redis process SIGKILLed (the test's own children) and a
 // second message, which must get a 4xx; scrape over HTTP and compare with `ops/`.
@@ -523,9 +523,29 @@ fn fleet_metrics_carry_the_node_and_cover_the_fleet_panels() {
         ("tempmx_fleet_write_retries_total{node=\"mx-a\"}", 0.0),
         ("tempmx_fleet_messages_refused_total{node=\"mx-a\"}", 0.0),
         ("tempmx_fleet_nodes{state=\"up\",node=\"mx-a\"}", 1.0),
+        ("tempmx_fleet_primaries_evicting{node=\"mx-a\"}", 0.0),
     ] {
         assert_eq!(sample(&healthy, series), Some(want), "{series}\n{healthy}");
     }
+
+    // A primary switched to an evicting policy after start shows within a heartbeat.
+    let primary = (0..tc.ports().len())
+        .find(|&i| tc.cli(i, &["role"]).unwrap().starts_with("master"))
+        .unwrap();
+    let set = |policy: &str| {
+        let out = tc.cli(primary, &["config", "set", "maxmemory-policy", policy]);
+        assert_eq!(out.unwrap().trim(), "OK");
+    };
+    set("allkeys-lru");
+    wait_until(Duration::from_secs(10), "the evicting primary seen", || {
+        scrape_has("tempmx_fleet_primaries_evicting{node=\"mx-a\"}", 1.0)
+    });
+    set("noeviction");
+    wait_until(
+        Duration::from_secs(10),
+        "the policy back to noeviction",
+        || scrape_has("tempmx_fleet_primaries_evicting{node=\"mx-a\"}", 0.0),
+    );
 
     // The cluster goes away: the next message is refused with a 4xx, never a 250.
     for i in 0..tc.ports().len() {

@@ -142,7 +142,8 @@ pub fn connect(fleet: &FleetConfig, store: &StoreConfig) -> Result<Cluster, Clus
     Cluster::connect(opts)
 }
 
-/// Heartbeats this node into the fleet's membership every third of `ttl` until `stop`;
+/// Heartbeats this node into the fleet's membership every third of `ttl` (and reads the
+/// membership and the primaries' eviction policies) until `stop`;
 /// a failed heartbeat is logged and retried at the next tick (the node shows as gone
 /// only if the cluster misses a whole `ttl`).
 pub async fn heartbeat(
@@ -164,6 +165,10 @@ pub async fn heartbeat(
         // The stale-node gauge follows the membership as of each heartbeat.
         if let Err(e) = cluster.census().await {
             tracing::warn!(error = %e, "fleet membership read failed");
+        }
+        // A policy changed after start shows in the gauge and the log, as of each heartbeat.
+        if let Err(e) = cluster.check_eviction().await {
+            tracing::debug!(error = %e, "fleet eviction policies not read");
         }
     }
 }

@@ -7,7 +7,7 @@ use redis::Value;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
 
-use super::ClusterError;
+use super::{Cluster, ClusterError};
 
 /// The one eviction policy that never drops a key before its expiry.
 pub(crate) const POLICY_SAFE: &str = "noeviction";
@@ -16,11 +16,7 @@ pub(crate) const POLICY_SAFE: &str = "noeviction";
 /// a primary that does not say (`CONFIG` renamed or refused, as managed services do) is
 /// logged, not refused.
 pub(crate) async fn check_eviction(conn: &mut ClusterConnection) -> Result<(), ClusterError> {
-    let mut cmd = redis::cmd("CONFIG");
-    cmd.arg("GET").arg("maxmemory-policy");
-    let route = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
-    let reply = conn.route_command(cmd, route).await?;
-    for (node, policy) in policies(&reply) {
+    for (node, policy) in read(conn).await? {
         match policy {
             Some(p) if p == POLICY_SAFE => {}
             Some(p) => return Err(ClusterError::Evicting { node, policy: p }),
@@ -32,6 +28,45 @@ pub(crate) async fn check_eviction(conn: &mut ClusterConnection) -> Result<(), C
         }
     }
     Ok(())
+}
+
+/// Each primary's `maxmemory-policy` (`None` where it does not say).
+pub(crate) async fn read(
+    conn: &mut ClusterConnection,
+) -> Result<Vec<(String, Option<String>)>, ClusterError> {
+    let mut cmd = redis::cmd("CONFIG");
+    cmd.arg("GET").arg("maxmemory-policy");
+    let route = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+    let reply = conn.route_command(cmd, route).await?;
+    Ok(policies(&reply))
+}
+
+impl Cluster {
+    /// Reads every primary's eviction policy again (for the heartbeat: a policy changed
+    /// after start); how many may evict, kept for `/metrics` and logged when it changes.
+    pub async fn check_eviction(&self) -> Result<u64, ClusterError> {
+        let policies = self.run(|mut c| async move { read(&mut c).await }).await?;
+        let evicting: Vec<(String, String)> = policies
+            .into_iter()
+            .filter_map(|(node, p)| Some((node, p?)))
+            .filter(|(_, p)| p != POLICY_SAFE)
+            .collect();
+        let n = evicting.len() as u64;
+        if self.health.set_evicting(n) != n {
+            for (node, policy) in &evicting {
+                tracing::error!(
+                    %node,
+                    %policy,
+                    "a primary may evict keys: acknowledged mail can be lost before its expiry; \
+                     set maxmemory-policy noeviction"
+                );
+            }
+            if n == 0 {
+                tracing::info!("every primary is noeviction again");
+            }
+        }
+        Ok(n)
+    }
 }
 
 /// Per primary of a multi-node `CONFIG GET maxmemory-policy` reply, its policy (`None`

@@ -43,6 +43,8 @@ pub struct Health {
     refused: AtomicU64,
     nodes_up: AtomicU64,
     nodes_stale: AtomicU64,
+    /// Primaries whose eviction policy may drop keys, as last read.
+    evicting: AtomicU64,
     /// Woken when a call named a function its primary lacks (`functions::keep_loaded`).
     function_missing: Notify,
 }
@@ -73,6 +75,11 @@ impl Health {
         self.function_missing.notified().await;
     }
 
+    /// Records how many primaries may evict keys; the count before.
+    pub(crate) fn set_evicting(&self, n: u64) -> u64 {
+        self.evicting.swap(n, Ordering::Relaxed)
+    }
+
     /// Counts one message answered 451 because the cluster did not take it.
     pub fn refused(&self) {
         self.refused.fetch_add(1, Ordering::Relaxed);
@@ -96,6 +103,7 @@ impl Health {
                 ("up", load(&self.nodes_up)),
                 ("stale", load(&self.nodes_stale)),
             ],
+            evicting: load(&self.evicting),
             batches: writes.batches(),
             messages: writes.messages(),
             pipelines: writes.pipelines(),
@@ -122,6 +130,8 @@ pub struct FleetSnapshot {
     pub refused: u64,
     /// Fleet members by state (`up`, `stale`) at the last heartbeat.
     pub nodes: [(&'static str, u64); 2],
+    /// Primaries whose `maxmemory-policy` may evict keys, at the last heartbeat.
+    pub evicting: u64,
     /// Write batches sent.
     pub batches: u64,
     /// Messages in those batches.
@@ -151,6 +161,13 @@ pub const NODES: MetricDesc = desc(
     "tempmx_fleet_nodes",
     "Fleet nodes seen in the last day, by state: up (heartbeat key alive) or stale (its \
      heartbeat lapsed), as read at this node's last heartbeat.",
+    Gauge,
+);
+/// Primaries that may evict.
+pub const PRIMARIES_EVICTING: MetricDesc = desc(
+    "tempmx_fleet_primaries_evicting",
+    "Primaries whose maxmemory-policy is not noeviction, as read at this node's last \
+     heartbeat: under memory pressure they may evict acknowledged mail before its expiry.",
     Gauge,
 );
 /// Write batches.
@@ -187,6 +204,7 @@ pub const TABLE: &[Metric<FleetSnapshot>] = &[
     }),
     Metric::one(MESSAGES_REFUSED, |s| s.refused),
     Metric::new(NODES, |s| Values::by("state", s.nodes)),
+    Metric::one(PRIMARIES_EVICTING, |s| s.evicting),
     Metric::one(WRITE_BATCHES, |s| s.batches),
     Metric::one(WRITE_MESSAGES, |s| s.messages),
     Metric::one(WRITE_PIPELINES, |s| s.pipelines),
