@@ -956,3 +956,38 @@ async fn a_cluster_that_may_evict_mail_is_refused_at_connect() {
     set("noeviction");
     Cluster::connect(options(&tc, Ack::Primary)).expect("connects");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_refused_for_one_recipient_leaves_nothing_in_the_others() {
+    // Goal: when one mailbox's write of a message fails, the message is refused (451) and
+    // the records already stored for its other mailboxes are removed, so the sender's
+    // retry does not show twice there. Method: a real cluster; one recipient's index key
+    // made a string (its write then fails with WRONGTYPE), a message to it and another
+    // mailbox, then both listings; the same message again once the key is fixed.
+    let tc = TestCluster::start().expect("cluster starts");
+    let cluster = Cluster::connect(options(&tc, Ack::Primary)).expect("connects");
+    let mut sink = cluster.sink(0).expect("sink");
+    let (ok, broken) = (mailbox("fine@fleet.test"), mailbox("broken@fleet.test"));
+    let index = MailboxKeys::of(&broken).index();
+    assert_eq!(
+        on_primary(&tc, &index, &["set", &index, "not a list"]),
+        "OK"
+    );
+    let to = vec![ok.clone(), broken.clone()];
+    let err = send(&mut sink, &to, &body(1))
+        .await
+        .expect_err("one recipient's write fails");
+    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+    assert!(
+        cluster.list(&ok, None, 10).await.expect("list").is_empty(),
+        "the other mailbox keeps nothing of the refused message"
+    );
+    assert_eq!(on_primary(&tc, &index, &["del", &index]), "1");
+    let id = send(&mut sink, &to, &body(1))
+        .await
+        .expect("the retry is stored");
+    for m in [&ok, &broken] {
+        let listed = cluster.list(m, None, 10).await.expect("list");
+        assert_eq!(listed.iter().map(|s| s.id).collect::<Vec<_>>(), vec![id]);
+    }
+}

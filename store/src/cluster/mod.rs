@@ -74,8 +74,10 @@
 //! per primary of the parts so moved). A message's commit resolves `Ok` only when every one of
 //! its mailbox writes (and WAITs) succeeded; any error, a missing primary, a full queue or
 //! a deadline is a [`ClusterError`], which the ingress answers 451 4.3.0. Nothing is
-//! written locally instead. A write whose reply was lost may still be in the cluster: the
-//! sender retries and the mailbox shows it twice, never zero times. `tempmx_put` also
+//! written locally instead. The records a refused message already has in its other
+//! mailboxes are removed before the 451 (best effort; a failed removal is logged), so a
+//! retry does not show twice there. A write whose reply was lost may still be in the
+//! cluster: the sender retries and the mailbox shows it twice, never zero times. `tempmx_put` also
 //! reports whether the mailbox's `wh` hash exists, so a sink made with a [`HookFeed`]
 //! hands over only messages with hooked recipients.
 //!

@@ -331,6 +331,7 @@ impl Writer {
                     .map(|()| Vec::with_capacity(j.keys.len()))
             })
             .collect();
+        let stored: Vec<bool> = puts.iter().map(Result::is_ok).collect();
         for (u, put) in units.iter().zip(puts) {
             let res = &mut results[u.job];
             match (res.as_mut(), put) {
@@ -339,7 +340,46 @@ impl Writer {
                 (Err(_), _) => {}
             }
         }
+        let stranded: Vec<Unit> = units
+            .iter()
+            .zip(stored)
+            .filter(|(u, stored)| *stored && results[u.job].is_err())
+            .map(|(u, _)| *u)
+            .collect();
+        if !stranded.is_empty() {
+            self.unwind(batch, &stranded).await;
+        }
         results
+    }
+
+    /// Removes the records of messages refused (451) after some of their writes were
+    /// stored: a refusal leaves nothing behind, so the sender's retry does not show twice,
+    /// and no record outlives shared parts that could not be kept as long. Best effort: a
+    /// record left behind is logged.
+    async fn unwind(&self, batch: &[Job], stranded: &[Unit]) {
+        let removals = stranded.iter().map(|u| {
+            let job = &batch[u.job];
+            let k = &job.keys[u.key];
+            let cmd = fcall(Function::Remove)
+                .arg(2)
+                .arg(k.index())
+                .arg(k.record(job.id))
+                .arg(job.id.to_string())
+                .to_owned();
+            let mut c = self.conn.clone();
+            let timeout = self.opts.timeout;
+            async move { tokio::time::timeout(timeout, cmd.query_async::<i64>(&mut c)).await }
+        });
+        for (u, res) in stranded.iter().zip(join_all(removals).await) {
+            if let Err(e) = flatten(res, self.opts.timeout) {
+                self.health.error(Op::Write, &e);
+                tracing::warn!(
+                    error = %e,
+                    id = %batch[u.job].id,
+                    "a record of a refused message could not be removed"
+                );
+            }
+        }
     }
 
     /// `units` (indexes) grouped by the primary the slot map gives their slot; slots the
