@@ -36,14 +36,14 @@ pub(crate) struct Encoder {
     packed: Vec<u8>,
 }
 
-/// Smallest record worth compressing: below it the saving is within one allocation
-/// size class.
+/// Smallest record or shared part worth compressing: below it the saving is within one
+/// allocation size class.
 pub(crate) const COMPRESS_BYTES_MIN: usize = 512;
-/// Least saving (bytes) for a compressed frame to be stored instead of the plain one.
-const COMPRESS_SAVING_MIN: usize = 64;
-/// Most a record may expand from its compressed form (LZ4's own limit is about 255x);
-/// a damaged length beyond it is refused before anything is allocated.
-const EXPANSION_MAX: usize = 255;
+/// Least saving (bytes) for a compressed value to be stored instead of the plain one.
+pub(crate) const COMPRESS_SAVING_MIN: usize = 64;
+/// Most a value may expand from its compressed form (LZ4's own limit is about 255x); a
+/// damaged length beyond it is refused before anything is allocated.
+pub(crate) const EXPANSION_MAX: usize = 255;
 /// Largest record a compressed frame may expand to, far above any message the ingress
 /// takes.
 const RECORD_RAW_BYTES_MAX: usize = 256 << 20;

@@ -33,6 +33,7 @@ use parking_lot::RwLock;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::Slot;
 
+use super::codec::{COMPRESS_BYTES_MIN, COMPRESS_SAVING_MIN, EXPANSION_MAX};
 use super::functions::{Function, fcall};
 use super::routing::SlotMap;
 use super::{Ack, ClusterError, ClusterOptions, PREFIX};
@@ -53,11 +54,6 @@ const VERSION_PLAIN: u16 = 1;
 /// The data as an LZ4 block (length and CRC are the data's own, checked after
 /// decompression).
 const VERSION_LZ4: u16 = 2;
-/// Smallest part worth compressing, and the least saving for it to be stored compressed.
-const COMPRESS_BYTES_MIN: usize = 512;
-const COMPRESS_SAVING_MIN: usize = 64;
-/// Most a part may expand from its stored block (LZ4's own limit is about 255x).
-const EXPANSION_MAX: usize = 255;
 /// `tempmx_part`'s answer when the part is there in the other encoding.
 const OTHER_ENCODING: i64 = 2;
 
