@@ -304,7 +304,11 @@ impl WriteStats {
 /// A connection to the fleet's cluster: its own small runtime drives the connection and
 /// the per-core writer tasks, so callers on any thread or runtime can use it.
 pub struct Cluster {
+    /// Reads and every other call.
     conn: ClusterConnection,
+    /// The writer tasks' own connections (one per node), so a read, a live-push fetch
+    /// above all, does not queue behind a batch's pipeline on the same socket.
+    writes: ClusterConnection,
     /// Slot -> primary, for grouping a batch's writes per primary.
     map: Arc<RwLock<SlotMap>>,
     pubsub: Arc<PubSub>,
@@ -362,19 +366,20 @@ impl Cluster {
                     }
                     functions::load(&mut conn).await.map_err(connect_err)?;
                     let older = functions::unversioned_loaded(&mut conn).await;
+                    let writes = client.get_async_connection().await.map_err(connect_err)?;
                     let pubsub = pubsub_client
                         .get_async_connection()
                         .await
                         .map_err(connect_err)?;
                     let map = SlotMap::fetch(&mut conn).await;
-                    Ok::<_, ClusterError>((conn, pubsub, map, older))
+                    Ok::<_, ClusterError>((conn, writes, pubsub, map, older))
                 })
             })
             .join()
         })
         .map_err(|_| ClusterError::Stopped)
         .flatten();
-        let (conn, pubsub_conn, map, older) = match started {
+        let (conn, writes, pubsub_conn, map, older) = match started {
             Ok(started) => started,
             Err(e) => {
                 // Dropping a runtime blocks, which panics inside another runtime.
@@ -405,6 +410,7 @@ impl Cluster {
         rt.spawn(functions::keep_loaded(conn.clone(), Arc::clone(&health)));
         Ok(Self {
             conn,
+            writes,
             map: Arc::new(RwLock::new(map)),
             pubsub: Arc::new(PubSub {
                 conn: pubsub_conn,
@@ -451,7 +457,7 @@ impl Cluster {
     fn start_sink(&self, core: usize, feed: Option<HookFeed>) -> Result<ClusterSink, ClusterError> {
         let rt = self.rt.as_ref().ok_or(ClusterError::Stopped)?;
         let writer = Writer {
-            conn: self.conn.clone(),
+            conn: self.writes.clone(),
             map: Arc::clone(&self.map),
             opts: Arc::clone(&self.opts),
             stats: Arc::clone(&self.stats),
