@@ -62,8 +62,8 @@
 //! `replicas:N` a second of `WAIT N` per part slot; a message whose parts failed writes
 //! nothing else; no TTL override is read). It then groups the batch's mailbox
 //! writes by the primary that holds their slot (its own copy of the slot map, from
-//! `CLUSTER SLOTS`) and sends one pipeline per primary, all at once over the cluster
-//! connection's one multiplexed connection per node. A pipeline that fails as a whole (a
+//! `CLUSTER SLOTS`) and sends one pipeline per primary, all at once over the writers'
+//! own multiplexed connection per node (reads use another). A pipeline that fails as a whole (a
 //! slot moved: redis-rs fails a pipeline with any redirected command; a lost connection)
 //! has its map read again and its writes sent once more, one pipeline per slot, within
 //! the same deadline; a `TAKEN` reply to that retry is the first attempt's own write only
