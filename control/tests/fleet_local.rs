@@ -175,13 +175,19 @@ fn fleet_nodes_hold_no_local_store_and_count_every_nodes_mail() {
     // Bucket by bucket: no minute counted twice or below zero by the doubled changes.
     let key = format!("tmx:{{d:{domain}}}:mb");
     let primary = tc.primary_of(&key).expect("a primary owns the buckets");
-    let fields = tc.cli(primary, &["hvals", &key]).expect("redis-cli runs");
-    let buckets: Vec<i64> = fields
-        .lines()
-        .map(|v| v.trim().parse().expect("a count"))
+    let fields = tc.cli(primary, &["hgetall", &key]).expect("redis-cli runs");
+    let fields: Vec<&str> = fields.lines().map(str::trim).collect();
+    let pairs: Vec<(&str, i64)> = fields
+        .chunks(2)
+        .map(|p| (p[0], p[1].parse().expect("a number")))
         .collect();
-    assert!(buckets.iter().all(|&n| n > 0), "{buckets:?}");
-    assert_eq!(buckets.iter().sum::<i64>(), 2, "{buckets:?}");
+    assert!(pairs.iter().all(|&(_, n)| n > 0), "{pairs:?}");
+    assert_eq!(pairs.iter().map(|(_, n)| n).sum::<i64>(), 2, "{pairs:?}");
+    let sum = format!("tmx:{{d:{domain}}}:mbs");
+    let t = tc
+        .cli(primary, &["hget", &sum, "t"])
+        .expect("redis-cli runs");
+    assert_eq!(t.trim(), "2", "the running sum");
     a.stop();
     b.stop();
 }

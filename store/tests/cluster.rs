@@ -888,38 +888,75 @@ async fn another_builds_library_and_a_flushed_primary_do_not_stop_the_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_mailbox_buckets_count_until_their_minute_and_are_pruned() {
     // Goal: a domain's live-mailbox count is the sum of its expiry-minute buckets still
-    // ahead; a bucket that reached zero or whose minute has come is deleted when the
-    // count is next read or changed, and a change for a minute already past adds nothing.
-    // Method: a real cluster; changes through `change_domain_mailboxes`, a past bucket
-    // planted with redis-cli, the hash's fields read back.
+    // ahead, kept as a running sum; a bucket that reached zero or whose minute has come is
+    // deleted when the count is next read or changed (a hash from before the sum is summed
+    // once), a change for a minute already past adds nothing, and reading a domain without
+    // mailboxes writes nothing. Method: a real cluster; an old-format hash and a lagging
+    // `lo` planted with redis-cli, changes through `change_domain_mailboxes`, reads through
+    // `domain_mailboxes`, the hash's fields read back.
     let tc = TestCluster::start().expect("cluster starts");
     let cluster = Cluster::connect(options(&tc, Ack::Primary)).expect("connects");
     let domain = "count.test";
     let key = format!("tmx:{{d:{domain}}}:mb");
+    let sum = format!("tmx:{{d:{domain}}}:mbs");
+    let field = |f: &str| on_primary(&tc, &sum, &["hget", &sum, f]);
     let now = now_ms();
+    let minute = now / 60_000;
     let (soon, later) = (now + 5 * 60_000, now + 10 * 60_000);
     let bucket = |ms: u64| ms.div_ceil(60_000).to_string();
+    let read = || cluster.domain_mailboxes(vec![domain.to_owned()]);
     let change = |changes: Vec<(u64, i64)>| cluster.change_domain_mailboxes(domain, changes);
-    assert_eq!(change(vec![(soon, 1), (later, 1)]).await.expect("add"), 2);
+
+    // A hash as the build before the running sum left it: a past bucket and a live one.
+    let past = (minute - 3).to_string();
+    on_primary(&tc, &key, &["hset", &key, &past, "3", &bucket(later), "1"]);
+    assert_eq!(
+        read().await.expect("read"),
+        vec![1],
+        "past minutes are not live"
+    );
+    assert_eq!(on_primary(&tc, &key, &["hexists", &key, &past]), "0");
+    assert_eq!(field("t"), "1");
+
+    assert_eq!(change(vec![(soon, 1)]).await.expect("add"), 2);
     assert_eq!(change(vec![(soon, -1)]).await.expect("remove"), 1);
     assert_eq!(
         on_primary(&tc, &key, &["hexists", &key, &bucket(soon)]),
         "0",
         "an emptied bucket is deleted"
     );
-    let past = (now / 60_000 - 3).to_string();
-    on_primary(&tc, &key, &["hset", &key, &past, "3"]);
-    let live = cluster
-        .domain_mailboxes(vec![domain.to_owned()])
-        .await
-        .expect("read");
-    assert_eq!(live, vec![1], "a past minute's mailboxes are not live");
-    assert_eq!(on_primary(&tc, &key, &["hexists", &key, &past]), "0");
     assert_eq!(
         change(vec![(now - 120_000, 1)]).await.expect("past change"),
         1
     );
-    assert_eq!(on_primary(&tc, &key, &["hlen", &key]), "1");
+    // A bucket whose minute came since the last call is dropped from the sum: planted as
+    // the sum would have it (a bucket two minutes ago, `lo` five minutes ago).
+    let gone = (minute - 2).to_string();
+    let lagging = (minute - 5).to_string();
+    on_primary(&tc, &key, &["hset", &key, &gone, "4"]);
+    on_primary(&tc, &sum, &["hset", &sum, "t", "5", "lo", &lagging]);
+    assert_eq!(read().await.expect("read"), vec![1]);
+    assert_eq!(on_primary(&tc, &key, &["hexists", &key, &gone]), "0");
+    assert_eq!(field("t"), "1");
+    // The minute after the one the call ran in (the test may have crossed one).
+    let lo: u64 = field("lo").parse().expect("a minute");
+    assert!(
+        lo == minute + 1 || lo == minute + 2,
+        "lo {lo}, minute {minute}"
+    );
+    assert_eq!(
+        on_primary(&tc, &key, &["hlen", &key]),
+        "1",
+        "one bucket left"
+    );
+
+    let empty = "tmx:{d:none.test}:mb";
+    let none = cluster
+        .domain_mailboxes(vec!["none.test".to_owned()])
+        .await
+        .expect("read");
+    assert_eq!(none, vec![0]);
+    assert_eq!(on_primary(&tc, empty, &["exists", empty]), "0");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,12 +7,16 @@
 //! continues the streaks. Live mailboxes: each registration adds one to its domain's
 //! bucket of its expiry minute (an extension moves it, a deletion takes it out), and a
 //! bucket is dropped when its minute comes, so the live count needs no sweep and the
-//! hash holds at most one field per minute of the longest mailbox life.
+//! hash holds at most one field per minute of the longest mailbox life. A running sum
+//! makes each change or read cost only the minutes since the last call, not the whole
+//! hash (every node reads every domain's count each second); the buckets are summed afresh
+//! once an hour, as nodes of a build before the sum change them without it.
 //!
 //! | key | type | holds | expiry |
 //! |---|---|---|---|
 //! | `tmx:{d:<domain>}:n` | hash | `m` messages received, `at` newest receipt (unix s) | [`COUNT_TTL_SECS`] after its last addition |
 //! | `tmx:{d:<domain>}:mb` | hash | expiry minute -> mailboxes expiring in it | its latest bucket's end |
+//! | `tmx:{d:<domain>}:mbs` | hash | `t` the buckets' sum, `lo` the first minute not yet dropped | as `:mb` |
 //! | `tmx:{d:<domain>}:bl` | string | the tracker's state per list (JSON) | [`CHECKS_TTL_SECS`] after its last write |
 //! | `tmx:{fleet}:checks:v` | string | bumped by every write of checks | none |
 //!
@@ -175,14 +179,14 @@ impl Cluster {
         domain: &str,
         changes: Vec<(u64, i64)>,
     ) -> Result<u64, ClusterError> {
-        let key = domain_key(domain, "mb");
+        let (key, sum) = (domain_key(domain, "mb"), domain_key(domain, "mbs"));
         let now = SystemClock.now_ms();
         let last = changes.iter().map(|(at, _)| *at).max().unwrap_or(now);
         // The key outlives its latest bucket by a minute.
         let life_secs = last.saturating_sub(now) / 1000 + 120;
         self.run(move |mut c| async move {
             let mut cmd = fcall(Function::Mailboxes);
-            cmd.arg(1).arg(key).arg(minute(now)).arg(life_secs);
+            cmd.arg(2).arg(key).arg(sum).arg(minute(now)).arg(life_secs);
             for (expires_at_ms, delta) in changes {
                 // The minute the mailbox ends in (it is live until then).
                 cmd.arg(minute(expires_at_ms.saturating_add(59_999)))
@@ -199,7 +203,11 @@ impl Cluster {
         self.run(move |conn| async move {
             each_domain(conn, &domains, |d| {
                 let mut cmd = fcall(Function::Mailboxes);
-                cmd.arg(1).arg(domain_key(d, "mb")).arg(now).arg(0);
+                cmd.arg(2)
+                    .arg(domain_key(d, "mb"))
+                    .arg(domain_key(d, "mbs"))
+                    .arg(now)
+                    .arg(0);
                 cmd
             })
             .await

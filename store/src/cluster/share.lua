@@ -90,36 +90,64 @@ local function count(keys, args)
   return total
 end
 
--- KEYS: a domain's mailbox buckets (counts.rs): expiry minute -> mailboxes expiring then.
--- ARGV: the minute now, expiry s, then (minute, delta) pairs to add. Adds the deltas to
--- buckets still ahead, drops the buckets whose minute has come, moves the expiry later
--- (never earlier: it must outlive the latest bucket), and returns the live mailboxes
--- (the positive buckets' sum).
+-- KEYS: a domain's mailbox buckets (counts.rs): expiry minute -> mailboxes expiring then;
+-- its sum (same slot): `t`, the buckets' sum, and `lo`, the first minute not yet dropped.
+-- ARGV: the minute now, expiry s, then (minute, delta) pairs to add. Drops the buckets
+-- whose minute has come (each minute visited once, from `lo` on, so a call costs the
+-- minutes since the last one), adds the deltas to buckets still ahead, moves both keys'
+-- expiry later (never earlier: they must outlive the latest bucket), and returns the live
+-- mailboxes (`t`, never below 0). The buckets are summed afresh when there is no sum yet
+-- and once an hour: nodes of a build before the sum change buckets without it, and the
+-- sum's own key keeps their hash as they read it (minutes only).
 local function mailboxes(keys, args)
-  local k = keys[1]
+  local k, sum = keys[1], keys[2]
   local now = tonumber(args[1])
+  if #args <= 2 and redis.call('EXISTS', k) == 0 then
+    -- A read of a domain without mailboxes writes nothing (no key without an expiry).
+    return 0
+  end
+  local t = tonumber(redis.call('HGET', sum, 't'))
+  local lo = tonumber(redis.call('HGET', sum, 'lo'))
+  if not t or not lo or math.floor(lo / 60) ~= math.floor((now + 1) / 60) then
+    t = 0
+    local all, gone = redis.call('HGETALL', k), {}
+    for i = 1, #all, 2 do
+      local n = tonumber(all[i + 1]) or 0
+      if tonumber(all[i]) <= now or n == 0 then
+        gone[#gone + 1] = all[i]
+      else
+        t = t + n
+      end
+    end
+    if #gone > 0 then
+      redis.call('HDEL', k, unpack(gone))
+    end
+  else
+    for m = lo, now do
+      local field = string.format('%d', m)
+      local n = tonumber(redis.call('HGET', k, field))
+      if n then
+        t = t - n
+        redis.call('HDEL', k, field)
+      end
+    end
+  end
   for i = 3, #args - 1, 2 do
     if tonumber(args[i]) > now then
-      redis.call('HINCRBY', k, args[i], args[i + 1])
+      if redis.call('HINCRBY', k, args[i], args[i + 1]) == 0 then
+        redis.call('HDEL', k, args[i])
+      end
+      t = t + tonumber(args[i + 1])
     end
   end
-  if #args > 2 and redis.call('TTL', k) < tonumber(args[2]) then
-    redis.call('EXPIRE', k, args[2])
-  end
-  local all = redis.call('HGETALL', k)
-  local live, gone = 0, {}
-  for i = 1, #all, 2 do
-    local n = tonumber(all[i + 1]) or 0
-    if tonumber(all[i]) <= now or n == 0 then
-      gone[#gone + 1] = all[i]
-    elseif n > 0 then
-      live = live + n
+  redis.call('HSET', sum, 't', string.format('%d', t), 'lo', string.format('%d', now + 1))
+  local life = math.max(redis.call('TTL', k), tonumber(args[2]))
+  for _, key in ipairs({k, sum}) do
+    if life > 0 and redis.call('TTL', key) < life then
+      redis.call('EXPIRE', key, life)
     end
   end
-  if #gone > 0 then
-    redis.call('HDEL', k, unpack(gone))
-  end
-  return live
+  return math.max(t, 0)
 end
 
 redis.register_function('tempmx_grey' .. V, grey)
