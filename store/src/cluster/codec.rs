@@ -38,14 +38,14 @@ pub(crate) struct Encoder {
 
 /// Smallest record or shared part worth compressing: below it the saving is within one
 /// allocation size class.
-pub(crate) const COMPRESS_BYTES_MIN: usize = 512;
+const COMPRESS_BYTES_MIN: usize = 512;
 /// Least saving (bytes) for a compressed value to be stored instead of the plain one.
-pub(crate) const COMPRESS_SAVING_MIN: usize = 64;
+const COMPRESS_SAVING_MIN: usize = 64;
 /// Most a value may expand from its compressed form (LZ4's own limit is about 255x); a
 /// damaged length beyond it is refused before anything is allocated.
-pub(crate) const EXPANSION_MAX: usize = 255;
-/// Largest record a compressed frame may expand to, far above any message the ingress
-/// takes.
+const EXPANSION_MAX: usize = 255;
+/// Largest record or part a compressed value may expand to, far above any message the
+/// ingress takes.
 const RECORD_RAW_BYTES_MAX: usize = 256 << 20;
 
 impl Encoder {
@@ -122,20 +122,45 @@ impl Encoder {
 /// Compresses record `raw` into `out` (its length, u32 LE, then the LZ4 block); false
 /// when it is too small or saves too little to be worth a decompression per read.
 fn pack(raw: &[u8], out: &mut Vec<u8>) -> bool {
-    // Readers refuse to expand past RECORD_RAW_BYTES_MAX: larger records stay plain.
+    out.clear();
+    out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+    append_block(raw, out)
+}
+
+/// Appends `raw`'s LZ4 block to `out` when `raw` is worth compressing (records and shared
+/// parts alike: at least [`COMPRESS_BYTES_MIN`], at most what readers expand, and a block
+/// at least [`COMPRESS_SAVING_MIN`] smaller); false, with `out` as it was, otherwise.
+pub(crate) fn append_block(raw: &[u8], out: &mut Vec<u8>) -> bool {
+    // Readers refuse to expand past RECORD_RAW_BYTES_MAX: larger values stay plain.
     if raw.len() < COMPRESS_BYTES_MIN || raw.len() > RECORD_RAW_BYTES_MAX {
         return false;
     }
-    out.clear();
-    out.resize(4 + lz4_flex::block::get_maximum_output_size(raw.len()), 0);
-    out[..4].copy_from_slice(&(raw.len() as u32).to_le_bytes());
-    match lz4_flex::block::compress_into(raw, &mut out[4..]) {
-        Ok(n) => {
-            out.truncate(4 + n);
-            out.len() + COMPRESS_SAVING_MIN <= raw.len()
+    let start = out.len();
+    out.resize(
+        start + lz4_flex::block::get_maximum_output_size(raw.len()),
+        0,
+    );
+    match lz4_flex::block::compress_into(raw, &mut out[start..]) {
+        Ok(n) if n + COMPRESS_SAVING_MIN <= raw.len() => {
+            out.truncate(start + n);
+            true
         }
-        Err(_) => false,
+        _ => {
+            out.truncate(start);
+            false
+        }
     }
+}
+
+/// Whether a value of `len` bytes may come out of an LZ4 block of `block_len` bytes:
+/// checked before anything is allocated for it, so a damaged length costs nothing.
+pub(crate) fn expandable(len: usize, block_len: usize) -> bool {
+    len <= block_len.saturating_mul(EXPANSION_MAX) && len <= RECORD_RAW_BYTES_MAX
+}
+
+/// Decompresses `block` into all of `out`; false unless it fills `out` exactly.
+pub(crate) fn expand_into(block: &[u8], out: &mut [u8]) -> bool {
+    lz4_flex::block::decompress_into(block, out).is_ok_and(|n| n == out.len())
 }
 
 /// The record a compressed frame's `body` holds, 16-aligned for rkyv; `None` when the
@@ -143,13 +168,12 @@ fn pack(raw: &[u8], out: &mut Vec<u8>) -> bool {
 fn unpack(body: &[u8]) -> Option<AlignedVec<16>> {
     let (len, block) = body.split_at_checked(4)?;
     let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
-    if len > block.len().saturating_mul(EXPANSION_MAX) || len > RECORD_RAW_BYTES_MAX {
+    if !expandable(len, block.len()) {
         return None;
     }
     let mut raw = AlignedVec::<16>::with_capacity(len);
     raw.resize(len, 0);
-    let n = lz4_flex::block::decompress_into(block, &mut raw).ok()?;
-    (n == len).then_some(raw)
+    expand_into(block, &mut raw).then_some(raw)
 }
 
 impl Encoder {

@@ -33,7 +33,7 @@ use parking_lot::RwLock;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::Slot;
 
-use super::codec::{COMPRESS_BYTES_MIN, COMPRESS_SAVING_MIN, EXPANSION_MAX};
+use super::codec::{append_block, expand_into, expandable};
 use super::functions::{Function, fcall};
 use super::routing::SlotMap;
 use super::{Ack, ClusterError, ClusterOptions, PREFIX};
@@ -82,21 +82,18 @@ pub fn part_key(key: u64) -> String {
 /// The stored value of `data` under content key `key`: LZ4-compressed with `compress`
 /// when that saves enough, else as it is.
 fn encode(key: u64, data: &[u8], compress: bool) -> Vec<u8> {
-    let packed = (compress && data.len() >= COMPRESS_BYTES_MIN)
-        .then(|| lz4_flex::block::compress(data))
-        .filter(|p| p.len() + COMPRESS_SAVING_MIN <= data.len());
-    let (version, stored) = match &packed {
-        Some(p) => (VERSION_LZ4, &p[..]),
-        None => (VERSION_PLAIN, data),
-    };
-    let mut v = Vec::with_capacity(HEADER_BYTES + stored.len());
+    let mut v = Vec::with_capacity(HEADER_BYTES + data.len());
     v.extend_from_slice(&MAGIC);
     v.extend_from_slice(&(data.len() as u32).to_le_bytes());
     v.extend_from_slice(&crate::crc::crc32c(data).to_le_bytes());
-    v.extend_from_slice(&version.to_le_bytes());
+    v.extend_from_slice(&VERSION_PLAIN.to_le_bytes());
     v.extend_from_slice(&[0, 0]);
     v.extend_from_slice(&key.to_le_bytes());
-    v.extend_from_slice(stored);
+    if compress && append_block(data, &mut v) {
+        v[12..14].copy_from_slice(&VERSION_LZ4.to_le_bytes());
+    } else {
+        v.extend_from_slice(data);
+    }
     v
 }
 
@@ -128,12 +125,12 @@ pub(crate) fn open(
         }
         // The length is the record's own (bounded by the record); still, nothing damaged
         // gets more than LZ4 could expand the stored block to.
-        VERSION_LZ4 if (len as usize) <= stored.len().saturating_mul(EXPANSION_MAX) => {
+        VERSION_LZ4 if expandable(len as usize, stored.len()) => {
             let mut data = vec![0; len as usize];
-            match lz4_flex::block::decompress_into(stored, &mut data) {
-                Ok(n) if n == data.len() => data,
-                _ => return Err(corrupt()),
+            if !expand_into(stored, &mut data) {
+                return Err(corrupt());
             }
+            data
         }
         _ => return Err(corrupt()),
     };

@@ -108,6 +108,7 @@ local function mailboxes(keys, args)
   end
   local t = tonumber(redis.call('HGET', sum, 't'))
   local lo = tonumber(redis.call('HGET', sum, 'lo'))
+  local t0 = t
   if not t or not lo or math.floor(lo / 60) ~= math.floor((now + 1) / 60) then
     t = 0
     local all, gone = redis.call('HGETALL', k), {}
@@ -140,7 +141,10 @@ local function mailboxes(keys, args)
       t = t + tonumber(args[i + 1])
     end
   end
-  redis.call('HSET', sum, 't', string.format('%d', t), 'lo', string.format('%d', now + 1))
+  -- Written only when it moved: most calls are the per-second reads within one minute.
+  if t ~= t0 or lo ~= now + 1 then
+    redis.call('HSET', sum, 't', string.format('%d', t), 'lo', string.format('%d', now + 1))
+  end
   local life = math.max(redis.call('TTL', k), tonumber(args[2]))
   for _, key in ipairs({k, sum}) do
     if life > 0 and redis.call('TTL', key) < life then
