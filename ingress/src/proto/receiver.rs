@@ -43,7 +43,7 @@ impl LineReceiver {
 
     /// As [`LineReceiver::new`], reusing the allocation of `buf`, which must be empty (see
     /// [`crate::session::spare`]).
-    pub fn with_buffer(limit: usize, mut buf: Vec<u8>) -> Self {
+    pub(crate) fn with_buffer(limit: usize, mut buf: Vec<u8>) -> Self {
         debug_assert!(buf.is_empty(), "a reused line buffer is empty");
         buf.reserve(limit);
         Self {
@@ -133,7 +133,7 @@ impl MessageBuffer {
 
     /// As [`MessageBuffer::new`], reusing the allocation of `bytes`, which must be empty (see
     /// [`crate::session::spare`]).
-    pub fn with_buffer(limit: usize, bytes: Vec<u8>) -> Self {
+    pub(crate) fn with_buffer(limit: usize, bytes: Vec<u8>) -> Self {
         debug_assert!(bytes.is_empty(), "a reused message buffer is empty");
         Self {
             bytes,

@@ -193,10 +193,10 @@ pub const SPARE_BYTES_MAX: usize = 16 * 1024;
 
 /// `buf` emptied for reuse, or a new empty buffer if it is over [`SPARE_BYTES_MAX`].
 ///
-/// The one place a reused buffer is emptied: when its connection ends, before anything else
-/// can hold it. [`SessionSpare`] and the io_uring driver's spare are built only through it
-/// (their fields are private), so the next connection starts on empty buffers and clears
-/// nothing itself.
+/// The one place a buffer is emptied between connections: when its connection ends, before
+/// anything else can hold it. A [`SessionSpare`] or the io_uring driver's spare holds only
+/// buffers that went through it, or new ones (their `Default`), so the next connection
+/// starts on empty buffers (the receivers' `with_buffer`, crate-private, assert it).
 pub fn spare(mut buf: Vec<u8>) -> Vec<u8> {
     if buf.capacity() > SPARE_BYTES_MAX {
         return Vec::new();

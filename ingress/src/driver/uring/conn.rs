@@ -260,7 +260,8 @@ impl Conn {
     ) -> Self {
         let core = env.core;
         let now = env.now;
-        // Empty already: a spare is emptied once, when its connection ends (`Spare::new`).
+        // Empty already: a spare's buffers are emptied when their connection ends
+        // (`Spare::new`), or new.
         let (session, input, wire, send_buf) = spare.into_buffers();
         let session = Session::with_spare(Arc::clone(&core.session_ctx), peer, session);
         let mut conn = Self {
