@@ -35,51 +35,51 @@
 //!
 //! The steps that must be atomic per mailbox are Redis functions (`tempmx.lua`, loaded with
 //! `FUNCTION LOAD` at start, replicated with the data; every name carries this build's
-//! version suffix, see the `functions` module): `tempmx_put` stores a record under
-//! the mailbox's TTL (`SET NX PXAT`), pushes its index entry, trims the index to the cap
-//! and deletes the records that fell off; `tempmx_create` registers a mailbox only if
-//! absent (dropping mail the address got before, as the local registry does);
-//! `tempmx_extend` moves a mailbox's expiry and message TTL later; `tempmx_drop` and
-//! `tempmx_remove` delete a mailbox or one message. The `{fleet}` slot has its own:
-//! `tempmx_lease` (take or renew the rotation lease), `tempmx_lease_release`, and
-//! `tempmx_pool_write` (the fenced pool write, see [`PoolWrite`]). Expiry is Redis's own
-//! key expiry (no sweeper); readers also skip index entries whose expiry has passed, so an
-//! expired message disappears at once. A message to N mailboxes gets a record in each
-//! mailbox's slot (the record lists every recipient, as a shard record does), but its
-//! body is stored once, as shared parts: MIME parts of at least `part_bytes_min` (default
-//! 4 KiB; a single-part body that large counts) are shared across all messages, and with
-//! several recipients so is every other run of the body of 1 KiB or more. Parts are
-//! written by `tempmx_part` (`SET NX PXAT`, or a byte comparison and `PEXPIREAT … GT`
-//! when present; a part stored in the other encoding, plain or compressed, is read back
-//! and compared by the writer) before the records that name them, in the same batch, so a 250 always
-//! covers them; a deleted message's parts are reclaimed by their expiry.
+//! version suffix, see the `functions` module): `tempmx_put` stores a record under the
+//! mailbox's TTL (`SET NX PXAT`), pushes its index entry, trims the index to the cap and
+//! deletes the records that fell off; `tempmx_create` registers a mailbox only if absent
+//! (dropping mail the address got before, as the local registry does); `tempmx_extend`
+//! moves a mailbox's expiry and message TTL later; `tempmx_drop` and `tempmx_remove` delete
+//! a mailbox or one message. The `{fleet}` slot has its own: `tempmx_lease` (take or renew
+//! the rotation lease), `tempmx_lease_release`, and `tempmx_pool_write` (the fenced pool
+//! write, see [`PoolWrite`]). Expiry is Redis's own key expiry (no sweeper); readers also
+//! skip index entries whose expiry has passed, so an expired message disappears at once. A
+//! message to N mailboxes gets a record in each mailbox's slot (the record lists every
+//! recipient, as a shard record does), but its body is stored once, as shared parts: MIME
+//! parts of at least `part_bytes_min` (default 4 KiB; a single-part body that large counts)
+//! are shared across all messages, and with several recipients so is every other run of the
+//! body of 1 KiB or more. Parts are written by `tempmx_part` (`SET NX PXAT`, or a byte
+//! comparison and `PEXPIREAT … GT` when present; a part stored in the other encoding, plain
+//! or compressed, is read back and compared by the writer) before the records that name
+//! them, in the same batch, so a 250 always covers them; a deleted message's parts are
+//! reclaimed by their expiry.
 //!
 //! # Write path and failure semantics
 //! Each ingress core owns a [`ClusterSink`]: `accept` encodes the record, queues it and
 //! returns [`Commit::Pending`](crate::Commit). The core's writer task takes every queued
-//! message at once (a batch); if any of them has shared parts, it first writes the parts
-//! at the messages' default expiry (one round of single commands, sent at once, and with
+//! message at once (a batch); if any of them has shared parts, it first writes the parts at
+//! the messages' default expiry (one round of single commands, sent at once, and with
 //! `replicas:N` a second of `WAIT N` per part slot; a message whose parts failed writes
-//! nothing else; no TTL override is read). It then groups the batch's mailbox
-//! writes by the primary that holds their slot (its own copy of the slot map, from
-//! `CLUSTER SLOTS`) and sends one pipeline per primary, all at once over the writers'
-//! own multiplexed connection per node (reads use another). A pipeline that fails as a whole (a
-//! slot moved: redis-rs fails a pipeline with any redirected command; a lost connection)
-//! has its map read again and its writes sent once more, one pipeline per slot, within
-//! the same deadline; a `TAKEN` reply to that retry is the first attempt's own write only
-//! if the stored frame header matches. A part that a stored record outlives (its
-//! mailbox's TTL override is longer than the default; `tempmx_put` answers the record's
-//! expiry) is then moved to the record's expiry (`PEXPIREAT … GT`, one round, only then).
-//! With `ack = replicas:N` it then sends `WAIT N` once per primary that took writes (and
-//! per primary of the parts so moved). A message's commit resolves `Ok` only when every one of
-//! its mailbox writes (and WAITs) succeeded; any error, a missing primary, a full queue or
-//! a deadline is a [`ClusterError`], which the ingress answers 451 4.3.0. Nothing is
-//! written locally instead. The records a refused message already has in its other
-//! mailboxes are removed before the 451 (best effort; a failed removal is logged), so a
-//! retry does not show twice there. A write whose reply was lost may still be in the
-//! cluster: the sender retries and the mailbox shows it twice, never zero times. `tempmx_put` also
-//! reports whether the mailbox's `wh` hash exists, so a sink made with a [`HookFeed`]
-//! hands over only messages with hooked recipients.
+//! nothing else; no TTL override is read). It then groups the batch's mailbox writes by the
+//! primary that holds their slot (its own copy of the slot map, from `CLUSTER SLOTS`) and
+//! sends one pipeline per primary, all at once over the writers' own multiplexed connection
+//! per node (reads use another). A pipeline that fails as a whole (a slot moved: redis-rs
+//! fails a pipeline with any redirected command; a lost connection) has its map read again
+//! and its writes sent once more, one pipeline per slot, within the same deadline; a
+//! `TAKEN` reply to that retry is the first attempt's own write only if the stored frame
+//! header matches. A part that a stored record outlives (its mailbox's TTL override is
+//! longer than the default; `tempmx_put` answers the record's expiry) is then moved to the
+//! record's expiry (`PEXPIREAT … GT`, one round, only then). With `ack = replicas:N` it
+//! then sends `WAIT N` once per primary that took writes (and per primary of the parts so
+//! moved). A message's commit resolves `Ok` only when every one of its mailbox writes (and
+//! WAITs) succeeded; any error, a missing primary, a full queue or a deadline is a
+//! [`ClusterError`], which the ingress answers 451 4.3.0. Nothing is written locally
+//! instead. The records a refused message already has in its other mailboxes are removed
+//! before the 451 (best effort; a failed removal is logged), so a retry does not show twice
+//! there. A write whose reply was lost may still be in the cluster: the sender retries and
+//! the mailbox shows it twice, never zero times. `tempmx_put` also reports whether the
+//! mailbox's `wh` hash exists, so a sink made with a [`HookFeed`] hands over only messages
+//! with hooked recipients.
 //!
 //! # Reads, live push and membership
 //! The HTTP API reads through [`MailRead`](crate::MailRead), which both the embedded store
