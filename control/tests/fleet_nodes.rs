@@ -181,24 +181,23 @@ fn mail_mailboxes_and_deletions_are_shared_between_nodes() {
     drop(tc);
 }
 
-/// Reads SSE lines from `lines` until an event whose subject is `subject` or `within`
-/// passes; returns whether it came.
-fn pushed(lines: &mut BufReader<TcpStream>, subject: &str, within: Duration) -> bool {
+/// The `data` of the first SSE event whose subject is `subject`, read within `within`.
+fn pushed(lines: &mut BufReader<TcpStream>, subject: &str, within: Duration) -> Option<Value> {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         let mut line = String::new();
         match lines.read_line(&mut line) {
-            Ok(0) | Err(_) => return false,
+            Ok(0) | Err(_) => return None,
             Ok(_) => {}
         }
         if let Some(data) = line.trim_end().strip_prefix("data:") {
             let v: Value = serde_json::from_str(data.trim()).expect("event json");
             if v["subject"] == subject {
-                return true;
+                return Some(v);
             }
         }
     }
-    false
+    None
 }
 
 /// `tempmx fleet status` against `node`'s admin API: (exit ok, stdout).
@@ -260,12 +259,14 @@ fn live_push_and_membership_span_the_fleet() {
     let mut status_line = String::new();
     lines.read_line(&mut status_line).expect("status line");
     assert!(status_line.contains(" 200 "), "{status_line}");
-    a.send_with_subject(&address, "pushed from A")
+    // The event carries what a listing shows, the verification code included: the
+    // announcement carried the record, or B read it.
+    let subject = "pushed from A: your code is 482913";
+    a.send_with_subject(&address, subject)
         .expect("A answers 250");
-    assert!(
-        pushed(&mut lines, "pushed from A", CROSS_NODE_MAX),
-        "SSE on B saw A's mail"
-    );
+    let event = pushed(&mut lines, subject, CROSS_NODE_MAX).expect("SSE on B saw A's mail");
+    assert_eq!(event["verifications"][0]["value"], "482913", "{event}");
+    assert_eq!(event["from"], "sender@example.test", "{event}");
 
     // A long poll on B, answered by mail that arrives on A while it waits.
     let url = format!(

@@ -749,14 +749,20 @@ async fn large_mime_parts_are_shared_and_a_damaged_part_fails_the_read() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_subscriber_hears_each_stored_id_and_when_it_may_have_missed_some() {
-    // Goal: live push hands a subscriber the id of each record stored for its mailbox (so
-    // it reads that record, not the index), and says "re-list" whenever announcements may
-    // have been lost: a payload it cannot read, or more than its buffer holds. Method: a
-    // real cluster, one subscription, the sink's writes, then raw SPUBLISHes on the
-    // mailbox's channel (redis-cli on the slot's primary).
+async fn a_subscriber_gets_each_stored_record_and_hears_when_it_may_have_missed_some() {
+    // Goal: live push hands a subscriber each record stored for its mailbox, checked, in
+    // the announcement itself when it is small (no read), and the id of a bigger one or
+    // of one naming shared parts (it reads that record, not the index); an earlier
+    // build's id-only announcement is still an id; and it says "re-list" whenever
+    // announcements may have been lost: a payload it cannot read, a carried record that
+    // fails its checks, or more than its buffer holds. Method: a real cluster, one
+    // subscription, the sink's writes, then raw SPUBLISHes on the mailbox's channel
+    // (redis-cli on the slot's primary).
     let tc = TestCluster::start().expect("cluster starts");
-    let cluster = Cluster::connect(options(&tc, Ack::Primary)).expect("connects");
+    let mut opts = options(&tc, Ack::Primary);
+    // No shared parts, so the big message below is one record over the carried size.
+    opts.part_bytes_min = 0;
+    let cluster = Cluster::connect(opts).expect("connects");
     let mut sink = cluster.sink(0).expect("sink");
     let m = mailbox("listener@fleet.test");
     let mut sub = cluster.subscribe(&m).await.expect("subscribe");
@@ -764,16 +770,61 @@ async fn a_subscriber_hears_each_stored_id_and_when_it_may_have_missed_some() {
         let id = send(&mut sink, std::slice::from_ref(&m), &body(i))
             .await
             .expect("stored");
-        assert_eq!(heard(&mut sub).await, Some(Heard::Stored(id)));
+        let Some(Heard::Carried(a)) = heard(&mut sub).await else {
+            panic!("a small record is carried");
+        };
+        assert_eq!(a.id(), id);
+        let (raw_read, subject) = a
+            .read_for(&m, |r| (r.raw().to_vec(), r.summary().subject.clone()))
+            .expect("checked")
+            .expect("live");
+        assert_eq!(raw_read, raw(&body(i)));
+        assert_eq!(subject, format!("message {i}"));
     }
 
-    let channel = MailboxKeys::of(&m).channel();
-    on_primary(&tc, &channel, &["spublish", &channel, "not an id"]);
-    assert_eq!(heard(&mut sub).await, Some(Heard::Missed));
+    // Over 16 KiB even compressed (no run repeats within LZ4's reach): announced by id.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let noise: String = (0..24 * 1024)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(b'a' + (state % 26) as u8)
+        })
+        .collect();
+    let big = format!("From: s@y.test\r\nSubject: big\r\n\r\n{noise}\r\n").into_bytes();
+    let id = send(&mut sink, std::slice::from_ref(&m), &big)
+        .await
+        .expect("stored");
+    assert!(matches!(heard(&mut sub).await, Some(Heard::Stored(got)) if got == id));
 
-    // 300 announcements while the subscriber reads none: more than its buffer (256).
+    // A record naming shared parts is announced by id too, from a sink that shares them.
+    let sharing = Cluster::connect(options(&tc, Ack::Primary)).expect("connects");
+    let mut sharing_sink = sharing.sink(0).expect("sink");
+    let other = mailbox("other@fleet.test");
+    let shared_body = format!(
+        "From: s@y.test\r\nSubject: to two\r\n\r\n{}\r\n",
+        "shared text ".repeat(300)
+    )
+    .into_bytes();
+    let id = send(&mut sharing_sink, &[m.clone(), other], &shared_body)
+        .await
+        .expect("stored");
+    assert!(matches!(heard(&mut sub).await, Some(Heard::Stored(got)) if got == id));
+
+    let channel = MailboxKeys::of(&m).channel();
+    let old = MessageId(77).to_string();
+    on_primary(&tc, &channel, &["spublish", &channel, &old]);
+    assert!(matches!(heard(&mut sub).await, Some(Heard::Stored(MessageId(77)))));
+    on_primary(&tc, &channel, &["spublish", &channel, "not an id"]);
+    assert!(matches!(heard(&mut sub).await, Some(Heard::Missed)));
+    let damaged = format!("{old} {} TMXR-not-a-frame", now_ms() + 60_000);
+    on_primary(&tc, &channel, &["spublish", &channel, &damaged]);
+    assert!(matches!(heard(&mut sub).await, Some(Heard::Missed)));
+
+    // 100 announcements while the subscriber reads none: more than its buffer (64).
     let node = tc.primary_of(&channel).expect("a primary owns the channel");
-    let script: String = (1..=300)
+    let script: String = (1..=100)
         .map(|i| format!("SPUBLISH {channel} {}\n", MessageId(i)))
         .collect();
     let mut cli = std::process::Command::new("redis-cli")
@@ -785,9 +836,9 @@ async fn a_subscriber_hears_each_stored_id_and_when_it_may_have_missed_some() {
     std::io::Write::write_all(&mut cli.stdin.take().expect("stdin"), script.as_bytes())
         .expect("script written");
     assert!(cli.wait().expect("redis-cli ends").success());
-    // Pushes reach the connection asynchronously; a second is far more than 300 need.
+    // Pushes reach the connection asynchronously; a second is far more than 100 need.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(heard(&mut sub).await, Some(Heard::Missed));
+    assert!(matches!(heard(&mut sub).await, Some(Heard::Missed)));
     // What the buffer kept follows, newest last.
     let mut kept = Vec::new();
     while let Ok(Some(Heard::Stored(id))) =
@@ -795,8 +846,8 @@ async fn a_subscriber_hears_each_stored_id_and_when_it_may_have_missed_some() {
     {
         kept.push(id);
     }
-    assert_eq!(kept.len(), 256, "the buffer keeps the newest 256");
-    assert_eq!(kept.last(), Some(&MessageId(300)));
+    assert_eq!(kept.len(), 64, "the buffer keeps the newest 64");
+    assert_eq!(kept.last(), Some(&MessageId(100)));
 }
 
 /// The subscription's next announcement; at most 10 s.

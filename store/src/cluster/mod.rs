@@ -15,7 +15,7 @@
 //! | `tmx:{M}:mt` | hash | mail.tm account: `id`, `ph` password hash, `at` created ms, `reg` registry token hash it belongs to, `t:<token sha256 hex>` issue ms, `s:<id>` seen marks | the mailbox's expiry |
 //! | `tmx:{M}:wh` | hash | webhooks: id -> JSON registration | the mailbox's expiry |
 //! | `tmx:{gs:<sid>}:s` | hash | Guerrilla Mail session: `a` address, `o` owns (0/1), `t` since s | `api.ttl_secs_max` after its last change |
-//! | `tmx:{M}:ch` | shard channel | the id of each new record (SPUBLISH) | none |
+//! | `tmx:{M}:ch` | shard channel | each new record, announced by `tempmx_put`: `<id> <expiry ms>`, plus ` <frame>` (the stored value) when it is at most 16 KiB | none |
 //! | `tmx:{M}:ev` | shard channel | mail.tm seen/delete events (JSON-LD message) | none |
 //! | `tmx:{fleet}:nodes` | hash | node name -> `<version> <last heartbeat ms>` | none (a day's silence drops the entry) |
 //! | `tmx:{fleet}:up:<node>` | string | the same value | the node's heartbeat TTL |
@@ -83,10 +83,11 @@
 //!
 //! # Reads, live push and membership
 //! The HTTP API reads through [`MailRead`](crate::MailRead), which both the embedded store
-//! and [`Cluster`] implement. Live push: the write pipeline SPUBLISHes each record's id
-//! on its mailbox's shard channel; a node with SSE, WebSocket or wait subscribers for a
-//! mailbox SSUBSCRIBEs it once on its own RESP3 connection and hands them the id; they
-//! read that record, and re-list the index whenever announcements may have been lost
+//! and [`Cluster`] implement. Live push: `tempmx_put` SPUBLISHes each record on its
+//! mailbox's shard channel (its id and expiry, and the stored value itself when it is at
+//! most 16 KiB); a node with SSE, WebSocket or wait subscribers for a mailbox SSUBSCRIBEs
+//! it once on its own RESP3 connection and hands them what it heard; they show a carried
+//! record at once and read any other, and re-list the index whenever announcements may have been lost
 //! (pub/sub is at most once; the index is not). Membership: each node
 //! heartbeats its up key with a TTL and its entry in the nodes hash (one slot, one
 //! atomic pipeline); a node whose up key lapsed is listed as gone.
@@ -134,7 +135,7 @@ pub use self::members::Member;
 pub use self::parts::{PART_BYTES_MIN, part_key};
 pub use self::pool::{DELETED, LeaseHold, PoolView, PoolWrite};
 use self::push::{Channels, PubSub};
-pub use self::push::{FleetSubscription, Heard};
+pub use self::push::{Announced, FleetSubscription, Heard};
 pub use self::ratelimit::{RATE_KEY_PART_CHARS_MAX, RateQuota};
 pub use self::registry::{Deleted, Extended, Registration};
 use self::routing::SlotMap;
@@ -508,6 +509,14 @@ pub mod fuzzing {
             if rec.shared().is_empty() {
                 let _ = rec.view("u@x.test", 1);
             }
+        }
+    }
+
+    /// Reads `payload` as a live-push announcement, as a subscriber does, and a carried
+    /// record as the feed does.
+    pub fn announcement(payload: &[u8]) {
+        if let super::Heard::Carried(a) = super::push::heard(payload, b"tmx:{u@x.test}:ch") {
+            let _ = a.read_for(&Mailbox::parse("u@x.test").expect("valid"), |m| m.raw().len());
         }
     }
 

@@ -1,10 +1,14 @@
-//! Live push across nodes. The write pipeline SPUBLISHes each new record's id on its
-//! mailbox's shard channel (`tmx:{M}:ch`, in the mailbox's slot, so the slot's primary
-//! fans it out). A node with live subscribers for a mailbox SSUBSCRIBEs that channel once,
-//! on a RESP3 connection of its own, and wakes every local subscriber of the mailbox.
+//! Live push across nodes. `tempmx_put` announces each record it stores on its mailbox's
+//! shard channel (`tmx:{M}:ch`, in the mailbox's slot, so the slot's primary fans it out):
+//! `<id> <expiry ms>`, then ` <frame>` when the stored value is at most
+//! [`ANNOUNCE_FRAME_BYTES_MAX`]. A node with live subscribers for a mailbox SSUBSCRIBEs
+//! that channel once, on a RESP3 connection of its own, and wakes every local subscriber
+//! of the mailbox.
 //!
-//! An announcement names the stored record, so a subscriber reads that one record (one
-//! round trip) instead of re-listing. Pub/sub is at most once, so anything that may have
+//! A subscriber checks a carried frame like one it read (header, CRC, archive) and shows
+//! it without a round trip; an announcement without one (a bigger record, a record naming
+//! shared parts, a node of an earlier build that announced ids only) names the record, so
+//! the subscriber reads that one record instead of re-listing. Pub/sub is at most once, so anything that may have
 //! lost announcements (a dropped pub/sub connection, a subscriber too slow for its buffer,
 //! a payload it cannot read) tells the subscriber to re-list the mailbox's index instead;
 //! a message whose announcement was lost is still found then or at the client's
@@ -23,16 +27,25 @@ use redis::{PushInfo, PushKind, Value};
 use tokio::runtime::Handle;
 use tokio::sync::{broadcast, watch};
 
+use super::codec::Checked;
 use super::keys::MailboxKeys;
 use super::{Cluster, ClusterError};
 use crate::address::Mailbox;
+use crate::clock::{Clock, SystemClock};
 use crate::sink::MessageId;
+use crate::view::MessageRef;
 
 /// Name of a mailbox's event channel (`tmx:{M}:ev`).
 const EVENTS: &str = "ev";
 
-/// Payloads one channel buffers per subscriber before a slow one misses some.
-const PAYLOADS_MAX: usize = 256;
+/// Payloads one channel buffers per subscriber before a slow one misses some (and
+/// re-lists): with carried frames, what a stalled subscriber can hold is at most this
+/// times [`ANNOUNCE_FRAME_BYTES_MAX`].
+const PAYLOADS_MAX: usize = 64;
+
+/// The largest stored value (record frame) an announcement carries; subscribers read a
+/// bigger one. Most mail is under it once compressed.
+pub(crate) const ANNOUNCE_FRAME_BYTES_MAX: usize = 16 * 1024;
 
 /// One channel this node listens on: its re-list counter (bumped when the pub/sub
 /// connection dropped), its payloads, and how many subscribers share it.
@@ -87,10 +100,12 @@ pub struct FleetSubscription {
 }
 
 /// What a mailbox's message channel told a [`FleetSubscription`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Heard {
-    /// A node stored this record for the mailbox.
+    /// A node stored this record for the mailbox: read it.
     Stored(MessageId),
+    /// A node stored this record for the mailbox and the announcement carried it, checked.
+    Carried(Announced),
     /// Announcements may have been lost (pub/sub reconnect, a full buffer, an unreadable
     /// payload): re-list the mailbox.
     Missed,
@@ -105,12 +120,7 @@ impl FleetSubscription {
             biased;
             changed = self.rx.changed() => changed.is_ok().then_some(Heard::Missed),
             payload = self.payloads.recv() => match payload {
-                Ok(p) => Some(
-                    std::str::from_utf8(&p)
-                        .ok()
-                        .and_then(|id| id.parse().ok())
-                        .map_or(Heard::Missed, Heard::Stored),
-                ),
+                Ok(p) => Some(heard(&p, &self.channel)),
                 Err(broadcast::error::RecvError::Lagged(_)) => Some(Heard::Missed),
                 Err(broadcast::error::RecvError::Closed) => None,
             },
@@ -129,6 +139,75 @@ impl FleetSubscription {
             }
         }
     }
+}
+
+/// A record an announcement carried, checked like one read from its key.
+pub struct Announced {
+    rec: Checked,
+    expires_at_ms: u64,
+}
+
+impl Announced {
+    /// The record's id.
+    pub fn id(&self) -> MessageId {
+        self.rec.id()
+    }
+
+    /// Runs `f` on the message as `mailbox` shows it (see [`Cluster::read_for`]); `None`
+    /// once it has expired.
+    pub fn read_for<R>(
+        &self,
+        mailbox: &Mailbox,
+        f: impl FnOnce(&MessageRef<'_>) -> R,
+    ) -> Result<Option<R>, ClusterError> {
+        if self.expires_at_ms <= SystemClock.now_ms() {
+            return Ok(None);
+        }
+        self.rec
+            .with_ref(mailbox.as_str(), self.expires_at_ms, f)
+            .map(Some)
+    }
+}
+
+impl std::fmt::Debug for Announced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Announced")
+            .field("id", &self.id())
+            .field("expires_at_ms", &self.expires_at_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads an announcement from `channel`: `<id>` (an earlier build's), `<id> <expiry ms>`,
+/// or `<id> <expiry ms> <frame>`. Anything else, or a carried frame that fails its
+/// checks, is [`Heard::Missed`]: the subscriber re-lists.
+pub(crate) fn heard(payload: &[u8], channel: &[u8]) -> Heard {
+    let mut fields = payload.splitn(3, |&b| b == b' ');
+    let Some(id) = parsed::<MessageId>(fields.next()) else {
+        return Heard::Missed;
+    };
+    let Some(expiry) = fields.next() else {
+        return Heard::Stored(id);
+    };
+    let Some(expires_at_ms) = parsed::<u64>(Some(expiry)) else {
+        return Heard::Missed;
+    };
+    let Some(frame) = fields.next() else {
+        return Heard::Stored(id);
+    };
+    match Checked::new(frame, &String::from_utf8_lossy(channel)) {
+        // Shared parts live under keys of their own: read them with the record.
+        Ok(rec) if rec.id() == id && rec.shared().is_empty() => {
+            Heard::Carried(Announced { rec, expires_at_ms })
+        }
+        Ok(rec) if rec.id() == id => Heard::Stored(id),
+        _ => Heard::Missed,
+    }
+}
+
+/// An announcement's text field, parsed.
+fn parsed<T: std::str::FromStr>(field: Option<&[u8]>) -> Option<T> {
+    std::str::from_utf8(field?).ok()?.parse().ok()
 }
 
 impl Drop for FleetSubscription {

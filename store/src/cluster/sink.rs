@@ -20,6 +20,7 @@ use super::codec::Encoder;
 use super::functions::{Function, fcall};
 use super::keys::MailboxKeys;
 use super::parts::{self, JobParts, Part};
+use super::push::ANNOUNCE_FRAME_BYTES_MAX;
 use super::routing::SlotMap;
 use super::{Ack, ClusterError, ClusterOptions, Health, Op, WriteStats};
 use crate::address::Mailbox;
@@ -395,7 +396,7 @@ impl Writer {
     }
 
     /// Sends the writes of `group` (indexes into `units`, all on one primary) as one
-    /// pipeline: per write, `FCALL tempmx_put` then `SPUBLISH` of the id. `again`: this
+    /// pipeline of `FCALL tempmx_put`, which also announces each record. `again`: this
     /// is the retry, where a `TAKEN` reply may be the first attempt's own write. The
     /// pipeline as a whole fails when any command in it was redirected.
     async fn send(
@@ -425,20 +426,21 @@ impl Writer {
                 .arg(ttl_ms)
                 .arg(self.opts.mailbox_records_max)
                 .arg(k.record_prefix())
-                .arg(&job.summary);
-            pipe.cmd("SPUBLISH").arg(k.channel()).arg(&id);
+                .arg(&job.summary)
+                .arg(k.channel())
+                .arg(ANNOUNCE_FRAME_BYTES_MAX);
         }
         let Some(&first) = group.first() else {
             return Ok(Vec::new());
         };
         let route = master(units[first].slot);
         let mut conn = self.conn.clone();
-        let count = 2 * group.len();
+        let count = group.len();
         let timeout = deadline.saturating_duration_since(Instant::now());
         let res = tokio::time::timeout(timeout, conn.route_pipeline(pipe, 0, count, route)).await;
         let replies = flatten(res, self.opts.timeout)?;
         let mut puts = Vec::with_capacity(group.len());
-        let mut replies = replies.into_iter().step_by(2);
+        let mut replies = replies.into_iter();
         for &i in group {
             let put = match replies.next() {
                 Some(v) => put_reply(v),

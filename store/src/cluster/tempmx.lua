@@ -10,10 +10,13 @@ local function entry_id(e)
 end
 
 -- KEYS: registry, index, record, webhooks (optional). ARGV: frame, id (16 hex), now ms, default TTL ms,
--- default cap, record key prefix, listing summary (optional). Stores the record once under the mailbox's TTL,
--- pushes it on the index (newest first), trims the index to the cap (deleting the
--- records that fall off), and extends the index's expiry. Returns {expiry in ms, 1 if
--- the webhooks hash exists else 0}, so the writer looks hooks up only where there are any.
+-- default cap, record key prefix, listing summary ('' for none), the mailbox's shard
+-- channel, the largest frame an announcement carries. Stores the record once under the
+-- mailbox's TTL, pushes it on the index (newest first), trims the index to the cap
+-- (deleting the records that fall off), extends the index's expiry, and announces the
+-- record on the channel: `<id> <expiry ms>`, then ` <frame>` when the frame is small
+-- enough, so a subscriber needs no read. Returns {expiry in ms, 1 if the webhooks hash
+-- exists else 0}, so the writer looks hooks up only where there are any.
 local function put(keys, args)
   local reg, idx, rec = keys[1], keys[2], keys[3]
   local ttl = tonumber(args[4])
@@ -38,6 +41,9 @@ local function put(keys, args)
   if left < 0 or left < ttl then
     redis.call('PEXPIREAT', idx, exp)
   end
+  local note = args[2] .. ' ' .. exp
+  if #args[1] <= tonumber(args[9]) then note = note .. ' ' .. args[1] end
+  redis.call('SPUBLISH', args[8], note)
   local hooked = 0
   if keys[4] then hooked = redis.call('EXISTS', keys[4]) end
   return {tonumber(exp), hooked}

@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
-use tempmx_store::cluster::Heard;
+use tempmx_store::cluster::{Announced, ClusterError, Heard};
 use tempmx_store::{Event, MailRead, Mailbox, MessageId, MessageSummary, Reader, Subscription};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -176,6 +176,15 @@ impl Feed {
                 }
                 Some(News::Stored(id)) if self.sent.contains(&id) => continue,
                 Some(News::Stored(id)) => Some(id),
+                Some(News::Carried(a)) if self.sent.contains(&a.id()) => continue,
+                Some(News::Carried(a)) => match self.take_carried(&a) {
+                    Ok(()) => continue,
+                    // Cannot happen for a record the channel checked; its read can tell.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "live push: a carried record unreadable; reading it");
+                        Some(a.id())
+                    }
+                },
                 Some(News::Missed) => None,
                 // The cluster client stopped (shutdown): the connection ends.
                 None => return None,
@@ -221,6 +230,20 @@ impl Feed {
         }
     }
 
+    /// Queues a message whose announcement carried its record (no read), with its
+    /// verifications cached for the item like [`Feed::read_stored`]; an expired one is
+    /// nothing to send.
+    fn take_carried(&mut self, a: &Announced) -> Result<(), ClusterError> {
+        let verify = &self.verify;
+        let id = a.id();
+        let summary = a.read_for(&self.mailbox, |m| {
+            verify.of_raw(id, m.raw());
+            m.summary().clone()
+        })?;
+        self.pending.extend(summary);
+        Ok(())
+    }
+
     /// Queues what may have been missed since the feed started.
     async fn relist(&mut self) {
         if let Err(e) = self.replay_after(self.floor).await {
@@ -257,6 +280,8 @@ enum News {
     Summary(MessageSummary),
     /// A new message's id (a fleet node stored it): read it.
     Stored(MessageId),
+    /// A new message a fleet node stored, its record carried by the announcement.
+    Carried(Announced),
     /// News may have been lost: re-list.
     Missed,
 }
@@ -270,6 +295,7 @@ impl Source {
             }),
             Self::Fleet(sub) => Some(match sub.next().await? {
                 Heard::Stored(id) => News::Stored(id),
+                Heard::Carried(a) => News::Carried(a),
                 Heard::Missed => News::Missed,
             }),
         }
