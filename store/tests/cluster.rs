@@ -815,7 +815,10 @@ async fn a_subscriber_gets_each_stored_record_and_hears_when_it_may_have_missed_
     let channel = MailboxKeys::of(&m).channel();
     let old = MessageId(77).to_string();
     on_primary(&tc, &channel, &["spublish", &channel, &old]);
-    assert!(matches!(heard(&mut sub).await, Some(Heard::Stored(MessageId(77)))));
+    assert!(matches!(
+        heard(&mut sub).await,
+        Some(Heard::Stored(MessageId(77)))
+    ));
     on_primary(&tc, &channel, &["spublish", &channel, "not an id"]);
     assert!(matches!(heard(&mut sub).await, Some(Heard::Missed)));
     let damaged = format!("{old} {} TMXR-not-a-frame", now_ms() + 60_000);

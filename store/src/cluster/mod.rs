@@ -134,8 +134,8 @@ pub use self::keys::{MailboxKeys, PREFIX};
 pub use self::members::Member;
 pub use self::parts::{PART_BYTES_MIN, part_key};
 pub use self::pool::{DELETED, LeaseHold, PoolView, PoolWrite};
-use self::push::{Channels, PubSub};
 pub use self::push::{Announced, FleetSubscription, Heard};
+use self::push::{Channels, PubSub};
 pub use self::ratelimit::{RATE_KEY_PART_CHARS_MAX, RateQuota};
 pub use self::registry::{Deleted, Extended, Registration};
 use self::routing::SlotMap;
@@ -516,7 +516,9 @@ pub mod fuzzing {
     /// record as the feed does.
     pub fn announcement(payload: &[u8]) {
         if let super::Heard::Carried(a) = super::push::heard(payload, b"tmx:{u@x.test}:ch") {
-            let _ = a.read_for(&Mailbox::parse("u@x.test").expect("valid"), |m| m.raw().len());
+            let _ = a.read_for(&Mailbox::parse("u@x.test").expect("valid"), |m| {
+                m.raw().len()
+            });
         }
     }
 
