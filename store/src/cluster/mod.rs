@@ -87,8 +87,8 @@
 //! mailbox's shard channel (its id and expiry, and the stored value itself when it is at
 //! most 16 KiB); a node with SSE, WebSocket or wait subscribers for a mailbox SSUBSCRIBEs
 //! it once on its own RESP3 connection and hands them what it heard; they show a carried
-//! record at once and read any other, and re-list the index whenever announcements may have been lost
-//! (pub/sub is at most once; the index is not). Membership: each node
+//! record at once and read any other, and re-list the index whenever announcements may
+//! have been lost (pub/sub is at most once; the index is not). Membership: each node
 //! heartbeats its up key with a TTL and its entry in the nodes hash (one slot, one
 //! atomic pipeline); a node whose up key lapsed is listed as gone.
 //!

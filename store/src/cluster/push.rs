@@ -8,11 +8,11 @@
 //! A subscriber checks a carried frame like one it read (header, CRC, archive) and shows
 //! it without a round trip; an announcement without one (a bigger record, a record naming
 //! shared parts, a node of an earlier build that announced ids only) names the record, so
-//! the subscriber reads that one record instead of re-listing. Pub/sub is at most once, so anything that may have
-//! lost announcements (a dropped pub/sub connection, a subscriber too slow for its buffer,
-//! a payload it cannot read) tells the subscriber to re-list the mailbox's index instead;
-//! a message whose announcement was lost is still found then or at the client's
-//! `Last-Event-ID` resume.
+//! the subscriber reads that one record instead of re-listing. Pub/sub is at most once,
+//! so anything that may have lost announcements (a dropped pub/sub connection, a
+//! subscriber too slow for its buffer, a payload it cannot read) tells the subscriber to
+//! re-list the mailbox's index instead; a message whose announcement was lost is still
+//! found then or at the client's `Last-Event-ID` resume.
 //!
 //! A mailbox's event channel (`tmx:{M}:ev`) carries payloads instead: changes a node made
 //! that others must show (mail.tm's Mercure seen and delete events), handed to every
