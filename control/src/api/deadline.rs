@@ -1,6 +1,7 @@
 //! Deadlines of the HTTP listeners: hyper bounds the time to send a request head
 //! (`http.header_read_ms_max`, then it closes the connection); the middleware here bounds
-//! the time to send its body (`http.body_read_ms_max`, then the answer is 408).
+//! the time to send its body (`http.body_read_ms_max`, then the answer is 408), and says
+//! `Connection: close` on any answer that left the body unread.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -28,23 +29,40 @@ pub struct Deadlines {
     pub body_read: Duration,
 }
 
+/// What became of a request body while its handler ran.
+#[derive(Default)]
+struct BodyState {
+    /// The deadline passed before its end.
+    expired: AtomicBool,
+    /// Its end was read.
+    ended: AtomicBool,
+}
+
 /// Gives the handler a body that fails once `limit` has passed since the head arrived,
-/// and answers 408 (closing the connection) when that happened.
+/// and answers 408 (closing the connection) when that happened. An answer that left the
+/// body unread (an extractor refused the request first) says `Connection: close`: hyper
+/// closes such a connection after the answer anyway, and a client that reused it would
+/// fail its next request.
 pub async fn body_deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
     if req.body().is_end_stream() {
         return next.run(req).await;
     }
-    let expired = Arc::new(AtomicBool::new(false));
-    let flag = expired.clone();
+    let state = Arc::new(BodyState::default());
+    let seen = state.clone();
     let req = req.map(|inner| {
         Body::new(DeadlineBody {
             inner,
             deadline: Box::pin(tokio::time::sleep(limit)),
-            expired: flag,
+            state: seen,
         })
     });
-    let response = next.run(req).await;
-    if !expired.load(Ordering::Relaxed) {
+    let mut response = next.run(req).await;
+    if !state.expired.load(Ordering::Relaxed) {
+        if !state.ended.load(Ordering::Relaxed) {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         return response;
     }
     let detail = format!(
@@ -69,7 +87,7 @@ pub async fn body_deadline(State(limit): State<Duration>, req: Request, next: Ne
 struct DeadlineBody {
     inner: Body,
     deadline: Pin<Box<Sleep>>,
-    expired: Arc<AtomicBool>,
+    state: Arc<BodyState>,
 }
 
 impl HttpBody for DeadlineBody {
@@ -83,10 +101,14 @@ impl HttpBody for DeadlineBody {
         let this = self.get_mut();
         // Checked before every frame: a client dripping bytes always has one ready.
         if this.deadline.as_mut().poll(cx).is_ready() {
-            this.expired.store(true, Ordering::Relaxed);
+            this.state.expired.store(true, Ordering::Relaxed);
             return Poll::Ready(Some(Err(axum::Error::new("request body deadline passed"))));
         }
-        Pin::new(&mut this.inner).poll_frame(cx)
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || this.inner.is_end_stream() {
+            this.state.ended.store(true, Ordering::Relaxed);
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

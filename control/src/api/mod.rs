@@ -38,12 +38,10 @@ pub async fn serve(
     deadlines: Deadlines,
     mut stop: watch::Receiver<bool>,
 ) {
-    let router = router
-        .layer(middleware::from_fn_with_state(
-            deadlines.body_read,
-            deadline::body_deadline,
-        ))
-        .layer(middleware::from_fn(close_after_refused_body));
+    let router = router.layer(middleware::from_fn_with_state(
+        deadlines.body_read,
+        deadline::body_deadline,
+    ));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(deadlines.header_read);
@@ -83,29 +81,6 @@ pub async fn serve(
         });
     }
     while conns.join_next().await.is_some() {}
-}
-
-/// Marks an error answer to a request that came with a body `Connection: close`. Such a
-/// body may be left unread (an extractor refused the request before reading it), and
-/// hyper then closes the connection after the answer without saying so: a client that
-/// reused it at that moment failed its next request. Saying it lets every client open a
-/// new connection instead.
-async fn close_after_refused_body(req: Request, next: Next) -> axum::response::Response {
-    let headers = req.headers();
-    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
-        || headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim() != "0");
-    let mut response = next.run(req).await;
-    let refused = response.status().is_client_error() || response.status().is_server_error();
-    if has_body && refused {
-        response.headers_mut().insert(
-            header::CONNECTION,
-            header::HeaderValue::from_static("close"),
-        );
-    }
-    response
 }
 
 /// The public listener's routes: the mailbox API, live push and the web inbox.
