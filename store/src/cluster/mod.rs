@@ -15,7 +15,7 @@
 //! | `tmx:{M}:mt` | hash | mail.tm account: `id`, `ph` password hash, `at` created ms, `reg` registry token hash it belongs to, `t:<token sha256 hex>` issue ms, `s:<id>` seen marks | the mailbox's expiry |
 //! | `tmx:{M}:wh` | hash | webhooks: id -> JSON registration | the mailbox's expiry |
 //! | `tmx:{gs:<sid>}:s` | hash | Guerrilla Mail session: `a` address, `o` owns (0/1), `t` since s | `api.ttl_secs_max` after its last change |
-//! | `tmx:{M}:ch` | shard channel | each new record, announced by `tempmx_put`: `<id> <expiry ms>`, plus ` <frame>` (the stored value) when it is at most 16 KiB | none |
+//! | `tmx:{M}:ch` | shard channel | each new record, announced by `tempmx_put`: `<id> <expiry ms>`, plus ` <frame>` (the stored value) when it is at most 16 KiB and the channel has subscribers | none |
 //! | `tmx:{M}:ev` | shard channel | mail.tm seen/delete events (JSON-LD message) | none |
 //! | `tmx:{fleet}:nodes` | hash | node name -> `<version> <last heartbeat ms>` | none (a day's silence drops the entry) |
 //! | `tmx:{fleet}:up:<node>` | string | the same value | the node's heartbeat TTL |
@@ -85,7 +85,7 @@
 //! The HTTP API reads through [`MailRead`](crate::MailRead), which both the embedded store
 //! and [`Cluster`] implement. Live push: `tempmx_put` SPUBLISHes each record on its
 //! mailbox's shard channel (its id and expiry, and the stored value itself when it is at
-//! most 16 KiB); a node with SSE, WebSocket or wait subscribers for a mailbox SSUBSCRIBEs
+//! most 16 KiB and the channel has subscribers); a node with SSE, WebSocket or wait subscribers for a mailbox SSUBSCRIBEs
 //! it once on its own RESP3 connection and hands them what it heard; they show a carried
 //! record at once and read any other, and re-list the index whenever announcements may
 //! have been lost (pub/sub is at most once; the index is not). Membership: each node

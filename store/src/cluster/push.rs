@@ -1,7 +1,8 @@
 //! Live push across nodes. `tempmx_put` announces each record it stores on its mailbox's
 //! shard channel (`tmx:{M}:ch`, in the mailbox's slot, so the slot's primary fans it out):
 //! `<id> <expiry ms>`, then ` <frame>` when the stored value is at most
-//! [`ANNOUNCE_FRAME_BYTES_MAX`]. A node with live subscribers for a mailbox SSUBSCRIBEs
+//! [`ANNOUNCE_FRAME_BYTES_MAX`] and the primary has subscribers for the channel (the
+//! copy is not made for the many mailboxes nobody watches). A node with live subscribers for a mailbox SSUBSCRIBEs
 //! that channel once, on a RESP3 connection of its own, and wakes every local subscriber
 //! of the mailbox.
 //!

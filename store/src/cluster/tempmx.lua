@@ -15,7 +15,7 @@ end
 -- mailbox's TTL, pushes it on the index (newest first), trims the index to the cap
 -- (deleting the records that fall off), extends the index's expiry, and announces the
 -- record on the channel: `<id> <expiry ms>`, then ` <frame>` when the frame is small
--- enough, so a subscriber needs no read. Returns {expiry in ms, 1 if the webhooks hash
+-- enough and the channel has subscribers here, so a subscriber needs no read. Returns {expiry in ms, 1 if the webhooks hash
 -- exists else 0}, so the writer looks hooks up only where there are any.
 local function put(keys, args)
   local reg, idx, rec = keys[1], keys[2], keys[3]
@@ -41,8 +41,13 @@ local function put(keys, args)
   if left < 0 or left < ttl then
     redis.call('PEXPIREAT', idx, exp)
   end
+  -- The frame is copied into the announcement only when this primary has subscribers to
+  -- carry it to: most mailboxes have none, and their writes then cost no copy.
   local note = args[2] .. ' ' .. exp
-  if #args[1] <= tonumber(args[9]) then note = note .. ' ' .. args[1] end
+  if #args[1] <= tonumber(args[9])
+      and redis.call('PUBSUB', 'SHARDNUMSUB', args[8])[2] > 0 then
+    note = note .. ' ' .. args[1]
+  end
   redis.call('SPUBLISH', args[8], note)
   local hooked = 0
   if keys[4] then hooked = redis.call('EXISTS', keys[4]) end
