@@ -45,6 +45,16 @@ struct Job {
     done: oneshot::Sender<Result<(), StoreError>>,
 }
 
+/// The largest frame of `job` its announcement may carry: none when it names shared
+/// parts, which a subscriber has to read anyway.
+fn carried_bytes_max(job: &Job) -> usize {
+    if job.parts.is_empty() {
+        ANNOUNCE_FRAME_BYTES_MAX
+    } else {
+        0
+    }
+}
+
 /// A message the cluster acknowledged and those of its recipients that have webhooks.
 pub type Hooked = (MessageId, Vec<Mailbox>);
 
@@ -428,7 +438,7 @@ impl Writer {
                 .arg(k.record_prefix())
                 .arg(&job.summary)
                 .arg(k.channel())
-                .arg(ANNOUNCE_FRAME_BYTES_MAX);
+                .arg(carried_bytes_max(job));
         }
         let Some(&first) = group.first() else {
             return Ok(Vec::new());
