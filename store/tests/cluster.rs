@@ -1052,9 +1052,11 @@ async fn a_cluster_that_may_evict_mail_is_refused_at_connect() {
 async fn a_message_refused_for_one_recipient_leaves_nothing_in_the_others() {
     // Goal: when one mailbox's write of a message fails, the message is refused (451) and
     // the records already stored for its other mailboxes are removed, so the sender's
-    // retry does not show twice there. Method: a real cluster; one recipient's index key
-    // made a string (its write then fails with WRONGTYPE), a message to it and another
-    // mailbox, then both listings; the same message again once the key is fixed.
+    // retry does not show twice there; the same when the writes were taken and a WAIT
+    // for replicas fell short. Method: a real cluster; one recipient's index key made a
+    // string (its write then fails with WRONGTYPE), a message to it and another mailbox,
+    // then both listings; the same message again once the key is fixed; then a node
+    // asking for more replicas than the cluster has.
     let tc = TestCluster::start().expect("cluster starts");
     let cluster = Cluster::connect(options(&tc, Ack::Primary)).expect("connects");
     let mut sink = cluster.sink(0).expect("sink");
@@ -1081,4 +1083,29 @@ async fn a_message_refused_for_one_recipient_leaves_nothing_in_the_others() {
         let listed = cluster.list(m, None, 10).await.expect("list");
         assert_eq!(listed.iter().map(|s| s.id).collect::<Vec<_>>(), vec![id]);
     }
+
+    // A WAIT that falls short (two replicas asked of a cluster with one per primary)
+    // refuses writes the primaries took: they are removed too.
+    let mut opts = options(&tc, Ack::Replicas(2));
+    opts.timeout = Duration::from_millis(500);
+    let short = Cluster::connect(opts).expect("connects");
+    let mut short_sink = short.sink(0).expect("sink");
+    let lone = mailbox("lone@fleet.test");
+    let err = send(&mut short_sink, std::slice::from_ref(&lone), &body(2))
+        .await
+        .expect_err("the WAIT falls short");
+    // WAIT's own timeout and the client's are the same deadline: either may answer.
+    let text = err.to_string();
+    assert!(
+        text.contains("replicas") || text.contains("timed out"),
+        "{text}"
+    );
+    assert!(
+        cluster
+            .list(&lone, None, 10)
+            .await
+            .expect("list")
+            .is_empty(),
+        "a message refused for too few replicas leaves nothing"
+    );
 }

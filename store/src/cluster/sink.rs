@@ -301,6 +301,9 @@ impl Writer {
         if !again.is_empty() {
             self.retry(batch, &units, &again, &mut puts, deadline).await;
         }
+        // What is on the primaries now: a WAIT that falls short below turns writes into
+        // errors without removing them, so they must be unwound with the rest.
+        let stored: Vec<bool> = puts.iter().map(Result::is_ok).collect();
         // Per job with parts and every record stored, its latest record expiry: the
         // parts it names must live that long.
         let mut records: Vec<Option<u64>> = batch
@@ -342,7 +345,6 @@ impl Writer {
                     .map(|()| Vec::with_capacity(j.keys.len()))
             })
             .collect();
-        let stored: Vec<bool> = puts.iter().map(Result::is_ok).collect();
         for (u, put) in units.iter().zip(puts) {
             let res = &mut results[u.job];
             match (res.as_mut(), put) {
