@@ -945,7 +945,7 @@ async fn live_mailbox_buckets_count_until_their_minute_and_are_pruned() {
     // ahead, kept as a running sum; a bucket that reached zero or whose minute has come is
     // deleted when the count is next read or changed (a hash from before the sum is summed
     // once), a change for a minute already past adds nothing, and reading a domain without
-    // mailboxes writes nothing. Method: a real cluster; an old-format hash and a lagging
+    // mailboxes, or whose buckets have all passed, leaves nothing behind. Method: a real cluster; an old-format hash and a lagging
     // `lo` planted with redis-cli, changes through `change_domain_mailboxes`, reads through
     // `domain_mailboxes`, the hash's fields read back.
     let tc = TestCluster::start().expect("cluster starts");
@@ -1011,6 +1011,18 @@ async fn live_mailbox_buckets_count_until_their_minute_and_are_pruned() {
         .expect("read");
     assert_eq!(none, vec![0]);
     assert_eq!(on_primary(&tc, empty, &["exists", empty]), "0");
+
+    // Buckets all past and no sum yet (an older build's hash): the read empties the hash
+    // and leaves no sum behind (it would have no expiry).
+    let (old, old_sum) = ("tmx:{d:old.test}:mb", "tmx:{d:old.test}:mbs");
+    on_primary(&tc, old, &["hset", old, &past, "2"]);
+    on_primary(&tc, old, &["expire", old, "600"]);
+    let counted = cluster
+        .domain_mailboxes(vec!["old.test".to_owned()])
+        .await
+        .expect("read");
+    assert_eq!(counted, vec![0]);
+    assert_eq!(on_primary(&tc, old, &["exists", old, old_sum]), "0");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

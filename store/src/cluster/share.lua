@@ -141,6 +141,11 @@ local function mailboxes(keys, args)
       t = t + tonumber(args[i + 1])
     end
   end
+  if redis.call('EXISTS', k) == 0 then
+    -- Every bucket is gone, so is the sum: no key without an expiry stays behind.
+    redis.call('DEL', sum)
+    return 0
+  end
   -- Written only when it moved: most calls are the per-second reads within one minute.
   if t ~= t0 or lo ~= now + 1 then
     redis.call('HSET', sum, 't', string.format('%d', t), 'lo', string.format('%d', now + 1))
