@@ -39,10 +39,14 @@ use crate::view::MessageRef;
 /// Name of a mailbox's event channel (`tmx:{M}:ev`).
 const EVENTS: &str = "ev";
 
-/// Payloads one channel buffers per subscriber before a slow one misses some (and
-/// re-lists): with carried frames, what a stalled subscriber can hold is at most this
-/// times [`ANNOUNCE_FRAME_BYTES_MAX`].
-const PAYLOADS_MAX: usize = 64;
+/// Announcements a message channel buffers per subscriber before a slow one misses some
+/// (and re-lists): with carried frames, what a stalled subscriber can hold is at most
+/// this times [`ANNOUNCE_FRAME_BYTES_MAX`].
+const ANNOUNCEMENTS_MAX: usize = 64;
+
+/// Payloads an event channel buffers per subscriber before a slow one misses some (they
+/// are small JSON-LD messages).
+const EVENTS_MAX: usize = 256;
 
 /// The largest stored value (record frame) an announcement carries; subscribers read a
 /// bigger one. Most mail is under it once compressed.
@@ -180,7 +184,8 @@ impl std::fmt::Debug for Announced {
 }
 
 /// Reads an announcement from `channel`: `<id>` (an earlier build's), `<id> <expiry ms>`,
-/// or `<id> <expiry ms> <frame>`. Anything else, or a carried frame that fails its
+/// or `<id> <expiry ms> <frame>` (a frame over [`ANNOUNCE_FRAME_BYTES_MAX`] is not
+/// opened: the record is read instead). Anything else, or a carried frame that fails its
 /// checks, is [`Heard::Missed`]: the subscriber re-lists.
 pub(crate) fn heard(payload: &[u8], channel: &[u8]) -> Heard {
     let mut fields = payload.splitn(3, |&b| b == b' ');
@@ -196,6 +201,10 @@ pub(crate) fn heard(payload: &[u8], channel: &[u8]) -> Heard {
     let Some(frame) = fields.next() else {
         return Heard::Stored(id);
     };
+    if frame.len() > ANNOUNCE_FRAME_BYTES_MAX {
+        // More than any writer carries: not decompressed here, read like a bigger record.
+        return Heard::Stored(id);
+    }
     match Checked::new(frame, &String::from_utf8_lossy(channel)) {
         // Shared parts live under keys of their own: read them with the record.
         Ok(rec) if rec.id() == id && rec.shared().is_empty() => {
@@ -244,8 +253,11 @@ impl Drop for FleetSubscription {
 impl Cluster {
     /// Subscribes to new messages of `mailbox`, wherever in the fleet they arrive.
     pub async fn subscribe(&self, mailbox: &Mailbox) -> Result<FleetSubscription, ClusterError> {
-        self.listen(MailboxKeys::of(mailbox).channel().into_bytes())
-            .await
+        self.listen(
+            MailboxKeys::of(mailbox).channel().into_bytes(),
+            ANNOUNCEMENTS_MAX,
+        )
+        .await
     }
 
     /// Subscribes to the events any node publishes for `mailbox` (see
@@ -254,8 +266,11 @@ impl Cluster {
         &self,
         mailbox: &Mailbox,
     ) -> Result<FleetSubscription, ClusterError> {
-        self.listen(MailboxKeys::of(mailbox).named(EVENTS).into_bytes())
-            .await
+        self.listen(
+            MailboxKeys::of(mailbox).named(EVENTS).into_bytes(),
+            EVENTS_MAX,
+        )
+        .await
     }
 
     /// Hands `payload` to every subscriber of `mailbox`'s events on every node (this one
@@ -279,7 +294,11 @@ impl Cluster {
 
     /// Listens on shard channel `channel`: SSUBSCRIBEs it when it is this node's first
     /// subscriber.
-    async fn listen(&self, channel: Vec<u8>) -> Result<FleetSubscription, ClusterError> {
+    async fn listen(
+        &self,
+        channel: Vec<u8>,
+        buffered: usize,
+    ) -> Result<FleetSubscription, ClusterError> {
         let pubsub = Arc::clone(&self.pubsub);
         let rt = self
             .rt
@@ -308,7 +327,7 @@ impl Cluster {
                     .await
                     .map_err(|_| ClusterError::Timeout(timeout))??;
                 let (tx, rx) = watch::channel(0);
-                let (payloads, payload_rx) = broadcast::channel(PAYLOADS_MAX);
+                let (payloads, payload_rx) = broadcast::channel(buffered);
                 pubsub.channels.0.lock().insert(channel, (tx, payloads, 1));
                 Ok::<_, ClusterError>((rx, payload_rx))
             }
@@ -326,5 +345,32 @@ impl Cluster {
     /// Mailbox channels this node listens on now.
     pub fn subscribed_channels(&self) -> usize {
         self.pubsub.channels.0.lock().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn announcement(frame: &[u8]) -> Vec<u8> {
+        let mut p = format!("{} 99 ", MessageId(7)).into_bytes();
+        p.extend_from_slice(frame);
+        p
+    }
+
+    #[test]
+    fn a_carried_frame_over_the_limit_is_read_not_opened() {
+        // At the limit a frame is opened (these bytes fail its checks: re-list); one byte
+        // over it is not opened at all, and the record is read instead.
+        let at = announcement(&vec![b'x'; ANNOUNCE_FRAME_BYTES_MAX]);
+        assert!(matches!(heard(&at, b"ch"), Heard::Missed));
+        let over = announcement(&vec![b'x'; ANNOUNCE_FRAME_BYTES_MAX + 1]);
+        assert!(matches!(heard(&over, b"ch"), Heard::Stored(MessageId(7))));
+        assert!(matches!(
+            heard(format!("{} 99", MessageId(7)).as_bytes(), b"ch"),
+            Heard::Stored(MessageId(7))
+        ));
+        let bad_expiry = format!("{} not-a-time x", MessageId(7));
+        assert!(matches!(heard(bad_expiry.as_bytes(), b"ch"), Heard::Missed));
     }
 }
