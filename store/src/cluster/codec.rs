@@ -32,8 +32,6 @@ pub(crate) struct Encoder {
     part_min: usize,
     /// Whether frames are compressed where that saves memory.
     compress: bool,
-    /// The last compressed payload (reused).
-    packed: Vec<u8>,
 }
 
 /// Smallest record or shared part worth compressing: below it the saving is within one
@@ -100,31 +98,27 @@ impl Encoder {
             .map_err(|e| ClusterError::Encode(format!("record {id}: {e}")))?;
         self.last_len = len;
         let payload = &self.payload[..len];
-        let crc = frame::checksum(payload);
-        let (kind, body) = if self.compress && pack(payload, &mut self.packed) {
-            (FrameKind::Compressed, &self.packed[..])
+        // The header goes in front once the body's kind and length are known; a compressed
+        // body (the record's length, u32 LE, then its LZ4 block) is written in place.
+        let mut out = Vec::with_capacity(HEADER_BYTES + len);
+        out.resize(HEADER_BYTES, 0);
+        out.extend_from_slice(&(len as u32).to_le_bytes());
+        let kind = if self.compress && append_block(payload, &mut out) {
+            FrameKind::Compressed
         } else {
-            (FrameKind::Record, payload)
+            out.truncate(HEADER_BYTES);
+            out.extend_from_slice(payload);
+            FrameKind::Record
         };
         let header = frame::encode(&Header {
-            len: body.len() as u32,
-            crc,
+            len: (out.len() - HEADER_BYTES) as u32,
+            crc: frame::checksum(payload),
             kind,
             version: frame::FORMAT_VERSION,
         });
-        let mut out = Vec::with_capacity(HEADER_BYTES + body.len());
-        out.extend_from_slice(&header);
-        out.extend_from_slice(body);
+        out[..HEADER_BYTES].copy_from_slice(&header);
         Ok(out)
     }
-}
-
-/// Compresses record `raw` into `out` (its length, u32 LE, then the LZ4 block); false
-/// when it is too small or saves too little to be worth a decompression per read.
-fn pack(raw: &[u8], out: &mut Vec<u8>) -> bool {
-    out.clear();
-    out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
-    append_block(raw, out)
 }
 
 /// Appends `raw`'s LZ4 block to `out` when `raw` is worth compressing (records and shared
