@@ -19,6 +19,7 @@
 //! it passes (Redis reclaims it by expiry, no sweeper).
 
 use super::functions::{Function, fcall};
+use super::keys::to_hex;
 use super::{Cluster, ClusterError};
 use crate::greylist::{GreyStep, GreyTiming};
 
@@ -86,10 +87,6 @@ impl Cluster {
         })
         .await
     }
-}
-
-fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// 32 hex digits back to 16 bytes; `None` for anything else.

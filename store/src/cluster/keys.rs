@@ -73,6 +73,11 @@ impl MailboxKeys {
     }
 }
 
+/// `bytes` as lowercase hex (key parts and the functions' version suffix).
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -77,23 +77,20 @@ fn policies(reply: &Value) -> Vec<(String, Option<String>)> {
     };
     nodes
         .iter()
-        .map(|(node, answer)| (text(node).unwrap_or_default(), policy(answer)))
+        .map(|(node, answer)| {
+            (
+                redis::from_redis_value_ref(node).unwrap_or_default(),
+                policy(answer),
+            )
+        })
         .collect()
 }
 
 /// The value in one node's `CONFIG GET` answer (`[name, value]`, or a map in RESP3).
 fn policy(answer: &Value) -> Option<String> {
     match answer {
-        Value::Array(f) => text(f.get(1)?),
-        Value::Map(f) => text(&f.first()?.1),
-        _ => None,
-    }
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
+        Value::Array(f) => redis::from_redis_value_ref(f.get(1)?).ok(),
+        Value::Map(f) => redis::from_redis_value_ref(&f.first()?.1).ok(),
         _ => None,
     }
 }

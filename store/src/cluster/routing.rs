@@ -49,11 +49,7 @@ impl SlotMap {
             else {
                 return None;
             };
-            let host = match node.first()? {
-                Value::BulkString(b) => String::from_utf8(b.clone()).ok()?,
-                Value::SimpleString(s) => s.clone(),
-                _ => return None,
-            };
+            let host: String = redis::from_redis_value_ref(node.first()?).ok()?;
             let Some(Value::Int(port)) = node.get(1) else {
                 return None;
             };
