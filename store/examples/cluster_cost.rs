@@ -9,8 +9,9 @@
 //! `plain` (the default): a 4 KiB plain-text message to one of 1 000 mailboxes. `dedup`:
 //! the `dedup_ratio` example's temp-mail corpus (shared logos, newsletters, spam runs to
 //! many recipients). `eml:DIR`: every `*.eml` file of at least 1 KiB under `DIR` (e.g. the
-//! real messages in the mail-parser and mail-auth crates' test data), in turn, each to one
-//! of 1 000 mailboxes. `part_min` sets `part_bytes_min` (0: no shared MIME parts);
+//! real messages in the mail-parser and mail-auth crates' test data) in name order, the
+//! i-th message of a run to mailbox i mod 1 000 with file i mod 1 000 mod the file count
+//! (a corpus of more than 1 000 files uses its first 1 000). `part_min` sets `part_bytes_min` (0: no shared MIME parts);
 //! `compress=0` stores records uncompressed (the default compresses them). Memory is
 //! the `used_memory` delta over the primaries less their replication backlog and client
 //! buffers (fixed costs of the run, not of the messages: the backlog alone grows to 1 MiB

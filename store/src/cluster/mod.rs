@@ -85,10 +85,10 @@
 //! The HTTP API reads through [`MailRead`](crate::MailRead), which both the embedded store
 //! and [`Cluster`] implement. Live push: `tempmx_put` SPUBLISHes each record on its
 //! mailbox's shard channel (its id and expiry, and the stored value itself when it is at
-//! most 16 KiB and the channel has subscribers); a node with SSE, WebSocket or wait subscribers for a mailbox SSUBSCRIBEs
-//! it once on its own RESP3 connection and hands them what it heard; they show a carried
-//! record at once and read any other, and re-list the index whenever announcements may
-//! have been lost (pub/sub is at most once; the index is not). Membership: each node
+//! most 16 KiB and the channel has subscribers); a node with SSE, WebSocket or wait
+//! subscribers for a mailbox SSUBSCRIBEs it once on its own RESP3 connection and hands
+//! them what it heard; they show a carried record at once and read any other, and
+//! re-list the index whenever announcements may have been lost (pub/sub is at most once; the index is not). Membership: each node
 //! heartbeats its up key with a TTL and its entry in the nodes hash (one slot, one
 //! atomic pipeline); a node whose up key lapsed is listed as gone.
 //!
@@ -217,8 +217,8 @@ pub struct ClusterOptions {
     pub part_bytes_min: usize,
     /// Largest frame (header + archived record, before compression) the write path sends.
     pub record_bytes_max: usize,
-    /// Whether records are stored LZ4-compressed where that saves memory (nodes of builds
-    /// before it read such records as damaged).
+    /// Whether records and shared parts are stored LZ4-compressed where that saves memory
+    /// (nodes of builds before it read such values as damaged).
     pub compress: bool,
     /// Messages one core may have queued or in flight.
     pub queue_max: usize,

@@ -54,7 +54,9 @@ const VERSION_PLAIN: u16 = 1;
 /// The data as an LZ4 block (length and CRC are the data's own, checked after
 /// decompression).
 const VERSION_LZ4: u16 = 2;
-/// `tempmx_part`'s answer when the part is there in the other encoding.
+/// `tempmx_part`'s answer when the part is there as other bytes under a matching header
+/// (the other encoding, or another LZ4 output of the same data): the caller compares the
+/// data.
 const OTHER_ENCODING: i64 = 2;
 
 /// One shared part of a message as the write path sends it.

@@ -2,9 +2,9 @@
 //! shard channel (`tmx:{M}:ch`, in the mailbox's slot, so the slot's primary fans it out):
 //! `<id> <expiry ms>`, then ` <frame>` when the stored value is at most
 //! [`ANNOUNCE_FRAME_BYTES_MAX`] and the primary has subscribers for the channel (the
-//! copy is not made for the many mailboxes nobody watches). A node with live subscribers for a mailbox SSUBSCRIBEs
-//! that channel once, on a RESP3 connection of its own, and wakes every local subscriber
-//! of the mailbox.
+//! copy is not made for the many mailboxes nobody watches). A node with live subscribers
+//! for a mailbox SSUBSCRIBEs that channel once, on a RESP3 connection of its own, and
+//! wakes every local subscriber of the mailbox.
 //!
 //! A subscriber checks a carried frame like one it read (header, CRC, archive) and shows
 //! it without a round trip; an announcement without one (a bigger record, a record naming

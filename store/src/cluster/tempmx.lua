@@ -9,14 +9,15 @@ local function entry_id(e)
   return string.sub(e, 1, 16)
 end
 
--- KEYS: registry, index, record, webhooks (optional). ARGV: frame, id (16 hex), now ms, default TTL ms,
--- default cap, record key prefix, listing summary ('' for none), the mailbox's shard
--- channel, the largest frame an announcement carries. Stores the record once under the
--- mailbox's TTL, pushes it on the index (newest first), trims the index to the cap
--- (deleting the records that fall off), extends the index's expiry, and announces the
--- record on the channel: `<id> <expiry ms>`, then ` <frame>` when the frame is small
--- enough and the channel has subscribers here, so a subscriber needs no read. Returns {expiry in ms, 1 if the webhooks hash
--- exists else 0}, so the writer looks hooks up only where there are any.
+-- KEYS: registry, index, record, webhooks (optional). ARGV: frame, id (16 hex), now ms,
+-- default TTL ms, default cap, record key prefix, listing summary ('' for none), the
+-- mailbox's shard channel, the largest frame an announcement carries. Stores the record
+-- once under the mailbox's TTL, pushes it on the index (newest first), trims the index
+-- to the cap (deleting the records that fall off), extends the index's expiry, and
+-- announces the record on the channel: `<id> <expiry ms>`, then ` <frame>` when the
+-- frame is small enough and the channel has subscribers here, so a subscriber needs no
+-- read. Returns {expiry in ms, 1 if the webhooks hash exists else 0}, so the writer
+-- looks hooks up only where there are any.
 local function put(keys, args)
   local reg, idx, rec = keys[1], keys[2], keys[3]
   local ttl = tonumber(args[4])
@@ -113,10 +114,11 @@ end
 -- KEYS: shared part (`tmx:{p:<key>}`). ARGV: value, expiry ms. Stores a part once by
 -- content (SET NX PXAT); when it is there already, checks it holds the same bytes (a
 -- content key collision is refused, never served) and moves its expiry later only
--- (PEXPIREAT GT). Returns 1 when stored, 0 when it was there. A part stored in the other
--- encoding (plain, version 1, or LZ4, version 2: header bytes 13-14) whose header
--- otherwise matches (magic, length, CRC32C of the data, key) returns 2: the caller reads
--- it back and compares the data itself, as Lua has no LZ4.
+-- (PEXPIREAT GT). Returns 1 when stored, 0 when it was there. A part of other bytes
+-- whose header matches apart from the encoding (magic, length, CRC32C of the data, key;
+-- the encoding, plain version 1 or LZ4 version 2, in bytes 13-14, may differ) returns 2:
+-- stored in the other encoding, or compressed to other bytes; the caller reads it back
+-- and compares the data itself, as Lua has no LZ4.
 local function part(keys, args)
   if redis.call('SET', keys[1], args[1], 'NX', 'PXAT', args[2]) then
     return 1
