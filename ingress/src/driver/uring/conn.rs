@@ -14,7 +14,7 @@ use rustls::ServerConnection;
 use tempmx_store::MessageId;
 
 use super::checks::{Checks, Done, Job, Token};
-use super::spares::Spare;
+use super::spares::{Buffers, Spare};
 use super::timers::{Armed, Timers};
 use crate::auth::{MessageCheck, SenderCheck};
 use crate::connection::{Answer, Io, Pump, queue_replies};
@@ -262,7 +262,12 @@ impl Conn {
         let now = env.now;
         // Empty already: a spare's buffers are emptied when their connection ends
         // (`Spare::new`), or new.
-        let (session, input, wire, send_buf) = spare.into_buffers();
+        let Buffers {
+            session,
+            input,
+            wire,
+            send_buf,
+        } = spare.into_buffers();
         let session = Session::with_spare(Arc::clone(&core.session_ctx), peer, session);
         let mut conn = Self {
             fd,

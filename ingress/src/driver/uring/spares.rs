@@ -37,11 +37,23 @@ impl Spare {
         }
     }
 
-    /// The buffers, empty, for a new connection: the session's, then input, wire and send
-    /// buffer.
-    pub(super) fn into_buffers(self) -> (SessionSpare, Vec<u8>, Vec<u8>, Vec<u8>) {
-        (self.session, self.input, self.wire, self.send_buf)
+    /// The buffers, empty, for a new connection.
+    pub(super) fn into_buffers(self) -> Buffers {
+        Buffers {
+            session: self.session,
+            input: self.input,
+            wire: self.wire,
+            send_buf: self.send_buf,
+        }
     }
+}
+
+/// A spare's buffers handed to a new connection, by name (three are the same type).
+pub(super) struct Buffers {
+    pub(super) session: SessionSpare,
+    pub(super) input: Vec<u8>,
+    pub(super) wire: Vec<u8>,
+    pub(super) send_buf: Vec<u8>,
 }
 
 /// The spares of one core.
@@ -120,7 +132,12 @@ mod tests {
             full(SPARE_BYTES_MAX, b'w'),
             full(100, b's'),
         ));
-        let (_, input, wire, send_buf) = spares.take().into_buffers();
+        let Buffers {
+            input,
+            wire,
+            send_buf,
+            ..
+        } = spares.take().into_buffers();
         assert_eq!(input.capacity(), 0, "the oversized input buffer was freed");
         assert!(wire.is_empty() && wire.capacity() == SPARE_BYTES_MAX);
         assert!(send_buf.is_empty() && send_buf.capacity() >= 100);

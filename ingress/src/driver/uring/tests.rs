@@ -1,6 +1,7 @@
-//! A connection of the ring driven by hand, without a socket or a ring: the calls the event
-//! loop makes (feed it bytes, take its sends, fire and arm its timer) under a clock the test
-//! moves.
+//! A connection of the ring driven by hand, without a ring and without a client socket
+//! (its descriptor is `/dev/null`; the core binds a loopback listener it never accepts on):
+//! the calls the event loop makes (feed it bytes, take its sends, fire and arm its timer)
+//! under a clock the test moves.
 
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
