@@ -19,7 +19,9 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
 use tempmx_store::cluster::{Announced, ClusterError, Heard};
-use tempmx_store::{Event, MailRead, Mailbox, MessageId, MessageSummary, Reader, Subscription};
+use tempmx_store::{
+    Event, MailRead, Mailbox, MessageId, MessageRef, MessageSummary, Reader, Subscription,
+};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -212,13 +214,9 @@ impl Feed {
     /// verifications (cached for the item); gone already (expired, deleted) is nothing to
     /// send, and a failed read falls back to a re-list.
     async fn read_stored(&mut self, id: MessageId) {
-        let verify = &self.verify;
         let read = self
             .mail
-            .read_for(&self.mailbox, id, |m| {
-                verify.of_raw(id, m.raw());
-                m.summary().clone()
-            })
+            .read_for(&self.mailbox, id, shown(&self.verify, id))
             .await;
         match read {
             Ok(Some(s)) => self.pending.push_back(s),
@@ -234,12 +232,7 @@ impl Feed {
     /// verifications cached for the item like [`Feed::read_stored`]; an expired one is
     /// nothing to send.
     fn take_carried(&mut self, a: &Announced) -> Result<(), ClusterError> {
-        let verify = &self.verify;
-        let id = a.id();
-        let summary = a.read_for(&self.mailbox, |m| {
-            verify.of_raw(id, m.raw());
-            m.summary().clone()
-        })?;
+        let summary = a.read_for(&self.mailbox, shown(&self.verify, a.id()))?;
         self.pending.extend(summary);
         Ok(())
     }
@@ -262,6 +255,15 @@ impl Feed {
         }
         self.sent.push_back(id);
         true
+    }
+}
+
+/// What a feed takes from message `id` it is about to show: the listing summary, with the
+/// verifications cached for the item (one pass over the bytes for both).
+fn shown(verify: &VerifyCache, id: MessageId) -> impl FnOnce(&MessageRef<'_>) -> MessageSummary {
+    move |m| {
+        verify.of_raw(id, m.raw());
+        m.summary().clone()
     }
 }
 
