@@ -260,15 +260,26 @@ impl DataReceiver {
     pub fn feed(&mut self, input: &[u8], body: &mut MessageBuffer) -> (usize, bool) {
         let mut i = 0;
         while i < input.len() {
+            if self.state == DotState::LineStart && !matches!(input[i], b'.' | b'\r' | b'\n') {
+                // An ordinary first byte is text: copied with the rest of its line below.
+                self.state = DotState::Text;
+            }
             if self.state == DotState::Text {
-                // Fast path: find the next line ending with SIMD and copy the run at once.
-                let run = memchr::memchr2(b'\r', b'\n', &input[i..]);
-                let end = run.map_or(input.len(), |r| i + r);
+                // Fast path: find the next line ending with SIMD and copy the run at once,
+                // with its CRLF when that is the ending (one copy per line).
+                let Some(r) = memchr::memchr2(b'\r', b'\n', &input[i..]) else {
+                    self.emit(&input[i..], body);
+                    break;
+                };
+                let end = i + r;
+                if input[end] == b'\r' && input.get(end + 1) == Some(&b'\n') {
+                    self.emit(&input[i..end + 2], body);
+                    self.end_line();
+                    i = end + 2;
+                    continue;
+                }
                 self.emit(&input[i..end], body);
                 i = end;
-                if i == input.len() {
-                    break;
-                }
             }
             let b = input[i];
             i += 1;
