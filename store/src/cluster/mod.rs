@@ -302,7 +302,7 @@ impl WriteStats {
     }
 }
 
-/// A connection to the fleet's cluster: its own small runtime drives the connection and
+/// A connection to the fleet's cluster: its own small runtimes drive the connections and
 /// the per-core writer tasks, so callers on any thread or runtime can use it.
 pub struct Cluster {
     /// Reads and every other call.
@@ -318,6 +318,10 @@ pub struct Cluster {
     health: Arc<Health>,
     /// `Some` until drop; shut down in the background so dropping never blocks a runtime.
     rt: Option<Runtime>,
+    /// Live push's own runtime (one thread), which drives the pub/sub connection: an
+    /// announcement is not read behind the writers' batches on `rt`, and a thread that is
+    /// mostly idle is scheduled at once when one arrives, even while a flood keeps `rt` busy.
+    push_rt: Option<Runtime>,
 }
 
 impl Cluster {
@@ -350,12 +354,16 @@ impl Cluster {
             .build()
             .map_err(connect_err)?;
         let timeout = opts.timeout;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("fleet-redis")
-            .enable_all()
-            .build()
-            .map_err(|e| connect_err(e.into()))?;
+        let runtime = |name: &str| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name(name)
+                .enable_all()
+                .build()
+                .map_err(|e| connect_err(e.into()))
+        };
+        let rt = runtime("fleet-redis")?;
+        let push_rt = runtime("fleet-push")?;
         // A plain thread, so `connect` may be called from inside another runtime.
         let started = std::thread::scope(|s| {
             s.spawn(|| {
@@ -368,23 +376,27 @@ impl Cluster {
                     functions::load(&mut conn).await.map_err(connect_err)?;
                     let older = functions::unversioned_loaded(&mut conn).await;
                     let writes = client.get_async_connection().await.map_err(connect_err)?;
-                    let pubsub = pubsub_client
-                        .get_async_connection()
-                        .await
-                        .map_err(connect_err)?;
                     let map = SlotMap::fetch(&mut conn).await;
-                    Ok::<_, ClusterError>((conn, writes, pubsub, map, older))
+                    Ok::<_, ClusterError>((conn, writes, map, older))
+                })
+                .and_then(|started| {
+                    // Made inside `push_rt`, so its connection tasks run there.
+                    let pubsub = push_rt
+                        .block_on(pubsub_client.get_async_connection())
+                        .map_err(connect_err)?;
+                    Ok((started, pubsub))
                 })
             })
             .join()
         })
         .map_err(|_| ClusterError::Stopped)
         .flatten();
-        let (conn, writes, pubsub_conn, map, older) = match started {
+        let ((conn, writes, map, older), pubsub_conn) = match started {
             Ok(started) => started,
             Err(e) => {
                 // Dropping a runtime blocks, which panics inside another runtime.
                 rt.shutdown_background();
+                push_rt.shutdown_background();
                 return Err(e);
             }
         };
@@ -422,6 +434,7 @@ impl Cluster {
             stats: Arc::default(),
             health,
             rt: Some(rt),
+            push_rt: Some(push_rt),
         })
     }
 
@@ -557,7 +570,7 @@ pub mod fuzzing {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
+        for rt in [self.rt.take(), self.push_rt.take()].into_iter().flatten() {
             rt.shutdown_background();
         }
     }

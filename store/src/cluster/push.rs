@@ -301,7 +301,7 @@ impl Cluster {
     ) -> Result<FleetSubscription, ClusterError> {
         let pubsub = Arc::clone(&self.pubsub);
         let rt = self
-            .rt
+            .push_rt
             .as_ref()
             .ok_or(ClusterError::Stopped)?
             .handle()
