@@ -939,6 +939,18 @@ async fn another_builds_library_and_a_flushed_primary_do_not_stop_the_writes() {
     assert_eq!(listed.len(), acked.len(), "nothing refused was stored");
 }
 
+/// The minute now, once it is not the last of an hour (waits for the next minute then):
+/// a minute of which the script may step from an earlier one in the same hour.
+async fn step_minute() -> u64 {
+    loop {
+        let minute = now_ms() / 60_000;
+        if (minute + 1) % 60 != 0 {
+            return minute;
+        }
+        tokio::time::sleep(Duration::from_millis(60_000 - now_ms() % 60_000 + 10)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_mailbox_buckets_count_until_their_minute_and_are_pruned() {
     // Goal: a domain's live-mailbox count is the sum of its expiry-minute buckets still
@@ -984,9 +996,14 @@ async fn live_mailbox_buckets_count_until_their_minute_and_are_pruned() {
         1
     );
     // A bucket whose minute came since the last call is dropped from the sum: planted as
-    // the sum would have it (a bucket two minutes ago, `lo` five minutes ago).
-    let gone = (minute - 2).to_string();
-    let lagging = (minute - 5).to_string();
+    // the sum would have it (a bucket up to two minutes ago, `lo` up to five minutes ago,
+    // both within the hour of the minute after this one: across an hour the script sums
+    // the buckets afresh instead of stepping through the minutes, the path tested here).
+    let minute = step_minute().await;
+    let into_hour = (minute + 1) % 60;
+    let lo_planted = minute + 1 - into_hour.min(5);
+    let gone = (minute - 2).max(lo_planted).to_string();
+    let lagging = lo_planted.to_string();
     on_primary(&tc, &key, &["hset", &key, &gone, "4"]);
     on_primary(&tc, &sum, &["hset", &sum, "t", "5", "lo", &lagging]);
     assert_eq!(read().await.expect("read"), vec![1]);
