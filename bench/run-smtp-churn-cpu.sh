@@ -7,7 +7,8 @@
 # Usage: bench/run-smtp-churn-cpu.sh   (needs target/release/tempmx; stops only what it started)
 #   env: SERVERS (default "uring epoll"; "null" adds the null io_uring responder, built by
 #        `cargo build --release -p tempmx-bench --example null_smtp_uring`),
-#        COUNTS (connections per run, default "5000 15000 5000 15000")
+#        COUNTS (connections per run, default "5000 15000 5000 15000"),
+#        TEMPMX (the binary, default target/release/tempmx)
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 cd "$HERE/.."
@@ -19,7 +20,7 @@ for name in ${SERVERS:-uring epoll}; do
   if [ "$name" = null ]; then
     target/release/examples/null_smtp_uring 127.0.0.1:$smtp 2 >/dev/null 2>&1 &
   else
-    target/release/tempmx serve --config bench/configs/$name.toml --smtp 127.0.0.1:$smtp --http 127.0.0.1:$http --admin 127.0.0.1:$admin --dns 127.0.0.1:$dns >/dev/null 2>&1 &
+    "${TEMPMX:-target/release/tempmx}" serve --config bench/configs/$name.toml --smtp 127.0.0.1:$smtp --http 127.0.0.1:$http --admin 127.0.0.1:$admin --dns 127.0.0.1:$dns >/dev/null 2>&1 &
   fi
   PID=$!
   wait_tcp_port $smtp 20
