@@ -7,7 +7,9 @@
 #        SIZE (default 4k), MAILBOXES (recipients drawn from, default 2000),
 #        E2E_MESSAGES (default 2000), FLOOD_SECS (flood beside the latency run, default 20),
 #        ACK (primary | replicas:N, default primary), BASE (first Redis port, default 17200),
-#        FLEET_EXTRA (more `[fleet]` lines for both appliances, e.g. "compress = false")
+#        FLEET_EXTRA (more `[fleet]` lines for both appliances, e.g. "compress = false"),
+#        FLOOD_RATE (messages/s per appliance for the flood beside the latency run, open
+#        loop; default: closed loop, as fast as the appliances answer)
 #
 # Phases, each reported on its own:
 # 1. Flood: tempmx-bench floods both appliances over SMTP at once (closed loop). Around it
@@ -19,7 +21,8 @@
 #    reaches its cap).
 # 2. Cross-node latency: `tempmx-bench e2e` holds SSE streams on appliance A and sends
 #    each message to appliance B; "250 -> visible" is the time from B's 250 to A's event.
-#    Run idle, then beside a FLOOD_SECS flood of both appliances.
+#    Run idle, then beside a FLOOD_SECS flood of both appliances (closed loop, which
+#    keeps every CPU busy, or paced at FLOOD_RATE, to see the latency below saturation).
 # Stops only the processes it started (by PID) and removes its temporary directory.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -209,10 +212,12 @@ e2e() {
 log "phase 2: cross-node latency, SSE on mx-a, mail to mx-b, $E2E_MESSAGES messages, idle"
 echo "cross-node latency, idle (SSE on mx-a, SMTP to mx-b):"
 e2e
-log "phase 2b: the same beside a ${FLOOD_SECS}s flood of both appliances"
-flood --duration "${FLOOD_SECS}s" >/dev/null &
+PACE=() PACED=""
+if [ -n "${FLOOD_RATE:-}" ]; then PACE=(--rate "$FLOOD_RATE") PACED=", $FLOOD_RATE msgs/s each (open loop)"; fi
+log "phase 2b: the same beside a ${FLOOD_SECS}s flood of both appliances$PACED"
+flood --duration "${FLOOD_SECS}s" "${PACE[@]}" >/dev/null &
 FLOOD=$!
 sleep 1
-echo "cross-node latency beside a flood of both appliances:"
+echo "cross-node latency beside a flood of both appliances$PACED:"
 e2e
 wait "$FLOOD"
