@@ -3,7 +3,11 @@
 //! the code stands on its line, and whether the number is really money, a date, a phone
 //! number or an order number.
 
-use super::keywords::{CODE_WORDS, CURRENCY, DECOY_FILLERS, DECOY_WORDS, Word};
+use std::sync::LazyLock;
+
+use aho_corasick::AhoCorasick;
+
+use super::keywords::{CODE_WORDS, CURRENCY, DECOY_FILLERS, DECOY_WORDS};
 use super::text::Document;
 use super::{Kind, Verification};
 
@@ -37,8 +41,9 @@ struct Candidate {
 pub fn find(doc: &Document) -> Vec<Verification> {
     let text = doc.text.as_str();
     let low = lower_same_len(text);
-    let hits = word_hits(&low, CODE_WORDS.iter());
-    let decoys = decoy_hits(&low);
+    let found = markers(&low);
+    let hits = word_hits(&low, &found);
+    let decoys = decoy_hits(&low, &found);
     let urls = url_ranges(text);
     let mut out: Vec<Verification> = Vec::new();
     for c in candidates(text).into_iter().take(CANDIDATES_MAX) {
@@ -78,31 +83,58 @@ fn spaced_script(c: char) -> bool {
     c.is_alphabetic() && (c as u32) < 0x0590
 }
 
-fn word_hits<'a>(low: &str, words: impl Iterator<Item = &'a Word>) -> Vec<(usize, usize, f32)> {
+/// One automaton over the code words and then the decoy words (pattern ids in that
+/// order): one pass over a message's text instead of one per word (about 300).
+static MARKERS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::new(CODE_WORDS.iter().map(|w| w.text).chain(DECOY_WORDS.iter().copied()))
+        .expect("the marker words build an automaton")
+});
+
+/// Where each marker word occurs in `low`, as `(pattern id, start)` sorted by word, then
+/// position: per word what `str::match_indices` finds (left to right, never overlapping
+/// that word's previous match), so the hits below are the ones a search per word gave.
+fn markers(low: &str) -> Vec<(usize, usize)> {
+    let mut last_end = vec![0; MARKERS.patterns_len()];
+    let mut found = Vec::new();
+    // One word's matches come in order of their end, which for one length is their start.
+    for m in MARKERS.find_overlapping_iter(low) {
+        let p = m.pattern().as_usize();
+        if m.start() >= last_end[p] {
+            last_end[p] = m.end();
+            found.push((p, m.start()));
+        }
+    }
+    found.sort_unstable();
+    found
+}
+
+/// The code words among `found` that stand as words, up to [`HITS_MAX`].
+fn word_hits(low: &str, found: &[(usize, usize)]) -> Vec<(usize, usize, f32)> {
     let mut hits = Vec::new();
-    for word in words {
-        for (at, m) in low.match_indices(word.text) {
-            if hits.len() >= HITS_MAX {
-                return hits;
-            }
-            if bounded(low, at, at + m.len(), word.text, word.compound) {
-                hits.push((at, at + m.len(), word.weight));
-            }
+    for &(p, at) in found.iter().filter(|(p, _)| *p < CODE_WORDS.len()) {
+        if hits.len() >= HITS_MAX {
+            break;
+        }
+        let word = &CODE_WORDS[p];
+        let end = at + word.text.len();
+        if bounded(low, at, end, word.text, word.compound) {
+            hits.push((at, end, word.weight));
         }
     }
     hits
 }
 
-fn decoy_hits(low: &str) -> Vec<(usize, usize)> {
+/// The decoy words among `found` that stand as words, up to [`HITS_MAX`].
+fn decoy_hits(low: &str, found: &[(usize, usize)]) -> Vec<(usize, usize)> {
     let mut hits = Vec::new();
-    for word in DECOY_WORDS {
-        for (at, m) in low.match_indices(word) {
-            if hits.len() >= HITS_MAX {
-                return hits;
-            }
-            if bounded(low, at, at + m.len(), word, false) {
-                hits.push((at, at + m.len()));
-            }
+    for &(p, at) in found.iter().filter(|(p, _)| *p >= CODE_WORDS.len()) {
+        if hits.len() >= HITS_MAX {
+            break;
+        }
+        let word = DECOY_WORDS[p - CODE_WORDS.len()];
+        let end = at + word.len();
+        if bounded(low, at, end, word, false) {
+            hits.push((at, end));
         }
     }
     hits
