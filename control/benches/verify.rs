@@ -35,7 +35,9 @@ fn extract(c: &mut Criterion) {
     let mut g = c.benchmark_group("verify_extract");
     for (name, raw) in &mails {
         g.throughput(Throughput::Bytes(raw.len() as u64));
-        g.bench_function(*name, |b| b.iter(|| tempmx::verify::extract(black_box(raw))));
+        g.bench_function(*name, |b| {
+            b.iter(|| tempmx::verify::extract(black_box(raw)))
+        });
     }
     g.finish();
 }

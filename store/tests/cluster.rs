@@ -944,7 +944,7 @@ async fn another_builds_library_and_a_flushed_primary_do_not_stop_the_writes() {
 async fn step_minute() -> u64 {
     loop {
         let minute = now_ms() / 60_000;
-        if (minute + 1) % 60 != 0 {
+        if !(minute + 1).is_multiple_of(60) {
             return minute;
         }
         tokio::time::sleep(Duration::from_millis(60_000 - now_ms() % 60_000 + 10)).await;

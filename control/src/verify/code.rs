@@ -86,8 +86,13 @@ fn spaced_script(c: char) -> bool {
 /// One automaton over the code words and then the decoy words (pattern ids in that
 /// order): one pass over a message's text instead of one per word (about 300).
 static MARKERS: LazyLock<AhoCorasick> = LazyLock::new(|| {
-    AhoCorasick::new(CODE_WORDS.iter().map(|w| w.text).chain(DECOY_WORDS.iter().copied()))
-        .expect("the marker words build an automaton")
+    AhoCorasick::new(
+        CODE_WORDS
+            .iter()
+            .map(|w| w.text)
+            .chain(DECOY_WORDS.iter().copied()),
+    )
+    .expect("the marker words build an automaton")
 });
 
 /// Where each marker word occurs in `low`, as `(pattern id, start)` sorted by word, then

@@ -195,7 +195,10 @@ impl Reply {
 
     fn write_line(self, out: &mut Vec<u8>, detail: Option<impl Display>) {
         let en = self.entry();
-        debug_assert!((200..600).contains(&en.code), "a reply code has three digits");
+        debug_assert!(
+            (200..600).contains(&en.code),
+            "a reply code has three digits"
+        );
         // Pieces copied as bytes: `write!` costs more than the rest of a reply together.
         let code = en.code;
         out.extend_from_slice(&[
