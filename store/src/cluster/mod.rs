@@ -320,7 +320,7 @@ pub struct Cluster {
     rt: Option<Runtime>,
     /// Live push's own runtime (one thread), which drives the pub/sub connection: an
     /// announcement is not read behind the writers' batches on `rt`, and a thread that is
-    /// mostly idle is scheduled at once when one arrives, even while a flood keeps `rt` busy.
+    /// mostly idle is scheduled promptly when one arrives, even while a flood keeps `rt` busy.
     push_rt: Option<Runtime>,
 }
 
