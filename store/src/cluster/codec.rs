@@ -100,7 +100,9 @@ impl Encoder {
         let payload = &self.payload[..len];
         // The header goes in front once the body's kind and length are known; a compressed
         // body (the record's length, u32 LE, then its LZ4 block) is written in place.
-        let mut out = Vec::with_capacity(HEADER_BYTES + len);
+        // Room for the LZ4 block's worst case, so compressing in place never reallocates.
+        let mut out =
+            Vec::with_capacity(HEADER_BYTES + 4 + lz4_flex::block::get_maximum_output_size(len));
         out.resize(HEADER_BYTES, 0);
         out.extend_from_slice(&(len as u32).to_le_bytes());
         let kind = if self.compress && append_block(payload, &mut out) {
