@@ -467,6 +467,34 @@ mod tests {
         v
     }
 
+    /// Every marker word's matches as a search per word finds them, by word then position.
+    fn per_word(text: &str) -> Vec<(usize, usize)> {
+        let words = CODE_WORDS
+            .iter()
+            .map(|w| w.text)
+            .chain(DECOY_WORDS.iter().copied());
+        words
+            .enumerate()
+            .flat_map(|(p, w)| text.match_indices(w).map(move |(at, _)| (p, at)))
+            .collect()
+    }
+
+    // Goal: a text as long as a message's text may be (`TEXT_BYTES_MAX`), made of nothing
+    // but marker words, keeps at most `HITS_MAX` hits of each kind, and the one pass finds
+    // what a search per word finds (left to right, none overlapping that word's previous
+    // match), words run together included. Method: `markers` against `match_indices`.
+    #[test]
+    fn marker_words_at_the_text_limit() {
+        let unit = "code pin otp order total ";
+        let text = unit.repeat(super::super::TEXT_BYTES_MAX / unit.len());
+        let found = markers(&text);
+        assert_eq!(found, per_word(&text));
+        assert_eq!(word_hits(&text, &found).len(), HITS_MAX);
+        assert_eq!(decoy_hits(&text, &found).len(), HITS_MAX);
+        let joined = "pinpinpin codecodecode ordertotalorder";
+        assert_eq!(markers(joined), per_word(joined));
+    }
+
     // Goal: the shapes of codes and the usual decoys, one line each. Method: a table of
     // texts and the best code expected (or none).
     #[test]
