@@ -11,8 +11,9 @@
 //! many recipients). `eml:DIR`: every `*.eml` file of at least 1 KiB under `DIR` (e.g. the
 //! real messages in the mail-parser and mail-auth crates' test data) in name order, the
 //! i-th message of a run to mailbox i mod 1 000 with file i mod 1 000 mod the file count
-//! (a corpus of more than 1 000 files uses its first 1 000). `part_min` sets `part_bytes_min` (0: no shared MIME parts);
-//! `compress=0` stores records uncompressed (the default compresses them). Memory is
+//! (a corpus of more than 1 000 files uses its first 1 000). `part_min` sets
+//! `part_bytes_min` (0: no shared MIME parts); `compress=0` stores records uncompressed
+//! (the default compresses them). Memory is
 //! the `used_memory` delta over the primaries less their replication backlog and client
 //! buffers (fixed costs of the run, not of the messages: the backlog alone grows to 1 MiB
 //! per primary), against the raw bytes stored (one copy per recipient, as a single node

@@ -957,9 +957,10 @@ async fn live_mailbox_buckets_count_until_their_minute_and_are_pruned() {
     // ahead, kept as a running sum; a bucket that reached zero or whose minute has come is
     // deleted when the count is next read or changed (a hash from before the sum is summed
     // once), a change for a minute already past adds nothing, and reading a domain without
-    // mailboxes, or whose buckets have all passed, leaves nothing behind. Method: a real cluster; an old-format hash and a lagging
-    // `lo` planted with redis-cli, changes through `change_domain_mailboxes`, reads through
-    // `domain_mailboxes`, the hash's fields read back.
+    // mailboxes, or whose buckets have all passed, leaves nothing behind. Method: a real
+    // cluster; an old-format hash and a lagging `lo` planted with redis-cli, changes
+    // through `change_domain_mailboxes`, reads through `domain_mailboxes`, the hash's
+    // fields read back.
     let tc = TestCluster::start().expect("cluster starts");
     let cluster = Cluster::connect(options(&tc, Ack::Primary)).expect("connects");
     let domain = "count.test";

@@ -1,6 +1,7 @@
 //! Fleet mode's values as read back from Redis: arbitrary bytes as a record value, as a
-//! shared part and as a live-push announcement never panic and allocate within bounds (damaged lengths included); a
-//! message built from the input round-trips through the compressed record encoding.
+//! shared part and as a live-push announcement never panic and allocate within bounds
+//! (damaged lengths included); a message built from the input round-trips through the
+//! compressed record encoding.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -88,9 +88,10 @@
 //! most 16 KiB and the channel has subscribers); a node with SSE, WebSocket or wait
 //! subscribers for a mailbox SSUBSCRIBEs it once on its own RESP3 connection and hands
 //! them what it heard; they show a carried record at once and read any other, and
-//! re-list the index whenever announcements may have been lost (pub/sub is at most once; the index is not). Membership: each node
-//! heartbeats its up key with a TTL and its entry in the nodes hash (one slot, one
-//! atomic pipeline); a node whose up key lapsed is listed as gone.
+//! re-list the index whenever announcements may have been lost (pub/sub is at most once;
+//! the index is not). Membership: each node heartbeats its up key with a TTL and its
+//! entry in the nodes hash (one slot, one atomic pipeline); a node whose up key lapsed
+//! is listed as gone.
 //!
 //! Ids are the store's time-ordered ids; the 8 shard bits come from the node name and
 //! the core, so two nodes rarely mint the same id in one millisecond, and when they do for
