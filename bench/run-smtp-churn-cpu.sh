@@ -8,11 +8,14 @@
 #   env: SERVERS (default "uring epoll"; "null" adds the null io_uring responder, built by
 #        `cargo build --release -p tempmx-bench --example null_smtp_uring`),
 #        COUNTS (connections per run, default "5000 15000 5000 15000"),
-#        TEMPMX (the binary, default target/release/tempmx)
+#        TEMPMX (the binary, default target/release/tempmx),
+#        VARIANT (churn, the default, or persist: smtp-source -d, many messages per session)
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 cd "$HERE/.."
 . ../shared/anchors/lib-measure.sh   # pick_port, wait_tcp_port, stop_pid
+dflag=""
+[ "${VARIANT:-churn}" = persist ] && dflag="-d"
 PID=""
 trap 'stop_pid "$PID"' EXIT
 for name in ${SERVERS:-uring epoll}; do
@@ -27,7 +30,7 @@ for name in ${SERVERS:-uring epoll}; do
   for n in ${COUNTS:-5000 15000 5000 15000}; do
     read -r u0 s0 < <(awk '{ print $14, $15 }' /proc/$PID/stat)
     t0=$(date +%s.%N)
-    /usr/sbin/smtp-source -N -s 20 -m $n -l 4096 -M tempmx.test -f s@tempmx.test -t r@tempmx.test 127.0.0.1:$smtp >/dev/null 2>&1
+    /usr/sbin/smtp-source $dflag -N -s 20 -m $n -l 4096 -M tempmx.test -f s@tempmx.test -t r@tempmx.test 127.0.0.1:$smtp >/dev/null 2>&1
     t1=$(date +%s.%N)
     read -r u1 s1 < <(awk '{ print $14, $15 }' /proc/$PID/stat)
     hz=$(getconf CLK_TCK)

@@ -3,7 +3,6 @@
 //! The 220 greeting, the EHLO/HELO 250 lines and 354 carry no enhanced code: RFC 2034 defines
 //! enhanced codes for 2xx/4xx/5xx replies to commands, and the greeting precedes EHLO.
 
-use std::fmt::Display;
 use std::io::Write;
 
 /// A reply kind; its code, enhanced status and text come from [`Reply::entry`].
@@ -185,15 +184,15 @@ impl Reply {
 
     /// Appends the reply line.
     pub fn write(self, out: &mut Vec<u8>) {
-        self.write_line(out, None::<&str>);
+        self.write_line(out, None);
     }
 
     /// Appends the reply line with a detail after the text (an id, a count).
-    pub fn write_detail(self, out: &mut Vec<u8>, detail: impl Display) {
+    pub fn write_detail(self, out: &mut Vec<u8>, detail: &[u8]) {
         self.write_line(out, Some(detail));
     }
 
-    fn write_line(self, out: &mut Vec<u8>, detail: Option<impl Display>) {
+    fn write_line(self, out: &mut Vec<u8>, detail: Option<&[u8]>) {
         let en = self.entry();
         debug_assert!(
             (200..600).contains(&en.code),
@@ -213,8 +212,8 @@ impl Reply {
         out.push(b' ');
         out.extend_from_slice(en.text.as_bytes());
         if let Some(d) = detail {
-            // Writing to a Vec cannot fail.
-            let _ = write!(out, " {d}");
+            out.push(b' ');
+            out.extend_from_slice(d);
         }
         out.extend_from_slice(b"\r\n");
     }

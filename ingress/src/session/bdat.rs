@@ -66,7 +66,7 @@ impl Session {
             return self.fail(reply, out);
         }
         if !last {
-            return Reply::ChunkOk.write_detail(&mut out.replies, size);
+            return Reply::ChunkOk.write_detail(&mut out.replies, size.to_string().as_bytes());
         }
         let fault = self.txn.body.is_over().then_some(Reply::MessageTooLarge);
         self.end_of_message(fault, now, out);

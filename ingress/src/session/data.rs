@@ -109,7 +109,7 @@ impl Session {
         match result {
             Ok(id) => {
                 self.counters.messages_accepted += 1;
-                Reply::Stored.write_detail(&mut out.replies, id);
+                Reply::Stored.write_detail(&mut out.replies, &id.hex());
             }
             Err(failure) => {
                 let reply = match failure {

@@ -88,7 +88,7 @@ impl Session {
                 // Not an error either: a greylisted sender is expected to come back.
                 self.count(Reply::Greylisted);
                 let hint = format!("in {retry_in_secs} seconds");
-                Reply::Greylisted.write_detail(&mut out.replies, hint);
+                Reply::Greylisted.write_detail(&mut out.replies, hint.as_bytes());
             }
             GreyVerdict::Unavailable => {
                 // Our failure, not the client's: not counted against its errors (the

@@ -598,6 +598,24 @@ fn message_count_limit() {
     assert_eq!(t.log.stored.len(), 2);
 }
 
+// Goal: the Received header names an IPv6 client by its RFC 5321 IPv6 literal and an
+// IPv4 client that a dual-stack listener reports as mapped by its IPv4 literal.
+#[test]
+fn received_address_literals() {
+    let v6 = IpAddr::V6("2001:db8::7".parse().expect("an IPv6 address"));
+    let mapped = IpAddr::V6(Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped());
+    for (ip, literal) in [(v6, "[IPv6:2001:db8::7]"), (mapped, "[192.0.2.1]")] {
+        let mut t = T::new();
+        t.s().peer.ip = ip;
+        t.ehlo("c.example");
+        t.start_data();
+        t.send(b".\r\n");
+        let trace = &t.log.stored[0].trace;
+        let first = format!("Received: from c.example (unknown {literal})\r\n\tby ");
+        assert!(trace.starts_with(&first), "{trace}");
+    }
+}
+
 // Goal: early talkers are refused 554 5.5.0 and closed.
 #[test]
 fn early_talker() {
