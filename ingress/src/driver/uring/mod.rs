@@ -11,11 +11,16 @@
 //! - `checks`: the hand-off thread for authentication checks, group-commit waits and stop;
 //! - `event_loop`: accept, receive, send, wake-ups, timers and shutdown.
 //!
-//! Sockets are plain descriptors, not registered files: each accepted connection needs a
-//! real descriptor for getpeername(2) anyway. A connection that ends has its receive and
-//! any send in flight cancelled on the ring (`ASYNC_CANCEL`), and its socket is closed on
-//! the ring (`IORING_OP_CLOSE`) once both finished: no dropped operation keeps a socket
-//! open, and no connection costs a shutdown(2) or close(2) of its own.
+//! Sockets are plain descriptors, not registered files. A direct descriptor has no
+//! getpeername(2), so accepting into the file table takes single-shot accepts that bring
+//! the peer's address (admission needs it); built and measured, that gained nothing on
+//! churn (per-round median 1.005x), and neither did multishot accepts into the table with
+//! the address left out (0.98x): BENCHMARKS.md, "Registered files, measured".
+//!
+//! A connection that ends has its receive and any send in flight cancelled on the ring
+//! (`ASYNC_CANCEL`), and its socket is closed on the ring (`IORING_OP_CLOSE`) once both
+//! finished: no dropped operation keeps a socket open, and no connection costs a
+//! shutdown(2) or close(2) of its own.
 
 mod bufring;
 mod checks;
