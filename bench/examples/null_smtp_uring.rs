@@ -73,6 +73,7 @@ struct Conn {
     data_match: usize,
     /// The first bytes of the command line being read.
     head: [u8; 4],
+    /// How many bytes of `head` that line has filled.
     line_len: usize,
     quitting: bool,
     gone: bool,
@@ -97,31 +98,79 @@ impl Conn {
         }
     }
 
-    /// Consumes `n` received bytes, queueing the replies they call for.
+    /// Consumes `n` received bytes, queueing the replies they call for. Line ends and the
+    /// end of DATA are found with memchr's vectorised searches, as a real server would.
     fn received(&mut self, n: usize) {
-        for i in 0..n {
-            let b = self.inbuf[i];
-            if self.in_data {
-                self.data_match = match (self.data_match, b) {
-                    (m, _) if b == DATA_END[m] => m + 1,
-                    (_, b'\r') => 1,
-                    _ => 0,
-                };
-                if self.data_match == DATA_END.len() {
-                    self.in_data = false;
-                    self.out.extend_from_slice(b"250 2.0.0 ok\r\n");
-                }
-                continue;
+        let input = std::mem::take(&mut self.inbuf);
+        let mut at = 0;
+        while at < n {
+            let rest = &input[at..n];
+            at += if self.in_data {
+                self.data(rest)
+            } else {
+                self.line(rest)
+            };
+        }
+        self.inbuf = input;
+    }
+
+    /// Consumes DATA bytes up to and with the lone dot, if it is in `bytes`.
+    fn data(&mut self, bytes: &[u8]) -> usize {
+        // A match of DATA_END begun in the last receive.
+        let mut i = 0;
+        while self.data_match > 0 && i < bytes.len() {
+            let b = bytes[i];
+            self.data_match = match (self.data_match, b) {
+                (m, _) if b == DATA_END[m] => m + 1,
+                (_, b'\r') => 1,
+                _ => 0,
+            };
+            i += 1;
+            if self.data_match == DATA_END.len() {
+                self.end_data();
+                return i;
             }
-            if b == b'\n' {
+        }
+        let rest = &bytes[i..];
+        if let Some(found) = memchr::memmem::find(rest, DATA_END) {
+            self.end_data();
+            return i + found + DATA_END.len();
+        }
+        // The longest end of `rest` that begins DATA_END, for the next receive.
+        if !rest.is_empty() {
+            self.data_match = (1..DATA_END.len())
+                .rev()
+                .find(|&k| rest.ends_with(&DATA_END[..k]))
+                .unwrap_or(0);
+        }
+        bytes.len()
+    }
+
+    fn end_data(&mut self) {
+        self.in_data = false;
+        self.data_match = 0;
+        self.out.extend_from_slice(b"250 2.0.0 ok\r\n");
+    }
+
+    /// Consumes command bytes up to and with the next line end, if it is in `bytes`.
+    fn line(&mut self, bytes: &[u8]) -> usize {
+        let end = memchr::memchr(b'\n', bytes);
+        let text = &bytes[..end.unwrap_or(bytes.len())];
+        for &b in text
+            .iter()
+            .take(self.head.len().saturating_sub(self.line_len))
+        {
+            self.head[self.line_len] = b.to_ascii_uppercase();
+            self.line_len += 1;
+        }
+        match end {
+            Some(end) => {
                 self.command();
                 self.line_len = 0;
-            } else {
-                if self.line_len < self.head.len() {
-                    self.head[self.line_len] = b.to_ascii_uppercase();
-                }
-                self.line_len += 1;
+                self.head = [0; 4];
+                end + 1
             }
+            None => bytes.len(),
         }
     }
 
