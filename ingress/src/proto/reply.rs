@@ -3,7 +3,7 @@
 //! The 220 greeting, the EHLO/HELO 250 lines and 354 carry no enhanced code: RFC 2034 defines
 //! enhanced codes for 2xx/4xx/5xx replies to commands, and the greeting precedes EHLO.
 
-use std::io::Write;
+use super::decimal::Decimal;
 
 /// A reply kind; its code, enhanced status and text come from [`Reply::entry`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -199,12 +199,7 @@ impl Reply {
             "a reply code has three digits"
         );
         // Pieces copied as bytes: `write!` costs more than the rest of a reply together.
-        let code = en.code;
-        out.extend_from_slice(&[
-            b'0' + (code / 100) as u8,
-            b'0' + (code / 10 % 10) as u8,
-            b'0' + (code % 10) as u8,
-        ]);
+        out.extend_from_slice(Decimal::new(u64::from(en.code)).as_bytes());
         if !en.enhanced.is_empty() {
             out.push(b' ');
             out.extend_from_slice(en.enhanced.as_bytes());
@@ -243,7 +238,9 @@ pub fn write_ehlo(out: &mut Vec<u8>, hostname: &str, size_max: usize, starttls: 
     out.extend_from_slice(b"250-");
     out.extend_from_slice(hostname.as_bytes());
     out.extend_from_slice(b"\r\n250-PIPELINING\r\n");
-    let _ = write!(out, "250-SIZE {size_max}\r\n");
+    out.extend_from_slice(b"250-SIZE ");
+    out.extend_from_slice(Decimal::new(size_max as u64).as_bytes());
+    out.extend_from_slice(b"\r\n");
     out.extend_from_slice(b"250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n");
     out.extend_from_slice(if starttls {
         b"250-CHUNKING\r\n250 STARTTLS\r\n".as_slice()

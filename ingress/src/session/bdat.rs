@@ -9,6 +9,7 @@
 use std::time::SystemTime;
 
 use super::{Output, Session, State};
+use crate::proto::decimal::Decimal;
 use crate::proto::receiver::ChunkReceiver;
 use crate::proto::reply::Reply;
 
@@ -66,7 +67,7 @@ impl Session {
             return self.fail(reply, out);
         }
         if !last {
-            return Reply::ChunkOk.write_detail(&mut out.replies, size.to_string().as_bytes());
+            return Reply::ChunkOk.write_detail(&mut out.replies, Decimal::new(size).as_bytes());
         }
         let fault = self.txn.body.is_over().then_some(Reply::MessageTooLarge);
         self.end_of_message(fault, now, out);
