@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Messages per server CPU-second of `tempmx serve` on churn (one message per connection, Postfix
 # smtp-source, 20 sessions, 4 KiB), per backend, alternating 5,000- and 15,000-connection runs
-# against one server process, to see whether the cost per connection grows with the count.
+# against one server process, to see whether the cost per connection grows with the count
+# (with VARIANT=persist: the same over persistent connections, COUNTS then counts messages).
 # User and kernel CPU are printed apart: the kernel's share is the loopback TCP work every
 # server pays, the user share what the server's own code costs.
 # Usage: bench/run-smtp-churn-cpu.sh   (needs target/release/tempmx; stops only what it started)
@@ -14,8 +15,11 @@ set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 cd "$HERE/.."
 . ../shared/anchors/lib-measure.sh   # pick_port, wait_tcp_port, stop_pid
-dflag=""
-[ "${VARIANT:-churn}" = persist ] && dflag="-d"
+case ${VARIANT:-churn} in
+  churn) dflag="" ;;
+  persist) dflag="-d" ;;
+  *) echo "VARIANT must be churn or persist, not '$VARIANT'" >&2; exit 2 ;;
+esac
 PID=""
 trap 'stop_pid "$PID"' EXIT
 for name in ${SERVERS:-uring epoll}; do
