@@ -187,6 +187,18 @@ mod tests {
             decode_in_place(&mut fast, &mut String::new());
             assert_eq!(fast, parsed_from(from), "{from:?}");
         }
+        // At the summary bound and past it (a record of format version 2 is decoded from
+        // what it stored): cut as mail-parser's path cuts.
+        for len in [SUMMARY_VALUE_BYTES_MAX, SUMMARY_VALUE_BYTES_MAX + 44] {
+            let local = "l".repeat(len - "Jo Doe <@x.test>".len());
+            let from = format!("Jo Doe <{local}@x.test>");
+            assert_eq!(from.len(), len);
+            assert!(plain_from(&from).is_some());
+            let mut fast = from.clone();
+            decode_in_place(&mut fast, &mut String::new());
+            assert_eq!(fast, parsed_from(&from), "{len} bytes");
+            assert!(fast.len() <= SUMMARY_VALUE_BYTES_MAX);
+        }
         // The common forms do take the shortcut.
         for from in ["s@x.test", "<s@x.test>", "Jane Doe <jane@x.test>"] {
             assert!(plain_from(from).is_some(), "{from:?}");
