@@ -17,6 +17,7 @@ on_both_backends!(
     lettre_plain,
     lettre_starttls,
     pipelined_session,
+    pipelining_client_that_reads_late,
     starttls_drops_pipelined_plaintext,
     reload_swaps_the_certificate,
     group_commit_and_store_failure
@@ -105,6 +106,56 @@ fn pipelined_session(backend: Backend) {
     let stored = server.shelf.wait_for(1);
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].recipients.len(), 2);
+}
+
+// Goal: a client that pipelines 20,000 commands before it reads any reply, through a small
+// receive buffer, gets every reply once and in order, then 221 and the close: the server's
+// sends that find the client's buffer full go out when it reads, and the input held back
+// meanwhile is answered then. Method: a writer thread sends
+// the NOOPs and QUIT; the reader waits 300 ms, so the replies pile up, then reads to EOF.
+fn pipelining_client_that_reads_late(backend: Backend) {
+    const NOOPS: usize = 20_000;
+    let server = Server::start(backend, |_| {});
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("small receive buffer");
+    socket.connect(&server.addr.into()).expect("connect");
+    let mut stream = std::net::TcpStream::from(socket);
+    stream
+        .set_read_timeout(Some(READ_TIMEOUT))
+        .expect("read timeout");
+    let mut writer = stream.try_clone().expect("clone");
+    let commands = [b"NOOP\r\n".repeat(NOOPS), b"QUIT\r\n".to_vec()].concat();
+    let write = std::thread::spawn(move || writer.write_all(&commands));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + 4 * READ_TIMEOUT;
+    let mut chunk = [0u8; 4096];
+    loop {
+        assert!(std::time::Instant::now() < deadline, "no EOF");
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("reading replies: {e}"),
+        }
+    }
+    write.join().expect("writer").expect("commands written");
+    let text = String::from_utf8_lossy(&got);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), NOOPS + 2, "greeting, one reply per NOOP, 221");
+    assert!(lines[0].starts_with("220 "), "greeting: {}", lines[0]);
+    assert!(
+        lines[1..=NOOPS].iter().all(|l| l.starts_with("250 2.0.0")),
+        "NOOP replies"
+    );
+    assert!(
+        lines[NOOPS + 1].starts_with("221 "),
+        "last: {}",
+        lines[NOOPS + 1]
+    );
 }
 
 // Goal: plaintext pipelined after STARTTLS is discarded (RFC 3207 §4.2): the injected MAIL

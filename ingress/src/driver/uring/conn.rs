@@ -29,6 +29,13 @@ use crate::session::{DeliveryFailure, PeerInfo, PendingMessage, SenderInput, Ses
 /// Unconsumed input past which the connection stops receiving until the session catches up
 /// (a client pipelining while a check runs must not grow memory without bound).
 const INPUT_BYTES_PAUSE: usize = 64 * 1024;
+/// Replies not yet sent past which the session reads no further input until they are (a
+/// client pipelining commands and reading no replies must not grow memory without bound).
+const OUTPUT_BYTES_PAUSE: usize = 64 * 1024;
+/// Input handed to the pump per call, so one call's replies (at most a few dozen bytes per
+/// byte of command) overshoot [`OUTPUT_BYTES_PAUSE`] by a bounded amount. A receive buffer's
+/// worth by default, so ordinary input takes one call.
+const FEED_SLICE_BYTES: usize = 16 * 1024;
 /// Plaintext read out of rustls per call.
 const TLS_PLAINTEXT_CHUNK: usize = 4096;
 
@@ -388,6 +395,10 @@ impl Conn {
         bump(&env.core.counters().bytes_out, self.send_buf.len() as u64);
         self.sending = false;
         self.send_buf.clear();
+        if !self.input.is_empty() && self.phase == Phase::Open {
+            // Input held back while replies piled up.
+            self.feed(env, &[]);
+        }
         self.close_if_said(env);
         true
     }
@@ -520,10 +531,14 @@ impl Conn {
     /// input runs out; returns the bytes consumed.
     fn pump_in(&mut self, env: Env<'_>, input: &[u8]) -> usize {
         let mut pos = 0;
-        while matches!(self.phase, Phase::Open | Phase::GreetPause(_)) && pos < input.len() {
+        while matches!(self.phase, Phase::Open | Phase::GreetPause(_))
+            && pos < input.len()
+            && self.unsent() < OUTPUT_BYTES_PAUSE
+        {
+            let slice = &input[pos..input.len().min(pos + FEED_SLICE_BYTES)];
             let n = self
                 .pump
-                .feed(&mut io!(self, env), &input[pos..], env.wall, env.now);
+                .feed(&mut io!(self, env), slice, env.wall, env.now);
             pos += n;
             self.act(env);
             if n == 0 {
@@ -531,6 +546,22 @@ impl Conn {
             }
         }
         pos
+    }
+
+    /// Reply bytes queued or in a send and not yet sent.
+    fn unsent(&self) -> usize {
+        let sending = if self.sending {
+            self.send_buf.len() - self.send_pos
+        } else {
+            0
+        };
+        self.link.wire.len() + sending
+    }
+
+    /// [`Self::unsent`], for the tests.
+    #[cfg(test)]
+    pub(super) fn unsent_bytes(&self) -> usize {
+        self.unsent()
     }
 
     /// Does what the pump asked for beyond I/O calls: begin TLS, or close.

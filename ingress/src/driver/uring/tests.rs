@@ -187,3 +187,64 @@ fn a_later_idle_deadline_fires_its_early_entry_harmlessly_then_closes_on_time() 
     assert!(rig.sent(&mut conn, late).starts_with("421 4.4.2 "));
     assert_eq!(rig.timed_out(), 1);
 }
+
+// Goal: a client that pipelines commands and reads no replies cannot grow the connection's
+// memory without bound: past the output pause the session takes no further input, what
+// arrives is held, and once the held input reaches its own pause the receive stops; as the
+// replies go out the held input is answered, every command once and in order. Method: 20,000
+// NOOPs (120,000 bytes) fed in receive-sized pieces while the first send never completes,
+// then the sends completed one by one.
+#[test]
+fn replies_that_pile_up_stop_the_input_until_they_are_sent() {
+    const NOOPS: usize = 20_000;
+    let rig = Rig::new();
+    let t0 = Instant::now();
+    let mut conn = rig.connect(t0);
+    assert!(rig.sent(&mut conn, t0).starts_with("220 "));
+    let input = b"NOOP\r\n".repeat(NOOPS);
+    // The first reply goes into a send that stays in flight while the rest arrives.
+    conn.received(rig.env(t0), b"NOOP\r\n");
+    assert!(conn.next_send(t0));
+    let mut fed = 6;
+    for piece in input[6..].chunks(16 * 1024) {
+        if !conn.wants_recv() {
+            break;
+        }
+        conn.received(rig.env(t0), piece);
+        fed += piece.len();
+    }
+    assert!(!conn.wants_recv(), "the receive stops");
+    assert!(fed < input.len(), "not everything was taken in");
+    let unsent = conn.unsent_bytes();
+    assert!(
+        unsent >= 64 * 1024,
+        "replies piled up to the pause: {unsent}"
+    );
+    assert!(unsent < 512 * 1024, "and not far past it: {unsent}");
+
+    let mut replies = String::new();
+    let first = i32::try_from(conn.send_buf.len()).expect("a bounded send");
+    replies.push_str(&String::from_utf8_lossy(&conn.send_buf));
+    assert!(conn.sent(rig.env(t0), first));
+    loop {
+        let more = rig.sent(&mut conn, t0);
+        if more.is_empty() {
+            if fed == input.len() {
+                break;
+            }
+            // The held input was answered and the receive is wanted again: the rest arrives.
+            assert!(conn.wants_recv(), "the receive resumes");
+            let end = input.len().min(fed + 16 * 1024);
+            conn.received(rig.env(t0), &input[fed..end]);
+            fed = end;
+            continue;
+        }
+        replies.push_str(&more);
+    }
+    let lines: Vec<&str> = replies.lines().collect();
+    assert_eq!(lines.len(), NOOPS, "one reply per NOOP");
+    assert!(
+        lines.iter().all(|l| l.starts_with("250 2.0.0")),
+        "all NOOP replies"
+    );
+}
