@@ -549,19 +549,13 @@ impl Conn {
     }
 
     /// Reply bytes queued or in a send and not yet sent.
-    fn unsent(&self) -> usize {
+    pub(super) fn unsent(&self) -> usize {
         let sending = if self.sending {
             self.send_buf.len() - self.send_pos
         } else {
             0
         };
         self.link.wire.len() + sending
-    }
-
-    /// [`Self::unsent`], for the tests.
-    #[cfg(test)]
-    pub(super) fn unsent_bytes(&self) -> usize {
-        self.unsent()
     }
 
     /// Does what the pump asked for beyond I/O calls: begin TLS, or close.

@@ -215,7 +215,7 @@ fn replies_that_pile_up_stop_the_input_until_they_are_sent() {
     }
     assert!(!conn.wants_recv(), "the receive stops");
     assert!(fed < input.len(), "not everything was taken in");
-    let unsent = conn.unsent_bytes();
+    let unsent = conn.unsent();
     assert!(
         unsent >= 64 * 1024,
         "replies piled up to the pause: {unsent}"
