@@ -111,8 +111,8 @@ fn pipelined_session(backend: Backend) {
 // Goal: a client that pipelines 20,000 commands before it reads any reply, through a small
 // receive buffer, gets every reply once and in order, then 221 and the close: the server's
 // sends that find the client's buffer full go out when it reads, and the input held back
-// meanwhile is answered then. Method: a writer thread sends
-// the NOOPs and QUIT; the reader waits 300 ms, so the replies pile up, then reads to EOF.
+// meanwhile is answered then. Method: a writer thread sends the NOOPs and QUIT; the reader
+// waits 300 ms, so the replies pile up, then reads to EOF.
 fn pipelining_client_that_reads_late(backend: Backend) {
     const NOOPS: usize = 20_000;
     let server = Server::start(backend, |_| {});
