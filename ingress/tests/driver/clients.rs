@@ -19,6 +19,7 @@ on_both_backends!(
     pipelined_session,
     pipelining_client_that_reads_late,
     starttls_drops_pipelined_plaintext,
+    tls_replies_past_the_tls_buffer,
     reload_swaps_the_certificate,
     group_commit_and_store_failure
 );
@@ -246,6 +247,51 @@ fn group_commit_and_store_failure(backend: Backend) {
 }
 
 /// A blocking rustls client over a socket that already did STARTTLS.
+// Goal: over TLS, one read's worth of pipelined commands whose replies exceed rustls's
+// 64 KiB buffer of unsent records still gets every reply, in order. Method: after STARTTLS,
+// 1,000 EHLOs and QUIT in one TLS write (18 KiB of commands, over 100 KiB of
+// replies), then everything read until the server closes.
+fn tls_replies_past_the_tls_buffer(backend: Backend) {
+    const EHLOS: usize = 1000;
+    let (server, cert) = Server::start_with_pem(backend);
+    let mut raw = server.connect();
+    raw.cmd("EHLO client.test", "250");
+    raw.cmd("STARTTLS", "220");
+    let mut tls = TlsClient::new(raw, cert);
+    let commands = [b"EHLO client.test\r\n".repeat(EHLOS), b"QUIT\r\n".to_vec()].concat();
+    let mut stream = rustls::Stream::new(&mut tls.conn, &mut tls.sock);
+    stream.write_all(&commands).expect("tls write");
+    stream.flush().expect("tls flush");
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // The server may close the socket without waiting for our close_notify.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => panic!("reading replies over TLS: {e}"),
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    let finals: Vec<&str> = text
+        .lines()
+        .filter(|l| l.as_bytes().get(3) == Some(&b' '))
+        .collect();
+    assert!(
+        text.len() > 64 * 1024,
+        "replies past 64 KiB: {}",
+        text.len()
+    );
+    assert_eq!(finals.len(), EHLOS + 1, "one reply per EHLO, then 221");
+    assert!(
+        finals[..EHLOS].iter().all(|l| l.starts_with("250 ")),
+        "EHLO replies"
+    );
+    assert!(finals[EHLOS].starts_with("221 "), "last: {}", finals[EHLOS]);
+}
+
 struct TlsClient {
     conn: rustls::ClientConnection,
     sock: std::net::TcpStream,

@@ -139,16 +139,25 @@ impl UringIo<'_> {
 
 impl Io for UringIo<'_> {
     fn send(&mut self, replies: &mut Vec<u8>) {
-        match self.link.tls.as_deref_mut() {
-            Some(tls) => {
-                if let Err(e) = tls.writer().write_all(replies) {
-                    tracing::debug!(core = self.env.core.id, error = %e, "tls write");
-                }
-                replies.clear();
-                self.link.stage_tls();
-            }
-            None => queue_replies(&mut self.link.wire, replies),
+        if self.link.tls.is_none() {
+            return queue_replies(&mut self.link.wire, replies);
         }
+        // rustls takes at most 64 KiB of unsent records: write what it takes, move its
+        // records to the wire, and go on with the rest.
+        let mut rest = &replies[..];
+        while let Some(tls) = self.link.tls.as_deref_mut()
+            && !rest.is_empty()
+        {
+            match tls.writer().write(rest) {
+                Ok(n) if n > 0 => rest = &rest[n..],
+                result => {
+                    tracing::debug!(core = self.env.core.id, ?result, "tls write");
+                    break;
+                }
+            }
+            self.link.stage_tls();
+        }
+        replies.clear();
     }
 
     fn check_sender(&mut self, input: SenderInput<'_>) -> Answer<Option<SenderCheck>> {
