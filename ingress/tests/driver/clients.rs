@@ -18,8 +18,10 @@ on_both_backends!(
     lettre_starttls,
     pipelined_session,
     pipelining_client_that_reads_late,
+    half_close_after_pipelined_quit,
     starttls_drops_pipelined_plaintext,
     tls_replies_past_the_tls_buffer,
+    tls_close_notify_after_pipelined_mail,
     reload_swaps_the_certificate,
     group_commit_and_store_failure
 );
@@ -159,6 +161,32 @@ fn pipelining_client_that_reads_late(backend: Backend) {
     );
 }
 
+// Goal: a client that pipelines the end of its message and QUIT and then shuts its sending
+// side down (as `printf ... | nc -N` does) still gets every reply: the 250 for the stored
+// message and the 221, then the close. Method: one write with the rest of the transaction
+// and QUIT, shutdown(SHUT_WR), every reply read until EOF.
+fn half_close_after_pipelined_quit(backend: Backend) {
+    let server = Server::start(backend, |_| {});
+    let mut raw = server.connect();
+    raw.cmd("EHLO client.test", "250");
+    raw.send(
+        b"MAIL FROM:<a@example.test>\r\nRCPT TO:<x@tempmx.test>\r\nDATA\r\n\
+          Subject: half close\r\n\r\nbody\r\n.\r\nQUIT\r\n",
+    );
+    raw.stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("half close");
+    let rest = raw.expect_eof();
+    let text = String::from_utf8_lossy(&rest);
+    let codes: Vec<&str> = text.lines().map(|l| &l[..3.min(l.len())]).collect();
+    assert_eq!(
+        codes,
+        ["250", "250", "354", "250", "221"],
+        "replies: {text}"
+    );
+    assert_eq!(server.shelf.wait_for(1).len(), 1);
+}
+
 // Goal: plaintext pipelined after STARTTLS is discarded (RFC 3207 §4.2): the injected MAIL
 // does not exist after the handshake, so RCPT gets 503, and EHLO works over TLS.
 fn starttls_drops_pipelined_plaintext(backend: Backend) {
@@ -290,6 +318,55 @@ fn tls_replies_past_the_tls_buffer(backend: Backend) {
         "EHLO replies"
     );
     assert!(finals[EHLOS].starts_with("221 "), "last: {}", finals[EHLOS]);
+}
+
+// Goal: a TLS client that pipelines a whole transaction and QUIT and sends close_notify in
+// the same flight has its mail stored and answered: the commands before the close_notify
+// are served before the close. Method: after STARTTLS, MAIL, RCPT, DATA, the message, QUIT
+// and close_notify in one TLS flush; then every reply read until the server closes.
+fn tls_close_notify_after_pipelined_mail(backend: Backend) {
+    let (server, cert) = Server::start_with_pem(backend);
+    let mut raw = server.connect();
+    raw.cmd("EHLO client.test", "250");
+    raw.cmd("STARTTLS", "220");
+    let mut tls = TlsClient::new(raw, cert);
+    tls.cmd("EHLO client.test", "250");
+    // Records built first and written in one call, so they arrive together.
+    tls.conn
+        .writer()
+        .write_all(
+            b"MAIL FROM:<a@example.test>\r\nRCPT TO:<x@tempmx.test>\r\nDATA\r\n\
+              Subject: last words\r\n\r\nbody\r\n.\r\nQUIT\r\n",
+        )
+        .expect("tls write");
+    tls.conn.send_close_notify();
+    let mut flight = Vec::new();
+    while tls.conn.wants_write() {
+        tls.conn.write_tls(&mut flight).expect("tls records");
+    }
+    tls.sock.write_all(&flight).expect("one write");
+    let mut stream = rustls::Stream::new(&mut tls.conn, &mut tls.sock);
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => panic!("reading replies over TLS: {e}"),
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    let codes: Vec<&str> = text.lines().map(|l| &l[..3.min(l.len())]).collect();
+    assert_eq!(
+        codes,
+        ["250", "250", "354", "250", "221"],
+        "replies: {text}"
+    );
+    let stored = server.shelf.wait_for(1);
+    assert_eq!(stored.len(), 1);
+    assert!(String::from_utf8_lossy(&stored[0].body).contains("body"));
 }
 
 struct TlsClient {

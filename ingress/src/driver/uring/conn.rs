@@ -330,9 +330,14 @@ impl Conn {
         }
         self.pump.received();
         if self.link.tls.is_some() {
-            // The plaintext comes out of rustls into `input`.
-            self.received_tls(env, data);
+            // The plaintext comes out of rustls into `input`; what came before a close_notify
+            // is served before the close, as a plaintext client's commands before its FIN.
+            let peer_closed = self.received_tls(env, data);
             self.feed(env, &[]);
+            // Unless the session ended itself meanwhile (QUIT): its last replies go out.
+            if peer_closed && !matches!(self.phase, Phase::Closing(_) | Phase::Done) {
+                self.end(env, End::Closed);
+            }
         } else {
             self.feed(env, data);
         }
@@ -340,6 +345,11 @@ impl Conn {
 
     /// The peer closed its side (or the socket failed).
     pub(super) fn eof(&mut self, env: Env<'_>, end: End) {
+        // A FIN after the session ended itself (a pipelined QUIT): its last replies still go
+        // out, within the final-write deadline, as they would to a client that waited.
+        if matches!(end, End::Closed) && matches!(self.phase, Phase::Closing(_)) {
+            return;
+        }
         self.end(env, end);
     }
 
@@ -599,10 +609,12 @@ impl Conn {
     }
 
     /// Ciphertext in: to rustls, plaintext out of it into `input`; finishes the handshake.
-    fn received_tls(&mut self, env: Env<'_>, data: &[u8]) {
+    /// True when the peer's close_notify came: the caller ends the session after serving the
+    /// input before it.
+    fn received_tls(&mut self, env: Env<'_>, data: &[u8]) -> bool {
         let core = env.core;
         let Some(tls) = self.link.tls.as_deref_mut() else {
-            return;
+            return false;
         };
         let mut rest = data;
         let mut failed = None;
@@ -640,7 +652,8 @@ impl Conn {
             }
             tracing::debug!(core = core.id, error = %e, "tls failed");
             self.link.stage_tls();
-            return self.end(env, End::TlsFailed);
+            self.end(env, End::TlsFailed);
+            return false;
         }
         if handshaking && !tls.is_handshaking() {
             bump(&core.counters().tls_handshakes_ok, 1);
@@ -650,9 +663,7 @@ impl Conn {
             self.phase = Phase::Open;
         }
         self.link.stage_tls();
-        if peer_closed {
-            self.end(env, End::Closed);
-        }
+        peer_closed
     }
 
     /// Ends the session: the reply the end calls for goes out (bounded), then the socket is
