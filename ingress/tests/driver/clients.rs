@@ -163,28 +163,32 @@ fn pipelining_client_that_reads_late(backend: Backend) {
 
 // Goal: a client that pipelines the end of its message and QUIT and then shuts its sending
 // side down (as `printf ... | nc -N` does) still gets every reply: the 250 for the stored
-// message and the 221, then the close. Method: one write with the rest of the transaction
-// and QUIT, shutdown(SHUT_WR), every reply read until EOF.
+// message and the 221, then the close; also when the 250 waits for a group commit that
+// completes after the FIN arrived. Method: one write with the rest of the transaction and
+// QUIT, shutdown(SHUT_WR), every reply read until EOF; with a sink that stores at once and
+// with one that acknowledges later from another thread.
 fn half_close_after_pipelined_quit(backend: Backend) {
-    let server = Server::start(backend, |_| {});
-    let mut raw = server.connect();
-    raw.cmd("EHLO client.test", "250");
-    raw.send(
-        b"MAIL FROM:<a@example.test>\r\nRCPT TO:<x@tempmx.test>\r\nDATA\r\n\
-          Subject: half close\r\n\r\nbody\r\n.\r\nQUIT\r\n",
-    );
-    raw.stream
-        .shutdown(std::net::Shutdown::Write)
-        .expect("half close");
-    let rest = raw.expect_eof();
-    let text = String::from_utf8_lossy(&rest);
-    let codes: Vec<&str> = text.lines().map(|l| &l[..3.min(l.len())]).collect();
-    assert_eq!(
-        codes,
-        ["250", "250", "354", "250", "221"],
-        "replies: {text}"
-    );
-    assert_eq!(server.shelf.wait_for(1).len(), 1);
+    for mode in [SinkMode::Done, SinkMode::Pending] {
+        let server = Server::start_with(config(backend), mode);
+        let mut raw = server.connect();
+        raw.cmd("EHLO client.test", "250");
+        raw.send(
+            b"MAIL FROM:<a@example.test>\r\nRCPT TO:<x@tempmx.test>\r\nDATA\r\n\
+              Subject: half close\r\n\r\nbody\r\n.\r\nQUIT\r\n",
+        );
+        raw.stream
+            .shutdown(std::net::Shutdown::Write)
+            .expect("half close");
+        let rest = raw.expect_eof();
+        let text = String::from_utf8_lossy(&rest);
+        let codes: Vec<&str> = text.lines().map(|l| &l[..3.min(l.len())]).collect();
+        assert_eq!(
+            codes,
+            ["250", "250", "354", "250", "221"],
+            "{mode:?}: replies: {text}"
+        );
+        assert_eq!(server.shelf.wait_for(1).len(), 1);
+    }
 }
 
 // Goal: plaintext pipelined after STARTTLS is discarded (RFC 3207 §4.2): the injected MAIL
@@ -274,7 +278,6 @@ fn group_commit_and_store_failure(backend: Backend) {
     assert_eq!(failing.handle().counters().messages_store_failed, 1);
 }
 
-/// A blocking rustls client over a socket that already did STARTTLS.
 // Goal: over TLS, one read's worth of pipelined commands whose replies exceed rustls's
 // 64 KiB buffer of unsent records still gets every reply, in order. Method: after STARTTLS,
 // 1,000 EHLOs and QUIT in one TLS write (18 KiB of commands, over 100 KiB of
@@ -369,6 +372,7 @@ fn tls_close_notify_after_pipelined_mail(backend: Backend) {
     assert!(String::from_utf8_lossy(&stored[0].body).contains("body"));
 }
 
+/// A blocking rustls client over a socket that already did STARTTLS.
 struct TlsClient {
     conn: rustls::ClientConnection,
     sock: std::net::TcpStream,

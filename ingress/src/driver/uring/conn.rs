@@ -259,6 +259,9 @@ pub(super) struct Conn {
     /// Plaintext input the session has not consumed.
     input: Vec<u8>,
     phase: Phase,
+    /// The client shut its sending side while input or a hand-off was pending: the session
+    /// ends as closed once that is served, as it would for a client that waited.
+    peer_eof: bool,
     started: Instant,
     _permit: Permit,
 }
@@ -306,6 +309,7 @@ impl Conn {
             send_since: now,
             input,
             phase: Phase::Open,
+            peer_eof: false,
             started: now,
             _permit: permit,
         };
@@ -334,9 +338,8 @@ impl Conn {
             // is served before the close, as a plaintext client's commands before its FIN.
             let peer_closed = self.received_tls(env, data);
             self.feed(env, &[]);
-            // Unless the session ended itself meanwhile (QUIT): its last replies go out.
-            if peer_closed && !matches!(self.phase, Phase::Closing(_) | Phase::Done) {
-                self.end(env, End::Closed);
+            if peer_closed {
+                self.eof(env, End::Closed);
             }
         } else {
             self.feed(env, data);
@@ -345,10 +348,18 @@ impl Conn {
 
     /// The peer closed its side (or the socket failed).
     pub(super) fn eof(&mut self, env: Env<'_>, end: End) {
-        // A FIN after the session ended itself (a pipelined QUIT): its last replies still go
-        // out, within the final-write deadline, as they would to a client that waited.
-        if matches!(end, End::Closed) && matches!(self.phase, Phase::Closing(_)) {
-            return;
+        if matches!(end, End::Closed) {
+            // After the session ended itself (a pipelined QUIT): its last replies still go
+            // out, within the final-write deadline, as they would to a client that waited.
+            if matches!(self.phase, Phase::Closing(_)) {
+                return;
+            }
+            // Input held or a hand-off running (a group commit the 250 waits for): served
+            // first; `feed` ends the session when nothing is left.
+            if self.phase == Phase::Open && (self.pump.is_waiting() || !self.input.is_empty()) {
+                self.peer_eof = true;
+                return;
+            }
         }
         self.end(env, end);
     }
@@ -356,6 +367,7 @@ impl Conn {
     /// Whether a receive should be (re)armed.
     pub(super) fn wants_recv(&self) -> bool {
         !matches!(self.phase, Phase::Closing(_) | Phase::Done)
+            && !self.peer_eof
             && self.input.len() < INPUT_BYTES_PAUSE
     }
 
@@ -542,6 +554,13 @@ impl Conn {
             let n = self.pump_in(env, &input);
             input.drain(..n);
             self.input = input;
+        }
+        if self.peer_eof
+            && self.phase == Phase::Open
+            && !self.pump.is_waiting()
+            && self.input.is_empty()
+        {
+            self.end(env, End::Closed);
         }
         self.count_session(env.core);
     }
