@@ -293,19 +293,7 @@ fn tls_replies_past_the_tls_buffer(backend: Backend) {
     let mut stream = rustls::Stream::new(&mut tls.conn, &mut tls.sock);
     stream.write_all(&commands).expect("tls write");
     stream.flush().expect("tls flush");
-    let mut got = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => got.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            // The server may close the socket without waiting for our close_notify.
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-            Err(e) => panic!("reading replies over TLS: {e}"),
-        }
-    }
-    let text = String::from_utf8_lossy(&got);
+    let text = tls.read_to_close();
     let finals: Vec<&str> = text
         .lines()
         .filter(|l| l.as_bytes().get(3) == Some(&b' '))
@@ -348,19 +336,7 @@ fn tls_close_notify_after_pipelined_mail(backend: Backend) {
         tls.conn.write_tls(&mut flight).expect("tls records");
     }
     tls.sock.write_all(&flight).expect("one write");
-    let mut stream = rustls::Stream::new(&mut tls.conn, &mut tls.sock);
-    let mut got = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => got.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-            Err(e) => panic!("reading replies over TLS: {e}"),
-        }
-    }
-    let text = String::from_utf8_lossy(&got);
+    let text = tls.read_to_close();
     let codes: Vec<&str> = text.lines().map(|l| &l[..3.min(l.len())]).collect();
     assert_eq!(
         codes,
@@ -398,6 +374,24 @@ impl TlsClient {
             sock: raw.stream,
             pending: Vec::new(),
         }
+    }
+
+    /// Everything the server sends until it closes, with or without its close_notify.
+    fn read_to_close(&mut self) -> String {
+        let mut stream = rustls::Stream::new(&mut self.conn, &mut self.sock);
+        let mut got = std::mem::take(&mut self.pending);
+        let mut chunk = [0u8; 4096];
+        loop {
+            match stream.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // The server may close the socket without waiting for our close_notify.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                Err(e) => panic!("reading replies over TLS: {e}"),
+            }
+        }
+        String::from_utf8_lossy(&got).into_owned()
     }
 
     fn cmd(&mut self, line: &str, start: &str) -> String {
