@@ -426,7 +426,7 @@ pub fn now_ms() -> u64 {
 pub(crate) fn new_token() -> String {
     let mut bytes = [0u8; TOKEN_BYTES];
     rand::rng().fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// SHA-256 of a token, as registries keep it.
@@ -440,7 +440,7 @@ pub(crate) fn hash(token: &str) -> Digest {
 fn add_record(address: &Mailbox, e: &Entry) -> Record {
     Record::Add {
         address: address.to_string(),
-        token_sha256: e.token_hash.iter().map(|b| format!("{b:02x}")).collect(),
+        token_sha256: hex::encode(e.token_hash),
         expires_at_ms: e.expires_at_ms,
         ttl_secs: e.ttl_secs,
     }
@@ -492,16 +492,7 @@ fn replay(entries: &mut Entries, record: Record, dir: &Path) -> Result<(), LogEr
 }
 
 fn unhex(text: &str) -> Option<Digest> {
-    let bytes = text.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-        let s = std::str::from_utf8(pair).ok()?;
-        *o = u8::from_str_radix(s, 16).ok()?;
-    }
-    Some(out)
+    hex::FromHex::from_hex(text).ok()
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@ use ring::hmac;
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, warn};
 
+use super::Webhooks;
 use super::target::{Target, TargetError};
-use super::{Webhooks, hex};
 
 /// Header with the unix time (seconds) the signature covers.
 pub const TIMESTAMP_HEADER: &str = "x-tempmx-timestamp";
@@ -61,7 +61,7 @@ pub fn signature(secret: &str, timestamp: u64, body: &[u8]) -> String {
     ctx.update(timestamp.to_string().as_bytes());
     ctx.update(b".");
     ctx.update(body);
-    format!("sha256={}", hex(ctx.sign().as_ref()))
+    format!("sha256={}", hex::encode(ctx.sign()))
 }
 
 /// Runs the worker until the queue closes: at most `deliveries_concurrent_max` deliveries

@@ -117,7 +117,7 @@ struct Libraries {
 
 static LIBRARIES: LazyLock<Libraries> = LazyLock::new(|| {
     let digest = ring::digest::digest(&ring::digest::SHA256, [TEMPMX, SHARE].concat().as_bytes());
-    let version = super::keys::to_hex(&digest.as_ref()[..6]);
+    let version = hex::encode(&digest.as_ref()[..6]);
     let code = |name: &str, lua: &str| {
         // The files name their functions `<base> .. V`, so the prelude sets the suffix.
         format!("#!lua name={name}_{version}\nlocal V = '_{version}'\n{lua}")

@@ -73,27 +73,9 @@ impl MailboxKeys {
     }
 }
 
-/// `bytes` as lowercase hex (key parts and the functions' version suffix).
-pub(crate) fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    // One allocation: greylist keys are made for every recipient checked.
-    let mut s = String::with_capacity(2 * bytes.len());
-    for &b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 0xf)] as char);
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hex_is_two_lowercase_digits_a_byte() {
-        assert_eq!(to_hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
-        assert_eq!(to_hex(&[]), "");
-    }
 
     #[test]
     fn every_key_of_a_mailbox_is_in_its_slot() {

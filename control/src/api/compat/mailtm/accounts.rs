@@ -141,19 +141,8 @@ pub(super) fn token_hash(token: &str) -> [u8; 32] {
     out
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn unhex32(s: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    if s.len() != 64 {
-        return None;
-    }
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
+    hex::FromHex::from_hex(s).ok()
 }
 
 impl Book {
@@ -192,7 +181,7 @@ impl Book {
             for h in self.issued.get(&a.id).into_iter().flatten() {
                 out.push(Line::Token {
                     id: a.id.clone(),
-                    token_sha256: hex(h),
+                    token_sha256: hex::encode(h),
                 });
             }
         }
@@ -345,7 +334,7 @@ impl Accounts {
         if let Some(log) = log.as_deref_mut() {
             let line = Line::Token {
                 id: id.to_owned(),
-                token_sha256: hex(&h),
+                token_sha256: hex::encode(h),
             };
             Self::save(log, &line)?;
         }

@@ -247,10 +247,7 @@ pub fn routes() -> Router<PublicState> {
 /// mail.tm-style id of a domain: the first 12 bytes of its SHA-256, in hex.
 fn domain_id(domain: &str) -> String {
     let d = ring::digest::digest(&ring::digest::SHA256, domain.as_bytes());
-    d.as_ref()[..12]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(&d.as_ref()[..12])
 }
 
 fn domain_json(f: Format, domain: &str) -> Value {

@@ -19,7 +19,6 @@ use tempmx_store::cluster::{Cluster, ClusterError, MailboxKeys};
 use tempmx_store::{Mailbox, MessageId};
 
 use super::accounts::{Account, TOKENS_PER_ACCOUNT_MAX, random_hex, token_hash};
-use crate::webhooks::hex;
 
 /// Name of the account hash beside the mailbox's other keys.
 const KEY_NAME: &str = "mt";
@@ -170,9 +169,9 @@ impl SharedAccounts {
         let excess = (tokens.len() + 1).saturating_sub(TOKENS_PER_ACCOUNT_MAX);
         let drop = tokens[..excess]
             .iter()
-            .map(|(h, _)| format!("t:{}", hex(h)))
+            .map(|(h, _)| format!("t:{}", hex::encode(h)))
             .collect();
-        let field = format!("t:{}", hex(&token_hash(&token)));
+        let field = format!("t:{}", hex::encode(token_hash(&token)));
         self.0
             .hash_put(
                 key(&a.address),
@@ -231,7 +230,7 @@ mod tests {
             None
         );
         let h = token_hash(&t);
-        let tk = format!("t:{}", hex(&h));
+        let tk = format!("t:{}", hex::encode(h));
         let f: HashMap<String, Vec<u8>> = [
             ("id", b"aa".to_vec()),
             ("ph", b"$argon2id$x".to_vec()),
