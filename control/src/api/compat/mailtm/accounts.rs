@@ -130,7 +130,7 @@ pub fn password_matches(password: &str, phc: &str) -> bool {
 pub(super) fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     rand::rng().fill_bytes(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex::encode(b)
 }
 
 /// SHA-256 of a bearer token.
