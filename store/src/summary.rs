@@ -4,6 +4,8 @@
 //! Records of format version 2 hold the values as received; readers decode those with
 //! [`decoded`] (see [`crate::frame::FORMAT_VERSION`]).
 
+use std::ops::Range;
+
 use mail_parser::MessageParser;
 
 use crate::mime::SUMMARY_VALUE_BYTES_MAX;
@@ -20,11 +22,11 @@ pub fn decode_in_place(from: &mut String, subject: &mut String) {
         return;
     }
     if subject_plain && let Some(shown) = plain_from(from) {
-        // What mail-parser would give (the differential test below checks it).
-        if shown.len() != from.len() || from.len() > SUMMARY_VALUE_BYTES_MAX {
-            let shown = shown.to_owned();
-            bounded(&shown, from);
-        }
+        // What mail-parser would give (the differential test below checks it), cut in
+        // place: a plain value is ASCII without control characters, so `bounded` would
+        // only cut it at the bound.
+        from.truncate(shown.end.min(shown.start + SUMMARY_VALUE_BYTES_MAX));
+        from.drain(..shown.start);
         return;
     }
     let head = format!("From: {from}\r\nSubject: {subject}\r\n\r\n");
@@ -45,21 +47,23 @@ pub fn decode_in_place(from: &mut String, subject: &mut String) {
     }
 }
 
-/// A `From:` value in one of the plain forms, `a@b`, `<a@b>` or `Name Words <a@b>`, shown
-/// as [`decode_in_place`] would show it, without parsing the header: `None` for anything
-/// with quotes, comments, encoded words, groups, escapes, tabs or runs of spaces, which
-/// take mail-parser's path.
-fn plain_from(from: &str) -> Option<&str> {
+/// A `From:` value in one of the plain forms, `a@b`, `<a@b>` or `Name Words <a@b>`: where
+/// in `from` the text [`decode_in_place`] would show is, found without parsing the header.
+/// `None` for anything with quotes, comments, encoded words, groups, escapes, tabs or runs
+/// of spaces, which take mail-parser's path.
+fn plain_from(from: &str) -> Option<Range<usize>> {
+    let lead = from.len() - from.trim_start_matches(' ').len();
     let value = from.trim_matches(' ');
     let Some(inner) = value.strip_suffix('>') else {
-        return plain_address(value).then_some(value);
+        return plain_address(value).then(|| lead..lead + value.len());
     };
     let (name, address) = inner.split_once('<')?;
     if !plain_address(address) {
         return None;
     }
     if name.is_empty() {
-        return Some(address);
+        // Inside the angle brackets.
+        return Some(lead + 1..lead + 1 + address.len());
     }
     // One space before the `<`, as the shown form has it.
     let name = name.strip_suffix(' ')?;
@@ -69,7 +73,7 @@ fn plain_from(from: &str) -> Option<&str> {
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'\''))
     });
     // `Name <a@b>` is shown as it is written, from the name's first byte.
-    words_ok.then_some(&value[..name.len() + address.len() + 3])
+    words_ok.then(|| lead..lead + name.len() + address.len() + 3)
 }
 
 /// An address of ASCII letters, digits and `._+-`, with one `@` inside it.

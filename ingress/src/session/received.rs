@@ -77,10 +77,12 @@ impl Session {
 
 /// Appends `v` in lowercase hex without leading zeroes, as `{:x}` does.
 fn push_hex(out: &mut Vec<u8>, v: u64) {
-    let digits = (64 - v.leading_zeros()).div_ceil(4).max(1);
-    for i in (0..digits).rev() {
-        out.push(b"0123456789abcdef"[((v >> (4 * i)) & 0xf) as usize]);
-    }
+    let mut digits = [0; 16];
+    // Eight bytes make exactly sixteen digits: the slice always fits.
+    let fits = hex::encode_to_slice(v.to_be_bytes(), &mut digits);
+    debug_assert!(fits.is_ok());
+    let first = digits.iter().position(|&d| d != b'0').unwrap_or(15);
+    out.extend_from_slice(&digits[first..]);
 }
 
 thread_local! {
